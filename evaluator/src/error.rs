@@ -1,0 +1,221 @@
+//! Evaluation errors. [`EvalError`] is one pointer wide (the payload is boxed) so `Result<Value,
+//! EvalError>` stays small on the hot path. Each error has an [`ErrorKind`] with a stable code
+//! (`buildit::eval::…`), a message, the span where it happened, optional extra labels and help,
+//! and an evaluation trace (innermost first) that callers extend as the error propagates.
+
+use buildit_lang::{Diagnostic, SourceMap, Span};
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    UndefinedVariable,
+    TypeError,
+    MissingAttribute,
+    MissingArgument,
+    UnexpectedArgument,
+    InfiniteRecursion,
+    Overflow,
+    DivisionByZero,
+    Throw,
+    Abort,
+    AssertionFailed,
+    IndexOutOfBounds,
+    DuplicateAttribute,
+    InvalidRegex,
+    Json,
+    NotAFunction,
+    Incomparable,
+    /// A file could not be read, a path does not exist, ...
+    Io,
+    /// An imported file has syntax errors (the diagnostics are in `related`).
+    Parse,
+    /// A feature buildit does not support (search paths, impure builtins without an EvalIo).
+    Unsupported,
+    /// Any other runtime failure of a builtin (bad argument value, ...).
+    Invalid,
+}
+
+impl ErrorKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::UndefinedVariable => "buildit::eval::undefined-variable",
+            ErrorKind::TypeError => "buildit::eval::type-error",
+            ErrorKind::MissingAttribute => "buildit::eval::missing-attribute",
+            ErrorKind::MissingArgument => "buildit::eval::missing-argument",
+            ErrorKind::UnexpectedArgument => "buildit::eval::unexpected-argument",
+            ErrorKind::InfiniteRecursion => "buildit::eval::infinite-recursion",
+            ErrorKind::Overflow => "buildit::eval::overflow",
+            ErrorKind::DivisionByZero => "buildit::eval::division-by-zero",
+            ErrorKind::Throw => "buildit::eval::throw",
+            ErrorKind::Abort => "buildit::eval::abort",
+            ErrorKind::AssertionFailed => "buildit::eval::assertion-failed",
+            ErrorKind::IndexOutOfBounds => "buildit::eval::index-out-of-bounds",
+            ErrorKind::DuplicateAttribute => "buildit::eval::duplicate-attribute",
+            ErrorKind::InvalidRegex => "buildit::eval::invalid-regex",
+            ErrorKind::Json => "buildit::eval::json",
+            ErrorKind::NotAFunction => "buildit::eval::not-a-function",
+            ErrorKind::Incomparable => "buildit::eval::incomparable",
+            ErrorKind::Io => "buildit::eval::io",
+            ErrorKind::Parse => "buildit::eval::parse",
+            ErrorKind::Unsupported => "buildit::eval::unsupported",
+            ErrorKind::Invalid => "buildit::eval::invalid-value",
+        }
+    }
+
+    /// Whether `builtins.tryEval` catches it (as in Nix: `throw` and failed `assert`).
+    pub fn catchable(self) -> bool {
+        matches!(self, ErrorKind::Throw | ErrorKind::AssertionFailed)
+    }
+
+    fn default_help(self) -> Option<&'static str> {
+        Some(match self {
+            ErrorKind::UndefinedVariable => "define it with `let`, take it as a function argument, or check the spelling",
+            ErrorKind::TypeError => "convert the value explicitly (e.g. `toString`) or fix the expression producing it",
+            ErrorKind::MissingAttribute => "use `e.a or default` or `e ? a` when the attribute may be absent",
+            ErrorKind::MissingArgument => "pass the argument, or give it a default in the pattern (`{ x ? default }:`)",
+            ErrorKind::UnexpectedArgument => "remove the argument, or add `...` to the function's pattern to accept extra ones",
+            ErrorKind::InfiniteRecursion => "a value depends on itself; break the cycle (e.g. refer to the previous stage of an overlay)",
+            ErrorKind::Overflow => "integers are 64-bit signed; use floats for larger magnitudes",
+            ErrorKind::DivisionByZero => "check the divisor before dividing",
+            ErrorKind::Throw => "this error was raised by `throw`; `builtins.tryEval` can catch it",
+            ErrorKind::Abort => "this error was raised by `abort` and cannot be caught",
+            ErrorKind::AssertionFailed => "the condition of this `assert` is false",
+            ErrorKind::IndexOutOfBounds => "check the list's length first (`builtins.length`)",
+            ErrorKind::DuplicateAttribute => "each attribute may be defined once; merge the definitions or rename one",
+            ErrorKind::InvalidRegex => "regular expressions use POSIX extended syntax",
+            ErrorKind::Json => "only null, Booleans, numbers, strings, lists and sets convert to and from JSON",
+            ErrorKind::NotAFunction => "only functions (and sets with `__functor`) can be applied to arguments",
+            ErrorKind::Incomparable => "only numbers, strings, paths and lists of those can be ordered",
+            ErrorKind::Io => "check that the path exists and is readable",
+            ErrorKind::Parse => "fix the syntax errors reported for the imported file",
+            ErrorKind::Unsupported => "buildit is pure: lookup paths and impure builtins are not available",
+            ErrorKind::Invalid => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ErrorInner {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub span: Option<Span>,
+    pub labels: Vec<(Span, String)>,
+    pub help: Option<String>,
+    /// Where the error passed through, innermost first: (span, what was being done).
+    pub trace: Vec<(Span, String)>,
+    /// Diagnostics of an imported file that failed to parse.
+    pub related: Vec<Diagnostic>,
+}
+
+/// An evaluation error (boxed: one pointer).
+#[derive(Clone)]
+pub struct EvalError(pub Box<ErrorInner>);
+
+impl EvalError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>, span: Span) -> EvalError {
+        EvalError(Box::new(ErrorInner {
+            kind,
+            message: message.into(),
+            span: Some(span),
+            labels: Vec::new(),
+            help: None,
+            trace: Vec::new(),
+            related: Vec::new(),
+        }))
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.0.kind
+    }
+
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> EvalError {
+        self.0.help = Some(help.into());
+        self
+    }
+
+    pub fn with_label(mut self, span: Span, msg: impl Into<String>) -> EvalError {
+        self.0.labels.push((span, msg.into()));
+        self
+    }
+
+    /// Record that the error passed through `span` while doing `what` (bounded).
+    pub fn add_trace(mut self, span: Span, what: impl Into<String>) -> EvalError {
+        if self.0.trace.len() < 64 {
+            self.0.trace.push((span, what.into()));
+        }
+        self
+    }
+
+    /// The primary diagnostic (labels, help). The trace is rendered separately
+    /// ([`EvalError::trace_lines`]) so callers can trim it.
+    pub fn to_diagnostic(&self) -> Diagnostic {
+        let mut d = Diagnostic::error(self.0.kind.code(), self.0.message.clone());
+        if let Some(span) = self.0.span {
+            d = d.with_label(span, primary_label(self.0.kind));
+        }
+        for (s, m) in &self.0.labels {
+            d = d.with_label(*s, m.clone());
+        }
+        if let Some(h) = self.0.help.clone().or(self.0.kind.default_help().map(String::from)) {
+            d = d.with_help(h);
+        }
+        d
+    }
+
+    /// `while <what> at file:line:col` lines, innermost first.
+    pub fn trace_lines(&self, sources: &SourceMap) -> Vec<String> {
+        self.0
+            .trace
+            .iter()
+            .map(|(s, w)| format!("while {} at {}", w, sources.position(*s)))
+            .collect()
+    }
+
+    pub fn related(&self) -> &[Diagnostic] {
+        &self.0.related
+    }
+}
+
+fn primary_label(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::UndefinedVariable => "not defined here",
+        ErrorKind::TypeError => "wrong type",
+        ErrorKind::MissingAttribute => "attribute missing",
+        ErrorKind::MissingArgument => "called without this argument",
+        ErrorKind::UnexpectedArgument => "unexpected argument",
+        ErrorKind::InfiniteRecursion => "depends on itself",
+        ErrorKind::Overflow => "overflows",
+        ErrorKind::DivisionByZero => "divides by zero",
+        ErrorKind::Throw => "thrown here",
+        ErrorKind::Abort => "aborted here",
+        ErrorKind::AssertionFailed => "assertion is false",
+        ErrorKind::IndexOutOfBounds => "out of bounds",
+        ErrorKind::DuplicateAttribute => "defined again here",
+        ErrorKind::InvalidRegex => "invalid regular expression",
+        ErrorKind::Json => "cannot convert",
+        ErrorKind::NotAFunction => "not a function",
+        ErrorKind::Incomparable => "cannot compare",
+        ErrorKind::Io => "while reading this",
+        ErrorKind::Parse => "imported here",
+        ErrorKind::Unsupported => "not supported",
+        ErrorKind::Invalid => "here",
+    }
+}
+
+impl fmt::Debug for EvalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.0.kind.code(), self.0.message)
+    }
+}
+
+impl fmt::Display for EvalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.message)
+    }
+}
+
+impl std::error::Error for EvalError {}

@@ -1,0 +1,1280 @@
+//! The evaluator proper: forcing thunks, applying functions, and running the IR.
+//!
+//! Design for speed and safety:
+//! - `eval` loops instead of recursing for tail positions (`if` branches, `let`/`rec` bodies,
+//!   `assert` bodies and the last application of a lambda), so tail-recursive code runs in
+//!   constant native stack.
+//! - Non-tail recursion (`1 + count (n - 1)`) recurses natively, but every recursive entry point
+//!   goes through `stacker::maybe_grow`, which moves onto a fresh heap-allocated stack segment
+//!   when the current one runs low: a 1,000,000-deep recursion needs memory, never a bigger
+//!   thread stack, and can never overflow it.
+//! - Thunks are blackholed while forced; hitting a blackhole is an infinite-recursion error that
+//!   lists the spans of the cycle (from the force stack). On error a thunk is reset, so a later
+//!   `tryEval` sees the same error again instead of a bogus cycle.
+
+use crate::builtins;
+use crate::error::{ErrorKind, EvalError};
+use crate::io::{EvalIo, FileKind};
+use crate::ir::{self, ExprKind, Key, StrPart};
+use crate::lower::{self, did_you_mean, LowerCtx};
+use crate::symbol::{KnownSymbols, Symbol};
+use crate::value::*;
+use buildit_lang::ast::BinOp;
+use buildit_lang::{Diagnostic, SourceMap, Span};
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
+use std::cmp::Ordering;
+use std::rc::Rc;
+
+const RED_ZONE: usize = 128 * 1024;
+const STACK_SEGMENT: usize = 2 * 1024 * 1024;
+
+/// How a value becomes a string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoerceMode {
+    /// `"${x}"`: strings, paths (copied to the store), sets with `__toString`/`outPath`.
+    Interpolation,
+    /// `builtins.toString`: also numbers, Booleans, null and lists.
+    ToString,
+}
+
+/// One evaluation session: sources, builtins, the import cache and the IO implementation.
+pub struct Evaluator {
+    pub sources: SourceMap,
+    pub sym: KnownSymbols,
+    io: Box<dyn EvalIo>,
+    globals: FxHashMap<Symbol, Value>,
+    import_cache: FxHashMap<String, Value>,
+    force_stack: Vec<Span>,
+    root: Env,
+}
+
+impl Evaluator {
+    pub fn new(io: Box<dyn EvalIo>) -> Evaluator {
+        let mut ev = Evaluator {
+            sources: SourceMap::new(),
+            sym: KnownSymbols::new(),
+            io,
+            globals: FxHashMap::default(),
+            import_cache: FxHashMap::default(),
+            force_stack: Vec::new(),
+            root: Scope::new(None, SmallVec::new()),
+        };
+        ev.globals = builtins::globals(&ev);
+        ev
+    }
+
+    pub fn io(&self) -> &dyn EvalIo {
+        &*self.io
+    }
+
+    /// The names visible at the top of every file.
+    pub fn globals(&self) -> &FxHashMap<Symbol, Value> {
+        &self.globals
+    }
+
+    /// The `builtins` record.
+    pub fn builtins_value(&self) -> Value {
+        self.globals
+            .get(&Symbol::intern("builtins"))
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    /// Parse and lower `text` as a file named `name` whose relative paths resolve against
+    /// `base_dir`. Returns the IR, or every diagnostic found.
+    pub fn compile(
+        &mut self,
+        name: &str,
+        text: &str,
+        base_dir: &str,
+    ) -> Result<Rc<ir::Expr>, Vec<Diagnostic>> {
+        self.compile_in_scope(name, text, base_dir, &[])
+    }
+
+    /// Like [`Evaluator::compile`], with extra frames of names in scope (for the REPL).
+    pub fn compile_in_scope(
+        &mut self,
+        name: &str,
+        text: &str,
+        base_dir: &str,
+        frames: &[Vec<Symbol>],
+    ) -> Result<Rc<ir::Expr>, Vec<Diagnostic>> {
+        let file = self.sources.add(name, text);
+        let parsed = buildit_lang::parse(file, text);
+        let mut diags = parsed.diagnostics;
+        let Some(ast) = parsed.expr else {
+            if diags.is_empty() {
+                diags.push(Diagnostic::error(
+                    "buildit::parse::empty",
+                    "the file contains no expression",
+                ));
+            }
+            return Err(diags);
+        };
+        if !diags.is_empty() {
+            return Err(diags);
+        }
+        let ctx = LowerCtx {
+            globals: &self.globals,
+            base_dir: base_dir.to_string(),
+            home: self.io.home_dir(),
+        };
+        let (ir, ldiags) = lower::lower_in_scope(&ast, &ctx, frames);
+        if ldiags.is_empty() {
+            Ok(ir)
+        } else {
+            Err(ldiags)
+        }
+    }
+
+    /// Evaluate compiled code in the root environment, to weak head normal form.
+    pub fn eval_root(&mut self, ir: &Rc<ir::Expr>) -> EvalResult<Value> {
+        let root = self.root.clone();
+        self.eval(ir, &root)
+    }
+
+    /// Evaluate compiled code in a given environment (the REPL's).
+    pub fn eval_in(&mut self, ir: &Rc<ir::Expr>, env: &Env) -> EvalResult<Value> {
+        self.eval(ir, env)
+    }
+
+    /// Convenience for tests and tools: compile and evaluate `text` (relative paths against the
+    /// current directory `/`), turning syntax errors into an [`EvalError`] of kind `Parse`.
+    pub fn eval_str(&mut self, text: &str) -> EvalResult<Value> {
+        match self.compile("«string»", text, "/") {
+            Ok(ir) => self.eval_root(&ir),
+            Err(diags) => Err(parse_error(diags, Span::default())),
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // forcing
+
+    /// Weak head normal form of `v`. Never returns a `Value::Thunk`.
+    #[inline]
+    pub fn force(&mut self, v: &Value) -> EvalResult<Value> {
+        match v {
+            Value::Thunk(t) => self.force_thunk(t),
+            v => Ok(v.clone()),
+        }
+    }
+
+    fn force_thunk(&mut self, t: &Thunk) -> EvalResult<Value> {
+        let pending = {
+            let mut st = t.0.borrow_mut();
+            match &*st {
+                ThunkState::Done(v) => return Ok(v.clone()),
+                ThunkState::Blackhole(idx, span) => {
+                    let (idx, span) = (*idx, *span);
+                    drop(st);
+                    return Err(self.cycle_error(idx, span));
+                }
+                ThunkState::Pending(_) => {}
+            }
+            let span = match &*st {
+                ThunkState::Pending(Pending::Expr(e, _)) => e.span,
+                _ => self.force_stack.last().copied().unwrap_or_default(),
+            };
+            std::mem::replace(&mut *st, ThunkState::Blackhole(self.force_stack.len(), span))
+        };
+        let ThunkState::Pending(pending) = pending else {
+            unreachable!("checked above")
+        };
+        let (span, retry) = match &pending {
+            Pending::Expr(e, env) => (e.span, Some(Pending::Expr(e.clone(), env.clone()))),
+            Pending::Apply(f, a) => (
+                self.force_stack.last().copied().unwrap_or_default(),
+                Some(Pending::Apply(f.clone(), a.clone())),
+            ),
+            Pending::Apply2(f, a, b) => (
+                self.force_stack.last().copied().unwrap_or_default(),
+                Some(Pending::Apply2(f.clone(), a.clone(), b.clone())),
+            ),
+            Pending::Native(_) => (self.force_stack.last().copied().unwrap_or_default(), None),
+        };
+        self.force_stack.push(span);
+        let r = stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || match pending {
+            Pending::Expr(e, env) => self.eval(&e, &env),
+            Pending::Apply(f, a) => self.apply(f, a, span),
+            Pending::Apply2(f, a, b) => {
+                let g = self.apply(f, a, span)?;
+                self.apply(g, b, span)
+            }
+            Pending::Native(f) => f(self).and_then(|v| self.force(&v)),
+        });
+        self.force_stack.pop();
+        match r {
+            Ok(v) => {
+                *t.0.borrow_mut() = ThunkState::Done(v.clone());
+                Ok(v)
+            }
+            Err(e) => {
+                *t.0.borrow_mut() = match retry {
+                    Some(p) => ThunkState::Pending(p),
+                    None => {
+                        let e2 = e.clone();
+                        ThunkState::Pending(Pending::Native(Box::new(move |_| Err(e2))))
+                    }
+                };
+                Err(e)
+            }
+        }
+    }
+
+    fn cycle_error(&self, idx: usize, span: Span) -> EvalError {
+        let mut err = EvalError::new(
+            ErrorKind::InfiniteRecursion,
+            "infinite recursion encountered",
+            span,
+        );
+        let mut seen = vec![span];
+        for s in self.force_stack.iter().skip(idx + 1).rev() {
+            if seen.len() >= 8 {
+                break;
+            }
+            if *s != Span::default() && !seen.contains(s) {
+                seen.push(*s);
+                err = err.with_label(*s, "which is needed by this");
+            }
+        }
+        err
+    }
+
+    /// Force `v` and everything inside it (`deepSeq`).
+    pub fn force_deep(&mut self, v: &Value) -> EvalResult<()> {
+        // iterative, with a visited set for shared structure
+        let mut stack = vec![v.clone()];
+        let mut seen: rustc_hash::FxHashSet<usize> = rustc_hash::FxHashSet::default();
+        while let Some(v) = stack.pop() {
+            let v = self.force(&v)?;
+            match &v {
+                Value::List(l) => {
+                    if seen.insert(l.id()) {
+                        stack.extend(l.iter().rev().cloned());
+                    }
+                }
+                Value::Attrs(a) => {
+                    if seen.insert(Rc::as_ptr(a) as *const u8 as usize) {
+                        for (_, x) in a.iter_sorted().into_iter().rev() {
+                            stack.push(x.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // typed forcing helpers (for builtins)
+
+    pub fn type_error(&self, expected: &str, got: &Value, span: Span) -> EvalError {
+        EvalError::new(
+            ErrorKind::TypeError,
+            format!("expected {} but found {}", expected, got.describe()),
+            span,
+        )
+    }
+
+    pub fn force_int(&mut self, v: &Value, span: Span) -> EvalResult<i64> {
+        match self.force(v)? {
+            Value::Int(i) => Ok(i),
+            other => Err(self.type_error("an integer", &other, span)),
+        }
+    }
+
+    pub fn force_float(&mut self, v: &Value, span: Span) -> EvalResult<f64> {
+        match self.force(v)? {
+            Value::Int(i) => Ok(i as f64),
+            Value::Float(f) => Ok(f),
+            other => Err(self.type_error("a float", &other, span)),
+        }
+    }
+
+    pub fn force_bool(&mut self, v: &Value, span: Span) -> EvalResult<bool> {
+        match self.force(v)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(self.type_error("a Boolean", &other, span)),
+        }
+    }
+
+    pub fn force_string(&mut self, v: &Value, span: Span) -> EvalResult<NixString> {
+        match self.force(v)? {
+            Value::String(s) => Ok(s),
+            other => Err(self.type_error("a string", &other, span)),
+        }
+    }
+
+    pub fn force_list(&mut self, v: &Value, span: Span) -> EvalResult<List> {
+        match self.force(v)? {
+            Value::List(l) => Ok(l),
+            other => Err(self.type_error("a list", &other, span)),
+        }
+    }
+
+    pub fn force_attrs(&mut self, v: &Value, span: Span) -> EvalResult<Rc<Attrs>> {
+        match self.force(v)? {
+            Value::Attrs(a) => Ok(a),
+            other => Err(self.type_error("a set", &other, span)),
+        }
+    }
+
+    pub fn force_function(&mut self, v: &Value, span: Span) -> EvalResult<Value> {
+        let f = self.force(v)?;
+        match &f {
+            Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_) => Ok(f),
+            Value::Attrs(a) if a.contains(self.sym.functor) => Ok(f),
+            other => Err(self.type_error("a function", other, span)),
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // application
+
+    /// Apply `f` to `args` one after the other.
+    pub fn call(&mut self, f: &Value, args: &[Value], span: Span) -> EvalResult<Value> {
+        let mut f = f.clone();
+        for a in args {
+            f = self.apply(f, a.clone(), span)?;
+        }
+        self.force(&f)
+    }
+
+    /// Apply a function value to one argument; the result is in WHNF.
+    pub fn apply(&mut self, f: Value, arg: Value, span: Span) -> EvalResult<Value> {
+        let f = self.force(&f)?;
+        match f {
+            Value::Lambda(c) => {
+                let env = self.bind(&c, arg, span)?;
+                let body = c.lambda.body.clone();
+                self.eval(&body, &env)
+            }
+            other => self.apply_other(other, arg, span),
+        }
+    }
+
+    fn apply_other(&mut self, f: Value, arg: Value, span: Span) -> EvalResult<Value> {
+        match f {
+            Value::PrimOp(op) => {
+                if op.arity <= 1 {
+                    self.call_primop(&op, &[arg], span)
+                } else {
+                    Ok(Value::PrimOpApp(Rc::new(PrimOpApp {
+                        op,
+                        args: vec![arg],
+                    })))
+                }
+            }
+            Value::PrimOpApp(app) => {
+                let mut args = Vec::with_capacity(app.args.len() + 1);
+                args.extend(app.args.iter().cloned());
+                args.push(arg);
+                if args.len() >= app.op.arity {
+                    self.call_primop(&app.op, &args, span)
+                } else {
+                    Ok(Value::PrimOpApp(Rc::new(PrimOpApp {
+                        op: app.op.clone(),
+                        args,
+                    })))
+                }
+            }
+            Value::Attrs(a) => match a.get(self.sym.functor) {
+                Some(functor) => {
+                    let functor = functor.clone();
+                    let g = self.apply(functor, Value::Attrs(a.clone()), span)?;
+                    self.apply(g, arg, span)
+                }
+                None => Err(self.not_a_function(&Value::Attrs(a), span)),
+            },
+            Value::Lambda(_) => self.apply(f, arg, span),
+            other => Err(self.not_a_function(&other, span)),
+        }
+    }
+
+    fn not_a_function(&self, v: &Value, span: Span) -> EvalError {
+        EvalError::new(
+            ErrorKind::NotAFunction,
+            format!("attempt to call something which is not a function but {}", v.describe()),
+            span,
+        )
+    }
+
+    fn call_primop(&mut self, op: &Rc<PrimOp>, args: &[Value], span: Span) -> EvalResult<Value> {
+        let v = (op.func)(self, args, span)?;
+        self.force(&v)
+    }
+
+    /// Bind a lambda's parameter(s) to `arg` in a new frame.
+    fn bind(&mut self, c: &Closure, arg: Value, span: Span) -> EvalResult<Env> {
+        match &c.lambda.param {
+            ir::Param::Ident => {
+                let mut slots = SmallVec::new();
+                slots.push(arg);
+                Ok(Scope::new(Some(c.env.clone()), slots))
+            }
+            ir::Param::Pattern {
+                fields,
+                ellipsis,
+                bind,
+            } => {
+                let attrs = match self.force(&arg)? {
+                    Value::Attrs(a) => a,
+                    other => {
+                        return Err(EvalError::new(
+                            ErrorKind::TypeError,
+                            format!(
+                                "the function expects a set as its argument but was called with {}",
+                                other.describe()
+                            ),
+                            span,
+                        )
+                        .with_label(c.lambda.span, "this function takes a set"))
+                    }
+                };
+                let env = Scope::new(
+                    Some(c.env.clone()),
+                    SmallVec::from_elem(Value::Null, fields.len() + usize::from(*bind)),
+                );
+                let mut used = 0usize;
+                {
+                    let mut slots = env.slots.borrow_mut();
+                    for (i, f) in fields.iter().enumerate() {
+                        match attrs.get(f.name) {
+                            Some(v) => {
+                                used += 1;
+                                slots[i] = v.clone();
+                            }
+                            None => match &f.default {
+                                Some(d) => slots[i] = delay_in_scope(d, &env),
+                                None => {
+                                    return Err(EvalError::new(
+                                        ErrorKind::MissingArgument,
+                                        format!(
+                                            "the function was called without required argument '{}'",
+                                            f.name
+                                        ),
+                                        span,
+                                    )
+                                    .with_label(f.span, "declared here"))
+                                }
+                            },
+                        }
+                    }
+                    if *bind {
+                        slots[fields.len()] = Value::Attrs(attrs.clone());
+                    }
+                }
+                if !*ellipsis && used < attrs.len() {
+                    for (k, _) in attrs.iter_sorted() {
+                        if !fields.iter().any(|f| f.name == *k) {
+                            let mut e = EvalError::new(
+                                ErrorKind::UnexpectedArgument,
+                                format!("the function was called with unexpected argument '{k}'"),
+                                span,
+                            )
+                            .with_label(c.lambda.span, "this function's pattern has no `...`");
+                            if let Some(s) =
+                                did_you_mean(k.as_str(), fields.iter().map(|f| f.name.as_str()))
+                            {
+                                e = e.with_help(format!("did you mean '{s}'?"));
+                            }
+                            return Err(e);
+                        }
+                    }
+                }
+                Ok(env)
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // the interpreter
+
+    fn eval(&mut self, expr: &Rc<ir::Expr>, env: &Env) -> EvalResult<Value> {
+        stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || {
+            self.eval_loop(expr.clone(), env.clone())
+        })
+    }
+
+    fn eval_loop(&mut self, mut expr: Rc<ir::Expr>, mut env: Env) -> EvalResult<Value> {
+        loop {
+            let span = expr.span;
+            let next: (Rc<ir::Expr>, Env) = match &expr.kind {
+                ExprKind::Const(v) => return Ok(v.clone()),
+                ExprKind::Var { depth, index } => {
+                    let v = lookup(&env, *depth, *index);
+                    return self.force(&v);
+                }
+                ExprKind::If(c, t, e) => {
+                    let cv = self.eval(c, &env)?;
+                    let b = match cv {
+                        Value::Bool(b) => b,
+                        other => {
+                            return Err(self
+                                .type_error("a Boolean", &other, c.span)
+                                .with_help("the condition of `if` must be true or false"))
+                        }
+                    };
+                    (if b { t.clone() } else { e.clone() }, env)
+                }
+                ExprKind::Scope { slots, body } => {
+                    let new_env = Scope::new(
+                        Some(env.clone()),
+                        SmallVec::from_elem(Value::Null, slots.len()),
+                    );
+                    {
+                        let mut s = new_env.slots.borrow_mut();
+                        for (i, e) in slots.iter().enumerate() {
+                            s[i] = delay_in_scope(e, &new_env);
+                        }
+                    }
+                    (body.clone(), new_env)
+                }
+                ExprKind::Assert(c, body) => {
+                    let cv = self.eval(c, &env)?;
+                    match cv {
+                        Value::Bool(true) => (body.clone(), env),
+                        Value::Bool(false) => {
+                            return Err(EvalError::new(
+                                ErrorKind::AssertionFailed,
+                                format!(
+                                    "assertion '{}' failed",
+                                    self.sources.snippet(c.span)
+                                ),
+                                c.span,
+                            ))
+                        }
+                        other => return Err(self.type_error("a Boolean", &other, c.span)),
+                    }
+                }
+                ExprKind::Apply(f, args) => {
+                    let mut fv = self.eval(f, &env)?;
+                    let n = args.len();
+                    let mut tail = None;
+                    for (i, a) in args.iter().enumerate() {
+                        let av = delay(a, &env);
+                        if i + 1 == n {
+                            if let Value::Lambda(c) = &fv {
+                                let new_env = self
+                                    .bind(c, av, span)
+                                    .map_err(|e| e.add_trace(span, "calling a function"))?;
+                                tail = Some((c.lambda.body.clone(), new_env));
+                                break;
+                            }
+                        }
+                        fv = self
+                            .apply(fv, av, span)
+                            .map_err(|e| e.add_trace(span, "calling a function"))?;
+                    }
+                    match tail {
+                        Some(t) => t,
+                        None => return Ok(fv),
+                    }
+                }
+                ExprKind::Lambda(l) => {
+                    return Ok(Value::Lambda(Rc::new(Closure {
+                        lambda: l.clone(),
+                        env,
+                    })))
+                }
+                ExprKind::List(items) => {
+                    let v: Vec<Value> = items.iter().map(|i| delay(i, &env)).collect();
+                    return Ok(Value::list(v));
+                }
+                ExprKind::Attrs(a) => return self.eval_attrs(a, &env),
+                ExprKind::Str(parts) => return self.eval_str_parts(parts, &env, span),
+                ExprKind::Path(parts) => {
+                    let s = self.eval_str_parts(parts, &env, span)?;
+                    let Value::String(s) = s else {
+                        unreachable!("eval_str_parts returns a string")
+                    };
+                    return Ok(Value::Path(Rc::from(lower::canon_path(s.as_str()))));
+                }
+                ExprKind::Select(base, keys, default) => {
+                    return self.eval_select(base, keys, default.as_ref(), &env, span)
+                }
+                ExprKind::HasAttr(base, keys) => {
+                    let mut v = self.eval(base, &env)?;
+                    for k in keys {
+                        let Value::Attrs(a) = v else {
+                            return Ok(Value::Bool(false));
+                        };
+                        let name = self.key_symbol(k, &env)?;
+                        match a.get(name) {
+                            Some(x) => v = self.force(x)?,
+                            None => return Ok(Value::Bool(false)),
+                        }
+                    }
+                    return Ok(Value::Bool(true));
+                }
+                ExprKind::Not(e) => {
+                    let v = self.eval(e, &env)?;
+                    return match v {
+                        Value::Bool(b) => Ok(Value::Bool(!b)),
+                        other => Err(self.type_error("a Boolean", &other, e.span)),
+                    };
+                }
+                ExprKind::Neg(e) => {
+                    let v = self.eval(e, &env)?;
+                    return self.arith(BinOp::Sub, &Value::Int(0), &v, span);
+                }
+                ExprKind::Binary(op, l, r) => return self.eval_binary(*op, l, r, &env, span),
+                ExprKind::Fail(kind, msg) => {
+                    return Err(EvalError::new(*kind, msg.clone(), span));
+                }
+            };
+            expr = next.0;
+            env = next.1;
+        }
+    }
+
+    fn key_symbol(&mut self, k: &Key, env: &Env) -> EvalResult<Symbol> {
+        match k {
+            Key::Static(s, _) => Ok(*s),
+            Key::Dynamic(e) => {
+                let v = self.eval(e, env)?;
+                match v {
+                    Value::String(s) => Ok(Symbol::intern(s.as_str())),
+                    other => Err(self.type_error("a string (attribute name)", &other, e.span)),
+                }
+            }
+        }
+    }
+
+    fn eval_select(
+        &mut self,
+        base: &Rc<ir::Expr>,
+        keys: &[Key],
+        default: Option<&Rc<ir::Expr>>,
+        env: &Env,
+        span: Span,
+    ) -> EvalResult<Value> {
+        let mut v = self.eval(base, env)?;
+        for k in keys {
+            let name = self.key_symbol(k, env)?;
+            let kspan = match k {
+                Key::Static(_, s) => *s,
+                Key::Dynamic(e) => e.span,
+            };
+            let a = match v {
+                Value::Attrs(a) => a,
+                other => {
+                    if let Some(d) = default {
+                        return self.eval(d, env);
+                    }
+                    return Err(EvalError::new(
+                        ErrorKind::TypeError,
+                        format!(
+                            "cannot select attribute '{}' from {}",
+                            name,
+                            other.describe()
+                        ),
+                        kspan,
+                    )
+                    .with_help("only sets have attributes; check what the expression before `.` evaluates to"));
+                }
+            };
+            match a.get(name) {
+                Some(x) => {
+                    let x = x.clone();
+                    v = self.force(&x)?;
+                }
+                None => {
+                    if let Some(d) = default {
+                        return self.eval(d, env);
+                    }
+                    let mut e = EvalError::new(
+                        ErrorKind::MissingAttribute,
+                        format!("attribute '{name}' missing"),
+                        kspan,
+                    );
+                    let names: Vec<&str> = a.iter().map(|(k, _)| k.as_str()).collect();
+                    if let Some(s) = did_you_mean(name.as_str(), names) {
+                        e = e.with_help(format!("did you mean '{s}'?"));
+                    }
+                    let _ = span;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    fn eval_attrs(&mut self, a: &ir::AttrsIr, env: &Env) -> EvalResult<Value> {
+        let mut entries: Vec<(Symbol, Value)> = Vec::with_capacity(a.statics.len());
+        for (k, e) in &a.statics {
+            entries.push((*k, delay(e, env)));
+        }
+        let mut attrs = Attrs::from_sorted(entries);
+        for (k, v, span) in &a.dynamics {
+            let kv = self.eval(k, env)?;
+            let name = match kv {
+                Value::Null => continue,
+                Value::String(s) => Symbol::intern(s.as_str()),
+                other => return Err(self.type_error("a string (attribute name)", &other, k.span)),
+            };
+            if attrs.contains(name) {
+                return Err(EvalError::new(
+                    ErrorKind::DuplicateAttribute,
+                    format!("dynamic attribute '{name}' already defined"),
+                    *span,
+                ));
+            }
+            attrs.insert(name, delay(v, env));
+        }
+        Ok(Value::attrs(attrs))
+    }
+
+    fn eval_str_parts(&mut self, parts: &[StrPart], env: &Env, span: Span) -> EvalResult<Value> {
+        let mut out = String::new();
+        let mut ctx = Context::empty();
+        for p in parts {
+            match p {
+                StrPart::Lit(s) => out.push_str(s),
+                StrPart::Interp(e) => {
+                    let v = self.eval(e, env)?;
+                    let s = self
+                        .coerce_to_string(&v, e.span, CoerceMode::Interpolation)
+                        .map_err(|err| err.add_trace(span, "interpolating into a string"))?;
+                    out.push_str(s.as_str());
+                    ctx.union(s.context());
+                }
+            }
+        }
+        Ok(Value::String(NixString::new(out, ctx)))
+    }
+
+    fn eval_binary(
+        &mut self,
+        op: BinOp,
+        l: &Rc<ir::Expr>,
+        r: &Rc<ir::Expr>,
+        env: &Env,
+        span: Span,
+    ) -> EvalResult<Value> {
+        match op {
+            BinOp::And => {
+                if !self.eval_bool(l, env)? {
+                    return Ok(Value::Bool(false));
+                }
+                Ok(Value::Bool(self.eval_bool(r, env)?))
+            }
+            BinOp::Or => {
+                if self.eval_bool(l, env)? {
+                    return Ok(Value::Bool(true));
+                }
+                Ok(Value::Bool(self.eval_bool(r, env)?))
+            }
+            BinOp::Impl => {
+                if !self.eval_bool(l, env)? {
+                    return Ok(Value::Bool(true));
+                }
+                Ok(Value::Bool(self.eval_bool(r, env)?))
+            }
+            _ => {
+                let a = self.eval(l, env)?;
+                let b = self.eval(r, env)?;
+                match op {
+                    BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div => {
+                        self.arith(op, &a, &b, span)
+                    }
+                    BinOp::Eq => Ok(Value::Bool(self.equals(&a, &b, span)?)),
+                    BinOp::NotEq => Ok(Value::Bool(!self.equals(&a, &b, span)?)),
+                    BinOp::Lt => Ok(Value::Bool(self.less_than(&a, &b, span)?)),
+                    BinOp::Gt => Ok(Value::Bool(self.less_than(&b, &a, span)?)),
+                    BinOp::Le => Ok(Value::Bool(!self.less_than(&b, &a, span)?)),
+                    BinOp::Ge => Ok(Value::Bool(!self.less_than(&a, &b, span)?)),
+                    BinOp::Concat => {
+                        let x = match a {
+                            Value::List(x) => x,
+                            other => return Err(self.type_error("a list", &other, l.span)),
+                        };
+                        let y = match b {
+                            Value::List(y) => y,
+                            other => return Err(self.type_error("a list", &other, r.span)),
+                        };
+                        if y.is_empty() {
+                            return Ok(Value::List(x));
+                        }
+                        if x.is_empty() {
+                            return Ok(Value::List(y));
+                        }
+                        let mut v = Vec::with_capacity(x.len() + y.len());
+                        v.extend_from_slice(x.as_slice());
+                        v.extend_from_slice(y.as_slice());
+                        Ok(Value::list(v))
+                    }
+                    BinOp::Update => {
+                        let x = match a {
+                            Value::Attrs(x) => x,
+                            other => return Err(self.type_error("a set", &other, l.span)),
+                        };
+                        let y = match b {
+                            Value::Attrs(y) => y,
+                            other => return Err(self.type_error("a set", &other, r.span)),
+                        };
+                        if y.is_empty() {
+                            return Ok(Value::Attrs(x));
+                        }
+                        if x.is_empty() {
+                            return Ok(Value::Attrs(y));
+                        }
+                        Ok(Value::attrs(x.update(&y)))
+                    }
+                    BinOp::And | BinOp::Or | BinOp::Impl => unreachable!("handled above"),
+                }
+            }
+        }
+    }
+
+    fn eval_bool(&mut self, e: &Rc<ir::Expr>, env: &Env) -> EvalResult<bool> {
+        match self.eval(e, env)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(self.type_error("a Boolean", &other, e.span)),
+        }
+    }
+
+    /// `+ - * /` with Nix's rules: ints stay ints (overflow is an error), a float makes a
+    /// float, `+` also concatenates strings and paths.
+    pub fn arith(&mut self, op: BinOp, a: &Value, b: &Value, span: Span) -> EvalResult<Value> {
+        let a = self.force(a)?;
+        let b = self.force(b)?;
+        match (&a, &b) {
+            (Value::Int(x), Value::Int(y)) => {
+                let r = match op {
+                    BinOp::Add => x.checked_add(*y),
+                    BinOp::Sub => x.checked_sub(*y),
+                    BinOp::Mul => x.checked_mul(*y),
+                    BinOp::Div => {
+                        if *y == 0 {
+                            return Err(EvalError::new(
+                                ErrorKind::DivisionByZero,
+                                "division by zero",
+                                span,
+                            ));
+                        }
+                        x.checked_div(*y)
+                    }
+                    _ => None,
+                };
+                r.map(Value::Int).ok_or_else(|| {
+                    EvalError::new(
+                        ErrorKind::Overflow,
+                        format!("integer overflow in {} {} {}", x, op.symbol(), y),
+                        span,
+                    )
+                })
+            }
+            (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
+                let x = num(&a);
+                let y = num(&b);
+                Ok(Value::Float(match op {
+                    BinOp::Add => x + y,
+                    BinOp::Sub => x - y,
+                    BinOp::Mul => x * y,
+                    BinOp::Div => {
+                        if y == 0.0 {
+                            return Err(EvalError::new(
+                                ErrorKind::DivisionByZero,
+                                "division by zero",
+                                span,
+                            ));
+                        }
+                        x / y
+                    }
+                    _ => 0.0,
+                }))
+            }
+            _ if op == BinOp::Add => self.add_strings(&a, &b, span),
+            _ => {
+                let bad = if matches!(a, Value::Int(_) | Value::Float(_)) { &b } else { &a };
+                Err(self.type_error("a number", bad, span).with_help(format!(
+                    "`{}` works on integers and floats",
+                    op.symbol()
+                )))
+            }
+        }
+    }
+
+    fn add_strings(&mut self, a: &Value, b: &Value, span: Span) -> EvalResult<Value> {
+        match a {
+            Value::Path(p) => {
+                let s = match b {
+                    Value::String(s) => {
+                        if s.has_context() {
+                            return Err(EvalError::new(
+                                ErrorKind::TypeError,
+                                "a string that refers to a store path cannot be appended to a path",
+                                span,
+                            ));
+                        }
+                        s.as_str().to_string()
+                    }
+                    Value::Path(q) => q.to_string(),
+                    other => {
+                        return Err(self.type_error("a string or path", other, span));
+                    }
+                };
+                let joined = format!("{p}{s}");
+                Ok(Value::Path(Rc::from(lower::canon_path(&joined))))
+            }
+            Value::String(x) => {
+                let y = match b {
+                    Value::String(y) => y.clone(),
+                    Value::Path(_) | Value::Attrs(_) => {
+                        self.coerce_to_string(b, span, CoerceMode::Interpolation)?
+                    }
+                    other => {
+                        return Err(EvalError::new(
+                            ErrorKind::TypeError,
+                            format!("cannot add {} to a string", other.describe()),
+                            span,
+                        )
+                        .with_help("convert it first, e.g. with `toString`"))
+                    }
+                };
+                let mut s = String::with_capacity(x.as_str().len() + y.as_str().len());
+                s.push_str(x.as_str());
+                s.push_str(y.as_str());
+                let mut ctx = x.context().clone();
+                ctx.union(y.context());
+                Ok(Value::String(NixString::new(s, ctx)))
+            }
+            Value::Attrs(_) => {
+                let x = self.coerce_to_string(a, span, CoerceMode::Interpolation)?;
+                self.add_strings(&Value::String(x), b, span)
+            }
+            other => Err(EvalError::new(
+                ErrorKind::TypeError,
+                format!("cannot add {} and {}", other.describe(), b.describe()),
+                span,
+            )),
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // coercion, equality, ordering
+
+    pub fn coerce_to_string(
+        &mut self,
+        v: &Value,
+        span: Span,
+        mode: CoerceMode,
+    ) -> EvalResult<NixString> {
+        let v = self.force(v)?;
+        match &v {
+            Value::String(s) => Ok(s.clone()),
+            Value::Path(p) => {
+                if mode == CoerceMode::ToString {
+                    return Ok(NixString::plain(&**p));
+                }
+                let name = p.rsplit('/').next().unwrap_or("source").to_string();
+                match self.io.add_to_store(&name, p) {
+                    Ok(sp) => {
+                        let ctx = Context::single(ContextElem::Opaque(Rc::from(sp.as_str())));
+                        Ok(NixString::new(sp, ctx))
+                    }
+                    Err(msg) => Err(EvalError::new(
+                        ErrorKind::Unsupported,
+                        format!("cannot copy path '{p}' to the store: {msg}"),
+                        span,
+                    )),
+                }
+            }
+            Value::Attrs(a) => {
+                if let Some(f) = a.get(self.sym.to_string) {
+                    let f = f.clone();
+                    let r = self.apply(f, v.clone(), span)?;
+                    return self.coerce_to_string(&r, span, mode);
+                }
+                if let Some(o) = a.get(self.sym.out_path) {
+                    let o = o.clone();
+                    return self.coerce_to_string(&o, span, mode);
+                }
+                Err(self.cannot_coerce(&v, span))
+            }
+            Value::Int(i) if mode == CoerceMode::ToString => Ok(NixString::plain(i.to_string())),
+            Value::Float(f) if mode == CoerceMode::ToString => {
+                Ok(NixString::plain(format!("{f:.6}")))
+            }
+            Value::Bool(b) if mode == CoerceMode::ToString => {
+                Ok(NixString::plain(if *b { "1" } else { "" }))
+            }
+            Value::Null if mode == CoerceMode::ToString => Ok(NixString::plain("")),
+            Value::List(l) if mode == CoerceMode::ToString => {
+                let mut out = String::new();
+                let mut ctx = Context::empty();
+                let n = l.len();
+                for (i, x) in l.iter().enumerate() {
+                    let s = self.coerce_to_string(x, span, mode)?;
+                    out.push_str(s.as_str());
+                    ctx.union(s.context());
+                    // Nix: a space between elements, except after an empty list element
+                    if i + 1 < n {
+                        let xv = self.force(x)?;
+                        let empty_list = matches!(&xv, Value::List(l) if l.is_empty());
+                        if !empty_list {
+                            out.push(' ');
+                        }
+                    }
+                }
+                Ok(NixString::new(out, ctx))
+            }
+            _ => Err(self.cannot_coerce(&v, span)),
+        }
+    }
+
+    fn cannot_coerce(&self, v: &Value, span: Span) -> EvalError {
+        EvalError::new(
+            ErrorKind::TypeError,
+            format!("cannot coerce {} to a string", v.describe()),
+            span,
+        )
+        .with_help("only strings, paths and sets with `__toString` or `outPath` interpolate; use `toString` or `builtins.toJSON`")
+    }
+
+    /// A path value, or a string holding an absolute path.
+    pub fn coerce_to_path(&mut self, v: &Value, span: Span) -> EvalResult<String> {
+        let v = self.force(v)?;
+        match &v {
+            Value::Path(p) => Ok(p.to_string()),
+            _ => {
+                let s = self.coerce_to_string(&v, span, CoerceMode::Interpolation)?;
+                if s.as_str().starts_with('/') {
+                    Ok(s.as_str().to_string())
+                } else {
+                    Err(EvalError::new(
+                        ErrorKind::TypeError,
+                        format!("string '{}' doesn't represent an absolute path", s.as_str()),
+                        span,
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Nix's `==`.
+    pub fn equals(&mut self, a: &Value, b: &Value, span: Span) -> EvalResult<bool> {
+        let a = self.force(a)?;
+        let b = self.force(b)?;
+        Ok(match (&a, &b) {
+            (Value::Int(x), Value::Int(y)) => x == y,
+            (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
+                num(&a) == num(&b)
+            }
+            (Value::String(x), Value::String(y)) => x.as_str() == y.as_str(),
+            (Value::Path(x), Value::Path(y)) => x == y,
+            (Value::Null, Value::Null) => true,
+            (Value::Bool(x), Value::Bool(y)) => x == y,
+            (Value::List(x), Value::List(y)) => {
+                if List::ptr_eq(x, y) {
+                    return Ok(true);
+                }
+                if x.len() != y.len() {
+                    return Ok(false);
+                }
+                for (p, q) in x.iter().zip(y.iter()) {
+                    if !self.equal_elems(p, q, span)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            (Value::Attrs(x), Value::Attrs(y)) => {
+                if Rc::ptr_eq(x, y) {
+                    return Ok(true);
+                }
+                // derivations compare by output path
+                if self.is_derivation(x)? && self.is_derivation(y)? {
+                    if let (Some(p), Some(q)) = (x.get(self.sym.out_path), y.get(self.sym.out_path))
+                    {
+                        let (p, q) = (p.clone(), q.clone());
+                        return self.equals(&p, &q, span);
+                    }
+                }
+                if x.len() != y.len() {
+                    return Ok(false);
+                }
+                for ((k1, v1), (k2, v2)) in x.iter().zip(y.iter()) {
+                    if k1 != k2 {
+                        return Ok(false);
+                    }
+                    if !self.equal_elems(v1, v2, span)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            _ => false,
+        })
+    }
+
+    /// Elements of lists and sets: identical thunks are equal without forcing (as in Nix,
+    /// where `[f] == [f]` is true although `f == f` is false for a function).
+    fn equal_elems(&mut self, p: &Value, q: &Value, span: Span) -> EvalResult<bool> {
+        if let (Value::Thunk(a), Value::Thunk(b)) = (p, q) {
+            if Thunk::ptr_eq(a, b) {
+                return Ok(true);
+            }
+        }
+        if let (Value::Lambda(a), Value::Lambda(b)) = (p, q) {
+            if Rc::ptr_eq(a, b) {
+                return Ok(true);
+            }
+        }
+        stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || self.equals(p, q, span))
+    }
+
+    fn is_derivation(&mut self, a: &Attrs) -> EvalResult<bool> {
+        match a.get(self.sym.type_) {
+            Some(t) => {
+                let t = t.clone();
+                Ok(matches!(self.force(&t)?, Value::String(s) if s.as_str() == "derivation"))
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Nix's `<` (and `builtins.lessThan`, `sort`'s default order).
+    pub fn less_than(&mut self, a: &Value, b: &Value, span: Span) -> EvalResult<bool> {
+        Ok(self.compare(a, b, span)? == Ordering::Less)
+    }
+
+    fn compare(&mut self, a: &Value, b: &Value, span: Span) -> EvalResult<Ordering> {
+        let a = self.force(a)?;
+        let b = self.force(b)?;
+        match (&a, &b) {
+            (Value::Int(x), Value::Int(y)) => Ok(x.cmp(y)),
+            (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
+                let (x, y) = (num(&a), num(&b));
+                Ok(if x < y {
+                    Ordering::Less
+                } else if y < x {
+                    Ordering::Greater
+                } else {
+                    Ordering::Equal
+                })
+            }
+            (Value::String(x), Value::String(y)) => Ok(x.as_str().cmp(y.as_str())),
+            (Value::Path(x), Value::Path(y)) => Ok(x.cmp(y)),
+            (Value::List(x), Value::List(y)) => {
+                for (p, q) in x.iter().zip(y.iter()) {
+                    // Nix compares element-wise with `<` then `==`
+                    let c = stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || {
+                        self.compare(p, q, span)
+                    })?;
+                    if c != Ordering::Equal {
+                        return Ok(c);
+                    }
+                }
+                Ok(x.len().cmp(&y.len()))
+            }
+            _ => Err(EvalError::new(
+                ErrorKind::Incomparable,
+                format!("cannot compare {} with {}", a.describe(), b.describe()),
+                span,
+            )),
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // import
+
+    /// `import path`: evaluate a file (a directory means its `default.nix`, then
+    /// `default.bld`), once per path.
+    pub fn import(&mut self, path: &str, span: Span) -> EvalResult<Value> {
+        let mut path = lower::canon_path(path);
+        if self.io.file_kind(&path) == Some(FileKind::Directory) {
+            let bld = format!("{path}/default.bld");
+            path = if self.io.file_kind(&bld).is_some() {
+                bld
+            } else {
+                format!("{path}/default.nix")
+            };
+        }
+        if let Some(v) = self.import_cache.get(&path) {
+            let v = v.clone();
+            return self.force(&v);
+        }
+        let bytes = self.io.read_file(&path).map_err(|e| {
+            EvalError::new(
+                ErrorKind::Io,
+                format!("cannot import '{path}': {e}"),
+                span,
+            )
+        })?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let dir = match path.rfind('/') {
+            Some(0) | None => "/".to_string(),
+            Some(i) => path[..i].to_string(),
+        };
+        let ir = self
+            .compile(&path, &text, &dir)
+            .map_err(|d| parse_error(d, span))?;
+        let root = self.root.clone();
+        let thunk = Value::Thunk(Thunk::new(Pending::Expr(ir, root)));
+        self.import_cache.insert(path.clone(), thunk.clone());
+        self.force(&thunk)
+            .map_err(|e| e.add_trace(span, format!("importing '{path}'")))
+    }
+}
+
+fn parse_error(diags: Vec<Diagnostic>, span: Span) -> EvalError {
+    let first = diags
+        .first()
+        .map(|d| d.message.clone())
+        .unwrap_or_else(|| "syntax error".into());
+    let mut e = EvalError::new(ErrorKind::Parse, first, span);
+    e.0.related = diags;
+    e
+}
+
+fn num(v: &Value) -> f64 {
+    match v {
+        Value::Int(i) => *i as f64,
+        Value::Float(f) => *f,
+        _ => 0.0,
+    }
+}
+
+/// Read a variable slot `depth` frames up.
+#[inline]
+fn lookup(env: &Env, depth: u32, index: u32) -> Value {
+    let mut e = env;
+    for _ in 0..depth {
+        match &e.parent {
+            Some(p) => e = p,
+            None => return Value::Null,
+        }
+    }
+    let slots = e.slots.borrow();
+    slots.get(index as usize).cloned().unwrap_or(Value::Null)
+}
+
+/// The value of `e` in `env` without evaluating it: constants and variables directly, anything
+/// else as a thunk.
+#[inline]
+pub(crate) fn delay(e: &Rc<ir::Expr>, env: &Env) -> Value {
+    match &e.kind {
+        ExprKind::Const(v) => v.clone(),
+        ExprKind::Var { depth, index } => lookup(env, *depth, *index),
+        ExprKind::Lambda(l) => Value::Lambda(Rc::new(Closure {
+            lambda: l.clone(),
+            env: env.clone(),
+        })),
+        _ => Value::Thunk(Thunk::new(Pending::Expr(e.clone(), env.clone()))),
+    }
+}
+
+/// Like [`delay`], for a slot of the frame being built: a variable may refer to a slot not yet
+/// filled, so variables of depth 0 become thunks.
+fn delay_in_scope(e: &Rc<ir::Expr>, env: &Env) -> Value {
+    match &e.kind {
+        ExprKind::Var { depth: 0, .. } => {
+            Value::Thunk(Thunk::new(Pending::Expr(e.clone(), env.clone())))
+        }
+        _ => delay(e, env),
+    }
+}

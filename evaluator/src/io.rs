@@ -1,0 +1,82 @@
+//! `EvalIo`: the one door through which evaluation touches the world (files, the environment,
+//! trace output, and later the store and builder). `lang` and the evaluator do no IO themselves;
+//! the CLI passes an implementation from `buildit-stdlib`, tests may pass their own.
+
+use std::io;
+
+/// What a directory entry is (for `builtins.readDir` and `import` of a directory).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Regular,
+    Directory,
+    Symlink,
+    Unknown,
+}
+
+pub trait EvalIo {
+    /// Read a whole file.
+    fn read_file(&self, path: &str) -> io::Result<Vec<u8>>;
+    /// What is at `path` (following symlinks), or `None` when nothing is.
+    fn file_kind(&self, path: &str) -> Option<FileKind>;
+    /// The entries of a directory, sorted by name.
+    fn read_dir(&self, path: &str) -> io::Result<Vec<(String, FileKind)>>;
+    /// `$HOME`, for `~/` paths.
+    fn home_dir(&self) -> Option<String>;
+    /// `builtins.getEnv` (impure; the default returns "").
+    fn get_env(&self, _name: &str) -> Option<String> {
+        None
+    }
+    /// `builtins.trace`: called with the already-printed value.
+    fn trace(&self, message: &str);
+    /// Copy a path into the store (path interpolation, `builtins.path`, `toFile`); returns the
+    /// store path. Without a store (this issue) it is an error explaining why.
+    fn add_to_store(&self, name: &str, path: &str) -> Result<String, String> {
+        let _ = (name, path);
+        Err("copying paths into the store needs a store; it arrives with the store issue".into())
+    }
+    /// `builtins.toFile name contents` with the store paths it references.
+    fn add_text_to_store(
+        &self,
+        name: &str,
+        contents: &str,
+        references: &[String],
+    ) -> Result<String, String> {
+        let _ = (name, contents, references);
+        Err("`toFile` needs a store; it arrives with the store issue".into())
+    }
+    /// The logical store directory (`/bld/store`).
+    fn store_dir(&self) -> String {
+        "/bld/store".into()
+    }
+}
+
+/// An `EvalIo` that refuses everything impure except tracing to stderr-like sink (a Vec): used by
+/// tests that must not touch the file system.
+#[derive(Default)]
+pub struct PureIo {
+    pub traces: std::cell::RefCell<Vec<String>>,
+}
+
+impl EvalIo for PureIo {
+    fn read_file(&self, path: &str) -> io::Result<Vec<u8>> {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("pure evaluation: cannot read '{path}'"),
+        ))
+    }
+    fn file_kind(&self, _path: &str) -> Option<FileKind> {
+        None
+    }
+    fn read_dir(&self, path: &str) -> io::Result<Vec<(String, FileKind)>> {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("pure evaluation: cannot read '{path}'"),
+        ))
+    }
+    fn home_dir(&self) -> Option<String> {
+        None
+    }
+    fn trace(&self, message: &str) {
+        self.traces.borrow_mut().push(message.to_string());
+    }
+}

@@ -1,0 +1,99 @@
+//! The evaluator's intermediate representation: the AST after scope resolution. Variables are
+//! (depth, slot) pairs into the runtime [`crate::value::Scope`] chain, attribute names are
+//! interned, literals are pre-built [`Value`]s, `let`/`rec`/hidden bindings are all one
+//! [`ExprKind::Scope`] node, and nested attribute paths (`a.b.c = 1; a.b.d = 2;`) are already
+//! merged. Children are `Rc` so thunks can hold on to the code they will run.
+
+use crate::symbol::Symbol;
+use crate::value::Value;
+use buildit_lang::ast::BinOp;
+use buildit_lang::Span;
+use std::rc::Rc;
+
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+pub enum ExprKind {
+    Const(Value),
+    /// A variable: `depth` frames up, slot `index`.
+    Var {
+        depth: u32,
+        index: u32,
+    },
+    /// String interpolation: the parts are concatenated (non-literal parts are coerced).
+    Str(Vec<StrPart>),
+    /// A path with interpolations: the first part is already an absolute or home-resolved path.
+    Path(Vec<StrPart>),
+    List(Vec<Rc<Expr>>),
+    /// A record literal evaluated in the current environment.
+    Attrs(Rc<AttrsIr>),
+    /// A new frame: slots evaluated lazily in the new frame, then `body` in it. `let`, `rec { }`,
+    /// and hidden bindings (shared `inherit (e)` sources) all lower to this.
+    Scope {
+        slots: Vec<Rc<Expr>>,
+        body: Rc<Expr>,
+    },
+    Lambda(Rc<Lambda>),
+    /// `f a b c`: one node for the whole spine.
+    Apply(Rc<Expr>, Vec<Rc<Expr>>),
+    If(Rc<Expr>, Rc<Expr>, Rc<Expr>),
+    Assert(Rc<Expr>, Rc<Expr>),
+    Select(Rc<Expr>, Vec<Key>, Option<Rc<Expr>>),
+    HasAttr(Rc<Expr>, Vec<Key>),
+    Not(Rc<Expr>),
+    Neg(Rc<Expr>),
+    Binary(BinOp, Rc<Expr>, Rc<Expr>),
+    /// Code that always fails when evaluated (e.g. a `<lookup>` path).
+    Fail(crate::error::ErrorKind, String),
+}
+
+pub enum StrPart {
+    Lit(Rc<str>),
+    Interp(Rc<Expr>),
+}
+
+pub enum Key {
+    Static(Symbol, Span),
+    Dynamic(Rc<Expr>),
+}
+
+/// A record literal. Static keys are known at lowering time (merged and checked for duplicates
+/// there); dynamic ones (`${k} = v;`) are computed when the record is built, in order.
+pub struct AttrsIr {
+    pub statics: Vec<(Symbol, Rc<Expr>)>,
+    pub dynamics: Vec<(Rc<Expr>, Rc<Expr>, Span)>,
+}
+
+pub struct Lambda {
+    pub param: Param,
+    pub body: Rc<Expr>,
+    pub span: Span,
+}
+
+pub enum Param {
+    /// `x: …` — one slot.
+    Ident,
+    /// `{ a, b ? d, ... } @ x: …` — one slot per field (declaration order), then the `@` name.
+    Pattern {
+        fields: Vec<Field>,
+        ellipsis: bool,
+        bind: bool,
+    },
+}
+
+pub struct Field {
+    pub name: Symbol,
+    pub span: Span,
+    pub default: Option<Rc<Expr>>,
+}
+
+impl Lambda {
+    pub fn slot_count(&self) -> usize {
+        match &self.param {
+            Param::Ident => 1,
+            Param::Pattern { fields, bind, .. } => fields.len() + usize::from(*bind),
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! Runtime values. [`Value`] is 16 bytes: scalars inline, everything else behind one `Rc`.
+//! Laziness lives in [`Value::Thunk`]: a value in a lazy position (a variable slot, a list
+//! element, an attribute) may be a thunk, and `Evaluator::force` turns it into weak head normal
+//! form. Records ([`Attrs`]) are vectors sorted by [`Symbol`] id (lookup by binary search on
+//! integers, merge in one pass for `//`); they are iterated in name order only where Nix's
+//! semantics need it (`attrNames`, printing, JSON). Strings carry their context (store paths
+//! they depend on) so that derivations can find their inputs.
+
+use crate::error::EvalError;
+use crate::ir;
+use crate::symbol::Symbol;
+use crate::Evaluator;
+use buildit_lang::Span;
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::rc::Rc;
+
+pub type EvalResult<T> = Result<T, EvalError>;
+
+#[derive(Clone)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(NixString),
+    /// An absolute, canonical path (no `.`/`..`, no trailing slash).
+    Path(Rc<str>),
+    Attrs(Rc<Attrs>),
+    List(List),
+    Lambda(Rc<Closure>),
+    PrimOp(Rc<PrimOp>),
+    PrimOpApp(Rc<PrimOpApp>),
+    Thunk(Thunk),
+}
+
+impl Value {
+    /// Nix's `builtins.typeOf` name (a thunk must be forced first).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float",
+            Value::String(_) => "string",
+            Value::Path(_) => "path",
+            Value::Attrs(_) => "set",
+            Value::List(_) => "list",
+            Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_) => "lambda",
+            Value::Thunk(_) => "thunk",
+        }
+    }
+
+    /// A human description for error messages ("a string", "an integer", ...).
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "a Boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::String(_) => "a string",
+            Value::Path(_) => "a path",
+            Value::Attrs(_) => "a set",
+            Value::List(_) => "a list",
+            Value::Lambda(_) => "a function",
+            Value::PrimOp(_) => "a built-in function",
+            Value::PrimOpApp(_) => "a partially applied built-in function",
+            Value::Thunk(_) => "a thunk",
+        }
+    }
+
+    pub fn string(s: impl Into<String>) -> Value {
+        Value::String(NixString::new(s.into(), Context::empty()))
+    }
+
+    pub fn attrs(a: Attrs) -> Value {
+        Value::Attrs(Rc::new(a))
+    }
+
+    pub fn list(v: Vec<Value>) -> Value {
+        Value::List(List::new(v))
+    }
+
+    pub fn is_function(&self) -> bool {
+        matches!(
+            self,
+            Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_)
+        )
+    }
+
+    /// A thunk that applies `f` to `arg` when forced (used by lazy builtins like `map`).
+    pub fn lazy_apply(f: Value, arg: Value) -> Value {
+        Value::Thunk(Thunk::new(Pending::Apply(f, arg)))
+    }
+
+    /// A thunk that applies `f` to `a` then `b` when forced.
+    pub fn lazy_apply2(f: Value, a: Value, b: Value) -> Value {
+        Value::Thunk(Thunk::new(Pending::Apply2(f, a, b)))
+    }
+
+    /// A thunk computed by native code when forced.
+    pub fn lazy_native(f: impl FnOnce(&mut Evaluator) -> EvalResult<Value> + 'static) -> Value {
+        Value::Thunk(Thunk::new(Pending::Native(Box::new(f))))
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => write!(f, "null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::String(s) => write!(f, "{:?}", s.as_str()),
+            Value::Path(p) => write!(f, "{p}"),
+            Value::Attrs(a) => write!(f, "{{ {} attrs }}", a.len()),
+            Value::List(l) => write!(f, "[ {} elems ]", l.len()),
+            Value::Lambda(_) => write!(f, "<LAMBDA>"),
+            Value::PrimOp(p) => write!(f, "<PRIMOP {}>", p.name),
+            Value::PrimOpApp(_) => write!(f, "<PRIMOP-APP>"),
+            Value::Thunk(_) => write!(f, "<thunk>"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strings and their context
+
+/// One dependency of a string on the store.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ContextElem {
+    /// A plain store path (a source added to the store, an output path).
+    Opaque(Rc<str>),
+    /// A derivation with all its outputs (`drvPath` interpolated): `=/bld/store/…drv` in Nix.
+    AllOutputs(Rc<str>),
+    /// One output of a derivation: `!out!/bld/store/…drv` in Nix.
+    Output { drv: Rc<str>, output: Rc<str> },
+}
+
+/// The (possibly empty) set of store dependencies of a string.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Context(Option<Rc<BTreeSet<ContextElem>>>);
+
+impl Context {
+    pub fn empty() -> Context {
+        Context(None)
+    }
+
+    pub fn single(e: ContextElem) -> Context {
+        let mut s = BTreeSet::new();
+        s.insert(e);
+        Context(Some(Rc::new(s)))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|s| s.is_empty())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &ContextElem> {
+        self.0.iter().flat_map(|s| s.iter())
+    }
+
+    /// Add every element of `other` to `self`.
+    pub fn union(&mut self, other: &Context) {
+        let Some(o) = &other.0 else { return };
+        if o.is_empty() {
+            return;
+        }
+        match &mut self.0 {
+            None => self.0 = Some(o.clone()),
+            Some(mine) => {
+                if Rc::ptr_eq(mine, o) {
+                    return;
+                }
+                let m = Rc::make_mut(mine);
+                m.extend(o.iter().cloned());
+            }
+        }
+    }
+
+    pub fn insert(&mut self, e: ContextElem) {
+        match &mut self.0 {
+            None => self.0 = Some(Rc::new(BTreeSet::from([e]))),
+            Some(m) => {
+                Rc::make_mut(m).insert(e);
+            }
+        }
+    }
+}
+
+struct StrInner {
+    s: Box<str>,
+    ctx: Context,
+}
+
+/// An immutable string with its context. Cloning is a reference-count increment.
+#[derive(Clone)]
+pub struct NixString(Rc<StrInner>);
+
+impl NixString {
+    pub fn new(s: impl Into<Box<str>>, ctx: Context) -> NixString {
+        NixString(Rc::new(StrInner { s: s.into(), ctx }))
+    }
+
+    pub fn plain(s: impl Into<Box<str>>) -> NixString {
+        NixString::new(s, Context::empty())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0.s
+    }
+
+    pub fn context(&self) -> &Context {
+        &self.0.ctx
+    }
+
+    pub fn has_context(&self) -> bool {
+        !self.0.ctx.is_empty()
+    }
+
+    pub fn ptr_eq(a: &NixString, b: &NixString) -> bool {
+        Rc::ptr_eq(&a.0, &b.0)
+    }
+}
+
+impl fmt::Debug for NixString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lists and records
+
+/// An immutable list of (possibly unevaluated) values.
+#[derive(Clone)]
+pub struct List(Rc<Vec<Value>>);
+
+impl List {
+    pub fn new(v: Vec<Value>) -> List {
+        List(Rc::new(v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Option<&Value> {
+        self.0.get(i)
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Value> {
+        self.0.iter()
+    }
+
+    pub fn as_slice(&self) -> &[Value] {
+        &self.0
+    }
+
+    pub fn ptr_eq(a: &List, b: &List) -> bool {
+        Rc::ptr_eq(&a.0, &b.0)
+    }
+
+    /// Identity of the list's storage (for visited sets).
+    pub fn id(&self) -> usize {
+        Rc::as_ptr(&self.0) as *const u8 as usize
+    }
+}
+
+/// A record: entries sorted by symbol id, no duplicates.
+#[derive(Clone, Default)]
+pub struct Attrs {
+    entries: Vec<(Symbol, Value)>,
+}
+
+impl Attrs {
+    pub fn new() -> Attrs {
+        Attrs::default()
+    }
+
+    pub fn with_capacity(n: usize) -> Attrs {
+        Attrs {
+            entries: Vec::with_capacity(n),
+        }
+    }
+
+    /// Build from entries in any order; on duplicate keys the last one wins.
+    pub fn from_unsorted(mut entries: Vec<(Symbol, Value)>) -> Attrs {
+        entries.sort_by_key(|(k, _)| *k);
+        // keep the last of equal keys
+        let mut out: Vec<(Symbol, Value)> = Vec::with_capacity(entries.len());
+        for (k, v) in entries {
+            match out.last_mut() {
+                Some((lk, lv)) if *lk == k => *lv = v,
+                _ => out.push((k, v)),
+            }
+        }
+        Attrs { entries: out }
+    }
+
+    /// Build from entries already sorted by symbol with no duplicates.
+    pub fn from_sorted(entries: Vec<(Symbol, Value)>) -> Attrs {
+        debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
+        Attrs { entries }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, k: Symbol) -> Option<&Value> {
+        self.entries
+            .binary_search_by_key(&k, |(s, _)| *s)
+            .ok()
+            .map(|i| &self.entries[i].1)
+    }
+
+    pub fn contains(&self, k: Symbol) -> bool {
+        self.get(k).is_some()
+    }
+
+    /// Insert or replace.
+    pub fn insert(&mut self, k: Symbol, v: Value) {
+        match self.entries.binary_search_by_key(&k, |(s, _)| *s) {
+            Ok(i) => self.entries[i].1 = v,
+            Err(i) => self.entries.insert(i, (k, v)),
+        }
+    }
+
+    /// Entries in symbol order (NOT name order): fast, for lookups and merges.
+    pub fn iter(&self) -> std::slice::Iter<'_, (Symbol, Value)> {
+        self.entries.iter()
+    }
+
+    /// Entries in name order, as Nix iterates records (attrNames, printing, JSON).
+    pub fn iter_sorted(&self) -> Vec<&(Symbol, Value)> {
+        let mut v: Vec<&(Symbol, Value)> = self.entries.iter().collect();
+        v.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        v
+    }
+
+    /// `self // other`: other's entries win.
+    pub fn update(&self, other: &Attrs) -> Attrs {
+        let (a, b) = (&self.entries, &other.entries);
+        let mut out = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            match a[i].0.cmp(&b[j].0) {
+                std::cmp::Ordering::Less => {
+                    out.push(a[i].clone());
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push(b[j].clone());
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    out.push(b[j].clone());
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        Attrs { entries: out }
+    }
+
+    pub fn into_entries(self) -> Vec<(Symbol, Value)> {
+        self.entries
+    }
+
+    pub fn retain(&mut self, f: impl FnMut(&(Symbol, Value)) -> bool) {
+        self.entries.retain(f)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Functions
+
+/// A lambda closed over its environment.
+pub struct Closure {
+    pub lambda: Rc<ir::Lambda>,
+    pub env: Env,
+}
+
+/// The signature of every builtin: the evaluator, the (unforced) arguments, and the span of the
+/// application (for error messages).
+pub type PrimOpFn = fn(&mut Evaluator, &[Value], Span) -> EvalResult<Value>;
+
+pub struct PrimOp {
+    /// Name without `builtins.` (`"map"`).
+    pub name: &'static str,
+    pub arity: usize,
+    pub func: PrimOpFn,
+    /// One-line documentation for `:doc`.
+    pub doc: &'static str,
+}
+
+/// A builtin applied to fewer arguments than its arity.
+pub struct PrimOpApp {
+    pub op: Rc<PrimOp>,
+    pub args: Vec<Value>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environments and thunks
+
+/// One lexical frame: the slots of a `let`, `rec`, lambda parameter or hidden binding, plus the
+/// enclosing frame. Variables are resolved at lowering time to (depth, index).
+pub struct Scope {
+    pub slots: RefCell<smallvec::SmallVec<[Value; 2]>>,
+    pub parent: Option<Env>,
+}
+
+pub type Env = Rc<Scope>;
+
+impl Scope {
+    pub fn new(parent: Option<Env>, slots: smallvec::SmallVec<[Value; 2]>) -> Env {
+        Rc::new(Scope {
+            slots: RefCell::new(slots),
+            parent,
+        })
+    }
+}
+
+/// Work a thunk still has to do.
+pub enum Pending {
+    Expr(Rc<ir::Expr>, Env),
+    Apply(Value, Value),
+    Apply2(Value, Value, Value),
+    Native(Box<dyn FnOnce(&mut Evaluator) -> EvalResult<Value>>),
+}
+
+pub enum ThunkState {
+    Pending(Pending),
+    /// Being forced; the index into the evaluator's force stack where that started (to report
+    /// the cycle) and the span of the code being forced.
+    Blackhole(usize, Span),
+    Done(Value),
+}
+
+/// A suspended computation, evaluated at most once (call-by-need).
+#[derive(Clone)]
+pub struct Thunk(pub Rc<RefCell<ThunkState>>);
+
+impl Thunk {
+    pub fn new(p: Pending) -> Thunk {
+        Thunk(Rc::new(RefCell::new(ThunkState::Pending(p))))
+    }
+
+    pub fn done(v: Value) -> Thunk {
+        Thunk(Rc::new(RefCell::new(ThunkState::Done(v))))
+    }
+
+    /// The value, when already evaluated.
+    pub fn value(&self) -> Option<Value> {
+        match &*self.0.borrow() {
+            ThunkState::Done(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn ptr_eq(a: &Thunk, b: &Thunk) -> bool {
+        Rc::ptr_eq(&a.0, &b.0)
+    }
+}
