@@ -1,1 +1,6 @@
-//! placeholder
+//! `buildit-cli` library: the parts of the command-line front end that tests drive directly —
+//! diagnostic rendering and the REPL back end (the `buildit` binary's rustyline front end only
+//! moves lines between the terminal and [`repl::Repl`]).
+
+pub mod render;
+pub mod repl;

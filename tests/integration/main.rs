@@ -1,1 +1,87 @@
-fn main() {}
+//! The one integration-test binary. Test cases are data, found by glob under `tests/data/`:
+//!
+//! - `eval/ok/*.bld` + `.exp`: buildit's printed value must equal the expected text (generated
+//!   from Nix 2.8 by `scripts/gen-eval-expected`).
+//! - `eval/ok/*.bld` again, differentially: `nix-instantiate --eval --strict --json` and
+//!   `buildit eval --json` must print the same JSON (needs Nix 2.8; `.ci/run` installs it).
+//! - `eval/fail/*.bld`: must fail with the code named by its `# expect: CODE` line; the rendered
+//!   diagnostic is snapshotted in `.err` (`BUILDIT_BLESS=1` rewrites snapshots).
+//! - Nix's own language tests (when `target/nix-lang-tests/manifest.tsv` exists, made by
+//!   `scripts/nix-lang-tests`): at least 90% must agree with Nix 2.8.
+//! - `repl/*.txt`: REPL transcripts (`> ` input lines, `. ` continuation lines, then output).
+//! - `cli/*.cmd` + `.expected`: the real `buildit` binary's stdout, stderr and exit status.
+//! - Robustness: deep recursion, deep nesting and garbage bytes through the real binary.
+
+mod cli;
+mod eval;
+mod nixlang;
+mod repl;
+
+use libtest_mimic::{Arguments, Trial};
+use std::path::{Path, PathBuf};
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cli/ has a parent")
+        .to_path_buf()
+}
+
+pub fn data(sub: &str) -> PathBuf {
+    root().join("tests/data").join(sub)
+}
+
+/// Files directly in `dir` with extension `ext`, sorted.
+pub fn glob(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == ext) && p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+pub fn bless() -> bool {
+    std::env::var_os("BUILDIT_BLESS").is_some()
+}
+
+/// Compare `actual` with the snapshot file, or write it when blessing.
+pub fn snapshot(path: &Path, actual: &str) -> Result<(), String> {
+    if bless() {
+        std::fs::write(path, actual).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        return Ok(());
+    }
+    let expected = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "missing snapshot {} ({e}); run with BUILDIT_BLESS=1 to create it. Actual:\n{actual}",
+            path.display()
+        )
+    })?;
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(format!(
+            "snapshot {} differs\n--- expected\n{expected}\n--- actual\n{actual}",
+            path.display()
+        ))
+    }
+}
+
+pub fn name_of(p: &Path) -> String {
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let mut trials: Vec<Trial> = Vec::new();
+    trials.extend(eval::trials());
+    trials.extend(nixlang::trials());
+    trials.extend(repl::trials());
+    trials.extend(cli::trials());
+    libtest_mimic::run(&args, trials).exit();
+}

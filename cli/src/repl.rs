@@ -1,0 +1,324 @@
+//! The REPL back end: everything `buildit repl` does except terminal IO, so it can be driven
+//! line by line by tests (transcripts) as well as by the rustyline front end.
+//!
+//! Bindings typed at the prompt (`x = 1`) and files loaded with `:l` live in one frame that sits
+//! between the global scope and each input; a new binding makes a new frame (old closures keep
+//! seeing the old one, as lexical scoping wants).
+
+use crate::render::{self, Style};
+use buildit_eval::value::{Env, Pending, Scope, Thunk};
+use buildit_eval::{print, EvalIo, Evaluator, Symbol, Value};
+
+/// What the front end should do after a line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// Text to show (may be empty); ends with a newline when non-empty.
+    pub text: String,
+    /// Whether the output is an error.
+    pub is_error: bool,
+    pub quit: bool,
+}
+
+impl Reply {
+    fn ok(text: impl Into<String>) -> Reply {
+        let mut text = text.into();
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        Reply {
+            text,
+            is_error: false,
+            quit: false,
+        }
+    }
+
+    fn err(text: impl Into<String>) -> Reply {
+        Reply {
+            is_error: true,
+            ..Reply::ok(text)
+        }
+    }
+}
+
+const HELP: &str = "\
+The following commands are available:
+
+  <expr>        Evaluate and print an expression
+  <x> = <expr>  Bind an expression to a name for later inputs
+  :p <expr>     Evaluate and print an expression fully (deeply)
+  :l <path>     Load the attributes of a .bld file's set into scope
+  :doc <name>   Show the documentation of a builtin (`:doc map`, `:doc builtins.foldl'`)
+  :q            Exit
+  :?            Show this help
+";
+
+pub struct Repl {
+    ev: Evaluator,
+    names: Vec<Symbol>,
+    env: Env,
+    cwd: String,
+    style: Style,
+}
+
+impl Repl {
+    /// A REPL whose relative paths resolve against `cwd`.
+    pub fn new(io: Box<dyn EvalIo>, cwd: impl Into<String>, style: Style) -> Repl {
+        Repl {
+            ev: Evaluator::new(io),
+            names: Vec::new(),
+            env: Scope::new(None, Default::default()),
+            cwd: cwd.into(),
+            style,
+        }
+    }
+
+    /// Whether `input` is an unfinished expression (the front end then reads another line).
+    pub fn is_incomplete(input: &str) -> bool {
+        let t = input.trim();
+        if t.starts_with(':') || t.is_empty() {
+            return false;
+        }
+        let body = split_binding(t).map(|(_, e)| e).unwrap_or(t);
+        let parsed = buildit_lang::parse(buildit_lang::FileId(0), body);
+        parsed
+            .diagnostics
+            .iter()
+            .any(|d| d.code == "buildit::parse::unexpected-eof" || d.code == "buildit::parse::unterminated-string")
+    }
+
+    /// Handle one (possibly multi-line) input.
+    pub fn handle(&mut self, input: &str) -> Reply {
+        let t = input.trim();
+        if t.is_empty() {
+            return Reply::ok("");
+        }
+        if let Some(cmd) = t.strip_prefix(':') {
+            let (name, arg) = match cmd.find(char::is_whitespace) {
+                Some(i) => (&cmd[..i], cmd[i..].trim()),
+                None => (cmd, ""),
+            };
+            return match name {
+                "q" | "quit" => Reply {
+                    text: String::new(),
+                    is_error: false,
+                    quit: true,
+                },
+                "?" | "help" => Reply::ok(HELP),
+                "p" | "print" => self.eval_print(arg, true),
+                "l" | "load" => self.load(arg),
+                "doc" => self.doc(arg),
+                _ => Reply::err(format!("unknown command ':{name}' (type :? for help)")),
+            };
+        }
+        if let Some((name, expr)) = split_binding(t) {
+            return self.bind(name, expr);
+        }
+        self.eval_print(t, false)
+    }
+
+    fn compile_eval(&mut self, text: &str) -> Result<Value, String> {
+        let frames = vec![self.names.clone()];
+        let ir = match self
+            .ev
+            .compile_in_scope("«repl»", text, &self.cwd, &frames)
+        {
+            Ok(ir) => ir,
+            Err(diags) => return Err(render::diagnostics(&self.ev.sources, &diags, self.style)),
+        };
+        let env = self.env.clone();
+        self.ev
+            .eval_in(&ir, &env)
+            .map_err(|e| render::eval_error(&self.ev.sources, &e, self.style))
+    }
+
+    fn eval_print(&mut self, text: &str, deep: bool) -> Reply {
+        if text.is_empty() {
+            return Reply::err("expected an expression");
+        }
+        let v = match self.compile_eval(text) {
+            Ok(v) => v,
+            Err(e) => return Reply::err(e),
+        };
+        let printed = if deep {
+            print::print_value(&mut self.ev, &v)
+        } else {
+            self.print_shallow(&v)
+        };
+        match printed {
+            Ok(s) => Reply::ok(s),
+            Err(e) => Reply::err(render::eval_error(&self.ev.sources, &e, self.style)),
+        }
+    }
+
+    /// Force the top value and its direct children (errors show inline), print nested
+    /// structure as `{ … }` / `[ … ]`.
+    fn print_shallow(&mut self, v: &Value) -> Result<String, buildit_eval::EvalError> {
+        match v {
+            Value::Attrs(a) => {
+                for (_, x) in a.iter() {
+                    let _ = self.ev.force(x);
+                }
+            }
+            Value::List(l) => {
+                for x in l.iter() {
+                    let _ = self.ev.force(x);
+                }
+            }
+            _ => {}
+        }
+        Ok(print::print_shallow(v))
+    }
+
+    fn bind(&mut self, name: &str, expr: &str) -> Reply {
+        // the new name is in scope of its own definition (recursive functions work)
+        let sym = Symbol::intern(name);
+        let mut names = self.names.clone();
+        let mut slots: Vec<Value> = self.env.slots.borrow().iter().cloned().collect();
+        let index = match names.iter().position(|n| *n == sym) {
+            Some(i) => i,
+            None => {
+                names.push(sym);
+                slots.push(Value::Null);
+                names.len() - 1
+            }
+        };
+        let ir = match self
+            .ev
+            .compile_in_scope("«repl»", expr, &self.cwd, std::slice::from_ref(&names))
+        {
+            Ok(ir) => ir,
+            Err(diags) => {
+                return Reply::err(render::diagnostics(&self.ev.sources, &diags, self.style))
+            }
+        };
+        let env = Scope::new(None, slots.into_iter().collect());
+        let value = Value::Thunk(Thunk::new(Pending::Expr(ir, env.clone())));
+        env.slots.borrow_mut()[index] = value;
+        self.names = names;
+        self.env = env;
+        Reply::ok("")
+    }
+
+    fn add_bindings(&mut self, new: Vec<(Symbol, Value)>) {
+        let mut slots: Vec<Value> = self.env.slots.borrow().iter().cloned().collect();
+        for (name, value) in new {
+            match self.names.iter().position(|n| *n == name) {
+                Some(i) => slots[i] = value,
+                None => {
+                    self.names.push(name);
+                    slots.push(value);
+                }
+            }
+        }
+        self.env = Scope::new(None, slots.into_iter().collect());
+    }
+
+    fn load(&mut self, path: &str) -> Reply {
+        if path.is_empty() {
+            return Reply::err("usage: :l <path>");
+        }
+        let abs = if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("{}/{}", self.cwd, path)
+        };
+        let v = match self.ev.import(&abs, buildit_lang::Span::default()) {
+            Ok(v) => v,
+            Err(e) => return Reply::err(render::eval_error(&self.ev.sources, &e, self.style)),
+        };
+        match v {
+            Value::Attrs(a) => {
+                let n = a.len();
+                let entries: Vec<(Symbol, Value)> =
+                    a.iter_sorted().into_iter().map(|(k, v)| (*k, v.clone())).collect();
+                self.add_bindings(entries);
+                Reply::ok(format!("Added {n} variables."))
+            }
+            other => Reply::err(format!(
+                "cannot load '{path}': it evaluates to {}, not a set",
+                other.describe()
+            )),
+        }
+    }
+
+    fn doc(&mut self, name: &str) -> Reply {
+        match buildit_eval::builtins::doc(name) {
+            Some((n, arity, doc)) => Reply::ok(format!(
+                "builtins.{n} (takes {arity} argument{})\n  {doc}",
+                if arity == 1 { "" } else { "s" }
+            )),
+            None => Reply::err(format!("'{name}' is not a builtin (try :doc map)")),
+        }
+    }
+
+    /// Completion candidates for the word ending at `pos`: the start of the replaced text and
+    /// the candidates (names in scope, or attribute names after `a.b.`).
+    pub fn complete(&mut self, line: &str, pos: usize) -> (usize, Vec<String>) {
+        let upto = line.get(..pos).unwrap_or(line);
+        let start = upto
+            .rfind(|c: char| !(c.is_alphanumeric() || "_'-.".contains(c)))
+            .map(|i| i + 1)
+            .unwrap_or(0);
+        let word = &upto[start..];
+        if let Some(cmd) = word.strip_prefix(':') {
+            let cmds = [":p", ":l", ":doc", ":q", ":?"];
+            let _ = cmd;
+            return (
+                start,
+                cmds.iter()
+                    .filter(|c| c.starts_with(word))
+                    .map(|c| c.to_string())
+                    .collect(),
+            );
+        }
+        if let Some(dot) = word.rfind('.') {
+            let (base, prefix) = (&word[..dot], &word[dot + 1..]);
+            let Ok(Value::Attrs(a)) = self.compile_eval(base) else {
+                return (start, Vec::new());
+            };
+            let mut out: Vec<String> = a
+                .iter_sorted()
+                .into_iter()
+                .map(|(k, _)| k.as_str())
+                .filter(|k| k.starts_with(prefix))
+                .map(|k| format!("{base}.{k}"))
+                .collect();
+            out.sort();
+            return (start, out);
+        }
+        let mut out: Vec<String> = self
+            .names
+            .iter()
+            .map(|s| s.as_str())
+            .chain(self.ev.globals().keys().map(|s| s.as_str()))
+            .filter(|n| n.starts_with(word) && !(n.starts_with("__") && !word.starts_with("__")))
+            .map(String::from)
+            .collect();
+        for kw in ["if", "then", "else", "let", "in", "rec", "inherit", "assert"] {
+            if kw.starts_with(word) && !word.is_empty() {
+                out.push(kw.to_string());
+            }
+        }
+        out.sort();
+        out.dedup();
+        (start, out)
+    }
+}
+
+/// `name = expr` at the prompt (but not `a == b`).
+fn split_binding(t: &str) -> Option<(&str, &str)> {
+    let i = t.find('=')?;
+    let (name, rest) = (t[..i].trim(), &t[i + 1..]);
+    if rest.starts_with('=') || name.is_empty() {
+        return None;
+    }
+    let mut chars = name.chars();
+    let first = chars.next()?;
+    if !(first.is_ascii_alphabetic() || first == '_') {
+        return None;
+    }
+    if !chars.all(|c| c.is_ascii_alphanumeric() || "_'-".contains(c)) {
+        return None;
+    }
+    Some((name, rest.trim()))
+}

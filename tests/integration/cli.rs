@@ -1,0 +1,109 @@
+//! The real `buildit` binary: snapshot tests of its output (`tests/data/cli/NAME.cmd`, one
+//! argument per line, run in `tests/data/cli/`; expected exit status, stdout and stderr in
+//! `NAME.expected`), and robustness tests on generated hostile input.
+
+use crate::{data, glob, name_of, snapshot};
+use libtest_mimic::{Failed, Trial};
+use std::path::Path;
+use std::process::{Command, Output};
+
+pub fn buildit() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_buildit"));
+    c.env("NO_COLOR", "1").env_remove("BUILDIT_STORE_ROOT");
+    c
+}
+
+fn describe(o: &Output) -> String {
+    format!(
+        "exit: {}\n--- stdout\n{}--- stderr\n{}",
+        o.status
+            .code()
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| format!("signal {:?}", std::os::unix::process::ExitStatusExt::signal(&o.status))),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn snapshot_trial(cmd: std::path::PathBuf) -> Trial {
+    Trial::test(format!("cli::{}", name_of(&cmd)), move || {
+        let text = std::fs::read_to_string(&cmd).map_err(|e| e.to_string())?;
+        let args: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+        let out = buildit()
+            .args(&args)
+            .current_dir(data("cli"))
+            .output()
+            .map_err(|e| e.to_string())?;
+        snapshot(&cmd.with_extension("expected"), &describe(&out)).map_err(Into::into)
+    })
+}
+
+/// Run `buildit eval` on a generated file; it must exit with `want` (never crash or 101).
+fn hostile(name: &str, content: Vec<u8>, want: i32, stdout: Option<&'static str>) -> Trial {
+    let name = name.to_string();
+    Trial::test(format!("cli::robust::{name}"), move || {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let f = dir.path().join("input.bld");
+        std::fs::write(&f, &content).map_err(|e| e.to_string())?;
+        let out = run_file(&f)?;
+        let code = out.status.code();
+        if code != Some(want) {
+            return Err(format!("expected exit {want}\n{}", describe(&out)).into());
+        }
+        if want == 1 && !String::from_utf8_lossy(&out.stderr).contains("buildit::") {
+            return Err(format!("no diagnostic code on stderr\n{}", describe(&out)).into());
+        }
+        if let Some(s) = stdout {
+            if String::from_utf8_lossy(&out.stdout).trim_end() != s {
+                return Err(format!("expected stdout {s}\n{}", describe(&out)).into());
+            }
+        }
+        Ok(())
+    })
+}
+
+fn run_file(f: &Path) -> Result<Output, Failed> {
+    buildit()
+        .arg("eval")
+        .arg(f)
+        .output()
+        .map_err(|e| Failed::from(e.to_string()))
+}
+
+pub fn trials() -> Vec<Trial> {
+    let mut v: Vec<Trial> = glob(&data("cli"), "cmd").into_iter().map(snapshot_trial).collect();
+    let deep = |open: &str, mid: &str, close: &str, n: usize| {
+        let mut s = open.repeat(n);
+        s.push_str(mid);
+        s.push_str(&close.repeat(n));
+        s.into_bytes()
+    };
+    v.push(hostile(
+        "recursion-1m-deep",
+        b"let count = n: if n == 0 then 0 else 1 + count (n - 1); in count 1000000".to_vec(),
+        0,
+        Some("1000000"),
+    ));
+    v.push(hostile("parens-100k-deep", deep("(", "1", ")", 100_000), 1, None));
+    v.push(hostile("lists-100k-deep", deep("[", "1", "]", 100_000), 1, None));
+    v.push(hostile("unclosed-brackets", b"{ a = [ 1 2 ( 3 ".to_vec(), 1, None));
+    v.push(hostile(
+        "garbage-bytes",
+        (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect(),
+        1,
+        None,
+    ));
+    v.push(hostile("undefined-name", b"let a = 1; in b".to_vec(), 1, None));
+    v.push(hostile("runtime-type-error", b"1 + \"a\"".to_vec(), 1, None));
+    v.push(hostile(
+        "sum-chain-100k",
+        {
+            let mut s = "1".to_string();
+            s.push_str(&" + 1".repeat(100_000));
+            s.into_bytes()
+        },
+        0,
+        Some("100001"),
+    ));
+    v
+}

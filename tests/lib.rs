@@ -1,1 +1,0 @@
-//! Shared helpers for the integration tests live in `integration/`; this library is empty on purpose.
