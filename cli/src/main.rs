@@ -102,9 +102,15 @@ fn absolute(path: &str) -> String {
 }
 
 fn run_eval(a: EvalArgs) -> ExitCode {
+    // The evaluator and its values are never dropped: the process ends right after, and
+    // tearing down a deep graph of thunks would only cost time (and native stack).
+    let mut ev = std::mem::ManuallyDrop::new(Evaluator::new(Box::new(fs_io(a.common.impure))));
+    run_eval_with(&mut ev, a)
+}
+
+fn run_eval_with(ev: &mut Evaluator, a: EvalArgs) -> ExitCode {
     let st = style(a.common.show_trace);
     let _ = a.common.no_typecheck;
-    let mut ev = Evaluator::new(Box::new(fs_io(a.common.impure)));
     let result = match (&a.file, &a.expr) {
         (_, Some(expr)) => match ev.compile("«cmdline»", expr, &cwd()) {
             Ok(ir) => ev.eval_root(&ir),
@@ -120,7 +126,7 @@ fn run_eval(a: EvalArgs) -> ExitCode {
         }
     };
     let mut value = match result {
-        Ok(v) => v,
+        Ok(v) => std::mem::ManuallyDrop::new(v),
         Err(e) => {
             eprint!("{}", render::eval_error(&ev.sources, &e, st));
             return ExitCode::from(1);
@@ -129,7 +135,7 @@ fn run_eval(a: EvalArgs) -> ExitCode {
     if let Some(path) = &a.attr {
         for part in path.split('.').filter(|p| !p.is_empty()) {
             let sym = buildit_eval::Symbol::intern(part);
-            let next = match &value {
+            let next = match &*value {
                 Value::Attrs(at) => at.get(sym).cloned(),
                 _ => None,
             };
@@ -140,7 +146,7 @@ fn run_eval(a: EvalArgs) -> ExitCode {
                 return ExitCode::from(1);
             };
             value = match ev.force(&next) {
-                Ok(v) => v,
+                Ok(v) => std::mem::ManuallyDrop::new(v),
                 Err(e) => {
                     eprint!("{}", render::eval_error(&ev.sources, &e, st));
                     return ExitCode::from(1);
@@ -151,13 +157,13 @@ fn run_eval(a: EvalArgs) -> ExitCode {
     let printed = if a.json {
         let mut ctx = buildit_eval::Context::empty();
         buildit_eval::builtins::json::value_to_json(
-            &mut ev,
+            ev,
             &value,
             buildit_lang::Span::default(),
             &mut ctx,
         )
     } else {
-        print::print_value(&mut ev, &value)
+        print::print_value(ev, &value)
     };
     match printed {
         Ok(s) => {
