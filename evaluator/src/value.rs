@@ -273,9 +273,17 @@ impl List {
 }
 
 /// A record: entries sorted by symbol id, no duplicates.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct Attrs {
     entries: Vec<(Symbol, Value)>,
+}
+
+impl Clone for Attrs {
+    fn clone(&self) -> Attrs {
+        Attrs {
+            entries: self.entries.clone(),
+        }
+    }
 }
 
 impl Attrs {
@@ -375,8 +383,8 @@ impl Attrs {
         Attrs { entries: out }
     }
 
-    pub fn into_entries(self) -> Vec<(Symbol, Value)> {
-        self.entries
+    pub fn into_entries(mut self) -> Vec<(Symbol, Value)> {
+        std::mem::take(&mut self.entries)
     }
 
     pub fn retain(&mut self, f: impl FnMut(&(Symbol, Value)) -> bool) {
@@ -424,6 +432,71 @@ pub struct Scope {
 
 pub type Env = Rc<Scope>;
 
+impl Drop for Scope {
+    fn drop(&mut self) {
+        let slots = std::mem::take(self.slots.get_mut());
+        if !slots.is_empty() {
+            guarded_drop(Deferred::Slots(slots));
+        }
+        if let Some(p) = self.parent.take() {
+            guarded_drop(Deferred::Env(p));
+        }
+    }
+}
+
+impl Drop for Attrs {
+    fn drop(&mut self) {
+        if !self.entries.is_empty() {
+            guarded_drop(Deferred::Entries(std::mem::take(&mut self.entries)));
+        }
+    }
+}
+
+/// Parts of values whose drop is deferred past a nesting limit (held only to be dropped).
+#[allow(dead_code)]
+enum Deferred {
+    Slots(smallvec::SmallVec<[Value; 2]>),
+    Env(Env),
+    State(ThunkState),
+    Entries(Vec<(Symbol, Value)>),
+}
+
+thread_local! {
+    static DROP_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    static DROP_QUEUE: RefCell<Vec<Deferred>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Drop `d`, but never more than 64 nested levels deep: deeper parts are queued and dropped
+/// iteratively by the outermost call. A chain of a million thunks or nested sets is freed
+/// without a million native frames.
+fn guarded_drop(d: Deferred) {
+    let Ok(depth) = DROP_DEPTH.try_with(|c| c.get()) else {
+        return drop(d);
+    };
+    if depth >= 64 {
+        if let Err(_gone) = DROP_QUEUE.try_with(|q| {
+            if let Ok(mut q) = q.try_borrow_mut() {
+                q.push(d);
+            }
+        }) {
+            // thread-local storage is being torn down: leak rather than recurse
+        }
+        return;
+    }
+    DROP_DEPTH.set(depth + 1);
+    drop(d);
+    if depth == 0 {
+        loop {
+            let next = DROP_QUEUE.with(|q| q.try_borrow_mut().ok().and_then(|mut q| q.pop()));
+            match next {
+                Some(d) => drop(d),
+                None => break,
+            }
+        }
+    }
+    DROP_DEPTH.set(depth);
+}
+
 impl Scope {
     pub fn new(parent: Option<Env>, slots: smallvec::SmallVec<[Value; 2]>) -> Env {
         Rc::new(Scope {
@@ -449,17 +522,38 @@ pub enum ThunkState {
     Done(Value),
 }
 
+/// The shared cell of a thunk. Derefs to its `RefCell<ThunkState>`; dropping it goes through
+/// [`guarded_drop`] so that long chains of thunks never recurse deeply in `Drop`.
+pub struct ThunkCell(RefCell<ThunkState>);
+
+impl std::ops::Deref for ThunkCell {
+    type Target = RefCell<ThunkState>;
+    fn deref(&self) -> &RefCell<ThunkState> {
+        &self.0
+    }
+}
+
+impl Drop for ThunkCell {
+    fn drop(&mut self) {
+        let st = std::mem::replace(self.0.get_mut(), ThunkState::Done(Value::Null));
+        match st {
+            ThunkState::Done(Value::Int(_) | Value::Null | Value::Bool(_) | Value::Float(_)) => {}
+            st => guarded_drop(Deferred::State(st)),
+        }
+    }
+}
+
 /// A suspended computation, evaluated at most once (call-by-need).
 #[derive(Clone)]
-pub struct Thunk(pub Rc<RefCell<ThunkState>>);
+pub struct Thunk(pub Rc<ThunkCell>);
 
 impl Thunk {
     pub fn new(p: Pending) -> Thunk {
-        Thunk(Rc::new(RefCell::new(ThunkState::Pending(p))))
+        Thunk(Rc::new(ThunkCell(RefCell::new(ThunkState::Pending(p)))))
     }
 
     pub fn done(v: Value) -> Thunk {
-        Thunk(Rc::new(RefCell::new(ThunkState::Done(v))))
+        Thunk(Rc::new(ThunkCell(RefCell::new(ThunkState::Done(v)))))
     }
 
     /// The value, when already evaluated.
