@@ -1260,6 +1260,10 @@ pub(crate) fn delay(e: &Rc<ir::Expr>, env: &Env) -> Value {
     match &e.kind {
         ExprKind::Const(v) => v.clone(),
         ExprKind::Var { depth, index } => lookup(env, *depth, *index),
+        ExprKind::Binary(op, a, b) => match eager_int_op(*op, a, b, env) {
+            Some(v) => v,
+            None => Value::Thunk(Thunk::new(Pending::Expr(e.clone(), env.clone()))),
+        },
         ExprKind::Lambda(l) => Value::Lambda(Rc::new(Closure {
             lambda: l.clone(),
             env: env.clone(),
@@ -1268,13 +1272,61 @@ pub(crate) fn delay(e: &Rc<ir::Expr>, env: &Env) -> Value {
     }
 }
 
-/// Like [`delay`], for a slot of the frame being built: a variable may refer to a slot not yet
-/// filled, so variables of depth 0 become thunks.
+/// An already-evaluated integer operand (a literal, or a variable whose value is known).
+#[inline]
+fn peek_int(e: &ir::Expr, env: &Env) -> Option<i64> {
+    match &e.kind {
+        ExprKind::Const(Value::Int(i)) => Some(*i),
+        ExprKind::Var { depth, index } => match lookup(env, *depth, *index) {
+            Value::Int(i) => Some(i),
+            Value::Thunk(t) => match t.value() {
+                Some(Value::Int(i)) => Some(i),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Cheap strictness: `n - 1` on a known integer `n` is computed right away instead of
+/// allocating a thunk. Only operations that cannot fail qualify (checked arithmetic falls back
+/// to a thunk on overflow), so the result is exactly what forcing the thunk would give.
+#[inline]
+fn eager_int_op(op: BinOp, a: &ir::Expr, b: &ir::Expr, env: &Env) -> Option<Value> {
+    if !matches!(
+        op,
+        BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::NotEq
+    ) {
+        return None;
+    }
+    let x = peek_int(a, env)?;
+    let y = peek_int(b, env)?;
+    Some(match op {
+        BinOp::Add => Value::Int(x.checked_add(y)?),
+        BinOp::Sub => Value::Int(x.checked_sub(y)?),
+        BinOp::Mul => Value::Int(x.checked_mul(y)?),
+        BinOp::Lt => Value::Bool(x < y),
+        BinOp::Le => Value::Bool(x <= y),
+        BinOp::Gt => Value::Bool(x > y),
+        BinOp::Ge => Value::Bool(x >= y),
+        BinOp::Eq => Value::Bool(x == y),
+        BinOp::NotEq => Value::Bool(x != y),
+        _ => return None,
+    })
+}
+
+/// Like [`delay`], for a slot of the frame being built (its slots are borrowed mutably right
+/// now): nothing may read the new frame, so only constants, outer variables and lambdas are
+/// taken directly; everything else becomes a thunk.
 fn delay_in_scope(e: &Rc<ir::Expr>, env: &Env) -> Value {
     match &e.kind {
-        ExprKind::Var { depth: 0, .. } => {
-            Value::Thunk(Thunk::new(Pending::Expr(e.clone(), env.clone())))
-        }
-        _ => delay(e, env),
+        ExprKind::Const(v) => v.clone(),
+        ExprKind::Var { depth, index } if *depth > 0 => lookup(env, *depth, *index),
+        ExprKind::Lambda(l) => Value::Lambda(Rc::new(Closure {
+            lambda: l.clone(),
+            env: env.clone(),
+        })),
+        _ => Value::Thunk(Thunk::new(Pending::Expr(e.clone(), env.clone()))),
     }
 }
