@@ -492,10 +492,27 @@ impl Evaluator {
     // ---------------------------------------------------------------------------------------
     // the interpreter
 
+    #[inline]
     fn eval(&mut self, expr: &Rc<ir::Expr>, env: &Env) -> EvalResult<Value> {
-        stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || {
-            self.eval_loop(expr.clone(), env.clone())
-        })
+        // leaves need neither a stack check nor the loop
+        match &expr.kind {
+            ExprKind::Const(v) => Ok(v.clone()),
+            ExprKind::Var { depth, index } => match lookup(env, *depth, *index) {
+                Value::Thunk(t) => self.force_thunk(&t),
+                v => Ok(v),
+            },
+            ExprKind::Binary(op, l, r) if is_leaf(l) && is_leaf(r) => {
+                if let Some(v) = eager_int_op(*op, l, r, env) {
+                    return Ok(v);
+                }
+                stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || {
+                    self.eval_loop(expr.clone(), env.clone())
+                })
+            }
+            _ => stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || {
+                self.eval_loop(expr.clone(), env.clone())
+            }),
+        }
     }
 
     fn eval_loop(&mut self, mut expr: Rc<ir::Expr>, mut env: Env) -> EvalResult<Value> {
@@ -776,6 +793,11 @@ impl Evaluator {
             _ => {
                 let a = self.eval(l, env)?;
                 let b = self.eval(r, env)?;
+                if let (Value::Int(x), Value::Int(y)) = (&a, &b) {
+                    if let Some(v) = int_op(op, *x, *y) {
+                        return Ok(v);
+                    }
+                }
                 match op {
                     BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div => {
                         self.arith(op, &a, &b, span)
@@ -1302,6 +1324,17 @@ fn eager_int_op(op: BinOp, a: &ir::Expr, b: &ir::Expr, env: &Env) -> Option<Valu
     }
     let x = peek_int(a, env)?;
     let y = peek_int(b, env)?;
+    int_op(op, x, y)
+}
+
+#[inline]
+fn is_leaf(e: &ir::Expr) -> bool {
+    matches!(e.kind, ExprKind::Const(_) | ExprKind::Var { .. })
+}
+
+/// An integer operation that cannot fail (`None` on overflow or for other operators).
+#[inline]
+fn int_op(op: BinOp, x: i64, y: i64) -> Option<Value> {
     Some(match op {
         BinOp::Add => Value::Int(x.checked_add(y)?),
         BinOp::Sub => Value::Int(x.checked_sub(y)?),

@@ -432,9 +432,31 @@ pub struct Scope {
 
 pub type Env = Rc<Scope>;
 
+/// Whether dropping this value may free a structure that holds further values (only then can a
+/// drop recurse): the last reference to a thunk, record, list or closure.
+#[inline]
+fn drop_may_recurse(v: &Value) -> bool {
+    match v {
+        Value::Thunk(t) => Rc::strong_count(&t.0) == 1,
+        Value::Attrs(a) => Rc::strong_count(a) == 1,
+        Value::List(l) => Rc::strong_count(&l.0) == 1,
+        Value::Lambda(c) => Rc::strong_count(c) == 1,
+        Value::PrimOpApp(p) => Rc::strong_count(p) == 1,
+        _ => false,
+    }
+}
+
 impl Drop for Scope {
     fn drop(&mut self) {
-        let slots = std::mem::take(self.slots.get_mut());
+        let parent_last = self
+            .parent
+            .as_ref()
+            .is_some_and(|p| Rc::strong_count(p) == 1);
+        let slots = self.slots.get_mut();
+        if !parent_last && !slots.iter().any(drop_may_recurse) {
+            return; // plain drop: nothing below can recurse
+        }
+        let slots = std::mem::take(slots);
         if !slots.is_empty() {
             guarded_drop(Deferred::Slots(slots));
         }
@@ -446,7 +468,7 @@ impl Drop for Scope {
 
 impl Drop for Attrs {
     fn drop(&mut self) {
-        if !self.entries.is_empty() {
+        if self.entries.iter().any(|(_, v)| drop_may_recurse(v)) {
             guarded_drop(Deferred::Entries(std::mem::take(&mut self.entries)));
         }
     }
@@ -537,7 +559,7 @@ impl Drop for ThunkCell {
     fn drop(&mut self) {
         let st = std::mem::replace(self.0.get_mut(), ThunkState::Done(Value::Null));
         match st {
-            ThunkState::Done(Value::Int(_) | Value::Null | Value::Bool(_) | Value::Float(_)) => {}
+            ThunkState::Done(v) if !drop_may_recurse(&v) => {}
             st => guarded_drop(Deferred::State(st)),
         }
     }
