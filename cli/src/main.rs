@@ -121,8 +121,11 @@ fn run_eval_with(ev: &mut Evaluator, a: EvalArgs) -> ExitCode {
         },
         (Some(file), None) => ev.import(&absolute(file), buildit_lang::Span::default()),
         (None, None) => {
-            eprintln!("error: nothing to evaluate\n  help: give a FILE or -E EXPR (see `buildit eval --help`)");
-            return ExitCode::from(1);
+            return cli_error(
+                "buildit::cli::nothing-to-evaluate",
+                "nothing to evaluate",
+                "give a FILE or -E EXPR (see `buildit eval --help`)",
+            );
         }
     };
     let mut value = match result {
@@ -140,10 +143,20 @@ fn run_eval_with(ev: &mut Evaluator, a: EvalArgs) -> ExitCode {
                 _ => None,
             };
             let Some(next) = next else {
-                eprintln!(
-                    "error: attribute '{part}' of '{path}' not found\n  help: check the attribute path given to -A"
+                let names = match &*value {
+                    Value::Attrs(at) => at
+                        .iter_sorted()
+                        .into_iter()
+                        .map(|(k, _)| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    other => format!("(the value is {}, not a set)", other.describe()),
+                };
+                return cli_error(
+                    "buildit::cli::attribute-not-found",
+                    &format!("attribute '{part}' of '{path}' not found"),
+                    &format!("available here: {names}"),
                 );
-                return ExitCode::from(1);
             };
             value = match ev.force(&next) {
                 Ok(v) => std::mem::ManuallyDrop::new(v),
@@ -176,6 +189,16 @@ fn run_eval_with(ev: &mut Evaluator, a: EvalArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Report an error about the command line itself (no source span) and exit 1.
+fn cli_error(code: &'static str, message: &str, help: &str) -> ExitCode {
+    let d = buildit_lang::Diagnostic::error(code, message).with_help(help);
+    eprint!(
+        "{}",
+        render::diagnostic(&buildit_lang::SourceMap::new(), &d, style(false))
+    );
+    ExitCode::from(1)
 }
 
 fn history_path() -> Option<std::path::PathBuf> {

@@ -1,0 +1,3 @@
+eval
+-E
+{ pname = "x"; }.pnme

@@ -1,0 +1,2 @@
+eval
+missing.bld

@@ -1,0 +1,3 @@
+eval
+-E
+let a = 1; in b

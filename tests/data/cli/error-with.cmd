@@ -1,0 +1,3 @@
+eval
+-E
+with builtins; map

@@ -1,0 +1,4 @@
+eval
+-A
+packages.hello.version
+sample.bld

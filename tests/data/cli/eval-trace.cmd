@@ -1,0 +1,3 @@
+eval
+-E
+builtins.trace "hi" 1
