@@ -222,6 +222,7 @@ impl Evaluator {
         }
     }
 
+    #[inline(never)]
     fn cycle_error(&self, idx: usize, span: Span) -> EvalError {
         let mut err = EvalError::new(
             ErrorKind::InfiniteRecursion,
@@ -270,6 +271,7 @@ impl Evaluator {
     // ---------------------------------------------------------------------------------------
     // typed forcing helpers (for builtins)
 
+    #[inline(never)]
     pub fn type_error(&self, expected: &str, got: &Value, span: Span) -> EvalError {
         EvalError::new(
             ErrorKind::TypeError,
@@ -355,6 +357,7 @@ impl Evaluator {
         }
     }
 
+    #[inline(never)]
     fn apply_other(&mut self, f: Value, arg: Value, span: Span) -> EvalResult<Value> {
         match f {
             Value::PrimOp(op) => {
@@ -393,6 +396,7 @@ impl Evaluator {
         }
     }
 
+    #[inline(never)]
     fn not_a_function(&self, v: &Value, span: Span) -> EvalError {
         EvalError::new(
             ErrorKind::NotAFunction,
@@ -647,6 +651,7 @@ impl Evaluator {
         }
     }
 
+    #[inline(never)]
     fn key_symbol(&mut self, k: &Key, env: &Env) -> EvalResult<Symbol> {
         match k {
             Key::Static(s, _) => Ok(*s),
@@ -660,6 +665,7 @@ impl Evaluator {
         }
     }
 
+    #[inline(never)]
     fn eval_select(
         &mut self,
         base: &Rc<ir::Expr>,
@@ -719,6 +725,7 @@ impl Evaluator {
         Ok(v)
     }
 
+    #[inline(never)]
     fn eval_attrs(&mut self, a: &ir::AttrsIr, env: &Env) -> EvalResult<Value> {
         let mut entries: Vec<(Symbol, Value)> = Vec::with_capacity(a.statics.len());
         for (k, e) in &a.statics {
@@ -744,6 +751,7 @@ impl Evaluator {
         Ok(Value::attrs(attrs))
     }
 
+    #[inline(never)]
     fn eval_str_parts(&mut self, parts: &[StrPart], env: &Env, span: Span) -> EvalResult<Value> {
         let mut out = String::new();
         let mut ctx = Context::empty();
@@ -920,6 +928,7 @@ impl Evaluator {
         }
     }
 
+    #[inline(never)]
     fn add_strings(&mut self, a: &Value, b: &Value, span: Span) -> EvalResult<Value> {
         match a {
             Value::Path(p) => {
