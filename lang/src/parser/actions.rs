@@ -1,0 +1,647 @@
+//! Semantic actions of the grammar: how each production builds AST nodes, plus the checks Nix
+//! does at parse time (dynamic attributes in `let`/`inherit`, duplicate formals, `with`).
+//!
+//! Why a separate module: the grammar file stays a readable list of productions, and every node
+//! is built through [`State::node`], which tracks the depth of the tree being built. A subtree
+//! deeper than [`MAX_DEPTH`] is replaced by an `Error` node with a `buildit::parse::too-deep`
+//! diagnostic, so no tree this crate hands out (or drops, including partial trees the parser
+//! discards during error recovery) is deep enough to overflow the native stack when walked or
+//! dropped recursively.
+
+use super::dedent::{strip_indentation, IndPart};
+use super::ops::{resolve, OpItem};
+use crate::ast::{AttrKey, Binding, Expr, ExprKind, Name, Param, PatField, StrPart};
+use crate::diag::Diagnostic;
+use crate::lexer::{PathStart, Tok};
+use crate::span::{FileId, Span};
+use lalrpop_util::ErrorRecovery;
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+
+/// Maximum nesting depth of expressions in a parsed tree.
+pub const MAX_DEPTH: u32 = 2000;
+
+/// A value with the depth of the deepest expression inside it (0 when it has none).
+#[derive(Debug)]
+pub struct D<T> {
+    pub v: T,
+    pub d: u32,
+}
+
+/// An expression with its depth (at least 1).
+pub type N = D<Expr>;
+
+impl<T> D<T> {
+    pub fn new(v: T, d: u32) -> D<T> {
+        D { v, d }
+    }
+}
+
+/// The grammar's mutable context: the file, the diagnostics found by actions, and the parse
+/// errors lalrpop recovered from.
+pub struct State<'s> {
+    pub file: FileId,
+    pub src: &'s str,
+    pub diags: Vec<Diagnostic>,
+    pub recovered: Vec<ErrorRecovery<usize, Tok, Infallible>>,
+    too_deep: bool,
+}
+
+fn max_d<'a, T: 'a>(items: impl IntoIterator<Item = &'a D<T>>) -> u32 {
+    items.into_iter().map(|x| x.d).max().unwrap_or(0)
+}
+
+impl<'s> State<'s> {
+    pub fn new(file: FileId, src: &'s str) -> State<'s> {
+        State {
+            file,
+            src,
+            diags: Vec::new(),
+            recovered: Vec::new(),
+            too_deep: false,
+        }
+    }
+
+    pub fn span(&self, l: usize, r: usize) -> Span {
+        Span::new(self.file, l, r)
+    }
+
+    /// Build a node whose deepest child has depth `child_d`, or an `Error` node (and a
+    /// diagnostic, once per file) when the result would exceed [`MAX_DEPTH`].
+    pub fn node(&mut self, kind: ExprKind, span: Span, child_d: u32) -> N {
+        let d = child_d.saturating_add(1);
+        if d > MAX_DEPTH {
+            self.report_too_deep(span);
+            // `kind` is dropped here; its children are at most MAX_DEPTH deep.
+            drop(kind);
+            return D::new(Expr::new(ExprKind::Error, span), 1);
+        }
+        D::new(Expr::new(kind, span), d)
+    }
+
+    pub fn report_too_deep(&mut self, span: Span) {
+        if !self.too_deep {
+            self.too_deep = true;
+            self.diags.push(too_deep_diag(span));
+        }
+    }
+
+    pub fn leaf(&mut self, kind: ExprKind, l: usize, r: usize) -> N {
+        let span = self.span(l, r);
+        self.node(kind, span, 0)
+    }
+
+    pub fn error_node(&mut self, l: usize, r: usize) -> N {
+        self.leaf(ExprKind::Error, l, r)
+    }
+
+    pub fn recover(&mut self, e: ErrorRecovery<usize, Tok, Infallible>) {
+        self.recovered.push(e);
+    }
+
+    pub fn var(&mut self, id: (Name, Span)) -> N {
+        let (name, span) = id;
+        self.node(ExprKind::Var(name), span, 0)
+    }
+
+    pub fn string(&mut self, parts: Vec<D<StrPart>>, l: usize, r: usize) -> N {
+        let d = max_d(&parts);
+        let parts = merge_parts(parts.into_iter().map(|p| p.v));
+        let span = self.span(l, r);
+        self.node(ExprKind::Str(parts), span, d)
+    }
+
+    pub fn ind_string(&mut self, parts: Vec<IndPart>, l: usize, r: usize) -> N {
+        let d = parts
+            .iter()
+            .map(|p| match p {
+                IndPart::Interp(n) => n.d,
+                IndPart::Text(_) => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        let parts = merge_parts(strip_indentation(parts));
+        let span = self.span(l, r);
+        self.node(ExprKind::Str(parts), span, d)
+    }
+
+    pub fn path(&mut self, start: PathStart, rest: Vec<D<StrPart>>, l: usize, r: usize) -> N {
+        let d = max_d(&rest);
+        let parts = merge_parts(
+            std::iter::once(StrPart::Lit(start.text)).chain(rest.into_iter().map(|p| p.v)),
+        );
+        let span = self.span(l, r);
+        self.node(ExprKind::Path(start.kind, parts), span, d)
+    }
+
+    pub fn lit_part(&self, s: String) -> D<StrPart> {
+        D::new(StrPart::Lit(s), 0)
+    }
+
+    pub fn interp_part(&self, e: N) -> D<StrPart> {
+        D::new(StrPart::Interp(e.v), e.d)
+    }
+
+    pub fn list(&mut self, elems: Vec<N>, l: usize, r: usize) -> N {
+        let d = max_d(&elems);
+        let span = self.span(l, r);
+        self.node(
+            ExprKind::List(elems.into_iter().map(|e| e.v).collect()),
+            span,
+            d,
+        )
+    }
+
+    pub fn attrs(&mut self, rec: bool, binds: Vec<Option<D<Binding>>>, l: usize, r: usize) -> N {
+        let binds: Vec<D<Binding>> = binds.into_iter().flatten().collect();
+        let d = max_d(&binds);
+        let span = self.span(l, r);
+        let bindings = binds.into_iter().map(|b| b.v).collect();
+        self.node(ExprKind::Attrs { rec, bindings }, span, d)
+    }
+
+    fn check_let_bindings(&mut self, binds: &[D<Binding>]) {
+        for b in binds {
+            if let Binding::Attr { path, .. } = &b.v {
+                if let Some(k @ AttrKey::Dynamic(_)) = path.first() {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "buildit::parse::dynamic-let",
+                            "dynamic attributes are not allowed in `let`",
+                        )
+                        .with_label(k.span(), "the name of a `let` binding must be known statically")
+                        .with_help("bind a record instead: `let r = { ${k} = v; }; in …` and select from it"),
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn let_in(&mut self, binds: Vec<Option<D<Binding>>>, body: N, l: usize, r: usize) -> N {
+        let binds: Vec<D<Binding>> = binds.into_iter().flatten().collect();
+        self.check_let_bindings(&binds);
+        let d = max_d(&binds).max(body.d);
+        let span = self.span(l, r);
+        let bindings = binds.into_iter().map(|b| b.v).collect();
+        self.node(
+            ExprKind::Let {
+                bindings,
+                body: Box::new(body.v),
+            },
+            span,
+            d,
+        )
+    }
+
+    pub fn legacy_let(&mut self, binds: Vec<Option<D<Binding>>>, l: usize, r: usize) -> N {
+        let binds: Vec<D<Binding>> = binds.into_iter().flatten().collect();
+        let d = max_d(&binds);
+        let span = self.span(l, r);
+        self.node(
+            ExprKind::LegacyLet(binds.into_iter().map(|b| b.v).collect()),
+            span,
+            d,
+        )
+    }
+
+    pub fn lambda_ident(&mut self, id: (Name, Span), body: N, l: usize, r: usize) -> N {
+        let span = self.span(l, r);
+        let d = body.d;
+        self.node(
+            ExprKind::Lambda {
+                param: Param::Ident(id.0, id.1),
+                body: Box::new(body.v),
+            },
+            span,
+            d,
+        )
+    }
+
+    pub fn lambda_pattern(
+        &mut self,
+        formals: (Vec<D<PatField>>, bool),
+        bind: Option<(Name, Span)>,
+        body: N,
+        l: usize,
+        r: usize,
+    ) -> N {
+        let (fields, ellipsis) = formals;
+        let mut seen = std::collections::HashMap::new();
+        for f in &fields {
+            if let Some(first) = seen.insert(f.v.name.as_str(), f.v.span) {
+                self.diags
+                    .push(duplicate_formal(&f.v.name, f.v.span, first));
+            }
+        }
+        if let Some((name, span)) = &bind {
+            if let Some(first) = seen.get(name.as_str()) {
+                self.diags.push(duplicate_formal(name, *span, *first));
+            }
+        }
+        let d = max_d(&fields).max(body.d);
+        let span = self.span(l, r);
+        self.node(
+            ExprKind::Lambda {
+                param: Param::Pattern {
+                    fields: fields.into_iter().map(|f| f.v).collect(),
+                    ellipsis,
+                    bind,
+                },
+                body: Box::new(body.v),
+            },
+            span,
+            d,
+        )
+    }
+
+    pub fn formal(&self, id: (Name, Span), default: Option<N>) -> D<PatField> {
+        let d = default.as_ref().map_or(0, |n| n.d);
+        D::new(
+            PatField {
+                name: id.0,
+                span: id.1,
+                default: default.map(|n| n.v),
+            },
+            d,
+        )
+    }
+
+    pub fn assert(&mut self, cond: N, body: N, l: usize, r: usize) -> N {
+        let span = self.span(l, r);
+        let d = cond.d.max(body.d);
+        self.node(
+            ExprKind::Assert {
+                cond: Box::new(cond.v),
+                body: Box::new(body.v),
+            },
+            span,
+            d,
+        )
+    }
+
+    /// `with e; body`: parsed (so the rest of the file is still checked) but rejected.
+    pub fn with(&mut self, scope: N, body: N, l: usize, semi_r: usize, r: usize) -> N {
+        let scope_text = self.src.get(scope.v.span.range()).unwrap_or("e");
+        let scope_text = if scope_text.len() <= 40 && !scope_text.contains('\n') {
+            scope_text
+        } else {
+            "e"
+        };
+        let names = free_vars(&body.v);
+        let names = if names.is_empty() {
+            "a b".to_string()
+        } else {
+            names.into_iter().collect::<Vec<_>>().join(" ")
+        };
+        self.diags.push(
+            Diagnostic::error("buildit::parse::with", "`with` is not supported in buildit")
+                .with_label(self.span(l, semi_r), "`with` brings names into scope dynamically")
+                .with_help(format!(
+                    "scoping is static in buildit: bring the names you use into scope explicitly, e.g. `let inherit ({}) {}; in …`",
+                    scope_text, names
+                )),
+        );
+        let span = self.span(l, r);
+        drop((scope, body));
+        self.node(ExprKind::Error, span, 0)
+    }
+
+    pub fn if_(&mut self, c: N, t: N, e: N, l: usize, r: usize) -> N {
+        let span = self.span(l, r);
+        let d = c.d.max(t.d).max(e.d);
+        self.node(
+            ExprKind::If {
+                cond: Box::new(c.v),
+                then: Box::new(t.v),
+                else_: Box::new(e.v),
+            },
+            span,
+            d,
+        )
+    }
+
+    pub fn select(
+        &mut self,
+        e: N,
+        path: Vec<D<AttrKey>>,
+        default: Option<N>,
+        l: usize,
+        r: usize,
+    ) -> N {
+        let span = self.span(l, r);
+        let d =
+            e.d.max(max_d(&path))
+                .max(default.as_ref().map_or(0, |n| n.d));
+        self.node(
+            ExprKind::Select {
+                expr: Box::new(e.v),
+                path: path.into_iter().map(|k| k.v).collect(),
+                default: default.map(|n| Box::new(n.v)),
+            },
+            span,
+            d,
+        )
+    }
+
+    /// `e or` (no attribute path): Nix applies `e` to a variable named `or`.
+    pub fn apply_or(&mut self, e: N, or_l: usize, r: usize) -> N {
+        let or_var = self.leaf(ExprKind::Var("or".to_string()), or_l, r);
+        self.apply_chain(vec![e, or_var])
+    }
+
+    /// `f a b c` as `((f a) b) c`.
+    pub fn apply_chain(&mut self, items: Vec<N>) -> N {
+        let mut it = items.into_iter();
+        let Some(mut acc) = it.next() else {
+            return D::new(Expr::new(ExprKind::Error, self.span(0, 0)), 1);
+        };
+        for arg in it {
+            let span = acc.v.span.to(arg.v.span);
+            let d = acc.d.max(arg.d);
+            acc = self.node(
+                ExprKind::Apply {
+                    func: Box::new(acc.v),
+                    arg: Box::new(arg.v),
+                },
+                span,
+                d,
+            );
+        }
+        acc
+    }
+
+    pub fn ops(&mut self, items: Vec<OpItem>) -> N {
+        resolve(self, items)
+    }
+
+    pub fn attr_binding(
+        &mut self,
+        path: Vec<D<AttrKey>>,
+        value: N,
+        l: usize,
+        r: usize,
+    ) -> D<Binding> {
+        let d = max_d(&path).max(value.d);
+        D::new(
+            Binding::Attr {
+                path: path.into_iter().map(|k| k.v).collect(),
+                value: value.v,
+                span: self.span(l, r),
+            },
+            d,
+        )
+    }
+
+    pub fn inherit(
+        &mut self,
+        from: Option<N>,
+        names: Vec<D<AttrKey>>,
+        l: usize,
+        r: usize,
+    ) -> Option<D<Binding>> {
+        let mut out = Vec::with_capacity(names.len());
+        for k in names {
+            match k.v {
+                AttrKey::Static(name, span) => out.push((name, span)),
+                AttrKey::Dynamic(e) => self.diags.push(
+                    Diagnostic::error(
+                        "buildit::parse::dynamic-inherit",
+                        "dynamic attributes are not allowed in `inherit`",
+                    )
+                    .with_label(e.span, "`inherit` needs names known statically")
+                    .with_help("write a binding instead: `${k} = r.${k};`"),
+                ),
+            }
+        }
+        let d = from.as_ref().map_or(0, |n| n.d);
+        Some(D::new(
+            Binding::Inherit {
+                from: from.map(|n| Box::new(n.v)),
+                names: out,
+                span: self.span(l, r),
+            },
+            d,
+        ))
+    }
+
+    /// `"…"` as an attribute name: static unless it has interpolations.
+    pub fn string_key(&mut self, parts: Vec<D<StrPart>>, l: usize, r: usize) -> D<AttrKey> {
+        let n = self.string(parts, l, r);
+        self.key_of(n)
+    }
+
+    /// `${e}` as an attribute name: static when `e` is a plain string literal (as in Nix).
+    pub fn interp_key(&mut self, e: N) -> D<AttrKey> {
+        self.key_of(e)
+    }
+
+    fn key_of(&mut self, n: N) -> D<AttrKey> {
+        let span = n.v.span;
+        match n.v.kind {
+            ExprKind::Str(parts) if parts.len() <= 1 => match parts.into_iter().next() {
+                None => D::new(AttrKey::Static(String::new(), span), 0),
+                Some(StrPart::Lit(s)) => D::new(AttrKey::Static(s, span), 0),
+                Some(p @ StrPart::Interp(_)) => D::new(
+                    AttrKey::Dynamic(Expr::new(ExprKind::Str(vec![p]), span)),
+                    n.d,
+                ),
+            },
+            kind => D::new(AttrKey::Dynamic(Expr::new(kind, span)), n.d),
+        }
+    }
+}
+
+/// Merge adjacent literal parts and drop empty ones.
+pub fn merge_parts(parts: impl IntoIterator<Item = StrPart>) -> Vec<StrPart> {
+    let mut out: Vec<StrPart> = Vec::new();
+    for p in parts {
+        match p {
+            StrPart::Lit(s) if s.is_empty() => {}
+            StrPart::Lit(s) => match out.last_mut() {
+                Some(StrPart::Lit(prev)) => prev.push_str(&s),
+                _ => out.push(StrPart::Lit(s)),
+            },
+            interp => out.push(interp),
+        }
+    }
+    out
+}
+
+pub fn too_deep_diag(span: Span) -> Diagnostic {
+    Diagnostic::error(
+        "buildit::parse::too-deep",
+        format!("expression nested too deeply (more than {} levels)", MAX_DEPTH),
+    )
+    .with_label(span, "nesting limit exceeded here")
+    .with_help("split the expression into named `let` bindings, or build long lists and chains with functions like `builtins.foldl'`")
+}
+
+fn duplicate_formal(name: &str, span: Span, first: Span) -> Diagnostic {
+    Diagnostic::error(
+        "buildit::parse::duplicate-formal",
+        format!("duplicate function argument `{}`", name),
+    )
+    .with_label(span, "declared again here")
+    .with_label(first, "first declared here")
+    .with_help("each argument of a function pattern must have a distinct name")
+}
+
+/// Names of variables used in `e` that `e` does not bind itself (approximately: any name bound
+/// anywhere inside `e` is excluded), minus common globals. At most 8, sorted.
+fn free_vars(e: &Expr) -> BTreeSet<String> {
+    const GLOBALS: &[&str] = &[
+        "builtins",
+        "true",
+        "false",
+        "null",
+        "import",
+        "toString",
+        "map",
+        "throw",
+        "abort",
+        "derivation",
+        "baseNameOf",
+        "dirOf",
+        "removeAttrs",
+        "isNull",
+        "placeholder",
+        "__curPos",
+        "or",
+        "fetchTarball",
+        "scopedImport",
+    ];
+    let mut used = BTreeSet::new();
+    let mut bound = BTreeSet::new();
+    let mut stack: Vec<&Expr> = vec![e];
+    while let Some(e) = stack.pop() {
+        match &e.kind {
+            ExprKind::Var(n) => {
+                used.insert(n.clone());
+            }
+            ExprKind::Int(_)
+            | ExprKind::Float(_)
+            | ExprKind::SearchPath(_)
+            | ExprKind::Uri(_)
+            | ExprKind::Error => {}
+            ExprKind::Str(parts) | ExprKind::Path(_, parts) => {
+                for p in parts {
+                    if let StrPart::Interp(x) = p {
+                        stack.push(x);
+                    }
+                }
+            }
+            ExprKind::List(xs) => stack.extend(xs.iter()),
+            ExprKind::Attrs { bindings, rec } => {
+                visit_bindings(bindings, *rec, &mut stack, &mut bound, &mut used);
+            }
+            ExprKind::LegacyLet(bindings) => {
+                visit_bindings(bindings, true, &mut stack, &mut bound, &mut used);
+            }
+            ExprKind::Let { bindings, body } => {
+                visit_bindings(bindings, true, &mut stack, &mut bound, &mut used);
+                stack.push(body);
+            }
+            ExprKind::Lambda { param, body } => {
+                match param {
+                    Param::Ident(n, _) => {
+                        bound.insert(n.clone());
+                    }
+                    Param::Pattern { fields, bind, .. } => {
+                        for f in fields {
+                            bound.insert(f.name.clone());
+                            if let Some(d) = &f.default {
+                                stack.push(d);
+                            }
+                        }
+                        if let Some((n, _)) = bind {
+                            bound.insert(n.clone());
+                        }
+                    }
+                }
+                stack.push(body);
+            }
+            ExprKind::Apply { func, arg } => {
+                stack.push(func);
+                stack.push(arg);
+            }
+            ExprKind::If { cond, then, else_ } => {
+                stack.push(cond);
+                stack.push(then);
+                stack.push(else_);
+            }
+            ExprKind::Assert { cond, body } => {
+                stack.push(cond);
+                stack.push(body);
+            }
+            ExprKind::Select {
+                expr,
+                path,
+                default,
+            } => {
+                stack.push(expr);
+                push_keys(path, &mut stack);
+                if let Some(d) = default {
+                    stack.push(d);
+                }
+            }
+            ExprKind::HasAttr { expr, path } => {
+                stack.push(expr);
+                push_keys(path, &mut stack);
+            }
+            ExprKind::Unary { expr, .. } => stack.push(expr),
+            ExprKind::Binary { lhs, rhs, .. } => {
+                stack.push(lhs);
+                stack.push(rhs);
+            }
+        }
+    }
+    used.into_iter()
+        .filter(|n| !bound.contains(n) && !GLOBALS.contains(&n.as_str()))
+        .take(8)
+        .collect()
+}
+
+fn push_keys<'a>(path: &'a [AttrKey], stack: &mut Vec<&'a Expr>) {
+    for k in path {
+        if let AttrKey::Dynamic(e) = k {
+            stack.push(e);
+        }
+    }
+}
+
+fn visit_bindings<'a>(
+    bindings: &'a [Binding],
+    binds_names: bool,
+    stack: &mut Vec<&'a Expr>,
+    bound: &mut BTreeSet<String>,
+    used: &mut BTreeSet<String>,
+) {
+    for b in bindings {
+        match b {
+            Binding::Attr { path, value, .. } => {
+                if binds_names {
+                    if let Some(AttrKey::Static(n, _)) = path.first() {
+                        bound.insert(n.clone());
+                    }
+                }
+                push_keys(path, stack);
+                stack.push(value);
+            }
+            Binding::Inherit { from, names, .. } => match from {
+                Some(f) => {
+                    stack.push(f);
+                    if binds_names {
+                        for (n, _) in names {
+                            bound.insert(n.clone());
+                        }
+                    }
+                }
+                None => {
+                    for (n, _) in names {
+                        used.insert(n.clone());
+                    }
+                }
+            },
+        }
+    }
+}
