@@ -355,8 +355,8 @@ impl<'a> Lexer<'a> {
                         let start = self.pos;
                         self.out.diagnostics.push(
                             Diagnostic::error(
-                                "buildit::parse::unterminated-comment",
-                                "unterminated comment",
+                                "buildit::parse::unexpected-eof",
+                                "unexpected end of input inside a comment",
                             )
                             .with_label(self.span(start, start + 2), "this `/*` is never closed")
                             .with_help("close the comment with `*/`"),
@@ -1265,10 +1265,7 @@ mod tests {
             vec![Tok::Int(1), Tok::Int(2), Tok::Int(3)]
         );
         let l = lex(FileId(0), "1 /* x");
-        assert_eq!(
-            l.diagnostics[0].code,
-            "buildit::parse::unterminated-comment"
-        );
+        assert_eq!(l.diagnostics[0].code, "buildit::parse::unexpected-eof");
     }
 
     #[test]

@@ -141,6 +141,9 @@ fn help_for(tok: Option<&Tok>, expected: &[String]) -> String {
         Some(Tok::Assign) if has("\":\"") || has("\",\"") => {
             "in a function pattern, defaults are written `name ? value`".to_string()
         }
+        Some(Tok::Semi | Tok::RParen | Tok::RBracket | Tok::RBrace) if has("ID") && has("INT") => {
+            "a value is missing before this point".to_string()
+        }
         _ if has("\";\"") => {
             "did you forget a `;`? Every binding (`name = value;`, `inherit …;`) ends with one, as do `assert c;` and `with e;`".to_string()
         }

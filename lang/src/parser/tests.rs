@@ -644,7 +644,7 @@ fn lexer_errors_are_not_reported_twice() {
         ("\"abc", "buildit::parse::unterminated-string"),
         ("''abc", "buildit::parse::unterminated-string"),
         ("{ a = \"x${b", "buildit::parse::unterminated-string"),
-        ("1 /* abc", "buildit::parse::unterminated-comment"),
+        ("1 /* abc", "buildit::parse::unexpected-eof"),
         ("1 + ~", "buildit::parse::invalid-token"),
     ] {
         let c = codes(src);
