@@ -627,20 +627,37 @@ impl<'a> Lexer<'a> {
 
     fn unterminated(&mut self, open: usize, what: &str, close: &str) {
         let open_len = if close == "\"" { 1 } else { 2 };
-        self.out.diagnostics.push(
-            Diagnostic::error(
-                "buildit::parse::unterminated-string",
-                format!("unterminated {}", what),
-            )
-            .with_label(
-                self.span(open, open + open_len),
-                format!("this {} is never closed", what),
-            )
-            .with_help(format!(
+        // The innermost string that contains this one through an interpolation, if any.
+        let outer = self
+            .modes
+            .iter()
+            .rev()
+            .filter_map(|m| match m {
+                Mode::Str(o) | Mode::Ind(o) => Some(*o),
+                _ => None,
+            })
+            .find(|o| *o < open);
+        let mut d = Diagnostic::error(
+            "buildit::parse::unterminated-string",
+            format!("unterminated {}", what),
+        )
+        .with_label(
+            self.span(open, open + open_len),
+            format!("this {} is never closed", what),
+        );
+        d = match outer {
+            Some(o) => d
+                .with_label(self.span(o, o + 1), "inside an interpolation `${…}` of this string")
+                .with_help(format!(
+                    "if this {} was meant to end the outer string, the `${{` before it is missing its `}}`",
+                    close
+                )),
+            None => d.with_help(format!(
                 "add the closing {} (inside the string, write it escaped)",
                 close
             )),
-        );
+        };
+        self.out.diagnostics.push(d);
         self.out.eof_reported = true;
         self.push(self.src.len(), Tok::Invalid, self.src.len());
     }

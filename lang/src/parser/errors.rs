@@ -96,10 +96,10 @@ pub fn describe_expected(expected: &[String]) -> String {
 
 fn describe_token(tok: &Tok, src: &str, l: usize, r: usize) -> String {
     match tok {
-        Tok::PathEnd => "the end of a path".to_string(),
+        Tok::PathEnd => "end of path".to_string(),
         Tok::StrText(_) | Tok::IndText(_) => "string text".to_string(),
-        Tok::StrOpen => "the start of a string".to_string(),
-        Tok::IndOpen => "the start of an indented string".to_string(),
+        Tok::StrOpen => "string".to_string(),
+        Tok::IndOpen => "indented string".to_string(),
         Tok::Id(s) => format!("identifier `{}`", s),
         Tok::Int(_) | Tok::Float(_) => {
             format!("number `{}`", src.get(l..r).unwrap_or("?"))
@@ -129,6 +129,9 @@ fn describe_token(tok: &Tok, src: &str, l: usize, r: usize) -> String {
 fn help_for(tok: Option<&Tok>, expected: &[String]) -> String {
     let has = |t: &str| expected.iter().any(|e| e == t);
     match tok {
+        Some(Tok::PathEnd) => {
+            "`//` cannot appear inside a path literal (unless the path has an interpolation)".to_string()
+        }
         Some(Tok::Comma) if has("\"]\"") => {
             "list elements are separated by whitespace, not commas: `[ 1 2 3 ]`".to_string()
         }
@@ -178,6 +181,112 @@ fn unclosed_opener(tokens: &[Spanned]) -> Option<(usize, usize, &'static str)> {
     stack.pop()
 }
 
+fn opener_name(t: &Tok) -> Option<&'static str> {
+    Some(match t {
+        Tok::LParen => "(",
+        Tok::LBracket => "[",
+        Tok::LBrace => "{",
+        Tok::DollarBrace => "${",
+        _ => return None,
+    })
+}
+
+fn closer_for(opener: &str) -> &'static str {
+    match opener {
+        "(" => ")",
+        "[" => "]",
+        _ => "}",
+    }
+}
+
+/// Context-specific advice for an unexpected token at `tokens[idx]`: extra labels and a help
+/// line that replaces the generic one.
+fn context_hint(
+    file: FileId,
+    tokens: &[Spanned],
+    idx: usize,
+    expected: &[String],
+) -> Option<(Vec<(Span, String)>, String)> {
+    let has = |t: &str| expected.iter().any(|e| e == t);
+    let (_, tok, _) = tokens.get(idx)?;
+    let span = |l: usize, r: usize| Span::new(file, l, r);
+
+    // A closing bracket that does not match the innermost open one.
+    if matches!(tok, Tok::RParen | Tok::RBracket | Tok::RBrace) {
+        let mut stack: Vec<(usize, usize, &'static str)> = Vec::new();
+        for (l, t, r) in tokens.iter().take(idx) {
+            if let Some(o) = opener_name(t) {
+                stack.push((*l, *r, o));
+            } else if matches!(t, Tok::RParen | Tok::RBracket | Tok::RBrace) {
+                stack.pop();
+            }
+        }
+        let this = match tok {
+            Tok::RParen => ")",
+            Tok::RBracket => "]",
+            _ => "}",
+        };
+        return match stack.last() {
+            None => Some((
+                vec![],
+                format!("this `{}` has no matching opening bracket", this),
+            )),
+            Some((l, r, o)) if closer_for(o) != this => Some((
+                vec![(span(*l, *r), format!("this `{}` is still open", o))],
+                format!("close the `{}` with `{}` first", o, closer_for(o)),
+            )),
+            Some(_) => None,
+        };
+    }
+
+    // `name = …` where an expression was still going on: the previous binding lacks its `;`.
+    if matches!(tok, Tok::Assign) && has("\";\"") {
+        let mut j = idx;
+        while j > 0
+            && matches!(
+                tokens.get(j - 1),
+                Some((_, Tok::Id(_) | Tok::OrKw | Tok::Dot, _))
+            )
+        {
+            j -= 1;
+        }
+        if j < idx && j > 0 {
+            if let Some((l, _, r)) = tokens.get(j - 1) {
+                return Some((
+                    vec![(
+                        span(*l, *r),
+                        "the previous binding probably ends here".to_string(),
+                    )],
+                    "add the missing `;` at the end of the previous binding".to_string(),
+                ));
+            }
+        }
+    }
+
+    // Bindings going on where the body of a `let` was meant: `in` is missing.
+    if has("\"=\"") && !matches!(tok, Tok::Assign) {
+        let mut lets: Vec<(usize, usize)> = Vec::new();
+        for (k, (l, t, r)) in tokens.iter().enumerate().take(idx) {
+            match t {
+                Tok::Let if !matches!(tokens.get(k + 1), Some((_, Tok::LBrace, _))) => {
+                    lets.push((*l, *r))
+                }
+                Tok::In => {
+                    lets.pop();
+                }
+                _ => {}
+            }
+        }
+        if let Some((l, r)) = lets.last() {
+            return Some((
+                vec![(span(*l, *r), "this `let` has no `in`".to_string())],
+                "end the bindings with `in` before the body: `let a = 1; in a`".to_string(),
+            ));
+        }
+    }
+    None
+}
+
 /// A diagnostic for a parse error, or `None` when the lexer already reported it.
 pub fn parse_error(
     file: FileId,
@@ -200,22 +309,37 @@ pub fn parse_error(
             expected,
         } => {
             let what = describe_token(tok, src, *l, *r);
+            let idx = tokens.iter().position(|(tl, t, _)| tl == l && t == tok);
             let (l, r) = if l == r {
                 (*l, (*l + 1).min(src.len().max(*l)))
             } else {
                 (*l, *r)
             };
-            Some(
-                Diagnostic::error(
-                    "buildit::parse::unexpected-token",
-                    format!("unexpected {}", what),
-                )
-                .with_label(
-                    span(l, r),
-                    format!("expected {}", describe_expected(expected)),
-                )
-                .with_help(help_for(Some(tok), expected)),
+            let label = if expected.is_empty() {
+                "expected the end of the input".to_string()
+            } else {
+                format!("expected {}", describe_expected(expected))
+            };
+            let mut d = Diagnostic::error(
+                "buildit::parse::unexpected-token",
+                format!("unexpected {}", what),
             )
+            .with_label(span(l, r), label);
+            match idx.and_then(|i| context_hint(file, tokens, i, expected)) {
+                Some((labels, help)) => {
+                    for (s, m) in labels {
+                        d = d.with_label(s, m);
+                    }
+                    d = d.with_help(help);
+                }
+                None if expected.is_empty() => {
+                    d = d.with_help(
+                        "a file holds a single expression; anything after it is an error",
+                    )
+                }
+                None => d = d.with_help(help_for(Some(tok), expected)),
+            }
+            Some(d)
         }
         ParseError::UnrecognizedEof { location, expected } => {
             if eof_reported {

@@ -462,6 +462,8 @@ fn paths() {
     check("/a/${b}/${c}", r#"(abs "/a/${b}/${c}")"#);
     check("[ ./a ./b ]", r#"[(rel "./a") (rel "./b")]"#);
     check("f ./a", r#"(f (rel "./a"))"#);
+    err("./a//b", "buildit::parse::unexpected-token");
+    check("./${a}//b", r#"(rel "./${a}//b")"#);
     err("a/b/", "buildit::parse::path-trailing-slash");
     err("./${b}/", "buildit::parse::path-trailing-slash");
 }
