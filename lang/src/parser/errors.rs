@@ -138,6 +138,32 @@ fn help_for(tok: Option<&Tok>, expected: &[String]) -> String {
         Some(Tok::Assign) if has("\"then\"") || has("\"==\"") => {
             "to compare values use `==`; `=` only appears in bindings (`name = value;`)".to_string()
         }
+        Some(
+            Tok::Minus
+            | Tok::Plus
+            | Tok::Star
+            | Tok::Slash
+            | Tok::Not
+            | Tok::Concat
+            | Tok::Update
+            | Tok::Eq
+            | Tok::NotEq
+            | Tok::Lt
+            | Tok::Le
+            | Tok::Gt
+            | Tok::Ge
+            | Tok::And
+            | Tok::Or
+            | Tok::Impl
+            | Tok::Question
+            | Tok::If
+            | Tok::Assert
+            | Tok::With
+            | Tok::Colon
+            | Tok::At,
+        ) if has("\"]\"") => {
+            "list elements are separated by whitespace, so an element that is not a simple value needs parentheses: `[ (-1) (a + b) (f x) ]`".to_string()
+        }
         Some(Tok::Semi) if has("\"]\"") => {
             "list elements are separated by whitespace, not `;`".to_string()
         }

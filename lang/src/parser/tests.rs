@@ -640,6 +640,39 @@ fn error_messages_are_in_user_terms() {
     assert_eq!(r.diagnostics[0].code, "buildit::parse::unexpected-eof");
 }
 
+#[track_caller]
+fn help_of(src: &str) -> String {
+    let r = p(src);
+    r.diagnostics
+        .first()
+        .and_then(|d| d.help.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn contextual_hints() {
+    // Missing `;`: points at the end of the previous binding.
+    let r = p("let\n  a = 1\n  b = 2;\nin a");
+    let d = &r.diagnostics[0];
+    assert!(d.help.as_deref().unwrap_or("").contains("missing `;`"), "{:?}", d);
+    assert_eq!(d.labels[1].span.range(), 10..11);
+    // Missing `in`.
+    let r = p("let a = 1; b = 2;\na + b");
+    assert!(r.diagnostics[0].labels[1].message.contains("no `in`"));
+    // Mismatched and unmatched brackets.
+    let r = p("[ 1 ( 2 ]");
+    assert!(r.diagnostics[0].labels[1].message.contains("`(` is still open"));
+    assert!(help_of("{ a = 1; } }").contains("no matching"));
+    // Lists.
+    assert!(help_of("[ -1 ]").contains("parentheses"));
+    assert!(help_of("[ 1, 2 ]").contains("commas"));
+    // Interpolation missing its `}` inside a string.
+    let r = p("\"abc ${x\" + 1");
+    assert_eq!(r.diagnostics.len(), 1);
+    assert!(r.diagnostics[0].help.as_deref().unwrap_or("").contains("missing its `}`"));
+    assert!(help_of("if a = b then 1 else 2").contains("=="));
+}
+
 #[test]
 fn lexer_errors_are_not_reported_twice() {
     for (src, code) in [
