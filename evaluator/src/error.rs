@@ -154,10 +154,11 @@ impl EvalError {
     /// ([`EvalError::trace_lines`]) so callers can trim it.
     pub fn to_diagnostic(&self) -> Diagnostic {
         let mut d = Diagnostic::error(self.0.kind.code(), self.0.message.clone());
-        if let Some(span) = self.0.span {
+        // `Span::default()` means "no location" (errors raised from the command line)
+        if let Some(span) = self.0.span.filter(|s| *s != Span::default()) {
             d = d.with_label(span, primary_label(self.0.kind));
         }
-        for (s, m) in &self.0.labels {
+        for (s, m) in self.0.labels.iter().filter(|(s, _)| *s != Span::default()) {
             d = d.with_label(*s, m.clone());
         }
         if let Some(h) = self.0.help.clone().or(self.0.kind.default_help().map(String::from)) {
@@ -171,6 +172,7 @@ impl EvalError {
         self.0
             .trace
             .iter()
+            .filter(|(s, _)| *s != Span::default())
             .map(|(s, w)| format!("while {} at {}", w, sources.position(*s)))
             .collect()
     }

@@ -540,7 +540,11 @@ impl Evaluator {
                     };
                     (if b { t.clone() } else { e.clone() }, env)
                 }
-                ExprKind::Scope { slots, body } => {
+                ExprKind::Scope {
+                    slots,
+                    body,
+                    overrides,
+                } => {
                     let new_env = Scope::new(
                         Some(env.clone()),
                         SmallVec::from_elem(Value::Null, slots.len()),
@@ -550,6 +554,9 @@ impl Evaluator {
                         for (i, e) in slots.iter().enumerate() {
                             s[i] = delay_in_scope(e, &new_env);
                         }
+                    }
+                    if let Some(ov) = overrides {
+                        return self.apply_overrides(ov, body, &new_env);
                     }
                     (body.clone(), new_env)
                 }
@@ -618,12 +625,14 @@ impl Evaluator {
                 }
                 ExprKind::HasAttr(base, keys) => {
                     let mut v = self.eval(base, &env)?;
-                    for k in keys {
+                    for (i, k) in keys.iter().enumerate() {
                         let Value::Attrs(a) = v else {
                             return Ok(Value::Bool(false));
                         };
                         let name = self.key_symbol(k, &env)?;
                         match a.get(name) {
+                            // only the attributes on the way are forced, not the last one
+                            Some(_) if i + 1 == keys.len() => return Ok(Value::Bool(true)),
                             Some(x) => v = self.force(x)?,
                             None => return Ok(Value::Bool(false)),
                         }
@@ -649,6 +658,36 @@ impl Evaluator {
             expr = next.0;
             env = next.1;
         }
+    }
+
+    /// A `rec` set with `__overrides`: its attributes replace the set's own slots (so
+    /// recursive references see them) and are added to the result.
+    #[inline(never)]
+    fn apply_overrides(
+        &mut self,
+        ov: &(u32, Vec<Symbol>),
+        body: &Rc<ir::Expr>,
+        env: &Env,
+    ) -> EvalResult<Value> {
+        let (slot, names) = ov;
+        let ov_val = lookup(env, 0, *slot);
+        let ov_attrs = self.force_attrs(&ov_val, body.span)?;
+        let mut extra = Attrs::new();
+        {
+            let mut slots = env.slots.borrow_mut();
+            for (k, v) in ov_attrs.iter() {
+                match names.iter().position(|n| n == k) {
+                    Some(i) => slots[i] = v.clone(),
+                    None => extra.insert(*k, v.clone()),
+                }
+            }
+        }
+        let set = self.eval(body, env)?;
+        if extra.is_empty() {
+            return Ok(set);
+        }
+        let a = self.force_attrs(&set, body.span)?;
+        Ok(Value::attrs(a.update(&extra)))
     }
 
     #[inline(never)]

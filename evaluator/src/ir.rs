@@ -34,6 +34,9 @@ pub enum ExprKind {
     Scope {
         slots: Vec<Rc<Expr>>,
         body: Rc<Expr>,
+        /// For a `rec` set with `__overrides`: that slot's index and the slot names. Its
+        /// attributes replace (or add to) the set's own, and recursive references see them.
+        overrides: Option<Rc<(u32, Vec<Symbol>)>>,
     },
     Lambda(Rc<Lambda>),
     /// `f a b c`: one node for the whole spine.

@@ -594,7 +594,11 @@ impl<'c> Lowerer<'c> {
             .collect();
         self.frames.pop();
         let body = mk(ExprKind::Attrs(Rc::new(sorted_attrs(statics, dynamics))), span);
-        mk(ExprKind::Scope { slots, body }, span)
+        let ov = Symbol::intern("__overrides");
+        let overrides = n.index.get(&ov).map(|&i| {
+            Rc::new((i as u32, n.statics.iter().map(|(s, _, _)| *s).collect()))
+        });
+        mk(ExprKind::Scope { slots, body, overrides }, span)
     }
 
     fn attrs<'a>(&mut self, rec: bool, bindings: &'a [Binding], span: Span) -> Rc<ir::Expr> {
@@ -605,11 +609,12 @@ impl<'c> Lowerer<'c> {
         if node.sources.is_empty() {
             return self.node_expr(&node, span);
         }
-        // `inherit (e) …` in a plain set: evaluate each source once, in a hidden frame
-        let sources: Vec<Rc<ir::Expr>> = node.sources.iter().map(|e| self.expr(e)).collect();
+        // `inherit (e) …` in a plain set: evaluate each source once, in a hidden frame (the
+        // sources are evaluated in it too, so they are lowered with it in scope)
         self.frames.push(Frame {
             names: FxHashMap::default(),
         });
+        let sources: Vec<Rc<ir::Expr>> = node.sources.iter().map(|e| self.expr(e)).collect();
         let statics = node
             .statics
             .iter()
@@ -626,6 +631,7 @@ impl<'c> Lowerer<'c> {
             ExprKind::Scope {
                 slots: sources,
                 body,
+                overrides: None,
             },
             span,
         )
@@ -663,7 +669,7 @@ impl<'c> Lowerer<'c> {
             None => mk(ExprKind::Const(Value::Null), span),
         };
         self.frames.pop();
-        mk(ExprKind::Scope { slots, body }, span)
+        mk(ExprKind::Scope { slots, body, overrides: None }, span)
     }
 
     fn lambda(&mut self, param: &ast::Param, body: &ast::Expr, span: Span) -> Rc<ir::Expr> {

@@ -95,6 +95,7 @@ pub fn trials() -> Vec<Trial> {
     ));
     v.push(hostile("undefined-name", b"let a = 1; in b".to_vec(), 1, None));
     v.push(hostile("runtime-type-error", b"1 + \"a\"".to_vec(), 1, None));
+    // a 100k-long operator chain is refused with a diagnostic (nesting limit), not a crash
     v.push(hostile(
         "sum-chain-100k",
         {
@@ -102,8 +103,18 @@ pub fn trials() -> Vec<Trial> {
             s.push_str(&" + 1".repeat(100_000));
             s.into_bytes()
         },
+        1,
+        None,
+    ));
+    v.push(hostile(
+        "sum-chain-1000",
+        {
+            let mut s = "1".to_string();
+            s.push_str(&" + 1".repeat(1000));
+            s.into_bytes()
+        },
         0,
-        Some("100001"),
+        Some("1001"),
     ));
     v
 }

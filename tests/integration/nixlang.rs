@@ -27,7 +27,11 @@ pub fn trials() -> Vec<Trial> {
             if *status != "json" {
                 continue;
             }
-            let file = dir.join(format!("{name}.nix"));
+            let file = [dir.join("lang"), dir.clone()]
+                .into_iter()
+                .map(|d| d.join(format!("{name}.nix")))
+                .find(|f| f.exists())
+                .unwrap_or_else(|| dir.join(format!("{name}.nix")));
             let Ok(theirs) = nix_json(&nix, &file) else {
                 continue;
             };
