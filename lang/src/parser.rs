@@ -27,6 +27,20 @@ mod grammar {
     include!(concat!(env!("OUT_DIR"), "/grammar.rs"));
 }
 
+/// The same grammar without error recovery (see `build.rs`), for deeply nested inputs.
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used,
+    unused_parens,
+    unused_imports,
+    dead_code,
+    missing_docs
+)]
+mod grammar_strict {
+    include!(concat!(env!("OUT_DIR"), "/grammar_strict.rs"));
+}
+
 pub use actions::MAX_DEPTH;
 
 use crate::ast::{Expr, ExprKind};
@@ -57,13 +71,25 @@ impl Parsed {
 /// one per token).
 const MAX_SYNTAX_ERRORS: usize = 100;
 
+/// Inputs nested deeper than this (by [`nesting`]) are parsed without error recovery: lalrpop's
+/// recovery rescans the parse stack for every token it skips, which is quadratic on deep
+/// stacks. Only the first syntax error of such a file is reported.
+const RECOVERY_NESTING: u32 = 128;
+
+/// While recovering, the parser may skip at most this many tokens in a row (without any
+/// grammar action running) before the rest of the input is cut off. Outside of recovery, runs
+/// of tokens without an action are bounded by the nesting of openers (`(`, `[`, `let`, …),
+/// which is at most [`RECOVERY_NESTING`] when recovery is on.
+const MAX_SKIPPED_TOKENS: usize = 4 * RECOVERY_NESTING as usize + 256;
+
 /// Parse `src` as the file `file`. Never panics.
 pub fn parse(file: FileId, src: &str) -> Parsed {
     let lexed = lexer::lex(file, src);
     let mut diagnostics = lexed.diagnostics;
     let whole = Span::new(file, 0, src.len());
 
-    if let Some(span) = too_deep_brackets(file, &lexed.tokens) {
+    let (depth, too_deep_at) = nesting(file, &lexed.tokens);
+    if let Some(span) = too_deep_at {
         diagnostics.push(actions::too_deep_diag(span));
         sort(&mut diagnostics);
         return Parsed {
@@ -73,19 +99,31 @@ pub fn parse(file: FileId, src: &str) -> Parsed {
     }
 
     let mut st = actions::State::new(file, src);
-    let result = grammar::StartParser::new().parse(&mut st, lexed.tokens.iter().cloned().map(Ok));
+    let recovery = depth <= RECOVERY_NESTING;
+    let feed = Feed {
+        tokens: lexed.tokens.iter(),
+        progress: st.progress.clone(),
+        limited: recovery,
+        cut: std::rc::Rc::new(std::cell::Cell::new(false)),
+    };
+    let cut = feed.cut.clone();
+    let result = if recovery {
+        grammar::StartParser::new().parse(&mut st, feed)
+    } else {
+        grammar_strict::StartParser::new().parse(&mut st, feed)
+    };
+    // After a cut, the parser saw a premature end of input: do not report it.
+    let eof_reported = lexed.eof_reported || cut.get();
     let mut syntax = Vec::new();
     for rec in &st.recovered {
-        if let Some(d) =
-            errors::parse_error(file, src, &lexed.tokens, lexed.eof_reported, &rec.error)
-        {
+        if let Some(d) = errors::parse_error(file, src, &lexed.tokens, eof_reported, &rec.error) {
             syntax.push(d);
         }
     }
     let expr = match result {
         Ok(n) => n.v,
         Err(e) => {
-            if let Some(d) = errors::parse_error(file, src, &lexed.tokens, lexed.eof_reported, &e) {
+            if let Some(d) = errors::parse_error(file, src, &lexed.tokens, eof_reported, &e) {
                 syntax.push(d);
             }
             Expr::new(ExprKind::Error, whole)
@@ -101,24 +139,134 @@ pub fn parse(file: FileId, src: &str) -> Parsed {
     }
 }
 
+/// The token stream handed to lalrpop. With `limited`, it ends early (setting `cut`) once
+/// [`MAX_SYNTAX_ERRORS`] errors were recovered from or the parser skips more than
+/// [`MAX_SKIPPED_TOKENS`] tokens in a row, which bounds the cost of error recovery.
+struct Feed<'a> {
+    tokens: std::slice::Iter<'a, Spanned>,
+    progress: std::rc::Rc<actions::Progress>,
+    limited: bool,
+    cut: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl Iterator for Feed<'_> {
+    type Item = Result<Spanned, std::convert::Infallible>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let p = &self.progress;
+        if self.limited
+            && (p.errors.get() >= MAX_SYNTAX_ERRORS
+                || p.delivered.get().saturating_sub(p.last_action.get()) > MAX_SKIPPED_TOKENS)
+        {
+            self.cut.set(true);
+            return None;
+        }
+        let t = self.tokens.next()?;
+        p.delivered.set(p.delivered.get() + 1);
+        Some(Ok(t.clone()))
+    }
+}
+
 fn sort(diags: &mut [Diagnostic]) {
     diags.sort_by_key(|d| d.primary_span().map_or(u32::MAX, |s| s.start));
 }
 
-/// The first opening bracket (`(`, `[`, `{`, `${`) nested more than [`MAX_DEPTH`] deep.
-fn too_deep_brackets(file: FileId, tokens: &[Spanned]) -> Option<Span> {
+/// What closes a nesting level in [`nesting`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Closer {
+    /// `)`, `]`, `}` or the end of a string.
+    Bracket,
+    /// `;` ending a binding value (`a = …;`).
+    Semi,
+    /// `;` ending the head of `assert c;` / `with e;`, after which the body is open-ended.
+    SemiThenBody,
+    /// `then` ending the condition of an `if`.
+    Then,
+    /// `else` ending the `then` branch.
+    Else,
+}
+
+/// An upper bound of the expression nesting of a token stream, and the first token at which it
+/// exceeds [`MAX_DEPTH`]. Levels are opened by brackets, strings, `${`, binding values,
+/// `assert`/`with` heads and `if`/`then`; constructs whose body extends to the end of the
+/// enclosing level (a lambda's `:`, `let … in`, `else`, the body of `assert`/`with`) add one
+/// each to their level until it closes. Since the parser's stack only grows through these
+/// constructs, this bounds the work of the LR parser, and it is at least the depth of the tree
+/// (parentheses count although they build no node).
+fn nesting(file: FileId, tokens: &[Spanned]) -> (u32, Option<Span>) {
+    // (closer, open-ended constructs in this level)
+    let mut levels: Vec<(Closer, u32)> = Vec::new();
     let mut depth: u32 = 0;
+    let mut max: u32 = 0;
     for (l, t, r) in tokens {
+        let open_ended = |levels: &mut Vec<(Closer, u32)>, depth: &mut u32| {
+            if let Some((_, n)) = levels.last_mut() {
+                *n += 1;
+            }
+            *depth += 1;
+        };
+        let push = |levels: &mut Vec<(Closer, u32)>, c: Closer, depth: &mut u32| {
+            levels.push((c, 0));
+            *depth += 1;
+        };
         match t {
-            Tok::LParen | Tok::LBracket | Tok::LBrace | Tok::DollarBrace => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return Some(Span::new(file, *l, *r));
+            Tok::LParen
+            | Tok::LBracket
+            | Tok::LBrace
+            | Tok::DollarBrace
+            | Tok::StrOpen
+            | Tok::IndOpen => push(&mut levels, Closer::Bracket, &mut depth),
+            Tok::RParen | Tok::RBracket | Tok::RBrace | Tok::StrClose | Tok::IndClose
+                if levels.iter().any(|(c, _)| *c == Closer::Bracket) =>
+            {
+                while let Some((c, n)) = levels.pop() {
+                    depth = depth.saturating_sub(n + 1);
+                    if c == Closer::Bracket {
+                        break;
+                    }
                 }
             }
-            Tok::RParen | Tok::RBracket | Tok::RBrace => depth = depth.saturating_sub(1),
+            Tok::Assign => push(&mut levels, Closer::Semi, &mut depth),
+            Tok::Assert | Tok::With => push(&mut levels, Closer::SemiThenBody, &mut depth),
+            Tok::Semi => {
+                if let Some((c @ (Closer::Semi | Closer::SemiThenBody), n)) = levels.last().copied()
+                {
+                    levels.pop();
+                    depth = depth.saturating_sub(n + 1);
+                    if c == Closer::SemiThenBody {
+                        open_ended(&mut levels, &mut depth);
+                    }
+                }
+            }
+            Tok::If => push(&mut levels, Closer::Then, &mut depth),
+            Tok::Then => {
+                if let Some((Closer::Then, n)) = levels.last().copied() {
+                    levels.pop();
+                    depth = depth.saturating_sub(n + 1);
+                    push(&mut levels, Closer::Else, &mut depth);
+                }
+            }
+            Tok::Else => {
+                if let Some((Closer::Else, n)) = levels.last().copied() {
+                    levels.pop();
+                    depth = depth.saturating_sub(n + 1);
+                    open_ended(&mut levels, &mut depth);
+                }
+            }
+            Tok::Colon | Tok::In => open_ended(&mut levels, &mut depth),
+            Tok::Comma => {
+                // Between formals `{ a ? x: 1, b ? y: 2 }`: the defaults are siblings.
+                if let Some((Closer::Bracket, n)) = levels.last_mut() {
+                    depth = depth.saturating_sub(*n);
+                    *n = 0;
+                }
+            }
             _ => {}
         }
+        max = max.max(depth);
+        if depth > MAX_DEPTH {
+            return (max, Some(Span::new(file, *l, *r)));
+        }
     }
-    None
+    (max, None)
 }

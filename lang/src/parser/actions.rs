@@ -10,13 +10,15 @@
 
 use super::dedent::{strip_indentation, IndPart};
 use super::ops::{resolve, OpItem};
-use crate::ast::{AttrKey, Binding, Expr, ExprKind, Name, Param, PatField, StrPart};
+use crate::ast::{AttrKey, Binding, Expr, ExprKind, Name, Param, PatField, StrPart, UnaryOp};
 use crate::diag::Diagnostic;
-use crate::lexer::{PathStart, Tok};
+use crate::lexer::{IndText, PathStart, Tok};
 use crate::span::{FileId, Span};
 use lalrpop_util::ErrorRecovery;
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::convert::Infallible;
+use std::rc::Rc;
 
 /// Maximum nesting depth of expressions in a parsed tree.
 pub const MAX_DEPTH: u32 = 2000;
@@ -37,6 +39,16 @@ impl<T> D<T> {
     }
 }
 
+/// Parsing progress, shared between the grammar actions and the token feed (see
+/// `parser::Feed`): how many tokens were handed to the parser, how many had been when an action
+/// last ran, and how many errors were recovered from.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub delivered: Cell<usize>,
+    pub last_action: Cell<usize>,
+    pub errors: Cell<usize>,
+}
+
 /// The grammar's mutable context: the file, the diagnostics found by actions, and the parse
 /// errors lalrpop recovered from.
 pub struct State<'s> {
@@ -44,6 +56,7 @@ pub struct State<'s> {
     pub src: &'s str,
     pub diags: Vec<Diagnostic>,
     pub recovered: Vec<ErrorRecovery<usize, Tok, Infallible>>,
+    pub progress: Rc<Progress>,
     too_deep: bool,
 }
 
@@ -58,17 +71,35 @@ impl<'s> State<'s> {
             src,
             diags: Vec::new(),
             recovered: Vec::new(),
+            progress: Rc::new(Progress::default()),
             too_deep: false,
         }
     }
 
+    /// Record that an action ran: the parser is making progress (not skipping tokens).
+    pub fn tick(&self) {
+        self.progress.last_action.set(self.progress.delivered.get());
+    }
+
     pub fn span(&self, l: usize, r: usize) -> Span {
+        self.tick();
         Span::new(self.file, l, r)
+    }
+
+    pub fn prefix(&self, op: UnaryOp, l: usize) -> OpItem {
+        self.tick();
+        OpItem::Prefix(op, l)
+    }
+
+    pub fn ind_text(&self, t: IndText) -> IndPart {
+        self.tick();
+        IndPart::Text(t)
     }
 
     /// Build a node whose deepest child has depth `child_d`, or an `Error` node (and a
     /// diagnostic, once per file) when the result would exceed [`MAX_DEPTH`].
     pub fn node(&mut self, kind: ExprKind, span: Span, child_d: u32) -> N {
+        self.tick();
         let d = child_d.saturating_add(1);
         if d > MAX_DEPTH {
             self.report_too_deep(span);
@@ -96,6 +127,8 @@ impl<'s> State<'s> {
     }
 
     pub fn recover(&mut self, e: ErrorRecovery<usize, Tok, Infallible>) {
+        self.tick();
+        self.progress.errors.set(self.progress.errors.get() + 1);
         self.recovered.push(e);
     }
 
@@ -135,6 +168,7 @@ impl<'s> State<'s> {
     }
 
     pub fn lit_part(&self, s: String) -> D<StrPart> {
+        self.tick();
         D::new(StrPart::Lit(s), 0)
     }
 
@@ -255,6 +289,7 @@ impl<'s> State<'s> {
     }
 
     pub fn formal(&self, id: (Name, Span), default: Option<N>) -> D<PatField> {
+        self.tick();
         let d = default.as_ref().map_or(0, |n| n.d);
         D::new(
             PatField {

@@ -654,14 +654,20 @@ fn contextual_hints() {
     // Missing `;`: points at the end of the previous binding.
     let r = p("let\n  a = 1\n  b = 2;\nin a");
     let d = &r.diagnostics[0];
-    assert!(d.help.as_deref().unwrap_or("").contains("missing `;`"), "{:?}", d);
+    assert!(
+        d.help.as_deref().unwrap_or("").contains("missing `;`"),
+        "{:?}",
+        d
+    );
     assert_eq!(d.labels[1].span.range(), 10..11);
     // Missing `in`.
     let r = p("let a = 1; b = 2;\na + b");
     assert!(r.diagnostics[0].labels[1].message.contains("no `in`"));
     // Mismatched and unmatched brackets.
     let r = p("[ 1 ( 2 ]");
-    assert!(r.diagnostics[0].labels[1].message.contains("`(` is still open"));
+    assert!(r.diagnostics[0].labels[1]
+        .message
+        .contains("`(` is still open"));
     assert!(help_of("{ a = 1; } }").contains("no matching"));
     // Lists.
     assert!(help_of("[ -1 ]").contains("parentheses"));
@@ -669,7 +675,11 @@ fn contextual_hints() {
     // Interpolation missing its `}` inside a string.
     let r = p("\"abc ${x\" + 1");
     assert_eq!(r.diagnostics.len(), 1);
-    assert!(r.diagnostics[0].help.as_deref().unwrap_or("").contains("missing its `}`"));
+    assert!(r.diagnostics[0]
+        .help
+        .as_deref()
+        .unwrap_or("")
+        .contains("missing its `}`"));
     assert!(help_of("if a = b then 1 else 2").contains("=="));
 }
 
@@ -725,6 +735,19 @@ fn deep_nesting_is_a_diagnostic_not_a_crash() {
     // Deep but erroneous: partial trees discarded during recovery must drop fine too.
     deep(&format!("1{} )", "+1".repeat(DEEP)));
     deep(&format!("[ ({}1) ) ]", "-".repeat(DEEP)));
+    // Error recovery stays cheap on deep parse stacks followed by many bad tokens (lalrpop
+    // rescans the stack for every skipped token: this used to be quadratic).
+    let r = p(&format!("{}{}", "x: ".repeat(DEEP), ")".repeat(DEEP)));
+    assert!(!r.diagnostics.is_empty());
+    for prefix in ["{ a = ", "[ ", "let a = ", "{ a = [ ", "assert "] {
+        let r = p(&format!("{}{}", prefix.repeat(120), ") ; ".repeat(DEEP)));
+        assert!(!r.diagnostics.is_empty());
+        assert!(r.diagnostics.len() <= MAX_SYNTAX_ERRORS + 1);
+        let r = p(&format!("{}{}", prefix.repeat(1000), ") ; ".repeat(DEEP)));
+        assert!(!r.diagnostics.is_empty());
+    }
+    let r = p(&format!("a{}{}", ".b or a".repeat(DEEP), ")".repeat(DEEP)));
+    assert!(!r.diagnostics.is_empty());
     // Long but flat inputs are fine.
     let r = p(&format!("a{}", ".b".repeat(DEEP)));
     assert!(r.diagnostics.is_empty());
@@ -732,6 +755,37 @@ fn deep_nesting_is_a_diagnostic_not_a_crash() {
     assert!(r.diagnostics.is_empty());
     let r = p(&format!("{{{}}}", " a = 1;".repeat(DEEP)));
     assert!(r.diagnostics.is_empty());
+}
+
+#[test]
+fn deep_inputs_report_their_first_error_without_recovery() {
+    // Beyond RECOVERY_NESTING, only the first syntax error is reported.
+    let src = format!("{}1 +; b = ; }}", "{ a = ".repeat(300));
+    let r = p(&src);
+    assert_eq!(r.diagnostics.len(), 1, "{:?}", r.diagnostics);
+    assert_eq!(r.diagnostics[0].code, "buildit::parse::unexpected-token");
+    // Shallow ones report each.
+    let r = p("{ a = { a = 1 +; b = ; }; }");
+    assert_eq!(r.diagnostics.len(), 2, "{:?}", r.diagnostics);
+}
+
+#[test]
+fn nesting_estimate() {
+    let est = |src: &str| nesting(FileId(0), &crate::lexer::lex(FileId(0), src).tokens).0;
+    assert_eq!(est("1"), 0);
+    assert_eq!(est("[ [ 1 ] [ 2 ] ]"), 2);
+    assert_eq!(est("x: y: z: 1"), 3);
+    assert_eq!(est("{ a = x: 1; b = y: 2; }"), 3);
+    assert_eq!(est("if a then b else if c then d else e"), 2);
+    assert_eq!(est("let a = 1; b = 2; in let c = 3; in c"), 2);
+    assert_eq!(est("assert a; assert b; c"), 2);
+    assert_eq!(est("{ a ? x: 1, b ? y: 2 }: 1"), 2);
+    // Sequential constructs in separate levels do not add up.
+    let many = format!("[ {} ]", "(x: x) ".repeat(5000));
+    assert_eq!(est(&many), 3);
+    assert!(p(&many).diagnostics.is_empty());
+    let many = format!("{{ {} }}", "a = if x then y else z; ".repeat(5000));
+    assert_eq!(est(&many), 3);
 }
 
 #[test]
