@@ -2,15 +2,18 @@
 //!
 //! Why it looks like this: the language's lexical structure is Nix 2.8's (`src/libexpr/lexer.l`),
 //! which is *modal* (code, `"…"` strings, `''…''` strings, path continuations after a `${…}`) and
-//! relies on flex's longest-match rule. Plain code is tokenized by a [`logos`] DFA ([`Raw`]);
-//! on top of it a hand-driven layer keeps a stack of [`Mode`]s, exactly like the flex start
-//! condition stack (`{` and `${` push code mode, `}` pops), and scans the string and path modes
-//! by hand, since they need one character of lookahead that a DFA cannot express.
+//! relies on flex's longest-match rule. In code mode, keywords, identifiers, integers and
+//! operators come from a [`logos`] DFA, while the rules that need backtracking (floats, paths,
+//! URIs, search paths, `...`, `''`, comments) are scanned by hand, and the longest candidate
+//! wins, as in flex (logos 0.14 returns wrong spans when a longer candidate fails part-way).
+//! On top, a hand-driven layer keeps a stack of modes, exactly like the flex start-condition
+//! stack (`{` and `${` push code mode, `}` pops), and scans the string and path modes by hand.
 //!
 //! Lexing never fails: problems (an invalid character, an unterminated string or comment, an
 //! integer literal that does not fit in 64 bits, a path with a trailing slash) become
 //! [`Diagnostic`]s, and a [`Tok::Invalid`] token is emitted where the parser must not continue
-//! silently. The parser does not report a second error for an `Invalid` token.
+//! silently. The parser does not report a second error for an `Invalid` token. Lexing is linear
+//! in the input.
 
 use crate::ast::PathKind;
 use crate::diag::Diagnostic;
