@@ -392,11 +392,6 @@ impl<'c> Lowerer<'c> {
                 if let ast::ExprKind::Attrs { rec, bindings } = &e.kind {
                     let bs: &'a [Binding] = bindings;
                     let n = self.build_node(bs, *rec, true);
-                    if !n.sources.is_empty() {
-                        // `inherit (e)` inside a literal that is extended: keep it simple and
-                        // refuse the merge (Nix accepts it, but it is rare)
-                        return false;
-                    }
                     *entry = Entry::Nested(n);
                     true
                 } else {
@@ -413,20 +408,13 @@ impl<'c> Lowerer<'c> {
                 Binding::Attr { path, value, span } => {
                     self.insert_path(node, path, value, *span, true)
                 }
-                Binding::Inherit { names, from, span } => {
-                    if from.is_some() {
-                        self.error(
-                            Diagnostic::error(
-                                ErrorKind::Unsupported.code(),
-                                "`inherit (…)` inside a merged attribute set is not supported",
-                            )
-                            .with_label(*span, "here")
-                            .with_help("write the attributes out, or define the set once"),
-                        );
-                        continue;
-                    }
+                Binding::Inherit { names, from, .. } => {
+                    let src = from.as_ref().map(|e| {
+                        node.sources.push(e);
+                        node.sources.len() - 1
+                    });
                     for (n, s) in names {
-                        self.insert_static(node, Symbol::intern(n), Entry::Inherit(None, *s), *s);
+                        self.insert_static(node, Symbol::intern(n), Entry::Inherit(src, *s), *s);
                     }
                 }
             }
@@ -540,6 +528,9 @@ impl<'c> Lowerer<'c> {
         if n.rec {
             return self.rec_node(n, span);
         }
+        if !n.sources.is_empty() {
+            return self.sourced_node(n, span);
+        }
         let statics = n
             .statics
             .iter()
@@ -603,12 +594,11 @@ impl<'c> Lowerer<'c> {
 
     fn attrs<'a>(&mut self, rec: bool, bindings: &'a [Binding], span: Span) -> Rc<ir::Expr> {
         let node = self.build_node(bindings, rec, true);
-        if rec {
-            return self.rec_node(&node, span);
-        }
-        if node.sources.is_empty() {
-            return self.node_expr(&node, span);
-        }
+        self.node_expr(&node, span)
+    }
+
+    /// A plain set with `inherit (e) …`: each source is evaluated once, in a hidden frame.
+    fn sourced_node<'a>(&mut self, node: &Node<'a>, span: Span) -> Rc<ir::Expr> {
         // `inherit (e) …` in a plain set: evaluate each source once, in a hidden frame (the
         // sources are evaluated in it too, so they are lowered with it in scope)
         self.frames.push(Frame {
