@@ -674,7 +674,7 @@ impl<'a> Lexer<'a> {
             self.unterminated(open, "string", "\"");
             return false;
         }
-        if b[0] == b'"' {
+        if b.first() == Some(&b'"') {
             self.pos += 1;
             self.pop_mode();
             self.push(start, Tok::StrClose, start + 1);
@@ -688,8 +688,8 @@ impl<'a> Lexer<'a> {
         }
         // ([^$"\\]|\$[^{"\\]|\\ANY|\$\\ANY)+  and  (...)*\$/\"
         let mut i = 0;
-        while i < b.len() {
-            match b[i] {
+        while let Some(&c) = b.get(i) {
+            match c {
                 b'"' => break,
                 b'\\' => i += 1 + char_len_at(rest, i + 1),
                 b'$' => match b.get(i + 1) {
@@ -750,8 +750,8 @@ impl<'a> Lexer<'a> {
         }
         // ([^$']|\$[^{']|'[^'$])+ ; a lone `$` or `'` is its own (non-indentation) token.
         let mut i = 0;
-        while i < b.len() {
-            match b[i] {
+        while let Some(&c) = b.get(i) {
+            match c {
                 b'$' => match b.get(i + 1) {
                     None | Some(b'{') | Some(b'\'') => break,
                     Some(_) => i += 1 + char_len_at(rest, i + 1),
@@ -766,7 +766,7 @@ impl<'a> Lexer<'a> {
         let i = i.min(b.len());
         if i == 0 {
             // A lone `$` or `'`.
-            let text = if b[0] == b'$' { "$" } else { "'" };
+            let text = if b.first() == Some(&b'$') { "$" } else { "'" };
             self.pos += 1;
             self.push(start, ind(text, false), start + 1);
             return true;

@@ -86,7 +86,15 @@ pub fn describe_expected(expected: &[String]) -> String {
     match groups.len() {
         0 => "something else".to_string(),
         1 => groups.remove(0),
-        n if n > 10 => format!("one of {}, …", groups[..10].join(", ")),
+        n if n > 10 => format!(
+            "one of {}, …",
+            groups
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         _ => {
             let last = groups.pop().unwrap_or_default();
             format!("{} or {}", groups.join(", "), last)
