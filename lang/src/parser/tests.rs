@@ -770,6 +770,34 @@ fn deep_inputs_report_their_first_error_without_recovery() {
 }
 
 #[test]
+fn large_valid_inputs_have_no_diagnostics() {
+    // Long runs of tokens must not trip the cap on tokens skipped during recovery.
+    let item = "(let a = { b = [ 1 2 \"x${y}\" ./p/${q}.nix ''\n  z\n'' ]; inherit c; inherit (d) e; }; in { f ? 1, ... }@g: x: y: if a.b or 1 + -1 + !z -> w then - - 1 else assert t; u v w) ";
+    let src = format!("[ {} ]", item.repeat(3000));
+    let r = p(&src);
+    assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics.first());
+    let src = format!(
+        "{{ {} }}",
+        "a.b.\"c\".${d} = ! ! ! ! ! - - - - x; inherit a b c d e f g h i j; ".repeat(3000)
+    );
+    let r = p(&src);
+    assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics.first());
+    let src = format!("{{ {} }}: 1", "a, ".repeat(5000));
+    let r = p(&src);
+    // (duplicate formals are reported, but nothing else)
+    assert!(r
+        .diagnostics
+        .iter()
+        .all(|d| d.code == "buildit::parse::duplicate-formal"));
+    let src = format!("''{}''", "''$ '''".repeat(5000));
+    let r = p(&src);
+    assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics.first());
+    let src = format!("1{}", " + - - 1".repeat(900));
+    let r = p(&src);
+    assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics.first());
+}
+
+#[test]
 fn nesting_estimate() {
     let est = |src: &str| nesting(FileId(0), &crate::lexer::lex(FileId(0), src).tokens).0;
     assert_eq!(est("1"), 0);
