@@ -197,10 +197,7 @@ impl Evaluator {
         let r = stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || match pending {
             Pending::Expr(e, env) => self.eval(&e, &env),
             Pending::Apply(f, a) => self.apply(f, a, span),
-            Pending::Apply2(f, a, b) => {
-                let g = self.apply(f, a, span)?;
-                self.apply(g, b, span)
-            }
+            Pending::Apply2(f, a, b) => self.apply2(f, a, b, span),
             Pending::Native(f) => f(self).and_then(|v| self.force(&v)),
         });
         self.force_stack.pop();
@@ -337,11 +334,33 @@ impl Evaluator {
 
     /// Apply `f` to `args` one after the other.
     pub fn call(&mut self, f: &Value, args: &[Value], span: Span) -> EvalResult<Value> {
+        if let [a, b] = args {
+            return self.apply2(f.clone(), a.clone(), b.clone(), span);
+        }
         let mut f = f.clone();
         for a in args {
             f = self.apply(f, a.clone(), span)?;
         }
         self.force(&f)
+    }
+
+    /// Apply `f` to two arguments. A curried lambda (`a: b: body`) is entered directly,
+    /// without allocating the intermediate closure (`foldl'`, `mapAttrs`, `sort` call this).
+    pub fn apply2(&mut self, f: Value, a: Value, b: Value, span: Span) -> EvalResult<Value> {
+        let f = self.force(&f)?;
+        if let Value::Lambda(c) = &f {
+            if let ExprKind::Lambda(inner) = &c.lambda.body.kind {
+                let env1 = self.bind(c, a, span)?;
+                let inner = Closure {
+                    lambda: inner.clone(),
+                    env: env1,
+                };
+                let env2 = self.bind(&inner, b, span)?;
+                return self.eval(&inner.lambda.body, &env2);
+            }
+        }
+        let g = self.apply(f, a, span)?;
+        self.apply(g, b, span)
     }
 
     /// Apply a function value to one argument; the result is in WHNF.

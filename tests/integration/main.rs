@@ -13,6 +13,7 @@
 //! - Robustness: deep recursion, deep nesting and garbage bytes through the real binary.
 
 mod cli;
+mod docs;
 mod eval;
 mod nixlang;
 mod repl;
@@ -86,5 +87,6 @@ fn main() {
     trials.extend(nixlang::trials());
     trials.extend(repl::trials());
     trials.extend(cli::trials());
+    trials.extend(docs::trials());
     libtest_mimic::run(&args, trials).exit();
 }
