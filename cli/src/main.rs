@@ -33,7 +33,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Evaluate a .bld file or expression and print the value (fully evaluated)
-    #[command(after_help = "Examples:\n  buildit eval file.bld\n  buildit eval -E '{ a = 1; b = [ 2 3 ]; }'\n  buildit eval --json -A packages.hello file.bld")]
+    #[command(
+        after_help = "Examples:\n  buildit eval file.bld\n  buildit eval -E '{ a = 1; b = [ 2 3 ]; }'\n  buildit eval --json -A packages.hello file.bld"
+    )]
     Eval(EvalArgs),
     /// Start an interactive read-eval-print loop
     #[command(after_help = "Type :? at the prompt for the list of commands.")]
@@ -209,7 +211,9 @@ fn cli_error(code: &'static str, message: &str, help: &str) -> ExitCode {
 fn history_path() -> Option<std::path::PathBuf> {
     let base = std::env::var_os("XDG_STATE_HOME")
         .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/state")))?;
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/state"))
+        })?;
     let dir = base.join("buildit");
     std::fs::create_dir_all(&dir).ok()?;
     Some(dir.join("repl-history"))
@@ -268,19 +272,23 @@ fn run_repl(a: ReplArgs) -> ExitCode {
         let r = repl.borrow_mut().handle(&format!(":l {f}"));
         eprint!("{}", r.text);
     }
-    let mut rl = match rustyline::Editor::<front::ReplHelper, rustyline::history::DefaultHistory>::new() {
-        Ok(rl) => rl,
-        Err(e) => {
-            eprintln!("error: cannot start the line editor: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    let mut rl =
+        match rustyline::Editor::<front::ReplHelper, rustyline::history::DefaultHistory>::new() {
+            Ok(rl) => rl,
+            Err(e) => {
+                eprintln!("error: cannot start the line editor: {e}");
+                return ExitCode::from(1);
+            }
+        };
     rl.set_helper(Some(front::ReplHelper(repl.clone())));
     let hist = history_path();
     if let Some(h) = &hist {
         let _ = rl.load_history(h);
     }
-    eprintln!("buildit repl {} — type :? for help", env!("CARGO_PKG_VERSION"));
+    eprintln!(
+        "buildit repl {} — type :? for help",
+        env!("CARGO_PKG_VERSION")
+    );
     loop {
         match rl.readline("buildit> ") {
             Ok(line) => {

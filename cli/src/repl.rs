@@ -80,10 +80,10 @@ impl Repl {
         }
         let body = split_binding(t).map(|(_, e)| e).unwrap_or(t);
         let parsed = buildit_lang::parse(buildit_lang::FileId(0), body);
-        parsed
-            .diagnostics
-            .iter()
-            .any(|d| d.code == "buildit::parse::unexpected-eof" || d.code == "buildit::parse::unterminated-string")
+        parsed.diagnostics.iter().any(|d| {
+            d.code == "buildit::parse::unexpected-eof"
+                || d.code == "buildit::parse::unterminated-string"
+        })
     }
 
     /// Handle one (possibly multi-line) input.
@@ -118,10 +118,7 @@ impl Repl {
 
     fn compile_eval(&mut self, text: &str) -> Result<Value, String> {
         let frames = vec![self.names.clone()];
-        let ir = match self
-            .ev
-            .compile_in_scope("«repl»", text, &self.cwd, &frames)
-        {
+        let ir = match self.ev.compile_in_scope("«repl»", text, &self.cwd, &frames) {
             Ok(ir) => ir,
             Err(diags) => return Err(render::diagnostics(&self.ev.sources, &diags, self.style)),
         };
@@ -182,15 +179,16 @@ impl Repl {
                 names.len() - 1
             }
         };
-        let ir = match self
-            .ev
-            .compile_in_scope("«repl»", expr, &self.cwd, std::slice::from_ref(&names))
-        {
-            Ok(ir) => ir,
-            Err(diags) => {
-                return Reply::err(render::diagnostics(&self.ev.sources, &diags, self.style))
-            }
-        };
+        let ir =
+            match self
+                .ev
+                .compile_in_scope("«repl»", expr, &self.cwd, std::slice::from_ref(&names))
+            {
+                Ok(ir) => ir,
+                Err(diags) => {
+                    return Reply::err(render::diagnostics(&self.ev.sources, &diags, self.style))
+                }
+            };
         let env = Scope::new(None, slots.into_iter().collect());
         let value = Value::Thunk(Thunk::new(Pending::Expr(ir, env.clone())));
         env.slots.borrow_mut()[index] = value;
@@ -229,8 +227,11 @@ impl Repl {
         match v {
             Value::Attrs(a) => {
                 let n = a.len();
-                let entries: Vec<(Symbol, Value)> =
-                    a.iter_sorted().into_iter().map(|(k, v)| (*k, v.clone())).collect();
+                let entries: Vec<(Symbol, Value)> = a
+                    .iter_sorted()
+                    .into_iter()
+                    .map(|(k, v)| (*k, v.clone()))
+                    .collect();
                 self.add_bindings(entries);
                 Reply::ok(format!("Added {n} variables."))
             }
@@ -294,7 +295,9 @@ impl Repl {
             .filter(|n| n.starts_with(word) && !(n.starts_with("__") && !word.starts_with("__")))
             .map(String::from)
             .collect();
-        for kw in ["if", "then", "else", "let", "in", "rec", "inherit", "assert"] {
+        for kw in [
+            "if", "then", "else", "let", "in", "rec", "inherit", "assert",
+        ] {
             if kw.starts_with(word) && !word.is_empty() {
                 out.push(kw.to_string());
             }

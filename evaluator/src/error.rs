@@ -161,7 +161,12 @@ impl EvalError {
         for (s, m) in self.0.labels.iter().filter(|(s, _)| *s != Span::default()) {
             d = d.with_label(*s, m.clone());
         }
-        if let Some(h) = self.0.help.clone().or(self.0.kind.default_help().map(String::from)) {
+        if let Some(h) = self
+            .0
+            .help
+            .clone()
+            .or(self.0.kind.default_help().map(String::from))
+        {
             d = d.with_help(h);
         }
         d

@@ -176,7 +176,10 @@ impl Evaluator {
                 ThunkState::Pending(Pending::Expr(e, _)) => e.span,
                 _ => self.force_stack.last().copied().unwrap_or_default(),
             };
-            std::mem::replace(&mut *st, ThunkState::Blackhole(self.force_stack.len(), span))
+            std::mem::replace(
+                &mut *st,
+                ThunkState::Blackhole(self.force_stack.len(), span),
+            )
         };
         let ThunkState::Pending(pending) = pending else {
             unreachable!("checked above")
@@ -247,16 +250,12 @@ impl Evaluator {
         while let Some(v) = stack.pop() {
             let v = self.force(&v)?;
             match &v {
-                Value::List(l) => {
-                    if seen.insert(l.id()) {
-                        stack.extend(l.iter().rev().cloned());
-                    }
+                Value::List(l) if seen.insert(l.id()) => {
+                    stack.extend(l.iter().rev().cloned());
                 }
-                Value::Attrs(a) => {
-                    if seen.insert(Rc::as_ptr(a) as *const u8 as usize) {
-                        for (_, x) in a.iter_sorted().into_iter().rev() {
-                            stack.push(x.clone());
-                        }
+                Value::Attrs(a) if seen.insert(Rc::as_ptr(a) as *const u8 as usize) => {
+                    for (_, x) in a.iter_sorted().into_iter().rev() {
+                        stack.push(x.clone());
                     }
                 }
                 _ => {}
@@ -419,7 +418,10 @@ impl Evaluator {
     fn not_a_function(&self, v: &Value, span: Span) -> EvalError {
         EvalError::new(
             ErrorKind::NotAFunction,
-            format!("attempt to call something which is not a function but {}", v.describe()),
+            format!(
+                "attempt to call something which is not a function but {}",
+                v.describe()
+            ),
             span,
         )
     }
@@ -471,17 +473,15 @@ impl Evaluator {
                             }
                             None => match &f.default {
                                 Some(d) => slots[i] = delay_in_scope(d, &env),
-                                None => {
-                                    return Err(EvalError::new(
-                                        ErrorKind::MissingArgument,
-                                        format!(
-                                            "the function was called without required argument '{}'",
-                                            f.name
-                                        ),
-                                        span,
-                                    )
-                                    .with_label(f.span, "declared here"))
-                                }
+                                None => return Err(EvalError::new(
+                                    ErrorKind::MissingArgument,
+                                    format!(
+                                        "the function was called without required argument '{}'",
+                                        f.name
+                                    ),
+                                    span,
+                                )
+                                .with_label(f.span, "declared here")),
                             },
                         }
                     }
@@ -586,10 +586,7 @@ impl Evaluator {
                         Value::Bool(false) => {
                             return Err(EvalError::new(
                                 ErrorKind::AssertionFailed,
-                                format!(
-                                    "assertion '{}' failed",
-                                    self.sources.snippet(c.span)
-                                ),
+                                format!("assertion '{}' failed", self.sources.snippet(c.span)),
                                 c.span,
                             ))
                         }
@@ -977,11 +974,14 @@ impl Evaluator {
             }
             _ if op == BinOp::Add => self.add_strings(&a, &b, span),
             _ => {
-                let bad = if matches!(a, Value::Int(_) | Value::Float(_)) { &b } else { &a };
-                Err(self.type_error("a number", bad, span).with_help(format!(
-                    "`{}` works on integers and floats",
-                    op.symbol()
-                )))
+                let bad = if matches!(a, Value::Int(_) | Value::Float(_)) {
+                    &b
+                } else {
+                    &a
+                };
+                Err(self
+                    .type_error("a number", bad, span)
+                    .with_help(format!("`{}` works on integers and floats", op.symbol())))
             }
         }
     }
@@ -1251,9 +1251,8 @@ impl Evaluator {
             (Value::List(x), Value::List(y)) => {
                 for (p, q) in x.iter().zip(y.iter()) {
                     // Nix compares element-wise with `<` then `==`
-                    let c = stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || {
-                        self.compare(p, q, span)
-                    })?;
+                    let c =
+                        stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || self.compare(p, q, span))?;
                     if c != Ordering::Equal {
                         return Ok(c);
                     }
@@ -1288,11 +1287,7 @@ impl Evaluator {
             return self.force(&v);
         }
         let bytes = self.io.read_file(&path).map_err(|e| {
-            EvalError::new(
-                ErrorKind::Io,
-                format!("cannot import '{path}': {e}"),
-                span,
-            )
+            EvalError::new(ErrorKind::Io, format!("cannot import '{path}': {e}"), span)
         })?;
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let dir = match path.rfind('/') {
@@ -1385,7 +1380,15 @@ fn peek_int(e: &ir::Expr, env: &Env) -> Option<i64> {
 fn eager_int_op(op: BinOp, a: &ir::Expr, b: &ir::Expr, env: &Env) -> Option<Value> {
     if !matches!(
         op,
-        BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::NotEq
+        BinOp::Add
+            | BinOp::Sub
+            | BinOp::Mul
+            | BinOp::Lt
+            | BinOp::Le
+            | BinOp::Gt
+            | BinOp::Ge
+            | BinOp::Eq
+            | BinOp::NotEq
     ) {
         return None;
     }

@@ -255,10 +255,7 @@ impl<'c> Lowerer<'c> {
         }
         match out.as_slice() {
             [] => mk(ExprKind::Const(Value::string("")), span),
-            [StrPart::Lit(s)] => mk(
-                ExprKind::Const(Value::String(NixString::plain(&**s))),
-                span,
-            ),
+            [StrPart::Lit(s)] => mk(ExprKind::Const(Value::String(NixString::plain(&**s))), span),
             _ => mk(ExprKind::Str(out), span),
         }
     }
@@ -317,8 +314,12 @@ impl<'c> Lowerer<'c> {
 
     // ---- bindings ------------------------------------------------------------------------
 
-    fn build_node<'a>(&mut self, bindings: &'a [Binding], rec: bool, allow_dynamic: bool) -> Node<'a>
-    {
+    fn build_node<'a>(
+        &mut self,
+        bindings: &'a [Binding],
+        rec: bool,
+        allow_dynamic: bool,
+    ) -> Node<'a> {
         let mut node = Node {
             rec,
             ..Node::default()
@@ -343,7 +344,13 @@ impl<'c> Lowerer<'c> {
         node
     }
 
-    fn insert_static<'a>(&mut self, node: &mut Node<'a>, sym: Symbol, entry: Entry<'a>, span: Span) {
+    fn insert_static<'a>(
+        &mut self,
+        node: &mut Node<'a>,
+        sym: Symbol,
+        entry: Entry<'a>,
+        span: Span,
+    ) {
         if let Some(&i) = node.index.get(&sym) {
             let first = node.statics[i].2;
             // merging two attribute-set literals is allowed (`a = { b = 1; }; a = { c = 2; };`)
@@ -494,7 +501,14 @@ impl<'c> Lowerer<'c> {
     /// Lower one entry's value in the current scope. `hidden_base` is the slot index of the
     /// first `inherit (e)` source in the innermost frame (for `Entry::Inherit(Some(i))`), and
     /// `inherit_skip` the number of innermost frames a plain `inherit x;` looks past.
-    fn entry<'a>(&mut self, sym: Symbol, entry: &Entry<'a>, span: Span, hidden_base: u32, inherit_skip: usize) -> Rc<ir::Expr> {
+    fn entry<'a>(
+        &mut self,
+        sym: Symbol,
+        entry: &Entry<'a>,
+        span: Span,
+        hidden_base: u32,
+        inherit_skip: usize,
+    ) -> Rc<ir::Expr> {
         match entry {
             Entry::Value(e) => self.expr(e),
             Entry::Inherit(None, s) => {
@@ -539,9 +553,18 @@ impl<'c> Lowerer<'c> {
         let dynamics = n
             .dynamics
             .iter()
-            .map(|(k, e, sp)| (self.expr(k), self.entry(Symbol::intern(""), e, *sp, 0, 0), *sp))
+            .map(|(k, e, sp)| {
+                (
+                    self.expr(k),
+                    self.entry(Symbol::intern(""), e, *sp, 0, 0),
+                    *sp,
+                )
+            })
             .collect();
-        mk(ExprKind::Attrs(Rc::new(sorted_attrs(statics, dynamics))), span)
+        mk(
+            ExprKind::Attrs(Rc::new(sorted_attrs(statics, dynamics))),
+            span,
+        )
     }
 
     fn rec_node<'a>(&mut self, n: &Node<'a>, span: Span) -> Rc<ir::Expr> {
@@ -581,18 +604,35 @@ impl<'c> Lowerer<'c> {
         let dynamics = n
             .dynamics
             .iter()
-            .map(|(k, e, sp)| (self.expr(k), self.entry(Symbol::intern(""), e, *sp, hidden_base, 1), *sp))
+            .map(|(k, e, sp)| {
+                (
+                    self.expr(k),
+                    self.entry(Symbol::intern(""), e, *sp, hidden_base, 1),
+                    *sp,
+                )
+            })
             .collect();
         self.frames.pop();
-        let body = mk(ExprKind::Attrs(Rc::new(sorted_attrs(statics, dynamics))), span);
+        let body = mk(
+            ExprKind::Attrs(Rc::new(sorted_attrs(statics, dynamics))),
+            span,
+        );
         let ov = Symbol::intern("__overrides");
-        let overrides = n.index.get(&ov).map(|&i| {
-            Rc::new((i as u32, n.statics.iter().map(|(s, _, _)| *s).collect()))
-        });
-        mk(ExprKind::Scope { slots, body, overrides }, span)
+        let overrides = n
+            .index
+            .get(&ov)
+            .map(|&i| Rc::new((i as u32, n.statics.iter().map(|(s, _, _)| *s).collect())));
+        mk(
+            ExprKind::Scope {
+                slots,
+                body,
+                overrides,
+            },
+            span,
+        )
     }
 
-    fn attrs<'a>(&mut self, rec: bool, bindings: &'a [Binding], span: Span) -> Rc<ir::Expr> {
+    fn attrs(&mut self, rec: bool, bindings: &[Binding], span: Span) -> Rc<ir::Expr> {
         let node = self.build_node(bindings, rec, true);
         self.node_expr(&node, span)
     }
@@ -613,10 +653,19 @@ impl<'c> Lowerer<'c> {
         let dynamics = node
             .dynamics
             .iter()
-            .map(|(k, e, sp)| (self.expr(k), self.entry(Symbol::intern(""), e, *sp, 0, 1), *sp))
+            .map(|(k, e, sp)| {
+                (
+                    self.expr(k),
+                    self.entry(Symbol::intern(""), e, *sp, 0, 1),
+                    *sp,
+                )
+            })
             .collect();
         self.frames.pop();
-        let body = mk(ExprKind::Attrs(Rc::new(sorted_attrs(statics, dynamics))), span);
+        let body = mk(
+            ExprKind::Attrs(Rc::new(sorted_attrs(statics, dynamics))),
+            span,
+        );
         mk(
             ExprKind::Scope {
                 slots: sources,
@@ -627,7 +676,12 @@ impl<'c> Lowerer<'c> {
         )
     }
 
-    fn let_<'a>(&mut self, bindings: &'a [Binding], body: Option<&'a ast::Expr>, span: Span) -> Rc<ir::Expr> {
+    fn let_<'a>(
+        &mut self,
+        bindings: &'a [Binding],
+        body: Option<&'a ast::Expr>,
+        span: Span,
+    ) -> Rc<ir::Expr> {
         let mut node = self.build_node(bindings, true, false);
         if body.is_none() {
             // legacy `let { …; body = e; }`: a rec set whose `body` is the value
@@ -659,7 +713,14 @@ impl<'c> Lowerer<'c> {
             None => mk(ExprKind::Const(Value::Null), span),
         };
         self.frames.pop();
-        mk(ExprKind::Scope { slots, body, overrides: None }, span)
+        mk(
+            ExprKind::Scope {
+                slots,
+                body,
+                overrides: None,
+            },
+            span,
+        )
     }
 
     fn lambda(&mut self, param: &ast::Param, body: &ast::Expr, span: Span) -> Rc<ir::Expr> {
@@ -752,7 +813,10 @@ fn sorted_attrs(
 }
 
 /// The closest candidate by edit distance, if close enough to be a plausible typo.
-pub fn did_you_mean<'s>(name: &str, candidates: impl IntoIterator<Item = &'s str>) -> Option<&'s str> {
+pub fn did_you_mean<'s>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'s str>,
+) -> Option<&'s str> {
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
         if c == name || c.starts_with("__") && !name.starts_with("__") {

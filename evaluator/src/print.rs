@@ -177,7 +177,7 @@ pub fn format_float_g(f: f64) -> String {
     let sci = format!("{:.*e}", (P - 1) as usize, f);
     let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    if exp < -4 || exp >= P {
+    if !(-4..P).contains(&exp) {
         let mant = trim_zeros(mant);
         format!(
             "{}e{}{:02}",

@@ -528,12 +528,15 @@ impl Scope {
     }
 }
 
+/// Native code a thunk runs when forced.
+pub type NativeThunk = Box<dyn FnOnce(&mut Evaluator) -> EvalResult<Value>>;
+
 /// Work a thunk still has to do.
 pub enum Pending {
     Expr(Rc<ir::Expr>, Env),
     Apply(Value, Value),
     Apply2(Value, Value, Value),
-    Native(Box<dyn FnOnce(&mut Evaluator) -> EvalResult<Value>>),
+    Native(NativeThunk),
 }
 
 pub enum ThunkState {

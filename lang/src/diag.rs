@@ -75,7 +75,11 @@ impl Diagnostic {
                     miette::SourceSpan::from(l.span.range()),
                 ));
             } else {
-                extra.push_str(&format!("\n  at {}: {}", sources.position(l.span), l.message));
+                extra.push_str(&format!(
+                    "\n  at {}: {}",
+                    sources.position(l.span),
+                    l.message
+                ));
             }
         }
         let severity = match self.severity {
@@ -91,10 +95,8 @@ impl Diagnostic {
         }
         let report = miette::Report::new(diag);
         match file.and_then(|f| sources.get(f)) {
-            Some(f) => report.with_source_code(miette::NamedSource::new(
-                f.name.clone(),
-                f.text.to_string(),
-            )),
+            Some(f) => report
+                .with_source_code(miette::NamedSource::new(f.name.clone(), f.text.to_string())),
             None => report,
         }
     }
@@ -112,7 +114,11 @@ impl Diagnostic {
             self.message
         );
         for l in &self.labels {
-            out.push_str(&format!("  --> {}: {}\n", sources.position(l.span), l.message));
+            out.push_str(&format!(
+                "  --> {}: {}\n",
+                sources.position(l.span),
+                l.message
+            ));
         }
         if let Some(h) = &self.help {
             out.push_str(&format!("  help: {}\n", h));

@@ -19,7 +19,10 @@ fn describe(o: &Output) -> String {
         o.status
             .code()
             .map(|c| c.to_string())
-            .unwrap_or_else(|| format!("signal {:?}", std::os::unix::process::ExitStatusExt::signal(&o.status))),
+            .unwrap_or_else(|| format!(
+                "signal {:?}",
+                std::os::unix::process::ExitStatusExt::signal(&o.status)
+            )),
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
@@ -71,7 +74,10 @@ fn run_file(f: &Path) -> Result<Output, Failed> {
 }
 
 pub fn trials() -> Vec<Trial> {
-    let mut v: Vec<Trial> = glob(&data("cli"), "cmd").into_iter().map(snapshot_trial).collect();
+    let mut v: Vec<Trial> = glob(&data("cli"), "cmd")
+        .into_iter()
+        .map(snapshot_trial)
+        .collect();
     let deep = |open: &str, mid: &str, close: &str, n: usize| {
         let mut s = open.repeat(n);
         s.push_str(mid);
@@ -84,17 +90,44 @@ pub fn trials() -> Vec<Trial> {
         0,
         Some("1000000"),
     ));
-    v.push(hostile("parens-100k-deep", deep("(", "1", ")", 100_000), 1, None));
-    v.push(hostile("lists-100k-deep", deep("[", "1", "]", 100_000), 1, None));
-    v.push(hostile("unclosed-brackets", b"{ a = [ 1 2 ( 3 ".to_vec(), 1, None));
     v.push(hostile(
-        "garbage-bytes",
-        (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect(),
+        "parens-100k-deep",
+        deep("(", "1", ")", 100_000),
         1,
         None,
     ));
-    v.push(hostile("undefined-name", b"let a = 1; in b".to_vec(), 1, None));
-    v.push(hostile("runtime-type-error", b"1 + \"a\"".to_vec(), 1, None));
+    v.push(hostile(
+        "lists-100k-deep",
+        deep("[", "1", "]", 100_000),
+        1,
+        None,
+    ));
+    v.push(hostile(
+        "unclosed-brackets",
+        b"{ a = [ 1 2 ( 3 ".to_vec(),
+        1,
+        None,
+    ));
+    v.push(hostile(
+        "garbage-bytes",
+        (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect(),
+        1,
+        None,
+    ));
+    v.push(hostile(
+        "undefined-name",
+        b"let a = 1; in b".to_vec(),
+        1,
+        None,
+    ));
+    v.push(hostile(
+        "runtime-type-error",
+        b"1 + \"a\"".to_vec(),
+        1,
+        None,
+    ));
     // a 100k-long operator chain is refused with a diagnostic (nesting limit), not a crash
     v.push(hostile(
         "sum-chain-100k",

@@ -26,21 +26,24 @@ fn table() -> String {
 }
 
 pub fn trials() -> Vec<Trial> {
-    vec![Trial::test("docs::language-md-documents-every-builtin", || {
-        let path = root().join("docs/language.md");
-        let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
-        let start = text.find(START).ok_or("no builtins:start marker")?;
-        let start = start + text[start..].find("-->").ok_or("unclosed marker")? + 3;
-        let end = text.find(END).ok_or("no builtins:end marker")?;
-        let want = table();
-        if text[start..end] == want {
-            return Ok(());
-        }
-        if bless() {
-            let new = format!("{}{}{}", &text[..start], want, &text[end..]);
-            std::fs::write(&path, new).map_err(|e| e.to_string())?;
-            return Ok(());
-        }
-        Err("docs/language.md's builtin table is out of date; run the tests with BUILDIT_BLESS=1".into())
-    })]
+    vec![Trial::test(
+        "docs::language-md-documents-every-builtin",
+        || {
+            let path = root().join("docs/language.md");
+            let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+            let start = text.find(START).ok_or("no builtins:start marker")?;
+            let start = start + text[start..].find("-->").ok_or("unclosed marker")? + 3;
+            let end = text.find(END).ok_or("no builtins:end marker")?;
+            let want = table();
+            if text[start..end] == want {
+                return Ok(());
+            }
+            if bless() {
+                let new = format!("{}{}{}", &text[..start], want, &text[end..]);
+                std::fs::write(&path, new).map_err(|e| e.to_string())?;
+                return Ok(());
+            }
+            Err("docs/language.md's builtin table is out of date; run the tests with BUILDIT_BLESS=1".into())
+        },
+    )]
 }

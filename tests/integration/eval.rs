@@ -54,9 +54,11 @@ fn ok_trial(bld: PathBuf) -> Trial {
 fn expected_code(bld: &Path) -> Option<String> {
     let text = std::fs::read(bld).ok()?;
     let text = String::from_utf8_lossy(&text);
-    text.lines()
-        .take(3)
-        .find_map(|l| l.trim().strip_prefix("# expect:").map(|c| c.trim().to_string()))
+    text.lines().take(3).find_map(|l| {
+        l.trim()
+            .strip_prefix("# expect:")
+            .map(|c| c.trim().to_string())
+    })
 }
 
 fn fail_trial(bld: PathBuf) -> Trial {
@@ -99,22 +101,27 @@ pub fn nix_json(nix: &Path, file: &Path) -> Result<String, String> {
 fn diff_trial(bld: PathBuf) -> Trial {
     let nix = nix_instantiate();
     let ignored = nix.is_none() && std::env::var_os("CI").is_none();
-    Trial::test(format!("eval::differential::{}", name_of(&bld)), move || {
-        let nix = nix.ok_or_else(|| {
-            Failed::from("nix-instantiate (Debian nix-bin) is not installed; .ci/run installs it")
-        })?;
-        let theirs = match nix_json(&nix, &bld) {
-            Ok(s) => s,
-            // functions have no JSON: nothing to compare (the .exp test covers them)
-            Err(e) if e.contains("cannot convert a function to JSON") => return Ok(()),
-            Err(e) => return Err(format!("Nix 2.8 failed on a corpus program:\n{e}").into()),
-        };
-        match eval_file(&bld, true) {
-            Ok(ours) if ours == theirs => Ok(()),
-            Ok(ours) => Err(format!("JSON differs\nnix:     {theirs}\nbuildit: {ours}").into()),
-            Err((_, r)) => Err(format!("buildit failed where Nix gives {theirs}:\n{r}").into()),
-        }
-    })
+    Trial::test(
+        format!("eval::differential::{}", name_of(&bld)),
+        move || {
+            let nix = nix.ok_or_else(|| {
+                Failed::from(
+                    "nix-instantiate (Debian nix-bin) is not installed; .ci/run installs it",
+                )
+            })?;
+            let theirs = match nix_json(&nix, &bld) {
+                Ok(s) => s,
+                // functions have no JSON: nothing to compare (the .exp test covers them)
+                Err(e) if e.contains("cannot convert a function to JSON") => return Ok(()),
+                Err(e) => return Err(format!("Nix 2.8 failed on a corpus program:\n{e}").into()),
+            };
+            match eval_file(&bld, true) {
+                Ok(ours) if ours == theirs => Ok(()),
+                Ok(ours) => Err(format!("JSON differs\nnix:     {theirs}\nbuildit: {ours}").into()),
+                Err((_, r)) => Err(format!("buildit failed where Nix gives {theirs}:\n{r}").into()),
+            }
+        },
+    )
     .with_ignored_flag(ignored)
 }
 

@@ -50,14 +50,21 @@ fn arg(a: &[Value], i: usize) -> Value {
 
 fn throw(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
     let msg = ev.coerce_to_string(&arg(a, 0), span, CoerceMode::Interpolation)?;
-    Err(EvalError::new(ErrorKind::Throw, msg.as_str().to_string(), span))
+    Err(EvalError::new(
+        ErrorKind::Throw,
+        msg.as_str().to_string(),
+        span,
+    ))
 }
 
 fn abort(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
     let msg = ev.coerce_to_string(&arg(a, 0), span, CoerceMode::Interpolation)?;
     Err(EvalError::new(
         ErrorKind::Abort,
-        format!("evaluation aborted with the following error message: '{}'", msg.as_str()),
+        format!(
+            "evaluation aborted with the following error message: '{}'",
+            msg.as_str()
+        ),
         span,
     ))
 }
