@@ -17,6 +17,7 @@ mod docs;
 mod eval;
 mod nixlang;
 mod repl;
+mod typecheck;
 
 use libtest_mimic::{Arguments, Trial};
 use std::path::{Path, PathBuf};
@@ -88,5 +89,6 @@ fn main() {
     trials.extend(repl::trials());
     trials.extend(cli::trials());
     trials.extend(docs::trials());
+    trials.extend(typecheck::trials());
     libtest_mimic::run(&args, trials).exit();
 }

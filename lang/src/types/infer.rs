@@ -1,0 +1,1657 @@
+//! Inference proper: an arena of type nodes with union-find links, unification with a trail (so
+//! a tentative unification can be undone and replaced by `Dyn`), levels for generalisation, and
+//! the walk over the AST. Recursion goes through `stacker::maybe_grow`, so deep inputs cannot
+//! overflow the native stack.
+
+use super::builtins::{BUILTIN_TYPES, GLOBAL_NAMES};
+use super::ty::{parse_type, Field, Type};
+use crate::ast::{self, AttrKey, BinOp, Binding, Expr, ExprKind, Param, StrPart, UnaryOp};
+use crate::diag::Diagnostic;
+use crate::span::Span;
+use std::collections::{BTreeMap, HashMap};
+
+type T = u32;
+const GENERIC: u32 = u32::MAX;
+
+/// What an unresolved variable may become (a chain: `Num ⊂ Add ⊂ Cmp ⊂ Any`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    /// `Int` or `Float`
+    Num,
+    /// numbers, `String`, `Path` (operands of `+`)
+    Add,
+    /// numbers, strings, paths, lists (operands of `<`)
+    Cmp,
+    Any,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Prim {
+    Int,
+    Float,
+    Bool,
+    String,
+    Path,
+    Null,
+}
+
+#[derive(Clone, Debug)]
+struct RField {
+    name: String,
+    ty: T,
+    optional: bool,
+}
+
+#[derive(Clone, Debug)]
+enum Node {
+    Var { level: u32, kind: Kind },
+    Link(T),
+    Prim(Prim),
+    List(T),
+    Fun(T, T),
+    /// fields sorted by name; `tail` is `None` when closed, else a row (a variable, another
+    /// record, or `Dyn`)
+    Record { fields: Vec<RField>, tail: Option<T> },
+    Dict(T),
+    Dyn,
+}
+
+enum Tail {
+    Closed,
+    Open(T),
+    Unknown,
+}
+
+enum UErr {
+    Mismatch(T, T),
+    Kind(Kind, T),
+    Missing(String, Vec<String>),
+    Unexpected(String),
+    Infinite,
+}
+
+/// The types of the names in scope before the program: builtins and globals, plus any the
+/// caller adds (the REPL's variables).
+#[derive(Clone, Debug)]
+pub struct TypeEnv {
+    names: Vec<(String, Type)>,
+}
+
+impl Default for TypeEnv {
+    fn default() -> Self {
+        TypeEnv::new()
+    }
+}
+
+impl TypeEnv {
+    /// The global scope of every program: `builtins`, `true`, `false`, `null`, the global
+    /// builtins and their `__name` aliases.
+    pub fn new() -> TypeEnv {
+        let mut names = Vec::new();
+        let mut fields = Vec::new();
+        for (name, sig) in BUILTIN_TYPES {
+            let ty = parse_type(sig).unwrap_or(Type::Dyn);
+            if GLOBAL_NAMES.contains(name) {
+                names.push((name.to_string(), ty.clone()));
+            }
+            names.push((format!("__{name}"), ty.clone()));
+            fields.push(Field {
+                name: name.to_string(),
+                ty,
+                optional: false,
+            });
+        }
+        // `builtins.builtins` is the record itself: one level is enough for checking
+        fields.push(Field {
+            name: "builtins".into(),
+            ty: Type::Dyn,
+            optional: false,
+        });
+        fields.sort_by(|a, b| a.name.cmp(&b.name));
+        names.push((
+            "builtins".into(),
+            Type::Record {
+                fields,
+                open: false,
+            },
+        ));
+        names.push(("true".into(), Type::Bool));
+        names.push(("false".into(), Type::Bool));
+        names.push(("null".into(), Type::Null));
+        TypeEnv { names }
+    }
+
+    /// Add (or shadow) a name; `Type::Dyn` when its type is unknown.
+    pub fn insert(&mut self, name: impl Into<String>, ty: Type) {
+        self.names.push((name.into(), ty));
+    }
+}
+
+/// The outcome of checking one expression.
+#[derive(Clone, Debug)]
+pub struct CheckResult {
+    pub ty: Type,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl CheckResult {
+    pub fn is_ok(&self) -> bool {
+        self.diagnostics.is_empty()
+    }
+}
+
+/// Type-check a program in the default global scope.
+pub fn check(expr: &Expr) -> CheckResult {
+    check_with(expr, &TypeEnv::new())
+}
+
+/// Type-check a program in the given scope.
+pub fn check_with(expr: &Expr, env: &TypeEnv) -> CheckResult {
+    let mut c = Checker::default();
+    for (name, ty) in &env.names {
+        let t = c.from_type(ty, &mut HashMap::new());
+        c.generalize(t);
+        c.env.push((name.clone(), t));
+    }
+    let t = c.infer(expr);
+    let ty = c.to_type(t, &mut Namer::default(), 0);
+    CheckResult {
+        ty,
+        diagnostics: c.diags,
+    }
+}
+
+#[derive(Default)]
+struct Checker {
+    nodes: Vec<Node>,
+    level: u32,
+    env: Vec<(String, T)>,
+    diags: Vec<Diagnostic>,
+    trail: Vec<(T, Node)>,
+    trailing: u32,
+}
+
+const RED: usize = 64 * 1024;
+const GROW: usize = 1024 * 1024;
+
+impl Checker {
+    // ---------------------------------------------------------------- the arena
+
+    fn add(&mut self, n: Node) -> T {
+        self.nodes.push(n);
+        (self.nodes.len() - 1) as T
+    }
+    fn node(&self, t: T) -> &Node {
+        &self.nodes[t as usize]
+    }
+    fn set(&mut self, t: T, n: Node) {
+        if self.trailing > 0 {
+            let old = std::mem::replace(&mut self.nodes[t as usize], n);
+            self.trail.push((t, old));
+        } else {
+            self.nodes[t as usize] = n;
+        }
+    }
+    fn fresh(&mut self) -> T {
+        self.add(Node::Var {
+            level: self.level,
+            kind: Kind::Any,
+        })
+    }
+    fn fresh_kind(&mut self, kind: Kind) -> T {
+        self.add(Node::Var {
+            level: self.level,
+            kind,
+        })
+    }
+    fn prim(&mut self, p: Prim) -> T {
+        self.add(Node::Prim(p))
+    }
+    fn dyn_(&mut self) -> T {
+        self.add(Node::Dyn)
+    }
+    fn resolve(&mut self, mut t: T) -> T {
+        let start = t;
+        while let Node::Link(n) = self.node(t) {
+            t = *n;
+        }
+        // path compression (not trailed: links never change meaning)
+        let mut s = start;
+        while let Node::Link(n) = self.nodes[s as usize].clone() {
+            if n == t {
+                break;
+            }
+            if self.trailing == 0 {
+                self.nodes[s as usize] = Node::Link(t);
+            }
+            s = n;
+        }
+        t
+    }
+
+    /// The fields and tail of a record, following row links.
+    fn record_view(&mut self, t: T) -> Option<(Vec<RField>, Tail)> {
+        let t = self.resolve(t);
+        let Node::Record { fields, tail } = self.node(t).clone() else {
+            return None;
+        };
+        let mut fields = fields;
+        let mut tail = tail;
+        let mut guard = 0;
+        loop {
+            guard += 1;
+            let Some(tl) = tail else {
+                break;
+            };
+            let tl = self.resolve(tl);
+            match self.node(tl).clone() {
+                Node::Var { .. } => return Some((sorted(fields), Tail::Open(tl))),
+                Node::Record {
+                    fields: more,
+                    tail: next,
+                } if guard < 10_000 => {
+                    for f in more {
+                        if !fields.iter().any(|g| g.name == f.name) {
+                            fields.push(f);
+                        }
+                    }
+                    tail = next;
+                }
+                _ => return Some((sorted(fields), Tail::Unknown)),
+            }
+        }
+        Some((sorted(fields), Tail::Closed))
+    }
+
+    // ---------------------------------------------------------------- conversion
+
+    fn from_type(&mut self, ty: &Type, vars: &mut HashMap<String, T>) -> T {
+        match ty {
+            Type::Int => self.prim(Prim::Int),
+            Type::Float => self.prim(Prim::Float),
+            Type::Bool => self.prim(Prim::Bool),
+            Type::String => self.prim(Prim::String),
+            Type::Path => self.prim(Prim::Path),
+            Type::Null => self.prim(Prim::Null),
+            Type::Dyn | Type::Elided => self.dyn_(),
+            Type::Var(v) => {
+                if let Some(t) = vars.get(v) {
+                    return *t;
+                }
+                let kind = if v.starts_with("num") {
+                    Kind::Num
+                } else {
+                    Kind::Any
+                };
+                let t = self.fresh_kind(kind);
+                vars.insert(v.clone(), t);
+                t
+            }
+            Type::List(e) => {
+                let e = self.from_type(e, vars);
+                self.add(Node::List(e))
+            }
+            Type::Fun(a, b) => {
+                let a = self.from_type(a, vars);
+                let b = self.from_type(b, vars);
+                self.add(Node::Fun(a, b))
+            }
+            Type::Dict(e) => {
+                let e = self.from_type(e, vars);
+                self.add(Node::Dict(e))
+            }
+            Type::Record { fields, open } => {
+                let mut fs = Vec::new();
+                for f in fields {
+                    let ty = self.from_type(&f.ty, vars);
+                    fs.push(RField {
+                        name: f.name.clone(),
+                        ty,
+                        optional: f.optional,
+                    });
+                }
+                let tail = if *open { Some(self.fresh()) } else { None };
+                self.add(Node::Record {
+                    fields: sorted(fs),
+                    tail,
+                })
+            }
+        }
+    }
+
+    fn to_type(&mut self, t: T, names: &mut Namer, depth: u32) -> Type {
+        if depth > 40 {
+            return Type::Elided;
+        }
+        let t = self.resolve(t);
+        match self.node(t).clone() {
+            Node::Var { kind, .. } => {
+                if kind == Kind::Any {
+                    Type::Var(names.name(t))
+                } else {
+                    Type::Int
+                }
+            }
+            Node::Link(_) => Type::Dyn,
+            Node::Prim(p) => match p {
+                Prim::Int => Type::Int,
+                Prim::Float => Type::Float,
+                Prim::Bool => Type::Bool,
+                Prim::String => Type::String,
+                Prim::Path => Type::Path,
+                Prim::Null => Type::Null,
+            },
+            Node::List(e) => Type::List(Box::new(self.to_type(e, names, depth + 1))),
+            Node::Dict(e) => Type::Dict(Box::new(self.to_type(e, names, depth + 1))),
+            Node::Fun(a, b) => Type::Fun(
+                Box::new(self.to_type(a, names, depth + 1)),
+                Box::new(self.to_type(b, names, depth + 1)),
+            ),
+            Node::Dyn => Type::Dyn,
+            Node::Record { .. } => {
+                let Some((fields, tail)) = self.record_view(t) else {
+                    return Type::Dyn;
+                };
+                let mut out = Vec::new();
+                for f in fields {
+                    out.push(Field {
+                        name: f.name,
+                        ty: self.to_type(f.ty, names, depth + 1),
+                        optional: f.optional,
+                    });
+                }
+                Type::Record {
+                    fields: out,
+                    open: !matches!(tail, Tail::Closed),
+                }
+            }
+        }
+    }
+
+    fn show(&mut self, t: T) -> String {
+        self.to_type(t, &mut Namer::default(), 0).to_string()
+    }
+
+    // ---------------------------------------------------------------- generalisation
+
+    fn generalize(&mut self, t: T) {
+        stacker::maybe_grow(RED, GROW, || self.generalize_inner(t))
+    }
+    fn generalize_inner(&mut self, t: T) {
+        let t = self.resolve(t);
+        match self.node(t).clone() {
+            Node::Var { level, kind } => {
+                if level > self.level && level != GENERIC {
+                    self.set(
+                        t,
+                        Node::Var {
+                            level: GENERIC,
+                            kind,
+                        },
+                    );
+                }
+            }
+            Node::List(e) | Node::Dict(e) => self.generalize(e),
+            Node::Fun(a, b) => {
+                self.generalize(a);
+                self.generalize(b);
+            }
+            Node::Record { fields, tail } => {
+                for f in fields {
+                    self.generalize(f.ty);
+                }
+                if let Some(tl) = tail {
+                    self.generalize(tl);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn has_generic(&mut self, t: T, depth: u32) -> bool {
+        if depth > 200 {
+            return false;
+        }
+        let t = self.resolve(t);
+        match self.node(t).clone() {
+            Node::Var { level, .. } => level == GENERIC,
+            Node::List(e) | Node::Dict(e) => self.has_generic(e, depth + 1),
+            Node::Fun(a, b) => self.has_generic(a, depth + 1) || self.has_generic(b, depth + 1),
+            Node::Record { fields, tail } => {
+                fields.iter().any(|f| self.has_generic(f.ty, depth + 1))
+                    || tail.is_some_and(|tl| self.has_generic(tl, depth + 1))
+            }
+            _ => false,
+        }
+    }
+
+    fn instantiate(&mut self, t: T) -> T {
+        if !self.has_generic(t, 0) {
+            return t;
+        }
+        self.inst(t, &mut HashMap::new())
+    }
+    fn inst(&mut self, t: T, map: &mut HashMap<T, T>) -> T {
+        stacker::maybe_grow(RED, GROW, || self.inst_inner(t, map))
+    }
+    fn inst_inner(&mut self, t: T, map: &mut HashMap<T, T>) -> T {
+        let t = self.resolve(t);
+        if let Some(n) = map.get(&t) {
+            return *n;
+        }
+        let out = match self.node(t).clone() {
+            Node::Var { level, kind } if level == GENERIC => self.fresh_kind(kind),
+            Node::List(e) => {
+                let e = self.inst(e, map);
+                self.add(Node::List(e))
+            }
+            Node::Dict(e) => {
+                let e = self.inst(e, map);
+                self.add(Node::Dict(e))
+            }
+            Node::Fun(a, b) => {
+                let a = self.inst(a, map);
+                let b = self.inst(b, map);
+                self.add(Node::Fun(a, b))
+            }
+            Node::Record { fields, tail } => {
+                let mut fs = Vec::with_capacity(fields.len());
+                for f in fields {
+                    let ty = self.inst(f.ty, map);
+                    fs.push(RField { ty, ..f });
+                }
+                let tail = tail.map(|tl| self.inst(tl, map));
+                self.add(Node::Record { fields: fs, tail })
+            }
+            _ => t,
+        };
+        map.insert(t, out);
+        out
+    }
+
+    // ---------------------------------------------------------------- unification
+
+    /// Occurs check and level adjustment before binding variable `v` to `t`.
+    fn occurs(&mut self, v: T, t: T, level: u32, depth: u32) -> bool {
+        if depth > 10_000 {
+            return true;
+        }
+        stacker::maybe_grow(RED, GROW, || {
+            let t = self.resolve(t);
+            if t == v {
+                return true;
+            }
+            match self.node(t).clone() {
+                Node::Var { level: l, kind } => {
+                    if l > level {
+                        self.set(t, Node::Var { level, kind });
+                    }
+                    false
+                }
+                Node::List(e) | Node::Dict(e) => self.occurs(v, e, level, depth + 1),
+                Node::Fun(a, b) => {
+                    self.occurs(v, a, level, depth + 1) || self.occurs(v, b, level, depth + 1)
+                }
+                Node::Record { fields, tail } => {
+                    fields.iter().any(|f| self.occurs(v, f.ty, level, depth + 1))
+                        || tail.is_some_and(|tl| self.occurs(v, tl, level, depth + 1))
+                }
+                _ => false,
+            }
+        })
+    }
+
+    fn bind(&mut self, v: T, t: T) -> Result<(), UErr> {
+        let Node::Var { level, kind } = self.node(v).clone() else {
+            return Ok(());
+        };
+        match self.node(t).clone() {
+            Node::Var {
+                level: l2,
+                kind: k2,
+            } => {
+                self.set(
+                    t,
+                    Node::Var {
+                        level: level.min(l2),
+                        kind: kind.min(k2),
+                    },
+                );
+                self.set(v, Node::Link(t));
+                return Ok(());
+            }
+            Node::Dyn => {}
+            Node::Prim(p) => {
+                let ok = match kind {
+                    Kind::Any => true,
+                    Kind::Num => matches!(p, Prim::Int | Prim::Float),
+                    Kind::Add | Kind::Cmp => {
+                        matches!(p, Prim::Int | Prim::Float | Prim::String | Prim::Path)
+                    }
+                };
+                if !ok {
+                    return Err(UErr::Kind(kind, t));
+                }
+            }
+            Node::List(_) if kind >= Kind::Cmp => {}
+            _ if kind != Kind::Any => return Err(UErr::Kind(kind, t)),
+            _ => {}
+        }
+        if self.occurs(v, t, level, 0) {
+            return Err(UErr::Infinite);
+        }
+        self.set(v, Node::Link(t));
+        Ok(())
+    }
+
+    fn unify(&mut self, exp: T, act: T) -> Result<(), UErr> {
+        stacker::maybe_grow(RED, GROW, || self.unify_inner(exp, act))
+    }
+
+    fn unify_inner(&mut self, exp: T, act: T) -> Result<(), UErr> {
+        let e = self.resolve(exp);
+        let a = self.resolve(act);
+        if e == a {
+            return Ok(());
+        }
+        match (self.node(e).clone(), self.node(a).clone()) {
+            (Node::Dyn, _) | (_, Node::Dyn) => Ok(()),
+            (Node::Var { .. }, _) => self.bind(e, a),
+            (_, Node::Var { .. }) => self.bind(a, e),
+            (Node::Prim(p), Node::Prim(q)) if p == q => Ok(()),
+            (Node::List(x), Node::List(y)) | (Node::Dict(x), Node::Dict(y)) => self.unify(x, y),
+            (Node::Fun(p1, r1), Node::Fun(p2, r2)) => {
+                self.unify(p1, p2)?;
+                self.unify(r1, r2)
+            }
+            (Node::Record { .. }, Node::Record { .. }) => self.unify_records(e, a),
+            (Node::Dict(x), Node::Record { .. }) | (Node::Record { .. }, Node::Dict(x)) => {
+                let r = if matches!(self.node(e), Node::Dict(_)) { a } else { e };
+                if let Some((fields, _)) = self.record_view(r) {
+                    for f in fields {
+                        // a record used as a dictionary: heterogeneous values make it `Dyn`
+                        if !self.try_unify(x, f.ty) {
+                            break;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            _ => Err(UErr::Mismatch(e, a)),
+        }
+    }
+
+    fn try_unify(&mut self, exp: T, act: T) -> bool {
+        self.trailing += 1;
+        let mark = self.trail.len();
+        let ok = self.unify(exp, act).is_ok();
+        self.trailing -= 1;
+        if !ok {
+            while self.trail.len() > mark {
+                if let Some((t, n)) = self.trail.pop() {
+                    self.nodes[t as usize] = n;
+                }
+            }
+        } else if self.trailing == 0 {
+            self.trail.clear();
+        }
+        ok
+    }
+
+    fn unify_records(&mut self, e: T, a: T) -> Result<(), UErr> {
+        let (Some((ef, et)), Some((af, at))) = (self.record_view(e), self.record_view(a)) else {
+            return Ok(());
+        };
+        let mut only_e = Vec::new();
+        let mut only_a = Vec::new();
+        let amap: BTreeMap<&str, &RField> = af.iter().map(|f| (f.name.as_str(), f)).collect();
+        let emap: BTreeMap<&str, &RField> = ef.iter().map(|f| (f.name.as_str(), f)).collect();
+        let mut pairs = Vec::new();
+        for f in &ef {
+            match amap.get(f.name.as_str()) {
+                Some(g) => pairs.push((f.ty, g.ty)),
+                None => only_e.push(f.clone()),
+            }
+        }
+        for g in &af {
+            if !emap.contains_key(g.name.as_str()) {
+                only_a.push(g.clone());
+            }
+        }
+        let a_names: Vec<String> = af.iter().map(|f| f.name.clone()).collect();
+        // fields the actual record lacks
+        if matches!(at, Tail::Closed) {
+            if let Some(f) = only_e.iter().find(|f| !f.optional) {
+                return Err(UErr::Missing(f.name.clone(), a_names));
+            }
+        }
+        // fields the expected record does not allow
+        if matches!(et, Tail::Closed) {
+            if let Some(g) = only_a.first() {
+                return Err(UErr::Unexpected(g.name.clone()));
+            }
+        }
+        for (x, y) in pairs {
+            self.unify(x, y)?;
+        }
+        match (et, at) {
+            (Tail::Open(ev), Tail::Open(av)) => {
+                if ev == av {
+                    if !only_e.is_empty() || !only_a.is_empty() {
+                        return Err(UErr::Infinite);
+                    }
+                    return Ok(());
+                }
+                let r = self.fresh();
+                let er = self.add(Node::Record {
+                    fields: only_a,
+                    tail: Some(r),
+                });
+                self.bind(ev, er)?;
+                let ar = self.add(Node::Record {
+                    fields: only_e,
+                    tail: Some(r),
+                });
+                self.bind(av, ar)?;
+            }
+            (Tail::Open(ev), other) => {
+                let tail = match other {
+                    Tail::Closed => None,
+                    _ => Some(self.dyn_()),
+                };
+                let er = self.add(Node::Record {
+                    fields: only_a,
+                    tail,
+                });
+                self.bind(ev, er)?;
+            }
+            (other, Tail::Open(av)) => {
+                let tail = match other {
+                    Tail::Closed => None,
+                    _ => Some(self.dyn_()),
+                };
+                let only_e = if tail.is_none() {
+                    only_e
+                } else {
+                    // a closed expectation only constrains the fields it names
+                    only_e
+                };
+                let ar = self.add(Node::Record {
+                    fields: only_e,
+                    tail,
+                });
+                self.bind(av, ar)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Unify and report a failure: `exp` is the type required at `exp_span` (explained by
+    /// `why`), `act` the type of the expression at `act_span`.
+    fn expect(&mut self, exp: T, act: T, act_span: Span, exp_span: Span, why: &str) -> bool {
+        match self.unify(exp, act) {
+            Ok(()) => true,
+            Err(err) => {
+                self.report(err, exp, act, act_span, exp_span, why);
+                false
+            }
+        }
+    }
+
+    fn report(&mut self, err: UErr, exp: T, act: T, act_span: Span, exp_span: Span, why: &str) {
+        let whole_e = self.show(exp);
+        let whole_a = self.show(act);
+        let context = |d: Diagnostic, inner: bool| {
+            if inner {
+                d.with_help(format!(
+                    "the expected type is `{whole_e}`, the actual one `{whole_a}`"
+                ))
+            } else {
+                d
+            }
+        };
+        let d = match err {
+            UErr::Mismatch(e, a) => {
+                let se = self.show(e);
+                let sa = self.show(a);
+                let inner = se != whole_e || sa != whole_a;
+                let d = Diagnostic::error(
+                    "buildit::type::mismatch",
+                    format!("type mismatch: expected `{se}`, found `{sa}`"),
+                )
+                .with_label(act_span, format!("this has type `{whole_a}`"))
+                .with_label(exp_span, format!("{why}: `{whole_e}`"));
+                if inner {
+                    context(d, true)
+                } else {
+                    d.with_help(mismatch_help(&se, &sa))
+                }
+            }
+            UErr::Kind(k, t) => {
+                let st = self.show(t);
+                let want = match k {
+                    Kind::Num => "a number (`Int` or `Float`)",
+                    Kind::Add => "a number, `String` or `Path`",
+                    _ => "a number, `String`, `Path` or list",
+                };
+                Diagnostic::error(
+                    "buildit::type::mismatch",
+                    format!("type mismatch: expected {want}, found `{st}`"),
+                )
+                .with_label(act_span, format!("this has type `{whole_a}`"))
+                .with_label(exp_span, format!("{why}: `{whole_e}`"))
+                .with_help("arithmetic and comparison work on numbers; `+` also on strings and paths")
+            }
+            UErr::Missing(name, candidates) => {
+                let mut d = Diagnostic::error(
+                    "buildit::type::missing-field",
+                    format!("missing field `{name}`"),
+                )
+                .with_label(act_span, format!("this record has no field `{name}`: `{whole_a}`"))
+                .with_label(exp_span, format!("{why}: `{whole_e}`"));
+                d = match did_you_mean(&name, &candidates) {
+                    Some(c) => d.with_help(format!("did you mean `{c}`?")),
+                    None => d.with_help(format!(
+                        "add the field `{name}` or make it optional (`{name} ? default`)"
+                    )),
+                };
+                d
+            }
+            UErr::Unexpected(name) => Diagnostic::error(
+                "buildit::type::unexpected-field",
+                format!("unexpected field `{name}`"),
+            )
+            .with_label(act_span, format!("this record has a field `{name}`: `{whole_a}`"))
+            .with_label(exp_span, format!("{why}, which has no `{name}`: `{whole_e}`"))
+            .with_help("remove the field, or accept more fields with `...` in the pattern"),
+            UErr::Infinite => Diagnostic::error(
+                "buildit::type::infinite-type",
+                "infinite type: a value would have to contain itself",
+            )
+            .with_label(act_span, format!("this has type `{whole_a}`"))
+            .with_label(exp_span, format!("{why}: `{whole_e}`"))
+            .with_help("a function applied to itself, or a list containing itself, has no finite type"),
+        };
+        self.diags.push(d);
+    }
+
+    // ---------------------------------------------------------------- environment
+
+    fn lookup(&self, name: &str, limit: usize) -> Option<T> {
+        self.env[..limit.min(self.env.len())]
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| *t)
+    }
+
+    // ---------------------------------------------------------------- inference
+
+    fn infer(&mut self, e: &Expr) -> T {
+        stacker::maybe_grow(RED, GROW, || self.infer_inner(e))
+    }
+
+    fn infer_inner(&mut self, e: &Expr) -> T {
+        match &e.kind {
+            ExprKind::Int(_) => self.prim(Prim::Int),
+            ExprKind::Float(_) => self.prim(Prim::Float),
+            ExprKind::Str(parts) => {
+                self.interpolations(parts);
+                self.prim(Prim::String)
+            }
+            ExprKind::Path(_, parts) => {
+                self.interpolations(parts);
+                self.prim(Prim::Path)
+            }
+            ExprKind::SearchPath(_) => self.prim(Prim::Path),
+            ExprKind::Uri(_) => self.prim(Prim::String),
+            ExprKind::Var(name) => match self.lookup(name, usize::MAX) {
+                Some(t) => self.instantiate(t),
+                None => self.dyn_(),
+            },
+            ExprKind::List(items) => self.list(items),
+            ExprKind::Attrs { rec, bindings } => {
+                if *rec {
+                    self.rec_group(bindings, false)
+                } else {
+                    let entries = self.entries(bindings, self.env.len());
+                    self.record_of(entries, e.span)
+                }
+            }
+            ExprKind::LegacyLet(bindings) => {
+                let r = self.rec_group(bindings, false);
+                match self.record_view(r) {
+                    Some((fields, _)) => match fields.iter().find(|f| f.name == "body") {
+                        Some(f) => self.instantiate(f.ty),
+                        None => self.dyn_(),
+                    },
+                    None => self.dyn_(),
+                }
+            }
+            ExprKind::Let { bindings, body } => {
+                let mark = self.env.len();
+                self.let_bindings(bindings);
+                let t = self.infer(body);
+                self.env.truncate(mark);
+                t
+            }
+            ExprKind::Lambda { param, body } => self.lambda(param, body),
+            ExprKind::Apply { func, arg } => self.apply(func, arg, e.span),
+            ExprKind::If { cond, then, else_ } => {
+                self.condition(cond, e.span, "an `if` condition must be");
+                let a = self.infer(then);
+                let b = self.infer(else_);
+                if self.try_unify(a, b) {
+                    a
+                } else {
+                    // branches of different types: valid Nix, typed as `Dyn`
+                    self.dyn_()
+                }
+            }
+            ExprKind::Assert { cond, body } => {
+                self.condition(cond, e.span, "an `assert` condition must be");
+                self.infer(body)
+            }
+            ExprKind::Select {
+                expr,
+                path,
+                default,
+            } => {
+                let t = self.infer(expr);
+                self.select(t, expr.span, path, default.as_deref())
+            }
+            ExprKind::HasAttr { expr, path } => {
+                self.infer(expr);
+                for k in path {
+                    if let AttrKey::Dynamic(d) = k {
+                        self.infer(d);
+                    }
+                }
+                self.prim(Prim::Bool)
+            }
+            ExprKind::Unary { op, expr } => {
+                let t = self.infer(expr);
+                match op {
+                    UnaryOp::Not => {
+                        let b = self.prim(Prim::Bool);
+                        self.expect(b, t, expr.span, e.span, "`!` needs");
+                        b
+                    }
+                    UnaryOp::Neg => {
+                        let n = self.fresh_kind(Kind::Num);
+                        if self.expect(n, t, expr.span, e.span, "negation needs a number") {
+                            n
+                        } else {
+                            self.dyn_()
+                        }
+                    }
+                }
+            }
+            ExprKind::Binary { op, lhs, rhs } => self.binary(*op, lhs, rhs, e.span),
+            ExprKind::Error => self.dyn_(),
+        }
+    }
+
+    fn interpolations(&mut self, parts: &[StrPart]) {
+        for p in parts {
+            if let StrPart::Interp(x) = p {
+                let t = self.infer(x);
+                let r = self.resolve(t);
+                let bad = match self.node(r) {
+                    Node::Prim(p) => !matches!(p, Prim::String | Prim::Path),
+                    Node::List(_) | Node::Fun(..) => true,
+                    _ => false,
+                };
+                if bad {
+                    let s = self.show(r);
+                    self.diags.push(
+                        Diagnostic::error(
+                            "buildit::type::mismatch",
+                            format!("type mismatch: cannot interpolate a value of type `{s}`"),
+                        )
+                        .with_label(x.span, format!("this has type `{s}`"))
+                        .with_label(x.span, "interpolation needs `String`, `Path` or a derivation")
+                        .with_help("convert it with `toString`"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn condition(&mut self, cond: &Expr, whole: Span, why: &str) {
+        let t = self.infer(cond);
+        let b = self.prim(Prim::Bool);
+        self.expect(b, t, cond.span, whole, why);
+    }
+
+    fn list(&mut self, items: &[Expr]) -> T {
+        let elem = self.fresh();
+        let mut uniform = true;
+        for it in items {
+            let t = self.infer(it);
+            if uniform && !self.try_unify(elem, t) {
+                uniform = false;
+            }
+        }
+        let elem = if uniform { elem } else { self.dyn_() };
+        self.add(Node::List(elem))
+    }
+
+    fn lambda(&mut self, param: &Param, body: &Expr) -> T {
+        let mark = self.env.len();
+        let p = match param {
+            Param::Ident(name, _) => {
+                let v = self.fresh();
+                self.env.push((name.clone(), v));
+                v
+            }
+            Param::Pattern {
+                fields,
+                ellipsis,
+                bind,
+            } => {
+                let mut fs = Vec::new();
+                for f in fields {
+                    let v = self.fresh();
+                    fs.push(RField {
+                        name: f.name.clone(),
+                        ty: v,
+                        optional: f.default.is_some(),
+                    });
+                }
+                let tail = if *ellipsis { Some(self.fresh()) } else { None };
+                let rec = self.add(Node::Record {
+                    fields: sorted(fs.clone()),
+                    tail,
+                });
+                if let Some((name, _)) = bind {
+                    self.env.push((name.clone(), rec));
+                }
+                for f in &fs {
+                    self.env.push((f.name.clone(), f.ty));
+                }
+                for (f, pf) in fs.iter().zip(fields) {
+                    if let Some(d) = &pf.default {
+                        let t = self.infer(d);
+                        if !self.try_unify(f.ty, t) {
+                            self.expect(f.ty, t, d.span, pf.span, "the argument is used as");
+                        }
+                    }
+                }
+                rec
+            }
+        };
+        let r = self.infer(body);
+        self.env.truncate(mark);
+        self.add(Node::Fun(p, r))
+    }
+
+    fn apply(&mut self, func: &Expr, arg: &Expr, whole: Span) -> T {
+        let f = self.infer(func);
+        let a = self.infer(arg);
+        let fr = self.resolve(f);
+        match self.node(fr).clone() {
+            Node::Fun(p, r) => {
+                if self.expect(p, a, arg.span, func.span, "the function expects") {
+                    r
+                } else {
+                    self.dyn_()
+                }
+            }
+            Node::Var { kind: Kind::Any, .. } => {
+                let r = self.fresh();
+                let fun = self.add(Node::Fun(a, r));
+                match self.unify(fr, fun) {
+                    Ok(()) => r,
+                    Err(err) => {
+                        self.report(err, fun, fr, func.span, arg.span, "applied to an argument");
+                        self.dyn_()
+                    }
+                }
+            }
+            Node::Record { .. } => {
+                // records with `__functor` are callable
+                let callable = match self.record_view(fr) {
+                    Some((fields, tail)) => {
+                        fields.iter().any(|f| f.name == "__functor")
+                            || !matches!(tail, Tail::Closed)
+                    }
+                    None => true,
+                };
+                if !callable {
+                    self.not_a_function(fr, func, arg, whole);
+                }
+                self.dyn_()
+            }
+            Node::Dyn => self.dyn_(),
+            _ => {
+                self.not_a_function(fr, func, arg, whole);
+                self.dyn_()
+            }
+        }
+    }
+
+    fn not_a_function(&mut self, f: T, func: &Expr, arg: &Expr, _whole: Span) {
+        let s = self.show(f);
+        self.diags.push(
+            Diagnostic::error(
+                "buildit::type::not-a-function",
+                format!("this is not a function: it has type `{s}`"),
+            )
+            .with_label(func.span, format!("this has type `{s}`"))
+            .with_label(arg.span, "but it is applied to this argument")
+            .with_help("only functions (and records with `__functor`) can be applied; is a `;` or an operator missing?"),
+        );
+    }
+
+    fn select(&mut self, t: T, span: Span, path: &[AttrKey], default: Option<&Expr>) -> T {
+        let mut cur = t;
+        let mut failed = false;
+        for key in path {
+            let r = self.resolve(cur);
+            let name = match key {
+                AttrKey::Static(n, _) => Some(n.clone()),
+                AttrKey::Dynamic(d) => {
+                    self.infer(d);
+                    None
+                }
+            };
+            let next = match (self.node(r).clone(), name) {
+                (Node::Dyn, _) => self.dyn_(),
+                (Node::Dict(e), _) => e,
+                (_, None) => {
+                    let is_rec = matches!(self.node(r), Node::Record { .. } | Node::Var { .. });
+                    if !is_rec {
+                        self.expected_record(r, span, key.span());
+                    }
+                    self.dyn_()
+                }
+                (Node::Var { .. }, Some(n)) => {
+                    let v = self.fresh();
+                    let tail = Some(self.fresh());
+                    let rec = self.add(Node::Record {
+                        fields: vec![RField {
+                            name: n,
+                            ty: v,
+                            optional: default.is_some(),
+                        }],
+                        tail,
+                    });
+                    if self.unify(r, rec).is_err() {
+                        self.dyn_()
+                    } else {
+                        v
+                    }
+                }
+                (Node::Record { .. }, Some(n)) => {
+                    let Some((fields, tail)) = self.record_view(r) else {
+                        return self.dyn_();
+                    };
+                    if let Some(f) = fields.iter().find(|f| f.name == n) {
+                        self.instantiate(f.ty)
+                    } else {
+                        match tail {
+                            Tail::Open(v) => {
+                                let ty = self.fresh();
+                                let tl = Some(self.fresh());
+                                let ext = self.add(Node::Record {
+                                    fields: vec![RField {
+                                        name: n,
+                                        ty,
+                                        optional: default.is_some(),
+                                    }],
+                                    tail: tl,
+                                });
+                                let _ = self.bind(v, ext);
+                                ty
+                            }
+                            Tail::Unknown => self.dyn_(),
+                            Tail::Closed => {
+                                if default.is_none() {
+                                    let s = self.show(r);
+                                    let names: Vec<String> =
+                                        fields.iter().map(|f| f.name.clone()).collect();
+                                    let mut d = Diagnostic::error(
+                                        "buildit::type::missing-field",
+                                        format!("missing field `{n}`"),
+                                    )
+                                    .with_label(key.span(), format!("the field `{n}` is selected here"))
+                                    .with_label(span, format!("but this record has no field `{n}`: `{s}`"));
+                                    d = match did_you_mean(&n, &names) {
+                                        Some(c) => d.with_help(format!("did you mean `{c}`?")),
+                                        None => d.with_help(format!(
+                                            "use `.{n} or default` if the field may be absent"
+                                        )),
+                                    };
+                                    self.diags.push(d);
+                                }
+                                failed = true;
+                                self.dyn_()
+                            }
+                        }
+                    }
+                }
+                (_, Some(_)) => {
+                    self.expected_record(r, span, key.span());
+                    failed = true;
+                    self.dyn_()
+                }
+            };
+            cur = next;
+            if failed {
+                break;
+            }
+        }
+        if let Some(d) = default {
+            let dt = self.infer(d);
+            if failed {
+                return dt;
+            }
+            if self.try_unify(cur, dt) {
+                cur
+            } else {
+                self.dyn_()
+            }
+        } else if failed {
+            self.dyn_()
+        } else {
+            cur
+        }
+    }
+
+    fn expected_record(&mut self, t: T, span: Span, key: Span) {
+        let s = self.show(t);
+        self.diags.push(
+            Diagnostic::error(
+                "buildit::type::mismatch",
+                format!("type mismatch: expected a record, found `{s}`"),
+            )
+            .with_label(span, format!("this has type `{s}`"))
+            .with_label(key, "an attribute is selected here, so it must be a record")
+            .with_help("only records (attribute sets) have attributes"),
+        );
+    }
+
+    fn binary(&mut self, op: BinOp, lhs: &Expr, rhs: &Expr, whole: Span) -> T {
+        let l = self.infer(lhs);
+        let r = self.infer(rhs);
+        match op {
+            BinOp::And | BinOp::Or | BinOp::Impl => {
+                let b = self.prim(Prim::Bool);
+                let why = format!("`{}` needs", op.symbol());
+                self.expect(b, l, lhs.span, whole, &why);
+                self.expect(b, r, rhs.span, whole, &why);
+                b
+            }
+            BinOp::Eq | BinOp::NotEq => {
+                if !self.try_unify(l, r) {
+                    let lr = self.resolve(l);
+                    let rr = self.resolve(r);
+                    if let (Node::Prim(p), Node::Prim(q)) = (self.node(lr).clone(), self.node(rr).clone()) {
+                        let numeric = |p: Prim| matches!(p, Prim::Int | Prim::Float);
+                        if p != Prim::Null && q != Prim::Null && !(numeric(p) && numeric(q)) {
+                            self.expect(lr, rr, rhs.span, lhs.span, "it is compared with");
+                        }
+                    }
+                }
+                self.prim(Prim::Bool)
+            }
+            BinOp::Concat => {
+                let a = self.fresh();
+                let la = self.add(Node::List(a));
+                let b = self.fresh();
+                let lb = self.add(Node::List(b));
+                let ok1 = self.expect(la, l, lhs.span, whole, "`++` needs");
+                let ok2 = self.expect(lb, r, rhs.span, whole, "`++` needs");
+                if ok1 && ok2 && self.try_unify(a, b) {
+                    la
+                } else {
+                    let d = self.dyn_();
+                    self.add(Node::List(d))
+                }
+            }
+            BinOp::Update => self.update(l, r, lhs, rhs),
+            BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+                let cmp = matches!(op, BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge);
+                let kind = match op {
+                    BinOp::Add => Kind::Add,
+                    BinOp::Sub | BinOp::Mul | BinOp::Div => Kind::Num,
+                    _ => Kind::Cmp,
+                };
+                let res = self.arith(op, kind, l, r, lhs, rhs, whole);
+                if cmp {
+                    self.prim(Prim::Bool)
+                } else {
+                    res
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn arith(&mut self, op: BinOp, kind: Kind, l: T, r: T, lhs: &Expr, rhs: &Expr, whole: Span) -> T {
+        let lr = self.resolve(l);
+        let rr = self.resolve(r);
+        let why = format!("`{}` needs", op.symbol());
+        let (ln, rn) = (self.node(lr).clone(), self.node(rr).clone());
+        if matches!(ln, Node::Dyn) || matches!(rn, Node::Dyn) {
+            return self.dyn_();
+        }
+        // check each side against the operator's kind
+        let k = self.fresh_kind(kind);
+        if !self.expect(k, lr, lhs.span, whole, &why) {
+            return self.dyn_();
+        }
+        let k2 = self.fresh_kind(kind);
+        if !self.expect(k2, rr, rhs.span, whole, &why) {
+            return self.dyn_();
+        }
+        let lr = self.resolve(lr);
+        let rr = self.resolve(rr);
+        match (self.node(lr).clone(), self.node(rr).clone()) {
+            (Node::Prim(p), Node::Prim(q)) => {
+                use Prim::*;
+                let out = match (p, q) {
+                    (Int, Int) => Some(Int),
+                    (Int, Float) | (Float, Int) | (Float, Float) => Some(Float),
+                    (String, String) | (String, Path) if op == BinOp::Add || kind == Kind::Cmp => {
+                        Some(String)
+                    }
+                    (Path, String) | (Path, Path) if op == BinOp::Add || kind == Kind::Cmp => {
+                        Some(Path)
+                    }
+                    _ => None,
+                };
+                match out {
+                    Some(o) => self.prim(o),
+                    None => {
+                        self.expect(lr, rr, rhs.span, lhs.span, &format!("the other operand of `{}` has type", op.symbol()));
+                        self.dyn_()
+                    }
+                }
+            }
+            (Node::List(_), _) | (_, Node::List(_)) => {
+                self.expect(lr, rr, rhs.span, lhs.span, "it is compared with");
+                lr
+            }
+            _ => {
+                // at least one side unresolved: the operands share a type
+                if self.expect(lr, rr, rhs.span, lhs.span, &format!("the other operand of `{}` has type", op.symbol())) {
+                    lr
+                } else {
+                    self.dyn_()
+                }
+            }
+        }
+    }
+
+    fn update(&mut self, l: T, r: T, lhs: &Expr, rhs: &Expr) -> T {
+        let mut sides = [l, r];
+        for (i, (t, e)) in [(l, lhs), (r, rhs)].into_iter().enumerate() {
+            let t = self.resolve(t);
+            sides[i] = t;
+            match self.node(t).clone() {
+                Node::Var { .. } => {
+                    let tail = Some(self.fresh());
+                    let rec = self.add(Node::Record {
+                        fields: Vec::new(),
+                        tail,
+                    });
+                    let _ = self.unify(t, rec);
+                }
+                Node::Record { .. } | Node::Dict(_) | Node::Dyn => {}
+                _ => {
+                    let s = self.show(t);
+                    self.diags.push(
+                        Diagnostic::error(
+                            "buildit::type::mismatch",
+                            format!("type mismatch: expected a record, found `{s}`"),
+                        )
+                        .with_label(e.span, format!("this has type `{s}`"))
+                        .with_label(lhs.span.to(rhs.span), "`//` merges two records")
+                        .with_help("both operands of `//` must be records"),
+                    );
+                    return self.dyn_();
+                }
+            }
+        }
+        let (l, r) = (self.resolve(sides[0]), self.resolve(sides[1]));
+        match (self.node(l).clone(), self.node(r).clone()) {
+            (Node::Dict(a), Node::Dict(b)) => {
+                if self.try_unify(a, b) {
+                    l
+                } else {
+                    let d = self.dyn_();
+                    self.add(Node::Dict(d))
+                }
+            }
+            (Node::Record { .. }, Node::Record { .. }) => {
+                let (Some((lf, lt)), Some((rf, rt))) = (self.record_view(l), self.record_view(r)) else {
+                    return self.dyn_();
+                };
+                let mut fields: Vec<RField> = lf
+                    .into_iter()
+                    .filter(|f| !rf.iter().any(|g| g.name == f.name))
+                    .collect();
+                fields.extend(rf);
+                let tail = match (lt, rt) {
+                    (Tail::Closed, Tail::Closed) => None,
+                    _ => Some(self.dyn_()),
+                };
+                self.add(Node::Record {
+                    fields: sorted(fields),
+                    tail,
+                })
+            }
+            _ => self.dyn_(),
+        }
+    }
+
+    // ---------------------------------------------------------------- bindings
+
+    /// Collect the bindings of a record or `let` as `(path, value)` entries; `inherit (e)`
+    /// sources are inferred once, here, in the current scope; plain `inherit` looks names up
+    /// below `limit` (outside the group being defined).
+    fn entries<'a>(&mut self, bindings: &'a [Binding], limit: usize) -> Vec<Entry<'a>> {
+        let mut out = Vec::new();
+        for b in bindings {
+            match b {
+                Binding::Attr { path, value, span } => out.push(Entry {
+                    path,
+                    val: Val::Expr(value),
+                    span: *span,
+                }),
+                Binding::Inherit { from, names, span } => {
+                    let src = from.as_ref().map(|f| (self.infer(f), f.span));
+                    for (n, nspan) in names {
+                        let t = match src {
+                            Some((st, sspan)) => {
+                                let key = [AttrKey::Static(n.clone(), *nspan)];
+                                self.select(st, sspan, &key, None)
+                            }
+                            None => match self.lookup(n, limit) {
+                                Some(t) => self.instantiate(t),
+                                None => self.dyn_(),
+                            },
+                        };
+                        out.push(Entry {
+                            path: &[],
+                            val: Val::Typed(n.clone(), t),
+                            span: *span,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The type of a (non-recursive) record built from entries, grouped by first key.
+    fn record_of(&mut self, entries: Vec<Entry<'_>>, span: Span) -> T {
+        let mut groups: Vec<(String, Vec<Entry<'_>>)> = Vec::new();
+        let mut dynamic = Vec::new();
+        for en in entries {
+            let first = match (&en.val, en.path.first()) {
+                (Val::Typed(n, _), _) => Some(n.clone()),
+                (_, Some(AttrKey::Static(n, _))) => Some(n.clone()),
+                (_, Some(AttrKey::Dynamic(d))) => {
+                    let t = self.infer(d);
+                    let s = self.prim(Prim::String);
+                    if !self.try_unify(s, t) {
+                        let rt = self.resolve(t);
+                        if !matches!(self.node(rt), Node::Prim(Prim::Null)) {
+                            self.expect(s, t, d.span, en.span, "an attribute name must be");
+                        }
+                    }
+                    None
+                }
+                (_, None) => None,
+            };
+            match first {
+                Some(n) => match groups.iter_mut().find(|(g, _)| *g == n) {
+                    Some((_, v)) => v.push(en),
+                    None => groups.push((n, vec![en])),
+                },
+                None => dynamic.push(en),
+            }
+        }
+        let mut fields = Vec::new();
+        for (name, group) in groups {
+            let t = self.group_type(group, span);
+            fields.push(RField {
+                name,
+                ty: t,
+                optional: false,
+            });
+        }
+        if dynamic.is_empty() {
+            return self.add(Node::Record {
+                fields: sorted(fields),
+                tail: None,
+            });
+        }
+        // computed keys: a dictionary
+        let elem = self.fresh();
+        let mut uniform = true;
+        for f in &fields {
+            if uniform && !self.try_unify(elem, f.ty) {
+                uniform = false;
+            }
+        }
+        for en in dynamic {
+            let t = self.group_type(vec![en], span);
+            if uniform && !self.try_unify(elem, t) {
+                uniform = false;
+            }
+        }
+        let elem = if uniform { elem } else { self.dyn_() };
+        self.add(Node::Dict(elem))
+    }
+
+    /// The type of the value of one attribute defined by one or more entries (`a.b = 1; a.c = 2;`).
+    fn group_type(&mut self, mut group: Vec<Entry<'_>>, span: Span) -> T {
+        if group.len() == 1 {
+            let en = &group[0];
+            match &en.val {
+                Val::Typed(_, t) => return *t,
+                Val::Expr(e) if en.path.len() <= 1 => return self.infer(e),
+                _ => {}
+            }
+        }
+        // nested: strip the first key; attribute-set literals merge
+        let mut sub = Vec::new();
+        for en in group.drain(..) {
+            match en.val {
+                Val::Expr(e) if en.path.len() <= 1 => match &e.kind {
+                    ExprKind::Attrs {
+                        rec: false,
+                        bindings,
+                    } => {
+                        let inner = self.entries(bindings, self.env.len());
+                        sub.extend(inner);
+                    }
+                    _ => {
+                        let _ = self.infer(e);
+                        return self.dyn_();
+                    }
+                },
+                Val::Expr(_) => sub.push(Entry {
+                    path: &en.path[1..],
+                    val: en.val,
+                    span: en.span,
+                }),
+                Val::Typed(..) => return self.dyn_(),
+            }
+        }
+        self.record_of(sub, span)
+    }
+
+    /// `let` bindings: monomorphic together, then generalised; names are pushed on the env.
+    fn let_bindings(&mut self, bindings: &[Binding]) {
+        let limit = self.env.len();
+        self.level += 1;
+        let names = self.bind_group(bindings, limit);
+        self.level -= 1;
+        for (_, t) in &names {
+            self.generalize(*t);
+        }
+    }
+
+    /// Push a fresh variable per name defined by `bindings`, infer them and unify; returns the
+    /// names and their types (the env keeps them).
+    fn bind_group(&mut self, bindings: &[Binding], limit: usize) -> Vec<(String, T)> {
+        let mut names: Vec<(String, T)> = Vec::new();
+        for b in bindings {
+            match b {
+                Binding::Attr { path, .. } => {
+                    if let Some(AttrKey::Static(n, _)) = path.first() {
+                        if !names.iter().any(|(m, _)| m == n) {
+                            let v = self.fresh();
+                            names.push((n.clone(), v));
+                        }
+                    }
+                }
+                Binding::Inherit { names: ns, .. } => {
+                    for (n, _) in ns {
+                        if !names.iter().any(|(m, _)| m == n) {
+                            let v = self.fresh();
+                            names.push((n.clone(), v));
+                        }
+                    }
+                }
+            }
+        }
+        for (n, v) in &names {
+            self.env.push((n.clone(), *v));
+        }
+        let entries = self.entries(bindings, limit);
+        let rec = self.record_of(entries, Span::default());
+        if let Some((fields, _)) = self.record_view(rec) {
+            for (n, v) in &names {
+                if let Some(f) = fields.iter().find(|f| &f.name == n) {
+                    if self.unify(*v, f.ty).is_err() {
+                        // a recursive definition whose uses disagree: keep going with `Dyn`
+                        let d = self.dyn_();
+                        let rv = self.resolve(*v);
+                        if matches!(self.node(rv), Node::Var { .. }) {
+                            self.set(rv, Node::Link(d));
+                        }
+                    }
+                }
+            }
+        }
+        let _ = rec;
+        names
+    }
+
+    /// `rec { … }`: the names are in scope in their own definitions; the type is the record.
+    fn rec_group(&mut self, bindings: &[Binding], _legacy: bool) -> T {
+        let mark = self.env.len();
+        self.level += 1;
+        let names = self.bind_group(bindings, mark);
+        self.level -= 1;
+        for (_, t) in &names {
+            self.generalize(*t);
+        }
+        // the record: static names as fields; dynamic keys make it a dictionary
+        let has_dynamic = bindings.iter().any(|b| {
+            matches!(b, Binding::Attr { path, .. } if matches!(path.first(), Some(AttrKey::Dynamic(_))))
+        });
+        self.env.truncate(mark);
+        if has_dynamic {
+            let d = self.dyn_();
+            return self.add(Node::Dict(d));
+        }
+        let fields = names
+            .into_iter()
+            .map(|(name, ty)| RField {
+                name,
+                ty,
+                optional: false,
+            })
+            .collect();
+        self.add(Node::Record {
+            fields: sorted(fields),
+            tail: None,
+        })
+    }
+}
+
+struct Entry<'a> {
+    path: &'a [AttrKey],
+    val: Val<'a>,
+    span: Span,
+}
+
+enum Val<'a> {
+    Expr(&'a Expr),
+    /// an inherited name and its type
+    Typed(String, T),
+}
+
+fn sorted(mut v: Vec<RField>) -> Vec<RField> {
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+#[derive(Default)]
+struct Namer {
+    names: HashMap<T, String>,
+}
+
+impl Namer {
+    fn name(&mut self, t: T) -> String {
+        let n = self.names.len();
+        self.names
+            .entry(t)
+            .or_insert_with(|| {
+                let letter = (b'a' + (n % 26) as u8) as char;
+                if n < 26 {
+                    letter.to_string()
+                } else {
+                    format!("{letter}{}", n / 26)
+                }
+            })
+            .clone()
+    }
+}
+
+fn mismatch_help(exp: &str, act: &str) -> String {
+    match (exp, act) {
+        ("Int" | "Float", "String") => "convert the string with `builtins.fromJSON` or use a number literal".into(),
+        ("String", "Int" | "Float" | "Bool" | "Path") => "convert it with `toString`".into(),
+        ("Bool", _) => "a condition must be `true` or `false`; compare explicitly (`x != null`, `x == 0`)".into(),
+        _ => format!("a value of type `{act}` cannot be used where `{exp}` is needed"),
+    }
+}
+
+/// The candidate closest to `name` (edit distance at most a third of its length, at least 1).
+pub(crate) fn did_you_mean<'s>(name: &str, candidates: &'s [String]) -> Option<&'s str> {
+    let max = (name.chars().count() / 3).max(1);
+    candidates
+        .iter()
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|(d, _)| *d <= max)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.as_str())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            let v = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur.push(v);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[allow(dead_code)]
+fn _unused(_: &ast::PatField) {}

@@ -1,0 +1,138 @@
+//! The type checker's corpus: `typecheck/accept/*.bld` must type-check and print the type in
+//! the `.type` file next to it; `typecheck/reject/*.bld` must be rejected with the code named by
+//! its `# expect: CODE` line, the plain rendering of every diagnostic snapshotted in `.err`.
+//! Also: every shipped example type-checks, every primop of the evaluator has a declared type,
+//! and (as a measured figure, not a failure) how many `eval/ok` programs type-check.
+
+use crate::{data, glob, name_of, root, snapshot};
+use buildit_lang::types::{self, builtins::BUILTIN_TYPES};
+use buildit_lang::{parse, SourceMap};
+use libtest_mimic::{Failed, Trial};
+use std::path::{Path, PathBuf};
+
+/// Parse and check a file: `(printed type, rendered diagnostics, first code)`.
+pub fn check_file(path: &Path) -> Result<(String, String, Option<String>), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut sources = SourceMap::new();
+    let file = sources.add(path.to_string_lossy().into_owned(), text.as_str());
+    let parsed = parse(file, &text);
+    if !parsed.diagnostics.is_empty() {
+        let r: String = parsed.diagnostics.iter().map(|d| d.render_plain(&sources)).collect();
+        return Err(format!("parse errors:\n{r}"));
+    }
+    let Some(expr) = parsed.expr else {
+        return Err("no expression".into());
+    };
+    let res = types::check(&expr);
+    let rendered: String = res
+        .diagnostics
+        .iter()
+        .map(|d| d.render_plain(&sources))
+        .collect();
+    let prefix = format!("{}/", root().display());
+    Ok((
+        res.ty.to_string(),
+        rendered.replace(&prefix, "$ROOT/"),
+        res.diagnostics.first().map(|d| d.code.to_string()),
+    ))
+}
+
+fn expected_code(bld: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(bld).ok()?;
+    text.lines()
+        .take(3)
+        .find_map(|l| l.trim().strip_prefix("# expect:").map(|c| c.trim().to_string()))
+}
+
+fn accept_trial(bld: PathBuf) -> Trial {
+    Trial::test(format!("typecheck::accept::{}", name_of(&bld)), move || {
+        let (ty, diags, _) = check_file(&bld).map_err(Failed::from)?;
+        if !diags.is_empty() {
+            return Err(format!("expected to type-check, got:\n{diags}").into());
+        }
+        snapshot(&bld.with_extension("type"), &format!("{ty}\n")).map_err(Failed::from)
+    })
+}
+
+fn reject_trial(bld: PathBuf) -> Trial {
+    Trial::test(format!("typecheck::reject::{}", name_of(&bld)), move || {
+        let want = expected_code(&bld)
+            .ok_or_else(|| Failed::from("no `# expect: CODE` line in the first 3 lines"))?;
+        let (ty, diags, code) = check_file(&bld).map_err(Failed::from)?;
+        match code {
+            None => Err(format!("expected {want}, but it type-checks as {ty}").into()),
+            Some(c) if c != want => Err(format!("expected {want}, got {c}:\n{diags}").into()),
+            Some(_) => snapshot(&bld.with_extension("err"), &diags).map_err(Failed::from),
+        }
+    })
+}
+
+/// How many of the evaluation corpus' programs type-check (printed; fails below 80%).
+fn corpus_trial() -> Trial {
+    Trial::test("typecheck::eval-corpus-acceptance", || {
+        let files = glob(&data("eval/ok"), "bld");
+        let mut ok = 0;
+        let mut rejected = Vec::new();
+        for f in &files {
+            match check_file(f) {
+                Ok((_, d, None)) if d.is_empty() => ok += 1,
+                Ok((_, d, _)) => rejected.push(format!("{}:\n{d}", name_of(f))),
+                Err(_) => ok += 1, // not parseable here (e.g. needs the evaluator): not our concern
+            }
+        }
+        if std::env::var_os("BUILDIT_TYPECHECK_VERBOSE").is_some() {
+            for r in &rejected {
+                eprintln!("{r}");
+            }
+        }
+        eprintln!("type-checked {ok} of {} eval/ok programs", files.len());
+        if ok * 100 < files.len() * 80 {
+            return Err(format!("only {ok} of {} eval/ok programs type-check", files.len()).into());
+        }
+        Ok(())
+    })
+}
+
+fn examples_trial() -> Trial {
+    Trial::test("typecheck::examples-type-check", || {
+        let mut bad = String::new();
+        for f in glob(&root().join("examples"), "bld") {
+            match check_file(&f) {
+                Ok((_, d, None)) if d.is_empty() => {}
+                Ok((_, d, _)) => bad.push_str(&d),
+                Err(e) => bad.push_str(&e),
+            }
+        }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(bad.into())
+        }
+    })
+}
+
+fn builtins_trial() -> Trial {
+    Trial::test("typecheck::every-builtin-has-a-type", || {
+        let missing: Vec<&str> = buildit_eval::builtins::all_primops()
+            .iter()
+            .map(|p| p.name)
+            .filter(|n| !BUILTIN_TYPES.iter().any(|(m, _)| m == n))
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("builtins without a declared type: {missing:?}").into())
+        }
+    })
+}
+
+pub fn trials() -> Vec<Trial> {
+    let mut v = vec![corpus_trial(), examples_trial(), builtins_trial()];
+    for bld in glob(&data("typecheck/accept"), "bld") {
+        v.push(accept_trial(bld));
+    }
+    for bld in glob(&data("typecheck/reject"), "bld") {
+        v.push(reject_trial(bld));
+    }
+    v
+}
