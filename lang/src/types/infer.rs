@@ -149,7 +149,9 @@ pub fn check(expr: &Expr) -> CheckResult {
 pub fn check_with(expr: &Expr, env: &TypeEnv) -> CheckResult {
     let mut c = Checker::default();
     for (name, ty) in &env.names {
+        c.level = 1;
         let t = c.from_type(ty, &mut HashMap::new());
+        c.level = 0;
         c.generalize(t);
         c.env.push((name.clone(), t));
     }
@@ -569,7 +571,12 @@ impl Checker {
                 let r = if matches!(self.node(e), Node::Dict(_)) { a } else { e };
                 if let Some((fields, _)) = self.record_view(r) {
                     for f in fields {
-                        // a record used as a dictionary: heterogeneous values make it `Dyn`
+                        // a record used as a dictionary: its values constrain the element
+                        // type where they are known; heterogeneous values leave it alone
+                        let ft = self.resolve(f.ty);
+                        if matches!(self.node(ft), Node::Var { .. }) {
+                            continue;
+                        }
                         if !self.try_unify(x, f.ty) {
                             break;
                         }
@@ -974,6 +981,20 @@ impl Checker {
                 for (f, pf) in fs.iter().zip(fields) {
                     if let Some(d) = &pf.default {
                         let t = self.infer(d);
+                        // `x ? null` says nothing about the type of `x`; `x ? { }` only that
+                        // it is a record with at least the default's fields
+                        let t = self.resolve(t);
+                        let t = match self.node(t).clone() {
+                            Node::Prim(Prim::Null) => continue,
+                            Node::Record { .. } => match self.record_view(t) {
+                                Some((fields, Tail::Closed)) => {
+                                    let tail = Some(self.fresh());
+                                    self.add(Node::Record { fields, tail })
+                                }
+                                _ => t,
+                            },
+                            _ => t,
+                        };
                         if !self.try_unify(f.ty, t) {
                             self.expect(f.ty, t, d.span, pf.span, "the argument is used as");
                         }
@@ -1231,8 +1252,13 @@ impl Checker {
 
     #[allow(clippy::too_many_arguments)]
     fn arith(&mut self, op: BinOp, kind: Kind, l: T, r: T, lhs: &Expr, rhs: &Expr, whole: Span) -> T {
-        let lr = self.resolve(l);
-        let rr = self.resolve(r);
+        let mut lr = self.resolve(l);
+        let mut rr = self.resolve(r);
+        if op == BinOp::Add {
+            // records with `__toString` or `outPath` (derivations) concatenate as strings
+            lr = self.coerce_string(lr);
+            rr = self.coerce_string(rr);
+        }
         let why = format!("`{}` needs", op.symbol());
         let (ln, rn) = (self.node(lr).clone(), self.node(rr).clone());
         if matches!(ln, Node::Dyn) || matches!(rn, Node::Dyn) {
@@ -1283,6 +1309,21 @@ impl Checker {
                     self.dyn_()
                 }
             }
+        }
+    }
+
+    fn coerce_string(&mut self, t: T) -> T {
+        if !matches!(self.node(t), Node::Record { .. }) {
+            return t;
+        }
+        match self.record_view(t) {
+            Some((fields, tail))
+                if !matches!(tail, Tail::Closed)
+                    || fields.iter().any(|f| f.name == "__toString" || f.name == "outPath") =>
+            {
+                self.prim(Prim::String)
+            }
+            _ => t,
         }
     }
 
@@ -1354,9 +1395,25 @@ impl Checker {
     /// sources are inferred once, here, in the current scope; plain `inherit` looks names up
     /// below `limit` (outside the group being defined).
     fn entries<'a>(&mut self, bindings: &'a [Binding], limit: usize) -> Vec<Entry<'a>> {
+        self.entries_for(bindings, limit, None)
+    }
+
+    /// [`Self::entries`] restricted to the bindings of the names in `only`.
+    fn entries_for<'a>(
+        &mut self,
+        bindings: &'a [Binding],
+        limit: usize,
+        only: Option<&[&str]>,
+    ) -> Vec<Entry<'a>> {
+        let wanted = |n: &str| only.is_none_or(|o| o.contains(&n));
         let mut out = Vec::new();
         for b in bindings {
             match b {
+                Binding::Attr { path, .. }
+                    if only.is_some()
+                        && !matches!(path.first(), Some(AttrKey::Static(n, _)) if wanted(n)) => {}
+                Binding::Inherit { names, .. }
+                    if !names.iter().any(|(n, _)| wanted(n)) => {}
                 Binding::Attr { path, value, span } => out.push(Entry {
                     path,
                     val: Val::Expr(value),
@@ -1365,6 +1422,9 @@ impl Checker {
                 Binding::Inherit { from, names, span } => {
                     let src = from.as_ref().map(|f| (self.infer(f), f.span));
                     for (n, nspan) in names {
+                        if !wanted(n) {
+                            continue;
+                        }
                         let t = match src {
                             Some((st, sspan)) => {
                                 let key = [AttrKey::Static(n.clone(), *nspan)];
@@ -1490,70 +1550,91 @@ impl Checker {
     /// `let` bindings: monomorphic together, then generalised; names are pushed on the env.
     fn let_bindings(&mut self, bindings: &[Binding]) {
         let limit = self.env.len();
-        self.level += 1;
-        let names = self.bind_group(bindings, limit);
-        self.level -= 1;
-        for (_, t) in &names {
-            self.generalize(*t);
-        }
+        self.bind_group(bindings, limit);
     }
 
-    /// Push a fresh variable per name defined by `bindings`, infer them and unify; returns the
-    /// names and their types (the env keeps them).
+    /// Push a fresh variable per name defined by `bindings` (the env keeps them), then infer
+    /// the definitions one strongly connected component at a time (dependencies first), each
+    /// generalised before the next: `let` polymorphism where the dependency order allows it.
     fn bind_group(&mut self, bindings: &[Binding], limit: usize) -> Vec<(String, T)> {
         let mut names: Vec<(String, T)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut deps: Vec<Vec<usize>> = Vec::new();
+        let mut free: Vec<std::collections::HashSet<String>> = Vec::new();
+        self.level += 1;
         for b in bindings {
-            match b {
-                Binding::Attr { path, .. } => {
-                    if let Some(AttrKey::Static(n, _)) = path.first() {
-                        if !names.iter().any(|(m, _)| m == n) {
-                            let v = self.fresh();
-                            names.push((n.clone(), v));
-                        }
+            let (ns, exprs): (Vec<&String>, Vec<&Expr>) = match b {
+                Binding::Attr { path, value, .. } => match path.first() {
+                    Some(AttrKey::Static(n, _)) => (vec![n], vec![value]),
+                    _ => (vec![], vec![]),
+                },
+                Binding::Inherit { from, names: ns, .. } => (
+                    ns.iter().map(|(n, _)| n).collect(),
+                    from.iter().map(|f| &**f).collect(),
+                ),
+            };
+            for n in ns {
+                let i = match index.get(n) {
+                    Some(i) => *i,
+                    None => {
+                        let v = self.fresh();
+                        names.push((n.clone(), v));
+                        free.push(Default::default());
+                        index.insert(n.clone(), names.len() - 1);
+                        names.len() - 1
                     }
+                };
+                for e in &exprs {
+                    free_vars(e, &mut free[i], 0);
                 }
-                Binding::Inherit { names: ns, .. } => {
-                    for (n, _) in ns {
-                        if !names.iter().any(|(m, _)| m == n) {
-                            let v = self.fresh();
-                            names.push((n.clone(), v));
+                if let Binding::Attr { path, .. } = b {
+                    for k in &path[1..] {
+                        if let AttrKey::Dynamic(d) = k {
+                            free_vars(d, &mut free[i], 0);
                         }
                     }
                 }
             }
+        }
+        self.level -= 1;
+        for f in &free {
+            deps.push(f.iter().filter_map(|n| index.get(n).copied()).collect());
         }
         for (n, v) in &names {
             self.env.push((n.clone(), *v));
         }
-        let entries = self.entries(bindings, limit);
-        let rec = self.record_of(entries, Span::default());
-        if let Some((fields, _)) = self.record_view(rec) {
-            for (n, v) in &names {
-                if let Some(f) = fields.iter().find(|f| &f.name == n) {
-                    if self.unify(*v, f.ty).is_err() {
-                        // a recursive definition whose uses disagree: keep going with `Dyn`
-                        let d = self.dyn_();
-                        let rv = self.resolve(*v);
-                        if matches!(self.node(rv), Node::Var { .. }) {
-                            self.set(rv, Node::Link(d));
+        for scc in tarjan(&deps) {
+            let members: Vec<&str> = scc.iter().map(|i| names[*i].0.as_str()).collect();
+            self.level += 1;
+            let entries = self.entries_for(bindings, limit, Some(&members));
+            let rec = self.record_of(entries, Span::default());
+            if let Some((fields, _)) = self.record_view(rec) {
+                for i in &scc {
+                    let (n, v) = (&names[*i].0, names[*i].1);
+                    if let Some(f) = fields.iter().find(|f| &f.name == n) {
+                        if self.unify(v, f.ty).is_err() {
+                            // a recursive definition whose uses disagree: keep going with `Dyn`
+                            let d = self.dyn_();
+                            let rv = self.resolve(v);
+                            if matches!(self.node(rv), Node::Var { .. }) {
+                                self.set(rv, Node::Link(d));
+                            }
                         }
                     }
                 }
             }
+            self.level -= 1;
+            for i in &scc {
+                self.generalize(names[*i].1);
+            }
         }
-        let _ = rec;
         names
     }
 
     /// `rec { … }`: the names are in scope in their own definitions; the type is the record.
     fn rec_group(&mut self, bindings: &[Binding], _legacy: bool) -> T {
         let mark = self.env.len();
-        self.level += 1;
         let names = self.bind_group(bindings, mark);
-        self.level -= 1;
-        for (_, t) in &names {
-            self.generalize(*t);
-        }
         // the record: static names as fields; dynamic keys make it a dictionary
         let has_dynamic = bindings.iter().any(|b| {
             matches!(b, Binding::Attr { path, .. } if matches!(path.first(), Some(AttrKey::Dynamic(_))))
@@ -1653,5 +1734,150 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-#[allow(dead_code)]
-fn _unused(_: &ast::PatField) {}
+/// Every variable name occurring in `e` (an over-approximation of its free variables: binders
+/// are ignored, which can only merge dependency components).
+fn free_vars(e: &Expr, out: &mut std::collections::HashSet<String>, depth: u32) {
+    if depth > 4000 {
+        return;
+    }
+    stacker::maybe_grow(RED, GROW, || {
+        let d = depth + 1;
+        let parts = |ps: &[StrPart], out: &mut std::collections::HashSet<String>| {
+            for p in ps {
+                if let StrPart::Interp(x) = p {
+                    free_vars(x, out, d);
+                }
+            }
+        };
+        let keys = |ks: &[AttrKey], out: &mut std::collections::HashSet<String>| {
+            for k in ks {
+                if let AttrKey::Dynamic(x) = k {
+                    free_vars(x, out, d);
+                }
+            }
+        };
+        let binds = |bs: &[Binding], out: &mut std::collections::HashSet<String>| {
+            for b in bs {
+                match b {
+                    Binding::Attr { path, value, .. } => {
+                        keys(path, out);
+                        free_vars(value, out, d);
+                    }
+                    Binding::Inherit { from, names, .. } => match from {
+                        Some(f) => free_vars(f, out, d),
+                        None => out.extend(names.iter().map(|(n, _)| n.clone())),
+                    },
+                }
+            }
+        };
+        match &e.kind {
+            ExprKind::Var(n) => {
+                out.insert(n.clone());
+            }
+            ExprKind::Str(ps) | ExprKind::Path(_, ps) => parts(ps, out),
+            ExprKind::List(xs) => xs.iter().for_each(|x| free_vars(x, out, d)),
+            ExprKind::Attrs { bindings, .. } | ExprKind::LegacyLet(bindings) => binds(bindings, out),
+            ExprKind::Let { bindings, body } => {
+                binds(bindings, out);
+                free_vars(body, out, d);
+            }
+            ExprKind::Lambda { param, body } => {
+                if let Param::Pattern { fields, .. } = param {
+                    for f in fields {
+                        if let Some(x) = &f.default {
+                            free_vars(x, out, d);
+                        }
+                    }
+                }
+                free_vars(body, out, d);
+            }
+            ExprKind::Apply { func, arg } => {
+                free_vars(func, out, d);
+                free_vars(arg, out, d);
+            }
+            ExprKind::If { cond, then, else_ } => {
+                free_vars(cond, out, d);
+                free_vars(then, out, d);
+                free_vars(else_, out, d);
+            }
+            ExprKind::Assert { cond, body } => {
+                free_vars(cond, out, d);
+                free_vars(body, out, d);
+            }
+            ExprKind::Select { expr, path, default } => {
+                free_vars(expr, out, d);
+                keys(path, out);
+                if let Some(x) = default {
+                    free_vars(x, out, d);
+                }
+            }
+            ExprKind::HasAttr { expr, path } => {
+                free_vars(expr, out, d);
+                keys(path, out);
+            }
+            ExprKind::Unary { expr, .. } => free_vars(expr, out, d),
+            ExprKind::Binary { lhs, rhs, .. } => {
+                free_vars(lhs, out, d);
+                free_vars(rhs, out, d);
+            }
+            _ => {}
+        }
+    })
+}
+
+/// Strongly connected components of a dependency graph (`deps[i]` = nodes `i` uses), each
+/// listed after every component it depends on. Iterative Tarjan: no recursion on deep graphs.
+fn tarjan(deps: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    let n = deps.len();
+    let mut index = vec![usize::MAX; n];
+    let mut low = vec![0; n];
+    let mut on_stack = vec![false; n];
+    let mut stack = Vec::new();
+    let mut out = Vec::new();
+    let mut next = 0;
+    for root in 0..n {
+        if index[root] != usize::MAX {
+            continue;
+        }
+        let mut work: Vec<(usize, usize)> = vec![(root, 0)];
+        index[root] = next;
+        low[root] = next;
+        next += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some(&mut (v, ref mut i)) = work.last_mut() {
+            if *i < deps[v].len() {
+                let w = deps[v][*i];
+                *i += 1;
+                if index[w] == usize::MAX {
+                    index[w] = next;
+                    low[w] = next;
+                    next += 1;
+                    stack.push(w);
+                    on_stack[w] = true;
+                    work.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+            } else {
+                work.pop();
+                if let Some(&(u, _)) = work.last() {
+                    low[u] = low[u].min(low[v]);
+                }
+                if low[v] == index[v] {
+                    let mut comp = Vec::new();
+                    while let Some(w) = stack.pop() {
+                        on_stack[w] = false;
+                        comp.push(w);
+                        if w == v {
+                            break;
+                        }
+                    }
+                    comp.sort_unstable();
+                    out.push(comp);
+                }
+            }
+        }
+    }
+    out
+}
