@@ -66,7 +66,7 @@ enum UErr {
     Mismatch(T, T),
     Kind(Kind, T),
     Missing(String, Vec<String>),
-    Unexpected(String),
+    Unexpected(String, Vec<String>),
     Infinite,
 }
 
@@ -370,8 +370,10 @@ impl Checker {
         }
     }
 
+    /// A type for a diagnostic: large records are abbreviated.
     fn show(&mut self, t: T) -> String {
-        self.to_type(t, &mut Namer::default(), 0).to_string()
+        let ty = self.to_type(t, &mut Namer::default(), 0);
+        abbreviate(ty, 0).to_string()
     }
 
     // ---------------------------------------------------------------- generalisation
@@ -635,7 +637,8 @@ impl Checker {
         // fields the expected record does not allow
         if matches!(et, Tail::Closed) {
             if let Some(g) = only_a.first() {
-                return Err(UErr::Unexpected(g.name.clone()));
+                let free: Vec<String> = only_e.iter().map(|f| f.name.clone()).collect();
+                return Err(UErr::Unexpected(g.name.clone(), free));
             }
         }
         for (x, y) in pairs {
@@ -765,13 +768,20 @@ impl Checker {
                 };
                 d
             }
-            UErr::Unexpected(name) => Diagnostic::error(
-                "buildit::type::unexpected-field",
-                format!("unexpected field `{name}`"),
-            )
-            .with_label(act_span, format!("this record has a field `{name}`: `{whole_a}`"))
-            .with_label(exp_span, format!("{why}, which has no `{name}`: `{whole_e}`"))
-            .with_help("remove the field, or accept more fields with `...` in the pattern"),
+            UErr::Unexpected(name, candidates) => {
+                let d = Diagnostic::error(
+                    "buildit::type::unexpected-field",
+                    format!("unexpected field `{name}`"),
+                )
+                .with_label(act_span, format!("this record has a field `{name}`: `{whole_a}`"))
+                .with_label(exp_span, format!("{why}: `{whole_e}` (no field `{name}`)"));
+                match did_you_mean(&name, &candidates) {
+                    Some(c) => d.with_help(format!("did you mean `{c}`?")),
+                    None => d.with_help(
+                        "remove the field, or accept more fields with `...` in the pattern",
+                    ),
+                }
+            }
             UErr::Infinite => Diagnostic::error(
                 "buildit::type::infinite-type",
                 "infinite type: a value would have to contain itself",
@@ -1698,6 +1708,35 @@ impl Namer {
     }
 }
 
+/// Records of more than 8 fields keep their first 6 (and become open, `..`, in print).
+fn abbreviate(t: Type, depth: u32) -> Type {
+    if depth > 40 {
+        return Type::Elided;
+    }
+    let d = depth + 1;
+    match t {
+        Type::List(e) => Type::List(Box::new(abbreviate(*e, d))),
+        Type::Dict(e) => Type::Dict(Box::new(abbreviate(*e, d))),
+        Type::Fun(a, b) => Type::Fun(Box::new(abbreviate(*a, d)), Box::new(abbreviate(*b, d))),
+        Type::Record { fields, open } => {
+            let long = fields.len() > 8;
+            let fields = fields
+                .into_iter()
+                .take(if long { 6 } else { usize::MAX })
+                .map(|f| Field {
+                    ty: abbreviate(f.ty, d),
+                    ..f
+                })
+                .collect();
+            Type::Record {
+                fields,
+                open: open || long,
+            }
+        }
+        other => other,
+    }
+}
+
 fn mismatch_help(exp: &str, act: &str) -> String {
     match (exp, act) {
         ("Int" | "Float", "String") => "convert the string with `builtins.fromJSON` or use a number literal".into(),
@@ -1709,7 +1748,7 @@ fn mismatch_help(exp: &str, act: &str) -> String {
 
 /// The candidate closest to `name` (edit distance at most a third of its length, at least 1).
 pub(crate) fn did_you_mean<'s>(name: &str, candidates: &'s [String]) -> Option<&'s str> {
-    let max = (name.chars().count() / 3).max(1);
+    let max = (name.chars().count().div_ceil(3)).max(1);
     candidates
         .iter()
         .map(|c| (edit_distance(name, c), c))
@@ -1721,15 +1760,20 @@ pub(crate) fn did_you_mean<'s>(name: &str, candidates: &'s [String]) -> Option<&
 fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
+    // optimal string alignment: a transposition (`nmae`) costs 1
+    let mut prev2: Vec<usize> = Vec::new();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.iter().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
             let sub = prev[j] + usize::from(ca != cb);
-            let v = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+            let mut v = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+            if i > 0 && j > 0 && *ca == b[j - 1] && a[i - 1] == *cb {
+                v = v.min(prev2[j - 1] + 1);
+            }
             cur.push(v);
         }
-        prev = cur;
+        prev2 = std::mem::replace(&mut prev, cur);
     }
     prev[b.len()]
 }
