@@ -190,9 +190,9 @@ impl Evaluator {
                 self.force_stack.last().copied().unwrap_or_default(),
                 Some(Pending::Apply(f.clone(), a.clone())),
             ),
-            Pending::Apply2(f, a, b) => (
+            Pending::Apply2(args) => (
                 self.force_stack.last().copied().unwrap_or_default(),
-                Some(Pending::Apply2(f.clone(), a.clone(), b.clone())),
+                Some(Pending::Apply2(args.clone())),
             ),
             Pending::Native(_) => (self.force_stack.last().copied().unwrap_or_default(), None),
         };
@@ -200,7 +200,10 @@ impl Evaluator {
         let r = stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || match pending {
             Pending::Expr(e, env) => self.eval(&e, &env),
             Pending::Apply(f, a) => self.apply(f, a, span),
-            Pending::Apply2(f, a, b) => self.apply2(f, a, b, span),
+            Pending::Apply2(args) => {
+                let (f, a, b) = *args;
+                self.apply2(f, a, b, span)
+            }
             Pending::Native(f) => f(self).and_then(|v| self.force(&v)),
         });
         self.force_stack.pop();
@@ -360,6 +363,37 @@ impl Evaluator {
         }
         let g = self.apply(f, a, span)?;
         self.apply(g, b, span)
+    }
+
+    /// Cheap eagerness for lazy builtins (`genList`, `map`): when `f` is a lambda `x: body`
+    /// whose body is a constant, the parameter itself, or an integer operation on those that
+    /// cannot fail, the application's value is computed now instead of allocating a thunk.
+    /// The result is exactly what forcing the thunk would give, so laziness is unobservable.
+    pub fn try_cheap_apply(&self, f: &Value, arg: &Value) -> Option<Value> {
+        let Value::Lambda(c) = f else { return None };
+        if !matches!(c.lambda.param, ir::Param::Ident) {
+            return None;
+        }
+        let leaf = |e: &ir::Expr| -> Option<Value> {
+            match &e.kind {
+                ExprKind::Const(v) => Some(v.clone()),
+                ExprKind::Var { depth: 0, index: 0 } => Some(arg.clone()),
+                _ => None,
+            }
+        };
+        let body = &c.lambda.body;
+        match &body.kind {
+            ExprKind::Const(_) | ExprKind::Var { depth: 0, index: 0 } => {
+                // a thunk argument stays a thunk: the body returns it unforced, and forcing
+                // the list element forces it then
+                leaf(body)
+            }
+            ExprKind::Binary(op, l, r) => match (leaf(l)?, leaf(r)?) {
+                (Value::Int(x), Value::Int(y)) => int_op(*op, x, y),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// Apply a function value to one argument; the result is in WHNF.
@@ -597,7 +631,21 @@ impl Evaluator {
                     let mut fv = self.eval(f, &env)?;
                     let n = args.len();
                     let mut tail = None;
-                    for (i, a) in args.iter().enumerate() {
+                    let mut skip = 0;
+                    // a builtin given all its arguments at once is called directly, without
+                    // building partial applications
+                    if let Value::PrimOp(op) = &fv {
+                        if op.arity > 1 && n >= op.arity {
+                            let op = op.clone();
+                            let argv: SmallVec<[Value; 4]> =
+                                args[..op.arity].iter().map(|a| delay(a, &env)).collect();
+                            fv = self
+                                .call_primop(&op, &argv, span)
+                                .map_err(|e| e.add_trace(span, "calling a function"))?;
+                            skip = op.arity;
+                        }
+                    }
+                    for (i, a) in args.iter().enumerate().skip(skip) {
                         let av = delay(a, &env);
                         if i + 1 == n {
                             if let Value::Lambda(c) = &fv {

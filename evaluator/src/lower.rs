@@ -141,10 +141,21 @@ impl<'c> Lowerer<'c> {
                 span,
             ),
             A::Var(name) => self.var(name, span, 0),
-            A::List(items) => mk(
-                ExprKind::List(items.iter().map(|i| self.expr(i)).collect()),
-                span,
-            ),
+            A::List(items) => {
+                let items: Vec<Rc<ir::Expr>> = items.iter().map(|i| self.expr(i)).collect();
+                // a list of constants is itself a constant: built once, shared by every use
+                if items.iter().all(|i| matches!(i.kind, ExprKind::Const(_))) {
+                    let values = items
+                        .iter()
+                        .filter_map(|i| match &i.kind {
+                            ExprKind::Const(v) => Some(v.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    return mk(ExprKind::Const(Value::list(values)), span);
+                }
+                mk(ExprKind::List(items), span)
+            }
             A::Attrs { rec, bindings } => self.attrs(*rec, bindings, span),
             A::Let { bindings, body } => self.let_(bindings, Some(body), span),
             A::LegacyLet(bindings) => self.let_(bindings, None, span),

@@ -96,7 +96,7 @@ impl Value {
 
     /// A thunk that applies `f` to `a` then `b` when forced.
     pub fn lazy_apply2(f: Value, a: Value, b: Value) -> Value {
-        Value::Thunk(Thunk::new(Pending::Apply2(f, a, b)))
+        Value::Thunk(Thunk::new(Pending::Apply2(Box::new((f, a, b)))))
     }
 
     /// A thunk computed by native code when forced.
@@ -535,7 +535,8 @@ pub type NativeThunk = Box<dyn FnOnce(&mut Evaluator) -> EvalResult<Value>>;
 pub enum Pending {
     Expr(Rc<ir::Expr>, Env),
     Apply(Value, Value),
-    Apply2(Value, Value, Value),
+    /// Boxed: rare, and it would make every thunk 16 bytes larger.
+    Apply2(Box<(Value, Value, Value)>),
     Native(NativeThunk),
 }
 

@@ -95,8 +95,17 @@ fn map(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
     let f = arg(a, 0);
     let l = ev.force_list(&arg(a, 1), span)?;
     let mut out = Vec::with_capacity(l.len());
+    // an already-evaluated function may allow cheap eagerness (never forced here: Nix's
+    // genList/map do not force it)
+    let f = match &f {
+        Value::Thunk(t) => t.value().unwrap_or(f),
+        _ => f,
+    };
     for x in l.iter() {
-        out.push(Value::lazy_apply(f.clone(), x.clone()));
+        out.push(match ev.try_cheap_apply(&f, x) {
+            Some(v) => v,
+            None => Value::lazy_apply(f.clone(), x.clone()),
+        });
     }
     Ok(Value::list(out))
 }
@@ -171,8 +180,18 @@ fn gen_list(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
     let n = ev.force_int(&arg(a, 1), span)?;
     let n = check_list_size(n, span)?;
     let mut out = alloc_vec(n, span)?;
+    // an already-evaluated function may allow cheap eagerness (never forced here: Nix's
+    // genList/map do not force it)
+    let f = match &f {
+        Value::Thunk(t) => t.value().unwrap_or(f),
+        _ => f,
+    };
     for i in 0..n {
-        out.push(Value::lazy_apply(f.clone(), Value::Int(i as i64)));
+        let x = Value::Int(i as i64);
+        out.push(match ev.try_cheap_apply(&f, &x) {
+            Some(v) => v,
+            None => Value::lazy_apply(f.clone(), x),
+        });
     }
     Ok(Value::list(out))
 }
