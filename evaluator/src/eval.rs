@@ -507,15 +507,17 @@ impl Evaluator {
                             }
                             None => match &f.default {
                                 Some(d) => slots[i] = delay_in_scope(d, &env),
-                                None => return Err(EvalError::new(
-                                    ErrorKind::MissingArgument,
-                                    format!(
+                                None => {
+                                    return Err(EvalError::new(
+                                        ErrorKind::MissingArgument,
+                                        format!(
                                         "the function was called without required argument '{}'",
                                         f.name
                                     ),
-                                    span,
-                                )
-                                .with_label(f.span, "declared here")),
+                                        span,
+                                    )
+                                    .with_label(f.span, "declared here"))
+                                }
                             },
                         }
                     }

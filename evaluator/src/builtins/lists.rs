@@ -143,6 +143,9 @@ fn foldl_strict(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value
     Ok(acc)
 }
 
+/// The largest list `genList` creates (2^27 elements, several GiB with their thunks).
+const MAX_LIST: i64 = 1 << 27;
+
 /// Refuse list sizes that cannot be allocated instead of aborting the process.
 fn check_list_size(n: i64, span: Span) -> EvalResult<usize> {
     if n < 0 {
@@ -152,11 +155,11 @@ fn check_list_size(n: i64, span: Span) -> EvalResult<usize> {
             span,
         ));
     }
-    // Nix 2.8 counts elements in a C `unsigned int`; far beyond any memory anyway
-    if n > i64::from(u32::MAX) {
+    // Nix would try (and exhaust memory); a clean error is kinder
+    if n > MAX_LIST {
         return Err(EvalError::new(
             ErrorKind::Invalid,
-            format!("cannot create list of size {n}: too large"),
+            format!("cannot create list of size {n}: buildit limits lists to {MAX_LIST} elements"),
             span,
         ));
     }
@@ -304,7 +307,8 @@ fn missing_attr(name: &str, func: &str, span: Span) -> EvalError {
 
 fn list_to_attrs(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
     let l = ev.force_list(&arg(a, 0), span)?;
-    let mut seen: FxHashSet<Symbol> = FxHashSet::default();
+    let mut seen: FxHashSet<Symbol> =
+        FxHashSet::with_capacity_and_hasher(l.len(), Default::default());
     let mut entries = Vec::with_capacity(l.len());
     for x in l.iter() {
         let set = ev.force_attrs(x, span)?;
