@@ -40,11 +40,26 @@ enum Command {
     /// Start an interactive read-eval-print loop
     #[command(after_help = "Type :? at the prompt for the list of commands.")]
     Repl(ReplArgs),
+    /// Type-check .bld files without evaluating them (exit 1 when any has a type error)
+    #[command(
+        after_help = "Examples:\n  buildit check file.bld\n  buildit check --json a.bld b.bld"
+    )]
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The files to check
+    #[arg(required = true)]
+    files: Vec<String>,
+    /// Print the diagnostics as a JSON list on stdout
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
 struct CommonArgs {
-    /// Do not type-check before evaluating (the type checker arrives with the type system)
+    /// Do not type-check before evaluating
     #[arg(long)]
     no_typecheck: bool,
     /// Show the whole evaluation trace of an error
@@ -117,7 +132,11 @@ fn run_eval(a: EvalArgs) -> ExitCode {
 
 fn run_eval_with(ev: &mut Evaluator, a: EvalArgs) -> ExitCode {
     let st = style(a.common.show_trace);
-    let _ = a.common.no_typecheck;
+    if !a.common.no_typecheck {
+        if let Some(code) = typecheck_root(&a, st) {
+            return code;
+        }
+    }
     let result = match (&a.file, &a.expr) {
         (_, Some(expr)) => match ev.compile("«cmdline»", expr, &cwd()) {
             Ok(ir) => ev.eval_root(&ir),
@@ -195,6 +214,129 @@ fn run_eval_with(ev: &mut Evaluator, a: EvalArgs) -> ExitCode {
             eprint!("{}", render::eval_error(&ev.sources, &e, st));
             ExitCode::from(1)
         }
+    }
+}
+
+/// The source of a file as the evaluator would read it (a directory means its default file).
+fn read_source(file: &str) -> Option<(String, String)> {
+    let path = absolute(file);
+    let path = if std::path::Path::new(&path).is_dir() {
+        let bld = format!("{path}/default.bld");
+        if std::path::Path::new(&bld).exists() {
+            bld
+        } else {
+            format!("{path}/default.nix")
+        }
+    } else {
+        path
+    };
+    let text = std::fs::read_to_string(&path).ok()?;
+    Some((path, text))
+}
+
+/// Parse and type-check one source: `(sources, parse diagnostics, type diagnostics, type)`.
+fn typecheck_source(
+    name: &str,
+    text: &str,
+) -> (
+    buildit_lang::SourceMap,
+    Vec<buildit_lang::Diagnostic>,
+    Vec<buildit_lang::Diagnostic>,
+    String,
+) {
+    let mut sources = buildit_lang::SourceMap::new();
+    let file = sources.add(name.to_string(), text);
+    let parsed = buildit_lang::parse(file, text);
+    let (diags, ty) = match (&parsed.expr, parsed.diagnostics.is_empty()) {
+        (Some(e), true) => {
+            let r = buildit_lang::types::check(e);
+            (r.diagnostics, r.ty.to_string())
+        }
+        _ => (Vec::new(), String::new()),
+    };
+    (sources, parsed.diagnostics, diags, ty)
+}
+
+/// Type-check the root of `eval` (imports are `Dyn`); `Some(exit code)` when it has type
+/// errors. Syntax errors are left to the evaluator, which reports them as before.
+fn typecheck_root(a: &EvalArgs, st: Style) -> Option<ExitCode> {
+    let (name, text) = match (&a.file, &a.expr) {
+        (_, Some(expr)) => ("«cmdline»".to_string(), expr.clone()),
+        (Some(file), None) => read_source(file)?,
+        (None, None) => return None,
+    };
+    let (sources, _, diags, _) = typecheck_source(&name, &text);
+    if diags.is_empty() {
+        return None;
+    }
+    eprint!("{}", render::diagnostics(&sources, &diags, st));
+    eprintln!("(evaluate anyway with --no-typecheck)");
+    Some(ExitCode::from(1))
+}
+
+fn run_check(a: CheckArgs) -> ExitCode {
+    let st = style(false);
+    let mut failed = false;
+    let mut json = Vec::new();
+    for f in &a.files {
+        let Some((name, text)) = read_source(f) else {
+            failed = true;
+            let d = buildit_lang::Diagnostic::error(
+                "buildit::cli::cannot-read",
+                format!("cannot read `{f}`"),
+            );
+            if a.json {
+                json.push(serde_json::json!({ "file": f, "code": d.code, "message": d.message, "labels": [], "help": null }));
+            } else {
+                eprint!(
+                    "{}",
+                    render::diagnostic(&buildit_lang::SourceMap::new(), &d, st)
+                );
+            }
+            continue;
+        };
+        let (sources, parse, types, ty) = typecheck_source(&name, &text);
+        let all: Vec<buildit_lang::Diagnostic> = parse.into_iter().chain(types).collect();
+        if all.is_empty() {
+            if !a.json {
+                println!("{f}: {ty}");
+            }
+            continue;
+        }
+        failed = true;
+        if a.json {
+            for d in &all {
+                let labels: Vec<serde_json::Value> = d
+                    .labels
+                    .iter()
+                    .map(|l| {
+                        let (line, col) = sources
+                            .get(l.span.file)
+                            .map(|sf| sf.line_col(l.span.start as usize))
+                            .unwrap_or((0, 0));
+                        serde_json::json!({
+                            "file": sources.name(l.span.file),
+                            "start": l.span.start, "end": l.span.end,
+                            "line": line, "column": col, "message": l.message,
+                        })
+                    })
+                    .collect();
+                json.push(serde_json::json!({
+                    "file": f, "code": d.code, "message": d.message,
+                    "labels": labels, "help": d.help,
+                }));
+            }
+        } else {
+            eprint!("{}", render::diagnostics(&sources, &all, st));
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::Value::Array(json));
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -333,6 +475,7 @@ fn main() -> ExitCode {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cli.command {
         Command::Eval(a) => run_eval(a),
         Command::Repl(a) => run_repl(a),
+        Command::Check(a) => run_check(a),
     }));
     r.unwrap_or(ExitCode::from(2))
 }

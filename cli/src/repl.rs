@@ -48,6 +48,7 @@ The following commands are available:
   :p <expr>     Evaluate and print an expression fully (deeply)
   :l <path>     Load the attributes of a .bld file's set into scope
   :doc <name>   Show the documentation of a builtin (`:doc map`, `:doc builtins.foldl'`)
+  :t <expr>     Show the inferred type of an expression (without evaluating it)
   :q            Exit
   :?            Show this help
 ";
@@ -107,6 +108,7 @@ impl Repl {
                 "p" | "print" => self.eval_print(arg, true),
                 "l" | "load" => self.load(arg),
                 "doc" => self.doc(arg),
+                "t" | "type" => self.type_of(arg),
                 _ => Reply::err(format!("unknown command ':{name}' (type :? for help)")),
             };
         }
@@ -242,6 +244,30 @@ impl Repl {
         }
     }
 
+    /// `:t EXPR`: the static type (REPL variables are `Dyn`: their types are not tracked).
+    fn type_of(&mut self, text: &str) -> Reply {
+        let mut sources = buildit_lang::SourceMap::new();
+        let file = sources.add("«repl»", text);
+        let parsed = buildit_lang::parse(file, text);
+        let Some(expr) = parsed.expr.filter(|_| parsed.diagnostics.is_empty()) else {
+            return Reply::err(render::diagnostics(
+                &sources,
+                &parsed.diagnostics,
+                self.style,
+            ));
+        };
+        let mut env = buildit_lang::types::TypeEnv::new();
+        for n in &self.names {
+            env.insert(n.as_str(), buildit_lang::types::Type::Dyn);
+        }
+        let r = buildit_lang::types::check_with(&expr, &env);
+        if r.diagnostics.is_empty() {
+            Reply::ok(format!("{}\n", r.ty))
+        } else {
+            Reply::err(render::diagnostics(&sources, &r.diagnostics, self.style))
+        }
+    }
+
     fn doc(&mut self, name: &str) -> Reply {
         match buildit_eval::builtins::doc(name) {
             Some((n, arity, doc)) => Reply::ok(format!(
@@ -262,7 +288,7 @@ impl Repl {
             .unwrap_or(0);
         let word = &upto[start..];
         if let Some(cmd) = word.strip_prefix(':') {
-            let cmds = [":p", ":l", ":doc", ":q", ":?"];
+            let cmds = [":p", ":l", ":doc", ":t", ":q", ":?"];
             let _ = cmd;
             return (
                 start,

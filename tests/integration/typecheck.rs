@@ -17,7 +17,11 @@ pub fn check_file(path: &Path) -> Result<(String, String, Option<String>), Strin
     let file = sources.add(path.to_string_lossy().into_owned(), text.as_str());
     let parsed = parse(file, &text);
     if !parsed.diagnostics.is_empty() {
-        let r: String = parsed.diagnostics.iter().map(|d| d.render_plain(&sources)).collect();
+        let r: String = parsed
+            .diagnostics
+            .iter()
+            .map(|d| d.render_plain(&sources))
+            .collect();
         return Err(format!("parse errors:\n{r}"));
     }
     let Some(expr) = parsed.expr else {
@@ -39,9 +43,11 @@ pub fn check_file(path: &Path) -> Result<(String, String, Option<String>), Strin
 
 fn expected_code(bld: &Path) -> Option<String> {
     let text = std::fs::read_to_string(bld).ok()?;
-    text.lines()
-        .take(3)
-        .find_map(|l| l.trim().strip_prefix("# expect:").map(|c| c.trim().to_string()))
+    text.lines().take(3).find_map(|l| {
+        l.trim()
+            .strip_prefix("# expect:")
+            .map(|c| c.trim().to_string())
+    })
 }
 
 fn accept_trial(bld: PathBuf) -> Trial {

@@ -61,10 +61,19 @@ pub const BUILTIN_TYPES: &[(&str, &str)] = &[
     ("all", "(a -> Bool) -> [a] -> Bool"),
     ("any", "(a -> Bool) -> [a] -> Bool"),
     ("sort", "(a -> a -> Bool) -> [a] -> [a]"),
-    ("partition", "(a -> Bool) -> [a] -> { right : [a], wrong : [a] }"),
+    (
+        "partition",
+        "(a -> Bool) -> [a] -> { right : [a], wrong : [a] }",
+    ),
     ("groupBy", "(a -> String) -> [a] -> { _ : [a] }"),
-    ("listToAttrs", "[{ name : String, value : a, .. }] -> { _ : a }"),
-    ("genericClosure", "{ operator : a -> [a], startSet : [a] } -> [a]"),
+    (
+        "listToAttrs",
+        "[{ name : String, value : a, .. }] -> { _ : a }",
+    ),
+    (
+        "genericClosure",
+        "{ operator : a -> [a], startSet : [a] } -> [a]",
+    ),
     // attribute sets
     ("attrNames", "{ _ : a } -> [String]"),
     ("attrValues", "{ _ : a } -> [a]"),
@@ -74,7 +83,10 @@ pub const BUILTIN_TYPES: &[(&str, &str)] = &[
     ("intersectAttrs", "{ .. } -> { .. } -> Dyn"),
     ("mapAttrs", "(String -> a -> b) -> { _ : a } -> { _ : b }"),
     ("catAttrs", "String -> [{ .. }] -> [Dyn]"),
-    ("zipAttrsWith", "(String -> [a] -> b) -> [{ _ : a }] -> { _ : b }"),
+    (
+        "zipAttrsWith",
+        "(String -> [a] -> b) -> [{ _ : a }] -> { _ : b }",
+    ),
     // strings
     ("stringLength", "String -> Int"),
     ("substring", "Int -> Int -> String -> String"),
@@ -82,7 +94,10 @@ pub const BUILTIN_TYPES: &[(&str, &str)] = &[
     ("concatStringsSep", "String -> [String] -> String"),
     ("splitVersion", "String -> [String]"),
     ("compareVersions", "String -> String -> Int"),
-    ("parseDrvName", "String -> { name : String, version : String }"),
+    (
+        "parseDrvName",
+        "String -> { name : String, version : String }",
+    ),
     ("getContext", "String -> { _ : Dyn }"),
     ("hasContext", "String -> Bool"),
     ("unsafeDiscardStringContext", "String -> String"),

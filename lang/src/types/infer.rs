@@ -5,7 +5,7 @@
 
 use super::builtins::{BUILTIN_TYPES, GLOBAL_NAMES};
 use super::ty::{parse_type, Field, Type};
-use crate::ast::{self, AttrKey, BinOp, Binding, Expr, ExprKind, Param, StrPart, UnaryOp};
+use crate::ast::{AttrKey, BinOp, Binding, Expr, ExprKind, Param, StrPart, UnaryOp};
 use crate::diag::Diagnostic;
 use crate::span::Span;
 use std::collections::{BTreeMap, HashMap};
@@ -44,14 +44,20 @@ struct RField {
 
 #[derive(Clone, Debug)]
 enum Node {
-    Var { level: u32, kind: Kind },
+    Var {
+        level: u32,
+        kind: Kind,
+    },
     Link(T),
     Prim(Prim),
     List(T),
     Fun(T, T),
     /// fields sorted by name; `tail` is `None` when closed, else a row (a variable, another
     /// record, or `Dyn`)
-    Record { fields: Vec<RField>, tail: Option<T> },
+    Record {
+        fields: Vec<RField>,
+        tail: Option<T>,
+    },
     Dict(T),
     Dyn,
 }
@@ -497,7 +503,9 @@ impl Checker {
                     self.occurs(v, a, level, depth + 1) || self.occurs(v, b, level, depth + 1)
                 }
                 Node::Record { fields, tail } => {
-                    fields.iter().any(|f| self.occurs(v, f.ty, level, depth + 1))
+                    fields
+                        .iter()
+                        .any(|f| self.occurs(v, f.ty, level, depth + 1))
                         || tail.is_some_and(|tl| self.occurs(v, tl, level, depth + 1))
                 }
                 _ => false,
@@ -570,7 +578,11 @@ impl Checker {
             }
             (Node::Record { .. }, Node::Record { .. }) => self.unify_records(e, a),
             (Node::Dict(x), Node::Record { .. }) | (Node::Record { .. }, Node::Dict(x)) => {
-                let r = if matches!(self.node(e), Node::Dict(_)) { a } else { e };
+                let r = if matches!(self.node(e), Node::Dict(_)) {
+                    a
+                } else {
+                    e
+                };
                 if let Some((fields, _)) = self.record_view(r) {
                     for f in fields {
                         // a record used as a dictionary: its values constrain the element
@@ -751,14 +763,19 @@ impl Checker {
                 )
                 .with_label(act_span, format!("this has type `{whole_a}`"))
                 .with_label(exp_span, format!("{why}: `{whole_e}`"))
-                .with_help("arithmetic and comparison work on numbers; `+` also on strings and paths")
+                .with_help(
+                    "arithmetic and comparison work on numbers; `+` also on strings and paths",
+                )
             }
             UErr::Missing(name, candidates) => {
                 let mut d = Diagnostic::error(
                     "buildit::type::missing-field",
                     format!("missing field `{name}`"),
                 )
-                .with_label(act_span, format!("this record has no field `{name}`: `{whole_a}`"))
+                .with_label(
+                    act_span,
+                    format!("this record has no field `{name}`: `{whole_a}`"),
+                )
                 .with_label(exp_span, format!("{why}: `{whole_e}`"));
                 d = match did_you_mean(&name, &candidates) {
                     Some(c) => d.with_help(format!("did you mean `{c}`?")),
@@ -773,7 +790,10 @@ impl Checker {
                     "buildit::type::unexpected-field",
                     format!("unexpected field `{name}`"),
                 )
-                .with_label(act_span, format!("this record has a field `{name}`: `{whole_a}`"))
+                .with_label(
+                    act_span,
+                    format!("this record has a field `{name}`: `{whole_a}`"),
+                )
                 .with_label(exp_span, format!("{why}: `{whole_e}` (no field `{name}`)"));
                 match did_you_mean(&name, &candidates) {
                     Some(c) => d.with_help(format!("did you mean `{c}`?")),
@@ -788,7 +808,9 @@ impl Checker {
             )
             .with_label(act_span, format!("this has type `{whole_a}`"))
             .with_label(exp_span, format!("{why}: `{whole_e}`"))
-            .with_help("a function applied to itself, or a list containing itself, has no finite type"),
+            .with_help(
+                "a function applied to itself, or a list containing itself, has no finite type",
+            ),
         };
         self.diags.push(d);
     }
@@ -928,7 +950,10 @@ impl Checker {
                             format!("type mismatch: cannot interpolate a value of type `{s}`"),
                         )
                         .with_label(x.span, format!("this has type `{s}`"))
-                        .with_label(x.span, "interpolation needs `String`, `Path` or a derivation")
+                        .with_label(
+                            x.span,
+                            "interpolation needs `String`, `Path` or a derivation",
+                        )
                         .with_help("convert it with `toString`"),
                     );
                 }
@@ -1030,7 +1055,9 @@ impl Checker {
                     self.dyn_()
                 }
             }
-            Node::Var { kind: Kind::Any, .. } => {
+            Node::Var {
+                kind: Kind::Any, ..
+            } => {
                 let r = self.fresh();
                 let fun = self.add(Node::Fun(a, r));
                 match self.unify(fr, fun) {
@@ -1147,8 +1174,14 @@ impl Checker {
                                         "buildit::type::missing-field",
                                         format!("missing field `{n}`"),
                                     )
-                                    .with_label(key.span(), format!("the field `{n}` is selected here"))
-                                    .with_label(span, format!("but this record has no field `{n}`: `{s}`"));
+                                    .with_label(
+                                        key.span(),
+                                        format!("the field `{n}` is selected here"),
+                                    )
+                                    .with_label(
+                                        span,
+                                        format!("but this record has no field `{n}`: `{s}`"),
+                                    );
                                     d = match did_you_mean(&n, &names) {
                                         Some(c) => d.with_help(format!("did you mean `{c}`?")),
                                         None => d.with_help(format!(
@@ -1219,7 +1252,9 @@ impl Checker {
                 if !self.try_unify(l, r) {
                     let lr = self.resolve(l);
                     let rr = self.resolve(r);
-                    if let (Node::Prim(p), Node::Prim(q)) = (self.node(lr).clone(), self.node(rr).clone()) {
+                    if let (Node::Prim(p), Node::Prim(q)) =
+                        (self.node(lr).clone(), self.node(rr).clone())
+                    {
                         let numeric = |p: Prim| matches!(p, Prim::Int | Prim::Float);
                         if p != Prim::Null && q != Prim::Null && !(numeric(p) && numeric(q)) {
                             self.expect(lr, rr, rhs.span, lhs.span, "it is compared with");
@@ -1243,7 +1278,14 @@ impl Checker {
                 }
             }
             BinOp::Update => self.update(l, r, lhs, rhs),
-            BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+            BinOp::Add
+            | BinOp::Sub
+            | BinOp::Mul
+            | BinOp::Div
+            | BinOp::Lt
+            | BinOp::Le
+            | BinOp::Gt
+            | BinOp::Ge => {
                 let cmp = matches!(op, BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge);
                 let kind = match op {
                     BinOp::Add => Kind::Add,
@@ -1261,7 +1303,16 @@ impl Checker {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn arith(&mut self, op: BinOp, kind: Kind, l: T, r: T, lhs: &Expr, rhs: &Expr, whole: Span) -> T {
+    fn arith(
+        &mut self,
+        op: BinOp,
+        kind: Kind,
+        l: T,
+        r: T,
+        lhs: &Expr,
+        rhs: &Expr,
+        whole: Span,
+    ) -> T {
         let mut lr = self.resolve(l);
         let mut rr = self.resolve(r);
         if op == BinOp::Add {
@@ -1302,7 +1353,13 @@ impl Checker {
                 match out {
                     Some(o) => self.prim(o),
                     None => {
-                        self.expect(lr, rr, rhs.span, lhs.span, &format!("the other operand of `{}` has type", op.symbol()));
+                        self.expect(
+                            lr,
+                            rr,
+                            rhs.span,
+                            lhs.span,
+                            &format!("the other operand of `{}` has type", op.symbol()),
+                        );
                         self.dyn_()
                     }
                 }
@@ -1313,7 +1370,13 @@ impl Checker {
             }
             _ => {
                 // at least one side unresolved: the operands share a type
-                if self.expect(lr, rr, rhs.span, lhs.span, &format!("the other operand of `{}` has type", op.symbol())) {
+                if self.expect(
+                    lr,
+                    rr,
+                    rhs.span,
+                    lhs.span,
+                    &format!("the other operand of `{}` has type", op.symbol()),
+                ) {
                     lr
                 } else {
                     self.dyn_()
@@ -1329,7 +1392,9 @@ impl Checker {
         match self.record_view(t) {
             Some((fields, tail))
                 if !matches!(tail, Tail::Closed)
-                    || fields.iter().any(|f| f.name == "__toString" || f.name == "outPath") =>
+                    || fields
+                        .iter()
+                        .any(|f| f.name == "__toString" || f.name == "outPath") =>
             {
                 self.prim(Prim::String)
             }
@@ -1378,7 +1443,8 @@ impl Checker {
                 }
             }
             (Node::Record { .. }, Node::Record { .. }) => {
-                let (Some((lf, lt)), Some((rf, rt))) = (self.record_view(l), self.record_view(r)) else {
+                let (Some((lf, lt)), Some((rf, rt))) = (self.record_view(l), self.record_view(r))
+                else {
                     return self.dyn_();
                 };
                 let mut fields: Vec<RField> = lf
@@ -1422,8 +1488,7 @@ impl Checker {
                 Binding::Attr { path, .. }
                     if only.is_some()
                         && !matches!(path.first(), Some(AttrKey::Static(n, _)) if wanted(n)) => {}
-                Binding::Inherit { names, .. }
-                    if !names.iter().any(|(n, _)| wanted(n)) => {}
+                Binding::Inherit { names, .. } if !names.iter().any(|(n, _)| wanted(n)) => {}
                 Binding::Attr { path, value, span } => out.push(Entry {
                     path,
                     val: Val::Expr(value),
@@ -1578,7 +1643,9 @@ impl Checker {
                     Some(AttrKey::Static(n, _)) => (vec![n], vec![value]),
                     _ => (vec![], vec![]),
                 },
-                Binding::Inherit { from, names: ns, .. } => (
+                Binding::Inherit {
+                    from, names: ns, ..
+                } => (
                     ns.iter().map(|(n, _)| n).collect(),
                     from.iter().map(|f| &**f).collect(),
                 ),
@@ -1739,9 +1806,14 @@ fn abbreviate(t: Type, depth: u32) -> Type {
 
 fn mismatch_help(exp: &str, act: &str) -> String {
     match (exp, act) {
-        ("Int" | "Float", "String") => "convert the string with `builtins.fromJSON` or use a number literal".into(),
+        ("Int" | "Float", "String") => {
+            "convert the string with `builtins.fromJSON` or use a number literal".into()
+        }
         ("String", "Int" | "Float" | "Bool" | "Path") => "convert it with `toString`".into(),
-        ("Bool", _) => "a condition must be `true` or `false`; compare explicitly (`x != null`, `x == 0`)".into(),
+        ("Bool", _) => {
+            "a condition must be `true` or `false`; compare explicitly (`x != null`, `x == 0`)"
+                .into()
+        }
         _ => format!("a value of type `{act}` cannot be used where `{exp}` is needed"),
     }
 }
@@ -1752,7 +1824,7 @@ pub(crate) fn did_you_mean<'s>(name: &str, candidates: &'s [String]) -> Option<&
     candidates
         .iter()
         .map(|c| (edit_distance(name, c), c))
-        .filter(|(d, _)| *d <= max)
+        .filter(|(d, _)| *d <= max && *d < name.chars().count())
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c.as_str())
 }
@@ -1820,7 +1892,9 @@ fn free_vars(e: &Expr, out: &mut std::collections::HashSet<String>, depth: u32) 
             }
             ExprKind::Str(ps) | ExprKind::Path(_, ps) => parts(ps, out),
             ExprKind::List(xs) => xs.iter().for_each(|x| free_vars(x, out, d)),
-            ExprKind::Attrs { bindings, .. } | ExprKind::LegacyLet(bindings) => binds(bindings, out),
+            ExprKind::Attrs { bindings, .. } | ExprKind::LegacyLet(bindings) => {
+                binds(bindings, out)
+            }
             ExprKind::Let { bindings, body } => {
                 binds(bindings, out);
                 free_vars(body, out, d);
@@ -1848,7 +1922,11 @@ fn free_vars(e: &Expr, out: &mut std::collections::HashSet<String>, depth: u32) 
                 free_vars(cond, out, d);
                 free_vars(body, out, d);
             }
-            ExprKind::Select { expr, path, default } => {
+            ExprKind::Select {
+                expr,
+                path,
+                default,
+            } => {
                 free_vars(expr, out, d);
                 keys(path, out);
                 if let Some(x) = default {

@@ -23,7 +23,10 @@ pub enum Type {
     List(Box<Type>),
     Fun(Box<Type>, Box<Type>),
     /// `{ a : T, b ? U }`, open (`..`) when `open`.
-    Record { fields: Vec<Field>, open: bool },
+    Record {
+        fields: Vec<Field>,
+        open: bool,
+    },
     /// `{ _ : T }`: a record with computed keys.
     Dict(Box<Type>),
     /// Printed as `…` when a type is too deep to print.
@@ -207,7 +210,10 @@ impl TyParser {
                 self.expect("}")?;
                 break;
             }
-            let name = self.peek().map(str::to_string).ok_or("unexpected end of type")?;
+            let name = self
+                .peek()
+                .map(str::to_string)
+                .ok_or("unexpected end of type")?;
             self.pos += 1;
             if name == "_" {
                 self.expect(":")?;
