@@ -318,7 +318,7 @@ impl Repl {
             .iter()
             .map(|s| s.as_str())
             .chain(self.ev.globals().keys().map(|s| s.as_str()))
-            .filter(|n| n.starts_with(word) && !(n.starts_with("__") && !word.starts_with("__")))
+            .filter(|n| n.starts_with(word) && (!n.starts_with("__") || word.starts_with("__")))
             .map(String::from)
             .collect();
         for kw in [

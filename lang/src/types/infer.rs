@@ -156,13 +156,13 @@ pub fn check_with(expr: &Expr, env: &TypeEnv) -> CheckResult {
     let mut c = Checker::default();
     for (name, ty) in &env.names {
         c.level = 1;
-        let t = c.from_type(ty, &mut HashMap::new());
+        let t = c.node_of_type(ty, &mut HashMap::new());
         c.level = 0;
         c.generalize(t);
         c.env.push((name.clone(), t));
     }
     let t = c.infer(expr);
-    let ty = c.to_type(t, &mut Namer::default(), 0);
+    let ty = c.type_of_node(t, &mut Namer::default(), 0);
     CheckResult {
         ty,
         diagnostics: c.diags,
@@ -273,7 +273,7 @@ impl Checker {
 
     // ---------------------------------------------------------------- conversion
 
-    fn from_type(&mut self, ty: &Type, vars: &mut HashMap<String, T>) -> T {
+    fn node_of_type(&mut self, ty: &Type, vars: &mut HashMap<String, T>) -> T {
         match ty {
             Type::Int => self.prim(Prim::Int),
             Type::Float => self.prim(Prim::Float),
@@ -296,22 +296,22 @@ impl Checker {
                 t
             }
             Type::List(e) => {
-                let e = self.from_type(e, vars);
+                let e = self.node_of_type(e, vars);
                 self.add(Node::List(e))
             }
             Type::Fun(a, b) => {
-                let a = self.from_type(a, vars);
-                let b = self.from_type(b, vars);
+                let a = self.node_of_type(a, vars);
+                let b = self.node_of_type(b, vars);
                 self.add(Node::Fun(a, b))
             }
             Type::Dict(e) => {
-                let e = self.from_type(e, vars);
+                let e = self.node_of_type(e, vars);
                 self.add(Node::Dict(e))
             }
             Type::Record { fields, open } => {
                 let mut fs = Vec::new();
                 for f in fields {
-                    let ty = self.from_type(&f.ty, vars);
+                    let ty = self.node_of_type(&f.ty, vars);
                     fs.push(RField {
                         name: f.name.clone(),
                         ty,
@@ -327,7 +327,7 @@ impl Checker {
         }
     }
 
-    fn to_type(&mut self, t: T, names: &mut Namer, depth: u32) -> Type {
+    fn type_of_node(&mut self, t: T, names: &mut Namer, depth: u32) -> Type {
         if depth > 40 {
             return Type::Elided;
         }
@@ -349,11 +349,11 @@ impl Checker {
                 Prim::Path => Type::Path,
                 Prim::Null => Type::Null,
             },
-            Node::List(e) => Type::List(Box::new(self.to_type(e, names, depth + 1))),
-            Node::Dict(e) => Type::Dict(Box::new(self.to_type(e, names, depth + 1))),
+            Node::List(e) => Type::List(Box::new(self.type_of_node(e, names, depth + 1))),
+            Node::Dict(e) => Type::Dict(Box::new(self.type_of_node(e, names, depth + 1))),
             Node::Fun(a, b) => Type::Fun(
-                Box::new(self.to_type(a, names, depth + 1)),
-                Box::new(self.to_type(b, names, depth + 1)),
+                Box::new(self.type_of_node(a, names, depth + 1)),
+                Box::new(self.type_of_node(b, names, depth + 1)),
             ),
             Node::Dyn => Type::Dyn,
             Node::Record { .. } => {
@@ -364,7 +364,7 @@ impl Checker {
                 for f in fields {
                     out.push(Field {
                         name: f.name,
-                        ty: self.to_type(f.ty, names, depth + 1),
+                        ty: self.type_of_node(f.ty, names, depth + 1),
                         optional: f.optional,
                     });
                 }
@@ -378,7 +378,7 @@ impl Checker {
 
     /// A type for a diagnostic: large records are abbreviated.
     fn show(&mut self, t: T) -> String {
-        let ty = self.to_type(t, &mut Namer::default(), 0);
+        let ty = self.type_of_node(t, &mut Namer::default(), 0);
         abbreviate(ty, 0).to_string()
     }
 
@@ -390,16 +390,14 @@ impl Checker {
     fn generalize_inner(&mut self, t: T) {
         let t = self.resolve(t);
         match self.node(t).clone() {
-            Node::Var { level, kind } => {
-                if level > self.level && level != GENERIC {
-                    self.set(
-                        t,
-                        Node::Var {
-                            level: GENERIC,
-                            kind,
-                        },
-                    );
-                }
+            Node::Var { level, kind } if level > self.level && level != GENERIC => {
+                self.set(
+                    t,
+                    Node::Var {
+                        level: GENERIC,
+                        kind,
+                    },
+                );
             }
             Node::List(e) | Node::Dict(e) => self.generalize(e),
             Node::Fun(a, b) => {
