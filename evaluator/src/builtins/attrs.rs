@@ -166,3 +166,62 @@ fn zip_attrs_with(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Val
         .collect();
     Ok(Value::attrs(Attrs::from_unsorted(out)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::strings::test_util::{check, check_err};
+
+    #[test]
+    fn attrs_builtins() {
+        check(&[
+            (
+                "builtins.attrNames { b = 1; a = 2; B = 3; }",
+                r#"[ "B" "a" "b" ]"#,
+            ),
+            ("builtins.attrValues { b = 1; a = 2; }", "[ 2 1 ]"),
+            (r#"builtins.getAttr "x" { x = 4; }"#, "4"),
+            (r#"builtins.hasAttr "x" { x = 1; }"#, "true"),
+            (r#"builtins.hasAttr "y" { x = 1; }"#, "false"),
+            (
+                r#"builtins.removeAttrs { a = 1; b = 2; } ["a" "c"]"#,
+                "{ b = 2; }",
+            ),
+            (
+                "builtins.intersectAttrs { a = 1; b = 2; } { b = 3; c = 4; }",
+                "{ b = 3; }",
+            ),
+            (
+                r#"builtins.mapAttrs (n: v: n + v) { a = "x"; }"#,
+                r#"{ a = "ax"; }"#,
+            ),
+            (
+                r#"builtins.catAttrs "a" [{a = 1;} {b = 2;} {a = 3;}]"#,
+                "[ 1 3 ]",
+            ),
+            (
+                "builtins.zipAttrsWith (n: vs: vs) [{a = 1;} {a = 2; b = 3;}]",
+                "{ a = [ 1 2 ]; b = [ 3 ]; }",
+            ),
+            // laziness: values are not forced, mapAttrs does not call f
+            (
+                "builtins.length (builtins.attrValues { a = throw \"x\"; })",
+                "1",
+            ),
+            (
+                "builtins.attrNames (builtins.mapAttrs 1 { a = 1; })",
+                r#"[ "a" ]"#,
+            ),
+            (
+                r#"builtins.attrNames (builtins.removeAttrs { a = throw "x"; b = 1; } ["b"])"#,
+                r#"[ "a" ]"#,
+            ),
+        ]);
+        check_err(&[
+            (r#"builtins.getAttr "x" {}"#, "missing-attribute"),
+            ("builtins.removeAttrs { a = 1; } [1]", "type-error"),
+            (r#"builtins.catAttrs "a" [1]"#, "type-error"),
+            ("builtins.zipAttrsWith 1 []", "type-error"),
+            ("builtins.zipAttrsWith (n: v: v) [1]", "type-error"),
+        ]);
+    }
+}

@@ -117,3 +117,47 @@ fn hash_file(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
         .map_err(|e| EvalError::new(ErrorKind::Io, format!("opening file '{path}': {e}"), span))?;
     Ok(Value::string(hex(&digest(algo, &data))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::strings::test_util::{check, check_err};
+    use super::*;
+
+    #[test]
+    fn hashes_match_nix() {
+        check(&[
+            (
+                r#"builtins.hashString "md5" "hello""#,
+                r#""5d41402abc4b2a76b9719d911017c592""#,
+            ),
+            (
+                r#"builtins.hashString "sha1" "hello""#,
+                r#""aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d""#,
+            ),
+            (
+                r#"builtins.hashString "sha256" "hello""#,
+                r#""2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824""#,
+            ),
+            (
+                r#"builtins.hashFile "sha256" /t/a.txt"#,
+                r#""5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03""#,
+            ),
+        ]);
+        check_err(&[
+            (r#"builtins.hashString "sha3" "hello""#, "invalid-value"),
+            (r#"builtins.hashFile "sha256" /t/missing"#, "io"),
+        ]);
+    }
+
+    #[test]
+    fn base32_matches_nix() {
+        // `nix-hash --type sha256 --to-base32` of the sha256 of ""
+        use sha2::Digest;
+        let h = sha2::Sha256::digest(b"");
+        assert_eq!(
+            nix_base32(&h),
+            "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73"
+        );
+        assert_eq!(nix_base32(&[]), "");
+    }
+}

@@ -576,7 +576,10 @@ fn from_toml(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
 // ---------------------------------------------------------------------------------------------
 // toXML
 
+const XML_LIMIT: usize = 1 << 30;
+
 struct Xml {
+    span: Span,
     out: String,
     ctx: Context,
     drvs_seen: FxHashSet<String>,
@@ -644,6 +647,15 @@ impl Xml {
 
     fn value(&mut self, ev: &mut Evaluator, v: &Value, depth: usize) -> EvalResult<()> {
         stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || {
+            // indentation makes the text quadratic in the nesting depth: refuse absurd sizes
+            // rather than exhaust memory (Nix would try)
+            if self.out.len() > XML_LIMIT {
+                return Err(EvalError::new(
+                    ErrorKind::Invalid,
+                    format!("toXML: the XML text would exceed {XML_LIMIT} bytes"),
+                    self.span,
+                ));
+            }
             let v = ev.force(v)?;
             match &v {
                 Value::Int(i) => self.empty(depth, "int", &[("value", &i.to_string())]),
@@ -821,8 +833,9 @@ fn pattern_bind_name(text: &str) -> &str {
     }
 }
 
-fn to_xml(ev: &mut Evaluator, a: &[Value], _span: Span) -> EvalResult<Value> {
+fn to_xml(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
     let mut x = Xml {
+        span,
         out: String::from("<?xml version='1.0' encoding='utf-8'?>\n<expr>\n"),
         ctx: Context::empty(),
         drvs_seen: FxHashSet::default(),
@@ -830,4 +843,129 @@ fn to_xml(ev: &mut Evaluator, a: &[Value], _span: Span) -> EvalResult<Value> {
     x.value(ev, &arg(a, 0), 1)?;
     x.out.push_str("</expr>\n");
     Ok(Value::String(NixString::new(x.out, x.ctx)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::strings::test_util::{check, check_err};
+
+    #[test]
+    fn to_json_like_nix() {
+        check(&[
+            (
+                "builtins.toJSON [0.1 1.0 1.0e20 1.5e-7 123456789.123 (1.0 / 3) 100000.0 1000000.0 1.0e-5 0.0001 1234567.0]",
+                r#""[0.1,1,1e+20,1.5e-07,1.23457e+08,0.333333,100000,1e+06,1e-05,0.0001,1.23457e+06]""#,
+            ),
+            (
+                r#"builtins.toJSON (builtins.fromJSON "\"\\u0001\\u001f\\b\\f/\\\\\"")"#,
+                r#""\"\\u0001\\u001f\\u0008\\u000c/\\\\\"""#,
+            ),
+            ("builtins.toJSON { outPath = 1; }", r#""1""#),
+            (r#"builtins.toJSON { __toString = s: "y"; outPath = "z"; }"#, r#""\"y\"""#),
+            ("builtins.toJSON { __toString = s: /foo; }", r#""\"/foo\"""#),
+            (
+                r#"builtins.toJSON { b = 1; a = 2; "@" = 3; Z = 4; }"#,
+                r#""{\"@\":3,\"Z\":4,\"a\":2,\"b\":1}""#,
+            ),
+            ("builtins.toJSON [true false null {} []]", r#""[true,false,null,{},[]]""#),
+            (
+                "builtins.toJSON /t/a.txt",
+                r#""\"/bld/store/00000000000000000000000000000000-a.txt\"""#,
+            ),
+        ]);
+        check_err(&[
+            ("builtins.toJSON (x: x)", "json"),
+            ("builtins.toJSON { __toString = s: 1; }", "type-error"),
+        ]);
+    }
+
+    #[test]
+    fn from_json_like_nix() {
+        check(&[
+            (
+                r#"builtins.fromJSON "9223372036854775807""#,
+                "9223372036854775807",
+            ),
+            (
+                r#"builtins.fromJSON "9223372036854775808""#,
+                "-9223372036854775808",
+            ),
+            (r#"builtins.fromJSON "18446744073709551615""#, "-1"),
+            (r#"builtins.fromJSON "18446744073709551616""#, "1.84467e+19"),
+            (
+                r#"builtins.fromJSON "-9223372036854775809""#,
+                "-9.22337e+18",
+            ),
+            (r#"builtins.fromJSON "1e2""#, "100"),
+            (r#"builtins.fromJSON "-0""#, "0"),
+            (r#"builtins.fromJSON "-0.0""#, "-0"),
+            (r#"builtins.fromJSON "{\"a\":1,\"a\":2}""#, "{ a = 2; }"),
+            (r#"builtins.fromJSON " [1, 2] ""#, "[ 1 2 ]"),
+            (r#"builtins.fromJSON "\"\\ud83d\\ude00\"""#, r#""😀""#),
+            (r#"builtins.fromJSON "[0.1, 1e-400]""#, "[ 0.1 0 ]"),
+            (
+                r#"builtins.fromJSON "{\"x\": [1, 2, {\"y\": null}], \"z\": \"s\"}""#,
+                r#"{ x = [ 1 2 { y = null; } ]; z = "s"; }"#,
+            ),
+        ]);
+        check_err(&[
+            (r#"builtins.fromJSON "1e400""#, "json"),
+            (r#"builtins.fromJSON """#, "json"),
+            (r#"builtins.fromJSON "[1,]""#, "json"),
+            (r#"builtins.fromJSON "01""#, "json"),
+            (r#"builtins.fromJSON "\"\\ud800\"""#, "json"),
+            (r#"builtins.fromJSON "nul""#, "json"),
+            (r#"builtins.fromJSON "true false""#, "json"),
+            (r#"builtins.fromJSON "1.""#, "json"),
+            (r#"builtins.fromJSON "{\"a\" 1}""#, "json"),
+        ]);
+        // deep nesting is parsed without recursion
+        let deep = format!("{}1{}", "{\"a\":".repeat(100_000), "}".repeat(100_000));
+        let v = super::parse_json(&deep, buildit_lang::Span::default());
+        assert!(v.is_ok());
+    }
+
+    #[test]
+    fn from_toml_like_nix() {
+        check(&[
+            (
+                r#"builtins.fromTOML "a = 1\nb = \"x\"\n[c]\nd = [1, 2.5, true]\n[[e]]\nf = 1\n[[e]]\nf = 2""#,
+                r#"{ a = 1; b = "x"; c = { d = [ 1 2.5 true ]; }; e = [ { f = 1; } { f = 2; } ]; }"#,
+            ),
+            (
+                r#"builtins.fromTOML "a.b.c = 1""#,
+                "{ a = { b = { c = 1; }; }; }",
+            ),
+            (
+                r#"builtins.fromTOML "x = 0xff\ny = 1_000\nz = 0o7\nw = 0b11""#,
+                "{ w = 3; x = 255; y = 1000; z = 7; }",
+            ),
+            (r#"builtins.fromTOML """#, "{ }"),
+        ]);
+        check_err(&[
+            (
+                r#"builtins.fromTOML "a = 1979-05-27T07:32:00Z""#,
+                "invalid-value",
+            ),
+            (r#"builtins.fromTOML "a = 1\na = 2""#, "invalid-value"),
+        ]);
+    }
+
+    #[test]
+    fn to_xml_like_nix() {
+        check(&[
+            (
+                r#"builtins.toXML { a = 1; b = "x<&>\"\n"; c = [ true null 1.5 ]; }"#,
+                r#""<?xml version='1.0' encoding='utf-8'?>\n<expr>\n  <attrs>\n    <attr name=\"a\">\n      <int value=\"1\" />\n    </attr>\n    <attr name=\"b\">\n      <string value=\"x&lt;&amp;&gt;&quot;&#xA;\" />\n    </attr>\n    <attr name=\"c\">\n      <list>\n        <bool value=\"true\" />\n        <null />\n        <float value=\"1.5\" />\n      </list>\n    </attr>\n  </attrs>\n</expr>\n""#,
+            ),
+            (
+                "builtins.toXML [ (x: 1) ({a, b ? 1, ...}: a) (args@{a}: a) ({a}@b: 1) builtins.map ]",
+                r#""<?xml version='1.0' encoding='utf-8'?>\n<expr>\n  <list>\n    <function>\n      <varpat name=\"x\" />\n    </function>\n    <function>\n      <attrspat ellipsis=\"1\">\n        <attr name=\"a\" />\n        <attr name=\"b\" />\n      </attrspat>\n    </function>\n    <function>\n      <attrspat name=\"args\">\n        <attr name=\"a\" />\n      </attrspat>\n    </function>\n    <function>\n      <attrspat name=\"b\">\n        <attr name=\"a\" />\n      </attrspat>\n    </function>\n    <unevaluated />\n  </list>\n</expr>\n""#,
+            ),
+            (
+                r#"builtins.toXML [ { type = "derivation"; drvPath = "/d"; outPath = "/o"; } { type = "derivation"; drvPath = "/d"; outPath = "/o"; } ]"#,
+                r#""<?xml version='1.0' encoding='utf-8'?>\n<expr>\n  <list>\n    <derivation drvPath=\"/d\" outPath=\"/o\">\n      <attr name=\"drvPath\">\n        <string value=\"/d\" />\n      </attr>\n      <attr name=\"outPath\">\n        <string value=\"/o\" />\n      </attr>\n      <attr name=\"type\">\n        <string value=\"derivation\" />\n      </attr>\n    </derivation>\n    <derivation drvPath=\"/d\" outPath=\"/o\">\n      <repeated />\n    </derivation>\n  </list>\n</expr>\n""#,
+            ),
+        ]);
+    }
 }

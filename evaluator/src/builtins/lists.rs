@@ -663,3 +663,169 @@ fn generic_closure(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Va
     }
     Ok(Value::list(res))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::strings::test_util::{check, check_err, run};
+
+    #[test]
+    fn basics() {
+        check(&[
+            ("builtins.length [1 2 3]", "3"),
+            ("builtins.head [1 2]", "1"),
+            ("builtins.tail [1 2 3]", "[ 2 3 ]"),
+            ("builtins.elemAt [1 2] 1", "2"),
+            ("builtins.elemAt [1 2] 4294967296", "1"),
+            ("builtins.elem 1 [1.0]", "true"),
+            ("builtins.elem 3 [1 2]", "false"),
+            ("builtins.concatLists [[1] [2 3] []]", "[ 1 2 3 ]"),
+            ("builtins.concatMap (x: [x x]) [1 2]", "[ 1 1 2 2 ]"),
+            ("builtins.filter (x: x > 1) [1 2 3]", "[ 2 3 ]"),
+            ("builtins.all (x: x > 0) [1 2]", "true"),
+            ("builtins.any (x: x > 1) [1 2]", "true"),
+            ("builtins.foldl' (a: b: a ++ [b]) [] [1 2 3]", "[ 1 2 3 ]"),
+            ("builtins.genList (x: x * x) 4", "[ 0 1 4 9 ]"),
+            (
+                "builtins.partition (x: x > 2) [1 2 3 4]",
+                "{ right = [ 3 4 ]; wrong = [ 1 2 ]; }",
+            ),
+            (
+                r#"builtins.groupBy (x: if x > 2 then "big" else "small") [1 2 3 4]"#,
+                "{ big = [ 3 4 ]; small = [ 1 2 ]; }",
+            ),
+        ]);
+        check_err(&[
+            ("builtins.head []", "index-out-of-bounds"),
+            ("builtins.tail []", "index-out-of-bounds"),
+            ("builtins.elemAt [1 2] 2", "index-out-of-bounds"),
+            ("builtins.elemAt [1 2] (-1)", "index-out-of-bounds"),
+            ("builtins.genList (x: x) (-1)", "invalid-value"),
+            ("builtins.genList (x: x) 4000000000", "invalid-value"),
+            ("builtins.concatLists [1]", "type-error"),
+            ("builtins.concatMap (x: x) [1 2]", "type-error"),
+            ("builtins.filter 1 []", "type-error"),
+            ("builtins.foldl' 1 0 []", "type-error"),
+            ("builtins.any (x: 1) [1]", "type-error"),
+        ]);
+    }
+
+    #[test]
+    fn laziness_matches_nix() {
+        check(&[
+            ("builtins.length (map (x: throw \"no\") [1 2])", "2"),
+            ("map 1 []", "[ ]"),
+            (
+                "builtins.length (builtins.genList (x: throw \"no\") 3)",
+                "3",
+            ),
+            ("builtins.foldl' (a: b: b) (throw \"x\") [1]", "1"),
+            (
+                "builtins.attrNames (builtins.listToAttrs [{name=\"a\"; value=throw \"x\";}])",
+                "[ \"a\" ]",
+            ),
+            (
+                "builtins.length (builtins.filter (x: true) [(throw \"x\")])",
+                "1",
+            ),
+        ]);
+        check_err(&[("builtins.foldl' (a: b: b) (throw \"x\") []", "throw")]);
+    }
+
+    #[test]
+    fn list_to_attrs_first_wins() {
+        check(&[
+            (
+                "builtins.listToAttrs [{name=\"a\"; value=1;} {name=\"a\"; value=2;}]",
+                "{ a = 1; }",
+            ),
+            (
+                "builtins.listToAttrs [{name=\"a\"; value=1;} {name=\"a\";}]",
+                "{ a = 1; }",
+            ),
+        ]);
+        check_err(&[
+            ("builtins.listToAttrs [{name=\"a\";}]", "missing-attribute"),
+            ("builtins.listToAttrs [{value=1;}]", "missing-attribute"),
+        ]);
+    }
+
+    #[test]
+    fn sort_is_stable_and_total() {
+        check(&[
+            ("builtins.sort builtins.lessThan [3 1 2]", "[ 1 2 3 ]"),
+            (
+                "builtins.sort (a: b: a.k < b.k) [{k=2; v=1;} {k=1; v=2;} {k=2; v=3;} {k=1; v=4;}]",
+                "[ { k = 1; v = 2; } { k = 1; v = 4; } { k = 2; v = 1; } { k = 2; v = 3; } ]",
+            ),
+            // inconsistent comparators: the same answers as libstdc++'s stable_sort
+            (
+                "builtins.sort (a: b: true) [1 2 3 4 5 6 7 8 9 10]",
+                "[ 10 9 8 7 6 5 4 3 2 1 ]",
+            ),
+            ("builtins.sort (a: b: false) [3 1 2]", "[ 3 1 2 ]"),
+        ]);
+        check_err(&[
+            ("builtins.sort (a: b: 1) [1 2]", "type-error"),
+            ("builtins.sort builtins.lessThan [3 \"a\"]", "incomparable"),
+            ("builtins.sort 1 []", "type-error"),
+        ]);
+        // random comparators never panic, whatever the list size
+        for n in [0, 1, 2, 7, 8, 15, 33, 100, 1000] {
+            let src = format!(
+                "builtins.length (builtins.sort (a: b: builtins.bitAnd (a * 7 + b * 13) 4 == 0) (builtins.genList (x: x) {n}))"
+            );
+            assert_eq!(run(&src), n.to_string());
+        }
+    }
+
+    #[test]
+    fn sort_matches_libstdcxx_order() {
+        // the trace order of comparisons is the one Nix 2.8 (libstdc++ stable_sort) prints
+        let (mut ev, traces) = super::super::strings::test_util::evaluator_with_traces();
+        let v = ev
+            .eval_str(
+                r#"builtins.sort (a: b: builtins.trace "${toString a}<${toString b}" (a < b)) [5 3 9 1 7 2 8 4 6 0 11 10 15 13 12 14]"#,
+            )
+            .expect("sort");
+        let _ = crate::print::print_value(&mut ev, &v).expect("print");
+        // first comparisons of the chunked insertion sort, then the final forward merge
+        let want = "3<5 9<3 9<5 1<3 7<1 7<9 7<5 2<1 2<9 2<7 2<5 2<3 2<1 8<1 8<9 8<7 4<1 4<2 4<3 4<5 0<6 11<0 11<6 10<0 10<11 10<6 15<0 15<11 13<0 13<15 13<11 12<0 12<15 12<13 12<11 14<0 14<6 14<10 14<11 14<12 14<13 14<15 0<1 6<1 6<2 6<3 6<4 6<5 6<7 10<7 10<8 10<9";
+        assert_eq!(traces.borrow().join(" "), want);
+    }
+
+    #[test]
+    fn generic_closure() {
+        check(&[
+            (
+                "builtins.genericClosure { startSet = [{key=5;}]; operator = item: [{key = if builtins.div item.key 2 * 2 == item.key then builtins.div item.key 2 else 3 * item.key + 1;}]; }",
+                "[ { key = 5; } { key = 16; } { key = 8; } { key = 4; } { key = 2; } { key = 1; } ]",
+            ),
+            (
+                "builtins.genericClosure { startSet = [{key=1;} {key=1.0;} {key = 2; x = 1;}]; operator = x: []; }",
+                "[ { key = 1; } { key = 2; x = 1; } ]",
+            ),
+            (
+                "builtins.genericClosure { startSet = [{key=[1 2];} {key=[1 2];}]; operator = x: []; }",
+                "[ { key = [ 1 2 ]; } ]",
+            ),
+            (
+                "builtins.genericClosure { startSet = [{key=\"b\";} {key=\"a\";} {key=\"b\";}]; operator = x: []; }",
+                "[ { key = \"b\"; } { key = \"a\"; } ]",
+            ),
+        ]);
+        check_err(&[
+            (
+                "builtins.genericClosure { startSet = [{key=1;} {key=\"a\";}]; operator = x: []; }",
+                "incomparable",
+            ),
+            (
+                "builtins.genericClosure { startSet = [{}]; operator = x: []; }",
+                "missing-attribute",
+            ),
+            (
+                "builtins.genericClosure { operator = x: []; }",
+                "missing-attribute",
+            ),
+        ]);
+    }
+}

@@ -249,3 +249,77 @@ fn round(ev: &mut Evaluator, a: &[Value], span: Span, f: fn(f64) -> f64) -> Eval
     }
     Ok(Value::Int(r as i64))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::strings::test_util::{check, check_err};
+
+    #[test]
+    fn paths_and_names() {
+        check(&[
+            (r#"builtins.baseNameOf "/a/b/""#, r#""b""#),
+            (r#"builtins.baseNameOf "/""#, r#""""#),
+            (r#"builtins.baseNameOf "//""#, r#""""#),
+            (r#"builtins.baseNameOf "a""#, r#""a""#),
+            ("builtins.baseNameOf /a/b", r#""b""#),
+            ("builtins.baseNameOf { outPath = /foo/bar; }", r#""bar""#),
+            (r#"builtins.dirOf "a/b/""#, r#""a/b""#),
+            ("builtins.dirOf /a/b", "/a"),
+            (r#"builtins.dirOf "/""#, r#""/""#),
+            (r#"builtins.dirOf """#, r#"".""#),
+            (r#"builtins.toPath "/a/../b//c/.""#, r#""/b/c""#),
+        ]);
+        check_err(&[(r#"builtins.toPath "a""#, "type-error")]);
+    }
+
+    #[test]
+    fn files() {
+        check(&[
+            ("builtins.readFile /t/a.txt", r#""hello\n""#),
+            (r#"builtins.readFile "/t/a.txt""#, r#""hello\n""#),
+            ("builtins.pathExists /t/a.txt", "true"),
+            ("builtins.pathExists /t/nope", "false"),
+            (
+                "builtins.readDir /t",
+                r#"{ "a.txt" = "regular"; bin = "regular"; link = "symlink"; sub = "directory"; }"#,
+            ),
+            (r#"builtins.getEnv "FOO""#, r#""bar""#),
+            (r#"builtins.getEnv "NOPE""#, r#""""#),
+        ]);
+        check_err(&[
+            ("builtins.readFile /t/bin", "invalid-value"),
+            ("builtins.readFile /t/nope", "io"),
+            ("builtins.readDir /t/nope", "io"),
+        ]);
+    }
+
+    #[test]
+    fn arithmetic() {
+        check(&[
+            ("builtins.add 1 2", "3"),
+            ("builtins.add 1 2.5", "3.5"),
+            ("builtins.sub 1 2", "-1"),
+            ("builtins.mul 3 2.0", "6"),
+            ("builtins.div 7 2", "3"),
+            ("builtins.div 7.0 2", "3.5"),
+            ("builtins.lessThan 1 2", "true"),
+            (r#"builtins.lessThan "b" "a""#, "false"),
+            ("builtins.bitAnd 12 10", "8"),
+            ("builtins.bitOr 12 10", "14"),
+            ("builtins.bitXor 12 10", "6"),
+            ("builtins.floor 9007199254740993", "9007199254740992"),
+            ("builtins.ceil 1.5", "2"),
+            ("builtins.floor (-1.5)", "-2"),
+            ("builtins.ceil 3", "3"),
+        ]);
+        check_err(&[
+            (r#"builtins.add "a" "b""#, "type-error"),
+            (r#"builtins.add 1.0 "b""#, "type-error"),
+            ("builtins.add 9223372036854775807 1", "overflow"),
+            (r#"builtins.div "a" 0"#, "division-by-zero"),
+            ("builtins.div 1 0.0", "division-by-zero"),
+            (r#"builtins.lessThan 1 "a""#, "incomparable"),
+            ("builtins.floor 1.0e30", "overflow"),
+        ]);
+    }
+}

@@ -228,6 +228,9 @@ fn substring(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
     Ok(Value::String(NixString::new(text, s.context().clone())))
 }
 
+/// The longest string `replaceStrings` builds (its output can be quadratic in its input).
+const MAX_RESULT: usize = 1 << 30;
+
 fn replace_strings(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
     let from_list = ev.force_list(&arg(a, 0), span)?;
     let to_list = ev.force_list(&arg(a, 1), span)?;
@@ -283,6 +286,13 @@ fn replace_strings(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Va
             let fb = f.as_str().as_bytes();
             if rest.starts_with(fb) {
                 found = true;
+                if res.len() > MAX_RESULT {
+                    return Err(EvalError::new(
+                        ErrorKind::Invalid,
+                        format!("replaceStrings: the result would exceed {MAX_RESULT} bytes"),
+                        span,
+                    ));
+                }
                 res.extend_from_slice(to[i].as_str().as_bytes());
                 if !used[i] {
                     used[i] = true;
@@ -511,4 +521,283 @@ pub(crate) fn placeholder_for(name: &str) -> String {
 fn placeholder(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
     let name = force_string_no_ctx(ev, &arg(a, 0), span)?;
     Ok(Value::string(placeholder_for(name.as_str())))
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    use crate::io::{EvalIo, FileKind};
+    use crate::Evaluator;
+    use std::cell::RefCell;
+    use std::io;
+    use std::rc::Rc;
+
+    /// An `EvalIo` whose "store" just names paths (to exercise string context), and a fixed
+    /// file system: `/t/a.txt` ("hello\n"), `/t/bin` (bytes with a NUL), directory `/t`.
+    pub(crate) struct FakeIo(Rc<RefCell<Vec<String>>>);
+
+    impl EvalIo for FakeIo {
+        fn read_file(&self, path: &str) -> io::Result<Vec<u8>> {
+            match path {
+                "/t/a.txt" => Ok(b"hello\n".to_vec()),
+                "/t/bin" => Ok(b"a\0b".to_vec()),
+                _ => Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "No such file or directory",
+                )),
+            }
+        }
+        fn file_kind(&self, path: &str) -> Option<FileKind> {
+            match path {
+                "/t/a.txt" | "/t/bin" => Some(FileKind::Regular),
+                "/t" => Some(FileKind::Directory),
+                _ => None,
+            }
+        }
+        fn read_dir(&self, path: &str) -> io::Result<Vec<(String, FileKind)>> {
+            if path == "/t" {
+                Ok(vec![
+                    ("a.txt".into(), FileKind::Regular),
+                    ("bin".into(), FileKind::Regular),
+                    ("link".into(), FileKind::Symlink),
+                    ("sub".into(), FileKind::Directory),
+                ])
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "No such file or directory",
+                ))
+            }
+        }
+        fn home_dir(&self) -> Option<String> {
+            None
+        }
+        fn get_env(&self, name: &str) -> Option<String> {
+            (name == "FOO").then(|| "bar".to_string())
+        }
+        fn trace(&self, message: &str) {
+            self.0.borrow_mut().push(message.to_string());
+        }
+        fn add_to_store(&self, name: &str, _path: &str) -> Result<String, String> {
+            Ok(format!(
+                "/bld/store/00000000000000000000000000000000-{name}"
+            ))
+        }
+    }
+
+    pub(crate) fn evaluator() -> Evaluator {
+        evaluator_with_traces().0
+    }
+
+    /// An evaluator and the messages `builtins.trace` gave it.
+    pub(crate) fn evaluator_with_traces() -> (Evaluator, Rc<RefCell<Vec<String>>>) {
+        let traces = Rc::new(RefCell::new(Vec::new()));
+        (Evaluator::new(Box::new(FakeIo(traces.clone()))), traces)
+    }
+
+    /// Evaluate and print deeply (Nix's format), or `error: <code>: <message>`.
+    pub(crate) fn run(src: &str) -> String {
+        let mut ev = evaluator();
+        match ev
+            .eval_str(src)
+            .and_then(|v| crate::print::print_value(&mut ev, &v))
+        {
+            Ok(s) => s,
+            Err(e) => format!("error: {}: {}", e.kind().code(), e.message()),
+        }
+    }
+
+    /// Assert that each `(expression, expected output)` pair evaluates as expected.
+    pub(crate) fn check(cases: &[(&str, &str)]) {
+        for (src, want) in cases {
+            assert_eq!(&run(src), want, "evaluating {src}");
+        }
+    }
+
+    /// Assert that evaluation fails with this error kind code suffix (e.g. "type-error").
+    pub(crate) fn check_err(cases: &[(&str, &str)]) {
+        for (src, code) in cases {
+            let got = run(src);
+            assert!(
+                got.starts_with(&format!("error: buildit::eval::{code}:")),
+                "evaluating {src}: expected {code}, got {got}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::{check, check_err, evaluator};
+    use super::*;
+
+    #[test]
+    fn lengths_and_substrings() {
+        check(&[
+            (r#"builtins.stringLength "é""#, "2"),
+            (r#"builtins.substring 1 2 "hello""#, r#""el""#),
+            (r#"builtins.substring 1 (-1) "hello""#, r#""ello""#),
+            (r#"builtins.substring 10 2 "hello""#, r#""""#),
+            (r#"builtins.substring 4294967297 2 "hello""#, r#""el""#),
+            (r#"builtins.substring 1 4294967295 "hello""#, r#""ello""#),
+            (r#"builtins.substring 0 1 "é""#, "\"\u{fffd}\""),
+            (r#"builtins.substring 0 2 "éa""#, r#""é""#),
+        ]);
+        check_err(&[
+            (r#"builtins.substring (-1) 2 "hello""#, "invalid-value"),
+            ("builtins.stringLength 1", "type-error"),
+        ]);
+    }
+
+    #[test]
+    fn replace_strings_nix_semantics() {
+        check(&[
+            (
+                r#"builtins.replaceStrings [""] ["-"] "abc""#,
+                r#""-a-b-c-""#,
+            ),
+            (
+                r#"builtins.replaceStrings ["" "a"] ["-" "X"] "abc""#,
+                r#""-a-b-c-""#,
+            ),
+            (
+                r#"builtins.replaceStrings ["a" ""] ["X" "-"] "abc""#,
+                r#""X-b-c-""#,
+            ),
+            (
+                r#"builtins.replaceStrings ["ab" "a"] ["1" "2"] "aab""#,
+                r#""21""#,
+            ),
+            (r#"builtins.replaceStrings [] [] "x""#, r#""x""#),
+            (
+                r#"builtins.replaceStrings ["oo" "a"] ["0" "A"] "foo bar baz""#,
+                r#""f0 bAr bAz""#,
+            ),
+            (
+                r#"builtins.replaceStrings ["é"] ["e"] "café é""#,
+                r#""cafe e""#,
+            ),
+        ]);
+        check_err(&[
+            (r#"builtins.replaceStrings ["a"] [] "x""#, "invalid-value"),
+            (r#"builtins.replaceStrings [1] ["a"] "x""#, "type-error"),
+        ]);
+    }
+
+    #[test]
+    fn versions() {
+        check(&[
+            (
+                r#"builtins.splitVersion "1.2.3a-pre5..x""#,
+                r#"[ "1" "2" "3" "a" "pre" "5" "x" ]"#,
+            ),
+            (r#"builtins.splitVersion """#, "[ ]"),
+            (r#"builtins.compareVersions "1.2.3" "1.2.10""#, "-1"),
+            (r#"builtins.compareVersions "2.3a" "2.3.1""#, "-1"),
+            (r#"builtins.compareVersions "1.0pre1" "1.0""#, "-1"),
+            (r#"builtins.compareVersions "1.99999999999" "1.100""#, "-1"),
+            (r#"builtins.compareVersions "1.0" "1.0""#, "0"),
+            (r#"builtins.compareVersions "1.0.0" "1.0""#, "1"),
+            (
+                r#"builtins.parseDrvName "nix-0.12pre12876""#,
+                r#"{ name = "nix"; version = "0.12pre12876"; }"#,
+            ),
+            (
+                r#"builtins.parseDrvName "foo-bar-baz""#,
+                r#"{ name = "foo-bar-baz"; version = ""; }"#,
+            ),
+            (
+                r#"builtins.parseDrvName "a-1-b-2""#,
+                r#"{ name = "a"; version = "1-b-2"; }"#,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn concat_strings_sep() {
+        check(&[
+            (
+                r#"builtins.concatStringsSep ", " ["a" "b" "c"]"#,
+                r#""a, b, c""#,
+            ),
+            (r#"builtins.concatStringsSep "," []"#, r#""""#),
+        ]);
+        check_err(&[(r#"builtins.concatStringsSep "," ["a" 1]"#, "type-error")]);
+    }
+
+    #[test]
+    fn context_is_tracked() {
+        let p = "/bld/store/00000000000000000000000000000000-a.txt";
+        check(&[
+            (r#"builtins.getContext "abc""#, "{ }"),
+            (r#"builtins.hasContext "${/t/a.txt}""#, "true"),
+            (
+                r#"builtins.getContext "${/t/a.txt}""#,
+                &format!(r#"{{ "{p}" = {{ path = true; }}; }}"#),
+            ),
+            (
+                r#"builtins.hasContext (builtins.substring 0 0 "${/t/a.txt}")"#,
+                "true",
+            ),
+            (
+                r#"builtins.hasContext (builtins.unsafeDiscardStringContext "${/t/a.txt}")"#,
+                "false",
+            ),
+            (
+                r#"builtins.hasContext (builtins.concatStringsSep "${/t/a.txt}" [])"#,
+                "true",
+            ),
+            (
+                r#"builtins.hasContext (builtins.replaceStrings ["x"] ["${/t/a.txt}"] "abc")"#,
+                "false",
+            ),
+            (
+                r#"builtins.hasContext (builtins.replaceStrings ["b"] ["${/t/a.txt}"] "abc")"#,
+                "true",
+            ),
+            (
+                r#"builtins.hasContext (builtins.toJSON [ /t/a.txt ])"#,
+                "true",
+            ),
+        ]);
+        check_err(&[
+            (
+                r#"builtins.compareVersions "${/t/a.txt}" "1""#,
+                "invalid-value",
+            ),
+            (r#"builtins.getContext { outPath = "x"; }"#, "type-error"),
+            ("builtins.hasContext 1", "type-error"),
+        ]);
+    }
+
+    #[test]
+    fn derivation_contexts_are_grouped_by_path() {
+        let mut ev = evaluator();
+        let drv: std::rc::Rc<str> = std::rc::Rc::from("/bld/store/x.drv");
+        let mut ctx = Context::empty();
+        ctx.insert(ContextElem::Output {
+            drv: drv.clone(),
+            output: "out".into(),
+        });
+        ctx.insert(ContextElem::Output {
+            drv: drv.clone(),
+            output: "dev".into(),
+        });
+        ctx.insert(ContextElem::AllOutputs(drv));
+        ctx.insert(ContextElem::Opaque("/bld/store/y".into()));
+        let s = Value::String(NixString::new("x", ctx));
+        let v = get_context(&mut ev, &[s], Span::default()).expect("getContext");
+        assert_eq!(
+            crate::print::print_value(&mut ev, &v).expect("print"),
+            r#"{ "/bld/store/x.drv" = { allOutputs = true; outputs = [ "dev" "out" ]; }; "/bld/store/y" = { path = true; }; }"#
+        );
+    }
+
+    #[test]
+    fn placeholder_is_stable() {
+        let p = placeholder_for("out");
+        assert_eq!(p.len(), 53);
+        assert!(p.starts_with('/'));
+        assert_ne!(p, placeholder_for("dev"));
+        check(&[("builtins.stringLength (placeholder \"out\")", "53")]);
+    }
 }
