@@ -159,7 +159,7 @@ pub fn check_with(expr: &Expr, env: &TypeEnv) -> CheckResult {
         let t = c.node_of_type(ty, &mut HashMap::new());
         c.level = 0;
         c.generalize(t);
-        c.env.push((name.clone(), t));
+        c.push_env(name.clone(), t);
     }
     let t = c.infer(expr);
     let ty = c.type_of_node(t, &mut Namer::default(), 0);
@@ -174,6 +174,8 @@ struct Checker {
     nodes: Vec<Node>,
     level: u32,
     env: Vec<(String, T)>,
+    /// name → positions in `env`, innermost last
+    index: HashMap<String, Vec<usize>>,
     diags: Vec<Diagnostic>,
     trail: Vec<(T, Node)>,
     trailing: u32,
@@ -815,12 +817,28 @@ impl Checker {
 
     // ---------------------------------------------------------------- environment
 
+    fn push_env(&mut self, name: String, t: T) {
+        self.index
+            .entry(name.clone())
+            .or_default()
+            .push(self.env.len());
+        self.env.push((name, t));
+    }
+
+    fn truncate_env(&mut self, mark: usize) {
+        while self.env.len() > mark {
+            if let Some((n, _)) = self.env.pop() {
+                if let Some(v) = self.index.get_mut(&n) {
+                    v.pop();
+                }
+            }
+        }
+    }
+
     fn lookup(&self, name: &str, limit: usize) -> Option<T> {
-        self.env[..limit.min(self.env.len())]
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, t)| *t)
+        let stack = self.index.get(name)?;
+        let i = stack.iter().rev().find(|i| **i < limit)?;
+        self.env.get(*i).map(|(_, t)| *t)
     }
 
     // ---------------------------------------------------------------- inference
@@ -870,7 +888,7 @@ impl Checker {
                 let mark = self.env.len();
                 self.let_bindings(bindings);
                 let t = self.infer(body);
-                self.env.truncate(mark);
+                self.truncate_env(mark);
                 t
             }
             ExprKind::Lambda { param, body } => self.lambda(param, body),
@@ -983,7 +1001,7 @@ impl Checker {
         let p = match param {
             Param::Ident(name, _) => {
                 let v = self.fresh();
-                self.env.push((name.clone(), v));
+                self.push_env(name.clone(), v);
                 v
             }
             Param::Pattern {
@@ -1006,10 +1024,10 @@ impl Checker {
                     tail,
                 });
                 if let Some((name, _)) = bind {
-                    self.env.push((name.clone(), rec));
+                    self.push_env(name.clone(), rec);
                 }
                 for f in &fs {
-                    self.env.push((f.name.clone(), f.ty));
+                    self.push_env(f.name.clone(), f.ty);
                 }
                 for (f, pf) in fs.iter().zip(fields) {
                     if let Some(d) = &pf.default {
@@ -1037,7 +1055,7 @@ impl Checker {
             }
         };
         let r = self.infer(body);
-        self.env.truncate(mark);
+        self.truncate_env(mark);
         self.add(Node::Fun(p, r))
     }
 
@@ -1469,19 +1487,24 @@ impl Checker {
     /// sources are inferred once, here, in the current scope; plain `inherit` looks names up
     /// below `limit` (outside the group being defined).
     fn entries<'a>(&mut self, bindings: &'a [Binding], limit: usize) -> Vec<Entry<'a>> {
-        self.entries_for(bindings, limit, None)
+        self.entries_for(bindings, None, limit, None)
     }
 
     /// [`Self::entries`] restricted to the bindings of the names in `only`.
     fn entries_for<'a>(
         &mut self,
         bindings: &'a [Binding],
+        selection: Option<&[usize]>,
         limit: usize,
         only: Option<&[&str]>,
     ) -> Vec<Entry<'a>> {
         let wanted = |n: &str| only.is_none_or(|o| o.contains(&n));
         let mut out = Vec::new();
-        for b in bindings {
+        let selected: Vec<&'a Binding> = match selection {
+            Some(ix) => ix.iter().filter_map(|i| bindings.get(*i)).collect(),
+            None => bindings.iter().collect(),
+        };
+        for b in selected {
             match b {
                 Binding::Attr { path, .. }
                     if only.is_some()
@@ -1635,7 +1658,8 @@ impl Checker {
         let mut deps: Vec<Vec<usize>> = Vec::new();
         let mut free: Vec<std::collections::HashSet<String>> = Vec::new();
         self.level += 1;
-        for b in bindings {
+        let mut by_name: Vec<Vec<usize>> = Vec::new();
+        for (bi, b) in bindings.iter().enumerate() {
             let (ns, exprs): (Vec<&String>, Vec<&Expr>) = match b {
                 Binding::Attr { path, value, .. } => match path.first() {
                     Some(AttrKey::Static(n, _)) => (vec![n], vec![value]),
@@ -1655,10 +1679,14 @@ impl Checker {
                         let v = self.fresh();
                         names.push((n.clone(), v));
                         free.push(Default::default());
+                        by_name.push(Vec::new());
                         index.insert(n.clone(), names.len() - 1);
                         names.len() - 1
                     }
                 };
+                if by_name[i].last() != Some(&bi) {
+                    by_name[i].push(bi);
+                }
                 for e in &exprs {
                     free_vars(e, &mut free[i], 0);
                 }
@@ -1676,12 +1704,19 @@ impl Checker {
             deps.push(f.iter().filter_map(|n| index.get(n).copied()).collect());
         }
         for (n, v) in &names {
-            self.env.push((n.clone(), *v));
+            self.push_env(n.clone(), *v);
         }
         for scc in tarjan(&deps) {
             let members: Vec<&str> = scc.iter().map(|i| names[*i].0.as_str()).collect();
             self.level += 1;
-            let entries = self.entries_for(bindings, limit, Some(&members));
+            let mut sel: Vec<usize> = scc
+                .iter()
+                .flat_map(|i| by_name[*i].iter().copied())
+                .collect();
+            sel.sort_unstable();
+            sel.dedup();
+            let only = (scc.len() < names.len()).then_some(members.as_slice());
+            let entries = self.entries_for(bindings, Some(&sel), limit, only);
             let rec = self.record_of(entries, Span::default());
             if let Some((fields, _)) = self.record_view(rec) {
                 for i in &scc {
@@ -1714,7 +1749,7 @@ impl Checker {
         let has_dynamic = bindings.iter().any(|b| {
             matches!(b, Binding::Attr { path, .. } if matches!(path.first(), Some(AttrKey::Dynamic(_))))
         });
-        self.env.truncate(mark);
+        self.truncate_env(mark);
         if has_dynamic {
             let d = self.dyn_();
             return self.add(Node::Dict(d));
