@@ -13,7 +13,8 @@
 //!   to `u64::MAX` wrap around into `i64` as in Nix, anything else is a float; a float that
 //!   overflows is an error; duplicate keys: the last wins. The parser is iterative, so deeply
 //!   nested input cannot overflow the stack.
-//! - `fromTOML`: dates and times are an error ("Dates and times are not supported").
+//! - `fromTOML`: dates and times are an error ("Dates and times are not supported");
+//!   out-of-range numbers are clamped (`i64::MAX`, `f64::MAX`, ...) as toml11's C++ streams do.
 //! - `toXML`: Nix's exact element layout, indentation and attribute escaping.
 
 use super::strings::{arg, coerce_no_copy, force_string_no_ctx};
@@ -534,11 +535,23 @@ fn toml_error(msg: impl std::fmt::Display, span: Span) -> EvalError {
     )
 }
 
-fn toml_to_value(v: toml::Value, span: Span) -> EvalResult<Value> {
+/// How Nix's toml11 reads numbers that do not fit: C++ streams clamp them to the largest
+/// representable value (`i64::MAX`, `f64::MAX`, ...), where the `toml` crate errs or gives
+/// `inf`.
+#[derive(Clone, Copy)]
+struct TomlClamp {
+    /// Map infinite floats to ±`f64::MAX` (the text has no `inf` literal at all).
+    infinities: bool,
+}
+
+fn toml_to_value(v: toml::Value, clamp: TomlClamp, span: Span) -> EvalResult<Value> {
     stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || {
         Ok(match v {
             toml::Value::String(s) => Value::string(s),
             toml::Value::Integer(i) => Value::Int(i),
+            toml::Value::Float(f) if clamp.infinities && f.is_infinite() => {
+                Value::Float(if f > 0.0 { f64::MAX } else { f64::MIN })
+            }
             toml::Value::Float(f) => Value::Float(f),
             toml::Value::Boolean(b) => Value::Bool(b),
             toml::Value::Datetime(_) => {
@@ -547,30 +560,76 @@ fn toml_to_value(v: toml::Value, span: Span) -> EvalResult<Value> {
             toml::Value::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for x in items {
-                    out.push(toml_to_value(x, span)?);
+                    out.push(toml_to_value(x, clamp, span)?);
                 }
                 Value::List(List::new(out))
             }
-            toml::Value::Table(t) => table_to_value(t, span)?,
+            toml::Value::Table(t) => table_to_value(t, clamp, span)?,
         })
     })
 }
 
-fn table_to_value(t: toml::Table, span: Span) -> EvalResult<Value> {
+fn table_to_value(t: toml::Table, clamp: TomlClamp, span: Span) -> EvalResult<Value> {
     let mut entries = Vec::with_capacity(t.len());
     for (k, x) in t {
-        entries.push((Symbol::intern(&k), toml_to_value(x, span)?));
+        entries.push((Symbol::intern(&k), toml_to_value(x, clamp, span)?));
     }
     Ok(Value::attrs(Attrs::from_unsorted(entries)))
 }
 
+/// The replacement text for an out-of-range number literal the `toml` crate rejected (at
+/// byte `start` of `text`), as toml11 would have read it; `None` if it is not such a literal.
+fn clamped_number(text: &str, start: usize, message: &str) -> Option<(usize, &'static str)> {
+    let rest = text.get(start..)?;
+    let len = rest
+        .bytes()
+        .position(|c| !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'+' | b'-' | b'.')))
+        .unwrap_or(rest.len());
+    let token = rest.get(..len)?;
+    let negative = token.starts_with('-');
+    match message {
+        "number too large to fit in target type" => Some((len, "9223372036854775807")),
+        "number too small to fit in target type" => Some((len, "-9223372036854775808")),
+        "invalid floating-point number" => {
+            let f: f64 = token.replace('_', "").parse().ok()?;
+            if !f.is_infinite() {
+                return None;
+            }
+            Some((
+                len,
+                if negative {
+                    "-1.7976931348623157e308"
+                } else {
+                    "1.7976931348623157e308"
+                },
+            ))
+        }
+        _ => None,
+    }
+}
+
 fn from_toml(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
     let s = force_string_no_ctx(ev, &arg(a, 0), span)?;
-    let table: toml::Table = s
-        .as_str()
-        .parse()
-        .map_err(|e: toml::de::Error| toml_error(e.message(), span))?;
-    table_to_value(table, span)
+    let clamp = TomlClamp {
+        infinities: !s.as_str().contains("inf"),
+    };
+    let mut text = s.as_str().to_string();
+    // each round fixes one out-of-range literal
+    for _ in 0..10_000 {
+        match text.parse::<toml::Table>() {
+            Ok(table) => return table_to_value(table, clamp, span),
+            Err(e) => {
+                let fix = e.span().and_then(|r| {
+                    clamped_number(&text, r.start, e.message()).map(|f| (r.start, f))
+                });
+                match fix {
+                    Some((start, (len, with))) => text.replace_range(start..start + len, with),
+                    None => return Err(toml_error(e.message(), span)),
+                }
+            }
+        }
+    }
+    Err(toml_error("too many out-of-range numbers", span))
 }
 
 // ---------------------------------------------------------------------------------------------
