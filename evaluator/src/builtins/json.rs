@@ -1011,6 +1011,20 @@ mod tests {
     }
 
     #[test]
+    fn from_toml_clamps_like_toml11() {
+        check(&[
+            (
+                r#"builtins.fromTOML "x = -1.0e400\ny = 99999999999999999999\nz = [1e999, -1e999]""#,
+                "{ x = -1.79769e+308; y = 9223372036854775807; z = [ 1.79769e+308 -1.79769e+308 ]; }",
+            ),
+            (
+                r#"builtins.fromTOML "x = 0xFFFFFFFFFFFFFFFFFF""#,
+                "{ x = 9223372036854775807; }",
+            ),
+        ]);
+    }
+
+    #[test]
     fn to_xml_like_nix() {
         check(&[
             (
