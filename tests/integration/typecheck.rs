@@ -132,8 +132,30 @@ fn builtins_trial() -> Trial {
     })
 }
 
+fn docs_trial() -> Trial {
+    Trial::test("typecheck::docs-types-md-lists-every-builtin-type", || {
+        let doc =
+            std::fs::read_to_string(root().join("docs/types.md")).map_err(|e| e.to_string())?;
+        let missing: Vec<String> = BUILTIN_TYPES
+            .iter()
+            .map(|(n, t)| format!("| `builtins.{n}` | `{t}` |"))
+            .filter(|row| !doc.contains(row.as_str()))
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("docs/types.md lacks rows:\n{}", missing.join("\n")).into())
+        }
+    })
+}
+
 pub fn trials() -> Vec<Trial> {
-    let mut v = vec![corpus_trial(), examples_trial(), builtins_trial()];
+    let mut v = vec![
+        corpus_trial(),
+        examples_trial(),
+        builtins_trial(),
+        docs_trial(),
+    ];
     for bld in glob(&data("typecheck/accept"), "bld") {
         v.push(accept_trial(bld));
     }
