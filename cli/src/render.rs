@@ -32,8 +32,10 @@ fn handler(style: Style) -> GraphicalReportHandler {
         (true, false) => GraphicalTheme::unicode_nocolor(),
         (false, _) => GraphicalTheme::none(),
     };
+    // the plain style (tests, logs) never wraps, so output does not depend on path lengths
     GraphicalReportHandler::new_themed(theme)
         .with_width(100)
+        .with_wrap_lines(style.color || style.unicode)
         .with_links(false)
 }
 
