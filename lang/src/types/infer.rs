@@ -176,6 +176,8 @@ struct Checker {
     env: Vec<(String, T)>,
     /// name → positions in `env`, innermost last
     index: HashMap<String, Vec<usize>>,
+    /// `(variable, field)` pairs known present (inside `if v ? field then …`)
+    guards: Vec<(String, String)>,
     diags: Vec<Diagnostic>,
     trail: Vec<(T, Node)>,
     trailing: u32,
@@ -895,7 +897,11 @@ impl Checker {
             ExprKind::Apply { func, arg } => self.apply(func, arg, e.span),
             ExprKind::If { cond, then, else_ } => {
                 self.condition(cond, e.span, "an `if` condition must be");
+                // `if r ? a then r.a else …`: the selection is guarded
+                let mark = self.guards.len();
+                collect_guards(cond, &mut self.guards);
                 let a = self.infer(then);
+                self.guards.truncate(mark);
                 let b = self.infer(else_);
                 if self.try_unify(a, b) {
                     a
@@ -914,6 +920,22 @@ impl Checker {
                 default,
             } => {
                 let t = self.infer(expr);
+                let guarded = match (&expr.kind, path.first()) {
+                    (ExprKind::Var(v), Some(AttrKey::Static(k, _))) => {
+                        self.guards.iter().any(|(gv, gk)| gv == v && gk == k)
+                    }
+                    _ => false,
+                };
+                if guarded && default.is_none() {
+                    let r = self.resolve(t);
+                    if let Some((fields, Tail::Closed)) = self.record_view(r) {
+                        if let Some(AttrKey::Static(k, _)) = path.first() {
+                            if !fields.iter().any(|f| &f.name == k) {
+                                return self.dyn_();
+                            }
+                        }
+                    }
+                }
                 self.select(t, expr.span, path, default.as_deref())
             }
             ExprKind::HasAttr { expr, path } => {
@@ -1881,6 +1903,28 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev2 = std::mem::replace(&mut prev, cur);
     }
     prev[b.len()]
+}
+
+/// The `v ? a` tests of a condition (through `&&`).
+fn collect_guards(cond: &Expr, out: &mut Vec<(String, String)>) {
+    match &cond.kind {
+        ExprKind::HasAttr { expr, path } => {
+            if let (ExprKind::Var(v), Some(AttrKey::Static(k, _))) = (&expr.kind, path.first()) {
+                out.push((v.clone(), k.clone()));
+            }
+        }
+        ExprKind::Binary {
+            op: BinOp::And,
+            lhs,
+            rhs,
+        } => {
+            if out.len() < 64 {
+                collect_guards(lhs, out);
+                collect_guards(rhs, out);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Every variable name occurring in `e` (an over-approximation of its free variables: binders
