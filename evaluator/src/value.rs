@@ -235,11 +235,30 @@ impl fmt::Debug for NixString {
 
 /// An immutable list of (possibly unevaluated) values.
 #[derive(Clone)]
-pub struct List(Rc<Vec<Value>>);
+pub struct List(Rc<ListItems>);
+
+/// The elements of a list. Dropping goes through [`guarded_drop`] so that deeply nested lists
+/// (`fromJSON "[[[…]]]"`, a fold building `[ acc ]`) are freed without deep native recursion.
+pub struct ListItems(Vec<Value>);
+
+impl std::ops::Deref for ListItems {
+    type Target = Vec<Value>;
+    fn deref(&self) -> &Vec<Value> {
+        &self.0
+    }
+}
+
+impl Drop for ListItems {
+    fn drop(&mut self) {
+        if self.0.iter().any(drop_may_recurse) {
+            guarded_drop(Deferred::Items(std::mem::take(&mut self.0)));
+        }
+    }
+}
 
 impl List {
     pub fn new(v: Vec<Value>) -> List {
-        List(Rc::new(v))
+        List(Rc::new(ListItems(v)))
     }
 
     pub fn len(&self) -> usize {
@@ -481,6 +500,7 @@ enum Deferred {
     Env(Env),
     State(ThunkState),
     Entries(Vec<(Symbol, Value)>),
+    Items(Vec<Value>),
 }
 
 thread_local! {

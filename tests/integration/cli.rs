@@ -68,6 +68,7 @@ fn hostile(name: &str, content: Vec<u8>, want: i32, stdout: Option<&'static str>
 fn run_file(f: &Path) -> Result<Output, Failed> {
     buildit()
         .arg("eval")
+        .arg("--no-typecheck")
         .arg(f)
         .output()
         .map_err(|e| Failed::from(e.to_string()))
@@ -127,6 +128,24 @@ pub fn trials() -> Vec<Trial> {
         b"1 + \"a\"".to_vec(),
         1,
         None,
+    ));
+    // a million-deep nested list is built and freed during evaluation without a crash
+    v.push(hostile(
+        "nested-list-1m-dropped",
+        b"let mk = n: builtins.foldl' (acc: x: [acc]) [] (builtins.genList (x: x) n); in builtins.length (mk 1000000)".to_vec(),
+        0,
+        Some("1"),
+    ));
+    v.push(hostile(
+        "fromjson-200k-deep",
+        format!(
+            "builtins.length (builtins.fromJSON \"{}{}\")",
+            "[".repeat(200_000),
+            "]".repeat(200_000)
+        )
+        .into_bytes(),
+        0,
+        Some("1"),
     ));
     // a 100k-long operator chain is refused with a diagnostic (nesting limit), not a crash
     v.push(hostile(
