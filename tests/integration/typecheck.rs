@@ -149,12 +149,57 @@ fn docs_trial() -> Trial {
     })
 }
 
+/// The real binary: `check` exits 0/1, `--json` is a parseable list, `eval` refuses an
+/// ill-typed program unless `--no-typecheck`.
+fn cli_trial() -> Trial {
+    Trial::test("typecheck::cli-check-and-eval", || {
+        let run = |args: &[&str]| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_buildit"))
+                .args(args)
+                .env("NO_COLOR", "1")
+                .output()
+                .map_err(|e| e.to_string())
+        };
+        let ok = data("typecheck/accept/package-set.bld");
+        let bad = data("typecheck/reject/several-errors.bld");
+        let out = run(&["check", &ok.to_string_lossy()])?;
+        if out.status.code() != Some(0) {
+            return Err(format!("check {}: {:?}", ok.display(), out).into());
+        }
+        let out = run(&["check", "--json", &bad.to_string_lossy()])?;
+        if out.status.code() != Some(1) {
+            return Err(format!("check --json should exit 1: {out:?}").into());
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| format!("--json output: {e}"))?;
+        let n = v.as_array().map(|a| a.len()).unwrap_or(0);
+        if n != 3 {
+            return Err(format!("expected 3 diagnostics, got {n}: {v}").into());
+        }
+        let out = run(&["eval", "-E", "if false then 1 + \"a\" else 2"])?;
+        if out.status.code() != Some(1) {
+            return Err(format!("eval of an ill-typed program should fail: {out:?}").into());
+        }
+        let out = run(&[
+            "eval",
+            "--no-typecheck",
+            "-E",
+            "if false then 1 + \"a\" else 2",
+        ])?;
+        if out.status.code() != Some(0) || String::from_utf8_lossy(&out.stdout).trim() != "2" {
+            return Err(format!("--no-typecheck should evaluate: {out:?}").into());
+        }
+        Ok(())
+    })
+}
+
 pub fn trials() -> Vec<Trial> {
     let mut v = vec![
         corpus_trial(),
         examples_trial(),
         builtins_trial(),
         docs_trial(),
+        cli_trial(),
     ];
     for bld in glob(&data("typecheck/accept"), "bld") {
         v.push(accept_trial(bld));

@@ -16,3 +16,72 @@ pub mod ty;
 
 pub use infer::{check, check_with, CheckResult, TypeEnv};
 pub use ty::{parse_type, Field, Type};
+
+#[cfg(test)]
+mod tests {
+    use crate::{parse, SourceMap};
+
+    fn ty(src: &str) -> Result<String, Vec<&'static str>> {
+        let mut sm = SourceMap::new();
+        let f = sm.add("t", src);
+        let p = parse(f, src);
+        let e = p.expr.ok_or_else(Vec::new)?;
+        let r = super::check(&e);
+        if r.diagnostics.is_empty() {
+            Ok(r.ty.to_string())
+        } else {
+            Err(r.diagnostics.iter().map(|d| d.code).collect())
+        }
+    }
+
+    #[test]
+    fn infers_common_shapes() {
+        assert_eq!(ty("x: x").as_deref(), Ok("a -> a"));
+        assert_eq!(
+            ty("{ a, b ? 1, ... }: a + b").as_deref(),
+            Ok("{ a : Int, b ? Int, .. } -> Int")
+        );
+        assert_eq!(ty("p: p.name").as_deref(), Ok("{ name : a, .. } -> a"));
+        assert_eq!(
+            ty("let id = x: x; in [ (id 1) (id 2) ]").as_deref(),
+            Ok("[Int]")
+        );
+        assert_eq!(ty("builtins.fromJSON \"1\"").as_deref(), Ok("Dyn"));
+    }
+
+    #[test]
+    fn rejects_classic_mistakes() {
+        assert_eq!(
+            ty("{ name = 1; }.nmae"),
+            Err(vec!["buildit::type::missing-field"])
+        );
+        assert_eq!(ty("1 + \"a\""), Err(vec!["buildit::type::mismatch"]));
+        assert_eq!(
+            ty("({ a }: a) { }"),
+            Err(vec!["buildit::type::missing-field"])
+        );
+        assert_eq!(
+            ty("({ a }: a) { a = 1; b = 2; }"),
+            Err(vec!["buildit::type::unexpected-field"])
+        );
+        assert_eq!(ty("1 2"), Err(vec!["buildit::type::not-a-function"]));
+        assert_eq!(
+            ty("if 1 then 2 else 3"),
+            Err(vec!["buildit::type::mismatch"])
+        );
+        assert_eq!(ty("x: x x"), Err(vec!["buildit::type::infinite-type"]));
+    }
+
+    #[test]
+    fn type_syntax_round_trips() {
+        for s in [
+            "Int -> Int",
+            "{ a : Int, b ? String, .. }",
+            "{ _ : [a] }",
+            "(a -> b) -> [a] -> [b]",
+        ] {
+            let t = super::parse_type(s).map(|t| t.to_string());
+            assert_eq!(t.as_deref(), Ok(s));
+        }
+    }
+}
