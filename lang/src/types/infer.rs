@@ -1917,11 +1917,9 @@ fn collect_guards(cond: &Expr, out: &mut Vec<(String, String)>) {
             op: BinOp::And,
             lhs,
             rhs,
-        } => {
-            if out.len() < 64 {
-                collect_guards(lhs, out);
-                collect_guards(rhs, out);
-            }
+        } if out.len() < 64 => {
+            collect_guards(lhs, out);
+            collect_guards(rhs, out);
         }
         _ => {}
     }
