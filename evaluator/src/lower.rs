@@ -128,6 +128,8 @@ impl<'c> Lowerer<'c> {
         use ast::ExprKind as A;
         let span = e.span;
         match &e.kind {
+            // type annotations are erased
+            A::Annot { expr, .. } => self.expr(expr),
             A::Int(i) => mk(ExprKind::Const(Value::Int(*i)), span),
             A::Float(f) => mk(ExprKind::Const(Value::Float(*f)), span),
             A::Uri(u) => mk(ExprKind::Const(Value::string(u.clone())), span),

@@ -159,6 +159,8 @@ fn nix(e: &Expr, out: &mut String) {
             nix(body, out);
             out.push(')');
         }
+        // Nix has no annotations: print the expression alone
+        ExprKind::Annot { expr, .. } => nix(expr, out),
         ExprKind::LegacyLet(bindings) => {
             out.push_str("let { ");
             nix_bindings(bindings, out);

@@ -84,6 +84,12 @@ pub enum ExprKind {
         lhs: Box<Expr>,
         rhs: Box<Expr>,
     },
+    /// `(e :: T)` or `let x :: T = e;`: a type annotation, checked by `types` and erased before
+    /// evaluation.
+    Annot {
+        expr: Box<Expr>,
+        ty: crate::types::Type,
+    },
     /// Placeholder left by error recovery; evaluating it is an error (it is never reached,
     /// because a file with parse errors is not evaluated).
     Error,

@@ -65,6 +65,8 @@ pub enum Tok {
     Question,
     Dot,
     Colon,
+    /// `::` (type annotations)
+    ColonColon,
     Semi,
     Comma,
     At,
@@ -193,6 +195,8 @@ enum Raw {
     Dot,
     #[token(":")]
     Colon,
+    #[token("::")]
+    ColonColon,
     #[token(";")]
     Semi,
     #[token(",")]
@@ -520,6 +524,7 @@ impl<'a> Lexer<'a> {
             Raw::Question => Tok::Question,
             Raw::Dot => Tok::Dot,
             Raw::Colon => Tok::Colon,
+            Raw::ColonColon => Tok::ColonColon,
             Raw::Semi => Tok::Semi,
             Raw::Comma => Tok::Comma,
             Raw::At => Tok::At,

@@ -409,6 +409,68 @@ impl<'s> State<'s> {
         resolve(self, items)
     }
 
+    /// `(e :: T)`
+    pub fn annot(&mut self, e: N, ty: crate::types::Type, l: usize, r: usize) -> N {
+        let span = self.span(l, r);
+        let d = e.d;
+        self.node(
+            ExprKind::Annot {
+                expr: Box::new(e.v),
+                ty,
+            },
+            span,
+            d,
+        )
+    }
+
+    /// `a.b :: T = e;`: the value is annotated.
+    pub fn annot_binding(
+        &mut self,
+        path: Vec<D<AttrKey>>,
+        ty: crate::types::Type,
+        value: N,
+        l: usize,
+        r: usize,
+    ) -> D<Binding> {
+        let span = self.span(l, r);
+        let d = value.d;
+        let annotated = self.node(
+            ExprKind::Annot {
+                expr: Box::new(value.v),
+                ty,
+            },
+            span,
+            d,
+        );
+        self.attr_binding(path, annotated, l, r)
+    }
+
+    /// A named type in an annotation: a primitive, `Dyn`, `Derivation`, or a type variable
+    /// (any other name is kept as a variable; `types` reports unknown capitalised names).
+    pub fn type_name(&mut self, id: Name, _l: usize, _r: usize) -> crate::types::Type {
+        self.tick();
+        crate::types::parse_type(&id).unwrap_or(crate::types::Type::Var(id))
+    }
+
+    pub fn type_record(
+        &mut self,
+        fields: Vec<(Name, bool, crate::types::Type)>,
+        open: bool,
+    ) -> crate::types::Type {
+        self.tick();
+        if let [(n, false, t)] = fields.as_slice() {
+            if n == "_" && !open {
+                return crate::types::Type::Dict(Box::new(t.clone()));
+            }
+        }
+        let mut fields: Vec<crate::types::Field> = fields
+            .into_iter()
+            .map(|(name, optional, ty)| crate::types::Field { name, ty, optional })
+            .collect();
+        fields.sort_by(|a, b| a.name.cmp(&b.name));
+        crate::types::Type::Record { fields, open }
+    }
+
     pub fn attr_binding(
         &mut self,
         path: Vec<D<AttrKey>>,
@@ -572,6 +634,7 @@ fn free_vars(e: &Expr) -> BTreeSet<String> {
             ExprKind::LegacyLet(bindings) => {
                 visit_bindings(bindings, true, &mut stack, &mut bound, &mut used);
             }
+            ExprKind::Annot { expr, .. } => stack.push(expr),
             ExprKind::Let { bindings, body } => {
                 visit_bindings(bindings, true, &mut stack, &mut bound, &mut used);
                 stack.push(body);

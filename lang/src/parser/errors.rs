@@ -62,7 +62,8 @@ fn terminal_name(t: &str) -> Option<String> {
 pub fn describe_expected(expected: &[String]) -> String {
     let has = |t: &str| expected.iter().any(|e| e == t);
     let mut groups: Vec<String> = Vec::new();
-    let mut skip: Vec<&str> = Vec::new();
+    // `::` (a type annotation) is possible in many places but almost never what was missing
+    let mut skip: Vec<&str> = vec!["\"::\""];
     let operand = has("ID") && has("INT") && has("\"(\"") && has("\"[\"");
     if operand {
         groups.push("an expression".to_string());

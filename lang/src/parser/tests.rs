@@ -226,6 +226,11 @@ fn write_expr(out: &mut String, e: &Expr) {
             write_expr(out, rhs);
             out.push(')');
         }
+        ExprKind::Annot { expr, ty } => {
+            out.push('(');
+            write_expr(out, expr);
+            out.push_str(&format!(" :: {ty})"));
+        }
         ExprKind::Error => out.push_str("ERR"),
     }
 }

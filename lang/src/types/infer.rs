@@ -966,6 +966,27 @@ impl Checker {
                 }
             }
             ExprKind::Binary { op, lhs, rhs } => self.binary(*op, lhs, rhs, e.span),
+            ExprKind::Annot { expr, ty } => {
+                let t = self.infer(expr);
+                if let Some(name) = unknown_type_name(ty, 0) {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "buildit::type::unknown-type",
+                            format!("unknown type `{name}`"),
+                        )
+                        .with_label(e.span, "in this annotation")
+                        .with_label(expr.span, "annotating this expression")
+                        .with_help("types are Int, Float, Bool, String, Path, Null, Dyn, Derivation, [T], { a : T, .. }, { _ : T }, A -> B and lower-case variables; `type` aliases are not supported yet"),
+                    );
+                    return t;
+                }
+                let a = self.node_of_type(ty, &mut HashMap::new());
+                if self.expect(a, t, expr.span, e.span, "the annotation says") {
+                    a
+                } else {
+                    self.dyn_()
+                }
+            }
             ExprKind::Error => self.dyn_(),
         }
     }
@@ -1903,6 +1924,24 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev2 = std::mem::replace(&mut prev, cur);
     }
     prev[b.len()]
+}
+
+/// A capitalised name the type syntax does not know (an alias, which is not supported yet).
+fn unknown_type_name(t: &Type, depth: u32) -> Option<String> {
+    if depth > 200 {
+        return None;
+    }
+    match t {
+        Type::Var(v) if v.starts_with(|c: char| !c.is_ascii_lowercase()) => Some(v.clone()),
+        Type::List(e) | Type::Dict(e) => unknown_type_name(e, depth + 1),
+        Type::Fun(a, b) => {
+            unknown_type_name(a, depth + 1).or_else(|| unknown_type_name(b, depth + 1))
+        }
+        Type::Record { fields, .. } => fields
+            .iter()
+            .find_map(|f| unknown_type_name(&f.ty, depth + 1)),
+        _ => None,
+    }
 }
 
 /// The `v ? a` tests of a condition (through `&&`).
