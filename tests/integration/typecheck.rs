@@ -193,6 +193,40 @@ fn cli_trial() -> Trial {
     })
 }
 
+/// The REPL's `:t`: types without evaluating, REPL variables as `Dyn`, errors as diagnostics.
+fn repl_trial() -> Trial {
+    Trial::test("typecheck::repl-t", || {
+        use buildit_cli::render::Style;
+        use buildit_cli::repl::Repl;
+        let mut repl = Repl::new(
+            Box::new(buildit_stdlib::FsIo::new(|_| {})),
+            root().to_string_lossy().into_owned(),
+            Style::plain(),
+        );
+        let cases = [
+            (":t x: x + 1", "Int -> Int\n", false),
+            (
+                ":t { a, b ? 1, ... }: a + b",
+                "{ a : Int, b ? Int, .. } -> Int\n",
+                false,
+            ),
+            ("y = 2", "", false),
+            (":t y", "Dyn\n", false),
+        ];
+        for (input, want, _) in cases {
+            let r = repl.handle(input);
+            if !want.is_empty() && (r.is_error || r.text != want) {
+                return Err(format!("{input}: expected {want:?}, got {:?}", r.text).into());
+            }
+        }
+        let r = repl.handle(":t 1 + \"a\"");
+        if !r.is_error || !r.text.contains("buildit::type::mismatch") {
+            return Err(format!(":t of an ill-typed expression: {:?}", r.text).into());
+        }
+        Ok(())
+    })
+}
+
 pub fn trials() -> Vec<Trial> {
     let mut v = vec![
         corpus_trial(),
@@ -200,6 +234,7 @@ pub fn trials() -> Vec<Trial> {
         builtins_trial(),
         docs_trial(),
         cli_trial(),
+        repl_trial(),
     ];
     for bld in glob(&data("typecheck/accept"), "bld") {
         v.push(accept_trial(bld));
