@@ -1749,6 +1749,23 @@ impl Checker {
         for (n, v) in &names {
             self.push_env(n.clone(), *v);
         }
+        // `x :: T = …;`: uses of `x` (recursive ones too) see the annotated type
+        for b in bindings {
+            if let Binding::Attr { path, value, .. } = b {
+                if let ([AttrKey::Static(n, _)], ExprKind::Annot { ty, .. }) =
+                    (path.as_slice(), &value.kind)
+                {
+                    if unknown_type_name(ty, 0).is_none() {
+                        if let Some(i) = index.get(n) {
+                            self.level += 1;
+                            let a = self.node_of_type(ty, &mut HashMap::new());
+                            self.level -= 1;
+                            let _ = self.unify(names[*i].1, a);
+                        }
+                    }
+                }
+            }
+        }
         for scc in tarjan(&deps) {
             let members: Vec<&str> = scc.iter().map(|i| names[*i].0.as_str()).collect();
             self.level += 1;
