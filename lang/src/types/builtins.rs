@@ -51,7 +51,7 @@ pub const BUILTIN_TYPES: &[(&str, &str)] = &[
     ("head", "[a] -> a"),
     ("tail", "[a] -> [a]"),
     ("elemAt", "[a] -> Int -> a"),
-    ("elem", "a -> [a] -> Bool"),
+    ("elem", "a -> [b] -> Bool"),
     ("map", "(a -> b) -> [a] -> [b]"),
     ("filter", "(a -> Bool) -> [a] -> [a]"),
     ("foldl'", "(b -> a -> b) -> b -> [a] -> b"),

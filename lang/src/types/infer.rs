@@ -1029,9 +1029,27 @@ impl Checker {
     fn list(&mut self, items: &[Expr]) -> T {
         let elem = self.fresh();
         let mut uniform = true;
-        for it in items {
-            let t = self.infer(it);
-            if uniform && !self.try_unify(elem, t) {
+        let types: Vec<T> = items.iter().map(|it| self.infer(it)).collect();
+        let roots: Vec<T> = types.iter().map(|t| self.resolve(*t)).collect();
+        let is_var = |c: &Self, t: T| {
+            matches!(
+                c.node(t),
+                Node::Var {
+                    kind: Kind::Any,
+                    ..
+                }
+            )
+        };
+        // Nix lists are heterogeneous: in a list of several elements, an element of a yet
+        // unknown type (a parameter: `[ zlib openssl ]`) is not forced to the others' type;
+        // the list is then `[Dyn]` (unless every element is that same variable)
+        let same = roots.windows(2).all(|w| w[0] == w[1]);
+        for (t, r) in types.iter().zip(&roots) {
+            if items.len() > 1 && !same && is_var(self, *r) {
+                uniform = false;
+                continue;
+            }
+            if uniform && !self.try_unify(elem, *t) {
                 uniform = false;
             }
         }
