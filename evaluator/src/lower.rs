@@ -558,10 +558,16 @@ impl<'c> Lowerer<'c> {
         if !n.sources.is_empty() {
             return self.sourced_node(n, span);
         }
+        self.record(n, span, 0)
+    }
+
+    /// The record of a non-`rec` node in the current scope; `inherit_skip` frames (a hidden
+    /// sources frame) are looked past by plain `inherit x;`.
+    fn record<'a>(&mut self, n: &Node<'a>, span: Span, inherit_skip: usize) -> Rc<ir::Expr> {
         let statics = n
             .statics
             .iter()
-            .map(|(s, e, sp)| (*s, self.entry(*s, e, *sp, 0, 0)))
+            .map(|(s, e, sp)| (*s, self.entry(*s, e, *sp, 0, inherit_skip)))
             .collect();
         let dynamics = n
             .dynamics
@@ -569,7 +575,7 @@ impl<'c> Lowerer<'c> {
             .map(|(k, e, sp)| {
                 (
                     self.expr(k),
-                    self.entry(Symbol::intern(""), e, *sp, 0, 0),
+                    self.entry(Symbol::intern(""), e, *sp, 0, inherit_skip),
                     *sp,
                 )
             })
@@ -658,27 +664,8 @@ impl<'c> Lowerer<'c> {
             names: FxHashMap::default(),
         });
         let sources: Vec<Rc<ir::Expr>> = node.sources.iter().map(|e| self.expr(e)).collect();
-        let statics = node
-            .statics
-            .iter()
-            .map(|(s, e, sp)| (*s, self.entry(*s, e, *sp, 0, 1)))
-            .collect();
-        let dynamics = node
-            .dynamics
-            .iter()
-            .map(|(k, e, sp)| {
-                (
-                    self.expr(k),
-                    self.entry(Symbol::intern(""), e, *sp, 0, 1),
-                    *sp,
-                )
-            })
-            .collect();
+        let body = self.record(node, span, 1);
         self.frames.pop();
-        let body = mk(
-            ExprKind::Attrs(Rc::new(sorted_attrs(statics, dynamics))),
-            span,
-        );
         mk(
             ExprKind::Scope {
                 slots: sources,
