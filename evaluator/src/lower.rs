@@ -586,7 +586,9 @@ impl<'c> Lowerer<'c> {
         )
     }
 
-    fn rec_node<'a>(&mut self, n: &Node<'a>, span: Span) -> Rc<ir::Expr> {
+    /// Push the frame of a `let` or `rec` binding list (its names, then hidden slots for the
+    /// `inherit (e)` sources) and lower every slot in it. The caller pops the frame.
+    fn push_binding_frame<'a>(&mut self, n: &Node<'a>) -> Vec<Rc<ir::Expr>> {
         let names: FxHashMap<Symbol, u32> = n
             .statics
             .iter()
@@ -603,6 +605,12 @@ impl<'c> Lowerer<'c> {
         for src in &n.sources {
             slots.push(self.expr(src));
         }
+        slots
+    }
+
+    fn rec_node<'a>(&mut self, n: &Node<'a>, span: Span) -> Rc<ir::Expr> {
+        let hidden_base = n.statics.len() as u32;
+        let slots = self.push_binding_frame(n);
         let statics = n
             .statics
             .iter()
@@ -692,22 +700,7 @@ impl<'c> Lowerer<'c> {
                 span,
             );
         }
-        let names: FxHashMap<Symbol, u32> = node
-            .statics
-            .iter()
-            .enumerate()
-            .map(|(i, (s, _, _))| (*s, i as u32))
-            .collect();
-        let hidden_base = node.statics.len() as u32;
-        self.frames.push(Frame { names });
-        let mut slots: Vec<Rc<ir::Expr>> = node
-            .statics
-            .iter()
-            .map(|(s, e, sp)| self.entry(*s, e, *sp, hidden_base, 1))
-            .collect();
-        for src in &node.sources {
-            slots.push(self.expr(src));
-        }
+        let slots = self.push_binding_frame(&node);
         let body = match body {
             Some(b) => self.expr(b),
             None => mk(ExprKind::Const(Value::Null), span),

@@ -18,21 +18,9 @@ use crate::Evaluator;
 use rustc_hash::FxHashMap;
 use std::rc::Rc;
 
-/// Names that are global in Nix besides `builtins.*` (and `__name` for every builtin).
-const GLOBAL_NAMES: &[&str] = &[
-    "abort",
-    "baseNameOf",
-    "derivation",
-    "dirOf",
-    "fromTOML",
-    "import",
-    "isNull",
-    "map",
-    "placeholder",
-    "removeAttrs",
-    "throw",
-    "toString",
-];
+/// Names that are global in Nix besides `builtins.*` (and `__name` for every builtin). One list,
+/// shared with the type checker, which lives in `lang` (below this crate).
+use buildit_lang::types::builtins::GLOBAL_NAMES;
 
 /// Every primop, in no particular order.
 pub fn all_primops() -> Vec<PrimOp> {

@@ -1,9 +1,9 @@
 //! The declared type of every builtin, in the language's own type syntax (parsed by
 //! [`super::ty::parse_type`]), and the names that are global without `builtins.`.
 //!
-//! The `lang` crate cannot depend on the evaluator, so [`GLOBAL_NAMES`] mirrors
-//! `evaluator/src/builtins/mod.rs`; an integration test checks that every primop of the
-//! evaluator has an entry here. Where Nix's behaviour depends on run-time values (JSON, imports,
+//! [`GLOBAL_NAMES`] is the one list of global builtins: the evaluator (which depends on this
+//! crate) registers its globals from it; an integration test checks that every primop of the
+//! evaluator has a type here. Where Nix's behaviour depends on run-time values (JSON, imports,
 //! regex captures, `getAttr` with a computed name) the table says `Dyn`. Type variables whose
 //! name starts with `num` stand for `Int` or `Float`.
 
