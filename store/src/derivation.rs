@@ -1,0 +1,283 @@
+//! Derivations as plain data, their canonical encoding and their hash modulo fixed outputs.
+//!
+//! A [`Derivation`] is what a build needs and nothing of the language: name, system, builder,
+//! args, env, outputs (each with its store path and, for fixed-output derivations, the declared
+//! hash), input derivations with the outputs used, input sources and the sandbox profile.
+//!
+//! The `.drv` file is canonical JSON (fields in a fixed order, maps sorted, no whitespace)
+//! starting with `"version":"buildit-drv-1"`, so the same derivation is the same bytes on every
+//! machine. Its identity for output paths is the *hash modulo fixed outputs*: the derivation
+//! with its output paths blanked and every input derivation replaced by that input's own modulo
+//! hash; a fixed-output derivation's modulo hash depends only on its declared output hash, so
+//! changing a download URL or mirror rebuilds nothing downstream.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::path::{PathError, StorePath};
+
+/// The version tag at the start of every `.drv` file.
+pub const DRV_VERSION: &str = "buildit-drv-1";
+
+/// How a fixed output's hash is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashMode {
+    /// The output is one regular file; its bytes are hashed.
+    Flat,
+    /// The output is any tree; its canonical archive is hashed.
+    Recursive,
+}
+
+/// The hash algorithms a fixed output may declare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashAlgo {
+    Sha256,
+    Blake3,
+}
+
+impl HashAlgo {
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlgo::Sha256 => "sha256",
+            HashAlgo::Blake3 => "blake3",
+        }
+    }
+}
+
+impl HashMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            HashMode::Flat => "flat",
+            HashMode::Recursive => "recursive",
+        }
+    }
+}
+
+/// The declared result of a fixed-output derivation (32-byte digest).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FixedOutput {
+    pub mode: HashMode,
+    pub algo: HashAlgo,
+    #[serde(with = "hex_bytes")]
+    pub hash: Vec<u8>,
+}
+
+/// One output of a derivation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DerivationOutput {
+    /// The output's store path (blank only while hashing).
+    pub path: Option<StorePath>,
+    /// Present for a fixed-output derivation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed: Option<FixedOutput>,
+}
+
+/// How the sandbox is set up for this build.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxProfile {
+    /// The toolchain tree mounted at `/usr` (a store path), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sysroot: Option<StorePath>,
+    /// Network access: only fixed-output derivations get it.
+    #[serde(default)]
+    pub network: bool,
+}
+
+/// A derivation: everything a build needs, as plain data. Field order is the canonical order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Derivation {
+    pub version: String,
+    pub name: String,
+    pub system: String,
+    pub builder: String,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub outputs: BTreeMap<String, DerivationOutput>,
+    /// Input derivations (`.drv` paths) and the outputs of each that are used.
+    pub input_drvs: BTreeMap<StorePath, BTreeSet<String>>,
+    /// Input sources (store paths that are not built by this graph: added files, `toFile`).
+    pub input_srcs: BTreeSet<StorePath>,
+    pub sandbox: SandboxProfile,
+}
+
+/// Errors while decoding or hashing derivations.
+#[derive(Debug, thiserror::Error)]
+pub enum DerivationError {
+    #[error("not a buildit derivation: {0}")]
+    Decode(String),
+    #[error("unsupported derivation version '{0}' (this buildit reads {DRV_VERSION})")]
+    Version(String),
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error("input derivation {0} is unknown (it was never written to this store)")]
+    UnknownInput(StorePath),
+    #[error("a fixed-output derivation must have exactly one output, named `out`")]
+    FixedOutputs,
+}
+
+impl Derivation {
+    /// Whether this is a fixed-output derivation (one output `out` with a declared hash).
+    pub fn fixed_output(&self) -> Option<&FixedOutput> {
+        match self.outputs.get("out") {
+            Some(DerivationOutput { fixed: Some(f), .. }) if self.outputs.len() == 1 => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The canonical bytes of this derivation (the `.drv` file).
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a derivation always serialises (string keys only)")
+    }
+
+    /// Parse a `.drv` file's bytes, checking the version and that it is canonical.
+    pub fn decode(bytes: &[u8]) -> Result<Derivation, DerivationError> {
+        let d: Derivation =
+            serde_json::from_slice(bytes).map_err(|e| DerivationError::Decode(e.to_string()))?;
+        if d.version != DRV_VERSION {
+            return Err(DerivationError::Version(d.version));
+        }
+        Ok(d)
+    }
+
+    /// Every store path this derivation references (input derivations and sources): the
+    /// references of its `.drv` file.
+    pub fn references(&self) -> Vec<StorePath> {
+        let mut v: Vec<StorePath> = self.input_drvs.keys().cloned().collect();
+        v.extend(self.input_srcs.iter().cloned());
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The hash modulo fixed outputs. `input_hash` gives the modulo hash of an input derivation
+    /// (callers memoise it; [`crate::derivation::ModuloHasher`] does).
+    pub fn hash_modulo(
+        &self,
+        mut input_hash: impl FnMut(&StorePath) -> Result<[u8; 32], DerivationError>,
+    ) -> Result<[u8; 32], DerivationError> {
+        if let Some(f) = self.fixed_output() {
+            let out = self.outputs["out"]
+                .path
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            let fp = format!(
+                "fixed:out:{}:{}:{}:{out}",
+                f.mode.name(),
+                f.algo.name(),
+                hex::encode(&f.hash)
+            );
+            return Ok(*blake3::hash(fp.as_bytes()).as_bytes());
+        }
+        // Blank the output paths and replace inputs by their modulo hashes (hex, sorted).
+        let mut masked = self.clone();
+        for o in masked.outputs.values_mut() {
+            o.path = None;
+        }
+        let mut inputs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (drv, outs) in &self.input_drvs {
+            inputs.insert(hex::encode(input_hash(drv)?), outs.clone());
+        }
+        masked.input_drvs = BTreeMap::new();
+        let mut bytes = b"modulo:".to_vec();
+        bytes.extend(serde_json::to_vec(&inputs).expect("string maps serialise"));
+        bytes.push(b':');
+        bytes.extend(masked.encode());
+        Ok(*blake3::hash(&bytes).as_bytes())
+    }
+
+    /// Fill in the output paths from the modulo hash: fixed outputs get a `fixed:` path from their
+    /// declared hash, others an `output:` path from `drv_hash`.
+    pub fn fill_output_paths(&mut self, drv_hash: &[u8; 32]) -> Result<(), DerivationError> {
+        let name = self.name.clone();
+        let fixed = self.fixed_output().cloned();
+        if fixed.is_none() && self.outputs.values().any(|o| o.fixed.is_some()) {
+            return Err(DerivationError::FixedOutputs);
+        }
+        for (out, o) in self.outputs.iter_mut() {
+            o.path = Some(match &fixed {
+                Some(f) => StorePath::for_fixed(f.mode.name(), f.algo.name(), &f.hash, &name)?,
+                None => StorePath::for_output(drv_hash, out, &name)?,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Memoised modulo hashes of derivations by `.drv` path.
+#[derive(Default)]
+pub struct ModuloHasher {
+    memo: std::collections::HashMap<StorePath, [u8; 32]>,
+}
+
+impl ModuloHasher {
+    pub fn new() -> ModuloHasher {
+        ModuloHasher::default()
+    }
+    /// Remember the modulo hash of a `.drv` path (e.g. one just written).
+    pub fn insert(&mut self, drv_path: StorePath, hash: [u8; 32]) {
+        self.memo.insert(drv_path, hash);
+    }
+    /// The memoised modulo hash of a `.drv` path, if known.
+    pub fn get(&self, drv_path: &StorePath) -> Option<[u8; 32]> {
+        self.memo.get(drv_path).copied()
+    }
+    /// The modulo hash of `drv`, with inputs looked up in the memo or loaded by `load` (which
+    /// reads a `.drv` file) and hashed recursively.
+    pub fn hash(
+        &mut self,
+        drv: &Derivation,
+        load: &mut dyn FnMut(&StorePath) -> Result<Derivation, DerivationError>,
+    ) -> Result<[u8; 32], DerivationError> {
+        let mut missing: Vec<StorePath> = drv
+            .input_drvs
+            .keys()
+            .filter(|p| !self.memo.contains_key(*p))
+            .cloned()
+            .collect();
+        while let Some(p) = missing.pop() {
+            if self.memo.contains_key(&p) {
+                continue;
+            }
+            let d = load(&p)?;
+            let unknown: Vec<StorePath> = d
+                .input_drvs
+                .keys()
+                .filter(|q| !self.memo.contains_key(*q))
+                .cloned()
+                .collect();
+            if unknown.is_empty() {
+                let h = d.hash_modulo(|q| {
+                    self.memo
+                        .get(q)
+                        .copied()
+                        .ok_or_else(|| DerivationError::UnknownInput(q.clone()))
+                })?;
+                self.memo.insert(p, h);
+            } else {
+                missing.push(p);
+                missing.extend(unknown);
+            }
+        }
+        drv.hash_modulo(|q| {
+            self.memo
+                .get(q)
+                .copied()
+                .ok_or_else(|| DerivationError::UnknownInput(q.clone()))
+        })
+    }
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        hex::decode(s).map_err(serde::de::Error::custom)
+    }
+}
