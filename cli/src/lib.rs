@@ -2,5 +2,7 @@
 //! diagnostic rendering and the REPL back end (the `buildit` binary's rustyline front end only
 //! moves lines between the terminal and [`repl::Repl`]).
 
+pub mod common;
+pub mod instantiate;
 pub mod render;
 pub mod repl;

@@ -753,6 +753,12 @@ impl Evaluator {
                 ExprKind::Fail(kind, msg) => {
                     return Err(EvalError::new(*kind, msg.clone(), span));
                 }
+                ExprKind::LookupPath(p) => {
+                    return match self.io.lookup_path(p) {
+                        Ok(path) => Ok(Value::Path(Rc::from(path.as_str()))),
+                        Err(msg) => Err(EvalError::new(ErrorKind::Io, msg, span)),
+                    };
+                }
             };
             expr = next.0;
             env = next.1;

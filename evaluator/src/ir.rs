@@ -50,6 +50,9 @@ pub enum ExprKind {
     Binary(BinOp, Rc<Expr>, Rc<Expr>),
     /// Code that always fails when evaluated (e.g. a `<lookup>` path).
     Fail(crate::error::ErrorKind, String),
+    /// `<buildit>` / `<buildit/sub/path>`: a path in the standard library, found through
+    /// `EvalIo::lookup_path` (the only lookup path buildit has).
+    LookupPath(String),
 }
 
 pub enum StrPart {

@@ -3,6 +3,10 @@
 //! builtins (`derivation`, fetchers, path copying), the embedded `.bld` standard library and the
 //! YAML lowering arrive with their issues.
 
+pub mod embedded;
 pub mod fsio;
+pub mod storeio;
+pub mod yaml;
 
 pub use fsio::FsIo;
+pub use storeio::StoreIo;

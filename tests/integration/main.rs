@@ -14,6 +14,7 @@
 
 mod cli;
 mod docs;
+mod drv;
 mod eval;
 mod nixlang;
 mod repl;
@@ -90,5 +91,6 @@ fn main() {
     trials.extend(cli::trials());
     trials.extend(docs::trials());
     trials.extend(typecheck::trials());
+    trials.extend(drv::trials());
     libtest_mimic::run(&args, trials).exit();
 }
