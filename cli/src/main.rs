@@ -13,7 +13,55 @@ use std::process::ExitCode;
 /// mimalloc: the evaluator allocates many small, short-lived objects (thunks, frames); it is
 /// measurably faster than glibc malloc on the evaluation benchmarks (docs/benchmarks.md).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: Mi = Mi;
+
+/// The `mimalloc` crate's allocator always takes mimalloc's aligned-allocation path; for the
+/// alignments mimalloc guarantees anyway (≤ 16 and ≤ the size) the plain path is about twice
+/// as fast (callgrind: 15% of all instructions of the overlay benchmark were aligned mallocs).
+struct Mi;
+
+// SAFETY: every method forwards to mimalloc, which implements the GlobalAlloc contract; the
+// plain calls are used only where mimalloc's natural alignment already satisfies the layout.
+unsafe impl std::alloc::GlobalAlloc for Mi {
+    #[inline]
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        if l.align() <= 8 {
+            // SAFETY: forwarded allocation (see above)
+            unsafe { libmimalloc_sys::mi_malloc(l.size()) as *mut u8 }
+        } else {
+            // SAFETY: forwarded allocation
+            unsafe { libmimalloc_sys::mi_malloc_aligned(l.size(), l.align()) as *mut u8 }
+        }
+    }
+    #[inline]
+    unsafe fn alloc_zeroed(&self, l: std::alloc::Layout) -> *mut u8 {
+        if l.align() <= 8 {
+            // SAFETY: forwarded allocation
+            unsafe { libmimalloc_sys::mi_zalloc(l.size()) as *mut u8 }
+        } else {
+            // SAFETY: forwarded allocation
+            unsafe { libmimalloc_sys::mi_zalloc_aligned(l.size(), l.align()) as *mut u8 }
+        }
+    }
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, _l: std::alloc::Layout) {
+        // SAFETY: p came from mimalloc
+        unsafe { libmimalloc_sys::mi_free(p as *mut std::ffi::c_void) }
+    }
+    #[inline]
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        if l.align() <= 8 {
+            // SAFETY: p came from mimalloc; every block is 8-aligned
+            unsafe { libmimalloc_sys::mi_realloc(p as *mut std::ffi::c_void, new_size) as *mut u8 }
+        } else {
+            // SAFETY: p came from mimalloc
+            unsafe {
+                libmimalloc_sys::mi_realloc_aligned(p as *mut std::ffi::c_void, new_size, l.align())
+                    as *mut u8
+            }
+        }
+    }
+}
 
 #[derive(Parser)]
 #[command(
