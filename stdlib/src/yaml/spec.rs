@@ -409,7 +409,7 @@ pub fn read_pkg(r: &mut Reader, root: &Node) -> PkgSpec {
             (spec.version.is_some(), "version"),
         ] {
             if !have {
-                r.error("buildit::yaml::missing-key", root, format!("pkg.yaml has no `base:` and no `{key}:`"), "in this spec", format!("either name a package of the set with `base: category/name-version`, or write a full recipe with `name`, `version` and `source`"));
+                r.error("buildit::yaml::missing-key", root, format!("pkg.yaml has no `base:` and no `{key}:`"), "in this spec", "either name a package of the set with `base: category/name-version`, or write a full recipe with `name`, `version` and `source`");
             }
         }
         if spec.source_url.is_none() && spec.source_path.is_none() && spec.name.is_some() {
