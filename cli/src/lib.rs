@@ -6,3 +6,4 @@ pub mod common;
 pub mod instantiate;
 pub mod render;
 pub mod repl;
+pub mod store_cmd;

@@ -18,6 +18,7 @@ mod drv;
 mod eval;
 mod nixlang;
 mod repl;
+mod store;
 mod typecheck;
 
 use libtest_mimic::{Arguments, Trial};
@@ -92,5 +93,6 @@ fn main() {
     trials.extend(docs::trials());
     trials.extend(typecheck::trials());
     trials.extend(drv::trials());
+    trials.extend(store::trials());
     libtest_mimic::run(&args, trials).exit();
 }
