@@ -159,7 +159,7 @@ impl<'c> Lowerer<'c> {
                 mk(ExprKind::List(items), span)
             }
             A::Attrs { rec, bindings } => self.attrs(*rec, bindings, span),
-            A::Let { bindings, body } => self.let_(bindings, Some(body), span),
+            A::Let { bindings, body, .. } => self.let_(bindings, Some(body), span),
             A::LegacyLet(bindings) => self.let_(bindings, None, span),
             A::Lambda { param, body } => self.lambda(param, body, span),
             A::Apply { .. } => {

@@ -132,6 +132,10 @@ pub fn parse(file: FileId, src: &str) -> Parsed {
             Expr::new(ExprKind::Error, whole)
         }
     };
+    let mut expr = expr;
+    if st.has_aliases {
+        crate::types::aliases::resolve(&mut expr, &mut st.diags);
+    }
     syntax.truncate(MAX_SYNTAX_ERRORS);
     diagnostics.extend(syntax);
     diagnostics.append(&mut st.diags);

@@ -10,6 +10,7 @@
 //! different types, `==` against `null`) the checker falls back to `Dyn` instead of rejecting it.
 //! Undefined variables are reported by the evaluator's lowering, not here (they get `Dyn`).
 
+pub(crate) mod aliases;
 pub mod builtins;
 mod infer;
 pub mod ty;
