@@ -33,6 +33,8 @@ pub enum ErrorKind {
     Unsupported,
     /// Any other runtime failure of a builtin (bad argument value, ...).
     Invalid,
+    /// A value does not match its `::` annotation (a run-time checked cast).
+    Cast,
 }
 
 impl ErrorKind {
@@ -59,6 +61,7 @@ impl ErrorKind {
             ErrorKind::Parse => "buildit::eval::parse",
             ErrorKind::Unsupported => "buildit::eval::unsupported",
             ErrorKind::Invalid => "buildit::eval::invalid-value",
+            ErrorKind::Cast => "buildit::eval::cast",
         }
     }
 
@@ -90,6 +93,7 @@ impl ErrorKind {
             ErrorKind::Parse => "fix the syntax errors reported for the imported file",
             ErrorKind::Unsupported => "buildit is pure: lookup paths and impure builtins are not available",
             ErrorKind::Invalid => return None,
+            ErrorKind::Cast => "fix the data, or loosen the annotation",
         })
     }
 }
@@ -210,6 +214,7 @@ fn primary_label(kind: ErrorKind) -> &'static str {
         ErrorKind::Parse => "imported here",
         ErrorKind::Unsupported => "not supported",
         ErrorKind::Invalid => "here",
+        ErrorKind::Cast => "this annotation",
     }
 }
 

@@ -1930,7 +1930,7 @@ fn mismatch_help(exp: &str, act: &str) -> String {
 }
 
 /// The candidate closest to `name` (edit distance at most a third of its length, at least 1).
-pub(crate) fn did_you_mean<'s>(name: &str, candidates: &'s [String]) -> Option<&'s str> {
+pub fn did_you_mean<'s>(name: &str, candidates: &'s [String]) -> Option<&'s str> {
     let max = (name.chars().count().div_ceil(3)).max(1);
     candidates
         .iter()

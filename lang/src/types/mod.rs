@@ -15,7 +15,7 @@ pub mod builtins;
 mod infer;
 pub mod ty;
 
-pub use infer::{check, check_with, CheckResult, TypeEnv};
+pub use infer::{check, check_with, did_you_mean, CheckResult, TypeEnv};
 pub use ty::{parse_type, Field, Type};
 
 #[cfg(test)]
