@@ -193,7 +193,8 @@ fn cli_trial() -> Trial {
     })
 }
 
-/// The REPL's `:t`: types without evaluating, REPL variables as `Dyn`, errors as diagnostics.
+/// The REPL's `:t`: types without evaluating, REPL variables with their inferred types, errors
+/// as diagnostics.
 fn repl_trial() -> Trial {
     Trial::test("typecheck::repl-t", || {
         use buildit_cli::render::Style;
@@ -211,7 +212,7 @@ fn repl_trial() -> Trial {
                 false,
             ),
             ("y = 2", "", false),
-            (":t y", "Dyn\n", false),
+            (":t y", "Int\n", false),
         ];
         for (input, want, _) in cases {
             let r = repl.handle(input);
