@@ -121,7 +121,8 @@ impl Repl {
         let mut sources = SourceMap::new();
         let file = sources.add("«repl»", text);
         let parsed = buildit_lang::parse(file, text);
-        let Some(expr) = parsed.expr.filter(|_| parsed.diagnostics.is_empty()) else {
+        let ok = parsed.syntax_ok();
+        let Some(expr) = parsed.expr.filter(|_| ok) else {
             return Checked::Syntax(render::diagnostics(
                 &sources,
                 &parsed.diagnostics,
@@ -129,10 +130,12 @@ impl Repl {
             ));
         };
         let r = types::check_with(&wrap(expr), &self.type_env());
-        if r.diagnostics.is_empty() {
+        let mut diags = parsed.diagnostics;
+        diags.extend(r.diagnostics);
+        if diags.is_empty() {
             Checked::Ok(r.ty)
         } else {
-            Checked::Err(render::diagnostics(&sources, &r.diagnostics, self.style))
+            Checked::Err(render::diagnostics(&sources, &diags, self.style))
         }
     }
 
@@ -364,14 +367,17 @@ impl Repl {
         let mut sources = SourceMap::new();
         let file = sources.add(path.clone(), text.as_str());
         let parsed = buildit_lang::parse(file, &text);
-        let Some(expr) = parsed.expr.filter(|_| parsed.diagnostics.is_empty()) else {
+        let ok = parsed.syntax_ok();
+        let Some(expr) = parsed.expr.filter(|_| ok) else {
             return Checked::Ok(Type::Dyn); // the evaluator reports syntax errors
         };
         let r = types::check(&expr);
-        if r.diagnostics.is_empty() {
+        let mut diags = parsed.diagnostics;
+        diags.extend(r.diagnostics);
+        if diags.is_empty() {
             Checked::Ok(r.ty)
         } else {
-            Checked::Err(render::diagnostics(&sources, &r.diagnostics, self.style))
+            Checked::Err(render::diagnostics(&sources, &diags, self.style))
         }
     }
 
