@@ -67,7 +67,7 @@ pub fn typecheck_source(
     let mut sources = buildit_lang::SourceMap::new();
     let file = sources.add(name.to_string(), text);
     let parsed = buildit_lang::parse(file, text);
-    let (diags, ty) = match (&parsed.expr, parsed.diagnostics.is_empty()) {
+    let (diags, ty) = match (&parsed.expr, parsed.syntax_ok()) {
         (Some(e), true) => {
             let r = buildit_lang::types::check(e);
             (r.diagnostics, r.ty.to_string())

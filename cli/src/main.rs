@@ -329,6 +329,7 @@ fn run_repl(a: ReplArgs) -> ExitCode {
         cwd(),
         st,
     )));
+    repl.borrow_mut().set_typecheck(!a.common.no_typecheck);
     for f in &a.files {
         let r = repl.borrow_mut().handle(&format!(":l {f}"));
         eprint!("{}", r.text);

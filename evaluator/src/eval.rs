@@ -750,6 +750,10 @@ impl Evaluator {
                     return self.arith(BinOp::Sub, &Value::Int(0), &v, span);
                 }
                 ExprKind::Binary(op, l, r) => return self.eval_binary(*op, l, r, &env, span),
+                ExprKind::Cast(e, c) => {
+                    let v = self.eval(e, &env)?;
+                    return self.cast(v, c, span);
+                }
                 ExprKind::Fail(kind, msg) => {
                     return Err(EvalError::new(*kind, msg.clone(), span));
                 }
