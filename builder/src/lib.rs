@@ -3,4 +3,5 @@
 //! sandbox contract of `docs/builder.md`; the scheduler orders builds topologically and the
 //! fetchers realise fixed-output derivations over the network.
 
+pub mod deb;
 pub mod fetch;
