@@ -3,6 +3,7 @@
 //! builtins (`derivation`, fetchers, path copying), the embedded `.bld` standard library and the
 //! YAML lowering arrive with their issues.
 
+pub mod debian;
 pub mod fsio;
 
 pub use fsio::FsIo;
