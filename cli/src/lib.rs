@@ -7,3 +7,4 @@ pub mod instantiate;
 pub mod render;
 pub mod repl;
 pub mod store_cmd;
+pub mod yaml_cmd;

@@ -101,6 +101,9 @@ enum Command {
     /// Show .drv files as JSON
     #[command(after_help = "Example:\n  buildit show-derivation $(buildit instantiate file.bld)")]
     ShowDerivation(buildit_cli::instantiate::ShowDerivationArgs),
+    /// Print the .bld program a container spec directory (container.yaml, pkg.yaml) lowers to
+    #[command(after_help = "Example:\n  buildit compile examples/nginx-prod")]
+    Compile(buildit_cli::yaml_cmd::CompileArgs),
     /// Work with the store: add, path-info, verify, gc, roots, export/import, cat, ls, delete
     Store(buildit_cli::store_cmd::StoreArgs),
 }
@@ -398,6 +401,7 @@ fn main() -> ExitCode {
         Command::Check(a) => run_check(a),
         Command::Instantiate(a) => buildit_cli::instantiate::run_instantiate(a),
         Command::ShowDerivation(a) => buildit_cli::instantiate::run_show_derivation(a),
+        Command::Compile(a) => buildit_cli::yaml_cmd::run_compile(a),
         Command::Store(a) => buildit_cli::store_cmd::run(a),
     }));
     r.unwrap_or(ExitCode::from(2))

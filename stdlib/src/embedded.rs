@@ -7,8 +7,20 @@
 /// Every file of `stdlib/bld/`, relative path and contents. A unit test checks that the table
 /// lists exactly the files of the directory.
 pub const FILES: &[(&str, &str)] = &[
+    ("debian.bld", include_str!("../bld/debian.bld")),
+    (
+        "debian/fixup-sysroot.sh",
+        include_str!("../bld/debian/fixup-sysroot.sh"),
+    ),
     ("default.bld", include_str!("../bld/default.bld")),
+    ("fetchurl.bld", include_str!("../bld/fetchurl.bld")),
+    ("image.bld", include_str!("../bld/image.bld")),
     ("options.bld", include_str!("../bld/options.bld")),
+    ("pkgs/default.bld", include_str!("../bld/pkgs/default.bld")),
+    ("pkgs/hello.bld", include_str!("../bld/pkgs/hello.bld")),
+    ("pkgs/nginx.bld", include_str!("../bld/pkgs/nginx.bld")),
+    ("pkgs/pcre2.bld", include_str!("../bld/pkgs/pcre2.bld")),
+    ("pkgs/zlib.bld", include_str!("../bld/pkgs/zlib.bld")),
     (
         "stdenv/default.bld",
         include_str!("../bld/stdenv/default.bld"),

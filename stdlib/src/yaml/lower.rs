@@ -268,7 +268,7 @@ pub fn lower_container(
                 let v = version
                     .as_ref()
                     .map(|v| quote(&v.value))
-                    .unwrap_or_else(|| "null".into());
+                    .unwrap_or_else(|| "\"\"".into());
                 t.push_str(&format!(
                     "  # package: Debian's {}\n  {name} = buildit.debian.package {} {v};\n",
                     n.value,
