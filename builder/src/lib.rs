@@ -1,4 +1,10 @@
 //! `buildit-builder`: turns derivations into store paths. A build is described by a plain-data
-//! [`BuildRequest`]-style value (never a language value); the bubblewrap backend runs it under the
-//! sandbox contract of `docs/builder.md`; the scheduler orders builds topologically and the
-//! fetchers realise fixed-output derivations over the network.
+//! [`BuildRequest`] (never a language value); the bubblewrap backend ([`sandbox`]) runs it under
+//! the sandbox contract of `docs/builder.md`; the scheduler ([`schedule`]) loads the derivation
+//! graph, orders builds topologically, runs them in parallel and registers their outputs.
+//! Derivations whose builder is `builtin:NAME` (fetchers) are dispatched to in-process builtins
+//! supplied by the caller instead of the sandbox.
+
+pub mod request;
+
+pub use request::{BuildLimits, BuildOptions, BuildRequest, RequestError};
