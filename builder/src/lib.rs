@@ -5,6 +5,11 @@
 //! Derivations whose builder is `builtin:NAME` (fetchers) are dispatched to in-process builtins
 //! supplied by the caller instead of the sandbox.
 
+pub mod error;
+pub mod log;
 pub mod request;
+pub mod sandbox;
 
+pub use error::{BuildError, BuildFailure, FailReason};
 pub use request::{BuildLimits, BuildOptions, BuildRequest, RequestError};
+pub use sandbox::{Sandbox, SandboxOutcome};
