@@ -74,7 +74,6 @@ impl BuildDir {
                 Ok(()) => {
                     let dir = BuildDir { path, keep: false };
                     std::fs::create_dir(dir.build_top())?;
-                    std::fs::create_dir(dir.path.join("etc"))?;
                     std::fs::create_dir(dir.store_dir())?;
                     return Ok(dir);
                 }
@@ -255,7 +254,11 @@ impl Sandbox {
                 push(&["--symlink".as_ref(), target.as_ref(), link.as_ref()]);
             }
         }
-        let etc = dir.path().join("etc");
+        let etc = if req.network {
+            dir.path().join("etc")
+        } else {
+            self.shared_etc()
+        };
         let top = dir.build_top();
         push(&[
             "--ro-bind".as_ref(),
@@ -287,18 +290,45 @@ impl Sandbox {
         a
     }
 
-    fn write_etc(&self, req: &BuildRequest, dir: &BuildDir) -> std::io::Result<()> {
-        let etc = dir.path().join("etc");
+    /// The `/etc` of ordinary builds: the same three files for every build, written once per
+    /// store (file operations cost more than the sandbox itself on slow disks).
+    fn shared_etc(&self) -> PathBuf {
+        self.layout.tmp_dir().join("sandbox-etc-1")
+    }
+
+    fn write_etc_files(etc: &Path, network: bool) -> std::io::Result<()> {
         std::fs::write(etc.join("passwd"), PASSWD)?;
         std::fs::write(etc.join("group"), GROUP)?;
         std::fs::write(etc.join("hosts"), HOSTS)?;
-        if req.network {
+        if network {
             // Fixed-output builds may resolve names: the host's resolver configuration only.
             if let Ok(r) = std::fs::read("/etc/resolv.conf") {
                 std::fs::write(etc.join("resolv.conf"), r)?;
             }
         }
         Ok(())
+    }
+
+    fn write_etc(&self, req: &BuildRequest, dir: &BuildDir) -> std::io::Result<()> {
+        if req.network {
+            let etc = dir.path().join("etc");
+            std::fs::create_dir(&etc)?;
+            return Sandbox::write_etc_files(&etc, true);
+        }
+        let etc = self.shared_etc();
+        if etc.join("hosts").exists() {
+            return Ok(());
+        }
+        // Written under a private name and renamed, so concurrent processes never see a
+        // half-written directory.
+        let tmp = dir.path().join("etc");
+        std::fs::create_dir(&tmp)?;
+        Sandbox::write_etc_files(&tmp, false)?;
+        match std::fs::rename(&tmp, &etc) {
+            Ok(()) => Ok(()),
+            Err(_) if etc.join("hosts").exists() => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Run `req`; `on_line` receives each log line as it arrives.
@@ -631,7 +661,12 @@ mod tests {
         assert_eq!(fl.log_tail[24], "line 39");
         assert!(fl.kept.is_none());
         let tmp = f.sandbox.layout().tmp_dir();
-        assert_eq!(std::fs::read_dir(&tmp).expect("tmp").count(), 0);
+        let left: Vec<_> = std::fs::read_dir(&tmp)
+            .expect("tmp")
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with("sandbox-etc"))
+            .collect();
+        assert!(left.is_empty(), "build directories left: {left:?}");
         assert!(fl.to_string().contains("full log: "));
 
         req.keep_failed = true;
@@ -666,5 +701,125 @@ mod tests {
             std::fs::read_to_string(r.outputs["out"].join("sub/r")).expect("r"),
             "ro\n"
         );
+    }
+}
+
+#[cfg(test)]
+mod overhead {
+    /// `cargo test -p buildit-builder --release -- --ignored overhead --nocapture`: the mean
+    /// wall-clock time of a trivial sandboxed build, and of bare `bwrap` for comparison.
+    #[test]
+    #[ignore]
+    fn overhead() {
+        use super::*;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let layout = StoreLayout::at(tmp.path());
+        let bb = StorePath::from_fingerprint("bench:busybox", "busybox").expect("valid");
+        let bin = layout.physical(&bb).join("bin");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        std::fs::copy("/usr/bin/busybox", bin.join("busybox")).expect("busybox");
+        let sandbox = Sandbox::new(layout).expect("bwrap");
+        let n: u32 = std::env::var("BN")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(100);
+        let t = Instant::now();
+        for i in 0..n {
+            let req = BuildRequest {
+                drv_path: StorePath::from_fingerprint(&format!("d{i}"), "t.drv").expect("valid"),
+                name: "t".into(),
+                builder: format!("{bb}/bin/busybox"),
+                args: vec!["sh".into(), "-c".into(), ": > $out".into()],
+                env: BTreeMap::new(),
+                outputs: [(
+                    "out".to_string(),
+                    StorePath::from_fingerprint(&format!("o{i}"), "t").expect("valid"),
+                )]
+                .into_iter()
+                .collect(),
+                input_closure: vec![bb.clone()],
+                sysroot: None,
+                network: false,
+                cores: 1,
+                limits: Default::default(),
+                keep_failed: false,
+            };
+            sandbox.build(&req, &mut |_| {}).expect("build");
+        }
+        let per = t.elapsed() / n;
+        {
+            let req = BuildRequest {
+                drv_path: StorePath::from_fingerprint("dx", "t.drv").expect("valid"),
+                name: "t".into(),
+                builder: format!("{bb}/bin/busybox"),
+                args: vec!["sh".into(), "-c".into(), ": > $out".into()],
+                env: BTreeMap::new(),
+                outputs: [(
+                    "out".to_string(),
+                    StorePath::from_fingerprint("ox", "t").expect("valid"),
+                )]
+                .into_iter()
+                .collect(),
+                input_closure: vec![bb.clone()],
+                sysroot: None,
+                network: false,
+                cores: 1,
+                limits: Default::default(),
+                keep_failed: false,
+            };
+            let dir = BuildDir::create(sandbox.layout(), &req.drv_path).expect("dir");
+            let args = sandbox.bwrap_args(&req, &dir);
+            let mut tb = Duration::ZERO;
+            let mut tm = Duration::ZERO;
+            let mut tf = Duration::ZERO;
+            for i in 0..n {
+                let t = Instant::now();
+                let mut c = Command::new("/usr/bin/bwrap");
+                c.args(&args).env_clear().stdout(Stdio::piped());
+                let st = c.output().expect("bwrap");
+                assert!(st.status.success());
+                tm += t.elapsed();
+                let t = Instant::now();
+                {
+                    let d2 = BuildDir::create(sandbox.layout(), &req.drv_path).expect("dir");
+                    sandbox.write_etc(&req, &d2).expect("etc");
+                    let mut c = Command::new("/usr/bin/bwrap");
+                    c.args(sandbox.bwrap_args(&req, &d2))
+                        .env_clear()
+                        .stdout(Stdio::piped());
+                    let st = c.output().expect("bwrap");
+                    assert!(st.status.success());
+                }
+                tf += t.elapsed();
+                let mut r2 = req.clone();
+                r2.drv_path =
+                    StorePath::from_fingerprint(&format!("dy{i}"), "t.drv").expect("valid");
+                let t = Instant::now();
+                sandbox.build(&r2, &mut |_| {}).expect("build");
+                tb += t.elapsed();
+            }
+            println!(
+                "interleaved: direct {:?} fresh dir {:?} build {:?}",
+                tm / n,
+                tf / n,
+                tb / n
+            );
+        }
+        let t = Instant::now();
+        for _ in 0..n {
+            let st = Command::new("bwrap")
+                .args([
+                    "--unshare-all",
+                    "--ro-bind",
+                    "/usr/bin/busybox",
+                    "/true",
+                    "/true",
+                ])
+                .status()
+                .expect("bwrap");
+            assert!(st.success());
+        }
+        let bare = t.elapsed() / n;
+        println!("sandboxed trivial build: {per:?} per build; bare bwrap: {bare:?}");
     }
 }
