@@ -9,7 +9,12 @@ pub mod error;
 pub mod log;
 pub mod request;
 pub mod sandbox;
+pub mod schedule;
 
 pub use error::{BuildError, BuildFailure, FailReason};
 pub use request::{BuildLimits, BuildOptions, BuildRequest, RequestError};
 pub use sandbox::{Sandbox, SandboxOutcome};
+pub use schedule::{
+    BuildEvent, BuiltinBuilder, BuiltinContext, Builtins, CheckReport, Realised, ScheduleOptions,
+    Scheduler, Substituter, Target,
+};

@@ -1,7 +1,7 @@
 //! The bubblewrap backend: runs one [`BuildRequest`] under the sandbox contract of
 //! `docs/builder.md` and hands back the staged outputs (not yet store objects) and the log.
 //!
-//! Layout of one build directory (`ROOT/var/buildit/tmp/<drv base>-<pid>-<n>/`), created fresh
+//! Layout of one build directory (`ROOT/var/buildit/tmp/<pid>-b<n>-<drv base>/`), created fresh
 //! for every attempt and removed afterwards (kept on failure with `keep_failed`):
 //!
 //! - `build/` → `/build`, writable: the working directory and `TMPDIR`.
@@ -69,7 +69,8 @@ impl BuildDir {
         let base = drv.base_name();
         loop {
             let n = DIR_COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path = tmp.join(format!("{base}-{}-{n}", std::process::id()));
+            // `<pid>-...`: the store's GC removes entries of processes that are gone.
+            let path = tmp.join(format!("{}-b{n}-{base}", std::process::id()));
             match std::fs::create_dir(&path) {
                 Ok(()) => {
                     let dir = BuildDir { path, keep: false };
