@@ -4,3 +4,4 @@
 
 pub mod render;
 pub mod repl;
+pub mod store_cmd;

@@ -45,6 +45,8 @@ enum Command {
         after_help = "Examples:\n  buildit check file.bld\n  buildit check --json a.bld b.bld"
     )]
     Check(CheckArgs),
+    /// Work with the store: add, path-info, verify, gc, roots, export/import, cat, ls, delete
+    Store(buildit_cli::store_cmd::StoreArgs),
 }
 
 #[derive(Args)]
@@ -476,6 +478,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => run_eval(a),
         Command::Repl(a) => run_repl(a),
         Command::Check(a) => run_check(a),
+        Command::Store(a) => buildit_cli::store_cmd::run(a),
     }));
     r.unwrap_or(ExitCode::from(2))
 }

@@ -17,6 +17,7 @@ mod docs;
 mod eval;
 mod nixlang;
 mod repl;
+mod store;
 mod typecheck;
 
 use libtest_mimic::{Arguments, Trial};
@@ -90,5 +91,6 @@ fn main() {
     trials.extend(cli::trials());
     trials.extend(docs::trials());
     trials.extend(typecheck::trials());
+    trials.extend(store::trials());
     libtest_mimic::run(&args, trials).exit();
 }
