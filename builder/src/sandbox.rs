@@ -171,7 +171,14 @@ pub fn sandbox_env(req: &BuildRequest) -> BTreeMap<String, String> {
     for (name, p) in &req.outputs {
         env.insert(name.clone(), p.to_string());
     }
-    for k in ["TMPDIR", "TEMP", "TMP", "TEMPDIR", "BUILDIT_BUILD_TOP"] {
+    for k in [
+        "TMPDIR",
+        "TEMP",
+        "TMP",
+        "TEMPDIR",
+        "BUILDIT_BUILD_TOP",
+        "PWD",
+    ] {
         env.insert(k.to_string(), "/build".to_string());
     }
     env.insert("BUILDIT_BUILD_CORES".to_string(), req.cores.to_string());

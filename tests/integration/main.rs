@@ -17,6 +17,7 @@ mod docs;
 mod eval;
 mod nixlang;
 mod repl;
+mod sandbox;
 mod store;
 mod typecheck;
 
@@ -92,5 +93,6 @@ fn main() {
     trials.extend(docs::trials());
     trials.extend(typecheck::trials());
     trials.extend(store::trials());
+    trials.extend(sandbox::trials());
     libtest_mimic::run(&args, trials).exit();
 }
