@@ -4,6 +4,7 @@
 
 pub mod common;
 pub mod instantiate;
+pub mod build_cmd;
 pub mod render;
 pub mod repl;
 pub mod store_cmd;

@@ -106,6 +106,14 @@ enum Command {
     Compile(buildit_cli::yaml_cmd::CompileArgs),
     /// Work with the store: add, path-info, verify, gc, roots, export/import, cat, ls, delete
     Store(buildit_cli::store_cmd::StoreArgs),
+    /// Build .drv store paths in the sandbox; print the output paths, leave ./result links
+    #[command(
+        alias = "build",
+        after_help = "Examples:\n  buildit realise /bld/store/...-hello.drv\n  buildit realise -j 4 --keep-going --no-out-link A.drv B.drv\n  buildit realise --check /bld/store/...-hello.drv"
+    )]
+    Realise(buildit_cli::build_cmd::RealiseArgs),
+    /// Print the build log of a derivation or of a path built from one
+    Log(buildit_cli::build_cmd::LogArgs),
 }
 
 #[derive(Args)]
@@ -403,6 +411,8 @@ fn main() -> ExitCode {
         Command::ShowDerivation(a) => buildit_cli::instantiate::run_show_derivation(a),
         Command::Compile(a) => buildit_cli::yaml_cmd::run_compile(a),
         Command::Store(a) => buildit_cli::store_cmd::run(a),
+        Command::Realise(a) => buildit_cli::build_cmd::run_realise(a),
+        Command::Log(a) => buildit_cli::build_cmd::run_log(a),
     }));
     r.unwrap_or(ExitCode::from(2))
 }

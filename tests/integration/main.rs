@@ -18,6 +18,7 @@ mod drv;
 mod eval;
 mod nixlang;
 mod repl;
+mod sandbox;
 mod store;
 mod typecheck;
 
@@ -94,5 +95,6 @@ fn main() {
     trials.extend(typecheck::trials());
     trials.extend(drv::trials());
     trials.extend(store::trials());
+    trials.extend(sandbox::trials());
     libtest_mimic::run(&args, trials).exit();
 }
