@@ -26,9 +26,22 @@ use crate::store_cmd::{fail, open_store, store_error};
 /// `buildit realise DRV...`
 #[derive(Args, Debug)]
 pub struct RealiseArgs {
-    /// `.drv` store paths (or links to them); `DRV!out,dev` selects outputs
-    #[arg(required = true, value_name = "DRV")]
+    /// What to build: .bld files (evaluated; `-A` selects), `.drv` store paths (or links to
+    /// them; `DRV!out,dev` selects outputs)
+    #[arg(value_name = "FILE|DRV")]
     pub drvs: Vec<String>,
+    /// Build this expression
+    #[arg(short = 'E', long = "expr", value_name = "EXPR")]
+    pub expr: Option<String>,
+    /// Select an attribute path of the evaluated file (`-A hello`)
+    #[arg(short = 'A', long = "attr", value_name = "PATH")]
+    pub attr: Option<String>,
+    /// Do not type-check before evaluating
+    #[arg(long)]
+    pub no_typecheck: bool,
+    /// Show the whole evaluation trace of an error
+    #[arg(long)]
+    pub show_trace: bool,
     /// Builds at once (default: the number of cores)
     #[arg(short = 'j', long = "max-jobs", value_name = "N")]
     pub jobs: Option<usize>,
@@ -154,6 +167,55 @@ pub fn build_error(e: BuildError) -> Report {
 }
 
 /// Parse `DRV[!out,dev]` into a target.
+/// Whether a command-line argument names a source to evaluate (a `.bld`/`.nix` file or a
+/// directory with a default file) rather than a store path.
+fn is_source(arg: &str) -> bool {
+    let p = Path::new(arg);
+    !arg.starts_with(buildit_store::STORE_DIR)
+        && !p.is_symlink()
+        && (arg.ends_with(".bld")
+            || arg.ends_with(".nix")
+            || p.join("default.bld").is_file()
+            || p.join("default.nix").is_file())
+}
+
+/// Evaluate a file or expression and return the derivations it denotes as build targets
+/// (each with the output the value selects).
+fn evaluate_targets(
+    store: &Store,
+    file: Option<&str>,
+    expr: Option<&str>,
+    a: &RealiseArgs,
+) -> Result<Vec<Target>, ExitCode> {
+    let st = crate::common::style(a.show_trace);
+    let io = buildit_stdlib::StoreIo::new(crate::common::fs_io(false), store.layout().clone());
+    let mut ev = std::mem::ManuallyDrop::new(buildit_eval::Evaluator::new(Box::new(io)));
+    let t = crate::common::Target {
+        file,
+        expr,
+        attr: a.attr.as_deref(),
+        typecheck: !a.no_typecheck,
+    };
+    let found = crate::instantiate::instantiate_target(&mut ev, &t, st)?;
+    let mut out = Vec::new();
+    for f in found {
+        match buildit_store::StorePath::parse(&f.drv_path) {
+            Ok(drv) => out.push(Target {
+                drv,
+                outputs: Some(std::iter::once(f.output).collect()),
+            }),
+            Err(e) => {
+                return Err(crate::common::cli_error(
+                    "buildit::build::bad-drv",
+                    &e.to_string(),
+                    "this is a bug",
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn parse_target(store: &Store, arg: &str) -> miette::Result<Target> {
     let (path, outs) = match arg.rsplit_once('!') {
         Some((p, o)) => (p, Some(o)),
@@ -222,10 +284,30 @@ pub fn run_realise(a: RealiseArgs) -> ExitCode {
         Err(r) => return fail(r),
     };
     let mut targets = Vec::new();
+    if a.drvs.is_empty() && a.expr.is_none() {
+        return crate::common::cli_error(
+            "buildit::build::nothing",
+            "nothing to build",
+            "give a .bld FILE (with -A ATTR), -E EXPR, or .drv paths (see `buildit realise --help`)",
+        );
+    }
     for d in &a.drvs {
+        if is_source(d) {
+            match evaluate_targets(&store, Some(d.as_str()), None, &a) {
+                Ok(t) => targets.extend(t),
+                Err(code) => return code,
+            }
+            continue;
+        }
         match parse_target(&store, d) {
             Ok(t) => targets.push(t),
             Err(r) => return fail(r),
+        }
+    }
+    if let Some(e) = &a.expr {
+        match evaluate_targets(&store, None, Some(e.as_str()), &a) {
+            Ok(t) => targets.extend(t),
+            Err(code) => return code,
         }
     }
     let mut schedule = ScheduleOptions::default();
@@ -259,7 +341,12 @@ pub fn run_realise(a: RealiseArgs) -> ExitCode {
         },
         progress,
     };
-    match realise_targets(&store, &targets, &opts, Builtins::new()) {
+    match realise_targets(
+        &store,
+        &targets,
+        &opts,
+        crate::builtins::all(store.layout()),
+    ) {
         Ok(paths) => {
             let mut out = std::io::stdout().lock();
             for p in paths {
