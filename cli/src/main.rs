@@ -106,10 +106,11 @@ enum Command {
     Compile(buildit_cli::yaml_cmd::CompileArgs),
     /// Work with the store: add, path-info, verify, gc, roots, export/import, cat, ls, delete
     Store(buildit_cli::store_cmd::StoreArgs),
-    /// Build .drv store paths in the sandbox; print the output paths, leave ./result links
+    /// Build in the sandbox: container spec directories, .bld files, or .drv paths; print the
+    /// output paths and leave ./result links (GC roots)
     #[command(
-        alias = "build",
-        after_help = "Examples:\n  buildit realise /bld/store/...-hello.drv\n  buildit realise -j 4 --keep-going --no-out-link A.drv B.drv\n  buildit realise --check /bld/store/...-hello.drv"
+        visible_alias = "build",
+        after_help = "Examples:\n  buildit build examples/nginx-prod          (a container spec directory; also: buildit examples/nginx-prod)\n  buildit realise examples/packages.bld -A hello\n  buildit realise -E '(import <buildit>).pkgs.zlib'\n  buildit realise /bld/store/...-hello.drv\n  buildit realise -j 4 --keep-going --no-out-link A.drv B.drv\n  buildit realise --check /bld/store/...-hello.drv"
     )]
     Realise(buildit_cli::build_cmd::RealiseArgs),
     /// Print the build log of a derivation or of a path built from one
@@ -389,7 +390,15 @@ fn run_repl(a: ReplArgs) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // the seed's form `buildit DIR [--discover=…]`: a spec directory as the first argument
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(first) = args.get(1) {
+        let p = std::path::Path::new(first);
+        if !first.to_string_lossy().starts_with('-') && p.join("container.yaml").is_file() {
+            args.insert(1, "build".into());
+        }
+    }
+    let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
