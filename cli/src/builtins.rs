@@ -30,7 +30,9 @@ impl BuiltinBuilder for FetchUrl {
     }
 }
 
-struct UnpackDeb;
+struct UnpackDeb {
+    layout: StoreLayout,
+}
 
 impl BuiltinBuilder for UnpackDeb {
     fn build(
@@ -42,8 +44,19 @@ impl BuiltinBuilder for UnpackDeb {
         let out = outputs
             .get("out")
             .ok_or("unpack-deb has one output, `out`")?;
+        // the .deb inputs are named by their logical store paths; read them where they are
+        let mut env = req.env.clone();
+        if let Some(debs) = env.get("debs") {
+            let mut phys = Vec::new();
+            for d in debs.split_whitespace() {
+                let (p, rest) =
+                    StorePath::parse_prefix(d).map_err(|e| format!("unpack-deb: {e}"))?;
+                phys.push(format!("{}{rest}", self.layout.physical(&p).display()));
+            }
+            env.insert("debs".into(), phys.join(" "));
+        }
         let report =
-            buildit_builder::deb::builtin_unpack_deb(&req.env, out).map_err(|e| e.to_string())?;
+            buildit_builder::deb::builtin_unpack_deb(&env, out).map_err(|e| e.to_string())?;
         ctx.log(&format!("{report:?}"));
         Ok(())
     }
@@ -170,7 +183,7 @@ pub fn all(layout: &StoreLayout) -> Builtins {
     let mirrors = Mirrors::from_apt(Path::new("/etc/apt")).unwrap_or_default();
     let mut b: Builtins = BTreeMap::new();
     b.insert("fetchurl".into(), Arc::new(FetchUrl { mirrors }));
-    b.insert("unpack-deb".into(), Arc::new(UnpackDeb));
+    b.insert("unpack-deb".into(), Arc::new(UnpackDeb { layout: layout.clone() }));
     b.insert(
         "image".into(),
         Arc::new(Image {

@@ -5,6 +5,7 @@
 pub mod build_cmd;
 pub mod builtins;
 pub mod common;
+pub mod debian_cmd;
 pub mod instantiate;
 pub mod render;
 pub mod repl;

@@ -115,6 +115,8 @@ enum Command {
     Realise(buildit_cli::build_cmd::RealiseArgs),
     /// Print the build log of a derivation or of a path built from one
     Log(buildit_cli::build_cmd::LogArgs),
+    /// Debian packages as pinned inputs: `buildit debian lock PKG...` writes the lock
+    Debian(buildit_cli::debian_cmd::DebianArgs),
 }
 
 #[derive(Args)]
@@ -422,6 +424,9 @@ fn main() -> ExitCode {
         Command::Store(a) => buildit_cli::store_cmd::run(a),
         Command::Realise(a) => buildit_cli::build_cmd::run_realise(a),
         Command::Log(a) => buildit_cli::build_cmd::run_log(a),
+        Command::Debian(a) => buildit_cli::debian_cmd::run(&a, &mut |e| {
+            cli_error(e.code, &e.message, &e.help);
+        }),
     }));
     r.unwrap_or(ExitCode::from(2))
 }
