@@ -190,6 +190,9 @@ pub fn sandbox_env(req: &BuildRequest) -> BTreeMap<String, String> {
 pub struct Sandbox {
     layout: StoreLayout,
     bwrap: PathBuf,
+    /// Whether inputs are mounted by us before bwrap (see [`Premount`]); turned off after the
+    /// first failure to do so.
+    premount: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Find `bwrap` in `PATH`.
@@ -204,15 +207,22 @@ pub fn find_bwrap() -> Result<PathBuf, BuildError> {
 impl Sandbox {
     /// The sandbox for `layout`, with `bwrap` from `PATH` (error if it is not installed).
     pub fn new(layout: StoreLayout) -> Result<Sandbox, BuildError> {
-        Ok(Sandbox {
-            layout,
-            bwrap: find_bwrap()?,
-        })
+        Ok(Sandbox::with_bwrap(layout, find_bwrap()?))
     }
 
     /// The sandbox with an explicit `bwrap` binary.
     pub fn with_bwrap(layout: StoreLayout, bwrap: PathBuf) -> Sandbox {
-        Sandbox { layout, bwrap }
+        Sandbox {
+            layout,
+            bwrap,
+            premount: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        }
+    }
+
+    /// Let bwrap mount every input itself (one `--ro-bind` each) instead of [`Premount`].
+    pub fn without_premount(self) -> Sandbox {
+        self.premount.store(false, Ordering::Relaxed);
+        self
     }
 
     pub fn layout(&self) -> &StoreLayout {
@@ -221,6 +231,17 @@ impl Sandbox {
 
     /// The full bwrap command line for `req` in `dir` (without the program itself).
     pub fn bwrap_args(&self, req: &BuildRequest, dir: &BuildDir) -> Vec<OsString> {
+        self.bwrap_args_with(req, dir, false)
+    }
+
+    /// The bwrap command line; with `premounted`, the inputs are already bind-mounted
+    /// read-only in the scratch store directory (see [`Premount`]) and bwrap binds it once.
+    fn bwrap_args_with(
+        &self,
+        req: &BuildRequest,
+        dir: &BuildDir,
+        premounted: bool,
+    ) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::with_capacity(64 + 3 * req.input_closure.len());
         let mut push = |xs: &[&std::ffi::OsStr]| a.extend(xs.iter().map(|x| x.to_os_string()));
         push(&["--unshare-all".as_ref(), "--unshare-user".as_ref()]);
@@ -250,8 +271,10 @@ impl Sandbox {
             .map(|p| (self.layout.physical(p), p.to_string()))
             .collect();
         mounts.sort_by(|x, y| x.1.cmp(&y.1));
-        for (phys, logical) in &mounts {
-            push(&["--ro-bind".as_ref(), phys.as_os_str(), logical.as_ref()]);
+        if !premounted {
+            for (phys, logical) in &mounts {
+                push(&["--ro-bind".as_ref(), phys.as_os_str(), logical.as_ref()]);
+            }
         }
         if let Some(sys) = &req.sysroot {
             let phys = self.layout.physical(sys);
@@ -409,23 +432,32 @@ impl Sandbox {
         let writer2 = writer
             .try_clone()
             .map_err(|e| BuildError::io("creating the log pipe", e))?;
+        let premount = if self.premount.load(Ordering::Relaxed) {
+            Premount::prepare(&self.layout, req, dir).ok()
+        } else {
+            None
+        };
         let mut cmd = Command::new(&self.bwrap);
-        cmd.args(self.bwrap_args(req, dir))
+        cmd.args(self.bwrap_args_with(req, dir, premount.is_some()))
             .env_clear()
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(writer)
             .stderr(writer2);
         // SAFETY: the closure runs in the forked child before exec and only makes
-        // async-signal-safe system calls (setsid, prctl, getrlimit, setrlimit, getppid).
+        // async-signal-safe system calls (setsid, prctl, getrlimit, setrlimit, and for the
+        // premount unshare, open/write/close, statfs and mount on data prepared before fork).
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 nix::unistd::setsid().map_err(std::io::Error::from)?;
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
                 setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(std::io::Error::from)?;
                 let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;
                 let lim = NOFILE_LIMIT.min(hard);
                 setrlimit(Resource::RLIMIT_NOFILE, lim, lim).map_err(std::io::Error::from)?;
+                if let Some(p) = &premount {
+                    p.apply()?;
+                }
                 Ok(())
             });
         }
@@ -436,6 +468,11 @@ impl Sandbox {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(BuildError::BwrapMissing)
+            }
+            Err(_) if self.premount.swap(false, Ordering::Relaxed) => {
+                // No mount namespace for us here (e.g. user namespaces disabled): let bwrap
+                // mount every input itself from now on.
+                return self.run(req, dir, sink);
             }
             Err(e) => return Err(BuildError::io("starting bwrap", e)),
         };
@@ -456,6 +493,136 @@ impl Sandbox {
             (None, None) => Some(FailReason::Exit(-1)),
         })
     }
+}
+
+/// The inputs mounted by us, not by bwrap: bubblewrap 0.8 re-reads the whole mount table after
+/// each bind, so a closure of k paths costs O(k²) there. Instead the child, before exec'ing
+/// bwrap, enters a new mount namespace (inside a new user namespace unless it is root),
+/// bind-mounts each input read-only onto its mount point in the scratch store directory (one
+/// `mount` each), and bwrap then binds the scratch directory with its submounts once. Symlink
+/// inputs are recreated as symlinks. Everything is prepared before fork: the child only makes
+/// system calls.
+struct Premount {
+    /// `(uid_map, gid_map)` contents when a user namespace is needed.
+    maps: Option<(Vec<u8>, Vec<u8>)>,
+    binds: Vec<(std::ffi::CString, std::ffi::CString)>,
+}
+
+impl Premount {
+    fn prepare(
+        layout: &StoreLayout,
+        req: &BuildRequest,
+        dir: &BuildDir,
+    ) -> std::io::Result<Premount> {
+        use std::os::unix::ffi::OsStrExt;
+        let cstr = |p: &Path| {
+            std::ffi::CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| std::io::Error::other("NUL in a path"))
+        };
+        let mut binds = Vec::with_capacity(req.input_closure.len());
+        for p in &req.input_closure {
+            let phys = layout.physical(p);
+            let stub = dir.staged(p);
+            let meta = std::fs::symlink_metadata(&phys)?;
+            if meta.file_type().is_symlink() {
+                std::os::unix::fs::symlink(std::fs::read_link(&phys)?, &stub)?;
+                continue;
+            }
+            if meta.is_dir() {
+                std::fs::create_dir(&stub)?;
+            } else {
+                std::fs::File::create(&stub)?;
+            }
+            binds.push((cstr(&phys)?, cstr(&stub)?));
+        }
+        let uid = nix::unistd::geteuid().as_raw();
+        let gid = nix::unistd::getegid().as_raw();
+        let maps = (uid != 0).then(|| {
+            (
+                format!("0 {uid} 1\n").into_bytes(),
+                format!("0 {gid} 1\n").into_bytes(),
+            )
+        });
+        Ok(Premount { maps, binds })
+    }
+
+    /// In the child, before exec: only system calls.
+    fn apply(&self) -> std::io::Result<()> {
+        use nix::mount::{mount, MsFlags};
+        use nix::sched::{unshare, CloneFlags};
+        let io = std::io::Error::from;
+        match &self.maps {
+            Some((uid_map, gid_map)) => {
+                unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).map_err(io)?;
+                write_proc(c"/proc/self/setgroups", b"deny")?;
+                write_proc(c"/proc/self/uid_map", uid_map)?;
+                write_proc(c"/proc/self/gid_map", gid_map)?;
+            }
+            None => unshare(CloneFlags::CLONE_NEWNS).map_err(io)?,
+        }
+        mount(
+            None::<&std::ffi::CStr>,
+            c"/",
+            None::<&std::ffi::CStr>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&std::ffi::CStr>,
+        )
+        .map_err(io)?;
+        for (src, dst) in &self.binds {
+            mount(
+                Some(src.as_c_str()),
+                dst.as_c_str(),
+                None::<&std::ffi::CStr>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&std::ffi::CStr>,
+            )
+            .map_err(io)?;
+            // Keep the flags the kernel locks in a user namespace (noexec, atime...).
+            // SAFETY: statvfs on a NUL-terminated path into a zeroed struct we own.
+            let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+            let kept = if unsafe { libc::statvfs(dst.as_ptr(), &mut st) } == 0 {
+                MsFlags::from_bits_truncate(st.f_flag as libc::c_ulong)
+                    & (MsFlags::MS_NOEXEC
+                        | MsFlags::MS_NOATIME
+                        | MsFlags::MS_NODIRATIME
+                        | MsFlags::MS_RELATIME)
+            } else {
+                MsFlags::empty()
+            };
+            mount(
+                None::<&std::ffi::CStr>,
+                dst.as_c_str(),
+                None::<&std::ffi::CStr>,
+                MsFlags::MS_BIND
+                    | MsFlags::MS_REMOUNT
+                    | MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV
+                    | kept,
+                None::<&std::ffi::CStr>,
+            )
+            .map_err(io)?;
+        }
+        Ok(())
+    }
+}
+
+/// `open` + `write` + `close` without allocating (for the child after fork).
+fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> std::io::Result<()> {
+    // SAFETY: plain system calls on a NUL-terminated path and a live buffer.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let n = libc::write(fd, data.as_ptr().cast(), data.len());
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if n < 0 || n as usize != data.len() {
+            return Err(err);
+        }
+    }
+    Ok(())
 }
 
 fn kill_tree(child: &Child) {
@@ -593,6 +760,10 @@ mod tests {
             .build(&req, &mut |l| lines.push(l.to_string()))
             .expect("build succeeds");
         assert_eq!(lines, vec!["building".to_string()]);
+        assert!(
+            f.sandbox.premount.load(Ordering::Relaxed),
+            "inputs were mounted before bwrap (no fallback)"
+        );
         let staged = &r.outputs["out"];
         assert_eq!(std::fs::read_to_string(staged).expect("out"), "hello\n");
         let log = crate::log::read_log(f.sandbox.layout(), &req.drv_path).expect("log");
@@ -685,6 +856,18 @@ mod tests {
         let kept = fl.kept.clone().expect("kept");
         assert!(kept.join("build").is_dir());
         assert!(fl.to_string().contains("build directory kept at"));
+    }
+
+    #[test]
+    fn per_path_binds_fallback_behaves_the_same() {
+        let mut f = fixture();
+        f.sandbox = f.sandbox.clone().without_premount();
+        let req = request(
+            &f,
+            "if touch $PATH/x 2>/dev/null; then echo writable; else echo ro; fi > $out",
+        );
+        let r = f.sandbox.build(&req, &mut |_| {}).expect("build");
+        assert_eq!(std::fs::read_to_string(&r.outputs["out"]).expect("out"), "ro\n");
     }
 
     #[test]
