@@ -19,7 +19,7 @@
 //! against the wall-clock and silence deadlines and the log-size limit, and kills bwrap's
 //! process group when one is exceeded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::fd::AsFd;
@@ -27,6 +27,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use buildit_store::{StoreLayout, StorePath, STORE_DIR};
@@ -52,38 +53,133 @@ nobody:x:65534:65534:nobody:/var/empty:/noshell\n";
 const GROUP: &str = "builder:x:100:\nnobody:x:65534:\n";
 const HOSTS: &str = "127.0.0.1 localhost\n::1 localhost\n";
 
+/// A scratch store directory (mounted at `/bld/store`) reused by one build after another, with
+/// the mount-point stubs of the inputs it holds: creating a stub costs a file-system
+/// operation per input and consecutive builds mostly share their inputs, so only the
+/// difference is created or removed. Anything else found in it (outputs of failed builds,
+/// files a builder wrote) is removed before reuse. Removed when the sandbox is dropped.
+#[derive(Debug)]
+struct ScratchStore {
+    dir: PathBuf,
+    stubs: HashSet<String>,
+    keep: bool,
+}
+
+impl Drop for ScratchStore {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = remove_tree(&self.dir);
+        }
+    }
+}
+
+type Pool = Arc<Mutex<Vec<ScratchStore>>>;
+
+impl ScratchStore {
+    /// Make the stubs exactly `inputs` (base name → physical path) and nothing else.
+    fn sync(&mut self, inputs: &[(String, PathBuf)]) -> std::io::Result<()> {
+        let wanted: HashSet<&str> = inputs.iter().map(|(b, _)| b.as_str()).collect();
+        let mut present = HashSet::new();
+        for e in std::fs::read_dir(&self.dir)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if self.stubs.contains(&name) && wanted.contains(name.as_str()) {
+                present.insert(name);
+            } else {
+                remove_tree(&e.path())?;
+            }
+        }
+        for (base, phys) in inputs {
+            if present.contains(base) {
+                continue;
+            }
+            let stub = self.dir.join(base);
+            let meta = std::fs::symlink_metadata(phys)?;
+            if meta.file_type().is_symlink() {
+                // Not a mount point, so a builder could replace it: never reused.
+                std::os::unix::fs::symlink(std::fs::read_link(phys)?, &stub)?;
+                continue;
+            } else if meta.is_dir() {
+                std::fs::create_dir(&stub)?;
+            } else {
+                std::fs::File::create(&stub)?;
+            }
+            present.insert(base.clone());
+        }
+        self.stubs = present;
+        Ok(())
+    }
+}
+
 /// A build's temporary directory; removed on drop unless kept.
 #[derive(Debug)]
 pub struct BuildDir {
     path: PathBuf,
     keep: bool,
+    scratch: Option<(ScratchStore, Pool)>,
 }
 
 static DIR_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-impl BuildDir {
-    /// A fresh, empty directory under `layout.tmp_dir()` with `build/`, `etc/` and `store/`.
-    pub fn create(layout: &StoreLayout, drv: &StorePath) -> std::io::Result<BuildDir> {
-        let tmp = layout.tmp_dir();
-        std::fs::create_dir_all(&tmp)?;
-        let base = drv.base_name();
-        loop {
-            let n = DIR_COUNTER.fetch_add(1, Ordering::Relaxed);
-            // `<pid>-...`: the store's GC removes entries of processes that are gone.
-            let path = tmp.join(format!("{}-b{n}-{base}", std::process::id()));
-            match std::fs::create_dir(&path) {
-                Ok(()) => {
-                    let dir = BuildDir { path, keep: false };
-                    std::fs::create_dir(dir.build_top())?;
-                    std::fs::create_dir(dir.store_dir())?;
-                    return Ok(dir);
-                }
-                // Left over by an earlier process with the same pid (killed): use another name.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
-            }
+fn fresh_dir(layout: &StoreLayout, kind: &str, base: &str) -> std::io::Result<PathBuf> {
+    let tmp = layout.tmp_dir();
+    std::fs::create_dir_all(&tmp)?;
+    loop {
+        let n = DIR_COUNTER.fetch_add(1, Ordering::Relaxed);
+        // `<pid>-...`: the store's GC removes entries of processes that are gone.
+        let path = tmp.join(format!("{}-{kind}{n}-{base}", std::process::id()));
+        match std::fs::create_dir(&path) {
+            Ok(()) => return Ok(path),
+            // Left over by an earlier process with the same pid (killed): use another name.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
         }
     }
+}
+
+impl BuildDir {
+    /// A fresh, empty directory under `layout.tmp_dir()` with `build/` and `store/`.
+    pub fn create(layout: &StoreLayout, drv: &StorePath) -> std::io::Result<BuildDir> {
+        let path = fresh_dir(layout, "b", &drv.base_name())?;
+        let dir = BuildDir {
+            path,
+            keep: false,
+            scratch: None,
+        };
+        std::fs::create_dir(dir.build_top())?;
+        std::fs::create_dir(dir.store_dir())?;
+        Ok(dir)
+    }
+
+    /// A fresh directory with `build/`, and a scratch store from `pool` holding exactly the
+    /// mount-point stubs of `inputs`.
+    fn create_pooled(
+        layout: &StoreLayout,
+        drv: &StorePath,
+        pool: &Pool,
+        inputs: &[(String, PathBuf)],
+    ) -> std::io::Result<BuildDir> {
+        let path = fresh_dir(layout, "b", &drv.base_name())?;
+        let mut dir = BuildDir {
+            path,
+            keep: false,
+            scratch: None,
+        };
+        std::fs::create_dir(dir.build_top())?;
+        let reused = pool.lock().ok().and_then(|mut p| p.pop());
+        let mut scratch = match reused {
+            Some(s) => s,
+            None => ScratchStore {
+                dir: fresh_dir(layout, "s", "store")?,
+                stubs: HashSet::new(),
+                keep: false,
+            },
+        };
+        scratch.sync(inputs)?;
+        dir.scratch = Some((scratch, pool.clone()));
+        Ok(dir)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -93,7 +189,10 @@ impl BuildDir {
     }
     /// Mounted at `/bld/store`.
     pub fn store_dir(&self) -> PathBuf {
-        self.path.join("store")
+        match &self.scratch {
+            Some((s, _)) => s.dir.clone(),
+            None => self.path.join("store"),
+        }
     }
     /// Where output `p` is created (host path).
     pub fn staged(&self, p: &StorePath) -> PathBuf {
@@ -102,6 +201,9 @@ impl BuildDir {
     /// Keep the directory (it is not removed on drop); returns its path.
     pub fn keep(&mut self) -> PathBuf {
         self.keep = true;
+        if let Some((s, _)) = self.scratch.as_mut() {
+            s.keep = true;
+        }
         self.path.clone()
     }
 }
@@ -110,12 +212,22 @@ impl Drop for BuildDir {
     fn drop(&mut self) {
         if !self.keep {
             let _ = remove_tree(&self.path);
+            if let Some((s, pool)) = self.scratch.take() {
+                if let Ok(mut p) = pool.lock() {
+                    p.push(s);
+                }
+            }
         }
     }
 }
 
 /// Remove a tree even when the build made parts of it read-only.
 pub fn remove_tree(p: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Ok(m) if !m.is_dir() => return std::fs::remove_file(p),
+        _ => {}
+    }
     match std::fs::remove_dir_all(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -193,6 +305,8 @@ pub struct Sandbox {
     /// Whether inputs are mounted by us before bwrap (see [`Premount`]); turned off after the
     /// first failure to do so.
     premount: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Scratch store directories for reuse (see [`ScratchStore`]).
+    pool: Pool,
 }
 
 /// Find `bwrap` in `PATH`.
@@ -216,6 +330,7 @@ impl Sandbox {
             layout,
             bwrap,
             premount: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            pool: Pool::default(),
         }
     }
 
@@ -273,7 +388,11 @@ impl Sandbox {
         mounts.sort_by(|x, y| x.1.cmp(&y.1));
         if !premounted {
             for (phys, logical) in &mounts {
-                push(&["--ro-bind".as_ref(), phys.as_os_str(), logical.as_ref()]);
+                let link =
+                    std::fs::symlink_metadata(phys).is_ok_and(|m| m.file_type().is_symlink());
+                if !link {
+                    push(&["--ro-bind".as_ref(), phys.as_os_str(), logical.as_ref()]);
+                }
             }
         }
         if let Some(sys) = &req.sysroot {
@@ -369,7 +488,12 @@ impl Sandbox {
         on_line: &mut dyn FnMut(&str),
     ) -> Result<SandboxOutcome, BuildError> {
         let start = Instant::now();
-        let mut dir = BuildDir::create(&self.layout, &req.drv_path)
+        let inputs: Vec<(String, PathBuf)> = req
+            .input_closure
+            .iter()
+            .map(|p| (p.base_name(), self.layout.physical(p)))
+            .collect();
+        let mut dir = BuildDir::create_pooled(&self.layout, &req.drv_path, &self.pool, &inputs)
             .map_err(|e| BuildError::io("creating the build directory", e))?;
         self.write_etc(req, &dir)
             .map_err(|e| BuildError::io("writing the sandbox's /etc", e))?;
@@ -521,19 +645,12 @@ impl Premount {
         };
         let mut binds = Vec::with_capacity(req.input_closure.len());
         for p in &req.input_closure {
+            // The stubs exist (ScratchStore::sync); symlink inputs are symlinks there already.
             let phys = layout.physical(p);
-            let stub = dir.staged(p);
-            let meta = std::fs::symlink_metadata(&phys)?;
-            if meta.file_type().is_symlink() {
-                std::os::unix::fs::symlink(std::fs::read_link(&phys)?, &stub)?;
+            if std::fs::symlink_metadata(&phys)?.file_type().is_symlink() {
                 continue;
             }
-            if meta.is_dir() {
-                std::fs::create_dir(&stub)?;
-            } else {
-                std::fs::File::create(&stub)?;
-            }
-            binds.push((cstr(&phys)?, cstr(&stub)?));
+            binds.push((cstr(&phys)?, cstr(&dir.staged(p))?));
         }
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
@@ -843,9 +960,14 @@ mod tests {
         let left: Vec<_> = std::fs::read_dir(&tmp)
             .expect("tmp")
             .flatten()
-            .filter(|e| !e.file_name().to_string_lossy().starts_with("sandbox-etc"))
+            .filter(|e| e.file_name().to_string_lossy().contains("-b"))
             .collect();
         assert!(left.is_empty(), "build directories left: {left:?}");
+        // The scratch store went back to the pool; the failed output is removed on reuse.
+        let pool = f.sandbox.pool.lock().expect("pool");
+        assert_eq!(pool.len(), 1);
+        assert!(pool[0].dir.join(req.outputs["out"].base_name()).exists());
+        drop(pool);
         assert!(fl.to_string().contains("full log: "));
 
         req.keep_failed = true;
@@ -867,7 +989,42 @@ mod tests {
             "if touch $PATH/x 2>/dev/null; then echo writable; else echo ro; fi > $out",
         );
         let r = f.sandbox.build(&req, &mut |_| {}).expect("build");
-        assert_eq!(std::fs::read_to_string(&r.outputs["out"]).expect("out"), "ro\n");
+        assert_eq!(
+            std::fs::read_to_string(&r.outputs["out"]).expect("out"),
+            "ro\n"
+        );
+    }
+
+    #[test]
+    fn scratch_store_is_reused_with_exactly_the_inputs() {
+        let f = fixture();
+        let other = StorePath::from_fingerprint("test:other", "other").expect("valid");
+        std::fs::write(f.sandbox.layout().physical(&other), "x").expect("write");
+        let mut req = request(&f, "echo junk > /bld/store/junk; ls /bld/store > $out");
+        req.input_closure.push(other.clone());
+        let r = f.sandbox.build(&req, &mut |_| {}).expect("build");
+        let listed = std::fs::read_to_string(&r.outputs["out"]).expect("out");
+        assert!(listed.contains(&other.base_name()));
+        let scratch = r.dir.store_dir();
+        drop(r);
+        // Next build: `other` is not an input any more, and the junk is gone.
+        let req = request(&f, "ls /bld/store > $out");
+        let r = f.sandbox.build(&req, &mut |_| {}).expect("build");
+        assert_eq!(r.dir.store_dir(), scratch, "the scratch store was reused");
+        let listed = std::fs::read_to_string(&r.outputs["out"]).expect("out");
+        assert_eq!(
+            listed,
+            format!(
+                "{}\n{}\n",
+                f.busybox.base_name(),
+                req.outputs["out"].base_name()
+            )
+            .lines()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+        );
     }
 
     #[test]
