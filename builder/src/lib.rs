@@ -1,11 +1,14 @@
-//! `buildit-builder`: turns derivations into store paths. A build is described by a plain-data
-//! [`BuildRequest`] (never a language value); the bubblewrap backend ([`sandbox`]) runs it under
-//! the sandbox contract of `docs/builder.md`; the scheduler ([`schedule`]) loads the derivation
-//! graph, orders builds topologically, runs them in parallel and registers their outputs.
-//! Derivations whose builder is `builtin:NAME` (fetchers) are dispatched to in-process builtins
-//! supplied by the caller instead of the sandbox.
+//! `buildit-builder`: turns derivations into store paths.
+//!
+//! A build is described by a plain-data [`BuildRequest`] (never a language value); the
+//! bubblewrap backend ([`sandbox`]) runs it under the sandbox contract of `docs/builder.md`; the
+//! scheduler ([`schedule`]) loads the derivation graph, orders builds topologically, runs them in
+//! parallel and registers their outputs. The in-process builders of fixed-output and unpacking
+//! derivations live in [`fetch`] (`builtin:fetchurl`) and [`deb`] (`builtin:unpack-deb`).
 
+pub mod deb;
 pub mod error;
+pub mod fetch;
 pub mod log;
 pub mod request;
 pub mod sandbox;

@@ -26,9 +26,25 @@ use crate::store_cmd::{fail, open_store, store_error};
 /// `buildit realise DRV...`
 #[derive(Args, Debug)]
 pub struct RealiseArgs {
-    /// `.drv` store paths (or links to them); `DRV!out,dev` selects outputs
-    #[arg(required = true, value_name = "DRV")]
+    /// What to build: .bld files (evaluated; `-A` selects), `.drv` store paths (or links to
+    /// them; `DRV!out,dev` selects outputs)
+    #[arg(value_name = "FILE|DRV")]
     pub drvs: Vec<String>,
+    /// Build this expression
+    #[arg(short = 'E', long = "expr", value_name = "EXPR")]
+    pub expr: Option<String>,
+    /// Select an attribute path of the evaluated file (`-A hello`)
+    #[arg(short = 'A', long = "attr", value_name = "PATH")]
+    pub attr: Option<String>,
+    /// Do not type-check before evaluating
+    #[arg(long)]
+    pub no_typecheck: bool,
+    /// Show the whole evaluation trace of an error
+    #[arg(long)]
+    pub show_trace: bool,
+    /// Binary repositories to look in first, the seed's form: `--discover=URL[,push=True]`
+    #[arg(long, value_name = "URL[,push=True]")]
+    pub discover: Option<String>,
     /// Builds at once (default: the number of cores)
     #[arg(short = 'j', long = "max-jobs", value_name = "N")]
     pub jobs: Option<usize>,
@@ -154,6 +170,144 @@ pub fn build_error(e: BuildError) -> Report {
 }
 
 /// Parse `DRV[!out,dev]` into a target.
+/// Whether a command-line argument names a source to evaluate (a `.bld`/`.nix` file or a
+/// directory with a default file) rather than a store path.
+fn is_source(arg: &str) -> bool {
+    let p = Path::new(arg);
+    !arg.starts_with(buildit_store::STORE_DIR)
+        && !p.is_symlink()
+        && (arg.ends_with(".bld")
+            || arg.ends_with(".nix")
+            || p.join("default.bld").is_file()
+            || p.join("default.nix").is_file())
+}
+
+/// A container spec directory: compile the YAML (fetching URL patches without a recorded hash
+/// once and writing their hashes to `buildit.lock`), type-check and evaluate exactly the
+/// compiled text, and print the seed's kind of transcript on stderr.
+fn container_targets(store: &Store, dir: &Path, a: &RealiseArgs) -> Result<Vec<Target>, ExitCode> {
+    let mut compiled = crate::yaml_cmd::compile(dir)?;
+    if !compiled.missing_hashes.is_empty() {
+        let mut lock = buildit_stdlib::yaml::read_lock(&compiled.dir);
+        for (url, _) in &compiled.missing_hashes {
+            eprintln!("Fetching patch {url} (no hash in buildit.lock yet)...");
+            match fetch_sha256(url) {
+                Ok(h) => {
+                    lock.insert(url.clone(), h);
+                }
+                Err(e) => {
+                    return Err(crate::common::cli_error(
+                        "buildit::yaml::patch-fetch",
+                        &format!("cannot fetch patch {url}: {e}"),
+                        "check the URL (and the network); or download the patch next to pkg.yaml and name the file instead",
+                    ))
+                }
+            }
+        }
+        if let Err(e) = buildit_stdlib::yaml::write_lock(&compiled.dir, &lock) {
+            return Err(crate::common::cli_error("buildit::yaml::lock-write", &format!("cannot write buildit.lock: {e}"), "check the directory's permissions"));
+        }
+        compiled = crate::yaml_cmd::compile(dir)?;
+    }
+    let vars: std::collections::BTreeMap<String, String> =
+        compiled.spec.vars.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect();
+    let get = |k: &str, d: &str| vars.get(k).cloned().unwrap_or_else(|| d.to_string());
+    let who = vars.get("author").map(|a| format!("{a}/")).unwrap_or_default();
+    eprintln!("Building {who}{}-{}", get("name", "image"), get("version", "latest"));
+    for p in &compiled.spec.packages {
+        let what = match p {
+            buildit_stdlib::yaml::spec::PackageRef::Embedded(path) => format!("package from '{}'", path.value),
+            buildit_stdlib::yaml::spec::PackageRef::Set(atom) => format!("package {}", atom.value),
+            buildit_stdlib::yaml::spec::PackageRef::Debian { name, .. } => format!("Debian package {}", name.value),
+        };
+        eprintln!("Processing {what} for {}/{}.", get("os", "linux"), get("arch", "amd64"));
+    }
+    let st = crate::common::style(a.show_trace);
+    let name = format!("{} (compiled)", compiled.dir.join("container.yaml").display());
+    if !a.no_typecheck {
+        let (sources, _, diags, _) = crate::common::typecheck_source(&name, &compiled.text);
+        if !diags.is_empty() {
+            eprint!("{}", crate::render::diagnostics(&sources, &diags, st));
+            eprintln!("(this is the program `buildit compile {}` prints)", dir.display());
+            return Err(ExitCode::from(1));
+        }
+    }
+    let io = buildit_stdlib::StoreIo::new(crate::common::fs_io(false), store.layout().clone());
+    let mut ev = std::mem::ManuallyDrop::new(buildit_eval::Evaluator::new(Box::new(io)));
+    let value = match ev.compile(&name, &compiled.text, &compiled.dir.display().to_string()) {
+        Ok(ir) => ev.eval_root(&ir),
+        Err(diags) => {
+            eprint!("{}", crate::render::diagnostics(&ev.sources, &diags, st));
+            return Err(ExitCode::from(1));
+        }
+    };
+    let found = value.and_then(|v| crate::instantiate::find_derivations(&mut ev, &v));
+    let found = match found {
+        Ok(f) => f,
+        Err(e) => {
+            eprint!("{}", crate::render::eval_error(&ev.sources, &e, st));
+            return Err(ExitCode::from(1));
+        }
+    };
+    let mut out = Vec::new();
+    for f in found {
+        let drv = buildit_store::StorePath::parse(&f.drv_path)
+            .map_err(|e| crate::common::cli_error("buildit::build::bad-drv", &e.to_string(), "this is a bug"))?;
+        eprintln!("HASH: {}", drv.hash_part());
+        out.push(Target { drv, outputs: Some(std::iter::once(f.output).collect()) });
+    }
+    Ok(out)
+}
+
+/// Download `url` once and return its sha256 (hex), for `buildit.lock`.
+fn fetch_sha256(url: &str) -> Result<String, String> {
+    use sha2::Digest;
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let dest = tmp.path().join("patch");
+    let mirrors = buildit_builder::fetch::Mirrors::from_apt(Path::new("/etc/apt")).unwrap_or_default();
+    let req = buildit_builder::fetch::FetchRequest::new(vec![url.to_string()], &mirrors);
+    buildit_builder::fetch::fetch_url(&req, &dest, &mut |_| {}).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(&dest).map_err(|e| e.to_string())?;
+    Ok(hex::encode(sha2::Sha256::digest(&bytes)))
+}
+
+/// Evaluate a file or expression and return the derivations it denotes as build targets
+/// (each with the output the value selects).
+fn evaluate_targets(
+    store: &Store,
+    file: Option<&str>,
+    expr: Option<&str>,
+    a: &RealiseArgs,
+) -> Result<Vec<Target>, ExitCode> {
+    let st = crate::common::style(a.show_trace);
+    let io = buildit_stdlib::StoreIo::new(crate::common::fs_io(false), store.layout().clone());
+    let mut ev = std::mem::ManuallyDrop::new(buildit_eval::Evaluator::new(Box::new(io)));
+    let t = crate::common::Target {
+        file,
+        expr,
+        attr: a.attr.as_deref(),
+        typecheck: !a.no_typecheck,
+    };
+    let found = crate::instantiate::instantiate_target(&mut ev, &t, st)?;
+    let mut out = Vec::new();
+    for f in found {
+        match buildit_store::StorePath::parse(&f.drv_path) {
+            Ok(drv) => out.push(Target {
+                drv,
+                outputs: Some(std::iter::once(f.output).collect()),
+            }),
+            Err(e) => {
+                return Err(crate::common::cli_error(
+                    "buildit::build::bad-drv",
+                    &e.to_string(),
+                    "this is a bug",
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn parse_target(store: &Store, arg: &str) -> miette::Result<Target> {
     let (path, outs) = match arg.rsplit_once('!') {
         Some((p, o)) => (p, Some(o)),
@@ -222,10 +376,49 @@ pub fn run_realise(a: RealiseArgs) -> ExitCode {
         Err(r) => return fail(r),
     };
     let mut targets = Vec::new();
+    if a.drvs.is_empty() && a.expr.is_none() {
+        return crate::common::cli_error(
+            "buildit::build::nothing",
+            "nothing to build",
+            "give a .bld FILE (with -A ATTR), -E EXPR, or .drv paths (see `buildit realise --help`)",
+        );
+    }
+    if let Some(d) = &a.discover {
+        let (url, rest) = d.split_once(',').unwrap_or((d.as_str(), ""));
+        let push = rest.split(',').any(|kv| kv.eq_ignore_ascii_case("push=true"));
+        return crate::common::cli_error(
+            "buildit::build::repositories-not-yet",
+            &format!(
+                "binary repositories are not available yet: cannot look in '{url}'{}",
+                if push { " or upload to it" } else { "" }
+            ),
+            "build without --discover for now: everything is built locally (sharing through repositories arrives in a later release)",
+        );
+    }
     for d in &a.drvs {
+        if Path::new(d).join("container.yaml").is_file() {
+            match container_targets(&store, Path::new(d), &a) {
+                Ok(t) => targets.extend(t),
+                Err(code) => return code,
+            }
+            continue;
+        }
+        if is_source(d) {
+            match evaluate_targets(&store, Some(d.as_str()), None, &a) {
+                Ok(t) => targets.extend(t),
+                Err(code) => return code,
+            }
+            continue;
+        }
         match parse_target(&store, d) {
             Ok(t) => targets.push(t),
             Err(r) => return fail(r),
+        }
+    }
+    if let Some(e) = &a.expr {
+        match evaluate_targets(&store, None, Some(e.as_str()), &a) {
+            Ok(t) => targets.extend(t),
+            Err(code) => return code,
         }
     }
     let mut schedule = ScheduleOptions::default();
@@ -259,7 +452,12 @@ pub fn run_realise(a: RealiseArgs) -> ExitCode {
         },
         progress,
     };
-    match realise_targets(&store, &targets, &opts, Builtins::new()) {
+    match realise_targets(
+        &store,
+        &targets,
+        &opts,
+        crate::builtins::all(store.layout()),
+    ) {
         Ok(paths) => {
             let mut out = std::io::stdout().lock();
             for p in paths {

@@ -3,6 +3,10 @@
 //! moves lines between the terminal and [`repl::Repl`]).
 
 pub mod build_cmd;
+pub mod builtins;
+pub mod common;
+pub mod instantiate;
 pub mod render;
 pub mod repl;
 pub mod store_cmd;
+pub mod yaml_cmd;

@@ -14,6 +14,7 @@
 
 mod cli;
 mod docs;
+mod drv;
 mod eval;
 mod nixlang;
 mod repl;
@@ -92,6 +93,7 @@ fn main() {
     trials.extend(cli::trials());
     trials.extend(docs::trials());
     trials.extend(typecheck::trials());
+    trials.extend(drv::trials());
     trials.extend(store::trials());
     trials.extend(sandbox::trials());
     libtest_mimic::run(&args, trials).exit();
