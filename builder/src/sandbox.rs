@@ -19,7 +19,7 @@
 //! against the wall-clock and silence deadlines and the log-size limit, and kills bwrap's
 //! process group when one is exceeded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::fd::AsFd;
@@ -27,6 +27,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use buildit_store::{StoreLayout, StorePath, STORE_DIR};
@@ -52,38 +53,133 @@ nobody:x:65534:65534:nobody:/var/empty:/noshell\n";
 const GROUP: &str = "builder:x:100:\nnobody:x:65534:\n";
 const HOSTS: &str = "127.0.0.1 localhost\n::1 localhost\n";
 
+/// A scratch store directory (mounted at `/bld/store`) reused by one build after another, with
+/// the mount-point stubs of the inputs it holds: creating a stub costs a file-system
+/// operation per input and consecutive builds mostly share their inputs, so only the
+/// difference is created or removed. Anything else found in it (outputs of failed builds,
+/// files a builder wrote) is removed before reuse. Removed when the sandbox is dropped.
+#[derive(Debug)]
+struct ScratchStore {
+    dir: PathBuf,
+    stubs: HashSet<String>,
+    keep: bool,
+}
+
+impl Drop for ScratchStore {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = remove_tree(&self.dir);
+        }
+    }
+}
+
+type Pool = Arc<Mutex<Vec<ScratchStore>>>;
+
+impl ScratchStore {
+    /// Make the stubs exactly `inputs` (base name → physical path) and nothing else.
+    fn sync(&mut self, inputs: &[(String, PathBuf)]) -> std::io::Result<()> {
+        let wanted: HashSet<&str> = inputs.iter().map(|(b, _)| b.as_str()).collect();
+        let mut present = HashSet::new();
+        for e in std::fs::read_dir(&self.dir)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if self.stubs.contains(&name) && wanted.contains(name.as_str()) {
+                present.insert(name);
+            } else {
+                remove_tree(&e.path())?;
+            }
+        }
+        for (base, phys) in inputs {
+            if present.contains(base) {
+                continue;
+            }
+            let stub = self.dir.join(base);
+            let meta = std::fs::symlink_metadata(phys)?;
+            if meta.file_type().is_symlink() {
+                // Not a mount point, so a builder could replace it: never reused.
+                std::os::unix::fs::symlink(std::fs::read_link(phys)?, &stub)?;
+                continue;
+            } else if meta.is_dir() {
+                std::fs::create_dir(&stub)?;
+            } else {
+                std::fs::File::create(&stub)?;
+            }
+            present.insert(base.clone());
+        }
+        self.stubs = present;
+        Ok(())
+    }
+}
+
 /// A build's temporary directory; removed on drop unless kept.
 #[derive(Debug)]
 pub struct BuildDir {
     path: PathBuf,
     keep: bool,
+    scratch: Option<(ScratchStore, Pool)>,
 }
 
 static DIR_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-impl BuildDir {
-    /// A fresh, empty directory under `layout.tmp_dir()` with `build/`, `etc/` and `store/`.
-    pub fn create(layout: &StoreLayout, drv: &StorePath) -> std::io::Result<BuildDir> {
-        let tmp = layout.tmp_dir();
-        std::fs::create_dir_all(&tmp)?;
-        let base = drv.base_name();
-        loop {
-            let n = DIR_COUNTER.fetch_add(1, Ordering::Relaxed);
-            // `<pid>-...`: the store's GC removes entries of processes that are gone.
-            let path = tmp.join(format!("{}-b{n}-{base}", std::process::id()));
-            match std::fs::create_dir(&path) {
-                Ok(()) => {
-                    let dir = BuildDir { path, keep: false };
-                    std::fs::create_dir(dir.build_top())?;
-                    std::fs::create_dir(dir.store_dir())?;
-                    return Ok(dir);
-                }
-                // Left over by an earlier process with the same pid (killed): use another name.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
-            }
+fn fresh_dir(layout: &StoreLayout, kind: &str, base: &str) -> std::io::Result<PathBuf> {
+    let tmp = layout.tmp_dir();
+    std::fs::create_dir_all(&tmp)?;
+    loop {
+        let n = DIR_COUNTER.fetch_add(1, Ordering::Relaxed);
+        // `<pid>-...`: the store's GC removes entries of processes that are gone.
+        let path = tmp.join(format!("{}-{kind}{n}-{base}", std::process::id()));
+        match std::fs::create_dir(&path) {
+            Ok(()) => return Ok(path),
+            // Left over by an earlier process with the same pid (killed): use another name.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
         }
     }
+}
+
+impl BuildDir {
+    /// A fresh, empty directory under `layout.tmp_dir()` with `build/` and `store/`.
+    pub fn create(layout: &StoreLayout, drv: &StorePath) -> std::io::Result<BuildDir> {
+        let path = fresh_dir(layout, "b", &drv.base_name())?;
+        let dir = BuildDir {
+            path,
+            keep: false,
+            scratch: None,
+        };
+        std::fs::create_dir(dir.build_top())?;
+        std::fs::create_dir(dir.store_dir())?;
+        Ok(dir)
+    }
+
+    /// A fresh directory with `build/`, and a scratch store from `pool` holding exactly the
+    /// mount-point stubs of `inputs`.
+    fn create_pooled(
+        layout: &StoreLayout,
+        drv: &StorePath,
+        pool: &Pool,
+        inputs: &[(String, PathBuf)],
+    ) -> std::io::Result<BuildDir> {
+        let path = fresh_dir(layout, "b", &drv.base_name())?;
+        let mut dir = BuildDir {
+            path,
+            keep: false,
+            scratch: None,
+        };
+        std::fs::create_dir(dir.build_top())?;
+        let reused = pool.lock().ok().and_then(|mut p| p.pop());
+        let mut scratch = match reused {
+            Some(s) => s,
+            None => ScratchStore {
+                dir: fresh_dir(layout, "s", "store")?,
+                stubs: HashSet::new(),
+                keep: false,
+            },
+        };
+        scratch.sync(inputs)?;
+        dir.scratch = Some((scratch, pool.clone()));
+        Ok(dir)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -93,7 +189,10 @@ impl BuildDir {
     }
     /// Mounted at `/bld/store`.
     pub fn store_dir(&self) -> PathBuf {
-        self.path.join("store")
+        match &self.scratch {
+            Some((s, _)) => s.dir.clone(),
+            None => self.path.join("store"),
+        }
     }
     /// Where output `p` is created (host path).
     pub fn staged(&self, p: &StorePath) -> PathBuf {
@@ -102,6 +201,9 @@ impl BuildDir {
     /// Keep the directory (it is not removed on drop); returns its path.
     pub fn keep(&mut self) -> PathBuf {
         self.keep = true;
+        if let Some((s, _)) = self.scratch.as_mut() {
+            s.keep = true;
+        }
         self.path.clone()
     }
 }
@@ -110,12 +212,22 @@ impl Drop for BuildDir {
     fn drop(&mut self) {
         if !self.keep {
             let _ = remove_tree(&self.path);
+            if let Some((s, pool)) = self.scratch.take() {
+                if let Ok(mut p) = pool.lock() {
+                    p.push(s);
+                }
+            }
         }
     }
 }
 
 /// Remove a tree even when the build made parts of it read-only.
 pub fn remove_tree(p: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Ok(m) if !m.is_dir() => return std::fs::remove_file(p),
+        _ => {}
+    }
     match std::fs::remove_dir_all(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -190,6 +302,11 @@ pub fn sandbox_env(req: &BuildRequest) -> BTreeMap<String, String> {
 pub struct Sandbox {
     layout: StoreLayout,
     bwrap: PathBuf,
+    /// Whether inputs are mounted by us before bwrap (see [`Premount`]); turned off after the
+    /// first failure to do so.
+    premount: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Scratch store directories for reuse (see [`ScratchStore`]).
+    pool: Pool,
 }
 
 /// Find `bwrap` in `PATH`.
@@ -204,15 +321,23 @@ pub fn find_bwrap() -> Result<PathBuf, BuildError> {
 impl Sandbox {
     /// The sandbox for `layout`, with `bwrap` from `PATH` (error if it is not installed).
     pub fn new(layout: StoreLayout) -> Result<Sandbox, BuildError> {
-        Ok(Sandbox {
-            layout,
-            bwrap: find_bwrap()?,
-        })
+        Ok(Sandbox::with_bwrap(layout, find_bwrap()?))
     }
 
     /// The sandbox with an explicit `bwrap` binary.
     pub fn with_bwrap(layout: StoreLayout, bwrap: PathBuf) -> Sandbox {
-        Sandbox { layout, bwrap }
+        Sandbox {
+            layout,
+            bwrap,
+            premount: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            pool: Pool::default(),
+        }
+    }
+
+    /// Let bwrap mount every input itself (one `--ro-bind` each) instead of [`Premount`].
+    pub fn without_premount(self) -> Sandbox {
+        self.premount.store(false, Ordering::Relaxed);
+        self
     }
 
     pub fn layout(&self) -> &StoreLayout {
@@ -221,6 +346,17 @@ impl Sandbox {
 
     /// The full bwrap command line for `req` in `dir` (without the program itself).
     pub fn bwrap_args(&self, req: &BuildRequest, dir: &BuildDir) -> Vec<OsString> {
+        self.bwrap_args_with(req, dir, false)
+    }
+
+    /// The bwrap command line; with `premounted`, the inputs are already bind-mounted
+    /// read-only in the scratch store directory (see [`Premount`]) and bwrap binds it once.
+    fn bwrap_args_with(
+        &self,
+        req: &BuildRequest,
+        dir: &BuildDir,
+        premounted: bool,
+    ) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::with_capacity(64 + 3 * req.input_closure.len());
         let mut push = |xs: &[&std::ffi::OsStr]| a.extend(xs.iter().map(|x| x.to_os_string()));
         push(&["--unshare-all".as_ref(), "--unshare-user".as_ref()]);
@@ -250,8 +386,14 @@ impl Sandbox {
             .map(|p| (self.layout.physical(p), p.to_string()))
             .collect();
         mounts.sort_by(|x, y| x.1.cmp(&y.1));
-        for (phys, logical) in &mounts {
-            push(&["--ro-bind".as_ref(), phys.as_os_str(), logical.as_ref()]);
+        if !premounted {
+            for (phys, logical) in &mounts {
+                let link =
+                    std::fs::symlink_metadata(phys).is_ok_and(|m| m.file_type().is_symlink());
+                if !link {
+                    push(&["--ro-bind".as_ref(), phys.as_os_str(), logical.as_ref()]);
+                }
+            }
         }
         if let Some(sys) = &req.sysroot {
             let phys = self.layout.physical(sys);
@@ -346,7 +488,12 @@ impl Sandbox {
         on_line: &mut dyn FnMut(&str),
     ) -> Result<SandboxOutcome, BuildError> {
         let start = Instant::now();
-        let mut dir = BuildDir::create(&self.layout, &req.drv_path)
+        let inputs: Vec<(String, PathBuf)> = req
+            .input_closure
+            .iter()
+            .map(|p| (p.base_name(), self.layout.physical(p)))
+            .collect();
+        let mut dir = BuildDir::create_pooled(&self.layout, &req.drv_path, &self.pool, &inputs)
             .map_err(|e| BuildError::io("creating the build directory", e))?;
         self.write_etc(req, &dir)
             .map_err(|e| BuildError::io("writing the sandbox's /etc", e))?;
@@ -409,23 +556,32 @@ impl Sandbox {
         let writer2 = writer
             .try_clone()
             .map_err(|e| BuildError::io("creating the log pipe", e))?;
+        let premount = if self.premount.load(Ordering::Relaxed) {
+            Premount::prepare(&self.layout, req, dir).ok()
+        } else {
+            None
+        };
         let mut cmd = Command::new(&self.bwrap);
-        cmd.args(self.bwrap_args(req, dir))
+        cmd.args(self.bwrap_args_with(req, dir, premount.is_some()))
             .env_clear()
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(writer)
             .stderr(writer2);
         // SAFETY: the closure runs in the forked child before exec and only makes
-        // async-signal-safe system calls (setsid, prctl, getrlimit, setrlimit, getppid).
+        // async-signal-safe system calls (setsid, prctl, getrlimit, setrlimit, and for the
+        // premount unshare, open/write/close, statfs and mount on data prepared before fork).
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 nix::unistd::setsid().map_err(std::io::Error::from)?;
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
                 setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(std::io::Error::from)?;
                 let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;
                 let lim = NOFILE_LIMIT.min(hard);
                 setrlimit(Resource::RLIMIT_NOFILE, lim, lim).map_err(std::io::Error::from)?;
+                if let Some(p) = &premount {
+                    p.apply()?;
+                }
                 Ok(())
             });
         }
@@ -436,6 +592,11 @@ impl Sandbox {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(BuildError::BwrapMissing)
+            }
+            Err(_) if self.premount.swap(false, Ordering::Relaxed) => {
+                // No mount namespace for us here (e.g. user namespaces disabled): let bwrap
+                // mount every input itself from now on.
+                return self.run(req, dir, sink);
             }
             Err(e) => return Err(BuildError::io("starting bwrap", e)),
         };
@@ -456,6 +617,129 @@ impl Sandbox {
             (None, None) => Some(FailReason::Exit(-1)),
         })
     }
+}
+
+/// The inputs mounted by us, not by bwrap: bubblewrap 0.8 re-reads the whole mount table after
+/// each bind, so a closure of k paths costs O(k²) there. Instead the child, before exec'ing
+/// bwrap, enters a new mount namespace (inside a new user namespace unless it is root),
+/// bind-mounts each input read-only onto its mount point in the scratch store directory (one
+/// `mount` each), and bwrap then binds the scratch directory with its submounts once. Symlink
+/// inputs are recreated as symlinks. Everything is prepared before fork: the child only makes
+/// system calls.
+struct Premount {
+    /// `(uid_map, gid_map)` contents when a user namespace is needed.
+    maps: Option<(Vec<u8>, Vec<u8>)>,
+    binds: Vec<(std::ffi::CString, std::ffi::CString)>,
+}
+
+impl Premount {
+    fn prepare(
+        layout: &StoreLayout,
+        req: &BuildRequest,
+        dir: &BuildDir,
+    ) -> std::io::Result<Premount> {
+        use std::os::unix::ffi::OsStrExt;
+        let cstr = |p: &Path| {
+            std::ffi::CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| std::io::Error::other("NUL in a path"))
+        };
+        let mut binds = Vec::with_capacity(req.input_closure.len());
+        for p in &req.input_closure {
+            // The stubs exist (ScratchStore::sync); symlink inputs are symlinks there already.
+            let phys = layout.physical(p);
+            if std::fs::symlink_metadata(&phys)?.file_type().is_symlink() {
+                continue;
+            }
+            binds.push((cstr(&phys)?, cstr(&dir.staged(p))?));
+        }
+        let uid = nix::unistd::geteuid().as_raw();
+        let gid = nix::unistd::getegid().as_raw();
+        let maps = (uid != 0).then(|| {
+            (
+                format!("0 {uid} 1\n").into_bytes(),
+                format!("0 {gid} 1\n").into_bytes(),
+            )
+        });
+        Ok(Premount { maps, binds })
+    }
+
+    /// In the child, before exec: only system calls.
+    fn apply(&self) -> std::io::Result<()> {
+        use nix::mount::{mount, MsFlags};
+        use nix::sched::{unshare, CloneFlags};
+        let io = std::io::Error::from;
+        match &self.maps {
+            Some((uid_map, gid_map)) => {
+                unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).map_err(io)?;
+                write_proc(c"/proc/self/setgroups", b"deny")?;
+                write_proc(c"/proc/self/uid_map", uid_map)?;
+                write_proc(c"/proc/self/gid_map", gid_map)?;
+            }
+            None => unshare(CloneFlags::CLONE_NEWNS).map_err(io)?,
+        }
+        mount(
+            None::<&std::ffi::CStr>,
+            c"/",
+            None::<&std::ffi::CStr>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&std::ffi::CStr>,
+        )
+        .map_err(io)?;
+        for (src, dst) in &self.binds {
+            mount(
+                Some(src.as_c_str()),
+                dst.as_c_str(),
+                None::<&std::ffi::CStr>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&std::ffi::CStr>,
+            )
+            .map_err(io)?;
+            // Keep the flags the kernel locks in a user namespace (noexec, atime...).
+            // SAFETY: statvfs on a NUL-terminated path into a zeroed struct we own.
+            let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+            let kept = if unsafe { libc::statvfs(dst.as_ptr(), &mut st) } == 0 {
+                MsFlags::from_bits_truncate(st.f_flag as libc::c_ulong)
+                    & (MsFlags::MS_NOEXEC
+                        | MsFlags::MS_NOATIME
+                        | MsFlags::MS_NODIRATIME
+                        | MsFlags::MS_RELATIME)
+            } else {
+                MsFlags::empty()
+            };
+            mount(
+                None::<&std::ffi::CStr>,
+                dst.as_c_str(),
+                None::<&std::ffi::CStr>,
+                MsFlags::MS_BIND
+                    | MsFlags::MS_REMOUNT
+                    | MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV
+                    | kept,
+                None::<&std::ffi::CStr>,
+            )
+            .map_err(io)?;
+        }
+        Ok(())
+    }
+}
+
+/// `open` + `write` + `close` without allocating (for the child after fork).
+fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> std::io::Result<()> {
+    // SAFETY: plain system calls on a NUL-terminated path and a live buffer.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let n = libc::write(fd, data.as_ptr().cast(), data.len());
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if n < 0 || n as usize != data.len() {
+            return Err(err);
+        }
+    }
+    Ok(())
 }
 
 fn kill_tree(child: &Child) {
@@ -593,6 +877,10 @@ mod tests {
             .build(&req, &mut |l| lines.push(l.to_string()))
             .expect("build succeeds");
         assert_eq!(lines, vec!["building".to_string()]);
+        assert!(
+            f.sandbox.premount.load(Ordering::Relaxed),
+            "inputs were mounted before bwrap (no fallback)"
+        );
         let staged = &r.outputs["out"];
         assert_eq!(std::fs::read_to_string(staged).expect("out"), "hello\n");
         let log = crate::log::read_log(f.sandbox.layout(), &req.drv_path).expect("log");
@@ -672,9 +960,14 @@ mod tests {
         let left: Vec<_> = std::fs::read_dir(&tmp)
             .expect("tmp")
             .flatten()
-            .filter(|e| !e.file_name().to_string_lossy().starts_with("sandbox-etc"))
+            .filter(|e| e.file_name().to_string_lossy().contains("-b"))
             .collect();
         assert!(left.is_empty(), "build directories left: {left:?}");
+        // The scratch store went back to the pool; the failed output is removed on reuse.
+        let pool = f.sandbox.pool.lock().expect("pool");
+        assert_eq!(pool.len(), 1);
+        assert!(pool[0].dir.join(req.outputs["out"].base_name()).exists());
+        drop(pool);
         assert!(fl.to_string().contains("full log: "));
 
         req.keep_failed = true;
@@ -685,6 +978,53 @@ mod tests {
         let kept = fl.kept.clone().expect("kept");
         assert!(kept.join("build").is_dir());
         assert!(fl.to_string().contains("build directory kept at"));
+    }
+
+    #[test]
+    fn per_path_binds_fallback_behaves_the_same() {
+        let mut f = fixture();
+        f.sandbox = f.sandbox.clone().without_premount();
+        let req = request(
+            &f,
+            "if touch $PATH/x 2>/dev/null; then echo writable; else echo ro; fi > $out",
+        );
+        let r = f.sandbox.build(&req, &mut |_| {}).expect("build");
+        assert_eq!(
+            std::fs::read_to_string(&r.outputs["out"]).expect("out"),
+            "ro\n"
+        );
+    }
+
+    #[test]
+    fn scratch_store_is_reused_with_exactly_the_inputs() {
+        let f = fixture();
+        let other = StorePath::from_fingerprint("test:other", "other").expect("valid");
+        std::fs::write(f.sandbox.layout().physical(&other), "x").expect("write");
+        let mut req = request(&f, "echo junk > /bld/store/junk; ls /bld/store > $out");
+        req.input_closure.push(other.clone());
+        let r = f.sandbox.build(&req, &mut |_| {}).expect("build");
+        let listed = std::fs::read_to_string(&r.outputs["out"]).expect("out");
+        assert!(listed.contains(&other.base_name()));
+        let scratch = r.dir.store_dir();
+        drop(r);
+        // Next build: `other` is not an input any more, and the junk is gone.
+        let req = request(&f, "ls /bld/store > $out");
+        let r = f.sandbox.build(&req, &mut |_| {}).expect("build");
+        assert_eq!(r.dir.store_dir(), scratch, "the scratch store was reused");
+        let listed = std::fs::read_to_string(&r.outputs["out"]).expect("out");
+        assert_eq!(
+            listed,
+            format!(
+                "{}\n{}\n",
+                f.busybox.base_name(),
+                req.outputs["out"].base_name()
+            )
+            .lines()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+        );
     }
 
     #[test]

@@ -436,6 +436,10 @@ impl<'a> Scheduler<'a> {
         let mut stop = false;
         let (tx, rx) = mpsc::channel::<Msg>();
         std::thread::scope(|scope| -> Result<(), BuildError> {
+            // Build directories are removed off the scheduling thread (directory removal is
+            // slow on some disks); the thread ends when this closure drops the sender.
+            let (clean_tx, clean_rx) = mpsc::channel::<Staged>();
+            scope.spawn(move || clean_rx.into_iter().for_each(drop));
             loop {
                 // Retry the nodes waiting for another process's locks.
                 if !lock_wait.is_empty() {
@@ -491,7 +495,12 @@ impl<'a> Scheduler<'a> {
                     Msg::Event(e) => on_event(e),
                     Msg::Done(i, r) => {
                         running -= 1;
-                        match r.and_then(|staged| self.register(&nodes[i], staged)) {
+                        let r = r.and_then(|staged| {
+                            let res = self.register(&nodes[i], &staged);
+                            let _ = clean_tx.send(staged);
+                            res
+                        });
+                        match r {
                             Ok((outputs, duration)) => {
                                 nodes[i].locks.clear();
                                 on_event(BuildEvent::Finished {
@@ -611,7 +620,7 @@ impl<'a> Scheduler<'a> {
     fn register(
         &self,
         node: &Node,
-        staged: Staged,
+        staged: &Staged,
     ) -> Result<(Vec<StorePath>, Duration), BuildError> {
         let fail = |reason: FailReason| {
             BuildError::Failed(Box::new(BuildFailure {

@@ -665,6 +665,42 @@ fn out_links() -> Result<(), Failed> {
     check(r1 == "a\n" && r2 == "b\n", format!("{r1:?} {r2:?}"))
 }
 
+fn keep_going() -> Result<(), Failed> {
+    let f = fx()?;
+    let bad = f.drv("bad", "echo broken; exit 1", D::default())?;
+    let after = f.drv(
+        "after-bad",
+        "cat $dep0 > $out",
+        D {
+            deps: std::slice::from_ref(&bad),
+            ..D::default()
+        },
+    )?;
+    let good = f.drv("good", "sleep 0.5; echo good > $out", D::default())?;
+    let o = f.realise(&[
+        "--keep-going",
+        "-j",
+        "1",
+        &bad.to_string(),
+        &after.to_string(),
+        &good.to_string(),
+    ])?;
+    check(o.status.code() == Some(1), describe("keep-going", &o))?;
+    check(
+        f.valid(&f.out_of(&good)?)?,
+        describe("good not built with --keep-going", &o),
+    )?;
+    check(
+        !f.valid(&f.out_of(&after)?)?,
+        "a dependent of a failed build was built",
+    )?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    check(
+        err.contains("> broken") || err.contains("failed"),
+        describe("no failure shown", &o),
+    )
+}
+
 pub fn trials() -> Vec<Trial> {
     let t = |name: &str, f: fn() -> Result<(), Failed>| Trial::test(format!("sandbox::{name}"), f);
     let have = Path::new("/usr/bin/busybox").exists() && Path::new("/usr/bin/bwrap").exists();
@@ -681,6 +717,7 @@ pub fn trials() -> Vec<Trial> {
         t("check-reproducibility", check_reproducible),
         t("wrong-system", wrong_system),
         t("out-links", out_links),
+        t("keep-going", keep_going),
     ];
     if !have {
         v = v.into_iter().map(|t| t.with_ignored_flag(true)).collect();
