@@ -205,30 +205,59 @@ fn container_targets(store: &Store, dir: &Path, a: &RealiseArgs) -> Result<Vec<T
             }
         }
         if let Err(e) = buildit_stdlib::yaml::write_lock(&compiled.dir, &lock) {
-            return Err(crate::common::cli_error("buildit::yaml::lock-write", &format!("cannot write buildit.lock: {e}"), "check the directory's permissions"));
+            return Err(crate::common::cli_error(
+                "buildit::yaml::lock-write",
+                &format!("cannot write buildit.lock: {e}"),
+                "check the directory's permissions",
+            ));
         }
         compiled = crate::yaml_cmd::compile(dir)?;
     }
-    let vars: std::collections::BTreeMap<String, String> =
-        compiled.spec.vars.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect();
+    let vars: std::collections::BTreeMap<String, String> = compiled
+        .spec
+        .vars
+        .iter()
+        .map(|(k, v)| (k.clone(), v.value.clone()))
+        .collect();
     let get = |k: &str, d: &str| vars.get(k).cloned().unwrap_or_else(|| d.to_string());
-    let who = vars.get("author").map(|a| format!("{a}/")).unwrap_or_default();
-    eprintln!("Building {who}{}-{}", get("name", "image"), get("version", "latest"));
+    let who = vars
+        .get("author")
+        .map(|a| format!("{a}/"))
+        .unwrap_or_default();
+    eprintln!(
+        "Building {who}{}-{}",
+        get("name", "image"),
+        get("version", "latest")
+    );
     for p in &compiled.spec.packages {
         let what = match p {
-            buildit_stdlib::yaml::spec::PackageRef::Embedded(path) => format!("package from '{}'", path.value),
+            buildit_stdlib::yaml::spec::PackageRef::Embedded(path) => {
+                format!("package from '{}'", path.value)
+            }
             buildit_stdlib::yaml::spec::PackageRef::Set(atom) => format!("package {}", atom.value),
-            buildit_stdlib::yaml::spec::PackageRef::Debian { name, .. } => format!("Debian package {}", name.value),
+            buildit_stdlib::yaml::spec::PackageRef::Debian { name, .. } => {
+                format!("Debian package {}", name.value)
+            }
         };
-        eprintln!("Processing {what} for {}/{}.", get("os", "linux"), get("arch", "amd64"));
+        eprintln!(
+            "Processing {what} for {}/{}.",
+            get("os", "linux"),
+            get("arch", "amd64")
+        );
     }
     let st = crate::common::style(a.show_trace);
-    let name = format!("{} (compiled)", compiled.dir.join("container.yaml").display());
+    let name = format!(
+        "{} (compiled)",
+        compiled.dir.join("container.yaml").display()
+    );
     if !a.no_typecheck {
         let (sources, _, diags, _) = crate::common::typecheck_source(&name, &compiled.text);
         if !diags.is_empty() {
             eprint!("{}", crate::render::diagnostics(&sources, &diags, st));
-            eprintln!("(this is the program `buildit compile {}` prints)", dir.display());
+            eprintln!(
+                "(this is the program `buildit compile {}` prints)",
+                dir.display()
+            );
             return Err(ExitCode::from(1));
         }
     }
@@ -251,10 +280,14 @@ fn container_targets(store: &Store, dir: &Path, a: &RealiseArgs) -> Result<Vec<T
     };
     let mut out = Vec::new();
     for f in found {
-        let drv = buildit_store::StorePath::parse(&f.drv_path)
-            .map_err(|e| crate::common::cli_error("buildit::build::bad-drv", &e.to_string(), "this is a bug"))?;
+        let drv = buildit_store::StorePath::parse(&f.drv_path).map_err(|e| {
+            crate::common::cli_error("buildit::build::bad-drv", &e.to_string(), "this is a bug")
+        })?;
         eprintln!("HASH: {}", drv.hash_part());
-        out.push(Target { drv, outputs: Some(std::iter::once(f.output).collect()) });
+        out.push(Target {
+            drv,
+            outputs: Some(std::iter::once(f.output).collect()),
+        });
     }
     Ok(out)
 }
@@ -264,7 +297,8 @@ fn fetch_sha256(url: &str) -> Result<String, String> {
     use sha2::Digest;
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let dest = tmp.path().join("patch");
-    let mirrors = buildit_builder::fetch::Mirrors::from_apt(Path::new("/etc/apt")).unwrap_or_default();
+    let mirrors =
+        buildit_builder::fetch::Mirrors::from_apt(Path::new("/etc/apt")).unwrap_or_default();
     let req = buildit_builder::fetch::FetchRequest::new(vec![url.to_string()], &mirrors);
     buildit_builder::fetch::fetch_url(&req, &dest, &mut |_| {}).map_err(|e| e.to_string())?;
     let bytes = std::fs::read(&dest).map_err(|e| e.to_string())?;
@@ -385,7 +419,9 @@ pub fn run_realise(a: RealiseArgs) -> ExitCode {
     }
     if let Some(d) = &a.discover {
         let (url, rest) = d.split_once(',').unwrap_or((d.as_str(), ""));
-        let push = rest.split(',').any(|kv| kv.eq_ignore_ascii_case("push=true"));
+        let push = rest
+            .split(',')
+            .any(|kv| kv.eq_ignore_ascii_case("push=true"));
         return crate::common::cli_error(
             "buildit::build::repositories-not-yet",
             &format!(

@@ -183,7 +183,12 @@ pub fn all(layout: &StoreLayout) -> Builtins {
     let mirrors = Mirrors::from_apt(Path::new("/etc/apt")).unwrap_or_default();
     let mut b: Builtins = BTreeMap::new();
     b.insert("fetchurl".into(), Arc::new(FetchUrl { mirrors }));
-    b.insert("unpack-deb".into(), Arc::new(UnpackDeb { layout: layout.clone() }));
+    b.insert(
+        "unpack-deb".into(),
+        Arc::new(UnpackDeb {
+            layout: layout.clone(),
+        }),
+    );
     b.insert(
         "image".into(),
         Arc::new(Image {

@@ -8,7 +8,10 @@
 /// lists exactly the files of the directory.
 pub const FILES: &[(&str, &str)] = &[
     // the Debian lock lives in stdlib/debian/ (where `buildit debian lock` writes it)
-    ("debian/bookworm.lock", include_str!("../debian/bookworm.lock")),
+    (
+        "debian/bookworm.lock",
+        include_str!("../debian/bookworm.lock"),
+    ),
     ("debian.bld", include_str!("../bld/debian.bld")),
     (
         "debian/fixup-sysroot.sh",
