@@ -21,6 +21,7 @@ mod repl;
 mod sandbox;
 mod store;
 mod typecheck;
+mod yaml;
 
 use libtest_mimic::{Arguments, Trial};
 use std::path::{Path, PathBuf};
@@ -94,6 +95,7 @@ fn main() {
     trials.extend(docs::trials());
     trials.extend(typecheck::trials());
     trials.extend(drv::trials());
+    trials.extend(yaml::trials());
     trials.extend(store::trials());
     trials.extend(sandbox::trials());
     libtest_mimic::run(&args, trials).exit();
