@@ -2,5 +2,6 @@
 //! diagnostic rendering and the REPL back end (the `buildit` binary's rustyline front end only
 //! moves lines between the terminal and [`repl::Repl`]).
 
+pub mod debian_cmd;
 pub mod render;
 pub mod repl;

@@ -45,6 +45,8 @@ enum Command {
         after_help = "Examples:\n  buildit check file.bld\n  buildit check --json a.bld b.bld"
     )]
     Check(CheckArgs),
+    /// Debian packages as pinned inputs: `buildit debian lock PKG...` writes the lock
+    Debian(buildit_cli::debian_cmd::DebianArgs),
 }
 
 #[derive(Args)]
@@ -476,6 +478,9 @@ fn main() -> ExitCode {
         Command::Eval(a) => run_eval(a),
         Command::Repl(a) => run_repl(a),
         Command::Check(a) => run_check(a),
+        Command::Debian(a) => buildit_cli::debian_cmd::run(&a, &mut |e| {
+            cli_error(e.code, &e.message, &e.help);
+        }),
     }));
     r.unwrap_or(ExitCode::from(2))
 }
