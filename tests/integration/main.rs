@@ -13,6 +13,7 @@
 //! - Robustness: deep recursion, deep nesting and garbage bytes through the real binary.
 
 mod cli;
+mod debian;
 mod docs;
 mod eval;
 mod nixlang;
@@ -88,6 +89,7 @@ fn main() {
     trials.extend(nixlang::trials());
     trials.extend(repl::trials());
     trials.extend(cli::trials());
+    trials.extend(debian::trials());
     trials.extend(docs::trials());
     trials.extend(typecheck::trials());
     libtest_mimic::run(&args, trials).exit();
