@@ -515,3 +515,25 @@ fn sysroot_from_the_lock() {
     assert!(dir.path().join("root/usr/bin/gcc-12").exists());
     assert!(dir.path().join("root/usr/include/stdio.h").exists());
 }
+
+#[test]
+fn recursive_hashes_cover_the_executable_bit() {
+    let body = b"#!/bin/sh\necho recursive\n".to_vec();
+    let srv = serve(vec![("/tool", body.clone())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let want = buildit_store::archive::content_hash_of_bytes(&body, true);
+    let sri = HashFormat::Sri.render(HashAlgo::Blake3, &want.0);
+    let mut env = BTreeMap::new();
+    env.insert("url".to_string(), format!("{}/tool", srv.base));
+    env.insert("outputHash".to_string(), sri);
+    env.insert("outputHashMode".to_string(), "recursive".to_string());
+    env.insert("executable".to_string(), "1".to_string());
+    let dest = dir.path().join("tool");
+    builtin_fetchurl(&env, &dest, &Mirrors::new(), &mut |_| {}).expect("recursive, executable");
+    assert_eq!(mode(&dest), 0o755);
+    // The same bytes without the executable bit are another archive: a mismatch.
+    env.insert("executable".to_string(), String::new());
+    let err = builtin_fetchurl(&env, &dir.path().join("t2"), &Mirrors::new(), &mut |_| {})
+        .expect_err("not executable");
+    assert!(matches!(err, FetchError::HashMismatch { .. }), "{err}");
+}
