@@ -78,8 +78,6 @@ pub enum FetchError {
         #[source]
         source: io::Error,
     },
-    #[error("recursive hashes are not supported by fetchurl yet (use outputHashMode = \"flat\")")]
-    RecursiveUnsupported,
 }
 
 fn io_err<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> FetchError + 'p {
@@ -485,13 +483,6 @@ pub fn fetch_url(
     dest: &Path,
     progress: &mut dyn FnMut(FetchProgress),
 ) -> Result<(), FetchError> {
-    if let Some(FixedOutput {
-        mode: HashMode::Recursive,
-        ..
-    }) = req.expected
-    {
-        return Err(FetchError::RecursiveUnsupported);
-    }
     if req.urls.is_empty() {
         return Err(FetchError::NoUrls);
     }
@@ -561,8 +552,17 @@ fn partial_path(dest: &Path) -> PathBuf {
 
 /// Check the hash of the downloaded `part`, set its mode, and rename it to `dest`.
 fn finish(req: &FetchRequest, url: &str, part: &Path, dest: &Path) -> Result<(), FetchError> {
+    let mode = if req.executable { 0o755 } else { 0o644 };
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(part, fs::Permissions::from_mode(mode))
+            .map_err(io_err("setting the mode of", part))?;
+    }
     if let Some(exp) = &req.expected {
-        let actual = hash_file(exp.algo, part)?;
+        let actual = match exp.mode {
+            HashMode::Flat => hash_file(exp.algo, part)?,
+            HashMode::Recursive => hash_archive(exp.algo, part)?,
+        };
         if actual != exp.hash {
             let _ = fs::remove_file(part);
             return Err(FetchError::HashMismatch {
@@ -572,13 +572,50 @@ fn finish(req: &FetchRequest, url: &str, part: &Path, dest: &Path) -> Result<(),
             });
         }
     }
-    let mode = if req.executable { 0o755 } else { 0o644 };
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(part, fs::Permissions::from_mode(mode))
-            .map_err(io_err("setting the mode of", part))?;
-    }
     fs::rename(part, dest).map_err(io_err("moving the download to", dest))
+}
+
+/// The digest of the canonical archive of `path` (a recursive fixed output: for a single
+/// file, its bytes and whether it is executable).
+pub fn hash_archive(algo: HashAlgo, path: &Path) -> Result<Vec<u8>, FetchError> {
+    enum H {
+        Sha(sha2::Sha256),
+        B3(Box<blake3::Hasher>),
+    }
+    impl Write for H {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            use sha2::Digest;
+            match self {
+                H::Sha(h) => h.update(b),
+                H::B3(h) => {
+                    h.update(b);
+                }
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = match algo {
+        HashAlgo::Sha256 => {
+            use sha2::Digest;
+            H::Sha(sha2::Sha256::new())
+        }
+        HashAlgo::Blake3 => H::B3(Box::new(blake3::Hasher::new())),
+    };
+    buildit_store::archive::write_archive(path, "", &mut h).map_err(|e| FetchError::Io {
+        what: "archiving",
+        path: path.to_path_buf(),
+        source: io::Error::other(e.to_string()),
+    })?;
+    Ok(match h {
+        H::Sha(s) => {
+            use sha2::Digest;
+            s.finalize().to_vec()
+        }
+        H::B3(b) => b.finalize().as_bytes().to_vec(),
+    })
 }
 
 /// The digest of a file's bytes.

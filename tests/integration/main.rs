@@ -13,6 +13,7 @@
 //! - Robustness: deep recursion, deep nesting and garbage bytes through the real binary.
 
 mod cli;
+mod debian;
 mod docs;
 mod drv;
 mod eval;
@@ -92,6 +93,7 @@ fn main() {
     trials.extend(nixlang::trials());
     trials.extend(repl::trials());
     trials.extend(cli::trials());
+    trials.extend(debian::trials());
     trials.extend(docs::trials());
     trials.extend(typecheck::trials());
     trials.extend(drv::trials());

@@ -423,3 +423,117 @@ fn one_line_and_deb822_parsers() {
     );
     assert_eq!(percent_decode("/a%20b%zz%4"), "/a b%zz%4");
 }
+
+/// Network: fetch `zlib1g` as pinned in `stdlib/debian/bookworm.lock` from the machine's apt
+/// mirror and unpack it (`cargo test -p buildit-builder -- --ignored`).
+#[test]
+#[ignore = "needs the Debian mirror of the machine's apt configuration"]
+fn real_debian_mirror_fetch_and_unpack() {
+    let lock = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../stdlib/debian/bookworm.lock"
+    ))
+    .expect("lock");
+    let entry = lock
+        .split("[[package]]")
+        .find(|e| e.contains("name = \"zlib1g\""))
+        .expect("zlib1g in the lock");
+    let field = |k: &str| {
+        entry
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k} = \"")))
+            .and_then(|v| v.strip_suffix('"'))
+            .expect("field")
+            .to_string()
+    };
+    let m = Mirrors::from_apt(Path::new(DEFAULT_APT_ROOT)).expect("apt config");
+    let mut env = BTreeMap::new();
+    env.insert(
+        "url".to_string(),
+        format!("mirror://{}/{}", field("mirror"), field("filename")),
+    );
+    env.insert("outputHash".to_string(), field("sha256"));
+    env.insert("outputHashAlgo".to_string(), "sha256".to_string());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let deb = dir.path().join("zlib1g.deb");
+    builtin_fetchurl(&env, &deb, &m, &mut |_| {}).expect("fetch from the mirror");
+    let report = crate::deb::unpack_debs(&[deb], &dir.path().join("root"), &Default::default())
+        .expect("unpack");
+    assert_eq!(report.packages[0].package, "zlib1g");
+    assert!(dir
+        .path()
+        .join("root/lib/x86_64-linux-gnu/libz.so.1")
+        .exists());
+}
+
+/// Network: fetch every `.deb` of `stdlib/debian/bookworm.lock` and unpack them into one
+/// tree, printing the times (`cargo test -p buildit-builder sysroot -- --ignored --nocapture`).
+#[test]
+#[ignore = "needs the Debian mirror; downloads about 75 MB"]
+fn sysroot_from_the_lock() {
+    let lock = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../stdlib/debian/bookworm.lock"
+    ))
+    .expect("lock");
+    let m = Mirrors::from_apt(Path::new(DEFAULT_APT_ROOT)).expect("apt config");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = std::time::Instant::now();
+    let mut debs = Vec::new();
+    for entry in lock.split("[[package]]").skip(1) {
+        let field = |k: &str| {
+            entry
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{k} = \"")))
+                .and_then(|v| v.strip_suffix('"'))
+                .expect("field")
+                .to_string()
+        };
+        let mut env = BTreeMap::new();
+        env.insert(
+            "url".to_string(),
+            format!("mirror://{}/{}", field("mirror"), field("filename")),
+        );
+        env.insert("outputHash".to_string(), field("sha256"));
+        env.insert("outputHashAlgo".to_string(), "sha256".to_string());
+        let deb = dir.path().join(format!("{}.deb", field("name")));
+        builtin_fetchurl(&env, &deb, &m, &mut |_| {}).expect("fetch");
+        debs.push(deb);
+    }
+    let fetched = t.elapsed();
+    let t = std::time::Instant::now();
+    let report = crate::deb::unpack_debs(&debs, &dir.path().join("root"), &Default::default())
+        .expect("unpack");
+    println!(
+        "{} debs fetched in {:.2?}, unpacked ({} files, {} bytes) in {:.2?}",
+        debs.len(),
+        fetched,
+        report.files(),
+        report.bytes(),
+        t.elapsed()
+    );
+    assert!(dir.path().join("root/usr/bin/gcc-12").exists());
+    assert!(dir.path().join("root/usr/include/stdio.h").exists());
+}
+
+#[test]
+fn recursive_hashes_cover_the_executable_bit() {
+    let body = b"#!/bin/sh\necho recursive\n".to_vec();
+    let srv = serve(vec![("/tool", body.clone())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let want = buildit_store::archive::content_hash_of_bytes(&body, true);
+    let sri = HashFormat::Sri.render(HashAlgo::Blake3, &want.0);
+    let mut env = BTreeMap::new();
+    env.insert("url".to_string(), format!("{}/tool", srv.base));
+    env.insert("outputHash".to_string(), sri);
+    env.insert("outputHashMode".to_string(), "recursive".to_string());
+    env.insert("executable".to_string(), "1".to_string());
+    let dest = dir.path().join("tool");
+    builtin_fetchurl(&env, &dest, &Mirrors::new(), &mut |_| {}).expect("recursive, executable");
+    assert_eq!(mode(&dest), 0o755);
+    // The same bytes without the executable bit are another archive: a mismatch.
+    env.insert("executable".to_string(), String::new());
+    let err = builtin_fetchurl(&env, &dir.path().join("t2"), &Mirrors::new(), &mut |_| {})
+        .expect_err("not executable");
+    assert!(matches!(err, FetchError::HashMismatch { .. }), "{err}");
+}
