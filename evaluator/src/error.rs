@@ -33,6 +33,10 @@ pub enum ErrorKind {
     Unsupported,
     /// Any other runtime failure of a builtin (bad argument value, ...).
     Invalid,
+    /// A `derivation` call with bad attributes (missing name, bad output hash, ...).
+    Derivation,
+    /// The store refused an operation (bad name, unreadable source, database error).
+    Store,
     /// A value does not match its `::` annotation (a run-time checked cast).
     Cast,
 }
@@ -61,6 +65,8 @@ impl ErrorKind {
             ErrorKind::Parse => "buildit::eval::parse",
             ErrorKind::Unsupported => "buildit::eval::unsupported",
             ErrorKind::Invalid => "buildit::eval::invalid-value",
+            ErrorKind::Derivation => "buildit::eval::derivation",
+            ErrorKind::Store => "buildit::eval::store",
             ErrorKind::Cast => "buildit::eval::cast",
         }
     }
@@ -93,6 +99,8 @@ impl ErrorKind {
             ErrorKind::Parse => "fix the syntax errors reported for the imported file",
             ErrorKind::Unsupported => "buildit is pure: lookup paths and impure builtins are not available",
             ErrorKind::Invalid => return None,
+            ErrorKind::Derivation => "a derivation needs `name`, `system` and `builder`; see docs/language.md, section Derivations",
+            ErrorKind::Store => "check the path and the store (`buildit store verify`)",
             ErrorKind::Cast => "fix the data, or loosen the annotation",
         })
     }
@@ -214,6 +222,8 @@ fn primary_label(kind: ErrorKind) -> &'static str {
         ErrorKind::Parse => "imported here",
         ErrorKind::Unsupported => "not supported",
         ErrorKind::Invalid => "here",
+        ErrorKind::Derivation => "in this derivation",
+        ErrorKind::Store => "while adding this to the store",
         ErrorKind::Cast => "this annotation",
     }
 }

@@ -36,6 +36,8 @@ pub enum CoerceMode {
     Interpolation,
     /// `builtins.toString`: also numbers, Booleans, null and lists.
     ToString,
+    /// A derivation attribute: like `ToString`, but paths are copied to the store.
+    DerivationAttr,
 }
 
 /// One evaluation session: sources, builtins, the import cache and the IO implementation.
@@ -45,6 +47,10 @@ pub struct Evaluator {
     io: Box<dyn EvalIo>,
     globals: FxHashMap<Symbol, Value>,
     import_cache: FxHashMap<String, Value>,
+    /// Paths already copied to the store in this session (path → store path).
+    src_to_store: FxHashMap<String, String>,
+    /// `derivation`, written in the language over `derivationStrict`; compiled on first use.
+    derivation_fn: Option<Value>,
     force_stack: Vec<Span>,
     root: Env,
 }
@@ -57,6 +63,8 @@ impl Evaluator {
             io,
             globals: FxHashMap::default(),
             import_cache: FxHashMap::default(),
+            src_to_store: FxHashMap::default(),
+            derivation_fn: None,
             force_stack: Vec::new(),
             root: Scope::new(None, SmallVec::new()),
         };
@@ -66,6 +74,31 @@ impl Evaluator {
 
     pub fn io(&self) -> &dyn EvalIo {
         &*self.io
+    }
+
+    /// The `derivation` function: Nix's wrapper around `derivationStrict` (outputs as attributes,
+    /// `outPath`, `drvPath`, `type = "derivation"`), written in the language itself and compiled
+    /// once per evaluator, on first use.
+    pub(crate) fn derivation_fn(&mut self) -> EvalResult<Value> {
+        if let Some(f) = &self.derivation_fn {
+            return Ok(f.clone());
+        }
+        let ir = self
+            .compile(
+                "<builtin derivation>",
+                crate::builtins::DERIVATION_SOURCE,
+                "/",
+            )
+            .map_err(|d| {
+                EvalError::new(
+                    ErrorKind::Invalid,
+                    format!("internal error: the builtin `derivation` does not compile: {d:?}"),
+                    Span::default(),
+                )
+            })?;
+        let f = self.eval_root(&ir)?;
+        self.derivation_fn = Some(f.clone());
+        Ok(f)
     }
 
     /// The names visible at the top of every file.
@@ -724,6 +757,12 @@ impl Evaluator {
                 ExprKind::Fail(kind, msg) => {
                     return Err(EvalError::new(*kind, msg.clone(), span));
                 }
+                ExprKind::LookupPath(p) => {
+                    return match self.io.lookup_path(p) {
+                        Ok(path) => Ok(Value::Path(Rc::from(path.as_str()))),
+                        Err(msg) => Err(EvalError::new(ErrorKind::Io, msg, span)),
+                    };
+                }
             };
             expr = next.0;
             env = next.1;
@@ -1113,9 +1152,14 @@ impl Evaluator {
                 if mode == CoerceMode::ToString {
                     return Ok(NixString::plain(&**p));
                 }
+                if let Some(sp) = self.src_to_store.get(&**p) {
+                    let ctx = Context::single(ContextElem::Opaque(Rc::from(sp.as_str())));
+                    return Ok(NixString::new(sp.as_str(), ctx));
+                }
                 let name = p.rsplit('/').next().unwrap_or("source").to_string();
                 match self.io.add_to_store(&name, p) {
                     Ok(sp) => {
+                        self.src_to_store.insert(p.to_string(), sp.clone());
                         let ctx = Context::single(ContextElem::Opaque(Rc::from(sp.as_str())));
                         Ok(NixString::new(sp, ctx))
                     }
@@ -1138,15 +1182,17 @@ impl Evaluator {
                 }
                 Err(self.cannot_coerce(&v, span))
             }
-            Value::Int(i) if mode == CoerceMode::ToString => Ok(NixString::plain(i.to_string())),
-            Value::Float(f) if mode == CoerceMode::ToString => {
+            Value::Int(i) if mode != CoerceMode::Interpolation => {
+                Ok(NixString::plain(i.to_string()))
+            }
+            Value::Float(f) if mode != CoerceMode::Interpolation => {
                 Ok(NixString::plain(format!("{f:.6}")))
             }
-            Value::Bool(b) if mode == CoerceMode::ToString => {
+            Value::Bool(b) if mode != CoerceMode::Interpolation => {
                 Ok(NixString::plain(if *b { "1" } else { "" }))
             }
-            Value::Null if mode == CoerceMode::ToString => Ok(NixString::plain("")),
-            Value::List(l) if mode == CoerceMode::ToString => {
+            Value::Null if mode != CoerceMode::Interpolation => Ok(NixString::plain("")),
+            Value::List(l) if mode != CoerceMode::Interpolation => {
                 let mut out = String::new();
                 let mut ctx = Context::empty();
                 let n = l.len();

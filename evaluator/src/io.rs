@@ -2,7 +2,37 @@
 //! trace output, and later the store and builder). `lang` and the evaluator do no IO themselves;
 //! the CLI passes an implementation from `buildit-stdlib`, tests may pass their own.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+
+/// A derivation as the evaluator hands it to the store glue: every attribute already coerced to
+/// a string, the string contexts already turned into inputs. Plain data, no language values.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DrvRequest {
+    pub name: String,
+    pub system: String,
+    pub builder: String,
+    pub args: Vec<String>,
+    /// Every attribute except `args` and the `__`-prefixed control attributes, as strings.
+    pub env: BTreeMap<String, String>,
+    /// Output names in declaration order (default `["out"]`).
+    pub outputs: Vec<String>,
+    /// `outputHash`, `outputHashAlgo` (if given) and `outputHashMode` (default `flat`).
+    pub fixed: Option<(String, Option<String>, String)>,
+    /// Input derivations (`.drv` paths) with the outputs used (empty set: all outputs).
+    pub input_drvs: BTreeMap<String, BTreeSet<String>>,
+    /// Input sources (plain store paths).
+    pub input_srcs: BTreeSet<String>,
+    /// `__sysroot`: the toolchain tree mounted at `/usr` in the sandbox.
+    pub sysroot: Option<String>,
+}
+
+/// What writing a derivation gives back: its `.drv` path and each output's store path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DrvResult {
+    pub drv_path: String,
+    pub outputs: Vec<(String, String)>,
+}
 
 /// What a directory entry is (for `builtins.readDir` and `import` of a directory).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +73,36 @@ pub trait EvalIo {
     ) -> Result<String, String> {
         let _ = (name, contents, references);
         Err("`toFile` needs a store; it arrives with the store issue".into())
+    }
+    /// Copy `path` into the store leaving out the entries (paths below `path`) in `excluded`
+    /// (`builtins.path { filter = …; }`).
+    fn add_filtered_to_store(
+        &self,
+        name: &str,
+        path: &str,
+        excluded: &BTreeSet<String>,
+    ) -> Result<String, String> {
+        if excluded.is_empty() {
+            self.add_to_store(name, path)
+        } else {
+            Err("filtered copies need a store".into())
+        }
+    }
+    /// Write a derivation to the store (`derivation`, `derivationStrict`).
+    fn derivation(&self, drv: &DrvRequest) -> Result<DrvResult, String> {
+        let _ = drv;
+        Err("`derivation` needs a store".into())
+    }
+    /// Whether `path` (a `/bld/store/…` path) is a valid store path (`builtins.storePath`).
+    fn is_valid_store_path(&self, path: &str) -> Result<bool, String> {
+        let _ = path;
+        Err("`storePath` needs a store".into())
+    }
+    /// `<buildit>` and `<buildit/sub/path>`: the standard library's directory (or a path in it).
+    fn lookup_path(&self, name: &str) -> Result<String, String> {
+        Err(format!(
+            "<{name}>: the standard library is not available in this evaluation"
+        ))
     }
     /// The logical store directory (`/bld/store`).
     fn store_dir(&self) -> String {

@@ -52,6 +52,9 @@ pub enum ExprKind {
     Cast(Rc<Expr>, Rc<crate::cast::CastTy>),
     /// Code that always fails when evaluated (e.g. a `<lookup>` path).
     Fail(crate::error::ErrorKind, String),
+    /// `<buildit>` / `<buildit/sub/path>`: a path in the standard library, found through
+    /// `EvalIo::lookup_path` (the only lookup path buildit has).
+    LookupPath(String),
 }
 
 pub enum StrPart {

@@ -138,10 +138,13 @@ impl<'c> Lowerer<'c> {
             A::Uri(u) => mk(ExprKind::Const(Value::string(u.clone())), span),
             A::Str(parts) => self.string(parts, span),
             A::Path(kind, parts) => self.path(*kind, parts, span),
+            A::SearchPath(p) if p == "buildit" || p.starts_with("buildit/") => {
+                mk(ExprKind::LookupPath(p.clone()), span)
+            }
             A::SearchPath(p) => mk(
                 ExprKind::Fail(
                     ErrorKind::Unsupported,
-                    format!("lookup path <{p}> is not supported: buildit has no NIX_PATH; import a path instead"),
+                    format!("lookup path <{p}> is not supported: buildit has no NIX_PATH (only <buildit>, the standard library); import a path instead"),
                 ),
                 span,
             ),

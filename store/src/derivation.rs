@@ -174,8 +174,11 @@ impl Derivation {
         }
         // Blank the output paths and replace inputs by their modulo hashes (hex, sorted).
         let mut masked = self.clone();
-        for o in masked.outputs.values_mut() {
+        for (name, o) in masked.outputs.iter_mut() {
             o.path = None;
+            if let Some(v) = masked.env.get_mut(name) {
+                v.clear();
+            }
         }
         let mut inputs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (drv, outs) in &self.input_drvs {
@@ -204,6 +207,89 @@ impl Derivation {
             });
         }
         Ok(())
+    }
+}
+
+impl FixedOutput {
+    /// Parse Nix-style fixed-output attributes: `hash` in hex, nix-base32 or SRI
+    /// (`sha256-<base64>`, `blake3-<base64>`), `algo` (`sha256` | `blake3`; optional with SRI),
+    /// `mode` (`flat` | `recursive`).
+    pub fn parse(hash: &str, algo: Option<&str>, mode: &str) -> Result<FixedOutput, String> {
+        let mode = match mode {
+            "flat" => HashMode::Flat,
+            "recursive" => HashMode::Recursive,
+            other => {
+                return Err(format!(
+                    "unknown outputHashMode '{other}' (expected \"flat\" or \"recursive\")"
+                ))
+            }
+        };
+        let parse_algo = |a: &str| match a {
+            "sha256" => Ok(HashAlgo::Sha256),
+            "blake3" => Ok(HashAlgo::Blake3),
+            other => Err(format!(
+                "unsupported hash algorithm '{other}' (buildit accepts sha256 and blake3)"
+            )),
+        };
+        let (algo, digest) = if let Some((a, b64)) =
+            hash.split_once('-').filter(|(a, _)| parse_algo(a).is_ok())
+        {
+            let sri_algo = parse_algo(a)?;
+            if let Some(given) = algo.filter(|g| !g.is_empty()) {
+                if parse_algo(given)? != sri_algo {
+                    return Err(format!(
+                        "outputHashAlgo '{given}' does not match the SRI hash '{hash}'"
+                    ));
+                }
+            }
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| format!("invalid SRI hash '{hash}': {e}"))?;
+            (sri_algo, bytes)
+        } else {
+            let algo = match algo.filter(|g| !g.is_empty()) {
+                Some(a) => parse_algo(a)?,
+                None => {
+                    return Err(format!(
+                        "outputHash '{hash}' needs outputHashAlgo (or write it in SRI form, e.g. sha256-<base64>)"
+                    ))
+                }
+            };
+            let bytes = if hash.len() == 64 {
+                hex::decode(hash).map_err(|e| format!("invalid hex hash '{hash}': {e}"))?
+            } else if hash.len() == 52 {
+                crate::path::base32_decode(hash, 32)
+                    .ok_or_else(|| format!("invalid nix-base32 hash '{hash}'"))?
+            } else {
+                return Err(format!(
+                    "hash '{hash}' has the wrong length for {} (64 hex digits, 52 nix-base32 characters, or SRI)",
+                    algo.name()
+                ));
+            };
+            (algo, bytes)
+        };
+        if digest.len() != 32 {
+            return Err(format!(
+                "hash '{hash}' is not a 32-byte {} digest",
+                algo.name()
+            ));
+        }
+        Ok(FixedOutput {
+            mode,
+            algo,
+            hash: digest,
+        })
+    }
+
+    /// The hash in SRI form (`sha256-<base64>`), how buildit prints it back.
+    pub fn sri(&self) -> String {
+        use base64::Engine;
+        format!(
+            "{}-{}",
+            self.algo.name(),
+            base64::engine::general_purpose::STANDARD.encode(&self.hash)
+        )
     }
 }
 
@@ -268,6 +354,102 @@ impl ModuloHasher {
                 .copied()
                 .ok_or_else(|| DerivationError::UnknownInput(q.clone()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drv(name: &str, inputs: &[(&StorePath, &str)]) -> Derivation {
+        let mut d = Derivation {
+            version: DRV_VERSION.into(),
+            name: name.into(),
+            system: "x86_64-linux".into(),
+            builder: "/bin/sh".into(),
+            args: vec!["-c".into(), "echo hi > $out".into()],
+            env: BTreeMap::new(),
+            outputs: BTreeMap::from([(
+                "out".to_string(),
+                DerivationOutput {
+                    path: None,
+                    fixed: None,
+                },
+            )]),
+            input_drvs: BTreeMap::new(),
+            input_srcs: BTreeSet::new(),
+            sandbox: SandboxProfile::default(),
+        };
+        for (p, o) in inputs {
+            d.input_drvs
+                .entry((*p).clone())
+                .or_default()
+                .insert(o.to_string());
+        }
+        d.env.insert("out".into(), String::new());
+        d
+    }
+
+    #[test]
+    fn fixed_output_hash_forms_agree() {
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let a = FixedOutput::parse(hex, Some("sha256"), "flat").expect("hex");
+        let b = FixedOutput::parse(
+            "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73",
+            Some("sha256"),
+            "flat",
+        )
+        .expect("base32");
+        let c = FixedOutput::parse(&a.sri(), None, "flat").expect("sri");
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert!(FixedOutput::parse(hex, None, "flat").is_err());
+        assert!(FixedOutput::parse(hex, Some("md5"), "flat").is_err());
+        assert!(FixedOutput::parse("abc", Some("sha256"), "flat").is_err());
+        assert!(FixedOutput::parse(hex, Some("sha256"), "nar").is_err());
+    }
+
+    #[test]
+    fn fixed_output_url_change_changes_nothing_downstream() {
+        let fixed = |url: &str| {
+            let mut d = drv("src.tar", &[]);
+            d.builder = "builtin:fetchurl".into();
+            d.env.insert("url".into(), url.into());
+            d.outputs.get_mut("out").expect("out").fixed = Some(FixedOutput {
+                mode: HashMode::Flat,
+                algo: HashAlgo::Sha256,
+                hash: vec![7; 32],
+            });
+            d
+        };
+        let (f1, f2) = (fixed("http://a/x"), fixed("http://b/x"));
+        let h1 = f1.hash_modulo(|_| unreachable!()).expect("hash");
+        let h2 = f2.hash_modulo(|_| unreachable!()).expect("hash");
+        assert_eq!(h1, h2);
+        // the fixed drvs themselves differ (different .drv files) but a consumer does not
+        assert_ne!(f1.encode(), f2.encode());
+        let p1 = StorePath::from_fingerprint("x1", "src.tar.drv").expect("p");
+        let p2 = StorePath::from_fingerprint("x2", "src.tar.drv").expect("p");
+        let c1 = drv("app", &[(&p1, "out")]);
+        let c2 = drv("app", &[(&p2, "out")]);
+        let hc1 = c1.hash_modulo(|_| Ok(h1)).expect("hash");
+        let hc2 = c2.hash_modulo(|_| Ok(h2)).expect("hash");
+        assert_eq!(hc1, hc2);
+    }
+
+    #[test]
+    fn modulo_hash_is_stable_after_filling_outputs() {
+        let mut d = drv("app", &[]);
+        let h = d.hash_modulo(|_| unreachable!()).expect("hash");
+        d.fill_output_paths(&h).expect("fill");
+        let out = d.outputs["out"].path.clone().expect("path").to_string();
+        d.env.insert("out".into(), out);
+        let again = Derivation::decode(&d.encode()).expect("decode");
+        assert_eq!(again.hash_modulo(|_| unreachable!()).expect("hash"), h);
+        // changing anything else changes it
+        let mut e = again.clone();
+        e.args.push("x".into());
+        assert_ne!(e.hash_modulo(|_| unreachable!()).expect("hash"), h);
     }
 }
 

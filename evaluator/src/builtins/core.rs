@@ -5,7 +5,6 @@
 use crate::error::{ErrorKind, EvalError};
 use crate::eval::CoerceMode;
 use crate::ir;
-use crate::symbol::Symbol;
 use crate::value::{Attrs, EvalResult, PrimOp, Value};
 use crate::Evaluator;
 use buildit_lang::Span;
@@ -31,7 +30,7 @@ pub(crate) fn primops() -> Vec<PrimOp> {
         PrimOp { name: "trace", arity: 2, func: trace, doc: "trace e1 e2: print e1 to standard error, return e2" },
         PrimOp { name: "import", arity: 1, func: import, doc: "import path: evaluate the file at path (a directory's default.nix/default.bld), cached per path" },
         PrimOp { name: "functionArgs", arity: 1, func: function_args, doc: "functionArgs f: the pattern fields of f mapped to whether they have a default" },
-        PrimOp { name: "derivation", arity: 1, func: derivation, doc: "derivation attrs: describe a build (needs the store)" },
+        PrimOp { name: "derivation", arity: 1, func: crate::builtins::store::derivation, doc: "derivation attrs: describe a build; the result has drvPath, outPath, type = \"derivation\" and one attribute per output" },
     ]
 }
 
@@ -137,14 +136,4 @@ fn function_args(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Valu
         Value::PrimOp(_) | Value::PrimOpApp(_) => Ok(Value::attrs(Attrs::new())),
         other => Err(ev.type_error("a function", other, span)),
     }
-}
-
-fn derivation(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
-    let _ = ev.force(&arg(a, 0))?;
-    let _ = Symbol::intern("derivation");
-    Err(EvalError::new(
-        ErrorKind::Unsupported,
-        "`derivation` needs the store, which arrives with the store issue",
-        span,
-    ))
 }

@@ -10,7 +10,10 @@ pub mod json;
 mod lists;
 mod misc;
 mod regex;
+mod store;
 mod strings;
+
+pub(crate) use store::DERIVATION_SOURCE;
 
 use crate::symbol::Symbol;
 use crate::value::{Attrs, PrimOp, Value};
@@ -32,6 +35,7 @@ pub fn all_primops() -> Vec<PrimOp> {
     v.extend(json::primops());
     v.extend(hash::primops());
     v.extend(misc::primops());
+    v.extend(store::primops());
     v
 }
 

@@ -46,6 +46,11 @@ pub const BUILTIN_TYPES: &[(&str, &str)] = &[
     ("import", "Dyn -> Dyn"),
     ("functionArgs", "a -> { _ : Bool }"),
     ("derivation", "{ name : String, .. } -> Derivation"),
+    ("derivationStrict", "{ name : String, .. } -> { drvPath : String, _ : String }"),
+    ("toFile", "String -> String -> String"),
+    ("storePath", "Dyn -> String"),
+    ("path", "{ path : Dyn, name ? String, filter ? (String -> String -> Bool), recursive ? Bool } -> String"),
+    ("filterSource", "(String -> String -> Bool) -> Dyn -> String"),
     // lists
     ("length", "[a] -> Int"),
     ("head", "[a] -> a"),

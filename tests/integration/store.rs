@@ -1,0 +1,537 @@
+//! The store through the real `buildit` binary (and the store crate where the CLI cannot build
+//! the situation): golden paths, idempotent adds, reference scanning, crash safety under
+//! `kill -9` of `store add` and `store gc`, concurrent adds, all-or-nothing import, unsafe
+//! archives, a corrupt database, and garbage collection of dead paths with rooted closures
+//! kept. Every test uses its own temporary store root.
+
+use crate::cli::buildit;
+use buildit_store::{Store, StoreLayout, StorePath};
+use libtest_mimic::{Failed, Trial};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn store_cmd(root: &Path) -> Command {
+    let mut c = buildit();
+    c.arg("store").arg("--store-root").arg(root);
+    c
+}
+
+fn run(root: &Path, args: &[&str]) -> Result<Output, Failed> {
+    store_cmd(root)
+        .args(args)
+        .output()
+        .map_err(|e| Failed::from(e.to_string()))
+}
+
+fn ok(root: &Path, args: &[&str]) -> Result<String, Failed> {
+    let o = run(root, args)?;
+    if !o.status.success() {
+        return Err(format!(
+            "buildit store {args:?} failed: {}\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+fn check(cond: bool, msg: impl Into<String>) -> Result<(), Failed> {
+    if cond {
+        Ok(())
+    } else {
+        Err(msg.into().into())
+    }
+}
+
+/// A small fixed tree: the same bytes and modes on every machine.
+fn tiny_tree(dir: &Path) -> Result<(), Failed> {
+    let e = |e: std::io::Error| Failed::from(e.to_string());
+    fs::create_dir_all(dir.join("bin")).map_err(e)?;
+    fs::write(dir.join("hello.txt"), "hello, store\n").map_err(e)?;
+    fs::write(dir.join("bin/run"), "#!/bin/sh\necho run\n").map_err(e)?;
+    fs::set_permissions(dir.join("bin/run"), fs::Permissions::from_mode(0o755)).map_err(e)?;
+    std::os::unix::fs::symlink("hello.txt", dir.join("link")).map_err(e)?;
+    Ok(())
+}
+
+/// A tree of about `mb` MiB: a few large files and many small ones.
+fn big_tree(dir: &Path, mb: usize) -> Result<(), Failed> {
+    let e = |e: std::io::Error| Failed::from(e.to_string());
+    fs::create_dir_all(dir).map_err(e)?;
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut chunk = vec![0u8; 1 << 20];
+    for i in 0..mb / 2 {
+        for b in chunk.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        fs::write(dir.join(format!("big{i:03}")), &chunk).map_err(e)?;
+    }
+    for d in 0..20 {
+        let sub = dir.join(format!("d{d:02}"));
+        fs::create_dir_all(&sub).map_err(e)?;
+        for f in 0..50 {
+            let n = (mb / 2) * (1 << 20) / 1000;
+            fs::write(
+                sub.join(format!("f{f:03}")),
+                &chunk[f..f + n.min(chunk.len() - f)],
+            )
+            .map_err(e)?;
+        }
+    }
+    Ok(())
+}
+
+fn tmp() -> Result<tempfile::TempDir, Failed> {
+    tempfile::tempdir().map_err(|e| e.to_string().into())
+}
+
+fn pseudo_random(seed: u64) -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(7);
+    let mut x = t ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^ (x >> 29)
+}
+
+/// The golden path of [`tiny_tree`] added as `golden` (committed: same on every machine).
+const GOLDEN_PATH: &str = "/bld/store/vmmnm8mlwm4np34z0myhxs0apgkjsbjx-golden";
+const GOLDEN_HASH: &str = "blake3:b154872d6521879941b86ef90796f89dab614fdd3b205470fa7364d6db89bc7b";
+
+fn golden() -> Result<(), Failed> {
+    let t = tmp()?;
+    let src = t.path().join("src");
+    tiny_tree(&src)?;
+    let root = t.path().join("root");
+    let out = ok(
+        &root,
+        &["add", "--name", "golden", src.to_str().unwrap_or("")],
+    )?;
+    let info = ok(&root, &["path-info", out.trim()])?;
+    check(
+        out.trim() == GOLDEN_PATH && info.contains(GOLDEN_HASH),
+        format!("golden path changed: {out}{info}"),
+    )
+}
+
+fn add_twice() -> Result<(), Failed> {
+    let t = tmp()?;
+    let src = t.path().join("src");
+    tiny_tree(&src)?;
+    let root = t.path().join("root");
+    let a = ok(&root, &["add", src.to_str().unwrap_or("")])?;
+    let b = ok(&root, &["add", src.to_str().unwrap_or("")])?;
+    check(
+        a == b && a.starts_with("/bld/store/"),
+        format!("{a} vs {b}"),
+    )?;
+    let p = a.trim();
+    let listing = ok(&root, &["ls", "-R", p])?;
+    check(
+        listing.contains("-r-xr-xr-x")
+            && listing.contains("bin/run")
+            && listing.contains("link -> hello.txt"),
+        listing.clone(),
+    )?;
+    let cat = ok(&root, &["cat", &format!("{p}/hello.txt")])?;
+    check(cat == "hello, store\n", cat)?;
+    // the physical path and an out-link resolve too
+    let link = t.path().join("result");
+    ok(&root, &["add-root", link.to_str().unwrap_or(""), p])?;
+    let cat2 = ok(&root, &["cat", &format!("{}/hello.txt", link.display())])?;
+    check(cat2 == "hello, store\n", cat2)?;
+    let roots = ok(&root, &["roots"])?;
+    check(roots.contains(p), roots.clone())?;
+    // bad names are refused clearly
+    let o = run(
+        &root,
+        &["add", "--name", ".hidden", src.to_str().unwrap_or("")],
+    )?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    check(
+        o.status.code() == Some(1) && err.contains("buildit::store::bad-path"),
+        err.to_string(),
+    )?;
+    let v = run(&root, &["verify", "--check-contents"])?;
+    check(
+        v.status.success(),
+        String::from_utf8_lossy(&v.stderr).to_string(),
+    )
+}
+
+fn refs_scan() -> Result<(), Failed> {
+    let t = tmp()?;
+    let a = StorePath::from_fingerprint("a", "a").map_err(|e| e.to_string())?;
+    let b = StorePath::from_fingerprint("b", "b").map_err(|e| e.to_string())?;
+    let c = StorePath::from_fingerprint("c", "c").map_err(|e| e.to_string())?;
+    let d = StorePath::from_fingerprint("d", "d").map_err(|e| e.to_string())?;
+    let o = t.path().join("o");
+    fs::create_dir(&o).map_err(|e| e.to_string())?;
+    // b straddles the 1 MiB chunk boundary of the scanner
+    let mut big = vec![b'.'; (1 << 20) - 13];
+    big.extend_from_slice(b.hash_part().as_bytes());
+    big.extend_from_slice(b"tail");
+    fs::write(o.join("big"), &big).map_err(|e| e.to_string())?;
+    fs::write(o.join("small"), format!("uses {a}/lib")).map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink(format!("{c}/bin/sh"), o.join("sh")).map_err(|e| e.to_string())?;
+    let found = buildit_store::refs::scan_references(&o, &[a.clone(), b.clone(), c.clone(), d])
+        .map_err(|e| e.to_string())?;
+    check(
+        found == [a, b, c].into_iter().collect(),
+        format!("{found:?}"),
+    )
+}
+
+fn kill_add() -> Result<(), Failed> {
+    let t = tmp()?;
+    let src = t.path().join("src");
+    big_tree(&src, 64)?;
+    let root = t.path().join("root");
+    for i in 0..6u64 {
+        let mut child = store_cmd(&root)
+            .args(["add", src.to_str().unwrap_or("")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let ms = pseudo_random(i) % 400;
+        std::thread::sleep(Duration::from_millis(ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let v = run(&root, &["verify", "--check-contents"])?;
+        check(
+            v.status.success(),
+            format!(
+                "after kill at {ms} ms: {}",
+                String::from_utf8_lossy(&v.stderr)
+            ),
+        )?;
+    }
+    // the store still works, and gc removes every leftover
+    let p = ok(&root, &["add", src.to_str().unwrap_or("")])?;
+    ok(
+        &root,
+        &[
+            "add-root",
+            t.path().join("result").to_str().unwrap_or(""),
+            p.trim(),
+        ],
+    )?;
+    ok(&root, &["gc"])?;
+    let entries: Vec<String> = fs::read_dir(root.join("store"))
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    check(
+        entries.len() == 1 && p.trim().ends_with(&entries[0]),
+        format!("store dir after gc: {entries:?}"),
+    )?;
+    let v = run(&root, &["verify", "--check-contents"])?;
+    check(
+        v.status.success(),
+        String::from_utf8_lossy(&v.stderr).to_string(),
+    )
+}
+
+fn kill_gc() -> Result<(), Failed> {
+    let t = tmp()?;
+    let root = t.path().join("root");
+    for round in 0..3u64 {
+        {
+            let s = Store::open(StoreLayout::at(&root)).map_err(|e| e.to_string())?;
+            let _g = s.hold_gc_lock().map_err(|e| e.to_string())?;
+            let mut prev: Vec<StorePath> = Vec::new();
+            for i in 0..1500 {
+                let text = format!("round {round} object {i}");
+                let refs: Vec<StorePath> = prev.iter().rev().take(2).cloned().collect();
+                let p = s
+                    .add_bytes("obj", text.as_bytes(), &refs)
+                    .map_err(|e| e.to_string())?;
+                prev.push(p);
+            }
+        }
+        let mut child = store_cmd(&root)
+            .arg("gc")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        std::thread::sleep(Duration::from_millis(pseudo_random(round) % 120));
+        let _ = child.kill();
+        let _ = child.wait();
+        let v = run(&root, &["verify", "--check-contents"])?;
+        check(
+            v.status.success(),
+            format!("after killed gc: {}", String::from_utf8_lossy(&v.stderr)),
+        )?;
+    }
+    ok(&root, &["gc"])?;
+    let left = fs::read_dir(root.join("store"))
+        .map_err(|e| e.to_string())?
+        .count();
+    check(left == 0, format!("{left} entries left after a full gc"))
+}
+
+fn concurrent_add() -> Result<(), Failed> {
+    let t = tmp()?;
+    let src = t.path().join("src");
+    big_tree(&src, 16)?;
+    let root = t.path().join("root");
+    let spawn = || {
+        store_cmd(&root)
+            .args(["add", src.to_str().unwrap_or("")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+    };
+    let a = spawn().map_err(|e| e.to_string())?;
+    let b = spawn().map_err(|e| e.to_string())?;
+    let a = a.wait_with_output().map_err(|e| e.to_string())?;
+    let b = b.wait_with_output().map_err(|e| e.to_string())?;
+    check(
+        a.status.success() && b.status.success(),
+        format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&a.stderr),
+            String::from_utf8_lossy(&b.stderr)
+        ),
+    )?;
+    check(a.stdout == b.stdout, "different paths")?;
+    let v = run(&root, &["verify", "--check-contents"])?;
+    let err = String::from_utf8_lossy(&v.stderr);
+    check(
+        v.status.success() && err.contains("checked 1 paths"),
+        err.to_string(),
+    )
+}
+
+fn import_all_or_nothing() -> Result<(), Failed> {
+    let t = tmp()?;
+    let src = t.path().join("src");
+    tiny_tree(&src)?;
+    let root = t.path().join("root");
+    let p = ok(&root, &["add", src.to_str().unwrap_or("")])?;
+    let p = p.trim().to_string();
+    let q = {
+        let s = Store::open(StoreLayout::at(&root)).map_err(|e| e.to_string())?;
+        let pp = StorePath::parse(&p).map_err(|e| e.to_string())?;
+        s.add_bytes("user.txt", p.as_bytes(), &[pp])
+            .map_err(|e| e.to_string())?
+            .to_string()
+    };
+    let exp = store_cmd(&root)
+        .args(["export", &q])
+        .output()
+        .map_err(|e| e.to_string())?;
+    check(
+        exp.status.success(),
+        String::from_utf8_lossy(&exp.stderr).to_string(),
+    )?;
+    let stream = exp.stdout;
+    let import = |root: &Path, data: &[u8]| -> Result<Output, Failed> {
+        use std::io::Write;
+        let mut c = store_cmd(root)
+            .arg("import")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        if let Some(mut i) = c.stdin.take() {
+            let _ = i.write_all(data);
+        }
+        c.wait_with_output().map_err(|e| e.to_string().into())
+    };
+    let other = t.path().join("other");
+    let mut corrupted = stream.clone();
+    if let Some(pos) = corrupted.windows(5).position(|w| w == b"hello") {
+        corrupted[pos] = b'j';
+    }
+    for (what, data) in [
+        ("truncated", &stream[..stream.len() * 2 / 3]),
+        ("truncated at the end", &stream[..stream.len() - 2]),
+        ("corrupted", &corrupted[..]),
+    ] {
+        let o = import(&other, data)?;
+        let err = String::from_utf8_lossy(&o.stderr);
+        check(
+            o.status.code() == Some(1) && err.contains("buildit::store::"),
+            format!("{what}: {err}"),
+        )?;
+        for path in [&p, &q] {
+            let i = run(&other, &["path-info", path])?;
+            check(!i.status.success(), format!("{what}: {path} registered"))?;
+        }
+    }
+    let o = import(&other, &stream)?;
+    check(
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )?;
+    let info = ok(&other, &["path-info", "--closure", &q])?;
+    check(info.contains(&p) && info.contains(&q), info.clone())?;
+    let why = ok(&other, &["why-depends", &q, &p])?;
+    check(why.lines().count() == 2, why.clone())?;
+    let v = run(&other, &["verify", "--check-contents"])?;
+    check(
+        v.status.success(),
+        String::from_utf8_lossy(&v.stderr).to_string(),
+    )
+}
+
+/// One raw ustar header block (plus data) for hostile archives.
+fn ustar(name: &str, kind: u8, data: &[u8], link: &str, mode: u32) -> Vec<u8> {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    let octal = |v: u64, width: usize| format!("{v:0w$o}\0", w = width - 1);
+    h[100..108].copy_from_slice(octal(mode as u64, 8).as_bytes());
+    h[108..116].copy_from_slice(octal(0, 8).as_bytes());
+    h[116..124].copy_from_slice(octal(0, 8).as_bytes());
+    h[124..136].copy_from_slice(octal(data.len() as u64, 12).as_bytes());
+    h[136..148].copy_from_slice(octal(1, 12).as_bytes());
+    h[156] = kind;
+    h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| *b as u32).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut v = h.to_vec();
+    v.extend_from_slice(data);
+    v.resize(v.len().div_ceil(512) * 512, 0);
+    v
+}
+
+fn unsafe_archives() -> Result<(), Failed> {
+    let t = tmp()?;
+    let root_dir = ustar("./", b'5', b"", "", 0o755);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("dotdot", ustar("../escaped", b'0', b"x", "", 0o644)),
+        (
+            "nested dotdot",
+            ustar("a/../../escaped", b'0', b"x", "", 0o644),
+        ),
+        (
+            "absolute name",
+            ustar("/tmp/escaped", b'0', b"x", "", 0o644),
+        ),
+        ("absolute symlink", ustar("l", b'2', b"", "/etc", 0o777)),
+        ("escaping symlink", ustar("l", b'2', b"", "../../..", 0o777)),
+        ("through a symlink", {
+            let mut v = ustar("l", b'2', b"", ".", 0o777);
+            v.extend(ustar("l/x", b'0', b"x", "", 0o644));
+            v
+        }),
+        ("device", ustar("dev", b'3', b"", "", 0o644)),
+        ("setuid", ustar("suid", b'0', b"x", "", 0o4755)),
+    ];
+    for (what, body) in cases {
+        let mut ar = root_dir.clone();
+        ar.extend(body);
+        ar.extend([0u8; 1024]);
+        let dest = t.path().join("dest");
+        let r = buildit_store::archive::unpack_archive(&ar[..], &dest);
+        check(r.is_err(), format!("{what}: accepted"))?;
+        check(!dest.exists(), format!("{what}: left {}", dest.display()))?;
+    }
+    let names: Vec<String> = fs::read_dir(t.path())
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    check(names.is_empty(), format!("left behind: {names:?}"))?;
+    check(!Path::new("/tmp/escaped").exists(), "wrote /tmp/escaped")
+}
+
+fn corrupt_db() -> Result<(), Failed> {
+    let t = tmp()?;
+    let root = t.path().join("root");
+    ok(&root, &["verify"])?;
+    let db: PathBuf = root.join("var/buildit/db.sqlite");
+    for f in ["db.sqlite-wal", "db.sqlite-shm"] {
+        let _ = fs::remove_file(root.join("var/buildit").join(f));
+    }
+    fs::write(&db, vec![0xa5u8; 16384]).map_err(|e| e.to_string())?;
+    for args in [&["verify"][..], &["gc"][..], &["add", "/etc/hostname"][..]] {
+        let o = run(&root, args)?;
+        let err = String::from_utf8_lossy(&o.stderr);
+        check(
+            o.status.code() == Some(1)
+                && err.contains("buildit::store::database")
+                && !err.contains("internal error"),
+            format!("{args:?}: {}: {err}", o.status),
+        )?;
+    }
+    Ok(())
+}
+
+fn gc_keeps_rooted_closures() -> Result<(), Failed> {
+    let t = tmp()?;
+    let root = t.path().join("root");
+    let (a, b, c, d) = {
+        let s = Store::open(StoreLayout::at(&root)).map_err(|e| e.to_string())?;
+        let a = s.add_bytes("a", b"a", &[]).map_err(|e| e.to_string())?;
+        let b = s.add_bytes("b", b"b", &[]).map_err(|e| e.to_string())?;
+        let c = s
+            .add_bytes("c", a.to_string().as_bytes(), std::slice::from_ref(&a))
+            .map_err(|e| e.to_string())?;
+        let d = s
+            .add_bytes("d", b.to_string().as_bytes(), std::slice::from_ref(&b))
+            .map_err(|e| e.to_string())?;
+        (a, b, c, d)
+    };
+    let link = t.path().join("result");
+    ok(
+        &root,
+        &["add-root", link.to_str().unwrap_or(""), &c.to_string()],
+    )?;
+    // deleting a rooted or referenced path is refused
+    let o = run(&root, &["delete", &a.to_string()])?;
+    check(
+        o.status.code() == Some(1)
+            && String::from_utf8_lossy(&o.stderr).contains("buildit::store::alive"),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )?;
+    let dry = ok(&root, &["gc", "--dry-run"])?;
+    check(dry.lines().count() == 2, dry.clone())?;
+    let out = ok(&root, &["gc"])?;
+    let mut deleted: Vec<&str> = out.lines().collect();
+    deleted.sort();
+    let mut want = vec![b.to_string(), d.to_string()];
+    want.sort();
+    check(deleted == want, format!("deleted {deleted:?}"))?;
+    for p in [&a, &c] {
+        ok(&root, &["path-info", &p.to_string()])?;
+    }
+    check(
+        !root.join("store").join(b.base_name()).exists(),
+        "b's object survived",
+    )?;
+    fs::remove_file(&link).map_err(|e| e.to_string())?;
+    let out = ok(&root, &["gc"])?;
+    check(out.lines().count() == 2, out)
+}
+
+pub fn trials() -> Vec<Trial> {
+    let t = |name: &str, f: fn() -> Result<(), Failed>| Trial::test(format!("store::{name}"), f);
+    vec![
+        t("golden-path", golden),
+        t("add-twice-same-path", add_twice),
+        t("reference-scan", refs_scan),
+        t("kill-9-during-add", kill_add),
+        t("kill-9-during-gc", kill_gc),
+        t("concurrent-add", concurrent_add),
+        t("import-all-or-nothing", import_all_or_nothing),
+        t("unsafe-archives-rejected", unsafe_archives),
+        t("corrupt-database", corrupt_db),
+        t("gc-keeps-rooted-closures", gc_keeps_rooted_closures),
+    ]
+}
