@@ -346,15 +346,17 @@ mod tests {
     #[test]
     fn evaluated_data_is_checked_deeply_at_the_boundary() {
         let e = run(r#"let x = (builtins.fromJSON "{\"a\": [1, \"2\"]}" :: { a : [Int] }); in builtins.attrNames x"#)
-            .unwrap_err();
+            .expect_err("must fail");
         assert!(e.starts_with("buildit::eval::cast"), "{e}");
         assert!(
             e.contains("at `.a[1]`") && e.contains("expected `Int`"),
             "{e}"
         );
-        let e = run(r#"(builtins.fromJSON "{\"nmae\": 1}" :: { name : Int, .. })"#).unwrap_err();
+        let e = run(r#"(builtins.fromJSON "{\"nmae\": 1}" :: { name : Int, .. })"#)
+            .expect_err("must fail");
         assert!(e.contains("missing field `name`"), "{e}");
-        let e = run(r#"(builtins.fromJSON "{\"a\": 1, \"b\": 2}" :: { a : Int })"#).unwrap_err();
+        let e = run(r#"(builtins.fromJSON "{\"a\": 1, \"b\": 2}" :: { a : Int })"#)
+            .expect_err("must fail");
         assert!(e.contains("unexpected field `b`"), "{e}");
     }
 
@@ -370,7 +372,8 @@ mod tests {
             Ok("2")
         );
         // forced: the wrapped thunk checks it, at the annotation
-        let e = run(r#"({ a = 1; b = 1 + 1; } :: { a : Int, b : String }).b"#).unwrap_err();
+        let e =
+            run(r#"({ a = 1; b = 1 + 1; } :: { a : Int, b : String }).b"#).expect_err("must fail");
         assert!(
             e.starts_with("buildit::eval::cast") && e.contains("at `.b`"),
             "{e}"

@@ -158,6 +158,38 @@ pub fn trials() -> Vec<Trial> {
         1,
         None,
     ));
+    // a 100k-arrow type is refused (type depth limit); its diagnostic, far past column 65535,
+    // is rendered without miette's panic
+    v.push(hostile(
+        "type-arrows-100k",
+        format!("(1 :: {}Int)", "Int -> ".repeat(100_000)).into_bytes(),
+        1,
+        None,
+    ));
+    // a type error at column 400,000 of one line
+    v.push(hostile(
+        "type-error-on-a-long-line",
+        format!("[ {}(1 + \"a\") ]", "1 ".repeat(200_000)).into_bytes(),
+        1,
+        None,
+    ));
+    // aliases that double at each level are cut off, not expanded exponentially
+    v.push(hostile(
+        "alias-exponential",
+        {
+            let mut s = String::from("let type A0 = Int;");
+            for i in 1..64 {
+                s.push_str(&format!(
+                    " type A{i} = {{ a : A{p}, b : A{p} }};",
+                    p = i - 1
+                ));
+            }
+            s.push_str(" x :: A63 = 1; in x");
+            s.into_bytes()
+        },
+        1,
+        None,
+    ));
     v.push(hostile(
         "sum-chain-1000",
         {

@@ -422,3 +422,92 @@ fn size(t: &Type, depth: usize) -> (usize, usize) {
         _ => (1, depth),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::ast::ExprKind;
+    use crate::{parse, FileId};
+
+    fn codes(src: &str) -> Vec<&'static str> {
+        parse(FileId(0), src)
+            .diagnostics
+            .iter()
+            .map(|d| d.code)
+            .collect()
+    }
+
+    /// The annotation type of `let …; in (e :: T)` after resolution.
+    fn body_annotation(src: &str) -> String {
+        let p = parse(FileId(0), src);
+        assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+        let Some(mut e) = p.expr else {
+            return "no expr".into();
+        };
+        while let ExprKind::Let { body, .. } = e.kind {
+            e = *body;
+        }
+        match e.kind {
+            ExprKind::Annot { ty, .. } => ty.to_string(),
+            _ => "no annotation".into(),
+        }
+    }
+
+    #[test]
+    fn aliases_expand_in_any_order_and_shadow() {
+        assert_eq!(
+            body_annotation("let type A = { b : B, .. }; type B = [Int]; in (x :: A -> B)"),
+            "{ b : [Int], .. } -> [Int]"
+        );
+        assert_eq!(
+            body_annotation("let type A = Int; in let type A = String; in (x :: A)"),
+            "String"
+        );
+        // `type` stays an ordinary name
+        assert!(codes("let type = 1; in type").is_empty());
+    }
+
+    #[test]
+    fn alias_errors() {
+        assert_eq!(
+            codes("let type A = [A]; in 1"),
+            vec!["buildit::type::recursive-alias"]
+        );
+        assert_eq!(
+            codes("let type A = B; type B = { a : A }; in 1"),
+            vec!["buildit::type::recursive-alias"]
+        );
+        assert_eq!(
+            codes("let type Pkg = Int; in (1 :: Pkgg)"),
+            vec!["buildit::type::unknown-type"]
+        );
+        let p = parse(FileId(0), "let type Pkg = Int; in (1 :: Pkgg)");
+        assert_eq!(
+            p.diagnostics[0].help.as_deref(),
+            Some("did you mean `Pkg`?")
+        );
+        assert_eq!(
+            codes("let type a = Int; in 1"),
+            vec!["buildit::type::alias-name"]
+        );
+        assert_eq!(
+            codes("let type A = Int; type A = Int; in 1"),
+            vec!["buildit::type::duplicate-alias"]
+        );
+        // exponential expansion is cut off
+        let mut src = String::from("let type A0 = Int;");
+        for i in 1..40 {
+            src.push_str(&format!(
+                " type A{i} = {{ a : A{p}, b : A{p} }};",
+                p = i - 1
+            ));
+        }
+        src.push_str(" in 1");
+        assert!(codes(&src).contains(&"buildit::type::alias-too-large"));
+    }
+
+    #[test]
+    fn deep_types_are_bounded() {
+        let src = format!("(1 :: {}Int)", "Int -> ".repeat(100_000));
+        assert!(codes(&src).contains(&"buildit::parse::too-deep"));
+    }
+}
