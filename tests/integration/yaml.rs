@@ -11,9 +11,16 @@ use crate::{data, root, snapshot};
 use libtest_mimic::{Failed, Trial};
 
 fn fail_trial(dir: std::path::PathBuf) -> Trial {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     Trial::test(format!("yaml::fail::{name}"), move || {
-        let o = buildit().arg("compile").arg(&dir).output().map_err(|e| e.to_string())?;
+        let o = buildit()
+            .arg("compile")
+            .arg(&dir)
+            .output()
+            .map_err(|e| e.to_string())?;
         let err = String::from_utf8_lossy(&o.stderr).to_string();
         if o.status.code() != Some(1) {
             return Err(format!("expected exit 1, got {:?}\n{err}", o.status.code()).into());
@@ -27,7 +34,11 @@ fn fail_trial(dir: std::path::PathBuf) -> Trial {
 
 fn example_compiles() -> Result<(), Failed> {
     let dir = root().join("examples/nginx-prod");
-    let o = buildit().arg("compile").arg(&dir).output().map_err(|e| e.to_string())?;
+    let o = buildit()
+        .arg("compile")
+        .arg(&dir)
+        .output()
+        .map_err(|e| e.to_string())?;
     if !o.status.success() {
         return Err(String::from_utf8_lossy(&o.stderr).to_string().into());
     }
@@ -36,15 +47,29 @@ fn example_compiles() -> Result<(), Failed> {
     // evaluate the printed text, saved as a file in the spec directory's place
     let store = tempfile::tempdir().map_err(|e| e.to_string())?;
     let copy = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let status = std::process::Command::new("cp").arg("-r").arg(&dir).arg(copy.path()).status().map_err(|e| e.to_string())?;
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&dir)
+        .arg(copy.path())
+        .status()
+        .map_err(|e| e.to_string())?;
     if !status.success() {
         return Err("cp failed".into());
     }
     let spec_dir = copy.path().join("nginx-prod");
     std::fs::write(spec_dir.join("compiled.bld"), &text).map_err(|e| e.to_string())?;
-    let a = buildit().args(["instantiate", "--store-root"]).arg(store.path()).arg(spec_dir.join("compiled.bld")).output().map_err(|e| e.to_string())?;
+    let a = buildit()
+        .args(["instantiate", "--store-root"])
+        .arg(store.path())
+        .arg(spec_dir.join("compiled.bld"))
+        .output()
+        .map_err(|e| e.to_string())?;
     if !a.status.success() {
-        return Err(format!("instantiate of the compiled text failed:\n{}", String::from_utf8_lossy(&a.stderr)).into());
+        return Err(format!(
+            "instantiate of the compiled text failed:\n{}",
+            String::from_utf8_lossy(&a.stderr)
+        )
+        .into());
     }
     let drv = String::from_utf8_lossy(&a.stdout).trim().to_string();
     if !drv.ends_with("-nginx-production-1.22.1-p1-oci.drv") {
@@ -55,10 +80,17 @@ fn example_compiles() -> Result<(), Failed> {
 
 pub fn trials() -> Vec<Trial> {
     let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(data("yaml/fail"))
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir())
+                .collect()
+        })
         .unwrap_or_default();
     dirs.sort();
     let mut v: Vec<Trial> = dirs.into_iter().map(fail_trial).collect();
-    v.push(Trial::test("yaml::nginx-prod-compiles-and-the-text-evaluates", example_compiles));
+    v.push(Trial::test(
+        "yaml::nginx-prod-compiles-and-the-text-evaluates",
+        example_compiles,
+    ));
     v
 }
