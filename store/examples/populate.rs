@@ -17,9 +17,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let text = format!("object {i} of {n}\n");
         made.push(store.add_bytes(&format!("obj-{i}"), text.as_bytes(), &refs)?);
     }
-    eprintln!(
-        "added {n} paths in {:.3} s",
-        start.elapsed().as_secs_f64()
-    );
+    eprintln!("added {n} paths in {:.3} s", start.elapsed().as_secs_f64());
     Ok(())
 }
