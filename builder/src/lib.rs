@@ -1,4 +1,23 @@
-//! `buildit-builder`: turns derivations into store paths. A build is described by a plain-data
-//! [`BuildRequest`]-style value (never a language value); the bubblewrap backend runs it under the
-//! sandbox contract of `docs/builder.md`; the scheduler orders builds topologically and the
-//! fetchers realise fixed-output derivations over the network.
+//! `buildit-builder`: turns derivations into store paths.
+//!
+//! A build is described by a plain-data [`BuildRequest`] (never a language value); the
+//! bubblewrap backend ([`sandbox`]) runs it under the sandbox contract of `docs/builder.md`; the
+//! scheduler ([`schedule`]) loads the derivation graph, orders builds topologically, runs them in
+//! parallel and registers their outputs. The in-process builders of fixed-output and unpacking
+//! derivations live in [`fetch`] (`builtin:fetchurl`) and [`deb`] (`builtin:unpack-deb`).
+
+pub mod deb;
+pub mod error;
+pub mod fetch;
+pub mod log;
+pub mod request;
+pub mod sandbox;
+pub mod schedule;
+
+pub use error::{BuildError, BuildFailure, FailReason};
+pub use request::{BuildLimits, BuildOptions, BuildRequest, RequestError};
+pub use sandbox::{Sandbox, SandboxOutcome};
+pub use schedule::{
+    BuildEvent, BuiltinBuilder, BuiltinContext, Builtins, CheckReport, Realised, ScheduleOptions,
+    Scheduler, Substituter, Target,
+};

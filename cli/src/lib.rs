@@ -2,6 +2,12 @@
 //! diagnostic rendering and the REPL back end (the `buildit` binary's rustyline front end only
 //! moves lines between the terminal and [`repl::Repl`]).
 
+pub mod build_cmd;
+pub mod builtins;
+pub mod common;
+pub mod debian_cmd;
+pub mod instantiate;
 pub mod render;
 pub mod repl;
 pub mod store_cmd;
+pub mod yaml_cmd;

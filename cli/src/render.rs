@@ -39,8 +39,22 @@ fn handler(style: Style) -> GraphicalReportHandler {
         .with_links(false)
 }
 
+/// miette's graphical handler panics on labels past column 65535 (a formatting width); far
+/// beyond this column the plain rendering is used instead.
+const MAX_GRAPHICAL_COLUMN: usize = 10_000;
+
 /// Render one diagnostic.
 pub fn diagnostic(sources: &SourceMap, d: &Diagnostic, style: Style) -> String {
+    let too_wide = d.labels.iter().any(|l| {
+        sources.get(l.span.file).is_some_and(|sf| {
+            [l.span.start, l.span.end]
+                .iter()
+                .any(|o| sf.line_col(*o as usize).1 > MAX_GRAPHICAL_COLUMN)
+        })
+    });
+    if too_wide {
+        return d.render_plain(sources);
+    }
     let report = d.to_report(sources);
     let mut out = String::new();
     if handler(style)

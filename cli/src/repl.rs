@@ -4,10 +4,19 @@
 //! Bindings typed at the prompt (`x = 1`) and files loaded with `:l` live in one frame that sits
 //! between the global scope and each input; a new binding makes a new frame (old closures keep
 //! seeing the old one, as lexical scoping wants).
+//!
+//! Every input is type-checked before it is evaluated (unless type checking is turned off,
+//! `buildit repl --no-typecheck`): a type error is reported as diagnostics and nothing is
+//! evaluated or bound. The REPL remembers the inferred type of each of its variables (a
+//! binding's, or the field types of a file loaded with `:l`), so `:t`, later inputs and the
+//! completion of attribute paths see them; a variable whose type is unknown is `Dyn`.
 
 use crate::render::{self, Style};
 use buildit_eval::value::{Env, Pending, Scope, Thunk};
 use buildit_eval::{print, EvalIo, Evaluator, Symbol, Value};
+use buildit_lang::ast::{AttrKey, Binding, Expr, ExprKind};
+use buildit_lang::types::{self, Type, TypeEnv};
+use buildit_lang::SourceMap;
 
 /// What the front end should do after a line.
 #[derive(Debug, PartialEq, Eq)]
@@ -53,12 +62,29 @@ The following commands are available:
   :?            Show this help
 ";
 
+/// Appended to the type errors of an input that was therefore not evaluated.
+const NOT_EVALUATED: &str =
+    "(nothing was evaluated; `buildit repl --no-typecheck` turns type checking off)\n";
+
 pub struct Repl {
     ev: Evaluator,
     names: Vec<Symbol>,
+    /// The static type of each of `names` (same order; `Dyn` when unknown).
+    types: Vec<Type>,
     env: Env,
     cwd: String,
     style: Style,
+    typecheck: bool,
+}
+
+/// The outcome of type-checking one REPL input.
+enum Checked {
+    /// Well-typed (or not checked): the type, `Dyn` when unknown.
+    Ok(Type),
+    /// Rendered type errors.
+    Err(String),
+    /// Rendered syntax errors (evaluation reports them itself).
+    Syntax(String),
 }
 
 impl Repl {
@@ -67,9 +93,49 @@ impl Repl {
         Repl {
             ev: Evaluator::new(io),
             names: Vec::new(),
+            types: Vec::new(),
             env: Scope::new(None, Default::default()),
             cwd: cwd.into(),
             style,
+            typecheck: true,
+        }
+    }
+
+    /// Turn type checking of inputs on (the default) or off (`--no-typecheck`).
+    pub fn set_typecheck(&mut self, on: bool) {
+        self.typecheck = on;
+    }
+
+    /// The type environment of an input: the globals plus the REPL's variables.
+    fn type_env(&self) -> TypeEnv {
+        let mut env = TypeEnv::new();
+        for (n, t) in self.names.iter().zip(&self.types) {
+            env.insert(n.as_str(), t.clone());
+        }
+        env
+    }
+
+    /// Parse `text` and type-check it, with `wrap` applied to the parsed expression first (a
+    /// binding checks `let x = e; in x`). Syntax errors are reported too.
+    fn check_input(&self, text: &str, wrap: impl FnOnce(Expr) -> Expr) -> Checked {
+        let mut sources = SourceMap::new();
+        let file = sources.add("«repl»", text);
+        let parsed = buildit_lang::parse(file, text);
+        let ok = parsed.syntax_ok();
+        let Some(expr) = parsed.expr.filter(|_| ok) else {
+            return Checked::Syntax(render::diagnostics(
+                &sources,
+                &parsed.diagnostics,
+                self.style,
+            ));
+        };
+        let r = types::check_with(&wrap(expr), &self.type_env());
+        let mut diags = parsed.diagnostics;
+        diags.extend(r.diagnostics);
+        if diags.is_empty() {
+            Checked::Ok(r.ty)
+        } else {
+            Checked::Err(render::diagnostics(&sources, &diags, self.style))
         }
     }
 
@@ -134,6 +200,11 @@ impl Repl {
         if text.is_empty() {
             return Reply::err("expected an expression");
         }
+        if self.typecheck {
+            if let Checked::Err(e) = self.check_input(text, |e| e) {
+                return Reply::err(e + NOT_EVALUATED);
+            }
+        }
         let v = match self.compile_eval(text) {
             Ok(v) => v,
             Err(e) => return Reply::err(e),
@@ -169,7 +240,17 @@ impl Repl {
     }
 
     fn bind(&mut self, name: &str, expr: &str) -> Reply {
-        // the new name is in scope of its own definition (recursive functions work)
+        // the new name is in scope of its own definition (recursive functions work): checked
+        // as `let name = expr; in name`
+        let ty = if self.typecheck {
+            match self.check_input(expr, |e| let_in_self(name, e)) {
+                Checked::Ok(t) => t,
+                Checked::Err(e) => return Reply::err(e + NOT_EVALUATED),
+                Checked::Syntax(_) => Type::Dyn, // reported by compiling it below
+            }
+        } else {
+            Type::Dyn
+        };
         let sym = Symbol::intern(name);
         let mut names = self.names.clone();
         let mut slots: Vec<Value> = self.env.slots.borrow().iter().cloned().collect();
@@ -194,18 +275,24 @@ impl Repl {
         let env = Scope::new(None, slots.into_iter().collect());
         let value = Value::Thunk(Thunk::new(Pending::Expr(ir, env.clone())));
         env.slots.borrow_mut()[index] = value;
+        self.types.resize(names.len(), Type::Dyn);
+        self.types[index] = ty;
         self.names = names;
         self.env = env;
         Reply::ok("")
     }
 
-    fn add_bindings(&mut self, new: Vec<(Symbol, Value)>) {
+    fn add_bindings(&mut self, new: Vec<(Symbol, Value, Type)>) {
         let mut slots: Vec<Value> = self.env.slots.borrow().iter().cloned().collect();
-        for (name, value) in new {
+        for (name, value, ty) in new {
             match self.names.iter().position(|n| *n == name) {
-                Some(i) => slots[i] = value,
+                Some(i) => {
+                    slots[i] = value;
+                    self.types[i] = ty;
+                }
                 None => {
                     self.names.push(name);
+                    self.types.push(ty);
                     slots.push(value);
                 }
             }
@@ -222,6 +309,16 @@ impl Repl {
         } else {
             format!("{}/{}", self.cwd, path)
         };
+        // the file's fields get the types of its record type (`Dyn` when not checked)
+        let file_ty = if self.typecheck {
+            match self.check_file(&abs) {
+                Checked::Ok(t) => t,
+                Checked::Syntax(_) => Type::Dyn,
+                Checked::Err(e) => return Reply::err(e + NOT_EVALUATED),
+            }
+        } else {
+            Type::Dyn
+        };
         let v = match self.ev.import(&abs, buildit_lang::Span::default()) {
             Ok(v) => v,
             Err(e) => return Reply::err(render::eval_error(&self.ev.sources, &e, self.style)),
@@ -229,10 +326,10 @@ impl Repl {
         match v {
             Value::Attrs(a) => {
                 let n = a.len();
-                let entries: Vec<(Symbol, Value)> = a
+                let entries: Vec<(Symbol, Value, Type)> = a
                     .iter_sorted()
                     .into_iter()
-                    .map(|(k, v)| (*k, v.clone()))
+                    .map(|(k, v)| (*k, v.clone(), field_type(&file_ty, k.as_str())))
                     .collect();
                 self.add_bindings(entries);
                 Reply::ok(format!("Added {n} variables."))
@@ -244,27 +341,43 @@ impl Repl {
         }
     }
 
-    /// `:t EXPR`: the static type (REPL variables are `Dyn`: their types are not tracked).
+    /// `:t EXPR`: the static type, without evaluating (REPL variables have the types
+    /// inferred when they were bound or loaded).
     fn type_of(&mut self, text: &str) -> Reply {
-        let mut sources = buildit_lang::SourceMap::new();
-        let file = sources.add("«repl»", text);
-        let parsed = buildit_lang::parse(file, text);
-        let Some(expr) = parsed.expr.filter(|_| parsed.diagnostics.is_empty()) else {
-            return Reply::err(render::diagnostics(
-                &sources,
-                &parsed.diagnostics,
-                self.style,
-            ));
-        };
-        let mut env = buildit_lang::types::TypeEnv::new();
-        for n in &self.names {
-            env.insert(n.as_str(), buildit_lang::types::Type::Dyn);
+        if text.is_empty() {
+            return Reply::err("usage: :t <expr>");
         }
-        let r = buildit_lang::types::check_with(&expr, &env);
-        if r.diagnostics.is_empty() {
-            Reply::ok(format!("{}\n", r.ty))
+        match self.check_input(text, |e| e) {
+            Checked::Ok(t) => Reply::ok(format!("{t}\n")),
+            Checked::Err(e) | Checked::Syntax(e) => Reply::err(e),
+        }
+    }
+
+    /// Type-check a file for `:l` (a directory means its `default.bld`); a file that cannot be
+    /// read is left to the evaluator to report.
+    fn check_file(&self, abs: &str) -> Checked {
+        let path = if std::path::Path::new(abs).is_dir() {
+            format!("{abs}/default.bld")
         } else {
-            Reply::err(render::diagnostics(&sources, &r.diagnostics, self.style))
+            abs.to_string()
+        };
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Checked::Ok(Type::Dyn);
+        };
+        let mut sources = SourceMap::new();
+        let file = sources.add(path.clone(), text.as_str());
+        let parsed = buildit_lang::parse(file, &text);
+        let ok = parsed.syntax_ok();
+        let Some(expr) = parsed.expr.filter(|_| ok) else {
+            return Checked::Ok(Type::Dyn); // the evaluator reports syntax errors
+        };
+        let r = types::check(&expr);
+        let mut diags = parsed.diagnostics;
+        diags.extend(r.diagnostics);
+        if diags.is_empty() {
+            Checked::Ok(r.ty)
+        } else {
+            Checked::Err(render::diagnostics(&sources, &diags, self.style))
         }
     }
 
@@ -300,13 +413,23 @@ impl Repl {
         }
         if let Some(dot) = word.rfind('.') {
             let (base, prefix) = (&word[..dot], &word[dot + 1..]);
-            let Ok(Value::Attrs(a)) = self.compile_eval(base) else {
-                return (start, Vec::new());
+            // the value's attributes when it evaluates to a set; else (an error, a value that
+            // is not a set yet, say `(throw "x" :: { a : Int })`) the fields of its type
+            let names: Vec<String> = match self.compile_eval(base) {
+                Ok(Value::Attrs(a)) => a
+                    .iter_sorted()
+                    .into_iter()
+                    .map(|(k, _)| k.as_str().to_string())
+                    .collect(),
+                _ => match self.check_input(base, |e| e) {
+                    Checked::Ok(Type::Record { fields, .. }) => {
+                        fields.into_iter().map(|f| f.name).collect()
+                    }
+                    _ => Vec::new(),
+                },
             };
-            let mut out: Vec<String> = a
-                .iter_sorted()
+            let mut out: Vec<String> = names
                 .into_iter()
-                .map(|(k, _)| k.as_str())
                 .filter(|k| k.starts_with(prefix))
                 .map(|k| format!("{base}.{k}"))
                 .collect();
@@ -331,6 +454,37 @@ impl Repl {
         out.sort();
         out.dedup();
         (start, out)
+    }
+}
+
+/// `let name = e; in name`: how a binding typed at the prompt is checked (spans stay those of
+/// `e`).
+fn let_in_self(name: &str, e: Expr) -> Expr {
+    let span = e.span;
+    Expr::new(
+        ExprKind::Let {
+            bindings: vec![Binding::Attr {
+                path: vec![AttrKey::Static(name.to_string(), span)],
+                value: e,
+                span,
+            }],
+            aliases: Vec::new(),
+            body: Box::new(Expr::new(ExprKind::Var(name.to_string()), span)),
+        },
+        span,
+    )
+}
+
+/// The type of field `name` of a record type (`Dyn` when unknown).
+fn field_type(t: &Type, name: &str) -> Type {
+    match t {
+        Type::Record { fields, .. } => fields
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.ty.clone())
+            .unwrap_or(Type::Dyn),
+        Type::Dict(e) => (**e).clone(),
+        _ => Type::Dyn,
     }
 }
 

@@ -37,6 +37,8 @@ pub enum ErrorKind {
     Derivation,
     /// The store refused an operation (bad name, unreadable source, database error).
     Store,
+    /// A value does not match its `::` annotation (a run-time checked cast).
+    Cast,
 }
 
 impl ErrorKind {
@@ -65,6 +67,7 @@ impl ErrorKind {
             ErrorKind::Invalid => "buildit::eval::invalid-value",
             ErrorKind::Derivation => "buildit::eval::derivation",
             ErrorKind::Store => "buildit::eval::store",
+            ErrorKind::Cast => "buildit::eval::cast",
         }
     }
 
@@ -98,6 +101,7 @@ impl ErrorKind {
             ErrorKind::Invalid => return None,
             ErrorKind::Derivation => "a derivation needs `name`, `system` and `builder`; see docs/language.md, section Derivations",
             ErrorKind::Store => "check the path and the store (`buildit store verify`)",
+            ErrorKind::Cast => "fix the data, or loosen the annotation",
         })
     }
 }
@@ -220,6 +224,7 @@ fn primary_label(kind: ErrorKind) -> &'static str {
         ErrorKind::Invalid => "here",
         ErrorKind::Derivation => "in this derivation",
         ErrorKind::Store => "while adding this to the store",
+        ErrorKind::Cast => "this annotation",
     }
 }
 

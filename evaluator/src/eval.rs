@@ -750,8 +750,18 @@ impl Evaluator {
                     return self.arith(BinOp::Sub, &Value::Int(0), &v, span);
                 }
                 ExprKind::Binary(op, l, r) => return self.eval_binary(*op, l, r, &env, span),
+                ExprKind::Cast(e, c) => {
+                    let v = self.eval(e, &env)?;
+                    return self.cast(v, c, span);
+                }
                 ExprKind::Fail(kind, msg) => {
                     return Err(EvalError::new(*kind, msg.clone(), span));
+                }
+                ExprKind::LookupPath(p) => {
+                    return match self.io.lookup_path(p) {
+                        Ok(path) => Ok(Value::Path(Rc::from(path.as_str()))),
+                        Err(msg) => Err(EvalError::new(ErrorKind::Io, msg, span)),
+                    };
                 }
             };
             expr = next.0;

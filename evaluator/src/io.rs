@@ -98,6 +98,12 @@ pub trait EvalIo {
         let _ = path;
         Err("`storePath` needs a store".into())
     }
+    /// `<buildit>` and `<buildit/sub/path>`: the standard library's directory (or a path in it).
+    fn lookup_path(&self, name: &str) -> Result<String, String> {
+        Err(format!(
+            "<{name}>: the standard library is not available in this evaluation"
+        ))
+    }
     /// The logical store directory (`/bld/store`).
     fn store_dir(&self) -> String {
         "/bld/store".into()

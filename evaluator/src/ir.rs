@@ -48,8 +48,13 @@ pub enum ExprKind {
     Not(Rc<Expr>),
     Neg(Rc<Expr>),
     Binary(BinOp, Rc<Expr>, Rc<Expr>),
+    /// `(e :: T)`: `e`, checked against `T` when forced (see [`crate::cast`]).
+    Cast(Rc<Expr>, Rc<crate::cast::CastTy>),
     /// Code that always fails when evaluated (e.g. a `<lookup>` path).
     Fail(crate::error::ErrorKind, String),
+    /// `<buildit>` / `<buildit/sub/path>`: a path in the standard library, found through
+    /// `EvalIo::lookup_path` (the only lookup path buildit has).
+    LookupPath(String),
 }
 
 pub enum StrPart {

@@ -11,6 +11,7 @@
 //! `stacker`), integer overflow is an error.
 
 pub mod builtins;
+pub mod cast;
 pub mod error;
 mod eval;
 pub mod io;

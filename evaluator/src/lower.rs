@@ -128,17 +128,23 @@ impl<'c> Lowerer<'c> {
         use ast::ExprKind as A;
         let span = e.span;
         match &e.kind {
-            // type annotations are erased
-            A::Annot { expr, .. } => self.expr(expr),
+            // annotations become run-time checked casts (or vanish when they check nothing)
+            A::Annot { expr, ty } => match crate::cast::CastTy::of(ty) {
+                Some(c) => mk(ExprKind::Cast(self.expr(expr), c), span),
+                None => self.expr(expr),
+            },
             A::Int(i) => mk(ExprKind::Const(Value::Int(*i)), span),
             A::Float(f) => mk(ExprKind::Const(Value::Float(*f)), span),
             A::Uri(u) => mk(ExprKind::Const(Value::string(u.clone())), span),
             A::Str(parts) => self.string(parts, span),
             A::Path(kind, parts) => self.path(*kind, parts, span),
+            A::SearchPath(p) if p == "buildit" || p.starts_with("buildit/") => {
+                mk(ExprKind::LookupPath(p.clone()), span)
+            }
             A::SearchPath(p) => mk(
                 ExprKind::Fail(
                     ErrorKind::Unsupported,
-                    format!("lookup path <{p}> is not supported: buildit has no NIX_PATH; import a path instead"),
+                    format!("lookup path <{p}> is not supported: buildit has no NIX_PATH (only <buildit>, the standard library); import a path instead"),
                 ),
                 span,
             ),
@@ -159,7 +165,7 @@ impl<'c> Lowerer<'c> {
                 mk(ExprKind::List(items), span)
             }
             A::Attrs { rec, bindings } => self.attrs(*rec, bindings, span),
-            A::Let { bindings, body } => self.let_(bindings, Some(body), span),
+            A::Let { bindings, body, .. } => self.let_(bindings, Some(body), span),
             A::LegacyLet(bindings) => self.let_(bindings, None, span),
             A::Lambda { param, body } => self.lambda(param, body, span),
             A::Apply { .. } => {

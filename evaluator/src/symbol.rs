@@ -39,6 +39,23 @@ impl Symbol {
         })
     }
 
+    /// The symbol of `s` if it was ever interned, without interning it: a name nobody
+    /// interned cannot be an attribute of any record.
+    pub fn lookup(s: &str) -> Option<Symbol> {
+        INTERNER.with(|i| i.borrow().map.get(s).copied())
+    }
+
+    /// The names of many symbols at once (one access to the table).
+    pub fn names_of<T>(items: &[T], key: impl Fn(&T) -> Symbol) -> Vec<&'static str> {
+        INTERNER.with(|i| {
+            let i = i.borrow();
+            items
+                .iter()
+                .map(|x| i.names.get(key(x).0 as usize).copied().unwrap_or(""))
+                .collect()
+        })
+    }
+
     pub fn as_str(self) -> &'static str {
         INTERNER.with(|i| i.borrow().names.get(self.0 as usize).copied().unwrap_or(""))
     }

@@ -370,9 +370,12 @@ impl Attrs {
 
     /// Entries in name order, as Nix iterates records (attrNames, printing, JSON).
     pub fn iter_sorted(&self) -> Vec<&(Symbol, Value)> {
-        let mut v: Vec<&(Symbol, Value)> = self.entries.iter().collect();
-        v.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-        v
+        let names = Symbol::names_of(&self.entries, |e| e.0);
+        let mut v: Vec<(&'static str, &(Symbol, Value))> =
+            names.into_iter().zip(self.entries.iter()).collect();
+        // names are unique, so an unstable sort is deterministic
+        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        v.into_iter().map(|(_, e)| e).collect()
     }
 
     /// `self // other`: other's entries win.

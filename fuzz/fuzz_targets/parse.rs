@@ -53,7 +53,7 @@ fn check_spans(root: &Expr, len: usize) {
             ExprKind::Attrs { bindings, .. } | ExprKind::LegacyLet(bindings) => {
                 bindings_of(bindings, &mut stack, len)
             }
-            ExprKind::Let { bindings, body } => {
+            ExprKind::Let { bindings, body, .. } => {
                 bindings_of(bindings, &mut stack, len);
                 stack.push(body);
             }
@@ -95,7 +95,7 @@ fn check_spans(root: &Expr, len: usize) {
                 stack.push(expr);
                 keys(path, &mut stack, len);
             }
-            ExprKind::Unary { expr, .. } => stack.push(expr),
+            ExprKind::Unary { expr, .. } | ExprKind::Annot { expr, .. } => stack.push(expr),
             ExprKind::Binary { lhs, rhs, .. } => {
                 stack.push(lhs);
                 stack.push(rhs);

@@ -152,7 +152,7 @@ fn nix(e: &Expr, out: &mut String) {
             nix_bindings(bindings, out);
             out.push('}');
         }
-        ExprKind::Let { bindings, body } => {
+        ExprKind::Let { bindings, body, .. } => {
             out.push_str("(let ");
             nix_bindings(bindings, out);
             out.push_str("in ");

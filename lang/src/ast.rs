@@ -41,8 +41,12 @@ pub enum ExprKind {
         rec: bool,
         bindings: Vec<Binding>,
     },
+    /// `let … in body`. Type aliases (`type Pkg = { … };`) declared in the block are kept apart
+    /// from the value bindings: they are resolved at parse time (see `types::aliases`) and
+    /// evaluation ignores them.
     Let {
         bindings: Vec<Binding>,
+        aliases: Vec<TypeAlias>,
         body: Box<Expr>,
     },
     /// `let { a = 1; body = a; }` (legacy Nix form; its value is the `body` attribute).
@@ -93,6 +97,16 @@ pub enum ExprKind {
     /// Placeholder left by error recovery; evaluating it is an error (it is never reached,
     /// because a file with parse errors is not evaluated).
     Error,
+}
+
+/// `type Name = T;` in a `let` block: `ty` is already resolved (no alias names left in it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TypeAlias {
+    pub name: Name,
+    pub name_span: Span,
+    pub ty: crate::types::Type,
+    /// The whole declaration, `type` to `;`.
+    pub span: Span,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -60,6 +60,17 @@ pub struct Parsed {
 }
 
 impl Parsed {
+    /// True when the only diagnostics (if any) are about types (`buildit::type::…`, from the
+    /// resolution of `type` aliases): the tree is then complete and worth type-checking, and
+    /// the checker's diagnostics add to these.
+    pub fn syntax_ok(&self) -> bool {
+        self.expr.is_some()
+            && self
+                .diagnostics
+                .iter()
+                .all(|d| d.code.starts_with("buildit::type::"))
+    }
+
     /// True when no error was found (the AST is then free of `ExprKind::Error` nodes).
     pub fn is_ok(&self) -> bool {
         self.expr.is_some()
@@ -132,6 +143,10 @@ pub fn parse(file: FileId, src: &str) -> Parsed {
             Expr::new(ExprKind::Error, whole)
         }
     };
+    let mut expr = expr;
+    if st.has_aliases {
+        crate::types::aliases::resolve(&mut expr, &mut st.diags);
+    }
     syntax.truncate(MAX_SYNTAX_ERRORS);
     diagnostics.extend(syntax);
     diagnostics.append(&mut st.diags);

@@ -16,7 +16,7 @@
 //!
 //! # Concurrency
 //! Every operation that creates or hands out paths holds `gc.lock` shared and records the paths
-//! as temporary roots of this process (`temproots/<pid>`, locked while the process lives); `gc`
+//! as temporary roots of this process (`temproots/<pid>-<n>`, one file per `Store`, locked while the process lives); `gc`
 //! and `delete` hold `gc.lock` exclusively, so they never race a registration and always see
 //! every process's temporary roots. Two processes registering the same path serialise on the
 //! path lock; the second finds the path valid and does nothing.
@@ -265,7 +265,12 @@ pub struct Store {
     layout: StoreLayout,
     db: Db,
     gc: Mutex<GcState>,
+    /// Which `Store` of this process this is (names its temporary-roots file).
+    instance: u32,
 }
+
+/// Counts the `Store`s opened by this process.
+static INSTANCES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 fn now() -> i64 {
     SystemTime::now()
@@ -311,6 +316,7 @@ impl Store {
                 pending: Vec::new(),
                 rooted: HashSet::new(),
             }),
+            instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -393,11 +399,13 @@ impl Store {
         if st.pending.is_empty() {
             return Ok(());
         }
-        let p = self
-            .layout
-            .state_dir()
-            .join("temproots")
-            .join(std::process::id().to_string());
+        // one file per Store instance: flock locks belong to open files, so two instances in one
+        // process (the evaluator's and the scheduler's) must not share a file
+        let p = self.layout.state_dir().join("temproots").join(format!(
+            "{}-{}",
+            std::process::id(),
+            self.instance
+        ));
         if st.temproots.is_none() {
             let f = fs::OpenOptions::new()
                 .append(true)
@@ -1759,12 +1767,11 @@ mod tests {
             st.rooted.clear();
             st.temproots = None;
         }
-        let _ = fs::remove_file(
-            s.layout()
-                .state_dir()
-                .join("temproots")
-                .join(std::process::id().to_string()),
-        );
+        let _ = fs::remove_file(s.layout().state_dir().join("temproots").join(format!(
+            "{}-{}",
+            std::process::id(),
+            s.instance
+        )));
         let link = t.path().join("result");
         s.add_root(&link, &out).expect("root");
         assert_eq!(

@@ -14,9 +14,11 @@
 
 mod cli;
 mod docs;
+mod drv;
 mod eval;
 mod nixlang;
 mod repl;
+mod sandbox;
 mod store;
 mod typecheck;
 
@@ -91,6 +93,8 @@ fn main() {
     trials.extend(cli::trials());
     trials.extend(docs::trials());
     trials.extend(typecheck::trials());
+    trials.extend(drv::trials());
     trials.extend(store::trials());
+    trials.extend(sandbox::trials());
     libtest_mimic::run(&args, trials).exit();
 }

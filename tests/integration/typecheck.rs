@@ -1,7 +1,7 @@
 //! The type checker's corpus: `typecheck/accept/*.bld` must type-check and print the type in
 //! the `.type` file next to it; `typecheck/reject/*.bld` must be rejected with the code named by
 //! its `# expect: CODE` line, the plain rendering of every diagnostic snapshotted in `.err`.
-//! Also: every shipped example type-checks, every primop of the evaluator has a declared type,
+//! Also: every shipped `.bld` file (examples/, stdlib/) type-checks, every primop of the evaluator has a declared type,
 //! and (as a measured figure, not a failure) how many `eval/ok` programs type-check.
 
 use crate::{data, glob, name_of, root, snapshot};
@@ -16,7 +16,7 @@ pub fn check_file(path: &Path) -> Result<(String, String, Option<String>), Strin
     let mut sources = SourceMap::new();
     let file = sources.add(path.to_string_lossy().into_owned(), text.as_str());
     let parsed = parse(file, &text);
-    if !parsed.diagnostics.is_empty() {
+    if !parsed.syntax_ok() {
         let r: String = parsed
             .diagnostics
             .iter()
@@ -28,8 +28,13 @@ pub fn check_file(path: &Path) -> Result<(String, String, Option<String>), Strin
         return Err("no expression".into());
     };
     let res = types::check(&expr);
-    let rendered: String = res
+    // alias errors (found while parsing) come first, then the checker's
+    let diagnostics: Vec<_> = parsed
         .diagnostics
+        .into_iter()
+        .chain(res.diagnostics)
+        .collect();
+    let rendered: String = diagnostics
         .iter()
         .map(|d| d.render_plain(&sources))
         .collect();
@@ -37,7 +42,7 @@ pub fn check_file(path: &Path) -> Result<(String, String, Option<String>), Strin
     Ok((
         res.ty.to_string(),
         rendered.replace(&prefix, "$ROOT/"),
-        res.diagnostics.first().map(|d| d.code.to_string()),
+        diagnostics.first().map(|d| d.code.to_string()),
     ))
 }
 
@@ -99,11 +104,30 @@ fn corpus_trial() -> Trial {
     })
 }
 
+/// Every `.bld` file buildit ships (under `examples/` and `stdlib/`, at any depth) type-checks.
 fn examples_trial() -> Trial {
-    Trial::test("typecheck::examples-type-check", || {
+    Trial::test("typecheck::shipped-bld-files-type-check", || {
+        let mut files = Vec::new();
+        let mut dirs = vec![root().join("examples"), root().join("stdlib")];
+        while let Some(d) = dirs.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() && !p.ends_with("target") {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "bld") {
+                    files.push(p);
+                }
+            }
+        }
+        if files.is_empty() {
+            return Err("no shipped .bld file found".into());
+        }
         let mut bad = String::new();
-        for f in glob(&root().join("examples"), "bld") {
-            match check_file(&f) {
+        for f in &files {
+            match check_file(f) {
                 Ok((_, d, None)) if d.is_empty() => {}
                 Ok((_, d, _)) => bad.push_str(&d),
                 Err(e) => bad.push_str(&e),
@@ -193,7 +217,8 @@ fn cli_trial() -> Trial {
     })
 }
 
-/// The REPL's `:t`: types without evaluating, REPL variables as `Dyn`, errors as diagnostics.
+/// The REPL's `:t`: types without evaluating, REPL variables with their inferred types, errors
+/// as diagnostics.
 fn repl_trial() -> Trial {
     Trial::test("typecheck::repl-t", || {
         use buildit_cli::render::Style;
@@ -211,7 +236,7 @@ fn repl_trial() -> Trial {
                 false,
             ),
             ("y = 2", "", false),
-            (":t y", "Dyn\n", false),
+            (":t y", "Int\n", false),
         ];
         for (input, want, _) in cases {
             let r = repl.handle(input);

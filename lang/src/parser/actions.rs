@@ -10,10 +10,13 @@
 
 use super::dedent::{strip_indentation, IndPart};
 use super::ops::{resolve, OpItem};
-use crate::ast::{AttrKey, Binding, Expr, ExprKind, Name, Param, PatField, StrPart, UnaryOp};
+use crate::ast::{
+    AttrKey, Binding, Expr, ExprKind, Name, Param, PatField, StrPart, TypeAlias, UnaryOp,
+};
 use crate::diag::Diagnostic;
 use crate::lexer::{IndText, PathStart, Tok};
 use crate::span::{FileId, Span};
+use crate::types::Type;
 use lalrpop_util::ErrorRecovery;
 use std::cell::Cell;
 use std::collections::BTreeSet;
@@ -22,6 +25,15 @@ use std::rc::Rc;
 
 /// Maximum nesting depth of expressions in a parsed tree.
 pub const MAX_DEPTH: u32 = 2000;
+
+/// Maximum nesting depth of a type in an annotation or alias.
+pub const MAX_TYPE_DEPTH: u32 = 200;
+
+/// One item of a `let … in` block: a binding or a type alias (`None` after an error).
+pub enum LetItem {
+    Bind(Option<D<Binding>>),
+    Alias(Option<TypeAlias>),
+}
 
 /// A value with the depth of the deepest expression inside it (0 when it has none).
 #[derive(Debug)]
@@ -57,6 +69,8 @@ pub struct State<'s> {
     pub diags: Vec<Diagnostic>,
     pub recovered: Vec<ErrorRecovery<usize, Tok, Infallible>>,
     pub progress: Rc<Progress>,
+    /// Whether a `type` alias or an alias name occurs (alias resolution is skipped otherwise).
+    pub has_aliases: bool,
     too_deep: bool,
 }
 
@@ -72,6 +86,7 @@ impl<'s> State<'s> {
             diags: Vec::new(),
             recovered: Vec::new(),
             progress: Rc::new(Progress::default()),
+            has_aliases: false,
             too_deep: false,
         }
     }
@@ -211,8 +226,15 @@ impl<'s> State<'s> {
         }
     }
 
-    pub fn let_in(&mut self, binds: Vec<Option<D<Binding>>>, body: N, l: usize, r: usize) -> N {
-        let binds: Vec<D<Binding>> = binds.into_iter().flatten().collect();
+    pub fn let_in(&mut self, items: Vec<LetItem>, body: N, l: usize, r: usize) -> N {
+        let mut binds: Vec<D<Binding>> = Vec::new();
+        let mut aliases = Vec::new();
+        for it in items {
+            match it {
+                LetItem::Bind(b) => binds.extend(b),
+                LetItem::Alias(a) => aliases.extend(a),
+            }
+        }
         self.check_let_bindings(&binds);
         let d = max_d(&binds).max(body.d);
         let span = self.span(l, r);
@@ -220,6 +242,7 @@ impl<'s> State<'s> {
         self.node(
             ExprKind::Let {
                 bindings,
+                aliases,
                 body: Box::new(body.v),
             },
             span,
@@ -445,30 +468,136 @@ impl<'s> State<'s> {
         self.attr_binding(path, annotated, l, r)
     }
 
-    /// A named type in an annotation: a primitive, `Dyn`, `Derivation`, or a type variable
-    /// (any other name is kept as a variable; `types` reports unknown capitalised names).
-    pub fn type_name(&mut self, id: Name, _l: usize, _r: usize) -> crate::types::Type {
-        self.tick();
-        crate::types::parse_type(&id).unwrap_or(crate::types::Type::Var(id))
+    /// A named type in an annotation: a primitive, `Dyn`, `Derivation`, a lower-case type
+    /// variable, or (any other capitalised name) a reference to a `type` alias, resolved after
+    /// parsing (`types::aliases`).
+    pub fn type_name(&mut self, id: Name, l: usize, r: usize) -> D<Type> {
+        let span = self.span(l, r);
+        let t = match crate::types::parse_type(&id) {
+            Ok(t) => t,
+            Err(_) if id.starts_with(|c: char| c.is_ascii_lowercase()) => Type::Var(id),
+            Err(_) => {
+                self.has_aliases = true;
+                Type::Alias(id, span)
+            }
+        };
+        D::new(t, 1)
+    }
+
+    /// A type node whose deepest child has depth `child_d`; too deep a type (a long `->`
+    /// chain, say) becomes `Dyn` with a diagnostic, so no type tree overflows the native stack
+    /// when it is walked or dropped.
+    fn type_node(&mut self, t: Type, child_d: u32, l: usize, r: usize) -> D<Type> {
+        let span = self.span(l, r);
+        let d = child_d.saturating_add(1);
+        if d > MAX_TYPE_DEPTH {
+            self.report_too_deep(span);
+            drop(t);
+            return D::new(Type::Dyn, 1);
+        }
+        D::new(t, d)
+    }
+
+    pub fn type_fun(&mut self, a: D<Type>, b: D<Type>, l: usize, r: usize) -> D<Type> {
+        let d = a.d.max(b.d);
+        self.type_node(Type::Fun(Box::new(a.v), Box::new(b.v)), d, l, r)
+    }
+
+    pub fn type_list(&mut self, t: D<Type>, l: usize, r: usize) -> D<Type> {
+        let d = t.d;
+        self.type_node(Type::List(Box::new(t.v)), d, l, r)
     }
 
     pub fn type_record(
         &mut self,
-        fields: Vec<(Name, bool, crate::types::Type)>,
+        fields: Vec<(Name, bool, D<Type>)>,
         open: bool,
-    ) -> crate::types::Type {
-        self.tick();
-        if let [(n, false, t)] = fields.as_slice() {
+        l: usize,
+        r: usize,
+    ) -> D<Type> {
+        let d = fields.iter().map(|(_, _, t)| t.d).max().unwrap_or(0);
+        if let [(n, false, _)] = fields.as_slice() {
             if n == "_" && !open {
-                return crate::types::Type::Dict(Box::new(t.clone()));
+                let t = fields
+                    .into_iter()
+                    .next()
+                    .map(|f| f.2.v)
+                    .unwrap_or(Type::Dyn);
+                return self.type_node(Type::Dict(Box::new(t)), d, l, r);
             }
         }
         let mut fields: Vec<crate::types::Field> = fields
             .into_iter()
-            .map(|(name, optional, ty)| crate::types::Field { name, ty, optional })
+            .map(|(name, optional, ty)| crate::types::Field {
+                name,
+                ty: ty.v,
+                optional,
+            })
             .collect();
         fields.sort_by(|a, b| a.name.cmp(&b.name));
-        crate::types::Type::Record { fields, open }
+        self.type_node(Type::Record { fields, open }, d, l, r)
+    }
+
+    /// `type Name = T;` in a `let` block. The grammar accepts any two identifiers before the
+    /// `=`; this checks that the first is `type` and that the name is capitalised (lower-case
+    /// names in types are type variables).
+    pub fn type_alias(
+        &mut self,
+        kw: (Name, Span),
+        name: (Name, Span),
+        ty: D<Type>,
+        l: usize,
+        r: usize,
+    ) -> LetItem {
+        let span = self.span(l, r);
+        if kw.0 != "type" {
+            self.diags.push(
+                Diagnostic::error(
+                    "buildit::parse::unexpected",
+                    format!("unexpected `{}` after `{}`", name.0, kw.0),
+                )
+                .with_label(name.1, "expected `=`, `.` or `::` here")
+                .with_help(format!(
+                    "a binding is `{} = value;`; a type alias is `type {} = T;`",
+                    kw.0, name.0
+                )),
+            );
+            return LetItem::Alias(None);
+        }
+        if !name.0.starts_with(|c: char| c.is_ascii_uppercase()) {
+            self.diags.push(
+                Diagnostic::error(
+                    "buildit::type::alias-name",
+                    format!(
+                        "the type alias `{}` must start with a capital letter",
+                        name.0
+                    ),
+                )
+                .with_label(name.1, "this name")
+                .with_help(
+                    "lower-case names in types are type variables; write e.g. `type Pkg = { … };`",
+                ),
+            );
+            return LetItem::Alias(None);
+        }
+        if crate::types::parse_type(&name.0).is_ok() {
+            self.diags.push(
+                Diagnostic::error(
+                    "buildit::type::alias-name",
+                    format!("`{}` is a built-in type and cannot be redefined", name.0),
+                )
+                .with_label(name.1, "this name")
+                .with_help("choose another name for the alias"),
+            );
+            return LetItem::Alias(None);
+        }
+        self.has_aliases = true;
+        LetItem::Alias(Some(TypeAlias {
+            name: name.0,
+            name_span: name.1,
+            ty: ty.v,
+            span,
+        }))
     }
 
     pub fn attr_binding(
@@ -635,7 +764,7 @@ fn free_vars(e: &Expr) -> BTreeSet<String> {
                 visit_bindings(bindings, true, &mut stack, &mut bound, &mut used);
             }
             ExprKind::Annot { expr, .. } => stack.push(expr),
-            ExprKind::Let { bindings, body } => {
+            ExprKind::Let { bindings, body, .. } => {
                 visit_bindings(bindings, true, &mut stack, &mut bound, &mut used);
                 stack.push(body);
             }

@@ -120,7 +120,7 @@ fn write_expr(out: &mut String, e: &Expr) {
             }
             write_bindings(out, bindings);
         }
-        ExprKind::Let { bindings, body } => {
+        ExprKind::Let { bindings, body, .. } => {
             out.push_str("(let ");
             write_bindings(out, bindings);
             out.push(' ');
@@ -560,7 +560,7 @@ fn spans() {
     let e = r.expr.expect("expr");
     assert_eq!(e.span.range(), 0..15);
     match e.kind {
-        ExprKind::Let { bindings, body } => {
+        ExprKind::Let { bindings, body, .. } => {
             match &bindings[0] {
                 Binding::Attr { span, value, .. } => {
                     assert_eq!(span.range(), 4..10);

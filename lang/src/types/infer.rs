@@ -285,7 +285,7 @@ impl Checker {
             Type::String => self.prim(Prim::String),
             Type::Path => self.prim(Prim::Path),
             Type::Null => self.prim(Prim::Null),
-            Type::Dyn | Type::Elided => self.dyn_(),
+            Type::Dyn | Type::Elided | Type::Alias(..) => self.dyn_(),
             Type::Var(v) => {
                 if let Some(t) = vars.get(v) {
                     return *t;
@@ -886,7 +886,7 @@ impl Checker {
                     None => self.dyn_(),
                 }
             }
-            ExprKind::Let { bindings, body } => {
+            ExprKind::Let { bindings, body, .. } => {
                 let mark = self.env.len();
                 self.let_bindings(bindings);
                 let t = self.infer(body);
@@ -976,7 +976,7 @@ impl Checker {
                         )
                         .with_label(e.span, "in this annotation")
                         .with_label(expr.span, "annotating this expression")
-                        .with_help("types are Int, Float, Bool, String, Path, Null, Dyn, Derivation, [T], { a : T, .. }, { _ : T }, A -> B and lower-case variables; `type` aliases are not supported yet"),
+                        .with_help("types are Int, Float, Bool, String, Path, Null, Dyn, Derivation, [T], { a : T, .. }, { _ : T }, A -> B and lower-case variables and `type` aliases declared in an enclosing `let`"),
                     );
                     return t;
                 }
@@ -1930,7 +1930,7 @@ fn mismatch_help(exp: &str, act: &str) -> String {
 }
 
 /// The candidate closest to `name` (edit distance at most a third of its length, at least 1).
-pub(crate) fn did_you_mean<'s>(name: &str, candidates: &'s [String]) -> Option<&'s str> {
+pub fn did_you_mean<'s>(name: &str, candidates: &'s [String]) -> Option<&'s str> {
     let max = (name.chars().count().div_ceil(3)).max(1);
     candidates
         .iter()
@@ -1961,13 +1961,16 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// A capitalised name the type syntax does not know (an alias, which is not supported yet).
+/// A capitalised name the type syntax does not know. The parser resolves `type` aliases, so
+/// this only happens in types built by other means (a `Type::Var("Pkg")`, an unresolved
+/// `Type::Alias`).
 fn unknown_type_name(t: &Type, depth: u32) -> Option<String> {
     if depth > 200 {
         return None;
     }
     match t {
         Type::Var(v) if v.starts_with(|c: char| !c.is_ascii_lowercase()) => Some(v.clone()),
+        Type::Alias(v, _) => Some(v.clone()),
         Type::List(e) | Type::Dict(e) => unknown_type_name(e, depth + 1),
         Type::Fun(a, b) => {
             unknown_type_name(a, depth + 1).or_else(|| unknown_type_name(b, depth + 1))
@@ -2044,7 +2047,7 @@ fn free_vars(e: &Expr, out: &mut std::collections::HashSet<String>, depth: u32) 
             ExprKind::Attrs { bindings, .. } | ExprKind::LegacyLet(bindings) => {
                 binds(bindings, out)
             }
-            ExprKind::Let { bindings, body } => {
+            ExprKind::Let { bindings, body, .. } => {
                 binds(bindings, out);
                 free_vars(body, out, d);
             }

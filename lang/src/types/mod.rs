@@ -10,11 +10,12 @@
 //! different types, `==` against `null`) the checker falls back to `Dyn` instead of rejecting it.
 //! Undefined variables are reported by the evaluator's lowering, not here (they get `Dyn`).
 
+pub(crate) mod aliases;
 pub mod builtins;
 mod infer;
 pub mod ty;
 
-pub use infer::{check, check_with, CheckResult, TypeEnv};
+pub use infer::{check, check_with, did_you_mean, CheckResult, TypeEnv};
 pub use ty::{parse_type, Field, Type};
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Types as the user sees them: the owned [`Type`] tree returned by the checker, its printing in
 //! the language's own syntax (`{ name : String, .. }`, `Int -> Int`), and a small parser for
-//! that syntax (used by the builtin table, and later by `::` annotations).
+//! that syntax (used by the builtin table and the tests; `::` annotations are parsed by the grammar).
 //!
 //! The checker works on an arena of type nodes (see `infer`); this module is the stable,
 //! printable view of it.
@@ -31,6 +31,10 @@ pub enum Type {
     Dict(Box<Type>),
     /// Printed as `…` when a type is too deep to print.
     Elided,
+    /// A capitalised name in an annotation, as written (at `span`): a `type` alias. Only the
+    /// parser produces it, and its alias resolution (`types::aliases`) replaces every one, so
+    /// the checker and the evaluator never see it.
+    Alias(String, crate::span::Span),
 }
 
 /// One field of a record type.
@@ -61,7 +65,7 @@ impl fmt::Display for Type {
             Type::Null => write!(f, "Null"),
             Type::Dyn => write!(f, "Dyn"),
             Type::Elided => write!(f, "…"),
-            Type::Var(v) => write!(f, "{v}"),
+            Type::Var(v) | Type::Alias(v, _) => write!(f, "{v}"),
             Type::List(t) => write!(f, "[{t}]"),
             Type::Fun(a, b) => {
                 if matches!(**a, Type::Fun(..)) {

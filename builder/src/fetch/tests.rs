@@ -1,0 +1,425 @@
+//! Tests of the fetcher against a real HTTP server on loopback (a thread with a
+//! `TcpListener`) that serves byte ranges and can misbehave on purpose.
+
+use super::*;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+/// A request the test server saw: path and `Range` header.
+#[derive(Clone, Debug)]
+struct Seen {
+    path: String,
+    range: Option<String>,
+}
+
+struct Server {
+    base: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+/// Serve `files` on 127.0.0.1. Paths under `/flaky/` send half the body and drop the
+/// connection on their first request; `/busy/` answers 503 once; `/norange/` ignores `Range`.
+fn serve(files: Vec<(&str, Vec<u8>)>) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    let files: HashMap<String, Vec<u8>> =
+        files.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        let mut count: HashMap<String, usize> = HashMap::new();
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let _ = handle(conn, &files, &mut count, &seen2);
+        }
+    });
+    Server {
+        base: format!("http://{addr}"),
+        seen,
+    }
+}
+
+fn handle(
+    mut conn: TcpStream,
+    files: &HashMap<String, Vec<u8>>,
+    count: &mut HashMap<String, usize>,
+    seen: &Mutex<Vec<Seen>>,
+) -> io::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut range = None;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("range") {
+                range = Some(v.trim().to_string());
+            }
+        }
+    }
+    seen.lock().expect("lock").push(Seen {
+        path: path.clone(),
+        range: range.clone(),
+    });
+    let n = {
+        let c = count.entry(path.clone()).or_insert(0);
+        *c += 1;
+        *c
+    };
+    let Some(body) = files.get(&path) else {
+        conn.write_all(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?;
+        return Ok(());
+    };
+    if path.starts_with("/busy/") && n == 1 {
+        conn.write_all(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+        return Ok(());
+    }
+    let start = range
+        .as_deref()
+        .filter(|_| !path.starts_with("/norange/"))
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|r| r.parse::<usize>().ok());
+    let (status, slice, extra) = match start {
+        Some(s) if s < body.len() => (
+            "206 Partial Content",
+            &body[s..],
+            format!(
+                "Content-Range: bytes {s}-{}/{}\r\n",
+                body.len() - 1,
+                body.len()
+            ),
+        ),
+        _ => ("200 OK", &body[..], String::new()),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n{extra}Connection: close\r\n\r\n",
+        slice.len()
+    );
+    conn.write_all(head.as_bytes())?;
+    if path.starts_with("/flaky/") && n == 1 {
+        conn.write_all(&slice[..slice.len() / 2])?;
+        conn.flush()?;
+        return Ok(()); // dropped mid-body
+    }
+    conn.write_all(slice)?;
+    Ok(())
+}
+
+fn sha256(b: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).to_vec()
+}
+
+fn content(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+fn request<'a>(urls: &[String], mirrors: &'a Mirrors, body: &[u8]) -> FetchRequest<'a> {
+    let mut r = FetchRequest::new(urls.to_vec(), mirrors);
+    r.expected = Some(FixedOutput {
+        mode: HashMode::Flat,
+        algo: HashAlgo::Sha256,
+        hash: sha256(body),
+    });
+    r.format = HashFormat::Hex;
+    r.backoff = Duration::from_millis(10);
+    r
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(p).expect("stat").permissions().mode() & 0o777
+}
+
+#[test]
+fn fetches_over_http_with_progress() {
+    let body = content(300_000);
+    let srv = serve(vec![("/a.bin", body.clone())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dest = dir.path().join("a.bin");
+    let m = Mirrors::new();
+    let req = request(&[format!("{}/a.bin", srv.base)], &m, &body);
+    let mut last = None;
+    fetch_url(&req, &dest, &mut |p| last = Some(p)).expect("fetch");
+    assert_eq!(fs::read(&dest).expect("read"), body);
+    assert_eq!(mode(&dest), 0o644);
+    let last = last.expect("progress was reported");
+    assert_eq!(last.bytes, body.len() as u64);
+    assert_eq!(last.total, Some(body.len() as u64));
+    assert!(!partial_path(&dest).exists());
+}
+
+#[test]
+fn retries_after_a_server_error() {
+    let body = content(1000);
+    let srv = serve(vec![("/busy/x", body.clone())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dest = dir.path().join("x");
+    let m = Mirrors::new();
+    let req = request(&[format!("{}/busy/x", srv.base)], &m, &body);
+    fetch_url(&req, &dest, &mut |_| {}).expect("fetch after one 503");
+    assert_eq!(fs::read(&dest).expect("read"), body);
+    assert_eq!(srv.seen.lock().expect("lock").len(), 2);
+}
+
+#[test]
+fn no_retries_means_the_503_is_the_answer() {
+    let body = content(1000);
+    let srv = serve(vec![("/busy/x", body.clone())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dest = dir.path().join("x");
+    let m = Mirrors::new();
+    let mut req = request(&[format!("{}/busy/x", srv.base)], &m, &body);
+    req.retries = 0;
+    let err = fetch_url(&req, &dest, &mut |_| {}).expect_err("503 without retries");
+    assert!(err.to_string().contains("503"), "{err}");
+    assert!(!dest.exists());
+}
+
+#[test]
+fn resumes_a_dropped_download_with_range() {
+    let body = content(500_000);
+    let srv = serve(vec![("/flaky/big", body.clone())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dest = dir.path().join("big");
+    let m = Mirrors::new();
+    let req = request(&[format!("{}/flaky/big", srv.base)], &m, &body);
+    let mut attempts = Vec::new();
+    fetch_url(&req, &dest, &mut |p| attempts.push((p.attempt, p.bytes))).expect("fetch");
+    assert_eq!(fs::read(&dest).expect("read"), body);
+    let seen = srv.seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].range, None);
+    assert_eq!(
+        seen[1].range.as_deref(),
+        Some(format!("bytes={}-", body.len() / 2).as_str())
+    );
+    // The second attempt starts where the first stopped.
+    let first_of_2 = attempts.iter().find(|(a, _)| *a == 2).expect("attempt 2");
+    assert_eq!(first_of_2.1, (body.len() / 2) as u64);
+}
+
+#[test]
+fn restarts_when_the_server_ignores_range() {
+    let body = content(200_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dest = dir.path().join("r");
+    // A stale partial file from an earlier run.
+    fs::write(partial_path(&dest), b"garbage").expect("write partial");
+    let srv = serve(vec![("/norange/r", body.clone())]);
+    let m = Mirrors::new();
+    let req = request(&[format!("{}/norange/r", srv.base)], &m, &body);
+    fetch_url(&req, &dest, &mut |_| {}).expect("fetch");
+    assert_eq!(fs::read(&dest).expect("read"), body);
+}
+
+#[test]
+fn hash_mismatch_names_url_and_both_hashes_and_writes_nothing() {
+    let body = content(4096);
+    let srv = serve(vec![("/m", body.clone())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dest = dir.path().join("m");
+    let m = Mirrors::new();
+    let wrong = sha256(b"something else");
+    for (text, fmt) in [
+        (hex::encode(&wrong), HashFormat::Hex),
+        (base32_encode(&wrong), HashFormat::NixBase32),
+        (
+            HashFormat::Sri.render(HashAlgo::Sha256, &wrong),
+            HashFormat::Sri,
+        ),
+    ] {
+        assert_eq!(HashFormat::of(&text), fmt);
+        let mut env = BTreeMap::new();
+        env.insert("url".to_string(), format!("{}/m", srv.base));
+        env.insert("outputHash".to_string(), text.clone());
+        env.insert("outputHashAlgo".to_string(), "sha256".to_string());
+        env.insert("outputHashMode".to_string(), "flat".to_string());
+        let err = builtin_fetchurl(&env, &dest, &m, &mut |_| {}).expect_err("mismatch");
+        let msg = err.to_string();
+        let actual = fmt.render(HashAlgo::Sha256, &sha256(&body));
+        assert!(matches!(err, FetchError::HashMismatch { .. }), "{msg}");
+        assert!(msg.contains(&format!("{}/m", srv.base)), "{msg}");
+        assert!(msg.contains(&format!("expected: {text}")), "{msg}");
+        assert!(msg.contains(&format!("got: {actual}")), "{msg}");
+        assert!(msg.contains("update the hash"), "{msg}");
+        assert!(!dest.exists());
+        assert!(!partial_path(&dest).exists());
+        assert_eq!(fs::read_dir(dir.path()).expect("ls").count(), 0);
+    }
+}
+
+#[test]
+fn file_urls_and_executable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("a script.sh");
+    fs::write(&src, b"#!/bin/sh\necho hi\n").expect("write");
+    let dest = dir.path().join("out");
+    let url = format!("file://{}", src.display()).replace(' ', "%20");
+    let mut env = BTreeMap::new();
+    env.insert("url".to_string(), url);
+    env.insert("executable".to_string(), "1".to_string());
+    env.insert(
+        "outputHash".to_string(),
+        HashFormat::Sri.render(
+            HashAlgo::Blake3,
+            blake3::hash(b"#!/bin/sh\necho hi\n").as_bytes(),
+        ),
+    );
+    builtin_fetchurl(&env, &dest, &Mirrors::new(), &mut |_| {}).expect("fetch file://");
+    assert_eq!(fs::read(&dest).expect("read"), b"#!/bin/sh\necho hi\n");
+    assert_eq!(mode(&dest), 0o755);
+    // A missing file is an error naming it.
+    env.insert("url".to_string(), "file:///nonexistent/x".to_string());
+    let err = builtin_fetchurl(&env, &dir.path().join("o2"), &Mirrors::new(), &mut |_| {})
+        .expect_err("missing file");
+    assert!(err.to_string().contains("/nonexistent/x"), "{err}");
+}
+
+#[test]
+fn urls_are_tried_in_order() {
+    let body = content(100);
+    let srv = serve(vec![("/second", body.clone())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dest = dir.path().join("o");
+    let mut env = BTreeMap::new();
+    env.insert(
+        "urls".to_string(),
+        format!("{0}/first {0}/second", srv.base),
+    );
+    env.insert("outputHash".to_string(), hex::encode(sha256(&body)));
+    env.insert("outputHashAlgo".to_string(), "sha256".to_string());
+    builtin_fetchurl(&env, &dest, &Mirrors::new(), &mut |_| {}).expect("second URL");
+    assert_eq!(fs::read(&dest).expect("read"), body);
+    let paths: Vec<String> = srv
+        .seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|s| s.path.clone())
+        .collect();
+    assert_eq!(paths, ["/first", "/second"]);
+}
+
+fn apt_root(dir: &Path, debian_base: &str) -> PathBuf {
+    let root = dir.join("etc-apt");
+    fs::create_dir_all(root.join("sources.list.d")).expect("mkdir");
+    fs::write(
+        root.join("sources.list"),
+        format!(
+            "# a comment\ndeb-src {debian_base} bookworm main\n\
+             deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {debian_base} bookworm main contrib\n\
+             deb http://sec.invalid/debian-security bookworm-security main\n\
+             deb https://vendor.invalid/apt cloud-sdk-bookworm main\n"
+        ),
+    )
+    .expect("write sources.list");
+    fs::write(
+        root.join("sources.list.d/debian.sources"),
+        "Types: deb\n# comment\nURIs: http://second.invalid/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\n\
+         Types: deb deb-src\nURIs: http://disabled.invalid/debian\nSuites: bookworm\nComponents: main\nEnabled: no\n\n\
+         Types: deb\nURIs: http://second.invalid/debian-security\nSuites: bookworm-security\nComponents: main\n",
+    )
+    .expect("write .sources");
+    fs::write(
+        root.join("sources.list.d/node.sources"),
+        "Types: deb\nURIs: https://node.invalid/node_20.x\nSuites: nodistro\nComponents: main\n",
+    )
+    .expect("write node.sources");
+    fs::write(
+        root.join("sources.list.d/off.sources.disabled"),
+        "Types: deb\nURIs: http://off.invalid/debian\nSuites: bookworm\n",
+    )
+    .expect("write disabled");
+    root
+}
+
+#[test]
+fn debian_mirrors_come_from_the_apt_configuration() {
+    let body = content(2048);
+    let srv = serve(vec![(
+        "/debian/pool/main/h/hello/hello_1_amd64.deb",
+        body.clone(),
+    )]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = apt_root(dir.path(), &format!("{}/debian/", srv.base));
+    let m = Mirrors::from_apt(&root).expect("read apt config");
+    assert_eq!(
+        m.get("debian").expect("debian"),
+        [
+            format!("{}/debian", srv.base),
+            "http://second.invalid/debian".to_string()
+        ]
+    );
+    assert_eq!(
+        m.get("debian-security").expect("security"),
+        [
+            "http://sec.invalid/debian-security".to_string(),
+            "http://second.invalid/debian-security".to_string()
+        ]
+    );
+    let dest = dir.path().join("hello.deb");
+    let req = request(
+        &["mirror://debian/pool/main/h/hello/hello_1_amd64.deb".to_string()],
+        &m,
+        &body,
+    );
+    fetch_url(&req, &dest, &mut |_| {}).expect("fetch through the mirror");
+    assert_eq!(fs::read(&dest).expect("read"), body);
+}
+
+#[test]
+fn a_debian_404_says_how_to_refresh_the_lock() {
+    let srv = serve(vec![]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut m = Mirrors::new();
+    m.insert("debian", vec![format!("{}/debian", srv.base)]);
+    let dest = dir.path().join("gone.deb");
+    let req = request(
+        &["mirror://debian/pool/main/g/gone/gone_1_amd64.deb".to_string()],
+        &m,
+        b"",
+    );
+    let err = fetch_url(&req, &dest, &mut |_| {}).expect_err("404");
+    let msg = err.to_string();
+    assert!(matches!(err, FetchError::LeftPool { .. }), "{msg}");
+    assert!(msg.contains("pool/main/g/gone/gone_1_amd64.deb"), "{msg}");
+    assert!(msg.contains("buildit debian lock"), "{msg}");
+    assert!(!dest.exists());
+    // An unknown mirror names the configured ones.
+    let req = request(&["mirror://gnu/hello.tar.gz".to_string()], &m, b"");
+    let err = fetch_url(&req, &dest, &mut |_| {}).expect_err("unknown mirror");
+    assert!(
+        err.to_string().contains("configured mirrors: debian"),
+        "{err}"
+    );
+}
+
+#[test]
+fn one_line_and_deb822_parsers() {
+    let v = parse_one_line_sources(
+        "deb [ signed-by=/k.gpg ] http://a/debian sid main\ndeb http://b x\n",
+    );
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[0].uri, "http://a/debian");
+    assert_eq!(v[0].signed_by.as_deref(), Some("/k.gpg"));
+    assert!(v[0].is_debian_archive());
+    assert!(!v[1].is_debian_archive());
+    let v = parse_deb822_sources(
+        "Types: deb\nURIs: http://a/debian\n http://b/debian\nSuites: trixie\n",
+    );
+    assert_eq!(
+        v.iter().map(|s| s.uri.as_str()).collect::<Vec<_>>(),
+        ["http://a/debian", "http://b/debian"]
+    );
+    assert_eq!(percent_decode("/a%20b%zz%4"), "/a b%zz%4");
+}

@@ -1,0 +1,1173 @@
+//! The bubblewrap backend: runs one [`BuildRequest`] under the sandbox contract of
+//! `docs/builder.md` and hands back the staged outputs (not yet store objects) and the log.
+//!
+//! Layout of one build directory (`ROOT/var/buildit/tmp/<pid>-b<n>-<drv base>/`), created fresh
+//! for every attempt and removed afterwards (kept on failure with `keep_failed`):
+//!
+//! - `build/` → `/build`, writable: the working directory and `TMPDIR`.
+//! - `etc/` → `/etc`, read-only: synthetic `passwd`, `group` and `hosts` written here.
+//! - `store/` → `/bld/store`, writable: a scratch store directory. Every path of the input
+//!   closure is bind-mounted read-only on top of it (bubblewrap leaves empty mount points here),
+//!   so the builder sees exactly its inputs and cannot modify them, and can create each output
+//!   `$out` as a file, a directory or a symlink, as under Nix. After the build only the declared
+//!   outputs are taken (`store/<hash>-<name>`); anything else written there is discarded.
+//!
+//! Process control: bwrap is started in its own session (`setsid`) with `PR_SET_PDEATHSIG` =
+//! `SIGKILL`, core dumps off and a fixed open-files limit. `--unshare-pid` gives the build its
+//! own PID namespace, so when the builder exits (or bwrap is killed) the kernel kills every
+//! process left behind, daemons included. stdout and stderr share one pipe; a loop polls it
+//! against the wall-clock and silence deadlines and the log-size limit, and kills bwrap's
+//! process group when one is exceeded.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use buildit_store::{StoreLayout, StorePath, STORE_DIR};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+use crate::error::{BuildError, BuildFailure, FailReason};
+use crate::log::LogSink;
+use crate::request::BuildRequest;
+
+/// The uid and gid of the build user inside the sandbox.
+pub const BUILD_UID: u32 = 1000;
+pub const BUILD_GID: u32 = 100;
+/// The open-files limit of every build (soft and, where the host allows, hard).
+pub const NOFILE_LIMIT: u64 = 65536;
+/// `SOURCE_DATE_EPOCH` unless the derivation sets it (1980-01-01, the earliest zip date).
+pub const DEFAULT_SOURCE_DATE_EPOCH: &str = "315532800";
+
+const PASSWD: &str = "builder:x:1000:100:buildit build user:/build:/noshell\n\
+nobody:x:65534:65534:nobody:/var/empty:/noshell\n";
+const GROUP: &str = "builder:x:100:\nnobody:x:65534:\n";
+const HOSTS: &str = "127.0.0.1 localhost\n::1 localhost\n";
+
+/// A scratch store directory (mounted at `/bld/store`) reused by one build after another, with
+/// the mount-point stubs of the inputs it holds: creating a stub costs a file-system
+/// operation per input and consecutive builds mostly share their inputs, so only the
+/// difference is created or removed. Anything else found in it (outputs of failed builds,
+/// files a builder wrote) is removed before reuse. Removed when the sandbox is dropped.
+#[derive(Debug)]
+struct ScratchStore {
+    dir: PathBuf,
+    stubs: HashSet<String>,
+    keep: bool,
+}
+
+impl Drop for ScratchStore {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = remove_tree(&self.dir);
+        }
+    }
+}
+
+type Pool = Arc<Mutex<Vec<ScratchStore>>>;
+
+impl ScratchStore {
+    /// Make the stubs exactly `inputs` (base name → physical path) and nothing else.
+    fn sync(&mut self, inputs: &[(String, PathBuf)]) -> std::io::Result<()> {
+        let wanted: HashSet<&str> = inputs.iter().map(|(b, _)| b.as_str()).collect();
+        let mut present = HashSet::new();
+        for e in std::fs::read_dir(&self.dir)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if self.stubs.contains(&name) && wanted.contains(name.as_str()) {
+                present.insert(name);
+            } else {
+                remove_tree(&e.path())?;
+            }
+        }
+        for (base, phys) in inputs {
+            if present.contains(base) {
+                continue;
+            }
+            let stub = self.dir.join(base);
+            let meta = std::fs::symlink_metadata(phys)?;
+            if meta.file_type().is_symlink() {
+                // Not a mount point, so a builder could replace it: never reused.
+                std::os::unix::fs::symlink(std::fs::read_link(phys)?, &stub)?;
+                continue;
+            } else if meta.is_dir() {
+                std::fs::create_dir(&stub)?;
+            } else {
+                std::fs::File::create(&stub)?;
+            }
+            present.insert(base.clone());
+        }
+        self.stubs = present;
+        Ok(())
+    }
+}
+
+/// A build's temporary directory; removed on drop unless kept.
+#[derive(Debug)]
+pub struct BuildDir {
+    path: PathBuf,
+    keep: bool,
+    scratch: Option<(ScratchStore, Pool)>,
+}
+
+static DIR_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn fresh_dir(layout: &StoreLayout, kind: &str, base: &str) -> std::io::Result<PathBuf> {
+    let tmp = layout.tmp_dir();
+    std::fs::create_dir_all(&tmp)?;
+    loop {
+        let n = DIR_COUNTER.fetch_add(1, Ordering::Relaxed);
+        // `<pid>-...`: the store's GC removes entries of processes that are gone.
+        let path = tmp.join(format!("{}-{kind}{n}-{base}", std::process::id()));
+        match std::fs::create_dir(&path) {
+            Ok(()) => return Ok(path),
+            // Left over by an earlier process with the same pid (killed): use another name.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl BuildDir {
+    /// A fresh, empty directory under `layout.tmp_dir()` with `build/` and `store/`.
+    pub fn create(layout: &StoreLayout, drv: &StorePath) -> std::io::Result<BuildDir> {
+        let path = fresh_dir(layout, "b", &drv.base_name())?;
+        let dir = BuildDir {
+            path,
+            keep: false,
+            scratch: None,
+        };
+        std::fs::create_dir(dir.build_top())?;
+        std::fs::create_dir(dir.store_dir())?;
+        Ok(dir)
+    }
+
+    /// A fresh directory with `build/`, and a scratch store from `pool` holding exactly the
+    /// mount-point stubs of `inputs`.
+    fn create_pooled(
+        layout: &StoreLayout,
+        drv: &StorePath,
+        pool: &Pool,
+        inputs: &[(String, PathBuf)],
+    ) -> std::io::Result<BuildDir> {
+        let path = fresh_dir(layout, "b", &drv.base_name())?;
+        let mut dir = BuildDir {
+            path,
+            keep: false,
+            scratch: None,
+        };
+        std::fs::create_dir(dir.build_top())?;
+        let reused = pool.lock().ok().and_then(|mut p| p.pop());
+        let mut scratch = match reused {
+            Some(s) => s,
+            None => ScratchStore {
+                dir: fresh_dir(layout, "s", "store")?,
+                stubs: HashSet::new(),
+                keep: false,
+            },
+        };
+        scratch.sync(inputs)?;
+        dir.scratch = Some((scratch, pool.clone()));
+        Ok(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// Mounted at `/build`.
+    pub fn build_top(&self) -> PathBuf {
+        self.path.join("build")
+    }
+    /// Mounted at `/bld/store`.
+    pub fn store_dir(&self) -> PathBuf {
+        match &self.scratch {
+            Some((s, _)) => s.dir.clone(),
+            None => self.path.join("store"),
+        }
+    }
+    /// Where output `p` is created (host path).
+    pub fn staged(&self, p: &StorePath) -> PathBuf {
+        self.store_dir().join(p.base_name())
+    }
+    /// Keep the directory (it is not removed on drop); returns its path.
+    pub fn keep(&mut self) -> PathBuf {
+        self.keep = true;
+        if let Some((s, _)) = self.scratch.as_mut() {
+            s.keep = true;
+        }
+        self.path.clone()
+    }
+}
+
+impl Drop for BuildDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = remove_tree(&self.path);
+            if let Some((s, pool)) = self.scratch.take() {
+                if let Ok(mut p) = pool.lock() {
+                    p.push(s);
+                }
+            }
+        }
+    }
+}
+
+/// Remove a tree even when the build made parts of it read-only.
+pub fn remove_tree(p: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Ok(m) if !m.is_dir() => return std::fs::remove_file(p),
+        _ => {}
+    }
+    match std::fs::remove_dir_all(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(_) => {
+            make_writable(p);
+            std::fs::remove_dir_all(p)
+        }
+    }
+}
+
+fn make_writable(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(md) = std::fs::symlink_metadata(p) else {
+        return;
+    };
+    if md.is_dir() {
+        let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755));
+        if let Ok(rd) = std::fs::read_dir(p) {
+            for e in rd.flatten() {
+                make_writable(&e.path());
+            }
+        }
+    }
+}
+
+/// A successful sandboxed build: its outputs are staged in `dir`, not yet in the store.
+#[derive(Debug)]
+pub struct SandboxOutcome {
+    /// Output name → host path of the staged output (exists).
+    pub outputs: BTreeMap<String, PathBuf>,
+    pub log_path: PathBuf,
+    pub duration: Duration,
+    /// Owns the staging area: drop it after registering the outputs.
+    pub dir: BuildDir,
+}
+
+/// The environment a build sees, exactly (see the module docs and `docs/builder.md`).
+pub fn sandbox_env(req: &BuildRequest) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    // Defaults the derivation may override.
+    env.insert("PATH".to_string(), "/path-not-set".to_string());
+    env.insert("HOME".to_string(), "/homeless-shelter".to_string());
+    env.insert(
+        "SOURCE_DATE_EPOCH".to_string(),
+        DEFAULT_SOURCE_DATE_EPOCH.to_string(),
+    );
+    env.insert("LC_ALL".to_string(), "C".to_string());
+    env.insert("TZ".to_string(), "UTC".to_string());
+    for (k, v) in &req.env {
+        env.insert(k.clone(), v.clone());
+    }
+    // Set by the sandbox whatever the derivation says.
+    for (name, p) in &req.outputs {
+        env.insert(name.clone(), p.to_string());
+    }
+    for k in [
+        "TMPDIR",
+        "TEMP",
+        "TMP",
+        "TEMPDIR",
+        "BUILDIT_BUILD_TOP",
+        "PWD",
+    ] {
+        env.insert(k.to_string(), "/build".to_string());
+    }
+    env.insert("BUILDIT_BUILD_CORES".to_string(), req.cores.to_string());
+    env
+}
+
+/// The bubblewrap sandbox of one store.
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    layout: StoreLayout,
+    bwrap: PathBuf,
+    /// Whether inputs are mounted by us before bwrap (see [`Premount`]); turned off after the
+    /// first failure to do so.
+    premount: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Scratch store directories for reuse (see [`ScratchStore`]).
+    pool: Pool,
+}
+
+/// Find `bwrap` in `PATH`.
+pub fn find_bwrap() -> Result<PathBuf, BuildError> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join("bwrap"))
+        .find(|p| p.is_file())
+        .ok_or(BuildError::BwrapMissing)
+}
+
+impl Sandbox {
+    /// The sandbox for `layout`, with `bwrap` from `PATH` (error if it is not installed).
+    pub fn new(layout: StoreLayout) -> Result<Sandbox, BuildError> {
+        Ok(Sandbox::with_bwrap(layout, find_bwrap()?))
+    }
+
+    /// The sandbox with an explicit `bwrap` binary.
+    pub fn with_bwrap(layout: StoreLayout, bwrap: PathBuf) -> Sandbox {
+        Sandbox {
+            layout,
+            bwrap,
+            premount: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            pool: Pool::default(),
+        }
+    }
+
+    /// Let bwrap mount every input itself (one `--ro-bind` each) instead of [`Premount`].
+    pub fn without_premount(self) -> Sandbox {
+        self.premount.store(false, Ordering::Relaxed);
+        self
+    }
+
+    pub fn layout(&self) -> &StoreLayout {
+        &self.layout
+    }
+
+    /// The full bwrap command line for `req` in `dir` (without the program itself).
+    pub fn bwrap_args(&self, req: &BuildRequest, dir: &BuildDir) -> Vec<OsString> {
+        self.bwrap_args_with(req, dir, false)
+    }
+
+    /// The bwrap command line; with `premounted`, the inputs are already bind-mounted
+    /// read-only in the scratch store directory (see [`Premount`]) and bwrap binds it once.
+    fn bwrap_args_with(
+        &self,
+        req: &BuildRequest,
+        dir: &BuildDir,
+        premounted: bool,
+    ) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::with_capacity(64 + 3 * req.input_closure.len());
+        let mut push = |xs: &[&std::ffi::OsStr]| a.extend(xs.iter().map(|x| x.to_os_string()));
+        push(&["--unshare-all".as_ref(), "--unshare-user".as_ref()]);
+        if req.network {
+            push(&["--share-net".as_ref()]);
+        }
+        let uid = BUILD_UID.to_string();
+        let gid = BUILD_GID.to_string();
+        push(&[
+            "--die-with-parent".as_ref(),
+            "--new-session".as_ref(),
+            "--cap-drop".as_ref(),
+            "ALL".as_ref(),
+            "--clearenv".as_ref(),
+            "--hostname".as_ref(),
+            "localhost".as_ref(),
+            "--uid".as_ref(),
+            uid.as_ref(),
+            "--gid".as_ref(),
+            gid.as_ref(),
+        ]);
+        let store = dir.store_dir();
+        push(&["--bind".as_ref(), store.as_os_str(), STORE_DIR.as_ref()]);
+        let mut mounts: Vec<(PathBuf, String)> = req
+            .input_closure
+            .iter()
+            .map(|p| (self.layout.physical(p), p.to_string()))
+            .collect();
+        mounts.sort_by(|x, y| x.1.cmp(&y.1));
+        if !premounted {
+            for (phys, logical) in &mounts {
+                let link =
+                    std::fs::symlink_metadata(phys).is_ok_and(|m| m.file_type().is_symlink());
+                if !link {
+                    push(&["--ro-bind".as_ref(), phys.as_os_str(), logical.as_ref()]);
+                }
+            }
+        }
+        if let Some(sys) = &req.sysroot {
+            let phys = self.layout.physical(sys);
+            push(&["--ro-bind".as_ref(), phys.as_os_str(), "/usr".as_ref()]);
+            for d in ["bin", "sbin", "lib", "lib64"] {
+                let target = format!("usr/{d}");
+                let link = format!("/{d}");
+                push(&["--symlink".as_ref(), target.as_ref(), link.as_ref()]);
+            }
+        }
+        let etc = if req.network {
+            dir.path().join("etc")
+        } else {
+            self.shared_etc()
+        };
+        let top = dir.build_top();
+        push(&[
+            "--ro-bind".as_ref(),
+            etc.as_os_str(),
+            "/etc".as_ref(),
+            "--bind".as_ref(),
+            top.as_os_str(),
+            "/build".as_ref(),
+            "--chdir".as_ref(),
+            "/build".as_ref(),
+            "--proc".as_ref(),
+            "/proc".as_ref(),
+            "--dev".as_ref(),
+            "/dev".as_ref(),
+            "--tmpfs".as_ref(),
+            "/tmp".as_ref(),
+            "--tmpfs".as_ref(),
+            "/dev/shm".as_ref(),
+            "--remount-ro".as_ref(),
+            "/".as_ref(),
+        ]);
+        for (k, v) in sandbox_env(req) {
+            push(&["--setenv".as_ref(), k.as_ref(), v.as_ref()]);
+        }
+        push(&["--".as_ref(), req.builder.as_ref()]);
+        for x in &req.args {
+            push(&[x.as_ref()]);
+        }
+        a
+    }
+
+    /// The `/etc` of ordinary builds: the same three files for every build, written once per
+    /// store (file operations cost more than the sandbox itself on slow disks).
+    fn shared_etc(&self) -> PathBuf {
+        self.layout.tmp_dir().join("sandbox-etc-1")
+    }
+
+    fn write_etc_files(etc: &Path, network: bool) -> std::io::Result<()> {
+        std::fs::write(etc.join("passwd"), PASSWD)?;
+        std::fs::write(etc.join("group"), GROUP)?;
+        std::fs::write(etc.join("hosts"), HOSTS)?;
+        if network {
+            // Fixed-output builds may resolve names: the host's resolver configuration only.
+            if let Ok(r) = std::fs::read("/etc/resolv.conf") {
+                std::fs::write(etc.join("resolv.conf"), r)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_etc(&self, req: &BuildRequest, dir: &BuildDir) -> std::io::Result<()> {
+        if req.network {
+            let etc = dir.path().join("etc");
+            std::fs::create_dir(&etc)?;
+            return Sandbox::write_etc_files(&etc, true);
+        }
+        let etc = self.shared_etc();
+        if etc.join("hosts").exists() {
+            return Ok(());
+        }
+        // Written under a private name and renamed, so concurrent processes never see a
+        // half-written directory.
+        let tmp = dir.path().join("etc");
+        std::fs::create_dir(&tmp)?;
+        Sandbox::write_etc_files(&tmp, false)?;
+        match std::fs::rename(&tmp, &etc) {
+            Ok(()) => Ok(()),
+            Err(_) if etc.join("hosts").exists() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Run `req`; `on_line` receives each log line as it arrives.
+    pub fn build(
+        &self,
+        req: &BuildRequest,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<SandboxOutcome, BuildError> {
+        let start = Instant::now();
+        let inputs: Vec<(String, PathBuf)> = req
+            .input_closure
+            .iter()
+            .map(|p| (p.base_name(), self.layout.physical(p)))
+            .collect();
+        let mut dir = BuildDir::create_pooled(&self.layout, &req.drv_path, &self.pool, &inputs)
+            .map_err(|e| BuildError::io("creating the build directory", e))?;
+        self.write_etc(req, &dir)
+            .map_err(|e| BuildError::io("writing the sandbox's /etc", e))?;
+        let mut sink = LogSink::create(&self.layout, &req.drv_path, on_line)
+            .map_err(|e| BuildError::io("creating the build log", e))?;
+        let result = self.run(req, &dir, &mut sink);
+        let finish = sink.finish();
+        let log_path = sink.path().to_path_buf();
+        let tail = sink.tail();
+        drop(sink);
+        let reason = match result {
+            Ok(None) => {
+                finish.map_err(|e| BuildError::io("writing the build log", e))?;
+                let mut outputs = BTreeMap::new();
+                let mut missing = None;
+                for (name, p) in &req.outputs {
+                    let staged = dir.staged(p);
+                    if std::fs::symlink_metadata(&staged).is_ok() {
+                        outputs.insert(name.clone(), staged);
+                    } else {
+                        missing = Some(name.clone());
+                        break;
+                    }
+                }
+                match missing {
+                    None => {
+                        return Ok(SandboxOutcome {
+                            outputs,
+                            log_path,
+                            duration: start.elapsed(),
+                            dir,
+                        })
+                    }
+                    Some(m) => FailReason::MissingOutput(m),
+                }
+            }
+            Ok(Some(reason)) => reason,
+            Err(e) => return Err(e),
+        };
+        let kept = req.keep_failed.then(|| dir.keep());
+        Err(BuildError::Failed(Box::new(BuildFailure {
+            drv: req.drv_path.clone(),
+            name: req.name.clone(),
+            reason,
+            log_tail: tail,
+            log_path,
+            kept,
+        })))
+    }
+
+    /// Spawn bwrap and supervise it. `Ok(None)`: exited 0; `Ok(Some(r))`: failed for `r`.
+    fn run(
+        &self,
+        req: &BuildRequest,
+        dir: &BuildDir,
+        sink: &mut LogSink<'_>,
+    ) -> Result<Option<FailReason>, BuildError> {
+        let (mut reader, writer) =
+            std::io::pipe().map_err(|e| BuildError::io("creating the log pipe", e))?;
+        let writer2 = writer
+            .try_clone()
+            .map_err(|e| BuildError::io("creating the log pipe", e))?;
+        let premount = if self.premount.load(Ordering::Relaxed) {
+            Premount::prepare(&self.layout, req, dir).ok()
+        } else {
+            None
+        };
+        let mut cmd = Command::new(&self.bwrap);
+        cmd.args(self.bwrap_args_with(req, dir, premount.is_some()))
+            .env_clear()
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(writer2);
+        // SAFETY: the closure runs in the forked child before exec and only makes
+        // async-signal-safe system calls (setsid, prctl, getrlimit, setrlimit, and for the
+        // premount unshare, open/write/close, statfs and mount on data prepared before fork).
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+                setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(std::io::Error::from)?;
+                let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;
+                let lim = NOFILE_LIMIT.min(hard);
+                setrlimit(Resource::RLIMIT_NOFILE, lim, lim).map_err(std::io::Error::from)?;
+                if let Some(p) = &premount {
+                    p.apply()?;
+                }
+                Ok(())
+            });
+        }
+        let spawned = cmd.spawn();
+        // The command holds the pipe's write ends: drop them so EOF means "all writers gone".
+        drop(cmd);
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(BuildError::BwrapMissing)
+            }
+            Err(_) if self.premount.swap(false, Ordering::Relaxed) => {
+                // No mount namespace for us here (e.g. user namespaces disabled): let bwrap
+                // mount every input itself from now on.
+                return self.run(req, dir, sink);
+            }
+            Err(e) => return Err(BuildError::io("starting bwrap", e)),
+        };
+        let killed = supervise(&mut child, &mut reader, sink, req);
+        if killed.is_err() {
+            kill_tree(&child);
+        }
+        let status = child
+            .wait()
+            .map_err(|e| BuildError::io("waiting for bwrap", e))?;
+        if let Some(reason) = killed? {
+            return Ok(Some(reason));
+        }
+        Ok(match (status.code(), status.signal()) {
+            (Some(0), _) => None,
+            (Some(c), _) => Some(FailReason::Exit(c)),
+            (None, Some(s)) => Some(FailReason::Signal(s)),
+            (None, None) => Some(FailReason::Exit(-1)),
+        })
+    }
+}
+
+/// The inputs mounted by us, not by bwrap: bubblewrap 0.8 re-reads the whole mount table after
+/// each bind, so a closure of k paths costs O(k²) there. Instead the child, before exec'ing
+/// bwrap, enters a new mount namespace (inside a new user namespace unless it is root),
+/// bind-mounts each input read-only onto its mount point in the scratch store directory (one
+/// `mount` each), and bwrap then binds the scratch directory with its submounts once. Symlink
+/// inputs are recreated as symlinks. Everything is prepared before fork: the child only makes
+/// system calls.
+struct Premount {
+    /// `(uid_map, gid_map)` contents when a user namespace is needed.
+    maps: Option<(Vec<u8>, Vec<u8>)>,
+    binds: Vec<(std::ffi::CString, std::ffi::CString)>,
+}
+
+impl Premount {
+    fn prepare(
+        layout: &StoreLayout,
+        req: &BuildRequest,
+        dir: &BuildDir,
+    ) -> std::io::Result<Premount> {
+        use std::os::unix::ffi::OsStrExt;
+        let cstr = |p: &Path| {
+            std::ffi::CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| std::io::Error::other("NUL in a path"))
+        };
+        let mut binds = Vec::with_capacity(req.input_closure.len());
+        for p in &req.input_closure {
+            // The stubs exist (ScratchStore::sync); symlink inputs are symlinks there already.
+            let phys = layout.physical(p);
+            if std::fs::symlink_metadata(&phys)?.file_type().is_symlink() {
+                continue;
+            }
+            binds.push((cstr(&phys)?, cstr(&dir.staged(p))?));
+        }
+        let uid = nix::unistd::geteuid().as_raw();
+        let gid = nix::unistd::getegid().as_raw();
+        let maps = (uid != 0).then(|| {
+            (
+                format!("0 {uid} 1\n").into_bytes(),
+                format!("0 {gid} 1\n").into_bytes(),
+            )
+        });
+        Ok(Premount { maps, binds })
+    }
+
+    /// In the child, before exec: only system calls.
+    fn apply(&self) -> std::io::Result<()> {
+        use nix::mount::{mount, MsFlags};
+        use nix::sched::{unshare, CloneFlags};
+        let io = std::io::Error::from;
+        match &self.maps {
+            Some((uid_map, gid_map)) => {
+                unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).map_err(io)?;
+                write_proc(c"/proc/self/setgroups", b"deny")?;
+                write_proc(c"/proc/self/uid_map", uid_map)?;
+                write_proc(c"/proc/self/gid_map", gid_map)?;
+            }
+            None => unshare(CloneFlags::CLONE_NEWNS).map_err(io)?,
+        }
+        mount(
+            None::<&std::ffi::CStr>,
+            c"/",
+            None::<&std::ffi::CStr>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&std::ffi::CStr>,
+        )
+        .map_err(io)?;
+        for (src, dst) in &self.binds {
+            mount(
+                Some(src.as_c_str()),
+                dst.as_c_str(),
+                None::<&std::ffi::CStr>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&std::ffi::CStr>,
+            )
+            .map_err(io)?;
+            // Keep the flags the kernel locks in a user namespace (noexec, atime...).
+            // SAFETY: statvfs on a NUL-terminated path into a zeroed struct we own.
+            let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+            let kept = if unsafe { libc::statvfs(dst.as_ptr(), &mut st) } == 0 {
+                MsFlags::from_bits_truncate(st.f_flag as libc::c_ulong)
+                    & (MsFlags::MS_NOEXEC
+                        | MsFlags::MS_NOATIME
+                        | MsFlags::MS_NODIRATIME
+                        | MsFlags::MS_RELATIME)
+            } else {
+                MsFlags::empty()
+            };
+            mount(
+                None::<&std::ffi::CStr>,
+                dst.as_c_str(),
+                None::<&std::ffi::CStr>,
+                MsFlags::MS_BIND
+                    | MsFlags::MS_REMOUNT
+                    | MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV
+                    | kept,
+                None::<&std::ffi::CStr>,
+            )
+            .map_err(io)?;
+        }
+        Ok(())
+    }
+}
+
+/// `open` + `write` + `close` without allocating (for the child after fork).
+fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> std::io::Result<()> {
+    // SAFETY: plain system calls on a NUL-terminated path and a live buffer.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let n = libc::write(fd, data.as_ptr().cast(), data.len());
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if n < 0 || n as usize != data.len() {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+fn kill_tree(child: &Child) {
+    // bwrap leads its own process group (setsid); killing it ends the sandbox's PID namespace.
+    let pid = Pid::from_raw(child.id() as i32);
+    let _ = killpg(pid, Signal::SIGKILL);
+}
+
+/// Read the log until EOF and the child's exit, enforcing the limits. Returns the reason when
+/// the build was killed.
+fn supervise(
+    child: &mut Child,
+    reader: &mut std::io::PipeReader,
+    sink: &mut LogSink<'_>,
+    req: &BuildRequest,
+) -> Result<Option<FailReason>, BuildError> {
+    let start = Instant::now();
+    let mut last_output = start;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut eof = false;
+    let lim = &req.limits;
+    loop {
+        let now = Instant::now();
+        if let Some(t) = lim.timeout {
+            if now >= start + t {
+                kill_tree(child);
+                return Ok(Some(FailReason::Timeout(t)));
+            }
+        }
+        if let Some(s) = lim.max_silent {
+            if now >= last_output + s {
+                kill_tree(child);
+                return Ok(Some(FailReason::Silent(s)));
+            }
+        }
+        if eof {
+            // All writers closed their end; wait for the exit (a builder may close its output
+            // and keep running), still under the deadlines.
+            match child.try_wait() {
+                Ok(Some(_)) => return Ok(None),
+                Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+                Err(e) => return Err(BuildError::io("waiting for bwrap", e)),
+            }
+            continue;
+        }
+        let mut wait = Duration::from_secs(1);
+        if let Some(t) = lim.timeout {
+            wait = wait.min((start + t).saturating_duration_since(now));
+        }
+        if let Some(s) = lim.max_silent {
+            wait = wait.min((last_output + s).saturating_duration_since(now));
+        }
+        let ms = u16::try_from(wait.as_millis().max(1)).unwrap_or(1000);
+        let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(BuildError::io("polling the build log", e.into())),
+        }
+        match reader.read(&mut buf) {
+            Ok(0) => eof = true,
+            Ok(n) => {
+                last_output = Instant::now();
+                sink.write(&buf[..n])
+                    .map_err(|e| BuildError::io("writing the build log", e))?;
+                if let Some(max) = lim.max_log_bytes {
+                    if sink.bytes() > max {
+                        kill_tree(child);
+                        return Ok(Some(FailReason::LogLimit(max)));
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(BuildError::io("reading the build log", e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::BuildLimits;
+
+    struct Fixture {
+        _tmp: tempfile::TempDir,
+        sandbox: Sandbox,
+        busybox: StorePath,
+    }
+
+    /// A store root with a static busybox at `<hash>-busybox/bin/busybox` (no database needed:
+    /// the sandbox only mounts physical paths).
+    fn fixture() -> Fixture {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let layout = StoreLayout::at(tmp.path());
+        let busybox = StorePath::from_fingerprint("test:busybox", "busybox").expect("valid");
+        let bin = layout.physical(&busybox).join("bin");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        std::fs::copy("/usr/bin/busybox", bin.join("busybox")).expect("busybox-static installed");
+        Fixture {
+            _tmp: tmp,
+            sandbox: Sandbox::new(layout).expect("bwrap installed"),
+            busybox,
+        }
+    }
+
+    fn request(f: &Fixture, script: &str) -> BuildRequest {
+        let drv = StorePath::from_fingerprint(script, "t.drv").expect("valid");
+        let out = StorePath::from_fingerprint(&format!("out{script}"), "t").expect("valid");
+        let mut env = BTreeMap::new();
+        env.insert("PATH".into(), format!("{}/bin", f.busybox));
+        BuildRequest {
+            drv_path: drv,
+            name: "t".into(),
+            builder: format!("{}/bin/busybox", f.busybox),
+            args: vec!["sh".into(), "-c".into(), script.into()],
+            env,
+            outputs: [("out".to_string(), out)].into_iter().collect(),
+            input_closure: vec![f.busybox.clone()],
+            sysroot: None,
+            network: false,
+            cores: 1,
+            limits: BuildLimits::default(),
+            keep_failed: false,
+        }
+    }
+
+    #[test]
+    fn trivial_build_creates_out_and_log() {
+        let f = fixture();
+        let req = request(&f, "echo building; echo hello > $out");
+        let mut lines = Vec::new();
+        let r = f
+            .sandbox
+            .build(&req, &mut |l| lines.push(l.to_string()))
+            .expect("build succeeds");
+        assert_eq!(lines, vec!["building".to_string()]);
+        assert!(
+            f.sandbox.premount.load(Ordering::Relaxed),
+            "inputs were mounted before bwrap (no fallback)"
+        );
+        let staged = &r.outputs["out"];
+        assert_eq!(std::fs::read_to_string(staged).expect("out"), "hello\n");
+        let log = crate::log::read_log(f.sandbox.layout(), &req.drv_path).expect("log");
+        assert_eq!(log, b"building\n");
+        let dir = r.dir.path().to_path_buf();
+        drop(r);
+        assert!(!dir.exists(), "the build directory is removed");
+    }
+
+    #[test]
+    fn background_process_is_killed() {
+        let f = fixture();
+        let marker = format!("{}", 1_000_000 + std::process::id() * 7 % 999_999);
+        let req = request(
+            &f,
+            &format!("busybox sleep {marker} & echo started; touch $out"),
+        );
+        let t = Instant::now();
+        f.sandbox.build(&req, &mut |_| {}).expect("build succeeds");
+        assert!(t.elapsed() < Duration::from_secs(20), "did not wait for it");
+        for e in std::fs::read_dir("/proc").expect("proc").flatten() {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            assert!(
+                !(cmd.contains("sleep") && cmd.contains(&marker)),
+                "left-behind process survived: {cmd}"
+            );
+        }
+    }
+
+    #[test]
+    fn timeout_and_silence_kill_the_build() {
+        let f = fixture();
+        let mut req = request(&f, "echo start; busybox sleep 30; touch $out");
+        req.limits.timeout = Some(Duration::from_millis(300));
+        let t = Instant::now();
+        let e = f.sandbox.build(&req, &mut |_| {}).expect_err("times out");
+        assert!(t.elapsed() < Duration::from_secs(10));
+        match e {
+            BuildError::Failed(fl) => {
+                assert_eq!(fl.reason, FailReason::Timeout(Duration::from_millis(300)));
+                assert_eq!(fl.log_tail, vec!["start".to_string()]);
+            }
+            other => panic!("unexpected {other}"),
+        }
+        req.limits.timeout = None;
+        req.limits.max_silent = Some(Duration::from_millis(300));
+        let e = f.sandbox.build(&req, &mut |_| {}).expect_err("silent");
+        assert!(matches!(e, BuildError::Failed(fl) if matches!(fl.reason, FailReason::Silent(_))));
+    }
+
+    #[test]
+    fn log_limit_kills_the_build() {
+        let f = fixture();
+        let mut req = request(&f, "busybox yes; touch $out");
+        req.limits.max_log_bytes = Some(100_000);
+        let e = f.sandbox.build(&req, &mut |_| {}).expect_err("log limit");
+        assert!(matches!(e, BuildError::Failed(fl) if fl.reason == FailReason::LogLimit(100_000)));
+    }
+
+    #[test]
+    fn failure_reports_tail_and_cleans_up_unless_kept() {
+        let f = fixture();
+        let mut req = request(
+            &f,
+            "i=0; while [ $i -lt 40 ]; do echo line $i; i=$((i+1)); done; echo x > $out; exit 3",
+        );
+        let e = f.sandbox.build(&req, &mut |_| {}).expect_err("fails");
+        let BuildError::Failed(fl) = e else {
+            panic!("unexpected {e}")
+        };
+        assert_eq!(fl.reason, FailReason::Exit(3));
+        assert_eq!(fl.log_tail.len(), 25);
+        assert_eq!(fl.log_tail[24], "line 39");
+        assert!(fl.kept.is_none());
+        let tmp = f.sandbox.layout().tmp_dir();
+        let left: Vec<_> = std::fs::read_dir(&tmp)
+            .expect("tmp")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("-b"))
+            .collect();
+        assert!(left.is_empty(), "build directories left: {left:?}");
+        // The scratch store went back to the pool; the failed output is removed on reuse.
+        let pool = f.sandbox.pool.lock().expect("pool");
+        assert_eq!(pool.len(), 1);
+        assert!(pool[0].dir.join(req.outputs["out"].base_name()).exists());
+        drop(pool);
+        assert!(fl.to_string().contains("full log: "));
+
+        req.keep_failed = true;
+        let e = f.sandbox.build(&req, &mut |_| {}).expect_err("fails");
+        let BuildError::Failed(fl) = e else {
+            panic!("unexpected {e}")
+        };
+        let kept = fl.kept.clone().expect("kept");
+        assert!(kept.join("build").is_dir());
+        assert!(fl.to_string().contains("build directory kept at"));
+    }
+
+    #[test]
+    fn per_path_binds_fallback_behaves_the_same() {
+        let mut f = fixture();
+        f.sandbox = f.sandbox.clone().without_premount();
+        let req = request(
+            &f,
+            "if touch $PATH/x 2>/dev/null; then echo writable; else echo ro; fi > $out",
+        );
+        let r = f.sandbox.build(&req, &mut |_| {}).expect("build");
+        assert_eq!(
+            std::fs::read_to_string(&r.outputs["out"]).expect("out"),
+            "ro\n"
+        );
+    }
+
+    #[test]
+    fn scratch_store_is_reused_with_exactly_the_inputs() {
+        let f = fixture();
+        let other = StorePath::from_fingerprint("test:other", "other").expect("valid");
+        std::fs::write(f.sandbox.layout().physical(&other), "x").expect("write");
+        let mut req = request(&f, "echo junk > /bld/store/junk; ls /bld/store > $out");
+        req.input_closure.push(other.clone());
+        let r = f.sandbox.build(&req, &mut |_| {}).expect("build");
+        let listed = std::fs::read_to_string(&r.outputs["out"]).expect("out");
+        assert!(listed.contains(&other.base_name()));
+        let scratch = r.dir.store_dir();
+        drop(r);
+        // Next build: `other` is not an input any more, and the junk is gone.
+        let req = request(&f, "ls /bld/store > $out");
+        let r = f.sandbox.build(&req, &mut |_| {}).expect("build");
+        assert_eq!(r.dir.store_dir(), scratch, "the scratch store was reused");
+        let listed = std::fs::read_to_string(&r.outputs["out"]).expect("out");
+        assert_eq!(
+            listed,
+            format!(
+                "{}\n{}\n",
+                f.busybox.base_name(),
+                req.outputs["out"].base_name()
+            )
+            .lines()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+        );
+    }
+
+    #[test]
+    fn missing_output_is_a_failure() {
+        let f = fixture();
+        let req = request(&f, "true");
+        let e = f.sandbox.build(&req, &mut |_| {}).expect_err("no output");
+        assert!(
+            matches!(e, BuildError::Failed(fl) if fl.reason == FailReason::MissingOutput("out".into()))
+        );
+    }
+
+    #[test]
+    fn out_may_be_a_directory_and_inputs_are_read_only() {
+        let f = fixture();
+        let req = request(
+            &f,
+            "mkdir -p $out/sub; if touch $PATH/x 2>/dev/null; then echo writable > $out/sub/r; else echo ro > $out/sub/r; fi",
+        );
+        let r = f.sandbox.build(&req, &mut |_| {}).expect("build");
+        assert_eq!(
+            std::fs::read_to_string(r.outputs["out"].join("sub/r")).expect("r"),
+            "ro\n"
+        );
+    }
+}
+
+#[cfg(test)]
+mod overhead {
+    /// `cargo test -p buildit-builder --release -- --ignored overhead --nocapture`: the mean
+    /// wall-clock time of a trivial sandboxed build, and of bare `bwrap` for comparison.
+    #[test]
+    #[ignore]
+    fn overhead() {
+        use super::*;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let layout = StoreLayout::at(tmp.path());
+        let bb = StorePath::from_fingerprint("bench:busybox", "busybox").expect("valid");
+        let bin = layout.physical(&bb).join("bin");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        std::fs::copy("/usr/bin/busybox", bin.join("busybox")).expect("busybox");
+        let sandbox = Sandbox::new(layout).expect("bwrap");
+        let n: u32 = std::env::var("BN")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(100);
+        let t = Instant::now();
+        for i in 0..n {
+            let req = BuildRequest {
+                drv_path: StorePath::from_fingerprint(&format!("d{i}"), "t.drv").expect("valid"),
+                name: "t".into(),
+                builder: format!("{bb}/bin/busybox"),
+                args: vec!["sh".into(), "-c".into(), ": > $out".into()],
+                env: BTreeMap::new(),
+                outputs: [(
+                    "out".to_string(),
+                    StorePath::from_fingerprint(&format!("o{i}"), "t").expect("valid"),
+                )]
+                .into_iter()
+                .collect(),
+                input_closure: vec![bb.clone()],
+                sysroot: None,
+                network: false,
+                cores: 1,
+                limits: Default::default(),
+                keep_failed: false,
+            };
+            sandbox.build(&req, &mut |_| {}).expect("build");
+        }
+        let per = t.elapsed() / n;
+        {
+            let req = BuildRequest {
+                drv_path: StorePath::from_fingerprint("dx", "t.drv").expect("valid"),
+                name: "t".into(),
+                builder: format!("{bb}/bin/busybox"),
+                args: vec!["sh".into(), "-c".into(), ": > $out".into()],
+                env: BTreeMap::new(),
+                outputs: [(
+                    "out".to_string(),
+                    StorePath::from_fingerprint("ox", "t").expect("valid"),
+                )]
+                .into_iter()
+                .collect(),
+                input_closure: vec![bb.clone()],
+                sysroot: None,
+                network: false,
+                cores: 1,
+                limits: Default::default(),
+                keep_failed: false,
+            };
+            let dir = BuildDir::create(sandbox.layout(), &req.drv_path).expect("dir");
+            let args = sandbox.bwrap_args(&req, &dir);
+            let mut tb = Duration::ZERO;
+            let mut tm = Duration::ZERO;
+            let mut tf = Duration::ZERO;
+            for i in 0..n {
+                let t = Instant::now();
+                let mut c = Command::new("/usr/bin/bwrap");
+                c.args(&args).env_clear().stdout(Stdio::piped());
+                let st = c.output().expect("bwrap");
+                assert!(st.status.success());
+                tm += t.elapsed();
+                let t = Instant::now();
+                {
+                    let d2 = BuildDir::create(sandbox.layout(), &req.drv_path).expect("dir");
+                    sandbox.write_etc(&req, &d2).expect("etc");
+                    let mut c = Command::new("/usr/bin/bwrap");
+                    c.args(sandbox.bwrap_args(&req, &d2))
+                        .env_clear()
+                        .stdout(Stdio::piped());
+                    let st = c.output().expect("bwrap");
+                    assert!(st.status.success());
+                }
+                tf += t.elapsed();
+                let mut r2 = req.clone();
+                r2.drv_path =
+                    StorePath::from_fingerprint(&format!("dy{i}"), "t.drv").expect("valid");
+                let t = Instant::now();
+                sandbox.build(&r2, &mut |_| {}).expect("build");
+                tb += t.elapsed();
+            }
+            println!(
+                "interleaved: direct {:?} fresh dir {:?} build {:?}",
+                tm / n,
+                tf / n,
+                tb / n
+            );
+        }
+        let t = Instant::now();
+        for _ in 0..n {
+            let st = Command::new("bwrap")
+                .args([
+                    "--unshare-all",
+                    "--ro-bind",
+                    "/usr/bin/busybox",
+                    "/true",
+                    "/true",
+                ])
+                .status()
+                .expect("bwrap");
+            assert!(st.success());
+        }
+        let bare = t.elapsed() / n;
+        println!("sandboxed trivial build: {per:?} per build; bare bwrap: {bare:?}");
+    }
+}

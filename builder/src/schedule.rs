@@ -1,0 +1,975 @@
+//! The scheduler: realises `.drv` store paths.
+//!
+//! 1. Load the derivation graph from the store (`.drv` files, decoded), starting at the targets
+//!    and descending only into derivations that must be built: a derivation whose wanted
+//!    outputs are all valid (or substituted through the [`Substituter`] hook) needs none of its
+//!    inputs.
+//! 2. Build topologically, up to `jobs` at once (one thread each). The store is only touched
+//!    from the scheduling thread (it is not `Sync`); worker threads run the sandbox (or a
+//!    `builtin:` builder) and report back over a channel, together with their events.
+//! 3. Before a build, its outputs are locked with the store's per-path locks (without blocking:
+//!    a path locked by another process is retried) and their validity re-checked, so two
+//!    concurrent `buildit realise` of one graph build every derivation once.
+//! 4. After a build, fixed outputs are checked against their declared hash, then every output
+//!    is registered (`register_output`: normalise, scan references among the input closure and
+//!    the outputs, hash, move into the store) and recorded as the derivation's output.
+//!
+//! Progress is reported as [`BuildEvent`]s to a callback; the CLI renders them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use buildit_store::derivation::{FixedOutput, HashAlgo, HashMode};
+use buildit_store::{Derivation, PathLock, Store, StorePath};
+use serde::Serialize;
+use sha2::Digest;
+
+use crate::error::{BuildError, BuildFailure, FailReason};
+use crate::log::LogSink;
+use crate::request::{BuildOptions, BuildRequest};
+use crate::sandbox::{BuildDir, Sandbox};
+
+/// The only system built locally.
+pub const HOST_SYSTEM: &str = "x86_64-linux";
+
+/// Progress of a realisation, for display.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum BuildEvent {
+    /// What will happen: number of builds and of paths to substitute.
+    Planned {
+        builds: usize,
+        substitutions: usize,
+    },
+    Started {
+        drv: StorePath,
+        name: String,
+    },
+    LogLine {
+        drv: StorePath,
+        line: String,
+    },
+    Finished {
+        drv: StorePath,
+        name: String,
+        outputs: Vec<StorePath>,
+        #[serde(rename = "duration_ms", serialize_with = "ser_ms")]
+        duration: Duration,
+    },
+    Failed {
+        drv: StorePath,
+        name: String,
+        reason: String,
+        log_tail: Vec<String>,
+        log_path: PathBuf,
+    },
+    Substituted {
+        path: StorePath,
+    },
+    Download {
+        drv: StorePath,
+        url: String,
+        bytes: u64,
+        total: Option<u64>,
+    },
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+/// Fetches store paths from elsewhere (binary repositories) instead of building them.
+pub trait Substituter {
+    /// Make `path` valid in `store` if possible; `Ok(false)` when no repository has it.
+    fn try_substitute(&self, store: &Store, path: &StorePath) -> Result<bool, BuildError>;
+}
+
+/// What a `builtin:NAME` builder can report while it runs.
+pub struct BuiltinContext<'a, 'b> {
+    drv: &'a StorePath,
+    log: &'a mut LogSink<'b>,
+    events: &'a mpsc::Sender<Msg>,
+}
+
+impl BuiltinContext<'_, '_> {
+    /// A line for the build log (and the progress display).
+    pub fn log(&mut self, line: &str) {
+        let _ = self.log.line(line);
+    }
+    /// Download progress.
+    pub fn download(&mut self, url: &str, bytes: u64, total: Option<u64>) {
+        let _ = self.events.send(Msg::Event(BuildEvent::Download {
+            drv: self.drv.clone(),
+            url: url.to_string(),
+            bytes,
+            total,
+        }));
+    }
+}
+
+/// An in-process builder for derivations whose `builder` is `builtin:NAME` (fetchers).
+pub trait BuiltinBuilder: Send + Sync {
+    /// Realise `req`, creating each output at `outputs[name]` (host paths that do not exist yet;
+    /// a file or a directory). An `Err` is the failure message shown to the user.
+    fn build(
+        &self,
+        req: &BuildRequest,
+        outputs: &BTreeMap<String, PathBuf>,
+        ctx: &mut BuiltinContext<'_, '_>,
+    ) -> Result<(), String>;
+}
+
+/// `builtin:NAME` → its builder.
+pub type Builtins = BTreeMap<String, Arc<dyn BuiltinBuilder>>;
+
+/// How to realise.
+#[derive(Clone, Debug)]
+pub struct ScheduleOptions {
+    /// Builds at once.
+    pub jobs: usize,
+    /// Per-build options (cores, limits, keep-failed).
+    pub build: BuildOptions,
+    /// Continue with independent builds after a failure.
+    pub keep_going: bool,
+}
+
+impl Default for ScheduleOptions {
+    fn default() -> ScheduleOptions {
+        ScheduleOptions {
+            jobs: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            build: BuildOptions::default(),
+            keep_going: false,
+        }
+    }
+}
+
+/// A target: a `.drv` path and the outputs wanted (`None`: all).
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub drv: StorePath,
+    pub outputs: Option<BTreeSet<String>>,
+}
+
+impl Target {
+    pub fn all(drv: StorePath) -> Target {
+        Target { drv, outputs: None }
+    }
+}
+
+/// The realised outputs of each target, in target order.
+pub type Realised = Vec<(StorePath, BTreeMap<String, StorePath>)>;
+
+/// Messages from worker threads.
+pub enum Msg {
+    Event(BuildEvent),
+    Done(usize, Result<Staged, BuildError>),
+}
+
+/// A finished build's staged outputs (not yet registered).
+pub struct Staged {
+    outputs: BTreeMap<String, PathBuf>,
+    duration: Duration,
+    log_path: PathBuf,
+    _dir: BuildDir,
+}
+
+struct Node {
+    drv_path: StorePath,
+    drv: Derivation,
+    /// Indices of the nodes this one needs built first.
+    deps: Vec<usize>,
+    dependents: Vec<usize>,
+    state: State,
+    locks: Vec<PathLock>,
+    closure: Vec<StorePath>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Waiting,
+    Ready,
+    Running,
+    Done,
+    Failed,
+}
+
+/// Read and decode a `.drv` file of the store.
+pub fn load_derivation(store: &Store, drv: &StorePath) -> Result<Derivation, BuildError> {
+    let phys = store.layout().physical(drv);
+    let mut bytes = Vec::new();
+    std::fs::File::open(&phys)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(|e| BuildError::BadDerivation {
+            drv: drv.clone(),
+            message: e.to_string(),
+        })?;
+    Derivation::decode(&bytes).map_err(|e| BuildError::BadDerivation {
+        drv: drv.clone(),
+        message: e.to_string(),
+    })
+}
+
+fn store_err(e: buildit_store::StoreError) -> BuildError {
+    BuildError::Store(e.to_string())
+}
+
+fn output_path(drv_path: &StorePath, drv: &Derivation, out: &str) -> Result<StorePath, BuildError> {
+    drv.outputs
+        .get(out)
+        .and_then(|o| o.path.clone())
+        .ok_or_else(|| BuildError::BadDerivation {
+            drv: drv_path.clone(),
+            message: format!("it has no output `{out}`"),
+        })
+}
+
+/// The scheduler over one store.
+pub struct Scheduler<'a> {
+    store: &'a Store,
+    sandbox: Option<Sandbox>,
+    opts: ScheduleOptions,
+    builtins: Builtins,
+    substituter: Option<&'a dyn Substituter>,
+}
+
+impl<'a> Scheduler<'a> {
+    /// A scheduler building with bubblewrap (found lazily: a graph with nothing to build in
+    /// the sandbox does not need it).
+    pub fn new(store: &'a Store, opts: ScheduleOptions) -> Scheduler<'a> {
+        Scheduler {
+            store,
+            sandbox: None,
+            opts,
+            builtins: Builtins::new(),
+            substituter: None,
+        }
+    }
+    /// Handle `builtin:NAME` builders with these.
+    pub fn with_builtins(mut self, builtins: Builtins) -> Scheduler<'a> {
+        self.builtins = builtins;
+        self
+    }
+    /// Try this substituter before building.
+    pub fn with_substituter(mut self, s: &'a dyn Substituter) -> Scheduler<'a> {
+        self.substituter = Some(s);
+        self
+    }
+    /// Use this sandbox (e.g. an explicit bwrap).
+    pub fn with_sandbox(mut self, s: Sandbox) -> Scheduler<'a> {
+        self.sandbox = Some(s);
+        self
+    }
+
+    fn outputs_valid(
+        &self,
+        drv_path: &StorePath,
+        drv: &Derivation,
+        wanted: &BTreeSet<String>,
+    ) -> Result<bool, BuildError> {
+        for o in wanted {
+            let p = output_path(drv_path, drv, o)?;
+            if !self.store.is_valid(&p).map_err(store_err)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Realise `targets`; events go to `on_event`.
+    pub fn realise(
+        &mut self,
+        targets: &[Target],
+        on_event: &mut dyn FnMut(BuildEvent),
+    ) -> Result<Realised, BuildError> {
+        // --- load the graph of what must be built ---
+        let mut nodes: Vec<Node> = Vec::new();
+        let mut index: HashMap<StorePath, usize> = HashMap::new();
+        let mut loaded: HashMap<StorePath, Derivation> = HashMap::new();
+        let mut substitutions = 0usize;
+        // (drv, wanted outputs, dependent node)
+        let mut todo: VecDeque<(StorePath, Option<BTreeSet<String>>, Option<usize>)> = targets
+            .iter()
+            .map(|t| (t.drv.clone(), t.outputs.clone(), None))
+            .collect();
+        while let Some((drv_path, wanted, parent)) = todo.pop_front() {
+            if let Some(&i) = index.get(&drv_path) {
+                if let Some(p) = parent {
+                    nodes[p].deps.push(i);
+                    nodes[i].dependents.push(p);
+                }
+                continue;
+            }
+            let drv = match loaded.get(&drv_path) {
+                Some(d) => d.clone(),
+                None => {
+                    let d = load_derivation(self.store, &drv_path)?;
+                    loaded.insert(drv_path.clone(), d.clone());
+                    d
+                }
+            };
+            let wanted: BTreeSet<String> =
+                wanted.unwrap_or_else(|| drv.outputs.keys().cloned().collect());
+            for o in &wanted {
+                let p = output_path(&drv_path, &drv, o)?;
+                self.store.add_temp_root(&p);
+            }
+            if self.outputs_valid(&drv_path, &drv, &wanted)? {
+                continue;
+            }
+            if let Some(s) = self.substituter {
+                let mut all = true;
+                for o in &wanted {
+                    let p = output_path(&drv_path, &drv, o)?;
+                    if self.store.is_valid(&p).map_err(store_err)? {
+                        continue;
+                    }
+                    if s.try_substitute(self.store, &p)? {
+                        substitutions += 1;
+                        on_event(BuildEvent::Substituted { path: p });
+                    } else {
+                        all = false;
+                    }
+                }
+                if all {
+                    continue;
+                }
+            }
+            if drv.system != HOST_SYSTEM {
+                return Err(BuildError::WrongSystem {
+                    drv: drv_path,
+                    system: drv.system.clone(),
+                });
+            }
+            let i = nodes.len();
+            index.insert(drv_path.clone(), i);
+            for (dep, outs) in &drv.input_drvs {
+                todo.push_back((dep.clone(), Some(outs.clone()), Some(i)));
+            }
+            if let Some(p) = parent {
+                nodes[p].deps.push(i);
+            }
+            nodes.push(Node {
+                drv_path,
+                drv,
+                deps: Vec::new(),
+                dependents: parent.into_iter().collect(),
+                state: State::Waiting,
+                locks: Vec::new(),
+                closure: Vec::new(),
+            });
+        }
+        on_event(BuildEvent::Planned {
+            builds: nodes.len(),
+            substitutions,
+        });
+        for n in nodes.iter_mut() {
+            n.deps.sort_unstable();
+            n.deps.dedup();
+            n.dependents.sort_unstable();
+            n.dependents.dedup();
+        }
+        if nodes.iter().any(|n| !n.drv.builder.starts_with("builtin:")) && self.sandbox.is_none() {
+            self.sandbox = Some(Sandbox::new(self.store.layout().clone())?);
+        }
+
+        // --- build ---
+        let failures = self.run_graph(&mut nodes, on_event)?;
+
+        // --- results ---
+        if !failures.is_empty() {
+            let total = nodes.len();
+            return Err(if failures.len() == 1 {
+                failures
+                    .into_iter()
+                    .next()
+                    .unwrap_or(BuildError::Several { failed: 1, total })
+            } else {
+                BuildError::Several {
+                    failed: failures.len(),
+                    total,
+                }
+            });
+        }
+        let mut out = Vec::new();
+        for t in targets {
+            let drv = match loaded.get(&t.drv) {
+                Some(d) => d.clone(),
+                None => load_derivation(self.store, &t.drv)?,
+            };
+            let wanted: BTreeSet<String> = t
+                .outputs
+                .clone()
+                .unwrap_or_else(|| drv.outputs.keys().cloned().collect());
+            let mut m = BTreeMap::new();
+            for o in wanted {
+                let p = output_path(&t.drv, &drv, &o)?;
+                m.insert(o, p);
+            }
+            out.push((t.drv.clone(), m));
+        }
+        Ok(out)
+    }
+
+    fn run_graph(
+        &self,
+        nodes: &mut [Node],
+        on_event: &mut dyn FnMut(BuildEvent),
+    ) -> Result<Vec<BuildError>, BuildError> {
+        let jobs = self.opts.jobs.max(1);
+        let mut ready: VecDeque<usize> = VecDeque::new();
+        for (i, n) in nodes.iter_mut().enumerate() {
+            if n.deps.is_empty() {
+                n.state = State::Ready;
+                ready.push_back(i);
+            }
+        }
+        // Nodes whose outputs another process holds locked.
+        let mut lock_wait: Vec<usize> = Vec::new();
+        let mut running = 0usize;
+        let mut failures: Vec<BuildError> = Vec::new();
+        let mut stop = false;
+        let (tx, rx) = mpsc::channel::<Msg>();
+        std::thread::scope(|scope| -> Result<(), BuildError> {
+            // Build directories are removed off the scheduling thread (directory removal is
+            // slow on some disks); the thread ends when this closure drops the sender.
+            let (clean_tx, clean_rx) = mpsc::channel::<Staged>();
+            scope.spawn(move || clean_rx.into_iter().for_each(drop));
+            loop {
+                // Retry the nodes waiting for another process's locks.
+                if !lock_wait.is_empty() {
+                    ready.extend(lock_wait.drain(..));
+                }
+                while running < jobs && !stop {
+                    let Some(i) = ready.pop_front() else { break };
+                    match self.prepare(nodes, i)? {
+                        Prepared::Locked => lock_wait.push(i),
+                        Prepared::AlreadyValid => {
+                            nodes[i].locks.clear();
+                            self.complete(nodes, i, &mut ready);
+                        }
+                        Prepared::Request(req) => {
+                            nodes[i].state = State::Running;
+                            running += 1;
+                            on_event(BuildEvent::Started {
+                                drv: req.drv_path.clone(),
+                                name: req.name.clone(),
+                            });
+                            let tx = tx.clone();
+                            let sandbox = self.sandbox.clone();
+                            let builtin = req
+                                .builtin()
+                                .map(|b| (b.to_string(), self.builtins.get(b).cloned()));
+                            let layout = self.store.layout().clone();
+                            scope.spawn(move || {
+                                let r = match builtin {
+                                    Some((name, b)) => run_builtin(&layout, &req, name, b, &tx),
+                                    None => run_sandboxed(sandbox.as_ref(), &req, &tx),
+                                };
+                                let _ = tx.send(Msg::Done(i, r));
+                            });
+                        }
+                    }
+                }
+                if running == 0 && (lock_wait.is_empty() || stop) {
+                    break;
+                }
+                let msg = if lock_wait.is_empty() {
+                    match rx.recv() {
+                        Ok(m) => m,
+                        Err(_) => break,
+                    }
+                } else {
+                    // Some outputs are being built by another process: poll their locks.
+                    match rx.recv_timeout(Duration::from_millis(50)) {
+                        Ok(m) => m,
+                        Err(_) => continue,
+                    }
+                };
+                match msg {
+                    Msg::Event(e) => on_event(e),
+                    Msg::Done(i, r) => {
+                        running -= 1;
+                        let r = r.and_then(|staged| {
+                            let res = self.register(&nodes[i], &staged);
+                            let _ = clean_tx.send(staged);
+                            res
+                        });
+                        match r {
+                            Ok((outputs, duration)) => {
+                                nodes[i].locks.clear();
+                                on_event(BuildEvent::Finished {
+                                    drv: nodes[i].drv_path.clone(),
+                                    name: nodes[i].drv.name.clone(),
+                                    outputs,
+                                    duration,
+                                });
+                                self.complete(nodes, i, &mut ready);
+                            }
+                            Err(e) => {
+                                nodes[i].locks.clear();
+                                if let BuildError::Failed(f) = &e {
+                                    on_event(BuildEvent::Failed {
+                                        drv: f.drv.clone(),
+                                        name: f.name.clone(),
+                                        reason: f.reason.to_string(),
+                                        log_tail: f.log_tail.clone(),
+                                        log_path: f.log_path.clone(),
+                                    });
+                                } else {
+                                    on_event(BuildEvent::Failed {
+                                        drv: nodes[i].drv_path.clone(),
+                                        name: nodes[i].drv.name.clone(),
+                                        reason: e.to_string(),
+                                        log_tail: Vec::new(),
+                                        log_path: crate::log::log_path(
+                                            self.store.layout(),
+                                            &nodes[i].drv_path,
+                                        ),
+                                    });
+                                }
+                                fail_dependents(nodes, i);
+                                failures.push(e);
+                                if !self.opts.keep_going {
+                                    stop = true;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(failures)
+    }
+
+    /// Mark `i` done and queue the dependents whose dependencies are all done.
+    fn complete(&self, nodes: &mut [Node], i: usize, ready: &mut VecDeque<usize>) {
+        nodes[i].state = State::Done;
+        let deps = nodes[i].dependents.clone();
+        for d in deps {
+            if nodes[d].state == State::Waiting
+                && nodes[d].deps.iter().all(|&x| nodes[x].state == State::Done)
+            {
+                nodes[d].state = State::Ready;
+                ready.push_back(d);
+            }
+        }
+    }
+
+    /// Lock the outputs of node `i`, re-check them, and build its request.
+    fn prepare(&self, nodes: &mut [Node], i: usize) -> Result<Prepared, BuildError> {
+        let n = &nodes[i];
+        let mut outs: Vec<StorePath> = Vec::new();
+        for o in n.drv.outputs.keys() {
+            outs.push(output_path(&n.drv_path, &n.drv, o)?);
+        }
+        outs.sort();
+        let mut locks = Vec::new();
+        for p in &outs {
+            match self.store.try_lock_path(p).map_err(store_err)? {
+                Some(l) => locks.push(l),
+                None => return Ok(Prepared::Locked),
+            }
+        }
+        // Another process may have built it while we waited.
+        let all: BTreeSet<String> = n.drv.outputs.keys().cloned().collect();
+        if self.outputs_valid(&n.drv_path, &n.drv, &all)? {
+            nodes[i].locks = locks;
+            return Ok(Prepared::AlreadyValid);
+        }
+        let mut roots: Vec<StorePath> = n.drv.input_srcs.iter().cloned().collect();
+        for (dep, used) in &n.drv.input_drvs {
+            let d = match nodes.iter().find(|m| &m.drv_path == dep) {
+                Some(m) => m.drv.clone(),
+                None => load_derivation(self.store, dep)?,
+            };
+            for o in used {
+                roots.push(output_path(dep, &d, o)?);
+            }
+        }
+        if let Some(s) = &nodes[i].drv.sandbox.sysroot {
+            roots.push(s.clone());
+        }
+        for r in &roots {
+            self.store.add_temp_root(r);
+        }
+        let closure: Vec<StorePath> = self
+            .store
+            .closure(&roots)
+            .map_err(store_err)?
+            .into_iter()
+            .collect();
+        let req = BuildRequest::from_derivation(
+            &nodes[i].drv_path,
+            &nodes[i].drv,
+            closure.clone(),
+            &self.opts.build,
+        )?;
+        nodes[i].locks = locks;
+        nodes[i].closure = closure;
+        Ok(Prepared::Request(Box::new(req)))
+    }
+
+    /// Check fixed outputs and register every output of a finished build.
+    fn register(
+        &self,
+        node: &Node,
+        staged: &Staged,
+    ) -> Result<(Vec<StorePath>, Duration), BuildError> {
+        let fail = |reason: FailReason| {
+            BuildError::Failed(Box::new(BuildFailure {
+                drv: node.drv_path.clone(),
+                name: node.drv.name.clone(),
+                reason,
+                log_tail: Vec::new(),
+                log_path: staged.log_path.clone(),
+                kept: None,
+            }))
+        };
+        if let Some(f) = node.drv.fixed_output() {
+            let p = staged
+                .outputs
+                .get("out")
+                .ok_or_else(|| fail(FailReason::MissingOutput("out".into())))?;
+            let actual = hash_output(p, f).map_err(|e| BuildError::io("hashing the output", e))?;
+            if actual != f.hash {
+                return Err(fail(FailReason::HashMismatch {
+                    output: "out".into(),
+                    algo: f.algo.name().into(),
+                    expected: hex::encode(&f.hash),
+                    actual: hex::encode(&actual),
+                }));
+            }
+        }
+        let mut cands = node.closure.clone();
+        for o in node.drv.outputs.keys() {
+            cands.push(output_path(&node.drv_path, &node.drv, o)?);
+        }
+        let mut outs = Vec::new();
+        for (name, p) in &staged.outputs {
+            let path = output_path(&node.drv_path, &node.drv, name)?;
+            self.store
+                .register_output(p, &path, &cands, Some(&node.drv_path))
+                .map_err(store_err)?;
+            self.store
+                .set_output(&node.drv_path, name, &path)
+                .map_err(store_err)?;
+            outs.push(path);
+        }
+        Ok((outs, staged.duration))
+    }
+}
+
+enum Prepared {
+    Locked,
+    AlreadyValid,
+    Request(Box<BuildRequest>),
+}
+
+fn fail_dependents(nodes: &mut [Node], i: usize) {
+    nodes[i].state = State::Failed;
+    let mut todo = nodes[i].dependents.clone();
+    while let Some(d) = todo.pop() {
+        if nodes[d].state == State::Waiting || nodes[d].state == State::Ready {
+            nodes[d].state = State::Failed;
+            todo.extend(nodes[d].dependents.iter().copied());
+        }
+    }
+}
+
+fn run_sandboxed(
+    sandbox: Option<&Sandbox>,
+    req: &BuildRequest,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<Staged, BuildError> {
+    let sandbox = sandbox.ok_or(BuildError::BwrapMissing)?;
+    let drv = req.drv_path.clone();
+    let mut on_line = |l: &str| {
+        let _ = tx.send(Msg::Event(BuildEvent::LogLine {
+            drv: drv.clone(),
+            line: l.to_string(),
+        }));
+    };
+    let r = sandbox.build(req, &mut on_line)?;
+    Ok(Staged {
+        outputs: r.outputs,
+        duration: r.duration,
+        log_path: r.log_path,
+        _dir: r.dir,
+    })
+}
+
+fn run_builtin(
+    layout: &buildit_store::StoreLayout,
+    req: &BuildRequest,
+    name: String,
+    builder: Option<Arc<dyn BuiltinBuilder>>,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<Staged, BuildError> {
+    let builder = builder.ok_or_else(|| BuildError::UnknownBuiltin {
+        drv: req.drv_path.clone(),
+        name: name.clone(),
+    })?;
+    let start = Instant::now();
+    let mut dir = BuildDir::create(layout, &req.drv_path)
+        .map_err(|e| BuildError::io("creating the build directory", e))?;
+    let outputs: BTreeMap<String, PathBuf> = req
+        .outputs
+        .iter()
+        .map(|(n, p)| (n.clone(), dir.staged(p)))
+        .collect();
+    let drv = req.drv_path.clone();
+    let mut on_line = |l: &str| {
+        let _ = tx.send(Msg::Event(BuildEvent::LogLine {
+            drv: drv.clone(),
+            line: l.to_string(),
+        }));
+    };
+    let mut sink = LogSink::create(layout, &req.drv_path, &mut on_line)
+        .map_err(|e| BuildError::io("creating the build log", e))?;
+    let r = {
+        let mut ctx = BuiltinContext {
+            drv: &req.drv_path,
+            log: &mut sink,
+            events: tx,
+        };
+        builder.build(req, &outputs, &mut ctx)
+    };
+    let reason = match r {
+        Err(m) => Some(FailReason::Builtin(m)),
+        Ok(()) => outputs
+            .iter()
+            .find(|(_, p)| std::fs::symlink_metadata(p).is_err())
+            .map(|(n, _)| FailReason::MissingOutput(n.clone())),
+    };
+    if let Some(reason) = &reason {
+        let _ = sink.line(&reason.to_string());
+    }
+    sink.finish()
+        .map_err(|e| BuildError::io("writing the build log", e))?;
+    let log_path = sink.path().to_path_buf();
+    let tail = sink.tail();
+    drop(sink);
+    match reason {
+        None => Ok(Staged {
+            outputs,
+            duration: start.elapsed(),
+            log_path,
+            _dir: dir,
+        }),
+        Some(reason) => {
+            let kept = req.keep_failed.then(|| dir.keep());
+            Err(BuildError::Failed(Box::new(BuildFailure {
+                drv: req.drv_path.clone(),
+                name: req.name.clone(),
+                reason,
+                log_tail: tail,
+                log_path,
+                kept,
+            })))
+        }
+    }
+}
+
+/// The hash of a fixed output as declared: flat = the file's bytes, recursive = the canonical
+/// archive of the tree.
+pub fn hash_output(p: &Path, f: &FixedOutput) -> std::io::Result<Vec<u8>> {
+    enum H {
+        Sha(sha2::Sha256),
+        B3(Box<blake3::Hasher>),
+    }
+    impl std::io::Write for H {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            match self {
+                H::Sha(h) => h.update(b),
+                H::B3(h) => {
+                    h.update(b);
+                }
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = match f.algo {
+        HashAlgo::Sha256 => H::Sha(sha2::Sha256::new()),
+        HashAlgo::Blake3 => H::B3(Box::new(blake3::Hasher::new())),
+    };
+    match f.mode {
+        HashMode::Flat => {
+            let meta = std::fs::symlink_metadata(p)?;
+            if !meta.is_file() {
+                return Err(std::io::Error::other(
+                    "a flat fixed output must be a single regular file",
+                ));
+            }
+            let mut file = std::fs::File::open(p)?;
+            std::io::copy(&mut file, &mut h)?;
+        }
+        HashMode::Recursive => {
+            buildit_store::archive::write_archive(p, "", &mut h)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
+    }
+    Ok(match h {
+        H::Sha(s) => s.finalize().to_vec(),
+        H::B3(b) => b.finalize().as_bytes().to_vec(),
+    })
+}
+
+/// What `--check` found: the relative paths that differ between the registered output and a
+/// rebuild (empty: reproducible).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CheckReport {
+    pub drv: StorePath,
+    pub differing: BTreeMap<String, Vec<String>>,
+}
+
+impl<'a> Scheduler<'a> {
+    /// Rebuild `drv` (whose outputs and inputs must be valid) into a temporary location and
+    /// compare with the registered outputs. Nothing is registered.
+    pub fn check(
+        &mut self,
+        drv_path: &StorePath,
+        on_event: &mut dyn FnMut(BuildEvent),
+    ) -> Result<CheckReport, BuildError> {
+        let drv = load_derivation(self.store, drv_path)?;
+        if drv.system != HOST_SYSTEM {
+            return Err(BuildError::WrongSystem {
+                drv: drv_path.clone(),
+                system: drv.system.clone(),
+            });
+        }
+        let mut roots: Vec<StorePath> = drv.input_srcs.iter().cloned().collect();
+        for (dep, used) in &drv.input_drvs {
+            let d = load_derivation(self.store, dep)?;
+            for o in used {
+                roots.push(output_path(dep, &d, o)?);
+            }
+        }
+        roots.extend(drv.sandbox.sysroot.clone());
+        for o in drv.outputs.keys() {
+            let p = output_path(drv_path, &drv, o)?;
+            if !self.store.is_valid(&p).map_err(store_err)? {
+                return Err(BuildError::Store(format!(
+                    "{p} is not valid: build it before checking it"
+                )));
+            }
+        }
+        let closure: Vec<StorePath> = self
+            .store
+            .closure(&roots)
+            .map_err(store_err)?
+            .into_iter()
+            .collect();
+        let req = BuildRequest::from_derivation(drv_path, &drv, closure, &self.opts.build)?;
+        on_event(BuildEvent::Started {
+            drv: drv_path.clone(),
+            name: drv.name.clone(),
+        });
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let staged = match req.builtin() {
+            Some(b) => run_builtin(
+                self.store.layout(),
+                &req,
+                b.to_string(),
+                self.builtins.get(b).cloned(),
+                &tx,
+            ),
+            None => {
+                if self.sandbox.is_none() {
+                    self.sandbox = Some(Sandbox::new(self.store.layout().clone())?);
+                }
+                run_sandboxed(self.sandbox.as_ref(), &req, &tx)
+            }
+        };
+        drop(tx);
+        for m in rx.try_iter() {
+            if let Msg::Event(e) = m {
+                on_event(e);
+            }
+        }
+        let staged = staged?;
+        let mut report = CheckReport {
+            drv: drv_path.clone(),
+            differing: BTreeMap::new(),
+        };
+        for (name, p) in &staged.outputs {
+            let path = output_path(drv_path, &drv, name)?;
+            let old = self.store.layout().physical(&path);
+            let mut diffs = Vec::new();
+            diff_trees(&old, p, "", &mut diffs)
+                .map_err(|e| BuildError::io("comparing outputs", e))?;
+            if !diffs.is_empty() {
+                report.differing.insert(path.to_string(), diffs);
+            }
+        }
+        on_event(BuildEvent::Finished {
+            drv: drv_path.clone(),
+            name: drv.name.clone(),
+            outputs: Vec::new(),
+            duration: staged.duration,
+        });
+        Ok(report)
+    }
+}
+
+/// Compare two trees by kind, contents, executable bit and symlink target (not mtimes or
+/// other permission bits, which the store normalises).
+fn diff_trees(a: &Path, b: &Path, rel: &str, out: &mut Vec<String>) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = if rel.is_empty() { "." } else { rel };
+    let (ma, mb) = match (std::fs::symlink_metadata(a), std::fs::symlink_metadata(b)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(_), Err(_)) => return Ok(()),
+        _ => {
+            out.push(name.to_string());
+            return Ok(());
+        }
+    };
+    let kind = |m: &std::fs::Metadata| {
+        if m.is_dir() {
+            0
+        } else if m.file_type().is_symlink() {
+            1
+        } else {
+            2
+        }
+    };
+    if kind(&ma) != kind(&mb) {
+        out.push(name.to_string());
+        return Ok(());
+    }
+    if ma.is_dir() {
+        let mut names: BTreeSet<std::ffi::OsString> = BTreeSet::new();
+        for e in std::fs::read_dir(a)?.chain(std::fs::read_dir(b)?) {
+            names.insert(e?.file_name());
+        }
+        for n in names {
+            let sub = if rel.is_empty() {
+                n.to_string_lossy().into_owned()
+            } else {
+                format!("{rel}/{}", n.to_string_lossy())
+            };
+            diff_trees(&a.join(&n), &b.join(&n), &sub, out)?;
+        }
+    } else if ma.file_type().is_symlink() {
+        if std::fs::read_link(a)? != std::fs::read_link(b)? {
+            out.push(name.to_string());
+        }
+    } else {
+        let xa = ma.permissions().mode() & 0o111 != 0;
+        let xb = mb.permissions().mode() & 0o111 != 0;
+        if xa != xb || ma.len() != mb.len() || std::fs::read(a)? != std::fs::read(b)? {
+            out.push(name.to_string());
+        }
+    }
+    Ok(())
+}

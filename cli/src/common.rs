@@ -1,0 +1,198 @@
+//! What several commands share: terminal style, the evaluation IO, paths relative to the
+//! working directory, reading and type-checking a root file, evaluating a `FILE | -E EXPR`
+//! target with `-A ATTR`, choosing the store, and command-line errors as diagnostics.
+
+use crate::render::{self, Style};
+use buildit_eval::{Evaluator, Value};
+use buildit_stdlib::{FsIo, StoreIo};
+use buildit_store::StoreLayout;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+pub fn style(full_trace: bool) -> Style {
+    let tty = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    Style {
+        color: tty,
+        unicode: tty,
+        full_trace,
+    }
+}
+
+pub fn fs_io(impure: bool) -> FsIo {
+    FsIo::new(|msg| eprintln!("trace: {msg}")).with_impure_env(impure)
+}
+
+pub fn cwd() -> String {
+    std::env::current_dir()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "/".into())
+}
+
+pub fn absolute(path: &str) -> String {
+    if path.starts_with('/') {
+        path.to_string()
+    } else {
+        buildit_eval::lower::canon_path(&format!("{}/{}", cwd(), path))
+    }
+}
+
+/// The source of a file as the evaluator would read it (a directory means its default file).
+pub fn read_source(file: &str) -> Option<(String, String)> {
+    let path = absolute(file);
+    let path = if std::path::Path::new(&path).is_dir() {
+        let bld = format!("{path}/default.bld");
+        if std::path::Path::new(&bld).exists() {
+            bld
+        } else {
+            format!("{path}/default.nix")
+        }
+    } else {
+        path
+    };
+    let text = std::fs::read_to_string(&path).ok()?;
+    Some((path, text))
+}
+
+/// Parse and type-check one source: `(sources, parse diagnostics, type diagnostics, type)`.
+pub fn typecheck_source(
+    name: &str,
+    text: &str,
+) -> (
+    buildit_lang::SourceMap,
+    Vec<buildit_lang::Diagnostic>,
+    Vec<buildit_lang::Diagnostic>,
+    String,
+) {
+    let mut sources = buildit_lang::SourceMap::new();
+    let file = sources.add(name.to_string(), text);
+    let parsed = buildit_lang::parse(file, text);
+    let (diags, ty) = match (&parsed.expr, parsed.syntax_ok()) {
+        (Some(e), true) => {
+            let r = buildit_lang::types::check(e);
+            (r.diagnostics, r.ty.to_string())
+        }
+        _ => (Vec::new(), String::new()),
+    };
+    (sources, parsed.diagnostics, diags, ty)
+}
+
+/// Report an error about the command line itself (no source span) and exit 1.
+pub fn cli_error(code: &'static str, message: &str, help: &str) -> ExitCode {
+    let d = buildit_lang::Diagnostic::error(code, message).with_help(help);
+    eprint!(
+        "{}",
+        render::diagnostic(&buildit_lang::SourceMap::new(), &d, style(false))
+    );
+    ExitCode::from(1)
+}
+
+/// The store layout: `--store-root DIR`, else `BUILDIT_STORE_ROOT`, else `/bld` when writable,
+/// else `$XDG_DATA_HOME/buildit` (`~/.local/share/buildit`).
+pub fn store_layout(explicit: Option<&Path>) -> StoreLayout {
+    let env_root = std::env::var_os("BUILDIT_STORE_ROOT")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let data_home = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
+    StoreLayout::choose(explicit, env_root.as_deref(), data_home.as_deref())
+}
+
+/// The evaluation IO of commands that may create store objects.
+pub fn store_io(impure: bool, store_root: Option<&Path>) -> StoreIo {
+    StoreIo::new(fs_io(impure), store_layout(store_root))
+}
+
+/// What to evaluate: a file or an expression, and an attribute path to select.
+pub struct Target<'a> {
+    pub file: Option<&'a str>,
+    pub expr: Option<&'a str>,
+    pub attr: Option<&'a str>,
+    pub typecheck: bool,
+}
+
+/// Type-check (unless turned off), evaluate and select `-A`: the value in weak head normal form,
+/// or the exit code after the diagnostics were printed.
+pub fn evaluate_target(ev: &mut Evaluator, t: &Target<'_>, st: Style) -> Result<Value, ExitCode> {
+    if t.typecheck {
+        if let Some(code) = typecheck_root(t.file, t.expr, st) {
+            return Err(code);
+        }
+    }
+    let result = match (t.file, t.expr) {
+        (_, Some(expr)) => match ev.compile("«cmdline»", expr, &cwd()) {
+            Ok(ir) => ev.eval_root(&ir),
+            Err(diags) => {
+                eprint!("{}", render::diagnostics(&ev.sources, &diags, st));
+                return Err(ExitCode::from(1));
+            }
+        },
+        (Some(file), None) => ev.import(&absolute(file), buildit_lang::Span::default()),
+        (None, None) => {
+            return Err(cli_error(
+                "buildit::cli::nothing-to-evaluate",
+                "nothing to evaluate",
+                "give a FILE or -E EXPR (see `--help`)",
+            ));
+        }
+    };
+    let mut value = match result {
+        Ok(v) => v,
+        Err(e) => {
+            eprint!("{}", render::eval_error(&ev.sources, &e, st));
+            return Err(ExitCode::from(1));
+        }
+    };
+    if let Some(path) = t.attr {
+        for part in path.split('.').filter(|p| !p.is_empty()) {
+            let sym = buildit_eval::Symbol::intern(part);
+            let next = match &value {
+                Value::Attrs(at) => at.get(sym).cloned(),
+                _ => None,
+            };
+            let Some(next) = next else {
+                let names = match &value {
+                    Value::Attrs(at) => at
+                        .iter_sorted()
+                        .into_iter()
+                        .map(|(k, _)| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    other => format!("(the value is {}, not a set)", other.describe()),
+                };
+                return Err(cli_error(
+                    "buildit::cli::attribute-not-found",
+                    &format!("attribute '{part}' of '{path}' not found"),
+                    &format!("available here: {names}"),
+                ));
+            };
+            value = match ev.force(&next) {
+                Ok(v) => v,
+                Err(e) => {
+                    eprint!("{}", render::eval_error(&ev.sources, &e, st));
+                    return Err(ExitCode::from(1));
+                }
+            };
+        }
+    }
+    Ok(value)
+}
+
+/// Type-check the root of an evaluation (imports are `Dyn`); `Some(exit code)` when it has type
+/// errors. Syntax errors are left to the evaluator, which reports them as before.
+pub fn typecheck_root(file: Option<&str>, expr: Option<&str>, st: Style) -> Option<ExitCode> {
+    let (name, text) = match (file, expr) {
+        (_, Some(expr)) => ("«cmdline»".to_string(), expr.to_string()),
+        (Some(file), None) => read_source(file)?,
+        (None, None) => return None,
+    };
+    let (sources, _, diags, _) = typecheck_source(&name, &text);
+    if diags.is_empty() {
+        return None;
+    }
+    eprint!("{}", render::diagnostics(&sources, &diags, st));
+    eprintln!("(evaluate anyway with --no-typecheck)");
+    Some(ExitCode::from(1))
+}

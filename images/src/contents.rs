@@ -1,0 +1,302 @@
+//! `buildit contents`: every file of a written image with the package it came from. Reads an
+//! OCI layout directory, an OCI archive, a docker-archive or an ACI (or a directory holding
+//! one of buildit's archive files). A file under `/bld/store/<hash>-<name>/` belongs to that
+//! store path; a profile link (`/usr/bin/x` → `/bld/store/...`) to its target's store path;
+//! everything else (synced files, `/etc/passwd`) to none.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+
+use buildit_store::STORE_DIR;
+use serde_json::Value;
+
+use crate::ImageError;
+
+/// One entry of an image.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ContentEntry {
+    /// Absolute path in the image.
+    pub path: String,
+    /// `dir`, `file`, `symlink`, `hardlink` or `other`.
+    pub kind: &'static str,
+    pub size: u64,
+    pub mode: u32,
+    /// A link's target.
+    pub target: Option<String>,
+    /// The store path (`/bld/store/<hash>-<name>`) the entry belongs to.
+    pub package: Option<String>,
+    /// The layer's position (0 = bottom); 0 for an ACI.
+    pub layer: usize,
+}
+
+fn not_image(p: &Path, why: &str) -> ImageError {
+    ImageError::NotAnImage(format!("{}: {why}", p.display()))
+}
+
+/// List every entry of the image at `image`.
+pub fn image_contents(image: &Path) -> Result<Vec<ContentEntry>, ImageError> {
+    if image.is_dir() {
+        if image.join("index.json").is_file() {
+            return oci_layout(image);
+        }
+        for f in ["image.oci.tar", "image.docker.tar", "image.aci"] {
+            if image.join(f).is_file() {
+                return archive(&image.join(f));
+            }
+        }
+        return Err(not_image(
+            image,
+            "no index.json, image.oci.tar, image.docker.tar or image.aci",
+        ));
+    }
+    archive(image)
+}
+
+fn package_of(path: &str, target: Option<&str>) -> Option<String> {
+    let from = |p: &str| -> Option<String> {
+        let rest = p.strip_prefix(STORE_DIR)?.strip_prefix('/')?;
+        let base = rest.split('/').next()?;
+        (!base.is_empty()).then(|| format!("{STORE_DIR}/{base}"))
+    };
+    from(path).or_else(|| target.and_then(from))
+}
+
+fn list_layer(
+    r: impl Read,
+    layer: usize,
+    prefix: &str,
+    out: &mut Vec<ContentEntry>,
+) -> io::Result<()> {
+    let mut ar = tar::Archive::new(r);
+    for e in ar.entries()? {
+        let e = e?;
+        let raw = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        let Some(rel) = raw.strip_prefix(prefix) else {
+            continue;
+        };
+        let rel = rel.trim_start_matches("./").trim_end_matches('/');
+        if rel.is_empty() {
+            continue;
+        }
+        let path = format!("/{rel}");
+        let h = e.header();
+        let et = h.entry_type();
+        let kind = if et.is_dir() {
+            "dir"
+        } else if et.is_symlink() {
+            "symlink"
+        } else if et.is_hard_link() {
+            "hardlink"
+        } else if et.is_file() {
+            "file"
+        } else {
+            "other"
+        };
+        let target = e
+            .link_name_bytes()
+            .map(|t| String::from_utf8_lossy(&t).into_owned());
+        let package = package_of(&path, target.as_deref());
+        out.push(ContentEntry {
+            path,
+            kind,
+            size: h.size().unwrap_or(0),
+            mode: h.mode().unwrap_or(0),
+            target,
+            package,
+            layer,
+        });
+    }
+    Ok(())
+}
+
+fn read_json(p: &Path) -> Result<Value, ImageError> {
+    let b = std::fs::read(p).map_err(ImageError::io(format!("reading {}", p.display())))?;
+    serde_json::from_slice(&b).map_err(|e| not_image(p, &format!("bad JSON: {e}")))
+}
+
+/// The manifest's layers (digest, media type) given the index.
+fn manifest_layers(manifest: &Value, at: &Path) -> Result<Vec<(String, String)>, ImageError> {
+    let layers = manifest
+        .get("layers")
+        .and_then(Value::as_array)
+        .ok_or_else(|| not_image(at, "the manifest has no layers"))?;
+    layers
+        .iter()
+        .map(|l| {
+            let d = l.get("digest").and_then(Value::as_str);
+            let m = l.get("mediaType").and_then(Value::as_str);
+            match (d, m) {
+                (Some(d), Some(m)) => Ok((d.to_string(), m.to_string())),
+                _ => Err(not_image(at, "a layer without digest or mediaType")),
+            }
+        })
+        .collect()
+}
+
+fn single_manifest_digest(index: &Value, at: &Path) -> Result<String, ImageError> {
+    let ms = index
+        .get("manifests")
+        .and_then(Value::as_array)
+        .ok_or_else(|| not_image(at, "index.json has no manifests"))?;
+    if ms.len() != 1 {
+        return Err(not_image(
+            at,
+            &format!("index.json lists {} manifests, expected one", ms.len()),
+        ));
+    }
+    ms[0]
+        .get("digest")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| not_image(at, "the manifest has no digest"))
+}
+
+fn blob_name(digest: &str) -> String {
+    digest.replacen(':', "/", 1)
+}
+
+fn oci_layout(dir: &Path) -> Result<Vec<ContentEntry>, ImageError> {
+    let index = read_json(&dir.join("index.json"))?;
+    let md = single_manifest_digest(&index, dir)?;
+    let manifest = read_json(&dir.join("blobs").join(blob_name(&md)))?;
+    let mut out = Vec::new();
+    for (i, (d, mt)) in manifest_layers(&manifest, dir)?.into_iter().enumerate() {
+        let p = dir.join("blobs").join(blob_name(&d));
+        let r = crate::oci::decompress(&p, &mt)
+            .map_err(ImageError::io(format!("reading {}", p.display())))?;
+        list_layer(r, i, "", &mut out).map_err(ImageError::io(format!("reading layer {d}")))?;
+    }
+    Ok(out)
+}
+
+type EntryFn<'a> = dyn FnMut(&str, &mut dyn Read, u64) -> Result<(), ImageError> + 'a;
+
+/// Pass over a tar file, calling `f` with each entry's name and reader.
+fn each_entry(file: &Path, f: &mut EntryFn<'_>) -> Result<(), ImageError> {
+    let ctx = format!("reading {}", file.display());
+    let fh = File::open(file).map_err(ImageError::io(ctx.clone()))?;
+    let mut ar = tar::Archive::new(io::BufReader::with_capacity(1 << 20, fh));
+    for e in ar.entries().map_err(ImageError::io(ctx.clone()))? {
+        let mut e = e.map_err(ImageError::io(ctx.clone()))?;
+        let name = String::from_utf8_lossy(&e.path_bytes())
+            .trim_start_matches("./")
+            .to_string();
+        let size = e.header().size().unwrap_or(0);
+        f(&name, &mut e, size)?;
+    }
+    Ok(())
+}
+
+fn archive(file: &Path) -> Result<Vec<ContentEntry>, ImageError> {
+    // pass 1: small files (JSON), and whether this is an ACI
+    let mut small: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut is_aci = false;
+    each_entry(file, &mut |name, r, size| {
+        if name == "manifest" || name.starts_with("rootfs/") {
+            is_aci = true;
+        }
+        if size <= 4 << 20 && !name.ends_with('/') {
+            let mut b = Vec::new();
+            r.read_to_end(&mut b)
+                .map_err(ImageError::io(format!("reading {name}")))?;
+            small.insert(name.to_string(), b);
+        }
+        Ok(())
+    })?;
+    let parse = |name: &str| -> Result<Value, ImageError> {
+        let b = small
+            .get(name)
+            .ok_or_else(|| not_image(file, &format!("no {name}")))?;
+        serde_json::from_slice(b).map_err(|e| not_image(file, &format!("{name}: {e}")))
+    };
+    let mut out = Vec::new();
+    if small.contains_key("index.json") && small.contains_key("oci-layout") {
+        let md = single_manifest_digest(&parse("index.json")?, file)?;
+        let manifest = parse(&format!("blobs/{}", blob_name(&md)))?;
+        let layers = manifest_layers(&manifest, file)?;
+        let wanted: HashMap<String, (usize, String)> = layers
+            .iter()
+            .enumerate()
+            .map(|(i, (d, m))| (format!("blobs/{}", blob_name(d)), (i, m.clone())))
+            .collect();
+        let mut per: Vec<Vec<ContentEntry>> = vec![Vec::new(); layers.len()];
+        each_entry(file, &mut |name, r, _| {
+            if let Some((i, mt)) = wanted.get(name) {
+                let dec: Box<dyn Read> = decompress_reader(r, mt)?;
+                list_layer(dec, *i, "", &mut per[*i])
+                    .map_err(ImageError::io(format!("reading {name}")))?;
+            }
+            Ok(())
+        })?;
+        out.extend(per.into_iter().flatten());
+    } else if small.contains_key("manifest.json") {
+        let m = parse("manifest.json")?;
+        let layers: Vec<String> = m
+            .get(0)
+            .and_then(|m| m.get("Layers"))
+            .and_then(Value::as_array)
+            .ok_or_else(|| not_image(file, "manifest.json has no Layers"))?
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        let mut per: Vec<Vec<ContentEntry>> = vec![Vec::new(); layers.len()];
+        each_entry(file, &mut |name, r, _| {
+            for (i, l) in layers.iter().enumerate() {
+                if l == name {
+                    list_layer(&mut *r, i, "", &mut per[i])
+                        .map_err(ImageError::io(format!("reading {name}")))?;
+                    break;
+                }
+            }
+            Ok(())
+        })?;
+        out.extend(per.into_iter().flatten());
+    } else if is_aci {
+        let fh = File::open(file).map_err(ImageError::io(format!("reading {}", file.display())))?;
+        list_layer(io::BufReader::new(fh), 0, "rootfs/", &mut out)
+            .map_err(ImageError::io(format!("reading {}", file.display())))?;
+    } else {
+        return Err(not_image(
+            file,
+            "not an OCI archive, docker-archive or ACI (no index.json, manifest.json or manifest)",
+        ));
+    }
+    Ok(out)
+}
+
+fn decompress_reader<'a>(
+    r: &'a mut dyn Read,
+    media_type: &str,
+) -> Result<Box<dyn Read + 'a>, ImageError> {
+    if media_type.ends_with("+gzip") {
+        Ok(Box::new(flate2::read::GzDecoder::new(r)))
+    } else if media_type.ends_with("+zstd") {
+        Ok(Box::new(
+            zstd::stream::read::Decoder::new(r).map_err(ImageError::io("starting zstd"))?,
+        ))
+    } else {
+        Ok(Box::new(r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packages_from_paths_and_profile_links() {
+        let base = "/bld/store/0123456789abcdfghijklmnpqrsvwxyz-busybox";
+        assert_eq!(
+            package_of(&format!("{base}/bin/sh"), None).as_deref(),
+            Some(base)
+        );
+        assert_eq!(
+            package_of("/usr/bin/sh", Some(&format!("{base}/bin/sh"))).as_deref(),
+            Some(base)
+        );
+        assert_eq!(package_of("/etc/passwd", None), None);
+        assert_eq!(package_of("/bld/store", None), None);
+    }
+}

@@ -1,0 +1,660 @@
+//! `buildit push`: an OCI image layout to a registry over the OCI distribution API.
+//!
+//! For each blob (layers, then the config): `HEAD` it (present: skipped); else try a
+//! cross-repository mount (`POST /v2/<repo>/blobs/uploads/?mount=<digest>&from=<other>`) from
+//! the repositories this machine pushed it to before (recorded in a small JSON file) and any
+//! named by the caller; else upload it in chunks (`POST` to open a session, `PATCH` with
+//! `Content-Range`, `PUT ?digest=` to close). Then the manifest is `PUT` under the tag.
+//! Authentication follows the registry's `WWW-Authenticate` challenge: `Basic` with the given
+//! credentials, or `Bearer` (a token fetched from the challenge's realm, with the credentials
+//! if any). HTTPS always, except `--insecure`, which allows plain HTTP to loopback hosts only.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::{Method, StatusCode, Url};
+use serde_json::Value;
+
+use crate::ImageError;
+
+/// How to push.
+#[derive(Clone, Debug)]
+pub struct PushOptions {
+    /// Allow plain HTTP (loopback registries only).
+    pub insecure: bool,
+    /// User name and password for basic auth or the token endpoint.
+    pub credentials: Option<(String, String)>,
+    /// More repositories (on the same registry) to try mounting blobs from.
+    pub mount_from: Vec<String>,
+    /// Upload chunk size in bytes.
+    pub chunk_size: usize,
+    /// Where to remember which repositories hold which blobs (for mounts), if anywhere.
+    pub known_blobs: Option<PathBuf>,
+    /// Print a line per blob on stderr.
+    pub verbose: bool,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        PushOptions {
+            insecure: false,
+            credentials: None,
+            mount_from: Vec::new(),
+            chunk_size: 8 << 20,
+            known_blobs: None,
+            verbose: false,
+        }
+    }
+}
+
+/// What happened to one blob.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BlobPush {
+    pub digest: String,
+    pub size: u64,
+    /// `uploaded`, `exists` or `mounted`.
+    pub action: &'static str,
+    /// The repository it was mounted from.
+    pub from: Option<String>,
+}
+
+/// The result of a push.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PushReport {
+    /// `registry/repo:tag`.
+    pub reference: String,
+    pub manifest_digest: String,
+    pub uploaded_bytes: u64,
+    /// Bytes not sent because the registry had them (in this repository or by a mount).
+    pub skipped_bytes: u64,
+    pub blobs: Vec<BlobPush>,
+}
+
+/// A parsed `REGISTRY/REPO:TAG`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub registry: String,
+    pub repo: String,
+    pub tag: String,
+}
+
+fn reg_err(m: impl Into<String>) -> ImageError {
+    ImageError::Registry(m.into())
+}
+
+/// Parse `REGISTRY/REPO[:TAG]` (the tag defaults to `latest`).
+pub fn parse_target(s: &str) -> Result<Target, ImageError> {
+    let (registry, rest) = s.split_once('/').ok_or_else(|| {
+        reg_err(format!(
+            "`{s}` is not REGISTRY/REPO:TAG (for example 127.0.0.1:5000/app:1.0)"
+        ))
+    })?;
+    if registry.is_empty() || rest.is_empty() {
+        return Err(reg_err(format!("`{s}` is not REGISTRY/REPO:TAG")));
+    }
+    let last = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let (repo, tag) = match rest[last..].rfind(':') {
+        Some(i) => (&rest[..last + i], &rest[last + i + 1..]),
+        None => (rest, "latest"),
+    };
+    let repo_ok = repo.split('/').all(|c| {
+        !c.is_empty()
+            && c.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+    });
+    let tag_ok = !tag.is_empty()
+        && tag.len() <= 128
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !repo_ok || !tag_ok {
+        return Err(reg_err(format!(
+            "`{s}`: repository `{repo}` or tag `{tag}` is not valid (lowercase repository components, tag of letters, digits, `._-`)"
+        )));
+    }
+    Ok(Target {
+        registry: registry.to_string(),
+        repo: repo.to_string(),
+        tag: tag.to_string(),
+    })
+}
+
+/// Whether a registry host is loopback (the only place `--insecure` may speak plain HTTP).
+pub fn is_loopback(registry: &str) -> bool {
+    let host = if let Some(rest) = registry.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        registry
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(registry)
+    };
+    if host == "localhost" {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
+}
+
+struct Blob {
+    digest: String,
+    size: u64,
+    path: PathBuf,
+}
+
+struct Session {
+    client: Client,
+    base: Url,
+    target: Target,
+    auth: Option<String>,
+    creds: Option<(String, String)>,
+    extra_scopes: Vec<String>,
+}
+
+impl Session {
+    fn url(&self, path: &str) -> Result<Url, ImageError> {
+        self.base
+            .join(path)
+            .map_err(|e| reg_err(format!("bad URL {path}: {e}")))
+    }
+
+    /// Send a request (rebuilt by `mk`), answering one authentication challenge.
+    fn send(&mut self, mk: &dyn Fn(&Client) -> RequestBuilder) -> Result<Response, ImageError> {
+        let mut tried_auth = false;
+        loop {
+            let mut rb = mk(&self.client);
+            if let Some(a) = &self.auth {
+                rb = rb.header("Authorization", a);
+            }
+            let resp = rb
+                .send()
+                .map_err(|e| reg_err(format!("{}: {e}", self.base)))?;
+            if resp.status() == StatusCode::UNAUTHORIZED && !tried_auth {
+                let challenge = resp
+                    .headers()
+                    .get("www-authenticate")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        reg_err("401 Unauthorized without a WWW-Authenticate challenge")
+                    })?;
+                self.authenticate(&challenge)?;
+                tried_auth = true;
+                continue;
+            }
+            return Ok(resp);
+        }
+    }
+
+    fn authenticate(&mut self, challenge: &str) -> Result<(), ImageError> {
+        let (scheme, params) = parse_challenge(challenge);
+        match scheme.to_ascii_lowercase().as_str() {
+            "basic" => {
+                let (u, p) = self.creds.clone().ok_or_else(|| {
+                    reg_err("the registry wants a user name and password (--user, BUILDIT_REGISTRY_PASSWORD)")
+                })?;
+                let enc = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+                self.auth = Some(format!("Basic {enc}"));
+                Ok(())
+            }
+            "bearer" => {
+                let realm = params
+                    .get("realm")
+                    .ok_or_else(|| reg_err("a Bearer challenge without realm"))?;
+                let mut url = Url::parse(realm)
+                    .map_err(|e| reg_err(format!("bad token realm {realm}: {e}")))?;
+                {
+                    let mut q = url.query_pairs_mut();
+                    if let Some(s) = params.get("service") {
+                        q.append_pair("service", s);
+                    }
+                    let mut scopes: BTreeSet<String> = BTreeSet::new();
+                    scopes.insert(format!("repository:{}:pull,push", self.target.repo));
+                    if let Some(s) = params.get("scope") {
+                        scopes.insert(s.clone());
+                    }
+                    for s in &self.extra_scopes {
+                        scopes.insert(s.clone());
+                    }
+                    for s in scopes {
+                        q.append_pair("scope", &s);
+                    }
+                }
+                let mut rb = self.client.get(url.clone());
+                if let Some((u, p)) = &self.creds {
+                    rb = rb.basic_auth(u, Some(p));
+                }
+                let resp = rb
+                    .send()
+                    .map_err(|e| reg_err(format!("token request to {url}: {e}")))?;
+                if !resp.status().is_success() {
+                    return Err(reg_err(format!(
+                        "the token service {realm} answered {}",
+                        resp.status()
+                    )));
+                }
+                let v: Value = serde_json::from_slice(
+                    &resp
+                        .bytes()
+                        .map_err(|e| reg_err(format!("token response: {e}")))?,
+                )
+                .map_err(|e| reg_err(format!("token response is not JSON: {e}")))?;
+                let tok = v
+                    .get("token")
+                    .or_else(|| v.get("access_token"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| reg_err("the token response has no token"))?;
+                self.auth = Some(format!("Bearer {tok}"));
+                Ok(())
+            }
+            other => Err(reg_err(format!(
+                "unsupported authentication scheme `{other}`"
+            ))),
+        }
+    }
+
+    fn head_blob(&mut self, digest: &str) -> Result<bool, ImageError> {
+        let url = self.url(&format!("/v2/{}/blobs/{digest}", self.target.repo))?;
+        let r = self.send(&|c| c.head(url.clone()))?;
+        match r.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            s => Err(reg_err(format!("HEAD {url}: {s}"))),
+        }
+    }
+
+    fn location(&self, r: &Response, what: &str) -> Result<Url, ImageError> {
+        let loc = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| reg_err(format!("{what}: no Location header")))?;
+        self.base
+            .join(loc)
+            .map_err(|e| reg_err(format!("{what}: bad Location {loc}: {e}")))
+    }
+
+    /// Try a mount; Ok(None) when mounted, Ok(Some(upload url)) when the registry opened an
+    /// upload instead, Err when neither.
+    fn mount(&mut self, digest: &str, from: &str) -> Result<Option<Url>, ImageError> {
+        let mut url = self.url(&format!("/v2/{}/blobs/uploads/", self.target.repo))?;
+        url.query_pairs_mut()
+            .append_pair("mount", digest)
+            .append_pair("from", from);
+        let r = self.send(&|c| c.post(url.clone()).header("Content-Length", "0"))?;
+        match r.status() {
+            StatusCode::CREATED => Ok(None),
+            StatusCode::ACCEPTED => Ok(Some(self.location(&r, "mount")?)),
+            s => Err(reg_err(format!("mount of {digest} from {from}: {s}"))),
+        }
+    }
+
+    fn start_upload(&mut self) -> Result<Url, ImageError> {
+        let url = self.url(&format!("/v2/{}/blobs/uploads/", self.target.repo))?;
+        let r = self.send(&|c| c.post(url.clone()).header("Content-Length", "0"))?;
+        if r.status() != StatusCode::ACCEPTED {
+            return Err(reg_err(format!(
+                "starting an upload at {url}: {}",
+                r.status()
+            )));
+        }
+        self.location(&r, "starting an upload")
+    }
+
+    fn upload(&mut self, mut at: Url, blob: &Blob, chunk: usize) -> Result<(), ImageError> {
+        let mut f = File::open(&blob.path)
+            .map_err(ImageError::io(format!("reading {}", blob.path.display())))?;
+        let mut offset: u64 = 0;
+        let mut buf = vec![0u8; chunk.max(1)];
+        loop {
+            let mut n = 0;
+            while n < buf.len() {
+                let k = f
+                    .read(&mut buf[n..])
+                    .map_err(ImageError::io(format!("reading {}", blob.path.display())))?;
+                if k == 0 {
+                    break;
+                }
+                n += k;
+            }
+            if n == 0 {
+                break;
+            }
+            let data = &buf[..n];
+            let range = format!("{}-{}", offset, offset + n as u64 - 1);
+            let u = at.clone();
+            let r = self.send(&|c| {
+                c.request(Method::PATCH, u.clone())
+                    .header("Content-Type", "application/octet-stream")
+                    .header("Content-Range", range.clone())
+                    .header("Content-Length", n.to_string())
+                    .body(data.to_vec())
+            })?;
+            if r.status() != StatusCode::ACCEPTED {
+                return Err(reg_err(format!(
+                    "uploading {} (bytes {range}): {}",
+                    blob.digest,
+                    r.status()
+                )));
+            }
+            at = self.location(&r, "chunk upload")?;
+            offset += n as u64;
+        }
+        if offset != blob.size {
+            return Err(reg_err(format!(
+                "{} is {offset} bytes, the manifest says {}",
+                blob.path.display(),
+                blob.size
+            )));
+        }
+        at.query_pairs_mut().append_pair("digest", &blob.digest);
+        let r = self.send(&|c| c.put(at.clone()).header("Content-Length", "0"))?;
+        if r.status() != StatusCode::CREATED {
+            return Err(reg_err(format!(
+                "finishing the upload of {}: {}",
+                blob.digest,
+                r.status()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Parse `Scheme k="v", k2=v2`.
+fn parse_challenge(s: &str) -> (String, BTreeMap<String, String>) {
+    let s = s.trim();
+    let (scheme, rest) = s.split_once(' ').unwrap_or((s, ""));
+    let mut params = BTreeMap::new();
+    let mut rest = rest.trim();
+    while !rest.is_empty() {
+        let Some((k, after)) = rest.split_once('=') else {
+            break;
+        };
+        let k = k.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let after = after.trim_start();
+        let (v, tail) = if let Some(q) = after.strip_prefix('"') {
+            let end = q.find('"').unwrap_or(q.len());
+            (q[..end].to_string(), q.get(end + 1..).unwrap_or(""))
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (after[..end].trim().to_string(), &after[end..])
+        };
+        params.insert(k, v);
+        rest = tail.trim_start().trim_start_matches(',').trim_start();
+    }
+    (scheme.to_string(), params)
+}
+
+fn read_json(p: &Path) -> Result<(Vec<u8>, Value), ImageError> {
+    let b = std::fs::read(p).map_err(ImageError::io(format!("reading {}", p.display())))?;
+    let v = serde_json::from_slice(&b)
+        .map_err(|e| ImageError::NotAnImage(format!("{}: {e}", p.display())))?;
+    Ok((b, v))
+}
+
+type Known = BTreeMap<String, BTreeSet<String>>;
+
+fn load_known(p: Option<&Path>) -> Known {
+    p.and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn save_known(p: &Path, k: &Known) {
+    // best effort: it only saves uploads next time
+    if let Some(d) = p.parent() {
+        let _ = std::fs::create_dir_all(d);
+    }
+    if let Ok(b) = serde_json::to_vec_pretty(k) {
+        let tmp = p.with_extension("tmp");
+        if std::fs::write(&tmp, b).is_ok() {
+            let _ = std::fs::rename(&tmp, p);
+        }
+    }
+}
+
+/// Push the OCI layout at `image` (a directory with `index.json`) to `target`
+/// (`REGISTRY/REPO:TAG`).
+pub fn push_image(
+    image: &Path,
+    target: &str,
+    opts: &PushOptions,
+) -> Result<PushReport, ImageError> {
+    let t = parse_target(target)?;
+    if !image.join("index.json").is_file() {
+        return Err(ImageError::NotAnImage(format!(
+            "{}: push needs an OCI image layout (an image built with `type: oci`)",
+            image.display()
+        )));
+    }
+    let (_, index) = read_json(&image.join("index.json"))?;
+    let md = index
+        .get("manifests")
+        .and_then(Value::as_array)
+        .filter(|m| m.len() == 1)
+        .and_then(|m| m[0].get("digest"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            ImageError::NotAnImage(format!(
+                "{}: index.json must list exactly one manifest",
+                image.display()
+            ))
+        })?
+        .to_string();
+    let blob_path = |d: &str| image.join("blobs").join(d.replacen(':', "/", 1));
+    let (manifest_bytes, manifest) = read_json(&blob_path(&md))?;
+    let media_type = manifest
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .unwrap_or(crate::oci::MANIFEST_MEDIA_TYPE)
+        .to_string();
+    let mut blobs: Vec<Blob> = Vec::new();
+    let descs = manifest
+        .get("layers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .chain(manifest.get("config").cloned());
+    for d in descs {
+        let digest = d
+            .get("digest")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ImageError::NotAnImage("a descriptor without digest".into()))?;
+        if !digest.starts_with("sha256:") || digest.len() != 71 {
+            return Err(ImageError::NotAnImage(format!(
+                "unsupported digest {digest}"
+            )));
+        }
+        let size = d.get("size").and_then(Value::as_u64).unwrap_or(0);
+        if blobs.iter().any(|b| b.digest == digest) {
+            continue;
+        }
+        blobs.push(Blob {
+            digest: digest.to_string(),
+            size,
+            path: blob_path(digest),
+        });
+    }
+
+    let scheme = if opts.insecure {
+        if !is_loopback(&t.registry) {
+            return Err(reg_err(format!(
+                "--insecure allows plain HTTP to loopback registries only, not {}",
+                t.registry
+            )));
+        }
+        "http"
+    } else {
+        "https"
+    };
+    let base = Url::parse(&format!("{scheme}://{}/", t.registry))
+        .map_err(|e| reg_err(format!("bad registry {}: {e}", t.registry)))?;
+    let client = Client::builder()
+        .connect_timeout(Duration::from_secs(15))
+        .timeout(None)
+        .build()
+        .map_err(|e| reg_err(format!("HTTP client: {e}")))?;
+    let mut known = load_known(opts.known_blobs.as_deref());
+    let mut from_repos: BTreeSet<String> = opts.mount_from.iter().cloned().collect();
+    for b in &blobs {
+        if let Some(rs) = known.get(&format!("{}/{}", t.registry, b.digest)) {
+            from_repos.extend(rs.iter().cloned());
+        }
+    }
+    from_repos.remove(&t.repo);
+    let mut s = Session {
+        client,
+        base,
+        target: t.clone(),
+        auth: None,
+        creds: opts.credentials.clone(),
+        extra_scopes: from_repos
+            .iter()
+            .map(|r| format!("repository:{r}:pull"))
+            .collect(),
+    };
+    // API check (and an early authentication challenge)
+    let v2 = s.url("/v2/")?;
+    let r = s.send(&|c| c.get(v2.clone()))?;
+    if !r.status().is_success() {
+        return Err(reg_err(format!("{v2}: {}", r.status())));
+    }
+
+    let mut report = PushReport {
+        reference: format!("{}/{}:{}", t.registry, t.repo, t.tag),
+        manifest_digest: md.clone(),
+        uploaded_bytes: 0,
+        skipped_bytes: 0,
+        blobs: Vec::new(),
+    };
+    for b in &blobs {
+        let key = format!("{}/{}", t.registry, b.digest);
+        let mut done: Option<(&'static str, Option<String>)> = None;
+        if s.head_blob(&b.digest)? {
+            done = Some(("exists", None));
+        }
+        let mut upload_at: Option<Url> = None;
+        if done.is_none() {
+            let candidates: Vec<String> = opts
+                .mount_from
+                .iter()
+                .cloned()
+                .chain(known.get(&key).into_iter().flatten().cloned())
+                .filter(|r| r != &t.repo)
+                .collect();
+            for from in candidates {
+                match s.mount(&b.digest, &from) {
+                    Ok(None) => {
+                        done = Some(("mounted", Some(from)));
+                        break;
+                    }
+                    Ok(Some(u)) => {
+                        upload_at = Some(u);
+                        break;
+                    }
+                    Err(_) => continue,
+                }
+            }
+        }
+        let (action, from) = match done {
+            Some(d) => {
+                report.skipped_bytes += b.size;
+                d
+            }
+            None => {
+                let at = match upload_at {
+                    Some(u) => u,
+                    None => s.start_upload()?,
+                };
+                s.upload(at, b, opts.chunk_size)?;
+                report.uploaded_bytes += b.size;
+                ("uploaded", None)
+            }
+        };
+        if opts.verbose {
+            eprintln!("{action:>8} {} ({} bytes)", b.digest, b.size);
+        }
+        known.entry(key).or_default().insert(t.repo.clone());
+        report.blobs.push(BlobPush {
+            digest: b.digest.clone(),
+            size: b.size,
+            action,
+            from,
+        });
+    }
+    let murl = s.url(&format!("/v2/{}/manifests/{}", t.repo, t.tag))?;
+    let r = s.send(&|c| {
+        c.put(murl.clone())
+            .header("Content-Type", media_type.clone())
+            .body(manifest_bytes.clone())
+    })?;
+    if r.status() != StatusCode::CREATED {
+        let st = r.status();
+        let body = r.text().unwrap_or_default();
+        return Err(reg_err(format!("PUT {murl}: {st} {body}")));
+    }
+    if let Some(d) = r
+        .headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+    {
+        if d != md {
+            return Err(reg_err(format!(
+                "the registry stored the manifest as {d}, expected {md}"
+            )));
+        }
+    }
+    if let Some(p) = &opts.known_blobs {
+        save_known(p, &known);
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = parse_target("127.0.0.1:5000/team/app:1.0").expect("ok");
+        assert_eq!(
+            (t.registry.as_str(), t.repo.as_str(), t.tag.as_str()),
+            ("127.0.0.1:5000", "team/app", "1.0")
+        );
+        let t = parse_target("localhost/app").expect("ok");
+        assert_eq!(t.tag, "latest");
+        assert!(parse_target("app:1").is_err());
+        assert!(parse_target("r/App:1").is_err());
+        assert!(parse_target("r/app:").is_err());
+    }
+
+    #[test]
+    fn loopback() {
+        assert!(is_loopback("127.0.0.1:5000"));
+        assert!(is_loopback("localhost"));
+        assert!(is_loopback("[::1]:5000"));
+        assert!(!is_loopback("10.0.0.1:5000"));
+        assert!(!is_loopback("registry.example:443"));
+    }
+
+    #[test]
+    fn challenges() {
+        let (s, p) = parse_challenge(
+            r#"Bearer realm="http://127.0.0.1:1/token",service="reg",scope="repository:a:pull,push""#,
+        );
+        assert_eq!(s, "Bearer");
+        assert_eq!(p["realm"], "http://127.0.0.1:1/token");
+        assert_eq!(p["service"], "reg");
+        assert_eq!(p["scope"], "repository:a:pull,push");
+        let (s, p) = parse_challenge(r#"Basic realm="Registry Realm""#);
+        assert_eq!(s, "Basic");
+        assert_eq!(p["realm"], "Registry Realm");
+    }
+}

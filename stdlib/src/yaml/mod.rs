@@ -1,0 +1,206 @@
+//! The YAML front end: `pkg.yaml`, `container.yaml` and `.buildit-config.yaml` are parsed with
+//! spans ([`tree`]) and lowered to `.bld` source, which is then type-checked and evaluated like
+//! any other program. Nothing is hidden: `buildit compile DIR` prints the generated text.
+
+pub mod lower;
+pub mod spec;
+pub mod tree;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use buildit_lang::{Diagnostic, SourceMap, Span};
+
+/// A container spec directory compiled to `.bld`.
+pub struct Compiled {
+    /// The generated program.
+    pub text: String,
+    /// The YAML files read (for rendering diagnostics).
+    pub sources: SourceMap,
+    /// URL patches without a recorded hash (url, where it was written).
+    pub missing_hashes: Vec<(String, Span)>,
+    /// The spec directory (the program's base directory).
+    pub dir: PathBuf,
+    /// The parsed container spec.
+    pub spec: spec::ContainerSpec,
+}
+
+/// Everything that went wrong, with the YAML sources to render it against.
+pub struct Failed {
+    pub sources: SourceMap,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+fn read_yaml(
+    sources: &mut SourceMap,
+    path: &Path,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(buildit_lang::FileId, tree::Node)> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            diags.push(
+                Diagnostic::error("buildit::yaml::missing-file", format!("cannot read {}: {e}", path.display()))
+                    .with_help("a container spec directory holds container.yaml (and pkg.yaml files for embedded packages)"),
+            );
+            return None;
+        }
+    };
+    let file = sources.add(path.display().to_string(), text.as_str());
+    match tree::parse(&text) {
+        Ok(Some(n)) => Some((file, n)),
+        Ok(None) => {
+            diags.push(
+                Diagnostic::error(
+                    "buildit::yaml::empty",
+                    format!("{} is empty", path.display()),
+                )
+                .with_label(Span::new(file, 0, 0), "nothing here")
+                .with_help("see docs/yaml.md for the format"),
+            );
+            None
+        }
+        Err(e) => {
+            diags.push(
+                Diagnostic::error(
+                    "buildit::yaml::syntax",
+                    format!("YAML syntax error: {}", e.message),
+                )
+                .with_label(
+                    Span::new(file, e.offset, (e.offset + 1).min(text.len())),
+                    "here",
+                )
+                .with_help(
+                    "check the indentation and the `key: value` structure around this point",
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Read `buildit.lock` (URL → sha256 of URL patches), if present.
+pub fn read_lock(dir: &Path) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    if let Ok(text) = std::fs::read_to_string(dir.join("buildit.lock")) {
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if let Some((hash, url)) = line.split_once(char::is_whitespace) {
+                m.insert(url.trim().to_string(), hash.trim().to_string());
+            }
+        }
+    }
+    m
+}
+
+/// Write `buildit.lock`: one `sha256 url` line per URL patch, sorted.
+pub fn write_lock(dir: &Path, lock: &BTreeMap<String, String>) -> std::io::Result<()> {
+    let mut s = String::from("# buildit.lock: hashes of the URL patches of the specs in this directory.\n# Written by `buildit build`; commit it. Format: <sha256 hex> <url>\n");
+    for (url, h) in lock {
+        s.push_str(&format!("{h} {url}\n"));
+    }
+    std::fs::write(dir.join("buildit.lock"), s)
+}
+
+/// Read and lower the container spec in `dir` (its `container.yaml` and the `pkg.yaml` of every
+/// embedded package), with `lock` giving the hashes of URL patches.
+pub fn compile_dir(dir: &Path, lock: &BTreeMap<String, String>) -> Result<Compiled, Failed> {
+    let mut sources = SourceMap::new();
+    let mut diags = Vec::new();
+    let spec_path = dir.join("container.yaml");
+    let Some((file, root)) = read_yaml(&mut sources, &spec_path, &mut diags) else {
+        return Err(Failed {
+            sources,
+            diagnostics: diags,
+        });
+    };
+    let mut r = spec::Reader::new(file);
+    let spec = spec::read_container(&mut r, &root);
+    diags.extend(r.diags);
+    let mut embedded = BTreeMap::new();
+    for p in &spec.packages {
+        if let spec::PackageRef::Embedded(path) = p {
+            let pkg_dir = dir.join(path.value.trim_start_matches("./"));
+            let pkg_file = pkg_dir.join("pkg.yaml");
+            if !pkg_file.is_file() {
+                diags.push(
+                    Diagnostic::error(
+                        "buildit::yaml::missing-file",
+                        format!("no pkg.yaml in `{}`", path.value),
+                    )
+                    .with_label(path.span, "this directory")
+                    .with_help(format!("create {} (see docs/yaml.md)", pkg_file.display())),
+                );
+                continue;
+            }
+            if let Some((pf, proot)) = read_yaml(&mut sources, &pkg_file, &mut diags) {
+                let mut pr = spec::Reader::new(pf);
+                let pkg = spec::read_pkg(&mut pr, &proot);
+                diags.extend(pr.diags);
+                for patch in pkg.patches.iter().filter(|p| !p.is_url) {
+                    if !pkg_dir.join(&patch.source.value).is_file() {
+                        diags.push(
+                            Diagnostic::error(
+                                "buildit::yaml::missing-file",
+                                format!("patch `{}` not found", patch.source.value),
+                            )
+                            .with_label(patch.source.span, "no such file")
+                            .with_help(format!(
+                                "patch files are relative to {}",
+                                pkg_dir.display()
+                            )),
+                        );
+                    }
+                }
+                embedded.insert(path.value.clone(), pkg);
+            }
+        }
+    }
+    for s in &spec.syncs {
+        let src = dir.join(s.src.value.trim_start_matches("./"));
+        if !src.exists() {
+            diags.push(
+                Diagnostic::error(
+                    "buildit::yaml::missing-file",
+                    format!("sync source `{}` not found", s.src.value),
+                )
+                .with_label(s.src.span, "no such file or directory")
+                .with_help(format!(
+                    "sync sources are relative to the spec directory {}",
+                    dir.display()
+                )),
+            );
+        } else if src.is_dir() && !s.recursive {
+            diags.push(
+                Diagnostic::error(
+                    "buildit::yaml::sync-directory",
+                    format!("`{}` is a directory", s.src.value),
+                )
+                .with_label(s.src.span, "a directory")
+                .with_help("add `recursive: true` to copy a directory"),
+            );
+        }
+    }
+    if !diags.is_empty() {
+        return Err(Failed {
+            sources,
+            diagnostics: diags,
+        });
+    }
+    match lower::lower_container(&spec, "container.yaml", &embedded, lock) {
+        Ok(l) => Ok(Compiled {
+            text: l.text,
+            sources,
+            missing_hashes: l.missing_hashes,
+            dir: dir.to_path_buf(),
+            spec,
+        }),
+        Err(d) => Err(Failed {
+            sources,
+            diagnostics: d,
+        }),
+    }
+}

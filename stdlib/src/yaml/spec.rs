@@ -1,0 +1,922 @@
+//! The typed specs: `pkg.yaml` ([`PkgSpec`]), `container.yaml` ([`ContainerSpec`]) and
+//! `.buildit-config.yaml` ([`Config`]), read from YAML trees with every value's span kept.
+//! Reading never stops at the first problem: it collects diagnostics (unknown keys with "did
+//! you mean", wrong kinds of values, missing required keys, bad `chmod` text, unknown image
+//! types) so one run reports them all, each pointing at the YAML line and column.
+
+use buildit_lang::{Diagnostic, FileId, Span};
+
+use super::tree::{Kind, Node};
+
+/// A value with the span it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spanned<T> {
+    pub value: T,
+    pub span: Span,
+}
+
+/// Collects diagnostics for one file.
+pub struct Reader {
+    pub file: FileId,
+    pub diags: Vec<Diagnostic>,
+}
+
+impl Reader {
+    pub fn new(file: FileId) -> Reader {
+        Reader {
+            file,
+            diags: Vec::new(),
+        }
+    }
+
+    pub fn span(&self, n: &Node) -> Span {
+        Span::new(self.file, n.start, n.end.max(n.start))
+    }
+
+    pub fn error(
+        &mut self,
+        code: &'static str,
+        n: &Node,
+        msg: impl Into<String>,
+        label: &str,
+        help: impl Into<String>,
+    ) {
+        let d = Diagnostic::error(code, msg)
+            .with_label(self.span(n), label)
+            .with_help(help);
+        self.diags.push(d);
+    }
+
+    /// The pairs of a mapping, checking every key against `allowed` (unknown keys are reported
+    /// with "did you mean"); `None` (and a diagnostic) when `n` is not a mapping.
+    pub fn map<'n>(
+        &mut self,
+        n: &'n Node,
+        what: &str,
+        allowed: &[&str],
+    ) -> Option<Vec<(&'n str, &'n Node, &'n Node)>> {
+        let Kind::Map(pairs) = &n.kind else {
+            self.error(
+                "buildit::yaml::expected-mapping",
+                n,
+                format!(
+                    "{what} must be a mapping (key: value lines), found {}",
+                    n.describe()
+                ),
+                "expected a mapping here",
+                format!("the keys of {what} are: {}", allowed.join(", ")),
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        let mut seen: Vec<&str> = Vec::new();
+        for (k, v) in pairs {
+            let Some(key) = k.scalar() else {
+                self.error(
+                    "buildit::yaml::bad-key",
+                    k,
+                    "keys must be plain names",
+                    "not a name",
+                    "write `name: value`",
+                );
+                continue;
+            };
+            if seen.contains(&key) {
+                self.error(
+                    "buildit::yaml::duplicate-key",
+                    k,
+                    format!("`{key}` is given twice in {what}"),
+                    "again here",
+                    "keep one of them",
+                );
+                continue;
+            }
+            seen.push(key);
+            if !allowed.is_empty() && !allowed.contains(&key) {
+                let help = match did_you_mean(key, allowed) {
+                    Some(s) => format!(
+                        "did you mean `{s}`? The keys of {what} are: {}",
+                        allowed.join(", ")
+                    ),
+                    None => format!("the keys of {what} are: {}", allowed.join(", ")),
+                };
+                self.error(
+                    "buildit::yaml::unknown-key",
+                    k,
+                    format!("unknown key `{key}` in {what}"),
+                    "unknown key",
+                    help,
+                );
+                continue;
+            }
+            out.push((key, k, v));
+        }
+        Some(out)
+    }
+
+    /// A string scalar (numbers and Booleans are accepted as their text).
+    pub fn string(&mut self, n: &Node, what: &str) -> Option<Spanned<String>> {
+        match &n.kind {
+            Kind::Scalar { text, .. } if !n.is_null() => Some(Spanned {
+                value: text.clone(),
+                span: self.span(n),
+            }),
+            _ => {
+                self.error(
+                    "buildit::yaml::expected-string",
+                    n,
+                    format!("{what} must be a text value, found {}", n.describe()),
+                    "expected text here",
+                    format!("write {what} as a single value"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A Boolean (`true`/`false`/`yes`/`no`, any case).
+    pub fn boolean(&mut self, n: &Node, what: &str) -> Option<bool> {
+        match n.scalar().map(|s| s.to_ascii_lowercase()) {
+            Some(s) if ["true", "yes", "on"].contains(&s.as_str()) => Some(true),
+            Some(s) if ["false", "no", "off"].contains(&s.as_str()) => Some(false),
+            _ => {
+                self.error(
+                    "buildit::yaml::expected-bool",
+                    n,
+                    format!(
+                        "{what} must be true or false, found {}",
+                        n.scalar()
+                            .map(|s| format!("`{s}`"))
+                            .unwrap_or_else(|| n.describe().to_string())
+                    ),
+                    "expected true or false",
+                    "write `true` or `false`",
+                );
+                None
+            }
+        }
+    }
+
+    /// A list of strings (a single string is accepted as a list of one).
+    pub fn strings(&mut self, n: &Node, what: &str) -> Vec<Spanned<String>> {
+        match &n.kind {
+            Kind::Seq(items) => items.iter().filter_map(|i| self.string(i, what)).collect(),
+            Kind::Scalar { .. } if !n.is_null() => self.string(n, what).into_iter().collect(),
+            Kind::Scalar { .. } => Vec::new(),
+            _ => {
+                self.error(
+                    "buildit::yaml::expected-list",
+                    n,
+                    format!("{what} must be a list, found {}", n.describe()),
+                    "expected a list",
+                    "write one `- item` per line",
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// An octal file mode from the scalar's text (`0644`, `644`, `"0755"`).
+    pub fn chmod(&mut self, n: &Node) -> Option<Spanned<u32>> {
+        let s = self.string(n, "chmod")?;
+        let t = s.value.trim();
+        let digits = t.strip_prefix("0o").unwrap_or(t);
+        if digits.is_empty() || digits.len() > 4 || !digits.chars().all(|c| c.is_ascii_digit()) {
+            self.error(
+                "buildit::yaml::bad-chmod",
+                n,
+                format!("`{t}` is not an octal file mode"),
+                "not an octal mode",
+                "write the mode in octal, e.g. 0644 or 0755",
+            );
+            return None;
+        }
+        if let Some(bad) = digits.chars().find(|c| *c == '8' || *c == '9') {
+            self.error(
+                "buildit::yaml::bad-chmod",
+                n,
+                format!("`{t}` is not an octal file mode: the digit {bad} does not exist in octal"),
+                "not an octal mode",
+                "octal digits are 0-7, e.g. 0644 or 0755",
+            );
+            return None;
+        }
+        let v = u32::from_str_radix(digits, 8).ok()?;
+        Some(Spanned {
+            value: v,
+            span: s.span,
+        })
+    }
+}
+
+/// "Did you mean" for short names: the closest candidate within a small edit distance.
+pub fn did_you_mean<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let mut best: Option<(usize, &str)> = None;
+    for c in candidates {
+        let d = levenshtein(name, c);
+        if d <= 2 + name.len() / 4 && best.is_none_or(|(bd, _)| d < bd) {
+            best = Some((d, c));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut row = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            row.push((prev[j + 1] + 1).min(row[j] + 1).min(prev[j] + cost));
+        }
+        prev = row;
+    }
+    prev[b.len()]
+}
+
+// ---------------------------------------------------------------------------------------------
+// pkg.yaml
+
+/// A patch: a file next to the spec or a URL, with its description.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Patch {
+    pub source: Spanned<String>,
+    pub description: String,
+    pub is_url: bool,
+}
+
+/// `pkg.yaml`: a package from the set (`base:`) with changes, or a full recipe.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct PkgSpec {
+    pub base: Option<Spanned<String>>,
+    pub name: Option<Spanned<String>>,
+    pub version: Option<Spanned<String>>,
+    pub category: Option<Spanned<String>>,
+    pub author: Option<String>,
+    pub description: Option<String>,
+    pub patches: Vec<Patch>,
+    pub use_with: Vec<Spanned<String>>,
+    pub use_without: Vec<Spanned<String>>,
+    pub source_url: Option<Spanned<String>>,
+    pub source_sha256: Option<Spanned<String>>,
+    pub source_path: Option<Spanned<String>>,
+    pub build_depends: Vec<Spanned<String>>,
+    pub runtime_depends: Vec<Spanned<String>>,
+    pub configure_flags: Vec<Spanned<String>>,
+    pub phases: Vec<(String, Spanned<String>)>,
+    /// The span of the whole document (for "missing key" errors).
+    pub span: Option<Span>,
+}
+
+const PKG_KEYS: &[&str] = &[
+    "base",
+    "name",
+    "version",
+    "category",
+    "author",
+    "description",
+    "patches",
+    "use",
+    "source",
+    "build-depends",
+    "runtime-depends",
+    "configure-flags",
+    "options",
+    "phases",
+    "license",
+    "homepage",
+];
+const PHASES: &[&str] = &[
+    "unpack",
+    "patch",
+    "configure",
+    "build",
+    "check",
+    "install",
+    "fixup",
+];
+
+/// Read a `pkg.yaml` tree.
+pub fn read_pkg(r: &mut Reader, root: &Node) -> PkgSpec {
+    let mut spec = PkgSpec {
+        span: Some(r.span(root)),
+        ..PkgSpec::default()
+    };
+    let Some(pairs) = r.map(root, "pkg.yaml", PKG_KEYS) else {
+        return spec;
+    };
+    for (key, k, v) in pairs {
+        match key {
+            "base" => spec.base = r.string(v, "base"),
+            "name" => spec.name = r.string(v, "name"),
+            "version" => spec.version = r.string(v, "version"),
+            "category" => spec.category = r.string(v, "category"),
+            "author" => spec.author = r.string(v, "author").map(|s| s.value),
+            "description" => spec.description = r.string(v, "description").map(|s| s.value),
+            "license" | "homepage" => {
+                let _ = r.string(v, key);
+            }
+            "patches" => match &v.kind {
+                Kind::Map(pairs) => {
+                    for (pk, pv) in pairs {
+                        let Some(src) = r.string(pk, "a patch") else {
+                            continue;
+                        };
+                        let description = if pv.is_null() {
+                            String::new()
+                        } else {
+                            r.string(pv, "a patch description")
+                                .map(|s| s.value)
+                                .unwrap_or_default()
+                        };
+                        let is_url = src.value.contains("://");
+                        spec.patches.push(Patch {
+                            source: src,
+                            description,
+                            is_url,
+                        });
+                    }
+                }
+                Kind::Seq(items) => {
+                    for i in items {
+                        if let Some(src) = r.string(i, "a patch") {
+                            let is_url = src.value.contains("://");
+                            spec.patches.push(Patch {
+                                source: src,
+                                description: String::new(),
+                                is_url,
+                            });
+                        }
+                    }
+                }
+                _ if v.is_null() => {}
+                _ => r.error(
+                    "buildit::yaml::expected-mapping",
+                    v,
+                    "patches must map each patch (a file or URL) to its description",
+                    "expected a mapping",
+                    "write `patches/fix.patch: \"what it does\"`",
+                ),
+            },
+            "use" => {
+                if let Some(u) = r.map(v, "use", &["with", "without"]) {
+                    for (uk, _, uv) in u {
+                        let list = r.strings(uv, uk);
+                        if uk == "with" {
+                            spec.use_with = list;
+                        } else {
+                            spec.use_without = list;
+                        }
+                    }
+                }
+            }
+            "source" => {
+                if let Some(s) = r.map(v, "source", &["url", "sha256", "path"]) {
+                    for (sk, _, sv) in s {
+                        let val = r.string(sv, sk);
+                        match sk {
+                            "url" => spec.source_url = val,
+                            "sha256" => spec.source_sha256 = val,
+                            _ => spec.source_path = val,
+                        }
+                    }
+                }
+            }
+            "build-depends" => spec.build_depends = r.strings(v, key),
+            "runtime-depends" => spec.runtime_depends = r.strings(v, key),
+            "configure-flags" => spec.configure_flags = r.strings(v, key),
+            "options" => {
+                let _ = r.map(v, "options", &[]);
+            }
+            "phases" => {
+                if let Some(ph) = r.map(v, "phases", PHASES) {
+                    for (pk, _, pv) in ph {
+                        if let Some(s) = r.string(pv, pk) {
+                            spec.phases.push((pk.to_string(), s));
+                        }
+                    }
+                }
+            }
+            _ => {
+                let _ = k;
+            }
+        }
+    }
+    if spec.base.is_none() {
+        for (have, key) in [
+            (spec.name.is_some(), "name"),
+            (spec.version.is_some(), "version"),
+        ] {
+            if !have {
+                r.error("buildit::yaml::missing-key", root, format!("pkg.yaml has no `base:` and no `{key}:`"), "in this spec", "either name a package of the set with `base: category/name-version`, or write a full recipe with `name`, `version` and `source`");
+            }
+        }
+        if spec.source_url.is_none() && spec.source_path.is_none() && spec.name.is_some() {
+            r.error(
+                "buildit::yaml::missing-key",
+                root,
+                "a pkg.yaml recipe without `base:` needs `source:` (`url` + `sha256`, or `path`)",
+                "in this spec",
+                "add `source: { url: …, sha256: … }`",
+            );
+        }
+    }
+    spec
+}
+
+// ---------------------------------------------------------------------------------------------
+// container.yaml
+
+/// Where a container's package comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PackageRef {
+    /// `type: embedded`, `path`: a pkg.yaml directory next to the spec.
+    Embedded(Spanned<String>),
+    /// `type: set`, `atom`: a package of the set.
+    Set(Spanned<String>),
+    /// `type: debian`, `name`, `version`: an exact Debian package.
+    Debian {
+        name: Spanned<String>,
+        version: Option<Spanned<String>>,
+    },
+}
+
+/// A `sync:` step: files copied into the image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sync {
+    pub src: Spanned<String>,
+    pub dest: Spanned<String>,
+    pub recursive: bool,
+    pub mode: Option<Spanned<u32>>,
+    pub owner: Option<Spanned<String>>,
+}
+
+/// The image formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageType {
+    Oci,
+    OciArchive,
+    DockerArchive,
+    Aci,
+}
+
+impl ImageType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageType::Oci => "oci",
+            ImageType::OciArchive => "oci-archive",
+            ImageType::DockerArchive => "docker-archive",
+            ImageType::Aci => "aci",
+        }
+    }
+}
+
+/// The `image:` step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageStep {
+    pub kind: ImageType,
+    pub span: Span,
+    pub content: Option<Spanned<String>>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub ports: Vec<String>,
+    pub labels: Vec<(String, String)>,
+    pub compression: Option<Spanned<String>>,
+    pub layers: Option<Spanned<String>>,
+}
+
+/// `container.yaml`: vars, packages, syncs and one image, in order.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ContainerSpec {
+    pub vars: Vec<(String, Spanned<String>)>,
+    pub packages: Vec<PackageRef>,
+    pub syncs: Vec<Sync>,
+    pub image: Option<ImageStep>,
+    pub span: Option<Span>,
+}
+
+const STEP_KINDS: &[&str] = &["vars", "package", "sync", "image"];
+
+/// Read a `container.yaml` tree (a list of one-key steps).
+pub fn read_container(r: &mut Reader, root: &Node) -> ContainerSpec {
+    let mut spec = ContainerSpec {
+        span: Some(r.span(root)),
+        ..ContainerSpec::default()
+    };
+    let Kind::Seq(steps) = &root.kind else {
+        r.error(
+            "buildit::yaml::expected-list",
+            root,
+            format!(
+                "container.yaml must be a list of steps, found {}",
+                root.describe()
+            ),
+            "expected `- vars:`, `- package:`, `- sync:`, `- image:` steps",
+            "start each step with `- `",
+        );
+        return spec;
+    };
+    for step in steps {
+        let Some(pairs) = r.map(step, "a container.yaml step", STEP_KINDS) else {
+            continue;
+        };
+        for (key, _, v) in pairs {
+            match key {
+                "vars" => {
+                    if let Some(vars) = r.map(v, "vars", &[]) {
+                        for (name, _, val) in vars {
+                            if let Some(s) = r.string(val, name) {
+                                spec.vars.push((name.to_string(), s));
+                            }
+                        }
+                    }
+                }
+                "package" => {
+                    if let Some(p) = read_package(r, v) {
+                        spec.packages.push(p);
+                    }
+                }
+                "sync" => {
+                    if let Some(s) = read_sync(r, v) {
+                        spec.syncs.push(s);
+                    }
+                }
+                _ => {
+                    if spec.image.is_some() {
+                        r.error(
+                            "buildit::yaml::duplicate-key",
+                            v,
+                            "a container.yaml has one `image:` step",
+                            "second image step",
+                            "merge the two image steps",
+                        );
+                    }
+                    spec.image = read_image(r, v);
+                }
+            }
+        }
+    }
+    if spec.image.is_none() {
+        r.error(
+            "buildit::yaml::missing-key",
+            root,
+            "container.yaml has no `image:` step",
+            "in this spec",
+            "add `- image: { type: oci }` (or aci, oci-archive, docker-archive)",
+        );
+    }
+    spec
+}
+
+fn read_package(r: &mut Reader, v: &Node) -> Option<PackageRef> {
+    let pairs = r.map(v, "package", &["type", "path", "atom", "name", "version"])?;
+    let get = |k: &str| {
+        pairs
+            .iter()
+            .find(|(key, _, _)| *key == k)
+            .map(|(_, _, n)| *n)
+    };
+    let ty_node = match get("type") {
+        Some(t) => t,
+        None => {
+            r.error("buildit::yaml::missing-key", v, "a package step needs `type:` (embedded, set or debian)", "in this step", "add `type: embedded` with `path:`, `type: set` with `atom:`, or `type: debian` with `name:`");
+            return None;
+        }
+    };
+    let ty = r.string(ty_node, "type")?;
+    let need = |r: &mut Reader, k: &str, help: &str| -> Option<Spanned<String>> {
+        match get(k) {
+            Some(n) => r.string(n, k),
+            None => {
+                r.error(
+                    "buildit::yaml::missing-key",
+                    v,
+                    format!("a `type: {}` package needs `{k}:`", ty.value),
+                    "in this step",
+                    help.to_string(),
+                );
+                None
+            }
+        }
+    };
+    match ty.value.as_str() {
+        "embedded" => Some(PackageRef::Embedded(need(
+            r,
+            "path",
+            "give the directory of its pkg.yaml, e.g. `path: ./pkgs/nginx`",
+        )?)),
+        "set" => Some(PackageRef::Set(need(
+            r,
+            "atom",
+            "name the package, e.g. `atom: www-servers/nginx-1.22.1`",
+        )?)),
+        "debian" => {
+            let name = need(r, "name", "name the Debian package, e.g. `name: libssl3`")?;
+            let version = match get("version") {
+                Some(n) => r.string(n, "version"),
+                None => None,
+            };
+            Some(PackageRef::Debian { name, version })
+        }
+        other => {
+            let help = match did_you_mean(other, &["embedded", "set", "debian"]) {
+                Some(s) => {
+                    format!("did you mean `{s}`? The package types are embedded, set and debian")
+                }
+                None => "the package types are embedded, set and debian".to_string(),
+            };
+            r.error(
+                "buildit::yaml::unknown-value",
+                ty_node,
+                format!("unknown package type `{other}`"),
+                "unknown type",
+                help,
+            );
+            None
+        }
+    }
+}
+
+fn read_sync(r: &mut Reader, v: &Node) -> Option<Sync> {
+    let pairs = r.map(v, "sync", &["src", "dest", "recursive", "chmod", "owner"])?;
+    let mut src = None;
+    let mut dest = None;
+    let mut recursive = false;
+    let mut mode = None;
+    let mut owner = None;
+    for (k, _, n) in pairs {
+        match k {
+            "src" => src = r.string(n, "src"),
+            "dest" => dest = r.string(n, "dest"),
+            "recursive" => recursive = r.boolean(n, "recursive").unwrap_or(false),
+            "chmod" => mode = r.chmod(n),
+            _ => owner = r.string(n, "owner"),
+        }
+    }
+    for (have, key) in [(src.is_some(), "src"), (dest.is_some(), "dest")] {
+        if !have {
+            r.error(
+                "buildit::yaml::missing-key",
+                v,
+                format!("a sync step needs `{key}:`"),
+                "in this step",
+                "a sync copies `src` (next to the spec) to `dest` (in the image)",
+            );
+        }
+    }
+    if let Some(d) = &dest {
+        if !d.value.starts_with('/') {
+            r.diags.push(
+                Diagnostic::error(
+                    "buildit::yaml::relative-dest",
+                    format!("`dest: {}` must be an absolute path in the image", d.value),
+                )
+                .with_label(d.span, "not absolute")
+                .with_help(format!("write `/{}`", d.value)),
+            );
+        }
+    }
+    Some(Sync {
+        src: src?,
+        dest: dest?,
+        recursive,
+        mode,
+        owner,
+    })
+}
+
+fn read_image(r: &mut Reader, v: &Node) -> Option<ImageStep> {
+    let pairs = r.map(
+        v,
+        "image",
+        &[
+            "type",
+            "content",
+            "config",
+            "entrypoint",
+            "cmd",
+            "env",
+            "user",
+            "workdir",
+            "ports",
+            "labels",
+            "compression",
+            "layers",
+        ],
+    )?;
+    let mut step = ImageStep {
+        kind: ImageType::Oci,
+        span: r.span(v),
+        content: None,
+        entrypoint: Vec::new(),
+        cmd: Vec::new(),
+        env: Vec::new(),
+        user: None,
+        workdir: None,
+        ports: Vec::new(),
+        labels: Vec::new(),
+        compression: None,
+        layers: None,
+    };
+    let mut config_pairs: Vec<(&str, &Node)> = Vec::new();
+    for (k, _, n) in pairs {
+        match k {
+            "type" => {
+                let t = r.string(n, "type")?;
+                step.kind = match t.value.as_str() {
+                    "oci" => ImageType::Oci,
+                    "oci-archive" => ImageType::OciArchive,
+                    "docker-archive" | "docker" => ImageType::DockerArchive,
+                    "aci" => ImageType::Aci,
+                    other => {
+                        let kinds = ["oci", "oci-archive", "docker-archive", "docker", "aci"];
+                        let help = match did_you_mean(other, &kinds) {
+                            Some(s) => format!("did you mean `{s}`? The image types are oci, oci-archive, docker-archive and aci"),
+                            None => "the image types are oci, oci-archive, docker-archive and aci".into(),
+                        };
+                        r.error(
+                            "buildit::yaml::unknown-value",
+                            n,
+                            format!("unknown image type `{other}`"),
+                            "unknown type",
+                            help,
+                        );
+                        return None;
+                    }
+                };
+            }
+            "content" => step.content = r.string(n, "content"),
+            "config" => {
+                if let Some(c) = r.map(
+                    n,
+                    "config",
+                    &[
+                        "entrypoint",
+                        "cmd",
+                        "env",
+                        "user",
+                        "workdir",
+                        "ports",
+                        "labels",
+                    ],
+                ) {
+                    config_pairs.extend(c.into_iter().map(|(k, _, n)| (k, n)));
+                }
+            }
+            "compression" => step.compression = r.string(n, "compression"),
+            "layers" => step.layers = r.string(n, "layers"),
+            other => config_pairs.push((other, n)),
+        }
+    }
+    for (k, n) in config_pairs {
+        match k {
+            "entrypoint" => {
+                step.entrypoint = r.strings(n, k).into_iter().map(|s| s.value).collect()
+            }
+            "cmd" => step.cmd = r.strings(n, k).into_iter().map(|s| s.value).collect(),
+            "user" => step.user = r.string(n, k).map(|s| s.value),
+            "workdir" => step.workdir = r.string(n, k).map(|s| s.value),
+            "ports" => step.ports = r.strings(n, k).into_iter().map(|s| s.value).collect(),
+            "env" | "labels" => {
+                if let Some(m) = r.map(n, k, &[]) {
+                    let kv: Vec<(String, String)> = m
+                        .into_iter()
+                        .filter_map(|(name, _, val)| {
+                            r.string(val, name).map(|s| (name.to_string(), s.value))
+                        })
+                        .collect();
+                    if k == "env" {
+                        step.env = kv;
+                    } else {
+                        step.labels = kv;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if step.kind == ImageType::Aci && step.content.is_none() {
+        r.error("buildit::yaml::missing-key", v, "an `aci` image needs `content:` (its manifest)", "in this step", "give the ACI manifest JSON as `content: |` (templates such as {{ name }} are filled from vars)");
+    }
+    Some(step)
+}
+
+// ---------------------------------------------------------------------------------------------
+// .buildit-config.yaml
+
+/// One binary repository (the seed's `repository:` block).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Repository {
+    pub name: String,
+    pub upload_type: Option<String>,
+    pub upload_path: Option<String>,
+    pub download_type: Option<String>,
+    pub download_path: Option<String>,
+}
+
+/// `.buildit-config.yaml`.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Config {
+    pub repositories: Vec<Repository>,
+    pub mirrors: Vec<(String, Vec<String>)>,
+    pub trusted_keys: Vec<String>,
+    pub signing_key: Option<String>,
+    pub jobs: Option<u32>,
+}
+
+const REPO_KEYS: &[&str] = &[
+    "name",
+    "upload-type",
+    "upload-path",
+    "download-type",
+    "download-path",
+];
+
+fn read_repo(r: &mut Reader, n: &Node) -> Option<Repository> {
+    let pairs = r.map(n, "repository", REPO_KEYS)?;
+    let mut repo = Repository::default();
+    for (k, _, v) in pairs {
+        let s = r.string(v, k).map(|s| s.value);
+        match k {
+            "name" => repo.name = s.unwrap_or_default(),
+            "upload-type" => repo.upload_type = s,
+            "upload-path" => repo.upload_path = s,
+            "download-type" => repo.download_type = s,
+            _ => repo.download_path = s,
+        }
+    }
+    Some(repo)
+}
+
+/// Read a `.buildit-config.yaml` tree.
+pub fn read_config(r: &mut Reader, root: &Node) -> Config {
+    let mut c = Config::default();
+    let Some(pairs) = r.map(
+        root,
+        ".buildit-config.yaml",
+        &[
+            "repository",
+            "repositories",
+            "mirrors",
+            "trusted-keys",
+            "signing-key",
+            "jobs",
+        ],
+    ) else {
+        return c;
+    };
+    for (k, _, v) in pairs {
+        match k {
+            "repository" => c.repositories.extend(read_repo(r, v)),
+            "repositories" => {
+                if let Kind::Seq(items) = &v.kind {
+                    for i in items {
+                        c.repositories.extend(read_repo(r, i));
+                    }
+                } else {
+                    r.error(
+                        "buildit::yaml::expected-list",
+                        v,
+                        "repositories must be a list",
+                        "expected a list",
+                        "write one `- name: …` block per repository",
+                    );
+                }
+            }
+            "mirrors" => {
+                if let Some(m) = r.map(v, "mirrors", &[]) {
+                    for (name, _, urls) in m {
+                        c.mirrors.push((
+                            name.to_string(),
+                            r.strings(urls, name).into_iter().map(|s| s.value).collect(),
+                        ));
+                    }
+                }
+            }
+            "trusted-keys" => {
+                c.trusted_keys = r.strings(v, k).into_iter().map(|s| s.value).collect()
+            }
+            "signing-key" => c.signing_key = r.string(v, k).map(|s| s.value),
+            _ => {
+                c.jobs = r.string(v, k).and_then(|s| match s.value.parse() {
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        r.error(
+                            "buildit::yaml::expected-number",
+                            v,
+                            "jobs must be a whole number",
+                            "not a number",
+                            "e.g. `jobs: 4`",
+                        );
+                        None
+                    }
+                })
+            }
+        }
+    }
+    c
+}
