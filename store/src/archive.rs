@@ -253,9 +253,59 @@ fn header<W: Write>(
     out.put(h.as_bytes())
 }
 
-/// Where the emitter copies what it reads (for `copy_and_hash`).
+/// Where the emitter copies what it reads (for `copy_and_hash`). File contents go to a writer
+/// thread, so reading and hashing overlap with the (kernel-heavy) writing of the copy.
 struct CopyTarget<'a> {
     dst: &'a Path,
+    tx: std::sync::mpsc::SyncSender<WriteMsg>,
+    pool: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+/// Work for the copy's writer thread.
+enum WriteMsg {
+    Open(PathBuf, u32),
+    Data(Vec<u8>),
+    Close,
+}
+
+/// The writer thread: creates files and writes chunks in order, handing buffers back; the
+/// first error is returned once the emitter hangs up.
+fn writer_thread(
+    rx: std::sync::mpsc::Receiver<WriteMsg>,
+    pool: std::sync::mpsc::Sender<Vec<u8>>,
+) -> Result<(), ArchiveError> {
+    let mut err: Option<ArchiveError> = None;
+    let mut cur: Option<(fs::File, PathBuf)> = None;
+    for msg in rx {
+        match msg {
+            WriteMsg::Open(p, mode) => {
+                if err.is_none() {
+                    match fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(mode)
+                        .open(&p)
+                    {
+                        Ok(f) => cur = Some((f, p)),
+                        Err(e) => err = Some(io_err(&p)(e)),
+                    }
+                }
+            }
+            WriteMsg::Data(buf) => {
+                if let (None, Some((f, p))) = (&err, cur.as_mut()) {
+                    if let Err(e) = f.write_all(&buf) {
+                        err = Some(io_err(p)(e));
+                    }
+                }
+                let _ = pool.send(buf);
+            }
+            WriteMsg::Close => cur = None,
+        }
+    }
+    match err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// The archive emitter: walks `src` in canonical order, writes the stream and optionally
@@ -341,38 +391,55 @@ impl<W: Write> Emitter<'_, W> {
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(abs)
                 .map_err(io_err(abs))?;
-            let mut dst = match &copy_dst {
-                Some(d) => Some(
-                    fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(if meta.mode() & 0o111 != 0 {
-                            0o755
-                        } else {
-                            0o644
-                        })
-                        .open(d)
-                        .map_err(io_err(d))?,
-                ),
-                None => None,
+            let mode = if meta.mode() & 0o111 != 0 {
+                0o755
+            } else {
+                0o644
             };
+            let hung_up = || {
+                ArchiveError::Write(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the copy's writer thread stopped",
+                ))
+            };
+            if let (Some(c), Some(d)) = (&self.copy, &copy_dst) {
+                c.tx.send(WriteMsg::Open(d.clone(), mode))
+                    .map_err(|_| hung_up())?;
+            }
             if self.buf.len() < READ_BUF {
                 self.buf.resize(READ_BUF, 0);
             }
             let mut left = size;
             while left > 0 {
                 let want = left.min(READ_BUF as u64) as usize;
-                let n = match f.read(&mut self.buf[..want]) {
-                    Ok(0) => return Err(ArchiveError::FileChanged { path: abs.into() }),
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(io_err(abs)(e)),
+                let mut chunk = match &self.copy {
+                    Some(c) => {
+                        let mut b = c.pool.try_recv().unwrap_or_default();
+                        b.resize(want, 0);
+                        b
+                    }
+                    None => std::mem::take(&mut self.buf),
                 };
-                if let (Some(d), Some(p)) = (dst.as_mut(), copy_dst.as_ref()) {
-                    d.write_all(&self.buf[..n]).map_err(io_err(p))?;
-                }
-                self.out.put(&self.buf[..n])?;
+                let n = loop {
+                    match f.read(&mut chunk[..want]) {
+                        Ok(0) => return Err(ArchiveError::FileChanged { path: abs.into() }),
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(io_err(abs)(e)),
+                    }
+                };
+                self.out.put(&chunk[..n])?;
                 left -= n as u64;
+                match &self.copy {
+                    Some(c) => {
+                        chunk.truncate(n);
+                        c.tx.send(WriteMsg::Data(chunk)).map_err(|_| hung_up())?;
+                    }
+                    None => self.buf = chunk,
+                }
+            }
+            if let Some(c) = &self.copy {
+                c.tx.send(WriteMsg::Close).map_err(|_| hung_up())?;
             }
             self.out.pad(size)
         } else {
@@ -455,9 +522,31 @@ pub fn content_hash_with_stats(src: &Path) -> Result<(ContentHash, ArchiveStats)
 /// 0644, dirs writable, fresh mtimes); [`crate::normalise::normalise`] finishes it, after which
 /// `content_hash(dst)` equals the returned hash.
 pub fn copy_and_hash(src: &Path, dst: &Path) -> Result<(ContentHash, ArchiveStats), ArchiveError> {
-    let mut hw = HashWriter::new();
-    let stats = emit(src, "", &mut hw, Some(CopyTarget { dst }))?;
-    Ok((hw.finish(), stats))
+    let (tx, rx) = std::sync::mpsc::sync_channel::<WriteMsg>(16);
+    let (pool_tx, pool_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || writer_thread(rx, pool_tx));
+        let mut hw = HashWriter::new();
+        let emitted = emit(
+            src,
+            "",
+            &mut hw,
+            Some(CopyTarget {
+                dst,
+                tx,
+                pool: pool_rx,
+            }),
+        );
+        // `emit` consumed the sender: the writer finishes its queue and stops.
+        let written = writer.join().unwrap_or_else(|_| {
+            Err(ArchiveError::Write(io::Error::other(
+                "the copy's writer thread panicked",
+            )))
+        });
+        let stats = emitted?;
+        written?;
+        Ok((hw.finish(), stats))
+    })
 }
 
 /// The canonical archive of a single regular file with these contents, in memory.

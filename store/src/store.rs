@@ -16,7 +16,7 @@
 //!
 //! # Concurrency
 //! Every operation that creates or hands out paths holds `gc.lock` shared and records the paths
-//! as temporary roots of this process (`temproots/<pid>`, locked while the process lives); `gc`
+//! as temporary roots of this process (`temproots/<pid>-<n>`, one file per `Store`, locked while the process lives); `gc`
 //! and `delete` hold `gc.lock` exclusively, so they never race a registration and always see
 //! every process's temporary roots. Two processes registering the same path serialise on the
 //! path lock; the second finds the path valid and does nothing.
@@ -778,9 +778,13 @@ impl Store {
             if self.is_valid(&path)? {
                 return Ok(path.clone());
             }
-            let _lock = self.ensure_locked(&path)?;
-            if self.is_valid(&path)? {
-                return Ok(path.clone());
+            for r in references {
+                if !self.is_valid(r)? {
+                    return Err(StoreError::MissingReference {
+                        path: path.clone(),
+                        reference: r.clone(),
+                    });
+                }
             }
             let staged = self.tmp_entry("bytes");
             let r = (|| -> Result<(), StoreError> {
@@ -802,7 +806,20 @@ impl Store {
                     registration_time: now(),
                     signatures: Vec::new(),
                 };
-                self.commit_object(&staged, &info)
+                // No path lock needed: the object is one file, so renaming it over a
+                // concurrent writer's identical file is atomic and harmless, and the insert
+                // is idempotent. (Something else at the path — a directory — takes the locked
+                // route, which removes it first.)
+                let phys = self.layout.physical(&path);
+                if fs::symlink_metadata(&phys).is_ok_and(|m| !m.is_file()) {
+                    let _lock = self.ensure_locked(&path)?;
+                    if self.is_valid(&path)? {
+                        return Ok(());
+                    }
+                    return self.commit_object(&staged, &info);
+                }
+                fs::rename(&staged, &phys).map_err(io_err(&phys))?;
+                self.insert_committed(&info)
             })();
             if fs::symlink_metadata(&staged).is_ok() {
                 let _ = fs::remove_file(&staged);
@@ -863,22 +880,28 @@ impl Store {
     /// references may include itself). The caller holds the path lock and the shared GC lock.
     fn commit_object(&self, staged: &Path, info: &PathInfo) -> Result<(), StoreError> {
         let phys = self.layout.physical(&info.path);
-        if fs::symlink_metadata(&phys).is_ok() {
-            // An unregistered leftover of a killed process (we hold the lock and the path is
-            // not valid).
+        let both_files = fs::symlink_metadata(staged).is_ok_and(|m| m.is_file())
+            && fs::symlink_metadata(&phys).is_ok_and(|m| m.is_file());
+        // A single file replaces an unregistered leftover atomically (the same bytes, as the
+        // path is derived from them); anything else left by a killed process is removed first
+        // (we hold the path lock and the path is not valid).
+        if !both_files && fs::symlink_metadata(&phys).is_ok() {
             remove_tree(&phys).map_err(io_err(&phys))?;
         }
         fs::rename(staged, &phys).map_err(io_err(&phys))?;
-        let r = (|| -> Result<(), StoreError> {
-            let tx = self.db.conn.unchecked_transaction()?;
-            self.insert_many(&tx, std::slice::from_ref(info))?;
-            tx.commit()?;
-            Ok(())
-        })();
+        let r = self.insert_committed(info);
         if r.is_err() {
             let _ = remove_tree(&phys);
         }
         r
+    }
+
+    /// One transaction inserting `info` (idempotent).
+    fn insert_committed(&self, info: &PathInfo) -> Result<(), StoreError> {
+        let tx = self.db.conn.unchecked_transaction()?;
+        self.insert_many(&tx, std::slice::from_ref(info))?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Insert several registrations (rows first, then references, so they may refer to each
@@ -1866,5 +1889,35 @@ mod tests {
             v
         });
         assert!(s.verify(true, false).expect("v").ok());
+    }
+
+    #[test]
+    fn concurrent_add_bytes_from_two_handles() {
+        let t = tempfile::tempdir().expect("tmp");
+        let root = t.path().join("root");
+        Store::open(StoreLayout::at(&root)).expect("open");
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let root = root.clone();
+                std::thread::spawn(move || {
+                    let s = Store::open(StoreLayout::at(&root)).expect("open");
+                    (0..200)
+                        .map(|i| {
+                            s.add_bytes("same", format!("content {i}").as_bytes(), &[])
+                                .expect("add")
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let results: Vec<Vec<StorePath>> = handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect();
+        assert_eq!(results[0], results[1]);
+        let s = Store::open(StoreLayout::at(&root)).expect("open");
+        let rep = s.verify(true, false).expect("verify");
+        assert!(rep.ok());
+        assert_eq!(rep.checked, 200);
     }
 }
