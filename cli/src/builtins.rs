@@ -172,7 +172,7 @@ impl BuiltinBuilder for Image {
             .ok_or("image: the derivation has no `imageSpec`")?;
         let spec = image_spec(json)?;
         let store = Store::open(self.layout.clone()).map_err(|e| e.to_string())?;
-        let report = build_image(&store, &spec, out)?;
+        let report = buildit_images::build_image(&store, &spec, out).map_err(|e| e.to_string())?;
         ctx.log(&format!("image {}:{}: {report:?}", spec.name, spec.tag));
         Ok(())
     }
@@ -196,9 +196,4 @@ pub fn all(layout: &StoreLayout) -> Builtins {
         }),
     );
     b
-}
-
-// TEMPORARY until the images crate implements StoreView for Store (merge pending).
-fn build_image(_store: &Store, _spec: &ImageSpec, _out: &Path) -> Result<String, String> {
-    Err("image writer not wired yet".into())
 }

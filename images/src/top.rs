@@ -241,6 +241,10 @@ pub fn top_entries(view: &dyn StoreView, spec: &ImageSpec) -> Result<TopLayer, I
     t.put(Entry::dir("root", 0o700), Origin::Generated);
     t.put(Entry::symlink("bin", "usr/bin"), Origin::Generated);
     t.put(Entry::symlink("sbin", "usr/sbin"), Origin::Generated);
+    // Debian's merged /usr: the dynamic loader is /lib64/ld-linux-x86-64.so.2, libraries are
+    // found under /lib/<triplet>; Debian runtime packages are synced into /usr
+    t.put(Entry::symlink("lib", "usr/lib"), Origin::Generated);
+    t.put(Entry::symlink("lib64", "usr/lib64"), Origin::Generated);
     let us = users(spec);
     let gs = groups(spec, &us);
     t.put(
