@@ -9,5 +9,6 @@ pub mod debian_cmd;
 pub mod instantiate;
 pub mod render;
 pub mod repl;
+pub mod search_cmd;
 pub mod store_cmd;
 pub mod yaml_cmd;

@@ -117,6 +117,11 @@ enum Command {
     Log(buildit_cli::build_cmd::LogArgs),
     /// Debian packages as pinned inputs: `buildit debian lock PKG...` writes the lock
     Debian(buildit_cli::debian_cmd::DebianArgs),
+    /// List the package set's atoms, versions and build options (+ on by default, - off)
+    #[command(
+        after_help = "Examples:\n  buildit search\n  buildit search nginx\n  buildit search --json zlib"
+    )]
+    Search(buildit_cli::search_cmd::SearchArgs),
 }
 
 #[derive(Args)]
@@ -424,6 +429,7 @@ fn main() -> ExitCode {
         Command::Store(a) => buildit_cli::store_cmd::run(a),
         Command::Realise(a) => buildit_cli::build_cmd::run_realise(a),
         Command::Log(a) => buildit_cli::build_cmd::run_log(a),
+        Command::Search(a) => buildit_cli::search_cmd::run_search(a),
         Command::Debian(a) => buildit_cli::debian_cmd::run(&a, &mut |e| {
             cli_error(e.code, &e.message, &e.help);
         }),

@@ -92,5 +92,59 @@ pub fn trials() -> Vec<Trial> {
         "yaml::nginx-prod-compiles-and-the-text-evaluates",
         example_compiles,
     ));
+    v.push(Trial::test("pkgs::search-and-build-options", package_set));
     v
+}
+
+fn run_in_store(store: &std::path::Path, args: &[&str]) -> Result<std::process::Output, String> {
+    buildit()
+        .args(args)
+        .arg("--store-root")
+        .arg(store)
+        .output()
+        .map_err(|e| e.to_string())
+}
+
+/// `buildit search` lists atoms, versions and options; build options give each variant its own
+/// identity; an unknown option is an error with "did you mean"; violated `requires` names both.
+fn package_set() -> Result<(), Failed> {
+    let store = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let o = run_in_store(store.path(), &["search", "nginx"])?;
+    let out = String::from_utf8_lossy(&o.stdout);
+    if !o.status.success()
+        || !out.contains("www-servers/nginx [1.22.1]")
+        || !out.contains("+ssl")
+        || !out.contains("-http2")
+    {
+        return Err(format!(
+            "search output:\n{out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+        .into());
+    }
+    let drv = |sel: &str| -> Result<String, String> {
+        let e = format!("(import <buildit>).pkgs.nginx.withOptions {sel}");
+        let o = run_in_store(store.path(), &["instantiate", "-E", &e])?;
+        if !o.status.success() {
+            return Err(String::from_utf8_lossy(&o.stderr).to_string());
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let a = drv("{ enable = [ \"http2\" ]; }")?;
+    let b = drv("{ enable = [ \"http2\" ]; disable = [ \"ipv6\" ]; }")?;
+    let c = drv("{ disable = [ \"ipv6\" ]; enable = [ \"http2\" ]; }")?;
+    if a == b || b != c {
+        return Err(format!("option sets: {a} {b} {c}").into());
+    }
+    let err = drv("{ enable = [ \"htp2\" ]; }").err().unwrap_or_default();
+    if !err.contains("unknown build option 'htp2' (did you mean 'http2'?)") {
+        return Err(format!("unknown option error:\n{err}").into());
+    }
+    let err = drv("{ enable = [ \"http2\" ]; disable = [ \"ssl\" ]; }")
+        .err()
+        .unwrap_or_default();
+    if !err.contains("'http2' requires 'ssl'") {
+        return Err(format!("requires error:\n{err}").into());
+    }
+    Ok(())
 }
