@@ -2,6 +2,8 @@
 //! and diagnostics on stderr. Exit status: 0 on success, 1 on any user error (with a
 //! diagnostic), 2 on an internal error; a panic is caught and reported, never exit 101.
 
+mod image_cmd;
+
 use buildit_cli::render::{self, Style};
 use buildit_cli::repl::Repl;
 use buildit_eval::{print, Evaluator, Value};
@@ -45,6 +47,14 @@ enum Command {
         after_help = "Examples:\n  buildit check file.bld\n  buildit check --json a.bld b.bld"
     )]
     Check(CheckArgs),
+    /// Push an OCI image layout to a registry (OCI distribution API)
+    #[command(
+        after_help = "Examples:\n  buildit push result 127.0.0.1:5000/nginx:1.22 --insecure\n  buildit push result registry.example/team/app:1.0 --user me --json"
+    )]
+    Push(image_cmd::PushArgs),
+    /// List every file of an image with the package it came from
+    #[command(after_help = "Examples:\n  buildit contents result\n  buildit contents --json result/image.aci")]
+    Contents(image_cmd::ContentsArgs),
 }
 
 #[derive(Args)]
@@ -476,6 +486,8 @@ fn main() -> ExitCode {
         Command::Eval(a) => run_eval(a),
         Command::Repl(a) => run_repl(a),
         Command::Check(a) => run_check(a),
+        Command::Push(a) => image_cmd::run_push(a),
+        Command::Contents(a) => image_cmd::run_contents(a),
     }));
     r.unwrap_or(ExitCode::from(2))
 }

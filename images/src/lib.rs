@@ -265,3 +265,67 @@ pub trait StoreView {
     /// The canonical archive writer.
     fn archive_fn(&self) -> ArchiveFn;
 }
+
+fn store_err(e: buildit_store::StoreError) -> ImageError {
+    ImageError::Store(e.to_string())
+}
+
+fn store_archive(src: &Path, prefix: &str, out: &mut dyn Write) -> Result<(), String> {
+    buildit_store::archive::write_archive(src, prefix, out)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+impl StoreView for buildit_store::Store {
+    fn physical(&self, p: &StorePath) -> PathBuf {
+        self.layout().physical(p)
+    }
+    fn closure(&self, roots: &[StorePath]) -> Result<Vec<StorePath>, ImageError> {
+        for r in roots {
+            if !self.is_valid(r).map_err(store_err)? {
+                return Err(ImageError::Store(format!(
+                    "{r} is not a valid path of the store at {}",
+                    self.layout().root.display()
+                )));
+            }
+        }
+        Ok(buildit_store::Store::closure(self, roots)
+            .map_err(store_err)?
+            .into_iter()
+            .collect())
+    }
+    fn references(&self, p: &StorePath) -> Result<Vec<StorePath>, ImageError> {
+        Ok(buildit_store::Store::references(self, p)
+            .map_err(store_err)?
+            .into_iter()
+            .collect())
+    }
+    fn content_hash(&self, p: &StorePath) -> Result<String, ImageError> {
+        self.path_info(p)
+            .map_err(store_err)?
+            .map(|i| i.content_hash.to_hex())
+            .ok_or_else(|| ImageError::Store(format!("{p} is not valid")))
+    }
+    fn size(&self, p: &StorePath) -> Result<u64, ImageError> {
+        self.path_info(p)
+            .map_err(store_err)?
+            .map(|i| i.size)
+            .ok_or_else(|| ImageError::Store(format!("{p} is not valid")))
+    }
+    fn layer_cache_dir(&self) -> PathBuf {
+        self.layout().state_dir().join("layers")
+    }
+    fn archive_fn(&self) -> ArchiveFn {
+        store_archive
+    }
+}
+
+/// Build the image of `spec` from `store` into `out_dir` (a staging directory that must not
+/// exist or be empty; the caller registers it as a store path). See [`oci`] for the formats.
+pub fn build_image(
+    store: &buildit_store::Store,
+    spec: &ImageSpec,
+    out_dir: &Path,
+) -> Result<ImageReport, ImageError> {
+    build_image_with(store, spec, out_dir)
+}

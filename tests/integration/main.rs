@@ -15,6 +15,7 @@
 mod cli;
 mod docs;
 mod eval;
+mod images;
 mod nixlang;
 mod repl;
 mod typecheck;
@@ -90,5 +91,6 @@ fn main() {
     trials.extend(cli::trials());
     trials.extend(docs::trials());
     trials.extend(typecheck::trials());
+    trials.extend(images::trials());
     libtest_mimic::run(&args, trials).exit();
 }
