@@ -6,6 +6,7 @@ pub mod build_cmd;
 pub mod builtins;
 pub mod common;
 pub mod debian_cmd;
+pub mod image_cmd;
 pub mod instantiate;
 pub mod render;
 pub mod repl;

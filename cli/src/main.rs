@@ -122,6 +122,16 @@ enum Command {
         after_help = "Examples:\n  buildit search\n  buildit search nginx\n  buildit search --json zlib"
     )]
     Search(buildit_cli::search_cmd::SearchArgs),
+    /// Push an OCI image layout to a registry (OCI distribution API)
+    #[command(
+        after_help = "Examples:\n  buildit push result 127.0.0.1:5000/nginx:1.22 --insecure\n  buildit push result registry.example/team/app:1.0 --user me --json"
+    )]
+    Push(buildit_cli::image_cmd::PushArgs),
+    /// List every file of an image with the package it came from
+    #[command(
+        after_help = "Examples:\n  buildit contents result\n  buildit contents --json result/image.aci"
+    )]
+    Contents(buildit_cli::image_cmd::ContentsArgs),
 }
 
 #[derive(Args)]
@@ -433,6 +443,8 @@ fn main() -> ExitCode {
         Command::Debian(a) => buildit_cli::debian_cmd::run(&a, &mut |e| {
             cli_error(e.code, &e.message, &e.help);
         }),
+        Command::Push(a) => buildit_cli::image_cmd::run_push(a),
+        Command::Contents(a) => buildit_cli::image_cmd::run_contents(a),
     }));
     r.unwrap_or(ExitCode::from(2))
 }

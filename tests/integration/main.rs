@@ -17,6 +17,7 @@ mod debian;
 mod docs;
 mod drv;
 mod eval;
+mod images;
 mod nixlang;
 mod repl;
 mod sandbox;
@@ -100,5 +101,6 @@ fn main() {
     trials.extend(yaml::trials());
     trials.extend(store::trials());
     trials.extend(sandbox::trials());
+    trials.extend(images::trials());
     libtest_mimic::run(&args, trials).exit();
 }

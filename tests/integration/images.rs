@@ -1,0 +1,670 @@
+//! Container images against real tools: a store holding busybox (and a script package that
+//! refers to it) is packed into images that `skopeo` copies (it checks every digest), `umoci`
+//! unpacks and `runc` runs, and that `buildit push` sends to a real `docker-registry` on
+//! 127.0.0.1, from which skopeo pulls the same manifest back. Trials that need a tool that is
+//! not installed are ignored with a message naming it (`.ci/run` installs skopeo, umoci, runc
+//! and docker-registry from Debian).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use buildit_images::{
+    build_image, Compression, ImageFormat, ImageReport, ImageSpec, PushOptions, SyncFile,
+};
+use buildit_store::{Store, StoreLayout, StorePath};
+use libtest_mimic::{Failed, Trial};
+use serde_json::Value;
+
+type R = Result<(), Failed>;
+
+fn have(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+        || Path::new("/usr/sbin").join(tool).is_file()
+}
+
+fn tool_path(tool: &str) -> PathBuf {
+    for d in ["/usr/bin", "/usr/sbin", "/bin", "/sbin"] {
+        let p = Path::new(d).join(tool);
+        if p.is_file() {
+            return p;
+        }
+    }
+    PathBuf::from(tool)
+}
+
+fn is_root() -> bool {
+    nix_euid() == 0
+}
+
+fn nix_euid() -> u32 {
+    // SAFETY-free: read it from /proc instead of calling libc
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).and_then(|u| u.parse().ok()))
+        })
+        .unwrap_or(u32::MAX)
+}
+
+fn trial(name: &str, tools: &[&str], needs_root: bool, f: fn() -> R) -> Trial {
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !have(t)).collect();
+    let busybox = Path::new("/usr/bin/busybox").is_file() || Path::new("/bin/busybox").is_file();
+    let ignored = !missing.is_empty() || !busybox || (needs_root && !is_root());
+    if ignored {
+        eprintln!(
+            "images::{name}: skipped: {}",
+            if !busybox {
+                "no /usr/bin/busybox (apt-get install busybox-static)".to_string()
+            } else if !missing.is_empty() {
+                format!(
+                    "not installed: {} (apt-get install -y {})",
+                    missing.join(", "),
+                    missing.join(" ")
+                )
+            } else {
+                "needs root (runc)".to_string()
+            }
+        );
+    }
+    Trial::test(format!("images::{name}"), f).with_ignored_flag(ignored)
+}
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial("skopeo_accepts_oci_layout", &["skopeo"], false, skopeo_oci),
+        trial("same_spec_same_digest", &[], false, reproducible),
+        trial(
+            "docker_archive_with_skopeo",
+            &["skopeo"],
+            false,
+            docker_archive,
+        ),
+        trial("oci_archive_with_skopeo", &["skopeo"], false, oci_archive),
+        trial("aci_manifest_and_rootfs", &[], false, aci),
+        trial("layer_budget_merges", &["skopeo"], false, budget),
+        trial("contents_cli", &[], false, contents_cli),
+        trial(
+            "umoci_unpack_runc_run",
+            &["umoci", "runc"],
+            true,
+            umoci_runc,
+        ),
+        trial(
+            "registry_push_pull",
+            &["docker-registry", "skopeo"],
+            false,
+            registry,
+        ),
+    ]
+}
+
+fn busybox() -> PathBuf {
+    for p in ["/usr/bin/busybox", "/bin/busybox"] {
+        if Path::new(p).is_file() {
+            return PathBuf::from(p);
+        }
+    }
+    PathBuf::from("/usr/bin/busybox")
+}
+
+/// A store with `busybox` (bin/busybox + applet links) and `greet` (a script run by busybox's
+/// sh, so it refers to busybox).
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    busybox: StorePath,
+    greet: StorePath,
+}
+
+fn fixture() -> Result<Fixture, Failed> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("store-root");
+    let store = Store::open(StoreLayout::at(&root))?;
+    let stage = dir.path().join("busybox");
+    std::fs::create_dir_all(stage.join("bin"))?;
+    std::fs::copy(busybox(), stage.join("bin/busybox"))?;
+    for applet in ["sh", "echo", "cat", "ls", "env", "id"] {
+        std::os::unix::fs::symlink("busybox", stage.join("bin").join(applet))?;
+    }
+    let bb = store.add_path(&stage, Some("busybox"))?;
+    let greet = StorePath::from_fingerprint("test:greet", "greet")?;
+    let staged = store.new_tmp_path("greet");
+    std::fs::create_dir_all(staged.join("bin"))?;
+    std::fs::write(
+        staged.join("bin/greet"),
+        format!("#!{bb}/bin/sh\necho \"hello from greet as $(id -u)\"\n"),
+    )?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            staged.join("bin/greet"),
+            std::fs::Permissions::from_mode(0o755),
+        )?;
+    }
+    store.register_output(&staged, &greet, std::slice::from_ref(&bb), None)?;
+    Ok(Fixture {
+        _dir: dir,
+        store,
+        busybox: bb,
+        greet,
+    })
+}
+
+fn spec(f: &Fixture) -> ImageSpec {
+    let mut s = ImageSpec::new("greeter", "1.0", vec![f.greet.clone(), f.busybox.clone()]);
+    s.entrypoint = vec!["/bin/greet".into()];
+    s.env.push(("GREETING".into(), "hi".into()));
+    s.labels
+        .insert("org.opencontainers.image.title".into(), "greeter".into());
+    s.ports.push("8080".into());
+    s
+}
+
+fn sync_file(dir: &Path, name: &str, text: &str, dest: &str) -> Result<SyncFile, Failed> {
+    let p = dir.join(name);
+    std::fs::write(&p, text)?;
+    Ok(SyncFile {
+        src: p,
+        dest: dest.into(),
+        recursive: false,
+        chmod: Some("0640".into()),
+        owner: Some("0:65534".into()),
+    })
+}
+
+fn run(cmd: &mut Command) -> Result<String, Failed> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?} failed ({})\n--- stdout\n{}--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn index_manifest_digest(layout: &Path) -> Result<String, Failed> {
+    let v: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json"))?)?;
+    let ms = v["manifests"].as_array().ok_or("no manifests")?;
+    if ms.len() != 1 {
+        return Err(format!("{} manifests in {}", ms.len(), layout.display()).into());
+    }
+    Ok(ms[0]["digest"].as_str().ok_or("no digest")?.to_string())
+}
+
+fn build(f: &Fixture, s: &ImageSpec, out: &Path) -> Result<ImageReport, Failed> {
+    Ok(build_image(&f.store, s, out)?)
+}
+
+fn skopeo_oci() -> R {
+    let f = fixture()?;
+    let tmp = tempfile::tempdir()?;
+    let img = tmp.path().join("img");
+    let rep = build(&f, &spec(&f), &img)?;
+    if rep.layers.len() != 3 {
+        return Err(format!("expected 2 store layers + top, got {:?}", rep.layers).into());
+    }
+    if rep.layers[0].members != vec![f.busybox.to_string()] {
+        return Err(format!(
+            "busybox (depended upon) must be the bottom layer: {:?}",
+            rep.layers
+        )
+        .into());
+    }
+    let other = tmp.path().join("other");
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &format!("oci:{}", img.display()),
+        &format!("oci:{}:copied", other.display()),
+    ]))?;
+    let got = index_manifest_digest(&other)?;
+    if got != rep.manifest_digest {
+        return Err(format!(
+            "skopeo's copy has manifest {got}, ours is {}",
+            rep.manifest_digest
+        )
+        .into());
+    }
+    // skopeo reads our config back
+    let inspect = run(Command::new("skopeo").args([
+        "inspect",
+        "--config",
+        &format!("oci:{}", img.display()),
+    ]))?;
+    let cfg: Value = serde_json::from_str(&inspect)?;
+    if cfg["config"]["Entrypoint"][0] != "/bin/greet" || cfg["created"] != "1970-01-01T00:00:01Z" {
+        return Err(format!("unexpected config {cfg}").into());
+    }
+    if cfg["config"]["ExposedPorts"]["8080/tcp"] != serde_json::json!({}) {
+        return Err(format!("ports missing: {cfg}").into());
+    }
+    Ok(())
+}
+
+fn reproducible() -> R {
+    // two independent stores with the same contents, cold layer caches
+    let a = fixture()?;
+    let b = fixture()?;
+    if a.greet != b.greet || a.busybox != b.busybox {
+        return Err("the fixtures differ".into());
+    }
+    let tmp = tempfile::tempdir()?;
+    // the layer cache is keyed by content and compression, not by output format: only the first
+    // build of each compression starts cold
+    let mut warm = std::collections::HashSet::new();
+    for (fmt, compression) in [
+        (ImageFormat::Oci, Compression::Gzip),
+        (ImageFormat::Oci, Compression::Zstd),
+        (ImageFormat::OciArchive, Compression::Gzip),
+        (ImageFormat::DockerArchive, Compression::Gzip),
+        (ImageFormat::Aci, Compression::Gzip),
+    ] {
+        let mut s = spec(&a);
+        s.format = fmt;
+        s.compression = compression;
+        s.files
+            .push(sync_file(tmp.path(), "motd", "welcome\n", "/etc/motd")?);
+        let tag = format!("{}-{}", fmt.as_str(), compression.as_str());
+        let r1 = build(&a, &s, &tmp.path().join(format!("a-{tag}")))?;
+        let r2 = build(&b, &s, &tmp.path().join(format!("b-{tag}")))?;
+        // and again from a warm cache
+        let r3 = build(&a, &s, &tmp.path().join(format!("c-{tag}")))?;
+        if r1.manifest_digest != r2.manifest_digest
+            || r1.manifest_digest != r3.manifest_digest
+            || r1.artifact_digest != r2.artifact_digest
+            || r1.artifact_digest != r3.artifact_digest
+        {
+            return Err(format!("{tag}: digests differ: {r1:?} / {r2:?} / {r3:?}").into());
+        }
+        let cold = warm.insert(compression.as_str());
+        if (cold && r1.layers.iter().any(|l| l.reused)) || !r3.layers.iter().all(|l| l.reused) {
+            return Err(format!("{tag}: the cache was not used as expected").into());
+        }
+    }
+    // a different synced file changes the top layer only
+    let mut s1 = spec(&a);
+    s1.files
+        .push(sync_file(tmp.path(), "m1", "one\n", "/etc/motd")?);
+    let mut s2 = spec(&a);
+    s2.files
+        .push(sync_file(tmp.path(), "m2", "two\n", "/etc/motd")?);
+    let r1 = build(&a, &s1, &tmp.path().join("s1"))?;
+    let r2 = build(&a, &s2, &tmp.path().join("s2"))?;
+    let n = r1.layers.len();
+    if r1.layers[..n - 1]
+        .iter()
+        .map(|l| &l.digest)
+        .ne(r2.layers[..n - 1].iter().map(|l| &l.digest))
+        || r1.layers[n - 1].digest == r2.layers[n - 1].digest
+    {
+        return Err("changing a synced file must change exactly the top layer".into());
+    }
+    Ok(())
+}
+
+fn docker_archive() -> R {
+    let f = fixture()?;
+    let tmp = tempfile::tempdir()?;
+    let mut s = spec(&f);
+    s.format = ImageFormat::DockerArchive;
+    let rep = build(&f, &s, &tmp.path().join("img"))?;
+    let other = tmp.path().join("other");
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &format!("docker-archive:{}", rep.output.display()),
+        &format!("oci:{}:x", other.display()),
+    ]))?;
+    let md = index_manifest_digest(&other)?;
+    let m: Value = serde_json::from_slice(&std::fs::read(
+        other.join("blobs").join(md.replacen(':', "/", 1)),
+    )?)?;
+    let n = m["layers"].as_array().map(|l| l.len()).unwrap_or(0);
+    if n != rep.layers.len() {
+        return Err(format!("skopeo saw {n} layers, the image has {}", rep.layers.len()).into());
+    }
+    let entries = buildit_images::image_contents(&rep.output)?;
+    if !entries.iter().any(|e| e.path == "/etc/passwd") {
+        return Err("contents of the docker-archive lack /etc/passwd".into());
+    }
+    Ok(())
+}
+
+fn oci_archive() -> R {
+    let f = fixture()?;
+    let tmp = tempfile::tempdir()?;
+    let mut s = spec(&f);
+    s.format = ImageFormat::OciArchive;
+    let rep = build(&f, &s, &tmp.path().join("img"))?;
+    let other = tmp.path().join("other");
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &format!("oci-archive:{}", rep.output.display()),
+        &format!("oci:{}:x", other.display()),
+    ]))?;
+    let got = index_manifest_digest(&other)?;
+    if got != rep.manifest_digest {
+        return Err(format!(
+            "oci-archive copy changed the manifest: {got} vs {}",
+            rep.manifest_digest
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn aci() -> R {
+    let f = fixture()?;
+    let tmp = tempfile::tempdir()?;
+    let mut s = spec(&f);
+    s.format = ImageFormat::Aci;
+    s.vars.insert("author".into(), "Sysadmin42".into());
+    s.aci_manifest = Some(
+        r#"{
+  "acKind": "ImageManifest",
+  "acVersion": "0.6.1",
+  "name": "{{ name }}-{{ version }}",
+  "labels": [
+    {"name": "os", "value": "{{ os }}"},
+    {"name": "arch", "value": "{{ arch }}"}
+  ],
+  "annotations": [{"name": "authors", "value": "{{ author }}"}],
+  "app": {"exec": ["/bin/greet"], "user": "0", "group": "0"}
+}
+"#
+        .into(),
+    );
+    let rep = build(&f, &s, &tmp.path().join("img"))?;
+    let mut ar = tar::Archive::new(std::fs::File::open(&rep.output)?);
+    let mut names = Vec::new();
+    let mut manifest = String::new();
+    for e in ar.entries()? {
+        let mut e = e?;
+        let n = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        if n == "manifest" {
+            std::io::Read::read_to_string(&mut e, &mut manifest)?;
+        }
+        names.push(n);
+    }
+    let m: Value = serde_json::from_str(&manifest)?;
+    if m["name"] != "greeter-1.0"
+        || m["labels"][1]["value"] != "amd64"
+        || m["annotations"][0]["value"] != "Sysadmin42"
+    {
+        return Err(format!("manifest not rendered: {manifest}").into());
+    }
+    let bb = format!("rootfs/bld/store/{}/bin/busybox", f.busybox.base_name());
+    for want in [
+        bb.as_str(),
+        "rootfs/etc/passwd",
+        "rootfs/usr/bin/greet",
+        "rootfs/bin",
+    ] {
+        if !names.iter().any(|n| n == want) {
+            return Err(format!("{want} missing from the ACI: {names:?}").into());
+        }
+    }
+    if names.first().map(String::as_str) != Some("manifest") {
+        return Err("manifest must come first".into());
+    }
+    // an unknown variable is an error, not a silent blank
+    s.aci_manifest =
+        Some(r#"{"acKind": "ImageManifest", "acVersion": "0.6.1", "name": "{{ nope }}"}"#.into());
+    match build(&f, &s, &tmp.path().join("img2")) {
+        Err(e) if format!("{e:?}").contains("nope") => Ok(()),
+        other => Err(format!("expected an unknown-variable error, got {other:?}").into()),
+    }
+}
+
+fn budget() -> R {
+    let f = fixture()?;
+    let tmp = tempfile::tempdir()?;
+    let mut s = spec(&f);
+    s.layer_budget = Some(2);
+    let rep = build(&f, &s, &tmp.path().join("img"))?;
+    if rep.layers.len() != 2 || rep.layers[0].members.len() != 2 {
+        return Err(format!(
+            "budget 2 must merge both paths into one layer: {:?}",
+            rep.layers
+        )
+        .into());
+    }
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &format!("oci:{}", tmp.path().join("img").display()),
+        &format!("oci:{}:x", tmp.path().join("other").display()),
+    ]))?;
+    s.layer_budget = Some(101);
+    if build(&f, &s, &tmp.path().join("img2")).is_ok() {
+        return Err("a budget over 100 must be refused".into());
+    }
+    Ok(())
+}
+
+fn contents_cli() -> R {
+    let f = fixture()?;
+    let tmp = tempfile::tempdir()?;
+    let img = tmp.path().join("img");
+    build(&f, &spec(&f), &img)?;
+    let out = run(crate::cli::buildit().args(["contents", "--json"]).arg(&img))?;
+    let v: Value = serde_json::from_str(&out)?;
+    let list = v.as_array().ok_or("not a list")?;
+    let find = |p: &str| list.iter().find(|e| e["path"] == p);
+    let bb = f.busybox.to_string();
+    let e = find(&format!("{bb}/bin/busybox")).ok_or("busybox binary missing")?;
+    if e["package"] != bb.as_str() || e["kind"] != "file" || e["mode"] != 0o555 {
+        return Err(format!("busybox entry: {e}").into());
+    }
+    let sh = find("/usr/bin/sh").ok_or("profile link /usr/bin/sh missing")?;
+    if sh["package"] != bb.as_str() || sh["target"] != format!("{bb}/bin/sh").as_str() {
+        return Err(format!("profile link: {sh}").into());
+    }
+    if find("/etc/passwd").ok_or("no /etc/passwd")?["package"] != Value::Null {
+        return Err("/etc/passwd belongs to no package".into());
+    }
+    let text = run(crate::cli::buildit().arg("contents").arg(&img))?;
+    if !text.contains(&format!("{bb}\t/usr/bin/echo -> {bb}/bin/echo")) {
+        return Err(format!("text listing:\n{text}").into());
+    }
+    let bad = crate::cli::buildit()
+        .arg("contents")
+        .arg(tmp.path())
+        .output()?;
+    if bad.status.code() != Some(1)
+        || !String::from_utf8_lossy(&bad.stderr).contains("buildit::image::not_an_image")
+    {
+        return Err(format!("a non-image must be a diagnostic: {bad:?}").into());
+    }
+    Ok(())
+}
+
+fn umoci_runc() -> R {
+    let f = fixture()?;
+    let tmp = tempfile::tempdir()?;
+    let img = tmp.path().join("img");
+    let mut s = spec(&f);
+    s.files
+        .push(sync_file(tmp.path(), "motd", "synced file\n", "/etc/motd")?);
+    build(&f, &s, &img)?;
+    let bundle = tmp.path().join("bundle");
+    run(Command::new(tool_path("umoci")).args([
+        "unpack",
+        "--image",
+        &format!("{}:greeter:1.0", img.display()),
+        &bundle.display().to_string(),
+    ]))?;
+    let cfg_path = bundle.join("config.json");
+    let mut cfg: Value = serde_json::from_slice(&std::fs::read(&cfg_path)?)?;
+    let args = cfg["process"]["args"].clone();
+    if args != serde_json::json!(["/bin/greet"]) {
+        return Err(format!("umoci's config lost the entrypoint: {args}").into());
+    }
+    let mut outputs = Vec::new();
+    for (i, argv) in [
+        serde_json::json!(["/bin/greet"]),
+        serde_json::json!([
+            "/bin/sh",
+            "-c",
+            "cat /etc/motd; ls -l /etc/motd | cut -c1-10; echo $GREETING"
+        ]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        cfg["process"]["args"] = argv;
+        cfg["process"]["terminal"] = Value::Bool(false);
+        std::fs::write(&cfg_path, serde_json::to_vec(&cfg)?)?;
+        let id = format!("buildit-test-{}-{i}", std::process::id());
+        let out = run(Command::new(tool_path("runc"))
+            .arg("--root")
+            .arg(tmp.path().join("runc-state"))
+            .args(["run", "--bundle"])
+            .arg(&bundle)
+            .arg(&id)
+            .stdin(Stdio::null()))?;
+        outputs.push(out);
+    }
+    if outputs[0] != "hello from greet as 0\n" {
+        return Err(format!("greet printed {:?}", outputs[0]).into());
+    }
+    if outputs[1] != "synced file\n-rw-r-----\nhi\n" {
+        return Err(format!("the synced file / env in the container: {:?}", outputs[1]).into());
+    }
+    Ok(())
+}
+
+struct Registry {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_registry() -> Result<Registry, Failed> {
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+            dir.path().join("data").display()
+        ),
+    )?;
+    let child = Command::new(tool_path("docker-registry"))
+        .arg("serve")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let reg = Registry {
+        child,
+        addr: addr.clone(),
+        _dir: dir,
+    };
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(&addr).is_ok() {
+            return Ok(reg);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Err(format!("docker-registry did not listen on {addr}").into())
+}
+
+fn registry() -> R {
+    let f = fixture()?;
+    let reg = start_registry()?;
+    let tmp = tempfile::tempdir()?;
+    let img = tmp.path().join("img");
+    let rep = build(&f, &spec(&f), &img)?;
+    let opts = PushOptions {
+        insecure: true,
+        chunk_size: 300_000, // several PATCH requests for busybox's layer
+        known_blobs: Some(tmp.path().join("known.json")),
+        ..PushOptions::default()
+    };
+    // plain HTTP is refused without --insecure
+    if buildit_images::push_image(
+        &img,
+        &format!("{}/greeter:1.0", reg.addr),
+        &PushOptions::default(),
+    )
+    .is_ok()
+    {
+        return Err("push over plain HTTP without --insecure must fail".into());
+    }
+    let p1 = buildit_images::push_image(&img, &format!("{}/greeter:1.0", reg.addr), &opts)?;
+    let total: u64 = rep.layers.iter().map(|l| l.size).sum();
+    if p1.uploaded_bytes < total || p1.skipped_bytes != 0 {
+        return Err(format!("first push: {p1:?}").into());
+    }
+    let pulled = tmp.path().join("pulled");
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{}/greeter:1.0", reg.addr),
+        &format!("oci:{}:x", pulled.display()),
+    ]))?;
+    let got = index_manifest_digest(&pulled)?;
+    if got != rep.manifest_digest {
+        return Err(format!("pulled {got}, pushed {}", rep.manifest_digest).into());
+    }
+    let p2 = buildit_images::push_image(&img, &format!("{}/greeter:1.0", reg.addr), &opts)?;
+    if p2.uploaded_bytes != 0 {
+        return Err(format!("second push uploaded {} bytes", p2.uploaded_bytes).into());
+    }
+    // a second image sharing the store layers, into another repository: only the new top
+    // layer and config are uploaded, the rest mounted from greeter
+    let mut s2 = spec(&f);
+    s2.files
+        .push(sync_file(tmp.path(), "motd", "v2\n", "/etc/motd")?);
+    let img2 = tmp.path().join("img2");
+    let rep2 = build(&f, &s2, &img2)?;
+    let p3 = buildit_images::push_image(&img2, &format!("{}/greeter-v2:2.0", reg.addr), &opts)?;
+    let top = rep2.layers.last().ok_or("no layers")?;
+    let cfg_size = std::fs::metadata(
+        img2.join("blobs")
+            .join(rep2.config_digest.replacen(':', "/", 1)),
+    )?
+    .len();
+    if p3.uploaded_bytes != top.size + cfg_size {
+        return Err(format!(
+            "second image uploaded {} bytes, expected top layer {} + config {cfg_size}: {p3:?}",
+            p3.uploaded_bytes, top.size
+        )
+        .into());
+    }
+    if !p3.blobs.iter().any(|b| b.action == "mounted") {
+        return Err(format!("no blob was mounted: {p3:?}").into());
+    }
+    // the CLI prints bytes uploaded vs skipped
+    let out = run(crate::cli::buildit()
+        .args(["push", "--insecure", "--json"])
+        .arg(&img2)
+        .arg(format!("{}/greeter-v2:2.0", reg.addr)))?;
+    let v: Value = serde_json::from_str(&out)?;
+    if v["uploaded_bytes"] != 0 || v["manifest_digest"] != rep2.manifest_digest.as_str() {
+        return Err(format!("CLI push report: {v}").into());
+    }
+    Ok(())
+}
