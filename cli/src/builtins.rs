@@ -93,6 +93,12 @@ pub fn image_spec(json: &str) -> Result<ImageSpec, String> {
         packages.push(store_path_of(&p)?);
     }
     let mut spec = ImageSpec::new(&s("name"), &s("tag"), packages);
+    if let Some(debs) = v["debian"].as_array() {
+        for d in debs {
+            spec.rooted
+                .push(store_path_of(d["path"].as_str().unwrap_or(""))?);
+        }
+    }
     if let Some(files) = v["files"].as_array() {
         for f in files {
             let mode = f["mode"]

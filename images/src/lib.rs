@@ -150,6 +150,11 @@ pub struct ImageSpec {
     /// The packages (roots); the image holds their runtime closure. Their `bin/` and `sbin/`
     /// are linked into the profile in this order (first wins on a name conflict).
     pub packages: Vec<StorePath>,
+    /// Store paths laid out at `/` instead of under `/bld/store`, one layer each (within the
+    /// budget): Debian runtime packages (`libc6`, `libssl3`, …), each an unpacked `.deb` with
+    /// merged /usr, so the dynamic loader and the libraries are where Debian puts them.
+    #[serde(default)]
+    pub rooted: Vec<StorePath>,
     /// Files copied into the top layer, in order.
     pub files: Vec<SyncFile>,
     /// `/etc/passwd`; empty means `root` (0) and `nobody` (65534).
@@ -193,6 +198,7 @@ impl ImageSpec {
             name: name.to_string(),
             tag: tag.to_string(),
             packages,
+            rooted: Vec::new(),
             files: Vec::new(),
             users: Vec::new(),
             groups: Vec::new(),

@@ -79,7 +79,7 @@ pub fn build_image_with(
     check_spec(spec)?;
     let budget = layers::check_budget(spec.layer_budget)?;
     prepare_out_dir(out_dir)?;
-    let metas = layers::gather(view, &spec.packages)?;
+    let metas = layers::gather(view, &spec.packages, &spec.rooted)?;
     let groups = layers::plan(&metas, budget);
     let jobs = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -297,6 +297,7 @@ fn build_top_layer(
             blob,
             members: Vec::new(),
             reused: true,
+            at_root: Vec::new(),
         });
     }
     let (info, blob) =
@@ -311,6 +312,7 @@ fn build_top_layer(
         blob,
         members: Vec::new(),
         reused: false,
+        at_root: Vec::new(),
     })
 }
 
@@ -361,7 +363,11 @@ fn config_json(spec: &ImageSpec, built: &[BuiltLayer]) -> Result<Vec<u8>, ImageE
                 let names: Vec<String> = l.members.iter().map(|p| p.to_string()).collect();
                 format!("buildit: {}", names.join(" "))
             };
-            json!({ "created": created, "created_by": by })
+            if l.at_root.is_empty() {
+                json!({ "created": created, "created_by": by })
+            } else {
+                json!({ "created": created, "created_by": by, "comment": at_root_comment(&l.at_root) })
+            }
         })
         .collect();
     let diff_ids: Vec<&str> = built.iter().map(|l| l.info.diff_id.as_str()).collect();
@@ -373,6 +379,33 @@ fn config_json(spec: &ImageSpec, built: &[BuiltLayer]) -> Result<Vec<u8>, ImageE
         "rootfs": { "type": "layers", "diff_ids": diff_ids },
         "history": history,
     }))
+}
+
+/// The prefix of a history comment that records a layer's at-root members.
+pub const AT_ROOT_COMMENT: &str = "buildit at-root: ";
+
+/// `buildit at-root: /bld/store/<x> START+COUNT; …`: where each at-root member's entries are
+/// in the layer (read back by [`crate::contents`]).
+pub fn at_root_comment(r: &[layers::AtRoot]) -> String {
+    let parts: Vec<String> = r
+        .iter()
+        .map(|a| format!("{} {}+{}", a.path, a.start, a.count))
+        .collect();
+    format!("{AT_ROOT_COMMENT}{}", parts.join("; "))
+}
+
+/// Parse [`at_root_comment`]'s text: (store path, start, count) per member.
+pub fn parse_at_root_comment(s: &str) -> Vec<(String, u64, u64)> {
+    let Some(rest) = s.strip_prefix(AT_ROOT_COMMENT) else {
+        return Vec::new();
+    };
+    rest.split("; ")
+        .filter_map(|part| {
+            let (p, range) = part.rsplit_once(' ')?;
+            let (a, n) = range.split_once('+')?;
+            Some((p.to_string(), a.parse().ok()?, n.parse().ok()?))
+        })
+        .collect()
 }
 
 fn manifest_json(

@@ -88,6 +88,12 @@ pub fn trials() -> Vec<Trial> {
         trial("layer_budget_merges", &["skopeo"], false, budget),
         trial("contents_cli", &[], false, contents_cli),
         trial(
+            "debian_style_packages_at_root",
+            &["umoci", "runc", "skopeo"],
+            true,
+            at_root,
+        ),
+        trial(
             "umoci_unpack_runc_run",
             &["umoci", "runc"],
             true,
@@ -665,6 +671,125 @@ fn registry() -> R {
     let v: Value = serde_json::from_str(&out)?;
     if v["uploaded_bytes"] != 0 || v["manifest_digest"] != rep2.manifest_digest.as_str() {
         return Err(format!("CLI push report: {v}").into());
+    }
+    Ok(())
+}
+
+/// Two Debian-style packages (unpacked with merged /usr) in the store: `fakelib` holds a
+/// library file, `rootsh` a shell at `usr/bin/ash` (busybox) with the `bin` → `usr/bin`
+/// link, as `builtin:unpack-deb` leaves them.
+fn debian_style(f: &Fixture, dir: &Path) -> Result<(StorePath, StorePath), Failed> {
+    let mk =
+        |name: &str, fill: &dyn Fn(&Path) -> std::io::Result<()>| -> Result<StorePath, Failed> {
+            let stage = dir.join(name);
+            std::fs::create_dir_all(stage.join("usr/bin"))?;
+            std::fs::create_dir_all(stage.join("usr/lib/x86_64-linux-gnu"))?;
+            std::os::unix::fs::symlink("usr/bin", stage.join("bin"))?;
+            fill(&stage)?;
+            Ok(f.store.add_path(&stage, Some(name))?)
+        };
+    let lib = mk("debian-fakelib_1.0-1", &|s| {
+        std::fs::write(
+            s.join("usr/lib/x86_64-linux-gnu/libfake.so.1"),
+            "not really a library\n",
+        )
+    })?;
+    let sh = mk("debian-rootsh_2.0-1", &|s| {
+        std::fs::copy(busybox(), s.join("usr/bin/ash")).map(|_| ())
+    })?;
+    Ok((lib, sh))
+}
+
+fn at_root() -> R {
+    let f = fixture()?;
+    let tmp = tempfile::tempdir()?;
+    let (lib, sh) = debian_style(&f, tmp.path())?;
+    let mut s = spec(&f);
+    s.rooted = vec![sh.clone(), lib.clone()];
+    let img = tmp.path().join("img");
+    let rep = build(&f, &s, &img)?;
+    // greet, busybox, each Debian-style package alone, then the top layer
+    if rep.layers.len() != 5 {
+        return Err(format!("one layer per package expected: {:?}", rep.layers).into());
+    }
+    for p in [&lib, &sh] {
+        if !rep.layers.iter().any(|l| l.members == [p.to_string()]) {
+            return Err(format!("{p} has no layer of its own: {:?}", rep.layers).into());
+        }
+    }
+    let contents = |img: &Path| -> Result<Vec<Value>, Failed> {
+        let out = run(crate::cli::buildit().args(["contents", "--json"]).arg(img))?;
+        let v: Value = serde_json::from_str(&out)?;
+        Ok(v.as_array().ok_or("not a list")?.clone())
+    };
+    let check = |list: &[Value], what: &str| -> R {
+        let pkg = |p: &str| {
+            list.iter()
+                .filter(|e| e["path"] == p)
+                .map(|e| e["package"].clone())
+                .collect::<Vec<_>>()
+        };
+        if pkg("/usr/lib/x86_64-linux-gnu/libfake.so.1") != [Value::from(lib.to_string())] {
+            return Err(format!("{what}: libfake.so.1 is not attributed to {lib}").into());
+        }
+        if pkg("/usr/bin/ash") != [Value::from(sh.to_string())] {
+            return Err(format!("{what}: /usr/bin/ash is not attributed to {sh}").into());
+        }
+        if list
+            .iter()
+            .any(|e| e["path"].as_str().is_some_and(|p| p.contains("debian-")))
+        {
+            return Err(format!("{what}: an at-root package was put under /bld/store").into());
+        }
+        Ok(())
+    };
+    check(&contents(&img)?, "own layers")?;
+    // a budget of 2 merges everything into one layer: the ranges still say which is which
+    let mut merged = s.clone();
+    merged.layer_budget = Some(2);
+    let img2 = tmp.path().join("img2");
+    let rep2 = build(&f, &merged, &img2)?;
+    if rep2.layers.len() != 2 {
+        return Err(format!("budget 2: {:?}", rep2.layers).into());
+    }
+    check(&contents(&img2)?, "merged layer")?;
+    let mut dock = s.clone();
+    dock.format = ImageFormat::DockerArchive;
+    let img3 = tmp.path().join("img3");
+    build(&f, &dock, &img3)?;
+    check(&contents(&img3)?, "docker-archive")?;
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &format!("oci:{}", img.display()),
+        &format!("oci:{}:x", tmp.path().join("copy").display()),
+    ]))?;
+    // the unpacked image runs the at-root shell through the /bin → usr/bin link
+    let bundle = tmp.path().join("bundle");
+    run(Command::new(tool_path("umoci")).args([
+        "unpack",
+        "--image",
+        &format!("{}:greeter:1.0", img.display()),
+        &bundle.display().to_string(),
+    ]))?;
+    let cfg_path = bundle.join("config.json");
+    let mut cfg: Value = serde_json::from_slice(&std::fs::read(&cfg_path)?)?;
+    cfg["process"]["args"] = serde_json::json!([
+        "/bin/ash",
+        "-c",
+        "cat /usr/lib/x86_64-linux-gnu/libfake.so.1; ls -ld /usr/lib | cut -c1-10"
+    ]);
+    cfg["process"]["terminal"] = Value::Bool(false);
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg)?)?;
+    let out = run(Command::new(tool_path("runc"))
+        .arg("--root")
+        .arg(tmp.path().join("runc-state"))
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .arg(format!("buildit-test-root-{}", std::process::id()))
+        .stdin(Stdio::null()))?;
+    if out != "not really a library\ndrwxr-xr-x\n" {
+        return Err(format!("the at-root files in the container: {out:?}").into());
     }
     Ok(())
 }
