@@ -2,6 +2,7 @@
 //! spans ([`tree`]) and lowered to `.bld` source, which is then type-checked and evaluated like
 //! any other program. Nothing is hidden: `buildit compile DIR` prints the generated text.
 
+pub mod check;
 pub mod lower;
 pub mod spec;
 pub mod tree;
@@ -23,6 +24,33 @@ pub struct Compiled {
     pub dir: PathBuf,
     /// The parsed container spec.
     pub spec: spec::ContainerSpec,
+    /// The parsed pkg.yaml of every embedded package, by the path the spec wrote.
+    pub embedded: BTreeMap<String, spec::PkgSpec>,
+}
+
+impl Compiled {
+    /// The `vars:` of the spec.
+    pub fn vars(&self) -> BTreeMap<String, String> {
+        self.spec
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .collect()
+    }
+
+    /// Check the spec against the package set (see [`check`]).
+    pub fn check(&self, set: &check::SetInfo) -> Vec<Diagnostic> {
+        check::check(&self.spec, &self.embedded, &self.vars(), set)
+    }
+
+    /// The span of the URL patch `url` (for fetch errors).
+    pub fn patch_span(&self, url: &str) -> Option<Span> {
+        self.embedded
+            .values()
+            .flat_map(|p| &p.patches)
+            .find(|p| p.is_url && p.source.value == url)
+            .map(|p| p.source.span)
+    }
 }
 
 /// Everything that went wrong, with the YAML sources to render it against.
@@ -197,6 +225,7 @@ pub fn compile_dir(dir: &Path, lock: &BTreeMap<String, String>) -> Result<Compil
             missing_hashes: l.missing_hashes,
             dir: dir.to_path_buf(),
             spec,
+            embedded,
         }),
         Err(d) => Err(Failed {
             sources,
