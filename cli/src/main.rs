@@ -132,6 +132,11 @@ enum Command {
         after_help = "Examples:\n  buildit contents result\n  buildit contents --json result/image.aci"
     )]
     Contents(buildit_cli::image_cmd::ContentsArgs),
+    /// Pack one package (with its runtime closure) as its own image; prints the image path
+    #[command(
+        after_help = "Examples:\n  buildit image app-misc/hello\n  buildit image --format docker-archive www-servers/nginx\n  buildit image --json ./pkgs/nginx"
+    )]
+    Image(buildit_cli::image_cmd::ImageArgs),
 }
 
 #[derive(Args)]
@@ -445,6 +450,7 @@ fn main() -> ExitCode {
         }),
         Command::Push(a) => buildit_cli::image_cmd::run_push(a),
         Command::Contents(a) => buildit_cli::image_cmd::run_contents(a),
+        Command::Image(a) => buildit_cli::image_cmd::run_image(a),
     }));
     r.unwrap_or(ExitCode::from(2))
 }

@@ -22,7 +22,7 @@ pub struct CompileArgs {
 }
 
 /// The package set's atoms, versions and options (evaluated from the standard library).
-fn set_info(store_root: Option<&Path>) -> Result<yaml::check::SetInfo, ExitCode> {
+pub fn set_info(store_root: Option<&Path>) -> Result<yaml::check::SetInfo, ExitCode> {
     let st = style(false);
     let io = store_io(false, store_root);
     let mut ev = std::mem::ManuallyDrop::new(buildit_eval::Evaluator::new(Box::new(io)));

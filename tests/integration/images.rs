@@ -88,6 +88,12 @@ pub fn trials() -> Vec<Trial> {
         trial("layer_budget_merges", &["skopeo"], false, budget),
         trial("contents_cli", &[], false, contents_cli),
         trial(
+            "buildit_image_one_package",
+            &["skopeo", "bwrap"],
+            false,
+            image_cli,
+        ),
+        trial(
             "debian_style_packages_at_root",
             &["umoci", "runc", "skopeo"],
             true,
@@ -790,6 +796,132 @@ fn at_root() -> R {
         .stdin(Stdio::null()))?;
     if out != "not really a library\ndrwxr-xr-x\n" {
         return Err(format!("the at-root files in the container: {out:?}").into());
+    }
+    Ok(())
+}
+
+/// `buildit image ATOM|PKGDIR`: app-misc/hello (built from source in a fresh store) packed as
+/// its own image: skopeo accepts it, `buildit contents` lists bin/hello with its package, the
+/// entrypoint is /bin/hello, Debian's libc6 is a layer of its own; a PKGDIR with `base:` gives
+/// the same image; `--format docker-archive --json` reports it; an unknown atom is a diagnostic.
+fn image_cli() -> R {
+    let store = tempfile::tempdir()?;
+    let work = tempfile::tempdir()?;
+    let image = |args: &[&str]| -> Result<std::process::Output, Failed> {
+        Ok(crate::cli::buildit()
+            .current_dir(work.path())
+            .arg("image")
+            .args(args)
+            .arg("--store-root")
+            .arg(store.path())
+            .output()?)
+    };
+    let o = image(&["app-misc/hello"])?;
+    if !o.status.success() {
+        return Err(format!("buildit image: {}", String::from_utf8_lossy(&o.stderr)).into());
+    }
+    let path = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    if !path.ends_with("-hello-2.10-oci") {
+        return Err(format!("printed {path:?}").into());
+    }
+    let result = work.path().join("result");
+    if !result.join("index.json").is_file() {
+        return Err("./result is not an OCI layout".into());
+    }
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &format!("oci:{}", result.display()),
+        &format!("oci:{}:x", work.path().join("copy").display()),
+    ]))?;
+    let out = run(crate::cli::buildit()
+        .args(["contents", "--json"])
+        .arg(&result))?;
+    let list: Vec<Value> = serde_json::from_str(&out)?;
+    let hello = list
+        .iter()
+        .find(|e| {
+            e["path"].as_str().is_some_and(|p| {
+                p.starts_with("/bld/store/") && p.ends_with("-hello-2.10/bin/hello")
+            })
+        })
+        .ok_or("no bin/hello in the image")?;
+    if hello["package"]
+        .as_str()
+        .is_none_or(|p| !p.ends_with("-hello-2.10"))
+    {
+        return Err(format!("bin/hello: {hello}").into());
+    }
+    if !list.iter().any(|e| e["path"] == "/usr/bin/hello") {
+        return Err("no /usr/bin/hello profile link".into());
+    }
+    if !list.iter().any(|e| {
+        e["path"] == "/usr/lib/x86_64-linux-gnu/libc.so.6"
+            && e["package"]
+                .as_str()
+                .is_some_and(|p| p.contains("-debian-libc6_"))
+    }) {
+        return Err("libc6 is not laid out at / as its own package".into());
+    }
+    let manifest = index_manifest_digest(&result)?;
+    let blob = |d: &str| {
+        result
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let m: Value = serde_json::from_slice(&std::fs::read(blob(&manifest))?)?;
+    let cfg: Value = serde_json::from_slice(&std::fs::read(blob(
+        m["config"]["digest"].as_str().ok_or("no config")?,
+    ))?)?;
+    if cfg["config"]["Entrypoint"] != serde_json::json!(["/bin/hello"]) {
+        return Err(format!("entrypoint: {}", cfg["config"]["Entrypoint"]).into());
+    }
+    // a pkg.yaml directory naming the same package: the same image
+    let pkgdir = work.path().join("pkg");
+    std::fs::create_dir_all(&pkgdir)?;
+    std::fs::write(pkgdir.join("pkg.yaml"), "base: app-misc/hello-2.10\n")?;
+    let o = image(&["--json", "-o", "pkgresult", &pkgdir.display().to_string()])?;
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&o.stderr)))?;
+    if v["image"] != path.as_str()
+        || v["ref"] != "hello:2.10"
+        || v["manifest_digest"] != manifest.as_str()
+    {
+        return Err(format!("PKGDIR image: {v}").into());
+    }
+    let o = image(&[
+        "--json",
+        "--format",
+        "docker-archive",
+        "-o",
+        "dock",
+        "app-misc/hello",
+    ])?;
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&o.stderr)))?;
+    if v["format"] != "docker-archive"
+        || !v["image"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("-hello-2.10-docker.tar"))
+    {
+        return Err(format!("docker-archive: {v}").into());
+    }
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &format!(
+            "docker-archive:{}",
+            work.path().join("dock/image.docker.tar").display()
+        ),
+        &format!("oci:{}:y", work.path().join("copy2").display()),
+    ]))?;
+    let o = image(&["app-misc/helo"])?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    if o.status.code() != Some(1)
+        || !err.contains("buildit::image::unknown-atom")
+        || !err.contains("did you mean `app-misc/hello`")
+    {
+        return Err(format!("unknown atom: {err}").into());
     }
     Ok(())
 }

@@ -233,3 +233,58 @@ pub fn compile_dir(dir: &Path, lock: &BTreeMap<String, String>) -> Result<Compil
         }),
     }
 }
+
+/// Read and lower the `pkg.yaml` in `dir` alone (for `buildit image PKGDIR`): the [`Compiled`]
+/// holds the package's `.bld` expression (paths relative to `dir`), and a spec with that one
+/// embedded package (`.`), so that [`Compiled::check`] and URL patch handling work as for a
+/// container spec.
+pub fn compile_pkg_dir(dir: &Path, lock: &BTreeMap<String, String>) -> Result<Compiled, Failed> {
+    let mut sources = SourceMap::new();
+    let mut diags = Vec::new();
+    let pkg_file = dir.join("pkg.yaml");
+    let Some((pf, proot)) = read_yaml(&mut sources, &pkg_file, &mut diags) else {
+        return Err(Failed {
+            sources,
+            diagnostics: diags,
+        });
+    };
+    let mut pr = spec::Reader::new(pf);
+    let pkg = spec::read_pkg(&mut pr, &proot);
+    diags.extend(pr.diags);
+    for patch in pkg.patches.iter().filter(|p| !p.is_url) {
+        if !dir.join(&patch.source.value).is_file() {
+            diags.push(
+                Diagnostic::error(
+                    "buildit::yaml::missing-file",
+                    format!("patch `{}` not found", patch.source.value),
+                )
+                .with_label(patch.source.span, "no such file")
+                .with_help(format!("patch files are relative to {}", dir.display())),
+            );
+        }
+    }
+    if !diags.is_empty() {
+        return Err(Failed {
+            sources,
+            diagnostics: diags,
+        });
+    }
+    let mut missing = Vec::new();
+    let text = lower::lower_pkg(&pkg, "", lock, &mut missing);
+    let here = spec::Spanned {
+        value: ".".to_string(),
+        span: pkg.span.unwrap_or(Span::new(pf, 0, 0)),
+    };
+    let spec = spec::ContainerSpec {
+        packages: vec![spec::PackageRef::Embedded(here)],
+        ..spec::ContainerSpec::default()
+    };
+    Ok(Compiled {
+        text,
+        sources,
+        missing_hashes: missing,
+        dir: dir.to_path_buf(),
+        spec,
+        embedded: BTreeMap::from([(".".to_string(), pkg)]),
+    })
+}
