@@ -13,6 +13,9 @@
 //! - `aci`: `image.aci`, a tar with `manifest` (the spec's template rendered, or a manifest
 //!   derived from the config) and `rootfs/` (all layers flattened).
 //!
+//! Every format also gets `sbom.spdx.json` (SPDX 2.3, see [`crate::sbom`]) in the output
+//! directory, beside the layout or the archive; OCI tools never see it.
+//!
 //! Every file is written with fixed metadata, in a fixed order, from deterministic inputs, so
 //! the same spec and store give the same bytes (and digests) on every run and machine.
 
@@ -68,7 +71,12 @@ pub struct ImageReport {
     /// Total compressed layer bytes.
     pub compressed_bytes: u64,
     pub warnings: Vec<String>,
+    /// The SPDX 2.3 SBOM written beside the image.
+    pub sbom: PathBuf,
 }
+
+/// The SBOM's file name in an image's output directory.
+pub const SBOM_FILE: &str = "sbom.spdx.json";
 
 /// Build the image of `spec` from `view` into `out_dir` (which must not exist or be empty).
 pub fn build_image_with(
@@ -130,6 +138,16 @@ pub fn build_image_with(
             (file, Some(d))
         }
     };
+    // the SBOM beside the image (not in index.json: OCI tools see exactly one manifest)
+    let sbom_path = out_dir.join(SBOM_FILE);
+    let sbom = crate::sbom::spdx(spec, &format!("sha256:{manifest_digest}"), &created(spec));
+    let mut sbom_bytes = serde_json::to_vec_pretty(&sbom).map_err(|e| ImageError::Io {
+        context: "encoding the SBOM".into(),
+        source: io::Error::other(e),
+    })?;
+    sbom_bytes.push(b'\n');
+    std::fs::write(&sbom_path, sbom_bytes)
+        .map_err(ImageError::io(format!("writing {}", sbom_path.display())))?;
     let layers: Vec<LayerReport> = built
         .iter()
         .map(|l| LayerReport {
@@ -153,6 +171,7 @@ pub fn build_image_with(
         compressed_bytes: layers.iter().map(|l| l.size).sum(),
         layers,
         warnings: top.warnings,
+        sbom: sbom_path,
     })
 }
 

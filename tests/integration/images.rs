@@ -93,6 +93,7 @@ pub fn trials() -> Vec<Trial> {
             false,
             image_cli,
         ),
+        trial("sbom_of_nginx_prod", &[], false, sbom_nginx),
         trial(
             "debian_style_packages_at_root",
             &["umoci", "runc", "skopeo"],
@@ -876,6 +877,23 @@ fn image_cli() -> R {
     if cfg["config"]["Entrypoint"] != serde_json::json!(["/bin/hello"]) {
         return Err(format!("entrypoint: {}", cfg["config"]["Entrypoint"]).into());
     }
+    // the SBOM beside the layout: hello with its source, Debian's libc6 with its version
+    let sbom: Value = serde_json::from_slice(&std::fs::read(result.join("sbom.spdx.json"))?)?;
+    let pk = sbom["packages"].as_array().ok_or("no SBOM packages")?;
+    if !pk.iter().any(|p| {
+        p["name"] == "hello"
+            && p["versionInfo"] == "2.10"
+            && p["downloadLocation"]
+                .as_str()
+                .is_some_and(|u| u.ends_with("hello_2.10.orig.tar.gz"))
+    }) || !pk.iter().any(|p| {
+        p["name"] == "libc6"
+            && p["versionInfo"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("2.36-"))
+    }) {
+        return Err(format!("hello's SBOM: {sbom}").into());
+    }
     // a pkg.yaml directory naming the same package: the same image
     let pkgdir = work.path().join("pkg");
     std::fs::create_dir_all(&pkgdir)?;
@@ -923,5 +941,125 @@ fn image_cli() -> R {
     {
         return Err(format!("unknown atom: {err}").into());
     }
+    Ok(())
+}
+
+/// The SBOM facts of examples/nginx-prod come from the derivation graph (instantiated, not
+/// built: nginx with its version, patch and options, zlib and pcre2 with their sources, each
+/// Debian runtime package with the lock's exact version); the SPDX document written beside an
+/// image with those facts lists them, is not in index.json, and is the same bytes when the
+/// image is written again.
+fn sbom_nginx() -> R {
+    let store = tempfile::tempdir()?;
+    let copy = tempfile::tempdir()?;
+    let spec_dir = copy.path().join("nginx-prod");
+    run(Command::new("cp")
+        .arg("-r")
+        .arg(crate::root().join("examples/nginx-prod"))
+        .arg(&spec_dir))?;
+    let text = run(crate::cli::buildit()
+        .args(["compile", "--store-root"])
+        .arg(store.path())
+        .arg(&spec_dir))?;
+    std::fs::write(spec_dir.join("compiled.bld"), &text)?;
+    let drv = run(crate::cli::buildit()
+        .args(["instantiate", "--store-root"])
+        .arg(store.path())
+        .arg(spec_dir.join("compiled.bld")))?;
+    let drv = StorePath::parse(drv.trim())?;
+    let layout = StoreLayout::at(store.path());
+    let d = buildit_store::derivation::Derivation::decode(&std::fs::read(layout.physical(&drv))?)?;
+    let spec_json: Value = serde_json::from_str(d.env.get("imageSpec").ok_or("no imageSpec")?)?;
+    let facts: Vec<buildit_images::SbomPackage> =
+        serde_json::from_value(spec_json["sbom"].clone())?;
+    let find = |n: &str| facts.iter().find(|p| p.name == n);
+    let nginx = find("nginx").ok_or("no nginx in the SBOM facts")?;
+    if nginx.version != "1.22.1"
+        || nginx.atom != "www-servers/nginx-1.22.1"
+        || nginx
+            .patches
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            != ["server-header.patch"]
+        || nginx.options != ["http2", "pcre-jit", "ssl"]
+        || !nginx.source_url.ends_with("nginx_1.22.1.orig.tar.gz")
+        || nginx.source_sha256.len() != 64
+    {
+        return Err(format!("nginx facts: {nginx:?}").into());
+    }
+    for n in ["zlib", "pcre2"] {
+        let p = find(n).ok_or(format!("no {n}"))?;
+        if p.debian || p.source_url.is_empty() || p.version.is_empty() {
+            return Err(format!("{n} facts: {p:?}").into());
+        }
+    }
+    // the exact versions of the lock
+    let lock = std::fs::read_to_string(crate::root().join("stdlib/debian/bookworm.lock"))?;
+    let locked = |n: &str| -> Option<String> {
+        let at = lock.find(&format!("\nname = \"{n}\"\n"))?;
+        let rest = &lock[at..];
+        let v = rest.find("\nversion = \"")? + "\nversion = \"".len();
+        rest[v..].split('"').next().map(str::to_string)
+    };
+    let debs: Vec<&buildit_images::SbomPackage> = facts.iter().filter(|p| p.debian).collect();
+    for n in ["libc6", "libssl3", "libcrypt1"] {
+        let p = debs
+            .iter()
+            .find(|p| p.name == n)
+            .ok_or(format!("no Debian {n}"))?;
+        if Some(p.version.clone()) != locked(n) || p.source_sha256.len() != 64 {
+            return Err(format!("Debian {n}: {p:?} (lock: {:?})", locked(n)).into());
+        }
+    }
+    // the document, written beside an image with these facts
+    let f = fixture()?;
+    let tmp = tempfile::tempdir()?;
+    let mut s = spec(&f);
+    s.sbom = facts.clone();
+    build(&f, &s, &tmp.path().join("a"))?;
+    build(&f, &s, &tmp.path().join("b"))?;
+    let a = std::fs::read(tmp.path().join("a/sbom.spdx.json"))?;
+    if a != std::fs::read(tmp.path().join("b/sbom.spdx.json"))? {
+        return Err("the SBOM differs between two writes of the same image".into());
+    }
+    let doc: Value = serde_json::from_slice(&a)?;
+    if doc["spdxVersion"] != "SPDX-2.3"
+        || doc["documentDescribes"] != serde_json::json!(["SPDXRef-Image"])
+    {
+        return Err(format!("not an SPDX 2.3 document: {doc}").into());
+    }
+    let pk = doc["packages"].as_array().ok_or("no packages")?;
+    let by = |n: &str| pk.iter().find(|p| p["name"] == n);
+    let n = by("nginx").ok_or("nginx not in the SPDX packages")?;
+    let info = n["sourceInfo"].as_str().unwrap_or("");
+    let comment = n["comment"].as_str().unwrap_or("");
+    if n["versionInfo"] != "1.22.1"
+        || !info.contains("server-header.patch")
+        || !comment.contains("build options: http2 pcre-jit ssl")
+        || n["checksums"][0]["checksumValue"] != nginx.source_sha256.as_str()
+    {
+        return Err(format!("nginx in the SBOM: {n}").into());
+    }
+    let libc = by("libc6").ok_or("libc6 not in the SPDX packages")?;
+    if Some(libc["versionInfo"].as_str().unwrap_or("").to_string()) != locked("libc6") {
+        return Err(format!("libc6 in the SBOM: {libc}").into());
+    }
+    if std::fs::read_to_string(tmp.path().join("a/index.json"))?.contains("sbom") {
+        return Err("the SBOM must not be listed in index.json".into());
+    }
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &format!("oci:{}", tmp.path().join("a").display()),
+        &format!("oci:{}:x", tmp.path().join("copy").display()),
+    ]))
+    .or_else(|e| {
+        if have("skopeo") {
+            Err(e)
+        } else {
+            Ok(String::new())
+        }
+    })?;
     Ok(())
 }
