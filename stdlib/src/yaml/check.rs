@@ -14,13 +14,18 @@ use buildit_lang::Diagnostic;
 
 use super::spec::{did_you_mean, ContainerSpec, PackageRef, PkgSpec, Spanned};
 
-/// The expression whose JSON value [`SetInfo::from_json`] reads: atom → version → option →
-/// `{ default, requires, conflicts }`.
+/// The expression whose JSON value [`SetInfo::from_json`] reads: `atoms`: atom → version →
+/// option → `{ default, requires, conflicts }`; `debian`: Debian package name → the locked
+/// version.
 pub const SET_INFO_EXPR: &str = r#"
 let
-  atoms = (import <buildit>).pkgs.atoms;
+  buildit = import <buildit>;
+  atoms = buildit.pkgs.atoms;
   opt = o: { default = o.default or false; requires = o.requires or [ ]; conflicts = o.conflicts or [ ]; };
-in builtins.mapAttrs (a: vs: builtins.mapAttrs (v: p: builtins.mapAttrs (n: o: opt o) (p.options or { })) vs) atoms
+in {
+  atoms = builtins.mapAttrs (a: vs: builtins.mapAttrs (v: p: builtins.mapAttrs (n: o: opt o) (p.options or { })) vs) atoms;
+  debian = builtins.listToAttrs (map (p: { name = p.name; value = p.version; }) (buildit.debian.lock.package or [ ]));
+}
 "#;
 
 /// A build option as the set declares it.
@@ -36,6 +41,8 @@ pub struct OptionInfo {
 pub struct SetInfo {
     /// `category/name` → version → option name → declaration.
     pub atoms: BTreeMap<String, BTreeMap<String, BTreeMap<String, OptionInfo>>>,
+    /// Debian package name → the version the lock pins.
+    pub debian: BTreeMap<String, String>,
 }
 
 fn strings(v: &serde_json::Value) -> Vec<String> {
@@ -52,7 +59,13 @@ impl SetInfo {
     /// Read the value of [`SET_INFO_EXPR`] (as JSON).
     pub fn from_json(v: &serde_json::Value) -> SetInfo {
         let mut atoms = BTreeMap::new();
-        for (atom, versions) in v.as_object().into_iter().flatten() {
+        let debian = v["debian"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+            .collect();
+        for (atom, versions) in v["atoms"].as_object().into_iter().flatten() {
             let mut vs = BTreeMap::new();
             for (ver, opts) in versions.as_object().into_iter().flatten() {
                 let mut os = BTreeMap::new();
@@ -70,7 +83,7 @@ impl SetInfo {
             }
             atoms.insert(atom.clone(), vs);
         }
-        SetInfo { atoms }
+        SetInfo { atoms, debian }
     }
 }
 
@@ -279,6 +292,51 @@ fn check_options(
     }
 }
 
+/// A Debian package name (and optional version) against the lock.
+fn check_debian(
+    set: &SetInfo,
+    name: &Spanned<String>,
+    version: Option<&Spanned<String>>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let n = name.value.trim();
+    match set.debian.get(n) {
+        None => {
+            let names: Vec<&str> = set.debian.keys().map(String::as_str).collect();
+            let help = match did_you_mean(n, &names) {
+                Some(s) => format!("did you mean `{s}`? Packages come from the Debian lock (stdlib/debian/bookworm.lock); add a new one with `buildit debian lock`"),
+                None => "packages come from the Debian lock (stdlib/debian/bookworm.lock); add a new one with `buildit debian lock`".to_string(),
+            };
+            diags.push(
+                Diagnostic::error(
+                    "buildit::yaml::unknown-debian-package",
+                    format!("Debian package `{n}` is not in the lock"),
+                )
+                .with_label(name.span, "not locked")
+                .with_help(help),
+            );
+        }
+        Some(locked) => {
+            if let Some(ver) = version.filter(|v| {
+                let t = v.value.trim();
+                !t.is_empty() && t != locked
+            }) {
+                let v = ver.value.trim();
+                diags.push(
+                    Diagnostic::error(
+                        "buildit::yaml::debian-version",
+                        format!("Debian package `{n}`: the spec wants version {v}, the lock has {locked}"),
+                    )
+                    .with_label(ver.span, "not the locked version")
+                    .with_help(format!(
+                        "write {locked} (or leave the version out), or refresh the lock with `buildit debian lock`"
+                    )),
+                );
+            }
+        }
+    }
+}
+
 /// Every diagnostic of `spec` (and its embedded `pkg.yaml` files, keyed by the spec's path
 /// text) against `set`. `vars` fills templates in `type: set` atoms.
 pub fn check(
@@ -304,7 +362,9 @@ pub fn check(
                 };
                 check_pkg(pkg, set, &mut diags);
             }
-            PackageRef::Debian { .. } => {}
+            PackageRef::Debian { name, version } => {
+                check_debian(set, name, version.as_ref(), &mut diags);
+            }
         }
     }
     diags
@@ -324,7 +384,21 @@ pub fn check_pkg(pkg: &PkgSpec, set: &SetInfo, diags: &mut Vec<Diagnostic>) {
         }
     }
     for d in pkg.build_depends.iter().chain(&pkg.runtime_depends) {
-        if d.value.starts_with("debian:") {
+        if let Some(rest) = d.value.strip_prefix("debian:") {
+            // debian:NAME[=VERSION], as buildit.dependency reads it
+            let (n, v) = match rest.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (rest, None),
+            };
+            let name = Spanned {
+                value: n.to_string(),
+                span: d.span,
+            };
+            let version = v.map(|v| Spanned {
+                value: v.to_string(),
+                span: d.span,
+            });
+            check_debian(set, &name, version.as_ref(), diags);
             continue;
         }
         resolve(set, d, false, diags);
@@ -344,16 +418,18 @@ mod tests {
     }
 
     fn set() -> SetInfo {
-        SetInfo::from_json(&serde_json::json!({
-            "www-servers/nginx": { "1.22.1": {
-                "http2": { "default": false, "requires": ["ssl"], "conflicts": [] },
-                "ssl": { "default": true, "requires": [], "conflicts": [] },
-                "ipv6": { "default": true, "requires": [], "conflicts": [] },
-                "a": { "default": false, "requires": [], "conflicts": ["b"] },
-                "b": { "default": false, "requires": [], "conflicts": ["a"] }
-            }},
-            "sys-libs/zlib": { "1.2.13": {} }
-        }))
+        SetInfo::from_json(
+            &serde_json::json!({ "debian": { "libc6": "2.36-9" }, "atoms": {
+                "www-servers/nginx": { "1.22.1": {
+                    "http2": { "default": false, "requires": ["ssl"], "conflicts": [] },
+                    "ssl": { "default": true, "requires": [], "conflicts": [] },
+                    "ipv6": { "default": true, "requires": [], "conflicts": [] },
+                    "a": { "default": false, "requires": [], "conflicts": ["b"] },
+                    "b": { "default": false, "requires": [], "conflicts": ["a"] }
+                }},
+                "sys-libs/zlib": { "1.2.13": {} }
+            }}),
+        )
     }
 
     fn codes(pkg: &PkgSpec) -> Vec<String> {
@@ -399,5 +475,15 @@ mod tests {
         p.use_with = vec![];
         p.runtime_depends = vec![s("debian:libc6"), s("sys-libs/zlb")];
         assert_eq!(codes(&p), ["buildit::yaml::unknown-atom"]);
+        p.runtime_depends = vec![s("debian:libc7"), s("debian:libc6=2.35")];
+        assert_eq!(
+            codes(&p),
+            [
+                "buildit::yaml::unknown-debian-package",
+                "buildit::yaml::debian-version"
+            ]
+        );
+        p.runtime_depends = vec![s("debian:libc6=2.36-9")];
+        assert!(codes(&p).is_empty());
     }
 }
