@@ -33,6 +33,9 @@ pub struct PushArgs {
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
+    /// Do not attach the image's SBOM (sbom.spdx.json) as an OCI artifact
+    #[arg(long)]
+    pub no_sbom: bool,
 }
 
 #[derive(Args)]
@@ -345,6 +348,7 @@ pub fn run_push(a: PushArgs) -> ExitCode {
         chunk_size: a.chunk_size.max(1),
         known_blobs: known_blobs_file(),
         verbose: !a.json,
+        sbom: !a.no_sbom,
     };
     match buildit_images::push_image(&a.image, &a.target, &opts) {
         Ok(r) => {
@@ -361,6 +365,12 @@ pub fn run_push(a: PushArgs) -> ExitCode {
                     "pushed {} ({})\n  uploaded {} bytes ({up} blobs), skipped {} bytes ({ex} already there, {mo} mounted)",
                     r.reference, r.manifest_digest, r.uploaded_bytes, r.skipped_bytes
                 );
+                if let Some(sb) = &r.sbom {
+                    println!(
+                        "  SBOM attached as {} ({}, {} bytes uploaded)",
+                        sb.reference, sb.manifest_digest, sb.uploaded_bytes
+                    );
+                }
             }
             ExitCode::SUCCESS
         }

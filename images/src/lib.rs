@@ -34,7 +34,7 @@ use buildit_store::StorePath;
 
 pub use contents::{image_contents, ContentEntry};
 pub use oci::{build_image_with, ImageReport, LayerReport};
-pub use push::{push_image, PushOptions, PushReport};
+pub use push::{push_image, PushOptions, PushReport, SbomPush};
 pub use sbom::{SbomPackage, SbomPatch};
 
 /// The default number of layers of an image (store layers + the top layer).

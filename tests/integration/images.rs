@@ -642,6 +642,33 @@ fn registry() -> R {
     if got != rep.manifest_digest {
         return Err(format!("pulled {got}, pushed {}", rep.manifest_digest).into());
     }
+    // the SBOM is attached as an artifact whose subject is the image's manifest
+    let sb = p1.sbom.as_ref().ok_or("no SBOM attached")?;
+    let tag = format!("{}.sbom", rep.manifest_digest.replacen(':', "-", 1));
+    if sb.reference != format!("{}/greeter:{tag}", reg.addr) {
+        return Err(format!("SBOM reference {}", sb.reference).into());
+    }
+    let raw = run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/greeter:{tag}", reg.addr),
+    ]))?;
+    let art: Value = serde_json::from_str(&raw)?;
+    if art["artifactType"] != "application/spdx+json"
+        || art["subject"]["digest"] != rep.manifest_digest.as_str()
+        || art["layers"][0]["mediaType"] != "application/spdx+json"
+    {
+        return Err(format!("SBOM artifact: {art}").into());
+    }
+    let sbom_file = std::fs::read(img.join("sbom.spdx.json"))?;
+    let want = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&sbom_file))
+    );
+    if art["layers"][0]["digest"] != want.as_str() {
+        return Err(format!("the SBOM layer is not sbom.spdx.json: {art}").into());
+    }
     let p2 = buildit_images::push_image(&img, &format!("{}/greeter:1.0", reg.addr), &opts)?;
     if p2.uploaded_bytes != 0 {
         return Err(format!("second push uploaded {} bytes", p2.uploaded_bytes).into());
