@@ -136,7 +136,7 @@ fn resolve<'s>(
     let Some(vs) = set.atoms.get(&key) else {
         let names: Vec<&str> = set.atoms.keys().map(String::as_str).collect();
         let help = match did_you_mean(&key, &names) {
-            Some(s) => format!("did you mean `{s}`? The set has: {}", names.join(", ")),
+            Some(s) => format!("did you mean `{s}`? (`buildit search` lists the set)"),
             None => format!(
                 "the set has: {} (`buildit search` lists them with their versions)",
                 names.join(", ")
@@ -197,7 +197,7 @@ fn check_options(
         }
         known = false;
         let help = match did_you_mean(&o.value, &names) {
-            Some(s) => format!("did you mean `{s}`? {listing}"),
+            Some(s) => format!("did you mean `{s}`? (`buildit search {atom}` lists its options)"),
             None => format!("{listing} (`buildit search` shows them)"),
         };
         diags.push(
