@@ -605,9 +605,14 @@ impl Checker {
     }
 
     fn try_unify(&mut self, exp: T, act: T) -> bool {
+        self.transaction(|c| c.unify(exp, act).is_ok())
+    }
+
+    /// Run `f`; when it returns false, undo every change it made to the arena.
+    fn transaction(&mut self, f: impl FnOnce(&mut Self) -> bool) -> bool {
         self.trailing += 1;
         let mark = self.trail.len();
-        let ok = self.unify(exp, act).is_ok();
+        let ok = f(self);
         self.trailing -= 1;
         if !ok {
             while self.trail.len() > mark {
@@ -1093,19 +1098,8 @@ impl Checker {
                 for (f, pf) in fs.iter().zip(fields) {
                     if let Some(d) = &pf.default {
                         let t = self.infer(d);
-                        // `x ? null` says nothing about the type of `x`; `x ? { }` only that
-                        // it is a record with at least the default's fields
-                        let t = self.resolve(t);
-                        let t = match self.node(t).clone() {
-                            Node::Prim(Prim::Null) => continue,
-                            Node::Record { .. } => match self.record_view(t) {
-                                Some((fields, Tail::Closed)) => {
-                                    let tail = Some(self.fresh());
-                                    self.add(Node::Record { fields, tail })
-                                }
-                                _ => t,
-                            },
-                            _ => t,
+                        let Some(t) = self.default_constraint(t) else {
+                            continue;
                         };
                         if !self.try_unify(f.ty, t) {
                             self.expect(f.ty, t, d.span, pf.span, "the argument is used as");
@@ -1289,6 +1283,9 @@ impl Checker {
             if failed {
                 return dt;
             }
+            let Some(dt) = self.default_constraint(dt) else {
+                return cur;
+            };
             if self.try_unify(cur, dt) {
                 cur
             } else {
@@ -1298,6 +1295,34 @@ impl Checker {
             self.dyn_()
         } else {
             cur
+        }
+    }
+
+    /// What a default value (`e.f or d`, the pattern field `f ? d`) says about the type of the
+    /// field it stands in for. A default is one possible value of the field, not its type:
+    /// `null` says nothing (`None`), and a closed record (`{ }`, `{ a = 1; }`) only that the
+    /// field holds *some* record: its fields become optional and the row is opened with a
+    /// fresh variable, so `{ }` unifies with every record and with every dictionary `{ _ : T }`.
+    /// Any other default has the field's type.
+    fn default_constraint(&mut self, t: T) -> Option<T> {
+        let t = self.resolve(t);
+        match self.node(t) {
+            Node::Prim(Prim::Null) => None,
+            Node::Record { .. } => match self.record_view(t) {
+                Some((fields, Tail::Closed)) => {
+                    let fields = fields
+                        .into_iter()
+                        .map(|f| RField {
+                            optional: true,
+                            ..f
+                        })
+                        .collect();
+                    let tail = Some(self.fresh());
+                    Some(self.add(Node::Record { fields, tail }))
+                }
+                _ => Some(t),
+            },
+            _ => Some(t),
         }
     }
 
@@ -1326,6 +1351,14 @@ impl Checker {
                 b
             }
             BinOp::Eq | BinOp::NotEq => {
+                // `x == null` tests for absence: it says nothing about the type of `x`
+                let is_null = |c: &mut Self, t: T| {
+                    let t = c.resolve(t);
+                    matches!(c.node(t), Node::Prim(Prim::Null))
+                };
+                if is_null(self, l) || is_null(self, r) {
+                    return self.prim(Prim::Bool);
+                }
                 if !self.try_unify(l, r) {
                     let lr = self.resolve(l);
                     let rr = self.resolve(r);
@@ -1518,6 +1551,19 @@ impl Checker {
                     let d = self.dyn_();
                     self.add(Node::Dict(d))
                 }
+            }
+            (Node::Dict(a), Node::Record { .. }) | (Node::Record { .. }, Node::Dict(a)) => {
+                // a dictionary updated with (or into) a record is a dictionary, of the same
+                // element type when the record's values all have it (`{ }` always does)
+                let rec = if matches!(self.node(l), Node::Dict(_)) {
+                    r
+                } else {
+                    l
+                };
+                let fields = self.record_view(rec).map(|(f, _)| f).unwrap_or_default();
+                let uniform = self.transaction(|c| fields.iter().all(|f| c.unify(a, f.ty).is_ok()));
+                let elem = if uniform { a } else { self.dyn_() };
+                self.add(Node::Dict(elem))
             }
             (Node::Record { .. }, Node::Record { .. }) => {
                 let (Some((lf, lt)), Some((rf, rt))) = (self.record_view(l), self.record_view(r))
