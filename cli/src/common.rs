@@ -98,6 +98,7 @@ pub fn check_source(
     let ev = Evaluator::new(Box::new(fs_io(false)));
     let base_dir = Path::new(name)
         .parent()
+        .filter(|p| p.is_absolute())
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_else(cwd);
     let ctx = buildit_eval::lower::LowerCtx {
@@ -229,10 +230,13 @@ pub fn typecheck_root(file: Option<&str>, expr: Option<&str>, st: Style) -> Opti
         (Some(file), None) => read_source(file)?,
         (None, None) => return None,
     };
-    let (sources, _, diags, _) = typecheck_source(&name, &text);
+    let (_, _, diags, _) = typecheck_source(&name, &text);
     if diags.is_empty() {
         return None;
     }
+    // with type errors, report the undefined names of the file in the same run (in source
+    // order); without, the evaluator's lowering reports them as usual
+    let (sources, diags, _) = check_source(&name, &text);
     eprint!("{}", render::diagnostics(&sources, &diags, st));
     eprintln!("(evaluate anyway with --no-typecheck)");
     Some(ExitCode::from(1))
