@@ -908,7 +908,9 @@ impl Checker {
                 let a = self.infer(then);
                 self.guards.truncate(mark);
                 let b = self.infer(else_);
-                if self.try_unify(a, b) {
+                if let Some(t) = self.join_record_default(a, b) {
+                    t
+                } else if self.try_unify(a, b) {
                     a
                 } else {
                     // branches of different types: valid Nix, typed as `Dyn`
@@ -941,7 +943,7 @@ impl Checker {
                         }
                     }
                 }
-                self.select(t, expr.span, path, default.as_deref())
+                self.select(t, expr.span, path, default.as_deref(), guarded)
             }
             ExprKind::HasAttr { expr, path } => {
                 self.infer(expr);
@@ -1174,10 +1176,20 @@ impl Checker {
         );
     }
 
-    fn select(&mut self, t: T, span: Span, path: &[AttrKey], default: Option<&Expr>) -> T {
+    /// `e.a.b` (`or default`); `guarded`: the first key is tested by an enclosing
+    /// `if e ? a then …`, so it is an optional field like one with a default.
+    fn select(
+        &mut self,
+        t: T,
+        span: Span,
+        path: &[AttrKey],
+        default: Option<&Expr>,
+        guarded: bool,
+    ) -> T {
         let mut cur = t;
         let mut failed = false;
-        for key in path {
+        for (i, key) in path.iter().enumerate() {
+            let optional = default.is_some() || (guarded && i == 0);
             let r = self.resolve(cur);
             let name = match key {
                 AttrKey::Static(n, _) => Some(n.clone()),
@@ -1203,7 +1215,7 @@ impl Checker {
                         fields: vec![RField {
                             name: n,
                             ty: v,
-                            optional: default.is_some(),
+                            optional,
                         }],
                         tail,
                     });
@@ -1228,7 +1240,7 @@ impl Checker {
                                     fields: vec![RField {
                                         name: n,
                                         ty,
-                                        optional: default.is_some(),
+                                        optional,
                                     }],
                                     tail: tl,
                                 });
@@ -1324,6 +1336,36 @@ impl Checker {
             },
             _ => Some(t),
         }
+    }
+
+    /// The join of two `if` branches when one is a closed record (`if c then s else { }`,
+    /// lib's `optionalAttrs`) and the other's shape is still open (a variable, an open record
+    /// or a dictionary): the closed record is then a default for the other branch, as with
+    /// `or` ([`Self::default_constraint`]), and the `if` has the other branch's type. `None`
+    /// when that does not apply or does not unify (then the branches are unified as usual).
+    fn join_record_default(&mut self, a: T, b: T) -> Option<T> {
+        for (open, closed) in [(a, b), (b, a)] {
+            let (o, c) = (self.resolve(open), self.resolve(closed));
+            if !matches!(self.record_view(c), Some((_, Tail::Closed))) {
+                continue;
+            }
+            let is_open = match self.node(o) {
+                Node::Var {
+                    kind: Kind::Any, ..
+                }
+                | Node::Dict(_) => true,
+                Node::Record { .. } => !matches!(self.record_view(o), Some((_, Tail::Closed))),
+                _ => false,
+            };
+            if !is_open {
+                continue;
+            }
+            let d = self.default_constraint(c)?;
+            if self.try_unify(o, d) {
+                return Some(o);
+            }
+        }
+        None
     }
 
     fn expected_record(&mut self, t: T, span: Span, key: Span) {
@@ -1631,7 +1673,7 @@ impl Checker {
                         let t = match src {
                             Some((st, sspan)) => {
                                 let key = [AttrKey::Static(n.clone(), *nspan)];
-                                self.select(st, sspan, &key, None)
+                                self.select(st, sspan, &key, None, false)
                             }
                             None => match self.lookup(n, limit) {
                                 Some(t) => self.instantiate(t),
