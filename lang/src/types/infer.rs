@@ -1561,11 +1561,20 @@ impl Checker {
             sides[i] = t;
             match self.node(t).clone() {
                 Node::Var { .. } => {
-                    let tail = Some(self.fresh());
-                    let rec = self.add(Node::Record {
-                        fields: Vec::new(),
-                        tail,
-                    });
+                    // an unknown side updated with (or into) a dictionary is taken to be one
+                    // (`foldl' (acc: n: acc // { ${n} = …; }) { } names`); else a record
+                    let other = self.resolve(if i == 0 { r } else { l });
+                    let shape = if matches!(self.node(other), Node::Dict(_)) {
+                        let e = self.fresh();
+                        Node::Dict(e)
+                    } else {
+                        let tail = Some(self.fresh());
+                        Node::Record {
+                            fields: Vec::new(),
+                            tail,
+                        }
+                    };
+                    let rec = self.add(shape);
                     let _ = self.unify(t, rec);
                 }
                 Node::Record { .. } | Node::Dict(_) | Node::Dyn => {}
