@@ -1122,7 +1122,16 @@ impl Checker {
         let fr = self.resolve(f);
         match self.node(fr).clone() {
             Node::Fun(p, r) => {
-                if self.expect(p, a, arg.span, func.span, "the function expects") {
+                if self.monomorphic_head(func) {
+                    // a function known only through its uses may be used at several types:
+                    // a use says what it passes, not all the function accepts
+                    let a = self.weaken_argument(a);
+                    if self.try_unify(p, a) {
+                        r
+                    } else {
+                        self.dyn_()
+                    }
+                } else if self.expect(p, a, arg.span, func.span, "the function expects") {
                     r
                 } else {
                     self.dyn_()
@@ -1132,6 +1141,11 @@ impl Checker {
                 kind: Kind::Any, ..
             } => {
                 let r = self.fresh();
+                let a = if self.monomorphic_head(func) {
+                    self.weaken_argument(a)
+                } else {
+                    a
+                };
                 let fun = self.add(Node::Fun(a, r));
                 match self.unify(fr, fun) {
                     Ok(()) => r,
@@ -1160,6 +1174,75 @@ impl Checker {
                 self.not_a_function(fr, func, arg, whole);
                 self.dyn_()
             }
+        }
+    }
+
+    /// Whether the function of an application (the head of `f a b`) is a variable, or a field
+    /// selected from one, whose type was not generalised and still has unknowns: a lambda
+    /// parameter (`self.callPackage` in `self: { … }`) or a binding of the recursive group
+    /// being inferred (`callPackage = callPackageWith pkgs;` next to `pkgs`). Hindley–Milner
+    /// gives such a function one type for all its uses, while Nix code uses it at several (one
+    /// per package's argument set); so there a use that does not fit the others is `Dyn`
+    /// rather than an error. Generalised functions (let-bound, builtins) are checked strictly.
+    fn monomorphic_head(&mut self, func: &Expr) -> bool {
+        let mut e = func;
+        while let ExprKind::Apply { func, .. } = &e.kind {
+            e = func;
+        }
+        let name = match &e.kind {
+            ExprKind::Var(n) => n,
+            ExprKind::Select {
+                expr,
+                default: None,
+                ..
+            } => match &expr.kind {
+                ExprKind::Var(n) => n,
+                _ => return false,
+            },
+            _ => return false,
+        };
+        let Some(t) = self.lookup(name, usize::MAX) else {
+            return false;
+        };
+        !self.has_generic(t, 0) && self.has_unknown(t, 0)
+    }
+
+    /// The type one use contributes to a function known only through its uses: a closed record
+    /// argument (`mkDerivation { pname = …; }`) counts as a default does — some record with
+    /// these fields — and so does the closed pattern of a function argument
+    /// (`callPackage ({ stdenv, zlib }: …) { }`), so that the next use may pass other fields.
+    fn weaken_argument(&mut self, a: T) -> T {
+        let a = self.resolve(a);
+        match self.node(a).clone() {
+            Node::Record { .. } => self.default_constraint(a).unwrap_or(a),
+            Node::Fun(p, r) => {
+                let pr = self.resolve(p);
+                if matches!(self.node(pr), Node::Record { .. }) {
+                    let p = self.default_constraint(pr).unwrap_or(pr);
+                    self.add(Node::Fun(p, r))
+                } else {
+                    a
+                }
+            }
+            _ => a,
+        }
+    }
+
+    /// Whether a type still has a (non-generalised) type variable.
+    fn has_unknown(&mut self, t: T, depth: u32) -> bool {
+        if depth > 200 {
+            return false;
+        }
+        let t = self.resolve(t);
+        match self.node(t).clone() {
+            Node::Var { level, .. } => level != GENERIC,
+            Node::List(e) | Node::Dict(e) => self.has_unknown(e, depth + 1),
+            Node::Fun(a, b) => self.has_unknown(a, depth + 1) || self.has_unknown(b, depth + 1),
+            Node::Record { fields, tail } => {
+                fields.iter().any(|f| self.has_unknown(f.ty, depth + 1))
+                    || tail.is_some_and(|tl| self.has_unknown(tl, depth + 1))
+            }
+            _ => false,
         }
     }
 
@@ -1315,10 +1398,22 @@ impl Checker {
     /// `null` says nothing (`None`), and a closed record (`{ }`, `{ a = 1; }`) only that the
     /// field holds *some* record: its fields become optional and the row is opened with a
     /// fresh variable, so `{ }` unifies with every record and with every dictionary `{ _ : T }`.
+    /// The same holds for the result of a function default (`overrides ? (final: prev: { })`).
     /// Any other default has the field's type.
     fn default_constraint(&mut self, t: T) -> Option<T> {
+        self.default_constraint_at(t, 0)
+    }
+
+    fn default_constraint_at(&mut self, t: T, depth: u32) -> Option<T> {
         let t = self.resolve(t);
-        match self.node(t) {
+        match self.node(t).clone() {
+            Node::Fun(a, r) if depth < 16 => {
+                let r = match self.default_constraint_at(r, depth + 1) {
+                    Some(r) => r,
+                    None => self.fresh(),
+                };
+                Some(self.add(Node::Fun(a, r)))
+            }
             Node::Prim(Prim::Null) => None,
             Node::Record { .. } => match self.record_view(t) {
                 Some((fields, Tail::Closed)) => {
