@@ -88,7 +88,7 @@ enum Command {
     /// Start an interactive read-eval-print loop
     #[command(after_help = "Type :? at the prompt for the list of commands.")]
     Repl(ReplArgs),
-    /// Type-check .bld files without evaluating them (exit 1 when any has a type error)
+    /// Check .bld files without evaluating them: syntax, names, types (exit 1 on any error)
     #[command(
         after_help = "Examples:\n  buildit check file.bld\n  buildit check --json a.bld b.bld"
     )]
@@ -258,8 +258,7 @@ fn run_check(a: CheckArgs) -> ExitCode {
             }
             continue;
         };
-        let (sources, parse, types, ty) = typecheck_source(&name, &text);
-        let all: Vec<buildit_lang::Diagnostic> = parse.into_iter().chain(types).collect();
+        let (sources, all, ty) = check_source(&name, &text);
         if all.is_empty() {
             if !a.json {
                 println!("{f}: {ty}");
