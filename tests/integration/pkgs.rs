@@ -158,7 +158,7 @@ fn zlib_make_check() -> R {
     }
     let closure = phase(&log, "closure").ok_or("the log has no closure phase")?;
     check(
-        closure.contains("closure check: 1 ELF files, every NEEDED library provided"),
+        closure.contains("closure check: 1 ELF file(s), every NEEDED library provided"),
         format!("zlib's closure check (libz.so.1.2.13 is its one ELF file): {closure}"),
     )
 }
@@ -197,6 +197,7 @@ fn closure_check() -> R {
     for want in [
         "closure check: bin/cryptdemo needs libcrypt.so.1, which no runtime dependency provides",
         "help: declare a runtime dependency",
+        "runtimeDeps = [ (debian.package \"libcrypt1\" \"\") ]",
     ] {
         check(
             err.contains(want),
@@ -213,7 +214,7 @@ fn closure_check() -> R {
     let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
     let log = log_of(root, &out)?;
     check(
-        phase(&log, "closure").is_some_and(|c| c.contains("1 ELF files, every NEEDED")),
+        phase(&log, "closure").is_some_and(|c| c.contains("1 ELF file(s), every NEEDED")),
         format!("closure phase:\n{log}"),
     )
 }

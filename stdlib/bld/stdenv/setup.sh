@@ -106,6 +106,19 @@ debian_lib_dirs() {
     echo "$d/usr/lib/x86_64-linux-gnu" "$d/usr/lib" "$d/usr/lib64"
 }
 
+# Debian's usual name for the package of a shared library (policy 8.1): the soname without
+# ".so", then its version, with a "-" between when the name ends in a digit
+# (libcrypt.so.1 → libcrypt1, libpcre2-8.so.0 → libpcre2-8-0, libgcc_s.so.1 → libgcc-s1)
+debian_name() {
+    local lib=$1 base ver
+    base=${lib%%.so*}
+    ver=${lib#*.so}
+    ver=${ver#.}
+    base=${base//_/-}
+    case "$base" in *[0-9]) [ -n "$ver" ] && base="$base-" ;; esac
+    echo "${base,,}$ver"
+}
+
 is_elf() {
     [ "$(head -c4 "$1" | od -An -tx1 | tr -d ' \n')" = 7f454c46 ]
 }
@@ -147,7 +160,7 @@ default_closure() {
             done < <(find "$d" -maxdepth 1 \( -type f -o -type l \) -name '*.so*' -print0)
         done
     done
-    local checked=0 missing=0 lib
+    local checked=0 missing=0 lib first=""
     while IFS= read -r -d '' f; do
         is_elf "$f" || continue
         checked=$((checked + 1))
@@ -156,8 +169,9 @@ default_closure() {
             if [ -z "${provided[$lib]:-}" ]; then
                 missing=$((missing + 1))
                 echo "closure check: ${f#"$out"/} needs $lib, which no runtime dependency provides" >&2
+                [ -n "$first" ] || first=$(debian_name "$lib")
                 if [ -e "/usr/lib/x86_64-linux-gnu/$lib" ]; then
-                    echo "  (the build found it in the sysroot: /usr/lib/x86_64-linux-gnu/$lib, from a Debian package)" >&2
+                    echo "  (the build found it in the sysroot, /usr/lib/x86_64-linux-gnu/$lib; its Debian package is probably $(debian_name "$lib"))" >&2
                 fi
             fi
         done < <(LC_ALL=C readelf -d "$f" 2>/dev/null | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p')
@@ -165,11 +179,11 @@ default_closure() {
     if [ "$missing" -gt 0 ]; then
         echo "error: runtime closure check failed: $missing NEEDED librar$([ "$missing" = 1 ] && echo y || echo ies) not provided" >&2
         echo "help: declare a runtime dependency that provides each library, e.g." >&2
-        echo "  runtimeDeps = [ (debian.package \"libssl3\" \"\") ];   # a Debian package (laid out at /usr at run time)" >&2
-        echo "  or link against a buildit package with an rpath into the store (nginx.bld does so for zlib)" >&2
+        echo "  runtimeDeps = [ (debian.package \"$first\" \"\") ];   # a Debian package, laid out at /usr at run time" >&2
+        echo "  or link against a buildit package with an rpath into the store (as nginx.bld does for zlib)" >&2
         return 1
     fi
-    echo "closure check: $checked ELF files, every NEEDED library provided"
+    echo "closure check: $checked ELF file(s), every NEEDED library provided"
 }
 
 run_phase() {
