@@ -125,7 +125,7 @@ enum Command {
     /// Build a package of the set if needed and run its main program in a sandbox holding
     /// exactly its runtime closure
     #[command(
-        after_help = "Examples:\n  buildit run hello\n  buildit run hello -- --greeting=hi\n  buildit run app-misc/hello-2.10\n  buildit run --net --bind-cwd nginx -- -p . -c nginx.conf\n  buildit run --program bin/busybox busybox -- ls /\n\nThe program sees only its runtime closure at /bld/store, the Debian runtime libraries at /usr, a synthetic /etc and a tmpfs /tmp; the current directory only with --bind-cwd; no network but loopback unless --net. The exit status is the program's."
+        after_help = "Examples:\n  buildit run hello\n  buildit run hello -- --greeting=hi\n  buildit run app-misc/hello-2.10\n  buildit run --net --bind-cwd nginx -- -p . -c nginx.conf\n  buildit run --program bin/busybox busybox -- ls /\n  buildit run --set ./my-set.bld mytool\n\nThe program sees only its runtime closure at /bld/store, the Debian runtime libraries at /usr, a synthetic /etc and a tmpfs /tmp; the current directory only with --bind-cwd; no network but loopback unless --net. The exit status is the program's."
     )]
     Run(buildit_cli::run_cmd::RunArgs),
     /// Push an OCI image layout to a registry (OCI distribution API)

@@ -56,6 +56,10 @@ pub struct RunArgs {
     /// Make the current directory visible (read-write, same path) and start there
     #[arg(long)]
     pub bind_cwd: bool,
+    /// Take the package from this set instead of `(import <buildit>).pkgs`: a .bld file that
+    /// evaluates to a package set, e.g. `(import <buildit>).pkgs.extend (self: super: { … })`
+    #[arg(long = "set", value_name = "FILE")]
+    pub set: Option<String>,
     /// Run this file of the package instead of its main program (`bin/NAME`, relative to the
     /// package's store path)
     #[arg(long, value_name = "PATH")]
@@ -186,12 +190,24 @@ pub fn resolve_atom(text: &str, set: &[AtomVersions]) -> Result<(String, String)
 }
 
 /// The set's atoms with their versions, newest first.
-const LIST_EXPR: &str = r#"
+fn list_expr(set: &str) -> String {
+    format!(
+        r#"
 let
-  atoms = (import <buildit>).pkgs.atoms;
+  atoms = ({set}).atoms;
   newestFirst = vs: builtins.sort (a: b: builtins.compareVersions a b > 0) vs;
-in map (a: { atom = a; versions = newestFirst (builtins.attrNames atoms.${a}); }) (builtins.attrNames atoms)
-"#;
+in map (a: {{ atom = a; versions = newestFirst (builtins.attrNames atoms.${{a}}); }}) (builtins.attrNames atoms)
+"#
+    )
+}
+
+/// The package set expression: the embedded one, or `import FILE`.
+fn set_expr(file: Option<&str>) -> String {
+    match file {
+        None => "(import <buildit>).pkgs".to_string(),
+        Some(f) => format!("import {}", bld_string(&crate::common::absolute(f))),
+    }
+}
 
 /// A `.bld` string literal holding `s`.
 fn bld_string(s: &str) -> String {
@@ -211,12 +227,12 @@ fn bld_string(s: &str) -> String {
 }
 
 /// The package, its main program and the Debian runtime tree of its closure.
-fn package_expr(atom: &str, version: &str) -> String {
+fn package_expr(set: &str, atom: &str, version: &str) -> String {
     format!(
         r#"
 let
   b = import <buildit>;
-  p = b.pkgs.atoms.{atom}.{version};
+  p = ({set}).atoms.{atom}.{version};
   # the Debian packages the package needs at run time, through the buildit packages it needs
   debianOf = d:
     if d.isDebian or false then [ d.debianName ]
@@ -467,7 +483,8 @@ pub fn run(a: RunArgs) -> ExitCode {
     let mut ev = std::mem::ManuallyDrop::new(Evaluator::new(Box::new(io)));
 
     // 1. the atom
-    let listing = match eval_json(&mut ev, LIST_EXPR, st) {
+    let set_text = set_expr(a.set.as_deref());
+    let listing = match eval_json(&mut ev, &list_expr(&set_text), st) {
         Ok(j) => j,
         Err(code) => return code,
     };
@@ -494,7 +511,7 @@ pub fn run(a: RunArgs) -> ExitCode {
     };
 
     // 2. the package and its Debian runtime tree, built if needed
-    let pkg = match eval_json(&mut ev, &package_expr(&atom, &version), st) {
+    let pkg = match eval_json(&mut ev, &package_expr(&set_text, &atom, &version), st) {
         Ok(j) => j,
         Err(code) => return code,
     };

@@ -216,6 +216,23 @@ fn closure_check() -> R {
     check(
         phase(&log, "closure").is_some_and(|c| c.contains("1 ELF file(s), every NEEDED")),
         format!("closure phase:\n{log}"),
+    )?;
+    // in a set of one's own (an overlay), `buildit run --set` runs it: libcrypt.so.1 comes
+    // from the declared Debian package, laid out at /usr in the sandbox
+    let set = dir.path().join("set.bld");
+    std::fs::write(
+        &set,
+        r#"(import <buildit>).pkgs.extend (self: super: {
+  atoms = super.atoms // { "app-misc/cryptdemo"."1" = import ./demo.bld; };
+})"#,
+    )
+    .map_err(|e| e.to_string())?;
+    let s = set.to_string_lossy().into_owned();
+    let o = output(run_cmd(root, &["--set", &s, "cryptdemo"]))?;
+    let text = String::from_utf8_lossy(&o.stdout);
+    check(
+        o.status.success() && text.starts_with("$5$salt$") && text.trim_end().len() == 8 + 43,
+        format!("buildit run --set set.bld cryptdemo\n{}", describe(&o)),
     )
 }
 
