@@ -173,9 +173,7 @@ pub fn resolve_atom(text: &str, set: &[AtomVersions]) -> Result<(String, String)
                     version: "(any)".into(),
                     available: Vec::new(),
                 }),
-            Some(v) if one.versions.iter().any(|x| x == v) => {
-                Ok((one.atom.clone(), v.to_string()))
-            }
+            Some(v) if one.versions.iter().any(|x| x == v) => Ok((one.atom.clone(), v.to_string())),
             Some(v) => Err(ResolveError::NoVersion {
                 atom: one.atom.clone(),
                 version: v.to_string(),
@@ -552,12 +550,7 @@ pub fn run(a: RunArgs) -> ExitCode {
         out_link: None,
         progress: Progress::auto(),
     };
-    let built = match realise_drvs(
-        &store,
-        &drvs,
-        &opts,
-        crate::builtins::all(store.layout()),
-    ) {
+    let built = match realise_drvs(&store, &drvs, &opts, crate::builtins::all(store.layout())) {
         Ok(p) => p,
         Err(r) => return fail(r),
     };
@@ -706,8 +699,14 @@ mod tests {
         let s = set();
         let ok = |t: &str| resolve_atom(t, &s).expect("resolves");
         assert_eq!(ok("hello"), ("app-misc/hello".into(), "2.12".into()));
-        assert_eq!(ok("app-misc/hello"), ("app-misc/hello".into(), "2.12".into()));
-        assert_eq!(ok("app-misc/hello-2.10"), ("app-misc/hello".into(), "2.10".into()));
+        assert_eq!(
+            ok("app-misc/hello"),
+            ("app-misc/hello".into(), "2.12".into())
+        );
+        assert_eq!(
+            ok("app-misc/hello-2.10"),
+            ("app-misc/hello".into(), "2.10".into())
+        );
         assert_eq!(ok("hello-2.10"), ("app-misc/hello".into(), "2.10".into()));
         assert_eq!(ok("dev-libs/foo"), ("dev-libs/foo".into(), "1".into()));
     }
@@ -723,7 +722,10 @@ mod tests {
         }
         assert!(matches!(
             resolve_atom("nothing-like-it-at-all", &s),
-            Err(ResolveError::Unknown { suggestion: None, .. })
+            Err(ResolveError::Unknown {
+                suggestion: None,
+                ..
+            })
         ));
         assert!(matches!(
             resolve_atom("foo", &s),

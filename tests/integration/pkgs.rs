@@ -87,7 +87,10 @@ fn log_of(root: &Path, path: &str) -> Result<String, Failed> {
         c.arg("log").arg("--store-root").arg(root).arg(path);
         c
     })?;
-    check(o.status.success(), format!("buildit log {path}\n{}", describe(&o)))?;
+    check(
+        o.status.success(),
+        format!("buildit log {path}\n{}", describe(&o)),
+    )?;
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
@@ -95,7 +98,10 @@ fn log_of(root: &Path, path: &str) -> Result<String, Failed> {
 fn build(root: &Path, name: &str) -> Result<String, Failed> {
     let expr = format!("(import <buildit>).pkgs.{name}");
     let o = realise(root, &["-E", &expr])?;
-    check(o.status.success(), format!("{name} did not build\n{}", describe(&o)))?;
+    check(
+        o.status.success(),
+        format!("{name} did not build\n{}", describe(&o)),
+    )?;
     Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
@@ -192,7 +198,10 @@ fn closure_check() -> R {
     let err = String::from_utf8_lossy(&o.stderr);
     check(
         o.status.code() == Some(1),
-        format!("an undeclared libcrypt must fail the build\n{}", describe(&o)),
+        format!(
+            "an undeclared libcrypt must fail the build\n{}",
+            describe(&o)
+        ),
     )?;
     for want in [
         "closure check: bin/cryptdemo needs libcrypt.so.1, which no runtime dependency provides",
@@ -311,7 +320,14 @@ fn run_sandbox() -> R {
     // with --bind-cwd the current directory is there, and is the working directory
     let mut c = run_cmd(
         root,
-        &["--bind-cwd", "busybox", "--", "sh", "-c", "pwd; cat Cargo.toml"],
+        &[
+            "--bind-cwd",
+            "busybox",
+            "--",
+            "sh",
+            "-c",
+            "pwd; cat Cargo.toml",
+        ],
     );
     c.current_dir(&checkout);
     let o = output(c)?;
@@ -331,7 +347,10 @@ fn run_sandbox() -> R {
         .collect();
     check(
         o.status.success() && ifaces == ["lo"],
-        format!("own network namespace with loopback only: {ifaces:?}\n{}", describe(&o)),
+        format!(
+            "own network namespace with loopback only: {ifaces:?}\n{}",
+            describe(&o)
+        ),
     )?;
     let host_ifaces = std::fs::read_to_string("/proc/net/dev")
         .map(|s| s.lines().count())
@@ -340,6 +359,48 @@ fn run_sandbox() -> R {
     check(
         o.status.success() && String::from_utf8_lossy(&o.stdout).lines().count() == host_ifaces,
         format!("--net shares the host's interfaces\n{}", describe(&o)),
+    )
+}
+
+/// `buildit search QUERY` and `pkgs.search`: atoms containing the text (not a pattern).
+fn search_substring() -> R {
+    let root = store()?;
+    let search = |q: &str| -> Result<Output, Failed> {
+        output({
+            let mut c = buildit();
+            c.arg("search").arg("--store-root").arg(root).arg(q);
+            c
+        })
+    };
+    let o = search("NGI")?;
+    let text = String::from_utf8_lossy(&o.stdout);
+    let atoms: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    check(
+        o.status.success() && atoms == ["www-servers/nginx"] && text.contains("    +ssl  "),
+        format!("buildit search NGI\n{}", describe(&o)),
+    )?;
+    let o = search("zzz")?;
+    check(
+        o.status.code() == Some(1)
+            && String::from_utf8_lossy(&o.stderr).contains("no package atom contains 'zzz'"),
+        format!("buildit search zzz\n{}", describe(&o)),
+    )?;
+    let o = output({
+        let mut c = buildit();
+        c.args(["eval", "--json", "--store-root"]).arg(root).args([
+            "-E",
+            "let p = (import <buildit>).pkgs; in [ (p.search \"s/\") (p.search \".*\") (p.search \"hello\") ]",
+        ]);
+        c
+    })?;
+    let want = r#"[["dev-libs/pcre2","sys-apps/busybox","sys-libs/zlib","www-servers/nginx"],[],["app-misc/hello"]]"#;
+    check(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == want,
+        format!("pkgs.search\n{}", describe(&o)),
     )
 }
 
@@ -352,6 +413,7 @@ pub fn trials() -> Vec<Trial> {
         t("run-hello", run_hello),
         t("run-unknown-atom", run_unknown_atom),
         t("run-sandbox-busybox", run_sandbox),
+        t("search-substring", search_substring),
     ];
     if Path::new("/usr/bin/bwrap").exists() {
         v
