@@ -13,8 +13,9 @@
 //!   where the dynamic loader finds Debian's libraries, as the builder mounts the sysroot;
 //! - a synthetic `/etc` (passwd, group, hosts; the host's resolv.conf with `--net`), `/proc`,
 //!   `/dev`, tmpfs `/tmp`, the root read-only, the working directory `/`;
-//! - its own network namespace with only loopback unless `--net`, the host's user's uid and
-//!   gid, no capabilities, a cleared environment (`PATH`, `HOME=/tmp`, `TERM`);
+//! - its own network namespace with only loopback unless `--net`, the caller's uid and gid
+//!   (1000:100 for root: a program never runs as root), no capabilities, a cleared
+//!   environment (`PATH`, `HOME=/tmp`, `TMPDIR`, `TERM`);
 //! - the current directory only with `--bind-cwd` (read-write, at the same path, as the
 //!   working directory).
 //!
@@ -372,6 +373,8 @@ pub struct RunSandbox {
     pub net: bool,
     /// The current directory, bound at its own path and used as the working directory.
     pub cwd: Option<PathBuf>,
+    /// The uid and gid inside.
+    pub ids: (u32, u32),
     /// `--new-session` (not when the caller's stdin is a terminal: the program may want it).
     pub new_session: bool,
     pub env: Vec<(String, String)>,
@@ -394,6 +397,13 @@ pub fn bwrap_args(s: &RunSandbox) -> Vec<OsString> {
         "--hostname".as_ref(),
         "localhost".as_ref(),
         "--clearenv".as_ref(),
+    ]);
+    let (uid, gid) = (s.ids.0.to_string(), s.ids.1.to_string());
+    push(&[
+        "--uid".as_ref(),
+        uid.as_ref(),
+        "--gid".as_ref(),
+        gid.as_ref(),
     ]);
     if s.new_session {
         push(&["--new-session".as_ref()]);
@@ -439,25 +449,35 @@ pub fn bwrap_args(s: &RunSandbox) -> Vec<OsString> {
     a
 }
 
-/// The synthetic `/etc` of a run: the caller's uid and gid as a user, `nobody`, localhost,
-/// and with the host network its resolver configuration.
-fn write_etc(dir: &Path, net: bool) -> std::io::Result<()> {
+/// The uid and gid the program runs as: the caller's, but never root (a root caller's program
+/// runs as 1000:100, the builds' user), so that programs that drop privileges when started as
+/// root (nginx's workers) do not try to and fail in the user namespace.
+fn sandbox_ids() -> std::io::Result<(u32, u32)> {
     use std::os::unix::fs::MetadataExt;
     // this process's own /proc entry belongs to its (effective) uid and gid
     let me = std::fs::metadata("/proc/self")?;
-    let (uid, gid) = (me.uid(), me.gid());
-    let (user, group) = if uid == 0 {
-        ("root".to_string(), "root".to_string())
+    Ok(if me.uid() == 0 {
+        (
+            buildit_builder::sandbox::BUILD_UID,
+            buildit_builder::sandbox::BUILD_GID,
+        )
     } else {
-        ("user".to_string(), "users".to_string())
-    };
+        (me.uid(), me.gid())
+    })
+}
+
+/// The synthetic `/etc` of a run: the program's uid and gid as `user`/`users`, `nobody`,
+/// localhost, and with the host network its resolver configuration.
+fn write_etc(dir: &Path, net: bool, uid: u32, gid: u32) -> std::io::Result<()> {
+    let (user, group) = ("user", "users");
     let mut passwd = format!("{user}:x:{uid}:{gid}:buildit run:/tmp:/bin/sh\n");
     let mut groups = format!("{group}:x:{gid}:\n");
     if uid != 65534 {
         passwd.push_str("nobody:x:65534:65534:nobody:/nonexistent:/noshell\n");
     }
     if gid != 65534 {
-        groups.push_str("nogroup:x:65534:\n");
+        // Debian calls it nogroup; upstream defaults (nginx's `user nobody nobody`) nobody
+        groups.push_str("nogroup:x:65534:\nnobody:x:65534:\n");
     }
     std::fs::write(dir.join("passwd"), passwd)?;
     std::fs::write(dir.join("group"), groups)?;
@@ -601,7 +621,17 @@ pub fn run(a: RunArgs) -> ExitCode {
             )
         }
     };
-    if let Err(e) = write_etc(etc.path(), a.net) {
+    let (uid, gid) = match sandbox_ids() {
+        Ok(ids) => ids,
+        Err(e) => {
+            return cli_error(
+                "buildit::run::io",
+                &format!("cannot read /proc/self: {e}"),
+                "buildit run needs /proc",
+            )
+        }
+    };
+    if let Err(e) = write_etc(etc.path(), a.net, uid, gid) {
         return cli_error(
             "buildit::run::io",
             &format!("cannot write the sandbox's /etc: {e}"),
@@ -649,6 +679,7 @@ pub fn run(a: RunArgs) -> ExitCode {
         etc: etc.path().to_path_buf(),
         net: a.net,
         cwd,
+        ids: (uid, gid),
         new_session: !std::io::stdin().is_terminal(),
         env,
         program,
@@ -757,6 +788,7 @@ mod tests {
             etc: PathBuf::from("/tmp/etc"),
             net: false,
             cwd: None,
+            ids: (1000, 100),
             new_session: true,
             env: vec![("PATH".into(), "/usr/bin".into())],
             program: "/bld/store/x-a/bin/a".into(),
@@ -772,6 +804,7 @@ mod tests {
         assert!(joined.contains("--ro-bind /r/store/x-a /bld/store/x-a"));
         assert!(joined.contains("--ro-bind /r/store/y-rt/usr /usr"));
         assert!(joined.contains("--chdir / --remount-ro /"));
+        assert!(joined.contains("--uid 1000 --gid 100"));
         assert!(joined.ends_with("-- /bld/store/x-a/bin/a --x"));
         let mut s2 = s.clone();
         s2.net = true;
