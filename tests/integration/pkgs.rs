@@ -1,7 +1,8 @@
 //! The package set for real: hello and zlib build from their orig tarballs with the Debian
 //! sysroot and pass their own `make check` (asserted on `buildit log`), the runtime closure
 //! check (ELF `NEEDED`) fails a package that does not declare a library it links and passes it
-//! once declared, and `buildit run` runs packages in a sandbox holding exactly their closure.
+//! once declared, and `buildit run` runs packages in a sandbox holding exactly their closure
+//! (nginx too, serving a page on loopback).
 //!
 //! All trials share one store (a process-wide `OnceLock` fixture), so the sysroot is built
 //! once: `$BUILDIT_PKGS_TEST_STORE` when set (a warm store), else
@@ -362,6 +363,81 @@ fn run_sandbox() -> R {
     )
 }
 
+/// nginx (with pcre2 and zlib from the set, OpenSSL and libcrypt from Debian) passes the
+/// closure check, and `buildit run --net --bind-cwd nginx` serves a page on the host's loopback.
+fn nginx_closure_and_run() -> R {
+    use std::io::{Read, Write};
+    let root = store()?;
+    for name in ["pcre2", "nginx"] {
+        let out = build(root, name)?;
+        let log = log_of(root, &out)?;
+        check(
+            phase(&log, "closure").is_some_and(|c| c.contains("every NEEDED library provided")),
+            format!("{name}'s closure check:\n{:?}", phase(&log, "closure")),
+        )?;
+    }
+    let o = output(run_cmd(root, &["nginx", "--", "-V"]))?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    check(
+        o.status.success()
+            && err.contains("nginx version: nginx/1.22.1")
+            && err.contains("built with OpenSSL 3"),
+        format!("buildit run nginx -- -V\n{}", describe(&o)),
+    )?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let d = dir.path().to_string_lossy().into_owned();
+    std::fs::create_dir(dir.path().join("html")).map_err(|e| e.to_string())?;
+    std::fs::write(
+        dir.path().join("html/index.html"),
+        "served by buildit run\n",
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::write(
+        dir.path().join("nginx.conf"),
+        format!(
+            "daemon off;\nerror_log stderr;\npid /tmp/nginx.pid;\nevents {{ }}\nhttp {{ access_log off; server {{ listen 127.0.0.1:{port}; root {d}/html; }} }}\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let conf = format!("{d}/nginx.conf");
+    let mut c = run_cmd(
+        root,
+        &["--net", "--bind-cwd", "nginx", "--", "-p", &d, "-c", &conf],
+    );
+    c.current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().map_err(|e| e.to_string())?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut response = String::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n");
+            let _ = s.read_to_string(&mut response);
+            break;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let o = child.wait_with_output().map_err(|e| e.to_string())?;
+    check(
+        response.starts_with("HTTP/1.1 200 OK")
+            && response.contains("Server: nginx/1.22.1")
+            && response.ends_with("served by buildit run\n"),
+        format!(
+            "nginx under buildit run did not serve the page: {response:?}\n{}",
+            describe(&o)
+        ),
+    )
+}
+
 /// `buildit search QUERY` and `pkgs.search`: atoms containing the text (not a pattern).
 fn search_substring() -> R {
     let root = store()?;
@@ -414,6 +490,7 @@ pub fn trials() -> Vec<Trial> {
         t("run-unknown-atom", run_unknown_atom),
         t("run-sandbox-busybox", run_sandbox),
         t("search-substring", search_substring),
+        t("nginx-closure-check-and-run", nginx_closure_and_run),
     ];
     if Path::new("/usr/bin/bwrap").exists() {
         v
