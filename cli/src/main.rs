@@ -122,6 +122,12 @@ enum Command {
         after_help = "Examples:\n  buildit search\n  buildit search nginx\n  buildit search --json zlib"
     )]
     Search(buildit_cli::search_cmd::SearchArgs),
+    /// Build a package of the set if needed and run its main program in a sandbox holding
+    /// exactly its runtime closure
+    #[command(
+        after_help = "Examples:\n  buildit run hello\n  buildit run hello -- --greeting=hi\n  buildit run app-misc/hello-2.10\n  buildit run --net --bind-cwd nginx -- -p . -c nginx.conf\n  buildit run --program bin/busybox busybox -- ls /\n  buildit run --set ./my-set.bld mytool\n\nThe program sees only its runtime closure at /bld/store, the Debian runtime libraries at /usr, a synthetic /etc and a tmpfs /tmp; the current directory only with --bind-cwd; no network but loopback unless --net. The exit status is the program's."
+    )]
+    Run(buildit_cli::run_cmd::RunArgs),
     /// Push an OCI image layout to a registry (OCI distribution API)
     #[command(
         after_help = "Examples:\n  buildit push result 127.0.0.1:5000/nginx:1.22 --insecure\n  buildit push result registry.example/team/app:1.0 --user me --json"
@@ -447,6 +453,7 @@ fn main() -> ExitCode {
         Command::Debian(a) => buildit_cli::debian_cmd::run(&a, &mut |e| {
             cli_error(e.code, &e.message, &e.help);
         }),
+        Command::Run(a) => buildit_cli::run_cmd::run(a),
         Command::Push(a) => buildit_cli::image_cmd::run_push(a),
         Command::Contents(a) => buildit_cli::image_cmd::run_contents(a),
         Command::Image(a) => buildit_cli::image_cmd::run_image(a),

@@ -19,6 +19,7 @@ mod drv;
 mod eval;
 mod images;
 mod nixlang;
+mod pkgs;
 mod repl;
 mod sandbox;
 mod store;
@@ -102,5 +103,6 @@ fn main() {
     trials.extend(store::trials());
     trials.extend(sandbox::trials());
     trials.extend(images::trials());
+    trials.extend(pkgs::trials());
     libtest_mimic::run(&args, trials).exit();
 }
