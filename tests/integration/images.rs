@@ -828,12 +828,13 @@ fn at_root() -> R {
     Ok(())
 }
 
-/// `buildit image ATOM|PKGDIR`: app-misc/hello (built from source in a fresh store) packed as
+/// `buildit image ATOM|PKGDIR`: app-misc/hello (built from source in the package tests' shared
+/// store, so the sysroot is built once per test run) packed as
 /// its own image: skopeo accepts it, `buildit contents` lists bin/hello with its package, the
 /// entrypoint is /bin/hello, Debian's libc6 is a layer of its own; a PKGDIR with `base:` gives
 /// the same image; `--format docker-archive --json` reports it; an unknown atom is a diagnostic.
 fn image_cli() -> R {
-    let store = tempfile::tempdir()?;
+    let store = crate::pkgs::shared_store()?;
     let work = tempfile::tempdir()?;
     let image = |args: &[&str]| -> Result<std::process::Output, Failed> {
         Ok(crate::cli::buildit()
@@ -841,7 +842,7 @@ fn image_cli() -> R {
             .arg("image")
             .args(args)
             .arg("--store-root")
-            .arg(store.path())
+            .arg(store)
             .output()?)
     };
     let o = image(&["app-misc/hello"])?;

@@ -18,7 +18,13 @@ use std::sync::OnceLock;
 
 type R = Result<(), Failed>;
 
-/// The shared store root, with the sysroot and the C library realised in it.
+/// The shared store root, with the sysroot and the C library realised in it (also used by the
+/// image tests that build real packages, so a test run builds the sysroot once).
+pub fn shared_store() -> Result<&'static Path, Failed> {
+    store()
+}
+
+/// See [`shared_store`].
 fn store() -> Result<&'static Path, Failed> {
     static STORE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let r = STORE.get_or_init(|| {
