@@ -10,6 +10,7 @@ pub mod deb;
 pub mod error;
 pub mod fetch;
 pub mod log;
+mod native;
 pub mod request;
 pub mod sandbox;
 pub mod schedule;

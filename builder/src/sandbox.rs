@@ -183,6 +183,11 @@ impl BuildDir {
     pub fn path(&self) -> &Path {
         &self.path
     }
+    /// The base names of the inputs with a mount-point stub in the scratch store (every
+    /// input that is not a symlink), when the scratch store comes from the pool.
+    fn stubs(&self) -> Option<&HashSet<String>> {
+        self.scratch.as_ref().map(|(s, _)| &s.stubs)
+    }
     /// Mounted at `/build`.
     pub fn build_top(&self) -> PathBuf {
         self.path.join("build")
@@ -307,6 +312,9 @@ pub struct Sandbox {
     premount: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Scratch store directories for reuse (see [`ScratchStore`]).
     pool: Pool,
+    /// Whether builds use the native backend ([`crate::native`]) instead of exec'ing bwrap;
+    /// turned off after the first failure to create the namespaces.
+    native: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Find `bwrap` in `PATH`.
@@ -331,7 +339,22 @@ impl Sandbox {
             bwrap,
             premount: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
             pool: Pool::default(),
+            native: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
+                std::env::var_os("BUILDIT_SANDBOX").is_none_or(|v| v != "bwrap"),
+            )),
         }
+    }
+
+    /// Run every build through the `bwrap` program (as with `BUILDIT_SANDBOX=bwrap`) instead of
+    /// the native backend.
+    pub fn with_bwrap_program(self) -> Sandbox {
+        self.native.store(false, Ordering::Relaxed);
+        self
+    }
+
+    /// Whether builds currently use the native backend.
+    pub fn is_native(&self) -> bool {
+        self.native.load(Ordering::Relaxed)
     }
 
     /// Let bwrap mount every input itself (one `--ro-bind` each) instead of [`Premount`].
@@ -551,6 +574,16 @@ impl Sandbox {
         dir: &BuildDir,
         sink: &mut LogSink<'_>,
     ) -> Result<Option<FailReason>, BuildError> {
+        if self.native.load(Ordering::Relaxed) {
+            match self.run_native(req, dir, sink) {
+                Err(None) => {
+                    // No namespaces for us here: bwrap (setuid, perhaps) from now on.
+                    self.native.store(false, Ordering::Relaxed);
+                }
+                Err(Some(e)) => return Err(e),
+                Ok(r) => return Ok(r),
+            }
+        }
         let (mut reader, writer) =
             std::io::pipe().map_err(|e| BuildError::io("creating the log pipe", e))?;
         let writer2 = writer
@@ -588,7 +621,7 @@ impl Sandbox {
         let spawned = cmd.spawn();
         // The command holds the pipe's write ends: drop them so EOF means "all writers gone".
         drop(cmd);
-        let mut child = match spawned {
+        let child = match spawned {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(BuildError::BwrapMissing)
@@ -600,22 +633,127 @@ impl Sandbox {
             }
             Err(e) => return Err(BuildError::io("starting bwrap", e)),
         };
-        let killed = supervise(&mut child, &mut reader, sink, req);
+        let mut proc = Proc::Bwrap(child);
+        let killed = supervise(&mut proc, &mut reader, sink, req);
         if killed.is_err() {
-            kill_tree(&child);
+            proc.kill();
         }
-        let status = child
+        let status = proc
             .wait()
             .map_err(|e| BuildError::io("waiting for bwrap", e))?;
         if let Some(reason) = killed? {
             return Ok(Some(reason));
         }
-        Ok(match (status.code(), status.signal()) {
-            (Some(0), _) => None,
-            (Some(c), _) => Some(FailReason::Exit(c)),
-            (None, Some(s)) => Some(FailReason::Signal(s)),
-            (None, None) => Some(FailReason::Exit(-1)),
-        })
+        Ok(exit_reason(status))
+    }
+
+    /// The native backend ([`crate::native`]). `Err(None)`: namespaces are not available.
+    fn run_native(
+        &self,
+        req: &BuildRequest,
+        dir: &BuildDir,
+        sink: &mut LogSink<'_>,
+    ) -> Result<Option<FailReason>, Option<BuildError>> {
+        let io = |what: &'static str| move |e: std::io::Error| Some(BuildError::io(what, e));
+        let root_mount = self.layout.tmp_dir().join("sandbox-root");
+        if !root_mount.is_dir() {
+            std::fs::create_dir_all(&root_mount).map_err(io("creating the sandbox root"))?;
+        }
+        let inputs: Vec<(String, PathBuf)> = match dir.stubs() {
+            Some(stubs) => req
+                .input_closure
+                .iter()
+                .map(|p| p.base_name())
+                .filter(|b| stubs.contains(b))
+                .map(|b| {
+                    let phys = self.layout.store_dir().join(&b);
+                    (b, phys)
+                })
+                .collect(),
+            None => return Err(None),
+        };
+        let etc = if req.network {
+            dir.path().join("etc")
+        } else {
+            self.shared_etc()
+        };
+        let store_dir = self.layout.store_dir();
+        let scratch = dir.store_dir();
+        let top = dir.build_top();
+        let layout = crate::native::Layout {
+            root_mount: &root_mount,
+            scratch_store: &scratch,
+            inputs,
+            store_dir: &store_dir,
+            sysroot: req.sysroot.as_ref().map(|s| self.layout.physical(s)),
+            etc: &etc,
+            build_top: &top,
+        };
+        let plan = crate::native::NativePlan::new(
+            &layout,
+            &req.builder,
+            &req.args,
+            &sandbox_env(req),
+            req.network,
+            NOFILE_LIMIT,
+        )
+        .map_err(io("preparing the sandbox"))?;
+        let (mut reader, writer) = std::io::pipe().map_err(io("creating the log pipe"))?;
+        let child = match crate::native::spawn(&plan, writer.into()) {
+            Ok(c) => c,
+            Err(crate::native::SpawnError::Unsupported) => return Err(None),
+            Err(crate::native::SpawnError::Io(e)) => {
+                return Err(Some(BuildError::io("starting the sandbox", e)))
+            }
+        };
+        let mut proc = Proc::Native(child);
+        let killed = supervise(&mut proc, &mut reader, sink, req);
+        if killed.is_err() {
+            proc.kill();
+        }
+        let status = proc.wait().map_err(io("waiting for the sandbox"))?;
+        if let Some(reason) = killed.map_err(Some)? {
+            return Ok(Some(reason));
+        }
+        Ok(exit_reason(status))
+    }
+}
+
+/// `(exit code, signal)` → the failure, if any.
+fn exit_reason(status: (Option<i32>, Option<i32>)) -> Option<FailReason> {
+    match status {
+        (Some(0), _) => None,
+        (Some(c), _) => Some(FailReason::Exit(c)),
+        (None, Some(s)) => Some(FailReason::Signal(s)),
+        (None, None) => Some(FailReason::Exit(-1)),
+    }
+}
+
+/// The supervised process of a build: bwrap, or the native sandbox's outer process.
+enum Proc {
+    Bwrap(Child),
+    Native(crate::native::NativeChild),
+}
+
+impl Proc {
+    /// Kill the whole sandbox.
+    fn kill(&self) {
+        match self {
+            Proc::Bwrap(c) => kill_tree(c),
+            Proc::Native(n) => n.kill(),
+        }
+    }
+    fn try_wait(&mut self) -> std::io::Result<Option<(Option<i32>, Option<i32>)>> {
+        match self {
+            Proc::Bwrap(c) => Ok(c.try_wait()?.map(|s| (s.code(), s.signal()))),
+            Proc::Native(n) => n.try_wait(),
+        }
+    }
+    fn wait(&mut self) -> std::io::Result<(Option<i32>, Option<i32>)> {
+        match self {
+            Proc::Bwrap(c) => c.wait().map(|s| (s.code(), s.signal())),
+            Proc::Native(n) => n.wait(),
+        }
     }
 }
 
@@ -751,7 +889,7 @@ fn kill_tree(child: &Child) {
 /// Read the log until EOF and the child's exit, enforcing the limits. Returns the reason when
 /// the build was killed.
 fn supervise(
-    child: &mut Child,
+    child: &mut Proc,
     reader: &mut std::io::PipeReader,
     sink: &mut LogSink<'_>,
     req: &BuildRequest,
@@ -765,13 +903,13 @@ fn supervise(
         let now = Instant::now();
         if let Some(t) = lim.timeout {
             if now >= start + t {
-                kill_tree(child);
+                child.kill();
                 return Ok(Some(FailReason::Timeout(t)));
             }
         }
         if let Some(s) = lim.max_silent {
             if now >= last_output + s {
-                kill_tree(child);
+                child.kill();
                 return Ok(Some(FailReason::Silent(s)));
             }
         }
@@ -808,7 +946,7 @@ fn supervise(
                     .map_err(|e| BuildError::io("writing the build log", e))?;
                 if let Some(max) = lim.max_log_bytes {
                     if sink.bytes() > max {
-                        kill_tree(child);
+                        child.kill();
                         return Ok(Some(FailReason::LogLimit(max)));
                     }
                 }
@@ -878,8 +1016,8 @@ mod tests {
             .expect("build succeeds");
         assert_eq!(lines, vec!["building".to_string()]);
         assert!(
-            f.sandbox.premount.load(Ordering::Relaxed),
-            "inputs were mounted before bwrap (no fallback)"
+            f.sandbox.is_native(),
+            "the native backend was used (no fallback to bwrap)"
         );
         let staged = &r.outputs["out"];
         assert_eq!(std::fs::read_to_string(staged).expect("out"), "hello\n");
@@ -983,7 +1121,7 @@ mod tests {
     #[test]
     fn per_path_binds_fallback_behaves_the_same() {
         let mut f = fixture();
-        f.sandbox = f.sandbox.clone().without_premount();
+        f.sandbox = f.sandbox.clone().without_premount().with_bwrap_program();
         let req = request(
             &f,
             "if touch $PATH/x 2>/dev/null; then echo writable; else echo ro; fi > $out",
@@ -1024,6 +1162,46 @@ mod tests {
             .into_iter()
             .map(|l| format!("{l}\n"))
             .collect::<String>()
+        );
+    }
+
+    /// The native backend and the bwrap command line give the builder the same world.
+    #[test]
+    fn native_and_bwrap_sandboxes_agree() {
+        let script = "exec > $out 2>&1; id; hostname; pwd; ls -a / /dev /bld/store /build /tmp; \
+             ls -l /dev/null /dev/fd /dev/ptmx; cat /proc/self/uid_map /proc/self/gid_map; \
+             grep -E ' / | /bld| /build| /tmp| /etc| /proc | /dev ' /proc/self/mountinfo | \
+             cut -d' ' -f5,6,9 | sort; echo pid $$; ulimit -n; ulimit -c; \
+             grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status; \
+             ip link 2>&1 | grep -o 'lo:.*UP' | head -1; \
+             echo x > /dev/null && echo devnull-ok; head -c 4 /dev/zero | wc -c; \
+             touch /bld/store/new && echo store-writable; touch /etc/x 2>/dev/null || echo etc-ro; \
+             env | sort";
+        let run = |sandbox: &Sandbox, f: &Fixture| {
+            let req = request(f, script);
+            let r = sandbox.build(&req, &mut |_| {}).expect("build");
+            std::fs::read_to_string(&r.outputs["out"])
+                .expect("out")
+                .replace(&req.outputs["out"].base_name(), "OUT")
+        };
+        let f = fixture();
+        let native = run(&f.sandbox, &f);
+        assert!(f.sandbox.is_native());
+        let g = fixture();
+        let bwrap = g.sandbox.clone().with_bwrap_program();
+        let via_bwrap = run(&bwrap, &g);
+        let native = native.replace(&f.busybox.base_name(), "BB");
+        let via_bwrap = via_bwrap.replace(&g.busybox.base_name(), "BB");
+        // The one difference: the builder is PID 1 here (as under Nix), bwrap keeps an init.
+        assert!(native.contains("\npid 1\n"), "{native}");
+        assert!(via_bwrap.contains("\npid 2\n"), "{via_bwrap}");
+        assert_eq!(
+            native.replace("\npid 1\n", "\npid\n"),
+            via_bwrap.replace("\npid 2\n", "\npid\n")
+        );
+        assert!(
+            native.contains("uid=1000(builder) gid=100(builder)"),
+            "{native}"
         );
     }
 
