@@ -62,6 +62,14 @@ enum Op {
         optional: bool,
     },
     Tmpfs(CString),
+    Chdir(CString),
+    /// A plain bind mount (it inherits the source mount's flags).
+    BindAs {
+        src: CString,
+        dst: CString,
+    },
+    /// Detach a mount and remove its mount point.
+    Detach(CString),
 }
 
 /// Everything init needs, prepared before `fork`.
@@ -76,7 +84,6 @@ pub(crate) struct NativePlan {
     network: bool,
     uid_map: Vec<u8>,
     gid_map: Vec<u8>,
-    root_user: bool,
     /// Flags the kernel keeps locked on binds of the store's file system (noexec, atime...).
     store_locked: libc::c_ulong,
     /// Candidate paths of the builder (inside the sandbox), tried in order.
@@ -141,15 +148,28 @@ impl NativePlan {
             dev: false,
             optional: false,
         });
-        let store_in = root.join("bld/store");
-        for (base, phys) in &l.inputs {
+        // Inputs: the store bound read-only once at `/.store`, then each input bound from
+        // there (a bind keeps its source's read-only, nosuid and nodev flags: one mount per
+        // input) with short relative paths from `/bld/store` (path lookups are most of the
+        // cost of a bind).
+        if !l.inputs.is_empty() {
+            ops.push(Op::Mkdir(at(".store")?));
             ops.push(Op::Bind {
-                src: cstr(phys)?,
-                dst: cstr(&store_in.join(base))?,
+                src: cstr(l.store_dir)?,
+                dst: at(".store")?,
                 ro: true,
                 dev: false,
                 optional: false,
             });
+            ops.push(Op::Chdir(at("bld/store")?));
+            for (base, _) in &l.inputs {
+                ops.push(Op::BindAs {
+                    src: cs(&format!("../../.store/{base}"))?,
+                    dst: cs(base)?,
+                });
+            }
+            ops.push(Op::Chdir(cs("/")?));
+            ops.push(Op::Detach(at(".store")?));
         }
         if let Some(sys) = &l.sysroot {
             ops.push(Op::Mkdir(at("usr")?));
@@ -247,7 +267,6 @@ impl NativePlan {
             network,
             uid_map: format!("{} {uid} 1\n", crate::sandbox::BUILD_UID).into_bytes(),
             gid_map: format!("{} {gid} 1\n", crate::sandbox::BUILD_GID).into_bytes(),
-            root_user: uid == 0,
             store_locked,
             exe,
             argv,
@@ -269,11 +288,9 @@ fn locked_flags(path: &CStr) -> libc::c_ulong {
         & (libc::MS_NOEXEC | libc::MS_NOATIME | libc::MS_NODIRATIME | libc::MS_RELATIME)
 }
 
-/// A running native sandbox: the outer child's pid (leader of its process group) and init's
-/// pid (in our PID namespace).
+/// A running native sandbox: the builder, PID 1 of its PID namespace, our direct child.
 pub(crate) struct NativeChild {
-    pub outer: Pid,
-    pub init: Option<Pid>,
+    pub pid: Pid,
     status: Option<WaitStatus>,
 }
 
@@ -285,21 +302,21 @@ pub(crate) enum SpawnError {
 }
 
 impl NativeChild {
-    /// Kill the sandbox: the outer child's group and init (which takes the PID namespace
-    /// with it).
+    /// Kill the sandbox: the builder is PID 1 of its namespace, so the kernel kills everything
+    /// else in it.
     pub(crate) fn kill(&self) {
-        let _ = nix::sys::signal::killpg(self.outer, Signal::SIGKILL);
-        if let Some(i) = self.init {
-            let _ = kill(i, Signal::SIGKILL);
-        }
+        let _ = kill(self.pid, Signal::SIGKILL);
     }
 
-    /// `Some((exit code, signal))` once the outer child has exited.
+    /// `Some((exit code, signal))` once the builder has exited.
     pub(crate) fn try_wait(&mut self) -> std::io::Result<Option<(Option<i32>, Option<i32>)>> {
         if self.status.is_none() {
-            match waitpid(self.outer, Some(WaitPidFlag::WNOHANG)) {
+            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) => return Ok(None),
-                Ok(s) => self.status = Some(s),
+                Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                    self.status = Some(s)
+                }
+                Ok(_) => return Ok(None),
                 Err(nix::errno::Errno::EINTR) => return Ok(None),
                 Err(e) => return Err(e.into()),
             }
@@ -312,8 +329,7 @@ impl NativeChild {
             if let Some(s) = self.status {
                 return Ok(decode(s));
             }
-            match waitpid(self.outer, None) {
-                Ok(WaitStatus::StillAlive) => {}
+            match waitpid(self.pid, None) {
                 Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
                     self.status = Some(s)
                 }
@@ -333,11 +349,26 @@ fn decode(s: WaitStatus) -> (Option<i32>, Option<i32>) {
     }
 }
 
+/// What the child reads (prepared before `clone`) and reports (written before it exits).
+struct ChildArgs<'a> {
+    plan: &'a NativePlan,
+    log: i32,
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+    /// Set by the child when creating the build user failed: `(step, errno)`.
+    failed: std::sync::atomic::AtomicI64,
+}
+
+/// The child's stack (it shares our memory until it execs, so it needs its own).
+const STACK: usize = 256 * 1024;
+
 /// Start `plan`; the build's stdout and stderr go to `log` (the write end is consumed).
+///
+/// `clone` with the new namespaces, `CLONE_VM` and `CLONE_VFORK`, like `posix_spawn`: the
+/// child borrows our address space until it execs (no page tables copied, nothing to tear
+/// down), and this thread waits meanwhile. The child only makes system calls on data prepared
+/// here and writes nothing of ours but [`ChildArgs::failed`] and its own stack.
 pub(crate) fn spawn(plan: &NativePlan, log: OwnedFd) -> Result<NativeChild, SpawnError> {
-    let io = |e: nix::errno::Errno| SpawnError::Io(e.into());
-    let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io)?;
-    // Pointer arrays for execve, built before fork.
     let argv: Vec<*const libc::c_char> = plan
         .argv
         .iter()
@@ -350,84 +381,71 @@ pub(crate) fn spawn(plan: &NativePlan, log: OwnedFd) -> Result<NativeChild, Spaw
         .map(|a| a.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect();
-    let parent = nix::unistd::getpid();
-    // SAFETY: the child only makes system calls on data prepared above (no allocation, no
-    // locks) and ends with `_exit` or `execve`.
-    match unsafe { nix::unistd::fork() }.map_err(io)? {
-        nix::unistd::ForkResult::Child => {
-            drop(status_r);
-            let code = outer_child(
-                plan,
-                log.as_raw_fd(),
-                status_w.as_raw_fd(),
-                parent,
-                &argv,
-                &envp,
-            );
-            // SAFETY: ends the forked child without running the parent's destructors.
-            unsafe { libc::_exit(code) }
-        }
-        nix::unistd::ForkResult::Parent { child } => {
-            drop(status_w);
-            drop(log);
-            let mut buf = [0u8; 16];
-            let mut got = 0;
-            let mut file = std::fs::File::from(status_r);
-            while got < buf.len() {
-                use std::io::Read;
-                match file.read(&mut buf[got..]) {
-                    Ok(0) => break,
-                    Ok(n) => got += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(SpawnError::Io(e)),
-                }
-            }
-            let mut nc = NativeChild {
-                outer: child,
-                init: None,
-                status: None,
-            };
-            let word = |i: usize| i32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
-            if got >= 8 && &buf[..4] == b"okay" {
-                nc.init = Some(Pid::from_raw(word(4)));
-                return Ok(nc);
-            }
-            let _ = nc.wait();
-            if got >= 12 && &buf[..4] == b"fail" {
-                let step = word(4);
-                let errno = std::io::Error::from_raw_os_error(word(8));
-                // Steps 4 and 5: creating the namespaces and mapping the build user.
-                if step == 4 || step == 5 {
-                    return Err(SpawnError::Unsupported);
-                }
-                return Err(SpawnError::Io(std::io::Error::new(
-                    errno.kind(),
-                    format!("sandbox setup step {step}: {errno}"),
-                )));
-            }
-            Err(SpawnError::Io(std::io::Error::other(
-                "the sandbox process ended before setting up",
-            )))
-        }
+    let args = ChildArgs {
+        plan,
+        log: log.as_raw_fd(),
+        argv: &argv,
+        envp: &envp,
+        failed: std::sync::atomic::AtomicI64::new(0),
+    };
+    let mut stack = vec![0u8; STACK];
+    let mut flags = libc::CLONE_VM
+        | libc::CLONE_VFORK
+        | libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWCGROUP
+        | libc::SIGCHLD;
+    if !plan.network {
+        flags |= libc::CLONE_NEWNET;
     }
+    // SAFETY: the stack is ours and outlives the child's use of it (CLONE_VFORK: we resume
+    // only once it has exec'd or exited); `args` likewise.
+    let pid = unsafe {
+        let top = stack.as_mut_ptr().add(STACK);
+        let top = top.sub(top as usize % 16);
+        libc::clone(
+            child_main,
+            top.cast(),
+            flags,
+            std::ptr::addr_of!(args) as *mut libc::c_void,
+        )
+    };
+    drop(log);
+    if pid < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EPERM | libc::EINVAL | libc::ENOSPC | libc::EUSERS | libc::ENOSYS) => {
+                Err(SpawnError::Unsupported)
+            }
+            _ => Err(SpawnError::Io(e)),
+        };
+    }
+    let mut child = NativeChild {
+        pid: Pid::from_raw(pid),
+        status: None,
+    };
+    let failed = args.failed.load(std::sync::atomic::Ordering::SeqCst);
+    if failed != 0 {
+        let _ = child.wait();
+        let (step, errno) = ((failed >> 32) as i32, failed as i32);
+        // Mapping the build user (step 2) fails where user namespaces are restricted.
+        if step == 2 {
+            return Err(SpawnError::Unsupported);
+        }
+        let e = std::io::Error::from_raw_os_error(errno);
+        return Err(SpawnError::Io(std::io::Error::new(
+            e.kind(),
+            format!("sandbox setup step {step}: {e}"),
+        )));
+    }
+    Ok(child)
 }
 
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
-
-/// Report a failed step of the outer child on the status pipe.
-fn report_fail(status_w: i32, step: i32) -> i32 {
-    // SAFETY: raw system calls on NUL-terminated strings and buffers we own.
-    unsafe {
-        let e = errno();
-        let mut msg = [0u8; 12];
-        msg[..4].copy_from_slice(b"fail");
-        msg[4..8].copy_from_slice(&step.to_ne_bytes());
-        msg[8..12].copy_from_slice(&e.to_ne_bytes());
-        libc::write(status_w, msg.as_ptr().cast(), msg.len());
-        127
-    }
 }
 
 fn write_file(path: &CStr, data: &[u8]) -> bool {
@@ -443,33 +461,33 @@ fn write_file(path: &CStr, data: &[u8]) -> bool {
     }
 }
 
-/// The outer child (see the module docs). Returns its exit code.
-fn outer_child(
-    plan: &NativePlan,
-    log: i32,
-    status_w: i32,
-    parent: Pid,
-    argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char],
-) -> i32 {
-    // SAFETY: raw system calls on NUL-terminated strings and buffers we own.
+/// The child: stdio, session, limits, build user; then [`init_process`].
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` points at the parent's `ChildArgs`, alive while we run (CLONE_VFORK).
+    let a = unsafe { &*(arg as *const ChildArgs<'_>) };
+    let fail = |step: i64| {
+        let e = errno() as u32 as i64;
+        a.failed
+            .store((step << 32) | e, std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: ends the child without touching the shared memory further.
+        unsafe { libc::_exit(127) }
+    };
+    let plan = a.plan;
+    // SAFETY: raw system calls on data prepared before clone.
     unsafe {
-        // stdio: /dev/null, log, log.
         let null = libc::open(plan.dev_null.as_ptr(), libc::O_RDONLY);
-        if null < 0 || libc::dup2(null, 0) < 0 || libc::dup2(log, 1) < 0 || libc::dup2(log, 2) < 0 {
-            return report_fail(status_w, 1);
+        if null < 0
+            || libc::dup2(null, 0) < 0
+            || libc::dup2(a.log, 1) < 0
+            || libc::dup2(a.log, 2) < 0
+        {
+            fail(1);
         }
         if null > 2 {
             libc::close(null);
         }
-        if libc::setsid() < 0 {
-            return report_fail(status_w, 2);
-        }
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-            return report_fail(status_w, 3);
-        }
-        if libc::getppid() != parent.as_raw() {
-            return 127;
+            fail(1);
         }
         let core = libc::rlimit {
             rlim_cur: 0,
@@ -486,58 +504,13 @@ fn outer_child(
             nf.rlim_max = lim;
             libc::setrlimit(libc::RLIMIT_NOFILE, &nf);
         }
-        if plan.root_user {
-            // No supplementary groups of the host's root inside.
-            libc::setgroups(0, std::ptr::null());
-        }
-        let mut flags = libc::CLONE_NEWUSER
-            | libc::CLONE_NEWNS
-            | libc::CLONE_NEWPID
-            | libc::CLONE_NEWIPC
-            | libc::CLONE_NEWUTS;
-        if !plan.network {
-            flags |= libc::CLONE_NEWNET;
-        }
-        if libc::unshare(flags) != 0 {
-            return report_fail(status_w, 4);
-        }
-        // As bubblewrap's `--unshare-cgroup-try`.
-        libc::unshare(libc::CLONE_NEWCGROUP);
         if !write_file(c"/proc/self/setgroups", b"deny")
             || !write_file(c"/proc/self/uid_map", &plan.uid_map)
             || !write_file(c"/proc/self/gid_map", &plan.gid_map)
         {
-            return report_fail(status_w, 5);
+            fail(2);
         }
-        let init = libc::fork();
-        if init < 0 {
-            return report_fail(status_w, 6);
-        }
-        if init == 0 {
-            libc::close(status_w);
-            let code = init_process(plan, argv, envp);
-            libc::_exit(code);
-        }
-        let mut msg = [0u8; 8];
-        msg[..4].copy_from_slice(b"okay");
-        msg[4..8].copy_from_slice(&init.to_ne_bytes());
-        libc::write(status_w, msg.as_ptr().cast(), msg.len());
-        // Hold nothing of the parent's (another build's log pipe would not see its EOF).
-        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
-        loop {
-            let mut st = 0;
-            let r = libc::waitpid(init, &mut st, 0);
-            if r == init {
-                if libc::WIFEXITED(st) {
-                    return libc::WEXITSTATUS(st);
-                }
-                if libc::WIFSIGNALED(st) {
-                    return 128 + libc::WTERMSIG(st);
-                }
-            } else if r < 0 && errno() != libc::EINTR {
-                return 127;
-            }
-        }
+        init_process(plan, a.argv, a.envp)
     }
 }
 
@@ -616,9 +589,6 @@ fn init_process(
     // SAFETY: raw system calls on NUL-terminated strings and buffers we own.
     unsafe {
         let null = std::ptr::null();
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-            return init_fail(c"prctl", None);
-        }
         if !mount(null, c"/", null, libc::MS_REC | libc::MS_PRIVATE, null) {
             return init_fail(c"making / private", None);
         }
@@ -663,6 +633,22 @@ fn init_process(
                     if !bind(src, dst, *ro, *dev, plan.store_locked) {
                         return init_fail(c"bind-mounting", Some(src));
                     }
+                }
+                Op::Chdir(p) => {
+                    if libc::chdir(p.as_ptr()) != 0 {
+                        return init_fail(c"chdir", Some(p));
+                    }
+                }
+                Op::BindAs { src, dst } => {
+                    if !mount(src.as_ptr(), dst, null, libc::MS_BIND, null) {
+                        return init_fail(c"bind-mounting", Some(src));
+                    }
+                }
+                Op::Detach(p) => {
+                    if libc::umount2(p.as_ptr(), libc::MNT_DETACH) != 0 {
+                        return init_fail(c"detaching", Some(p));
+                    }
+                    libc::rmdir(p.as_ptr());
                 }
                 Op::Tmpfs(p) => {
                     if !mount(
