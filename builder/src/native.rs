@@ -8,26 +8,23 @@
 //! mountinfo generation and bwrap's parser: 60% of the CPU time of a 1,000-derivation chain.
 //! Here every mount is made once, and nothing reads the mount table.
 //!
-//! Process structure (all data is prepared before `fork`; the children only make system calls):
+//! Process structure: one `clone` with the new namespaces and `CLONE_VM | CLONE_VFORK` (as
+//! `posix_spawn` does: no page tables copied, this thread waits until the child has exec'd).
+//! The child, on its own stack and only making system calls on data prepared before the clone:
+//! log pipe on stdout/stderr, `/dev/null` on stdin, `PR_SET_PDEATHSIG = SIGKILL`, rlimits, uid
+//! 1000 / gid 100 mapped onto the invoking user; then a tmpfs as the new root, the scratch store
+//! bound writable at `/bld/store` with the input closure bound read-only onto its stubs, the
+//! sysroot at `/usr` with the merged-/usr links, `/etc` read-only, `/build` writable, `/dev`
+//! (tmpfs with the host's `null zero full random urandom tty`, `pts`, `shm`), `/proc` (with
+//! `sys sysrq-trigger irq bus` read-only), `/tmp`; `pivot_root`, the old root detached, `/`
+//! remounted read-only; hostname `localhost`, loopback up, `/build` as working directory, a
+//! new session, no new privileges, empty capability bounding and ambient sets; then `execve` of
+//! the builder with exactly the sandbox environment. The builder *is* PID 1 of its namespace:
+//! when it exits or is killed, the kernel kills whatever it left behind (as under Nix).
 //!
-//! 1. `fork` → **outer child**: log pipe on stdout/stderr, `/dev/null` on stdin, `setsid`,
-//!    `PR_SET_PDEATHSIG = SIGKILL`, rlimits; `unshare` of the user, mount, PID, IPC, UTS,
-//!    cgroup and (unless the build may use the network) network namespaces; uid 1000 / gid
-//!    100 mapped onto the invoking user. It reports "ready" (or the step that failed, so the
-//!    caller can fall back to bwrap) on a status pipe, then only waits for:
-//! 2. `fork` → **init** (PID 1 of the new PID namespace): `PR_SET_PDEATHSIG`, a tmpfs as the
-//!    new root, read-only binds of the input closure onto their stubs in the scratch store
-//!    (bound writable at `/bld/store`), the sysroot at `/usr` with the merged-/usr links, `/etc`
-//!    read-only, `/build` writable, `/dev` (tmpfs with the host's `null zero full random
-//!    urandom tty`, `pts`, `shm`), `/proc` (with `sys sysrq-trigger irq bus` read-only),
-//!    `/tmp`; `pivot_root`, the old root detached, `/` remounted read-only; hostname
-//!    `localhost`, loopback up, `/build` as working directory, a new session, no new
-//!    privileges, an empty capability bounding set; then `execve` of the builder with exactly
-//!    the sandbox environment. The builder *is* PID 1: when it exits the kernel kills whatever
-//!    it left behind (as under Nix).
-//!
-//! The outer child exits with the builder's status (128 + signal when it was killed, as bwrap
-//! does). Killing the outer child's process group kills init through its parent-death signal.
+//! Failing to create the namespaces or to map the build user is reported as
+//! [`SpawnError::Unsupported`] (the caller then falls back to bwrap); a later setup failure is
+//! written to the build log and the child exits with status 126.
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, OwnedFd};

@@ -1,5 +1,9 @@
-//! The bubblewrap backend: runs one [`BuildRequest`] under the sandbox contract of
-//! `docs/builder.md` and hands back the staged outputs (not yet store objects) and the log.
+//! The sandbox: runs one [`BuildRequest`] under the sandbox contract of `docs/builder.md` and
+//! hands back the staged outputs (not yet store objects) and the log. The sandbox is set up by
+//! the native backend ([`crate::native`], default) or by exec'ing `bwrap` with the contract's
+//! command line ([`Sandbox::bwrap_args`]; `BUILDIT_SANDBOX=bwrap`, and the fallback where the
+//! namespaces cannot be created). Everything else here (directories, logs, supervision,
+//! limits) is shared by both.
 //!
 //! Layout of one build directory (`ROOT/var/buildit/tmp/<pid>-b<n>-<drv base>/`), created fresh
 //! for every attempt and removed afterwards (kept on failure with `keep_failed`):
@@ -12,7 +16,7 @@
 //!   `$out` as a file, a directory or a symlink, as under Nix. After the build only the declared
 //!   outputs are taken (`store/<hash>-<name>`); anything else written there is discarded.
 //!
-//! Process control: bwrap is started in its own session (`setsid`) with `PR_SET_PDEATHSIG` =
+//! Process control (bwrap backend; the native one does the same in its child): bwrap is started in its own session (`setsid`) with `PR_SET_PDEATHSIG` =
 //! `SIGKILL`, core dumps off and a fixed open-files limit. `--unshare-pid` gives the build its
 //! own PID namespace, so when the builder exits (or bwrap is killed) the kernel kills every
 //! process left behind, daemons included. stdout and stderr share one pipe; a loop polls it
