@@ -84,8 +84,11 @@ pub struct Repl {
     /// Where `:b` builds (`None`: `:b` is not available).
     store: Option<buildit_store::StoreLayout>,
     /// Where `:b` sends its progress lines as they happen (`None`: into the reply).
-    progress: Option<Box<dyn FnMut(&str)>>,
+    progress: Option<ProgressFn>,
 }
+
+/// Receives `:b`'s progress lines.
+pub type ProgressFn = Box<dyn FnMut(&str)>;
 
 /// The outcome of type-checking one REPL input.
 enum Checked {
@@ -120,7 +123,7 @@ impl Repl {
 
     /// Show `:b`'s progress lines (without newline) through `f` as they happen, instead of in
     /// the reply.
-    pub fn set_progress(&mut self, f: Box<dyn FnMut(&str)>) {
+    pub fn set_progress(&mut self, f: ProgressFn) {
         self.progress = Some(f);
     }
 
