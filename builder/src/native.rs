@@ -385,7 +385,8 @@ pub(crate) fn spawn(plan: &NativePlan, log: OwnedFd) -> Result<NativeChild, Spaw
         envp: &envp,
         failed: std::sync::atomic::AtomicI64::new(0),
     };
-    let mut stack = vec![0u8; STACK];
+    // Not zeroed: the child only uses (and so only faults in) the top few kilobytes.
+    let mut stack: Vec<std::mem::MaybeUninit<u8>> = Vec::with_capacity(STACK);
     let mut flags = libc::CLONE_VM
         | libc::CLONE_VFORK
         | libc::CLONE_NEWUSER
@@ -401,7 +402,7 @@ pub(crate) fn spawn(plan: &NativePlan, log: OwnedFd) -> Result<NativeChild, Spaw
     // SAFETY: the stack is ours and outlives the child's use of it (CLONE_VFORK: we resume
     // only once it has exec'd or exited); `args` likewise.
     let pid = unsafe {
-        let top = stack.as_mut_ptr().add(STACK);
+        let top = stack.as_mut_ptr().add(STACK).cast::<u8>();
         let top = top.sub(top as usize % 16);
         libc::clone(
             child_main,

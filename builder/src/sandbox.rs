@@ -62,11 +62,16 @@ const HOSTS: &str = "127.0.0.1 localhost\n::1 localhost\n";
 /// operation per input and consecutive builds mostly share their inputs, so only the
 /// difference is created or removed. Anything else found in it (outputs of failed builds,
 /// files a builder wrote) is removed before reuse. Removed when the sandbox is dropped.
+///
+/// It also carries the previous build's directory when that build left it as it was created
+/// (an empty `build/` and nothing else): the next build uses it instead of creating one, which
+/// saves two directory creations and removals per build (see [`BuildDir`]'s `Drop`).
 #[derive(Debug)]
 struct ScratchStore {
     dir: PathBuf,
     stubs: HashSet<String>,
     keep: bool,
+    spare: Option<PathBuf>,
 }
 
 impl Drop for ScratchStore {
@@ -74,7 +79,24 @@ impl Drop for ScratchStore {
         if !self.keep {
             let _ = remove_tree(&self.dir);
         }
+        if let Some(p) = self.spare.take() {
+            let _ = remove_tree(&p);
+        }
     }
+}
+
+/// Whether a finished build's directory is as it was created: only an empty `build/`, which
+/// gets its mode back (the builder owned it). Anything else, and it is removed instead.
+fn reusable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let only_build = std::fs::read_dir(path).is_ok_and(|mut rd| {
+        matches!(rd.next(), Some(Ok(e)) if e.file_name() == "build") && rd.next().is_none()
+    });
+    let build = path.join("build");
+    only_build
+        && std::fs::symlink_metadata(&build).is_ok_and(|m| m.is_dir())
+        && std::fs::read_dir(&build).is_ok_and(|mut rd| rd.next().is_none())
+        && std::fs::set_permissions(&build, std::fs::Permissions::from_mode(0o755)).is_ok()
 }
 
 type Pool = Arc<Mutex<Vec<ScratchStore>>>;
@@ -163,13 +185,6 @@ impl BuildDir {
         pool: &Pool,
         inputs: &[(String, PathBuf)],
     ) -> std::io::Result<BuildDir> {
-        let path = fresh_dir(layout, "b", &drv.base_name())?;
-        let mut dir = BuildDir {
-            path,
-            keep: false,
-            scratch: None,
-        };
-        std::fs::create_dir(dir.build_top())?;
         let reused = pool.lock().ok().and_then(|mut p| p.pop());
         let mut scratch = match reused {
             Some(s) => s,
@@ -177,7 +192,21 @@ impl BuildDir {
                 dir: fresh_dir(layout, "s", "store")?,
                 stubs: HashSet::new(),
                 keep: false,
+                spare: None,
             },
+        };
+        let path = match scratch.spare.take() {
+            Some(p) => p,
+            None => {
+                let p = fresh_dir(layout, "b", &drv.base_name())?;
+                std::fs::create_dir(p.join("build"))?;
+                p
+            }
+        };
+        let mut dir = BuildDir {
+            path,
+            keep: false,
+            scratch: None,
         };
         scratch.sync(inputs)?;
         dir.scratch = Some((scratch, pool.clone()));
@@ -219,12 +248,22 @@ impl BuildDir {
 
 impl Drop for BuildDir {
     fn drop(&mut self) {
-        if !self.keep {
-            let _ = remove_tree(&self.path);
-            if let Some((s, pool)) = self.scratch.take() {
+        if self.keep {
+            return;
+        }
+        match self.scratch.take() {
+            Some((mut s, pool)) => {
+                if s.spare.is_none() && reusable(&self.path) {
+                    s.spare = Some(self.path.clone());
+                } else {
+                    let _ = remove_tree(&self.path);
+                }
                 if let Ok(mut p) = pool.lock() {
                     p.push(s);
                 }
+            }
+            None => {
+                let _ = remove_tree(&self.path);
             }
         }
     }
@@ -900,7 +939,7 @@ fn supervise(
 ) -> Result<Option<FailReason>, BuildError> {
     let start = Instant::now();
     let mut last_output = start;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = [0u8; 16 * 1024];
     let mut eof = false;
     let lim = &req.limits;
     loop {
@@ -1029,7 +1068,51 @@ mod tests {
         assert_eq!(log, b"building\n");
         let dir = r.dir.path().to_path_buf();
         drop(r);
-        assert!(!dir.exists(), "the build directory is removed");
+        // Untouched by the build: kept (empty) for the next one.
+        assert_eq!(
+            f.sandbox.pool.lock().expect("pool")[0].spare.as_deref(),
+            Some(dir.as_path())
+        );
+    }
+
+    #[test]
+    fn build_dir_is_reused_only_when_left_as_created() {
+        let f = fixture();
+        let r = f
+            .sandbox
+            .build(&request(&f, "chmod 700 /build; : > $out"), &mut |_| {})
+            .expect("build");
+        let first = r.dir.path().to_path_buf();
+        drop(r);
+        let r = f
+            .sandbox
+            .build(
+                &request(&f, "stat -c %a /build > $out; ls -A /build >> $out"),
+                &mut |_| {},
+            )
+            .expect("build");
+        assert_eq!(r.dir.path(), first, "reused");
+        assert_eq!(
+            std::fs::read_to_string(&r.outputs["out"]).expect("out"),
+            "755\n"
+        );
+        drop(r);
+        let r = f
+            .sandbox
+            .build(&request(&f, "echo x > /build/f; : > $out"), &mut |_| {})
+            .expect("build");
+        assert_eq!(r.dir.path(), first);
+        drop(r);
+        assert!(
+            !first.exists(),
+            "a directory the build wrote into is removed"
+        );
+        let r = f
+            .sandbox
+            .build(&request(&f, "ls -A /build > $out"), &mut |_| {})
+            .expect("build");
+        assert_ne!(r.dir.path(), first);
+        assert_eq!(std::fs::read_to_string(&r.outputs["out"]).expect("out"), "");
     }
 
     #[test]
@@ -1088,7 +1171,7 @@ mod tests {
         let f = fixture();
         let mut req = request(
             &f,
-            "i=0; while [ $i -lt 40 ]; do echo line $i; i=$((i+1)); done; echo x > $out; exit 3",
+            "echo x > /build/junk; i=0; while [ $i -lt 40 ]; do echo line $i; i=$((i+1)); done; echo x > $out; exit 3",
         );
         let e = f.sandbox.build(&req, &mut |_| {}).expect_err("fails");
         let BuildError::Failed(fl) = e else {
@@ -1099,15 +1182,19 @@ mod tests {
         assert_eq!(fl.log_tail[24], "line 39");
         assert!(fl.kept.is_none());
         let tmp = f.sandbox.layout().tmp_dir();
+        // The scratch store went back to the pool; the failed output is removed on reuse.
+        let pool = f.sandbox.pool.lock().expect("pool");
+        assert_eq!(pool.len(), 1);
+        assert!(
+            pool[0].spare.is_none(),
+            "a build directory with files is not reused"
+        );
         let left: Vec<_> = std::fs::read_dir(&tmp)
             .expect("tmp")
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().contains("-b"))
             .collect();
         assert!(left.is_empty(), "build directories left: {left:?}");
-        // The scratch store went back to the pool; the failed output is removed on reuse.
-        let pool = f.sandbox.pool.lock().expect("pool");
-        assert_eq!(pool.len(), 1);
         assert!(pool[0].dir.join(req.outputs["out"].base_name()).exists());
         drop(pool);
         assert!(fl.to_string().contains("full log: "));
