@@ -88,7 +88,7 @@ enum Command {
     /// Start an interactive read-eval-print loop
     #[command(after_help = "Type :? at the prompt for the list of commands.")]
     Repl(ReplArgs),
-    /// Type-check .bld files without evaluating them (exit 1 when any has a type error)
+    /// Check .bld files without evaluating them: syntax, names, types (exit 1 on any error)
     #[command(
         after_help = "Examples:\n  buildit check file.bld\n  buildit check --json a.bld b.bld"
     )]
@@ -132,6 +132,11 @@ enum Command {
         after_help = "Examples:\n  buildit contents result\n  buildit contents --json result/image.aci"
     )]
     Contents(buildit_cli::image_cmd::ContentsArgs),
+    /// Pack one package (with its runtime closure) as its own image; prints the image path
+    #[command(
+        after_help = "Examples:\n  buildit image app-misc/hello\n  buildit image --format docker-archive www-servers/nginx\n  buildit image --json ./pkgs/nginx"
+    )]
+    Image(buildit_cli::image_cmd::ImageArgs),
 }
 
 #[derive(Args)]
@@ -253,8 +258,7 @@ fn run_check(a: CheckArgs) -> ExitCode {
             }
             continue;
         };
-        let (sources, parse, types, ty) = typecheck_source(&name, &text);
-        let all: Vec<buildit_lang::Diagnostic> = parse.into_iter().chain(types).collect();
+        let (sources, all, ty) = check_source(&name, &text);
         if all.is_empty() {
             if !a.json {
                 println!("{f}: {ty}");
@@ -451,6 +455,7 @@ fn main() -> ExitCode {
         }),
         Command::Push(a) => buildit_cli::image_cmd::run_push(a),
         Command::Contents(a) => buildit_cli::image_cmd::run_contents(a),
+        Command::Image(a) => buildit_cli::image_cmd::run_image(a),
     }));
     r.unwrap_or(ExitCode::from(2))
 }
