@@ -1,8 +1,8 @@
 //! `buildit-builder`: turns derivations into store paths.
 //!
 //! A build is described by a plain-data [`BuildRequest`] (never a language value); the
-//! bubblewrap backend ([`sandbox`]) runs it under the sandbox contract of `docs/builder.md`; the
-//! scheduler ([`schedule`]) loads the derivation graph, orders builds topologically, runs them in
+//! sandbox ([`sandbox`]: our own namespace set-up, or bubblewrap as the fallback) runs it
+//! under the sandbox contract of `docs/builder.md`; the scheduler ([`schedule`]) loads the derivation graph, orders builds topologically, runs them in
 //! parallel and registers their outputs. The in-process builders of fixed-output and unpacking
 //! derivations live in [`fetch`] (`builtin:fetchurl`) and [`deb`] (`builtin:unpack-deb`).
 
@@ -10,6 +10,7 @@ pub mod deb;
 pub mod error;
 pub mod fetch;
 pub mod log;
+mod native;
 pub mod request;
 pub mod sandbox;
 pub mod schedule;

@@ -38,6 +38,9 @@ pub fn read_log(layout: &StoreLayout, drv: &StorePath) -> std::io::Result<Vec<u8
 
 /// A log being written: compressed file, line splitting, tail, byte count.
 pub struct LogSink<'a> {
+    /// The file until the first output: the encoder is created then (its set-up costs as
+    /// much as a trivial build's log), a silent build gets an empty zstd frame.
+    file: Option<File>,
     enc: Option<zstd::stream::write::Encoder<'static, BufWriter<File>>>,
     path: PathBuf,
     partial: Vec<u8>,
@@ -58,10 +61,9 @@ impl<'a> LogSink<'a> {
             std::fs::create_dir_all(dir)?;
         }
         let f = File::create(&path)?;
-        // Level 1: logs are written while builds run; speed matters more than ratio.
-        let enc = zstd::stream::write::Encoder::new(BufWriter::new(f), 1)?;
         Ok(LogSink {
-            enc: Some(enc),
+            file: Some(f),
+            enc: None,
             path,
             partial: Vec::new(),
             tail: VecDeque::with_capacity(TAIL_LINES + 1),
@@ -82,6 +84,10 @@ impl<'a> LogSink<'a> {
 
     /// Append raw output.
     pub fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        if let Some(f) = self.file.take() {
+            // Level 1: logs are written while builds run; speed matters more than ratio.
+            self.enc = Some(zstd::stream::write::Encoder::new(BufWriter::new(f), 1)?);
+        }
         self.bytes += data.len() as u64;
         if let Some(enc) = self.enc.as_mut() {
             enc.write_all(data)?;
@@ -141,14 +147,26 @@ impl<'a> LogSink<'a> {
             let mut w = enc.finish()?;
             w.flush()?;
         }
+        if let Some(mut f) = self.file.take() {
+            f.write_all(empty_frame())?;
+        }
         Ok(())
     }
+}
+
+/// A zstd frame of no bytes (the log of a silent build).
+fn empty_frame() -> &'static [u8] {
+    static EMPTY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| zstd::stream::encode_all(&[][..], 1).unwrap_or_default())
 }
 
 impl Drop for LogSink<'_> {
     fn drop(&mut self) {
         if let Some(enc) = self.enc.take() {
             let _ = enc.finish().map(|mut w| w.flush());
+        }
+        if let Some(mut f) = self.file.take() {
+            let _ = f.write_all(empty_frame());
         }
     }
 }
@@ -184,5 +202,23 @@ mod tests {
         assert!(log.ends_with(b"line 29\r\npartial"));
         let p = log_path(&layout, &drv);
         assert!(p.starts_with(layout.log_dir().join(&drv.hash_part()[..2])));
+    }
+
+    #[test]
+    fn silent_build_leaves_an_empty_valid_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = StoreLayout::at(dir.path());
+        let drv = StorePath::from_fingerprint("s", "s.drv").expect("valid");
+        let mut cb = |_: &str| {};
+        let mut sink = LogSink::create(&layout, &drv, &mut cb).expect("create");
+        sink.finish().expect("finish");
+        drop(sink);
+        assert!(
+            std::fs::metadata(log_path(&layout, &drv))
+                .expect("log")
+                .len()
+                > 0
+        );
+        assert_eq!(read_log(&layout, &drv).expect("read"), b"");
     }
 }

@@ -1,5 +1,9 @@
-//! The bubblewrap backend: runs one [`BuildRequest`] under the sandbox contract of
-//! `docs/builder.md` and hands back the staged outputs (not yet store objects) and the log.
+//! The sandbox: runs one [`BuildRequest`] under the sandbox contract of `docs/builder.md` and
+//! hands back the staged outputs (not yet store objects) and the log. The sandbox is set up by
+//! the native backend ([`crate::native`], default) or by exec'ing `bwrap` with the contract's
+//! command line ([`Sandbox::bwrap_args`]; `BUILDIT_SANDBOX=bwrap`, and the fallback where the
+//! namespaces cannot be created). Everything else here (directories, logs, supervision,
+//! limits) is shared by both.
 //!
 //! Layout of one build directory (`ROOT/var/buildit/tmp/<pid>-b<n>-<drv base>/`), created fresh
 //! for every attempt and removed afterwards (kept on failure with `keep_failed`):
@@ -12,7 +16,7 @@
 //!   `$out` as a file, a directory or a symlink, as under Nix. After the build only the declared
 //!   outputs are taken (`store/<hash>-<name>`); anything else written there is discarded.
 //!
-//! Process control: bwrap is started in its own session (`setsid`) with `PR_SET_PDEATHSIG` =
+//! Process control (bwrap backend; the native one does the same in its child): bwrap is started in its own session (`setsid`) with `PR_SET_PDEATHSIG` =
 //! `SIGKILL`, core dumps off and a fixed open-files limit. `--unshare-pid` gives the build its
 //! own PID namespace, so when the builder exits (or bwrap is killed) the kernel kills every
 //! process left behind, daemons included. stdout and stderr share one pipe; a loop polls it
@@ -58,11 +62,16 @@ const HOSTS: &str = "127.0.0.1 localhost\n::1 localhost\n";
 /// operation per input and consecutive builds mostly share their inputs, so only the
 /// difference is created or removed. Anything else found in it (outputs of failed builds,
 /// files a builder wrote) is removed before reuse. Removed when the sandbox is dropped.
+///
+/// It also carries the previous build's directory when that build left it as it was created
+/// (an empty `build/` and nothing else): the next build uses it instead of creating one, which
+/// saves two directory creations and removals per build (see [`BuildDir`]'s `Drop`).
 #[derive(Debug)]
 struct ScratchStore {
     dir: PathBuf,
     stubs: HashSet<String>,
     keep: bool,
+    spare: Option<PathBuf>,
 }
 
 impl Drop for ScratchStore {
@@ -70,7 +79,24 @@ impl Drop for ScratchStore {
         if !self.keep {
             let _ = remove_tree(&self.dir);
         }
+        if let Some(p) = self.spare.take() {
+            let _ = remove_tree(&p);
+        }
     }
+}
+
+/// Whether a finished build's directory is as it was created: only an empty `build/`, which
+/// gets its mode back (the builder owned it). Anything else, and it is removed instead.
+fn reusable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let only_build = std::fs::read_dir(path).is_ok_and(|mut rd| {
+        matches!(rd.next(), Some(Ok(e)) if e.file_name() == "build") && rd.next().is_none()
+    });
+    let build = path.join("build");
+    only_build
+        && std::fs::symlink_metadata(&build).is_ok_and(|m| m.is_dir())
+        && std::fs::read_dir(&build).is_ok_and(|mut rd| rd.next().is_none())
+        && std::fs::set_permissions(&build, std::fs::Permissions::from_mode(0o755)).is_ok()
 }
 
 type Pool = Arc<Mutex<Vec<ScratchStore>>>;
@@ -159,13 +185,6 @@ impl BuildDir {
         pool: &Pool,
         inputs: &[(String, PathBuf)],
     ) -> std::io::Result<BuildDir> {
-        let path = fresh_dir(layout, "b", &drv.base_name())?;
-        let mut dir = BuildDir {
-            path,
-            keep: false,
-            scratch: None,
-        };
-        std::fs::create_dir(dir.build_top())?;
         let reused = pool.lock().ok().and_then(|mut p| p.pop());
         let mut scratch = match reused {
             Some(s) => s,
@@ -173,7 +192,21 @@ impl BuildDir {
                 dir: fresh_dir(layout, "s", "store")?,
                 stubs: HashSet::new(),
                 keep: false,
+                spare: None,
             },
+        };
+        let path = match scratch.spare.take() {
+            Some(p) => p,
+            None => {
+                let p = fresh_dir(layout, "b", &drv.base_name())?;
+                std::fs::create_dir(p.join("build"))?;
+                p
+            }
+        };
+        let mut dir = BuildDir {
+            path,
+            keep: false,
+            scratch: None,
         };
         scratch.sync(inputs)?;
         dir.scratch = Some((scratch, pool.clone()));
@@ -182,6 +215,11 @@ impl BuildDir {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+    /// The base names of the inputs with a mount-point stub in the scratch store (every
+    /// input that is not a symlink), when the scratch store comes from the pool.
+    fn stubs(&self) -> Option<&HashSet<String>> {
+        self.scratch.as_ref().map(|(s, _)| &s.stubs)
     }
     /// Mounted at `/build`.
     pub fn build_top(&self) -> PathBuf {
@@ -210,12 +248,22 @@ impl BuildDir {
 
 impl Drop for BuildDir {
     fn drop(&mut self) {
-        if !self.keep {
-            let _ = remove_tree(&self.path);
-            if let Some((s, pool)) = self.scratch.take() {
+        if self.keep {
+            return;
+        }
+        match self.scratch.take() {
+            Some((mut s, pool)) => {
+                if s.spare.is_none() && reusable(&self.path) {
+                    s.spare = Some(self.path.clone());
+                } else {
+                    let _ = remove_tree(&self.path);
+                }
                 if let Ok(mut p) = pool.lock() {
                     p.push(s);
                 }
+            }
+            None => {
+                let _ = remove_tree(&self.path);
             }
         }
     }
@@ -307,6 +355,9 @@ pub struct Sandbox {
     premount: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Scratch store directories for reuse (see [`ScratchStore`]).
     pool: Pool,
+    /// Whether builds use the native backend ([`crate::native`]) instead of exec'ing bwrap;
+    /// turned off after the first failure to create the namespaces.
+    native: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Find `bwrap` in `PATH`.
@@ -331,7 +382,22 @@ impl Sandbox {
             bwrap,
             premount: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
             pool: Pool::default(),
+            native: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
+                std::env::var_os("BUILDIT_SANDBOX").is_none_or(|v| v != "bwrap"),
+            )),
         }
+    }
+
+    /// Run every build through the `bwrap` program (as with `BUILDIT_SANDBOX=bwrap`) instead of
+    /// the native backend.
+    pub fn with_bwrap_program(self) -> Sandbox {
+        self.native.store(false, Ordering::Relaxed);
+        self
+    }
+
+    /// Whether builds currently use the native backend.
+    pub fn is_native(&self) -> bool {
+        self.native.load(Ordering::Relaxed)
     }
 
     /// Let bwrap mount every input itself (one `--ro-bind` each) instead of [`Premount`].
@@ -551,6 +617,16 @@ impl Sandbox {
         dir: &BuildDir,
         sink: &mut LogSink<'_>,
     ) -> Result<Option<FailReason>, BuildError> {
+        if self.native.load(Ordering::Relaxed) {
+            match self.run_native(req, dir, sink) {
+                Err(None) => {
+                    // No namespaces for us here: bwrap (setuid, perhaps) from now on.
+                    self.native.store(false, Ordering::Relaxed);
+                }
+                Err(Some(e)) => return Err(e),
+                Ok(r) => return Ok(r),
+            }
+        }
         let (mut reader, writer) =
             std::io::pipe().map_err(|e| BuildError::io("creating the log pipe", e))?;
         let writer2 = writer
@@ -588,7 +664,7 @@ impl Sandbox {
         let spawned = cmd.spawn();
         // The command holds the pipe's write ends: drop them so EOF means "all writers gone".
         drop(cmd);
-        let mut child = match spawned {
+        let child = match spawned {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(BuildError::BwrapMissing)
@@ -600,22 +676,127 @@ impl Sandbox {
             }
             Err(e) => return Err(BuildError::io("starting bwrap", e)),
         };
-        let killed = supervise(&mut child, &mut reader, sink, req);
+        let mut proc = Proc::Bwrap(child);
+        let killed = supervise(&mut proc, &mut reader, sink, req);
         if killed.is_err() {
-            kill_tree(&child);
+            proc.kill();
         }
-        let status = child
+        let status = proc
             .wait()
             .map_err(|e| BuildError::io("waiting for bwrap", e))?;
         if let Some(reason) = killed? {
             return Ok(Some(reason));
         }
-        Ok(match (status.code(), status.signal()) {
-            (Some(0), _) => None,
-            (Some(c), _) => Some(FailReason::Exit(c)),
-            (None, Some(s)) => Some(FailReason::Signal(s)),
-            (None, None) => Some(FailReason::Exit(-1)),
-        })
+        Ok(exit_reason(status))
+    }
+
+    /// The native backend ([`crate::native`]). `Err(None)`: namespaces are not available.
+    fn run_native(
+        &self,
+        req: &BuildRequest,
+        dir: &BuildDir,
+        sink: &mut LogSink<'_>,
+    ) -> Result<Option<FailReason>, Option<BuildError>> {
+        let io = |what: &'static str| move |e: std::io::Error| Some(BuildError::io(what, e));
+        let root_mount = self.layout.tmp_dir().join("sandbox-root");
+        if !root_mount.is_dir() {
+            std::fs::create_dir_all(&root_mount).map_err(io("creating the sandbox root"))?;
+        }
+        let inputs: Vec<(String, PathBuf)> = match dir.stubs() {
+            Some(stubs) => req
+                .input_closure
+                .iter()
+                .map(|p| p.base_name())
+                .filter(|b| stubs.contains(b))
+                .map(|b| {
+                    let phys = self.layout.store_dir().join(&b);
+                    (b, phys)
+                })
+                .collect(),
+            None => return Err(None),
+        };
+        let etc = if req.network {
+            dir.path().join("etc")
+        } else {
+            self.shared_etc()
+        };
+        let store_dir = self.layout.store_dir();
+        let scratch = dir.store_dir();
+        let top = dir.build_top();
+        let layout = crate::native::Layout {
+            root_mount: &root_mount,
+            scratch_store: &scratch,
+            inputs,
+            store_dir: &store_dir,
+            sysroot: req.sysroot.as_ref().map(|s| self.layout.physical(s)),
+            etc: &etc,
+            build_top: &top,
+        };
+        let plan = crate::native::NativePlan::new(
+            &layout,
+            &req.builder,
+            &req.args,
+            &sandbox_env(req),
+            req.network,
+            NOFILE_LIMIT,
+        )
+        .map_err(io("preparing the sandbox"))?;
+        let (mut reader, writer) = std::io::pipe().map_err(io("creating the log pipe"))?;
+        let child = match crate::native::spawn(&plan, writer.into()) {
+            Ok(c) => c,
+            Err(crate::native::SpawnError::Unsupported) => return Err(None),
+            Err(crate::native::SpawnError::Io(e)) => {
+                return Err(Some(BuildError::io("starting the sandbox", e)))
+            }
+        };
+        let mut proc = Proc::Native(child);
+        let killed = supervise(&mut proc, &mut reader, sink, req);
+        if killed.is_err() {
+            proc.kill();
+        }
+        let status = proc.wait().map_err(io("waiting for the sandbox"))?;
+        if let Some(reason) = killed.map_err(Some)? {
+            return Ok(Some(reason));
+        }
+        Ok(exit_reason(status))
+    }
+}
+
+/// `(exit code, signal)` → the failure, if any.
+fn exit_reason(status: (Option<i32>, Option<i32>)) -> Option<FailReason> {
+    match status {
+        (Some(0), _) => None,
+        (Some(c), _) => Some(FailReason::Exit(c)),
+        (None, Some(s)) => Some(FailReason::Signal(s)),
+        (None, None) => Some(FailReason::Exit(-1)),
+    }
+}
+
+/// The supervised process of a build: bwrap, or the native sandbox's outer process.
+enum Proc {
+    Bwrap(Child),
+    Native(crate::native::NativeChild),
+}
+
+impl Proc {
+    /// Kill the whole sandbox.
+    fn kill(&self) {
+        match self {
+            Proc::Bwrap(c) => kill_tree(c),
+            Proc::Native(n) => n.kill(),
+        }
+    }
+    fn try_wait(&mut self) -> std::io::Result<Option<(Option<i32>, Option<i32>)>> {
+        match self {
+            Proc::Bwrap(c) => Ok(c.try_wait()?.map(|s| (s.code(), s.signal()))),
+            Proc::Native(n) => n.try_wait(),
+        }
+    }
+    fn wait(&mut self) -> std::io::Result<(Option<i32>, Option<i32>)> {
+        match self {
+            Proc::Bwrap(c) => c.wait().map(|s| (s.code(), s.signal())),
+            Proc::Native(n) => n.wait(),
+        }
     }
 }
 
@@ -751,27 +932,27 @@ fn kill_tree(child: &Child) {
 /// Read the log until EOF and the child's exit, enforcing the limits. Returns the reason when
 /// the build was killed.
 fn supervise(
-    child: &mut Child,
+    child: &mut Proc,
     reader: &mut std::io::PipeReader,
     sink: &mut LogSink<'_>,
     req: &BuildRequest,
 ) -> Result<Option<FailReason>, BuildError> {
     let start = Instant::now();
     let mut last_output = start;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = [0u8; 16 * 1024];
     let mut eof = false;
     let lim = &req.limits;
     loop {
         let now = Instant::now();
         if let Some(t) = lim.timeout {
             if now >= start + t {
-                kill_tree(child);
+                child.kill();
                 return Ok(Some(FailReason::Timeout(t)));
             }
         }
         if let Some(s) = lim.max_silent {
             if now >= last_output + s {
-                kill_tree(child);
+                child.kill();
                 return Ok(Some(FailReason::Silent(s)));
             }
         }
@@ -808,7 +989,7 @@ fn supervise(
                     .map_err(|e| BuildError::io("writing the build log", e))?;
                 if let Some(max) = lim.max_log_bytes {
                     if sink.bytes() > max {
-                        kill_tree(child);
+                        child.kill();
                         return Ok(Some(FailReason::LogLimit(max)));
                     }
                 }
@@ -878,8 +1059,8 @@ mod tests {
             .expect("build succeeds");
         assert_eq!(lines, vec!["building".to_string()]);
         assert!(
-            f.sandbox.premount.load(Ordering::Relaxed),
-            "inputs were mounted before bwrap (no fallback)"
+            f.sandbox.is_native(),
+            "the native backend was used (no fallback to bwrap)"
         );
         let staged = &r.outputs["out"];
         assert_eq!(std::fs::read_to_string(staged).expect("out"), "hello\n");
@@ -887,7 +1068,51 @@ mod tests {
         assert_eq!(log, b"building\n");
         let dir = r.dir.path().to_path_buf();
         drop(r);
-        assert!(!dir.exists(), "the build directory is removed");
+        // Untouched by the build: kept (empty) for the next one.
+        assert_eq!(
+            f.sandbox.pool.lock().expect("pool")[0].spare.as_deref(),
+            Some(dir.as_path())
+        );
+    }
+
+    #[test]
+    fn build_dir_is_reused_only_when_left_as_created() {
+        let f = fixture();
+        let r = f
+            .sandbox
+            .build(&request(&f, "chmod 700 /build; : > $out"), &mut |_| {})
+            .expect("build");
+        let first = r.dir.path().to_path_buf();
+        drop(r);
+        let r = f
+            .sandbox
+            .build(
+                &request(&f, "stat -c %a /build > $out; ls -A /build >> $out"),
+                &mut |_| {},
+            )
+            .expect("build");
+        assert_eq!(r.dir.path(), first, "reused");
+        assert_eq!(
+            std::fs::read_to_string(&r.outputs["out"]).expect("out"),
+            "755\n"
+        );
+        drop(r);
+        let r = f
+            .sandbox
+            .build(&request(&f, "echo x > /build/f; : > $out"), &mut |_| {})
+            .expect("build");
+        assert_eq!(r.dir.path(), first);
+        drop(r);
+        assert!(
+            !first.exists(),
+            "a directory the build wrote into is removed"
+        );
+        let r = f
+            .sandbox
+            .build(&request(&f, "ls -A /build > $out"), &mut |_| {})
+            .expect("build");
+        assert_ne!(r.dir.path(), first);
+        assert_eq!(std::fs::read_to_string(&r.outputs["out"]).expect("out"), "");
     }
 
     #[test]
@@ -946,7 +1171,7 @@ mod tests {
         let f = fixture();
         let mut req = request(
             &f,
-            "i=0; while [ $i -lt 40 ]; do echo line $i; i=$((i+1)); done; echo x > $out; exit 3",
+            "echo x > /build/junk; i=0; while [ $i -lt 40 ]; do echo line $i; i=$((i+1)); done; echo x > $out; exit 3",
         );
         let e = f.sandbox.build(&req, &mut |_| {}).expect_err("fails");
         let BuildError::Failed(fl) = e else {
@@ -957,15 +1182,19 @@ mod tests {
         assert_eq!(fl.log_tail[24], "line 39");
         assert!(fl.kept.is_none());
         let tmp = f.sandbox.layout().tmp_dir();
+        // The scratch store went back to the pool; the failed output is removed on reuse.
+        let pool = f.sandbox.pool.lock().expect("pool");
+        assert_eq!(pool.len(), 1);
+        assert!(
+            pool[0].spare.is_none(),
+            "a build directory with files is not reused"
+        );
         let left: Vec<_> = std::fs::read_dir(&tmp)
             .expect("tmp")
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().contains("-b"))
             .collect();
         assert!(left.is_empty(), "build directories left: {left:?}");
-        // The scratch store went back to the pool; the failed output is removed on reuse.
-        let pool = f.sandbox.pool.lock().expect("pool");
-        assert_eq!(pool.len(), 1);
         assert!(pool[0].dir.join(req.outputs["out"].base_name()).exists());
         drop(pool);
         assert!(fl.to_string().contains("full log: "));
@@ -983,7 +1212,7 @@ mod tests {
     #[test]
     fn per_path_binds_fallback_behaves_the_same() {
         let mut f = fixture();
-        f.sandbox = f.sandbox.clone().without_premount();
+        f.sandbox = f.sandbox.clone().without_premount().with_bwrap_program();
         let req = request(
             &f,
             "if touch $PATH/x 2>/dev/null; then echo writable; else echo ro; fi > $out",
@@ -1024,6 +1253,46 @@ mod tests {
             .into_iter()
             .map(|l| format!("{l}\n"))
             .collect::<String>()
+        );
+    }
+
+    /// The native backend and the bwrap command line give the builder the same world.
+    #[test]
+    fn native_and_bwrap_sandboxes_agree() {
+        let script = "exec > $out 2>&1; id; hostname; pwd; ls -a / /dev /bld/store /build /tmp; \
+             ls -l /dev/null /dev/fd /dev/ptmx; cat /proc/self/uid_map /proc/self/gid_map; \
+             grep -E ' / | /bld| /build| /tmp| /etc| /proc | /dev ' /proc/self/mountinfo | \
+             cut -d' ' -f5,6,9 | sort; echo pid $$; ulimit -n; ulimit -c; \
+             grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status; \
+             ip link 2>&1 | grep -o 'lo:.*UP' | head -1; \
+             echo x > /dev/null && echo devnull-ok; head -c 4 /dev/zero | wc -c; \
+             touch /bld/store/new && echo store-writable; touch /etc/x 2>/dev/null || echo etc-ro; \
+             env | sort";
+        let run = |sandbox: &Sandbox, f: &Fixture| {
+            let req = request(f, script);
+            let r = sandbox.build(&req, &mut |_| {}).expect("build");
+            std::fs::read_to_string(&r.outputs["out"])
+                .expect("out")
+                .replace(&req.outputs["out"].base_name(), "OUT")
+        };
+        let f = fixture();
+        let native = run(&f.sandbox, &f);
+        assert!(f.sandbox.is_native());
+        let g = fixture();
+        let bwrap = g.sandbox.clone().with_bwrap_program();
+        let via_bwrap = run(&bwrap, &g);
+        let native = native.replace(&f.busybox.base_name(), "BB");
+        let via_bwrap = via_bwrap.replace(&g.busybox.base_name(), "BB");
+        // The one difference: the builder is PID 1 here (as under Nix), bwrap keeps an init.
+        assert!(native.contains("\npid 1\n"), "{native}");
+        assert!(via_bwrap.contains("\npid 2\n"), "{via_bwrap}");
+        assert_eq!(
+            native.replace("\npid 1\n", "\npid\n"),
+            via_bwrap.replace("\npid 2\n", "\npid\n")
+        );
+        assert!(
+            native.contains("uid=1000(builder) gid=100(builder)"),
+            "{native}"
         );
     }
 

@@ -500,6 +500,8 @@ impl<'a> Scheduler<'a> {
                             let _ = clean_tx.send(staged);
                             res
                         });
+                        // Only needed for registration (and large in deep graphs).
+                        nodes[i].closure = Vec::new();
                         match r {
                             Ok((outputs, duration)) => {
                                 nodes[i].locks.clear();

@@ -369,6 +369,12 @@ fn run_repl(a: ReplArgs) -> ExitCode {
         st,
     )));
     repl.borrow_mut().set_typecheck(!a.common.no_typecheck);
+    repl.borrow_mut()
+        .set_store(buildit_cli::common::store_layout(
+            a.common.store_root.as_deref(),
+        ));
+    repl.borrow_mut()
+        .set_progress(Box::new(|l: &str| eprintln!("{l}")));
     for f in &a.files {
         let r = repl.borrow_mut().handle(&format!(":l {f}"));
         eprint!("{}", r.text);

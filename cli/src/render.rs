@@ -43,6 +43,15 @@ fn handler(style: Style) -> GraphicalReportHandler {
 /// beyond this column the plain rendering is used instead.
 const MAX_GRAPHICAL_COLUMN: usize = 10_000;
 
+/// Render a miette report (errors at the CLI edge, such as a failed build).
+pub fn report(r: &miette::Report, style: Style) -> String {
+    let mut out = String::new();
+    if handler(style).render_report(&mut out, r.as_ref()).is_err() {
+        out = format!("error: {r}\n");
+    }
+    out
+}
+
 /// Render one diagnostic.
 pub fn diagnostic(sources: &SourceMap, d: &Diagnostic, style: Style) -> String {
     let too_wide = d.labels.iter().any(|l| {

@@ -10,6 +10,11 @@
 //! evaluated or bound. The REPL remembers the inferred type of each of its variables (a
 //! binding's, or the field types of a file loaded with `:l`), so `:t`, later inputs and the
 //! completion of attribute paths see them; a variable whose type is unknown is `Dyn`.
+//!
+//! `:b EXPR` builds the derivations `EXPR` evaluates to (as `buildit realise` does) in the store
+//! given with [`Repl::set_store`] (the one the evaluator writes `.drv` files into), reporting
+//! progress in plain lines (to [`Repl::set_progress`] as they happen, else in the reply) and
+//! replying with the output paths, one a line; a failed build is an error diagnostic.
 
 use crate::render::{self, Style};
 use buildit_eval::value::{Env, Pending, Scope, Thunk};
@@ -58,6 +63,7 @@ The following commands are available:
   :l <path>     Load the attributes of a .bld file's set into scope
   :doc <name>   Show the documentation of a builtin (`:doc map`, `:doc builtins.foldl'`)
   :t <expr>     Show the inferred type of an expression (without evaluating it)
+  :b <expr>     Build the derivation(s) an expression evaluates to; print the output paths
   :q            Exit
   :?            Show this help
 ";
@@ -75,7 +81,14 @@ pub struct Repl {
     cwd: String,
     style: Style,
     typecheck: bool,
+    /// Where `:b` builds (`None`: `:b` is not available).
+    store: Option<buildit_store::StoreLayout>,
+    /// Where `:b` sends its progress lines as they happen (`None`: into the reply).
+    progress: Option<ProgressFn>,
 }
+
+/// Receives `:b`'s progress lines.
+pub type ProgressFn = Box<dyn FnMut(&str)>;
 
 /// The outcome of type-checking one REPL input.
 enum Checked {
@@ -98,7 +111,20 @@ impl Repl {
             cwd: cwd.into(),
             style,
             typecheck: true,
+            store: None,
+            progress: None,
         }
+    }
+
+    /// Let `:b` build in this store (the one the evaluator's IO writes derivations into).
+    pub fn set_store(&mut self, layout: buildit_store::StoreLayout) {
+        self.store = Some(layout);
+    }
+
+    /// Show `:b`'s progress lines (without newline) through `f` as they happen, instead of in
+    /// the reply.
+    pub fn set_progress(&mut self, f: ProgressFn) {
+        self.progress = Some(f);
     }
 
     /// Turn type checking of inputs on (the default) or off (`--no-typecheck`).
@@ -175,6 +201,7 @@ impl Repl {
                 "l" | "load" => self.load(arg),
                 "doc" => self.doc(arg),
                 "t" | "type" => self.type_of(arg),
+                "b" | "build" => self.build(arg),
                 _ => Reply::err(format!("unknown command ':{name}' (type :? for help)")),
             };
         }
@@ -341,6 +368,110 @@ impl Repl {
         }
     }
 
+    /// `:b EXPR`: evaluate, find the derivations, realise them, reply with the output paths.
+    fn build(&mut self, text: &str) -> Reply {
+        use buildit_builder::{BuildEvent, ScheduleOptions, Scheduler, Target};
+        if text.is_empty() {
+            return Reply::err("usage: :b <expr>");
+        }
+        let Some(layout) = self.store.clone() else {
+            return Reply::err(render::report(
+                &miette::miette!(
+                    code = "buildit::repl::no-store",
+                    help = "start `buildit repl` with a store (`--store-root DIR`)",
+                    "this REPL has no store to build in"
+                ),
+                self.style,
+            ));
+        };
+        if self.typecheck {
+            if let Checked::Err(e) = self.check_input(text, |e| e) {
+                return Reply::err(e + NOT_EVALUATED);
+            }
+        }
+        let v = match self.compile_eval(text) {
+            Ok(v) => v,
+            Err(e) => return Reply::err(e),
+        };
+        let found = match crate::instantiate::find_derivations(&mut self.ev, &v) {
+            Ok(f) => f,
+            Err(e) => return Reply::err(render::eval_error(&self.ev.sources, &e, self.style)),
+        };
+        if found.is_empty() {
+            return Reply::err(render::report(
+                &miette::miette!(
+                    code = "buildit::repl::no-derivation",
+                    help = "`:b` builds a derivation (a call of `derivation`) or a list or set of them",
+                    "the expression evaluates to {}, which contains no derivation",
+                    v.describe()
+                ),
+                self.style,
+            ));
+        }
+        let mut targets = Vec::new();
+        for f in found {
+            match buildit_store::StorePath::parse(&f.drv_path) {
+                Ok(drv) => targets.push(Target {
+                    drv,
+                    outputs: Some(std::iter::once(f.output).collect()),
+                }),
+                Err(e) => return Reply::err(format!("{}: {e}", f.drv_path)),
+            }
+        }
+        let store = match buildit_store::Store::open(layout) {
+            Ok(s) => s,
+            Err(e) => {
+                return Reply::err(render::report(
+                    &crate::store_cmd::store_error(e),
+                    self.style,
+                ))
+            }
+        };
+        let mut lines = String::new();
+        let mut progress = self.progress.take();
+        let (mut total, mut done) = (0usize, 0usize);
+        let mut emit = |l: String| match progress.as_mut() {
+            Some(f) => f(&l),
+            None => {
+                lines.push_str(&l);
+                lines.push('\n');
+            }
+        };
+        let mut sched = Scheduler::new(&store, ScheduleOptions::default())
+            .with_builtins(crate::builtins::all(store.layout()));
+        let r = sched.realise(&targets, &mut |e| match e {
+            BuildEvent::Planned { builds, .. } => total = builds,
+            BuildEvent::Started { drv, .. } => emit(format!("building '{drv}'")),
+            BuildEvent::Finished { name, .. } => {
+                done += 1;
+                emit(format!("built {name} [{done}/{total}]"));
+            }
+            BuildEvent::Failed { drv, reason, .. } => {
+                emit(format!("error: build of '{drv}' failed: {reason}"))
+            }
+            BuildEvent::Substituted { path } => emit(format!("substituted '{path}'")),
+            BuildEvent::LogLine { .. } | BuildEvent::Download { .. } => {}
+        });
+        self.progress = progress;
+        match r {
+            Ok(realised) => {
+                for (_, outs) in realised {
+                    for p in outs.values() {
+                        lines.push_str(&format!("{p}\n"));
+                    }
+                }
+                Reply::ok(lines)
+            }
+            Err(e) => {
+                lines.push_str(&render::report(
+                    &crate::build_cmd::build_error(e),
+                    self.style,
+                ));
+                Reply::err(lines)
+            }
+        }
+    }
+
     /// `:t EXPR`: the static type, without evaluating (REPL variables have the types
     /// inferred when they were bound or loaded).
     fn type_of(&mut self, text: &str) -> Reply {
@@ -401,7 +532,7 @@ impl Repl {
             .unwrap_or(0);
         let word = &upto[start..];
         if let Some(cmd) = word.strip_prefix(':') {
-            let cmds = [":p", ":l", ":doc", ":t", ":q", ":?"];
+            let cmds = [":p", ":l", ":doc", ":t", ":b", ":q", ":?"];
             let _ = cmd;
             return (
                 start,

@@ -585,17 +585,27 @@ impl Store {
         Ok(out)
     }
 
-    /// The paths and everything they refer to, transitively.
+    /// The paths and everything they refer to, transitively (one recursive query per given
+    /// path, not one per path of the closure).
     pub fn closure(&self, paths: &[StorePath]) -> Result<BTreeSet<StorePath>, StoreError> {
         let mut seen: BTreeSet<StorePath> = BTreeSet::new();
-        let mut todo: Vec<StorePath> = paths.to_vec();
-        while let Some(p) = todo.pop() {
-            if seen.contains(&p) {
+        let mut st = self.db.conn.prepare_cached(
+            "WITH RECURSIVE c(id) AS (SELECT ?1 UNION \
+               SELECT r.reference FROM refs r JOIN c ON r.referrer = c.id) \
+             SELECT v.path FROM c JOIN valid_paths v ON v.id = c.id",
+        )?;
+        for p in paths {
+            if seen.contains(p) {
                 continue;
             }
-            let refs = self.references(&p)?;
-            seen.insert(p);
-            todo.extend(refs.into_iter().filter(|r| !seen.contains(r)));
+            let id = self
+                .id_of(p)?
+                .ok_or_else(|| StoreError::NotValid(p.clone()))?;
+            let rows = st.query_map([id], |r| r.get::<_, String>(0))?;
+            for r in rows {
+                let r = r?;
+                seen.insert(self.parse_db_path(&r)?);
+            }
         }
         Ok(seen)
     }
@@ -1720,6 +1730,32 @@ mod tests {
                 .expect("count");
         assert_eq!(n, 1);
         assert!(s.verify(true, false).expect("verify").ok());
+    }
+
+    #[test]
+    fn closure_is_transitive_and_needs_valid_paths() {
+        let (_t, s) = store();
+        let dep = s.add_bytes("dep.txt", b"dependency", &[]).expect("add");
+        let other = s.add_bytes("other.txt", b"other", &[]).expect("add");
+        let mid = s
+            .add_bytes("mid.txt", b"mid", std::slice::from_ref(&dep))
+            .expect("mid");
+        let top = s
+            .add_bytes("top.txt", b"top", &[mid.clone(), other.clone()])
+            .expect("top");
+        assert_eq!(
+            s.closure(&[top.clone(), dep.clone()]).expect("c"),
+            [top.clone(), mid.clone(), dep.clone(), other.clone()].into()
+        );
+        assert_eq!(
+            s.closure(std::slice::from_ref(&mid)).expect("c"),
+            [mid.clone(), dep.clone()].into()
+        );
+        let invalid = StorePath::from_fingerprint("nowhere", "x").expect("p");
+        assert!(matches!(
+            s.closure(&[top, invalid]),
+            Err(StoreError::NotValid(_))
+        ));
     }
 
     #[test]

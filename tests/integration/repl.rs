@@ -2,6 +2,12 @@
 //! (`. more` lines continue it); the lines up to the next input are the expected output. A line
 //! `tab> text` asks for the completions of `text` (cursor at its end), printed on one line. A
 //! transcript whose first line is `# --no-typecheck` runs with type checking off.
+//!
+//! A transcript whose first line is `# store` builds (`:b`): it gets a fresh store in a
+//! temporary directory (the evaluator writes derivations there, `:b` builds there), `@BUSYBOX@`
+//! in inputs names a directory with the static busybox at `bin/busybox`, and in the output the
+//! temporary directory reads `$TMP` and store hashes read `HASH`. Needs `busybox-static` and
+//! `bwrap` (skipped without them).
 
 use crate::{data, glob, name_of, snapshot};
 use buildit_cli::render::Style;
@@ -15,11 +21,69 @@ pub fn replay(text: &str, cwd: &str) -> String {
     if text.starts_with("# --no-typecheck") {
         repl.set_typecheck(false);
     }
+    replay_with(repl, text, |i| i.to_string())
+}
+
+/// Replay a `# store` transcript (see the module docs) in a fresh store.
+fn replay_store(text: &str, cwd: &str) -> Result<String, String> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let bb = tmp.path().join("busybox");
+    std::fs::create_dir_all(bb.join("bin")).map_err(|e| e.to_string())?;
+    std::fs::copy("/usr/bin/busybox", bb.join("bin/busybox"))
+        .map_err(|e| format!("busybox-static is needed: {e}"))?;
+    let layout = buildit_store::StoreLayout::at(tmp.path().join("root"));
+    let io = buildit_stdlib::StoreIo::new(FsIo::new(|_| {}), layout.clone());
+    let mut repl = Repl::new(Box::new(io), cwd, Style::plain());
+    repl.set_store(layout);
+    let bb = bb.display().to_string();
+    let out = replay_with(repl, text, |i| i.replace("@BUSYBOX@", &bb));
+    let out = out.replace(&tmp.path().display().to_string(), "$TMP");
+    Ok(hide_log_names(&hide_hashes(&out)))
+}
+
+/// `…/log/<2 characters>/<30 characters>-` (a log named by its `.drv` hash) → `…/log/HASH-`.
+fn hide_log_names(s: &str) -> String {
+    const LOG: &str = "/var/buildit/log/";
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find(LOG) {
+        out.push_str(&rest[..i + LOG.len()]);
+        rest = &rest[i + LOG.len()..];
+        if let Some(dash) = rest.find('-').filter(|&d| d == 33) {
+            out.push_str("HASH");
+            rest = &rest[dash..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `/bld/store/<32 characters>-` → `/bld/store/HASH-`.
+fn hide_hashes(s: &str) -> String {
+    const PREFIX: &str = "/bld/store/";
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find(PREFIX) {
+        out.push_str(&rest[..i + PREFIX.len()]);
+        rest = &rest[i + PREFIX.len()..];
+        let hash = rest.get(..33);
+        if hash
+            .is_some_and(|h| h.ends_with('-') && h[..32].bytes().all(|b| b.is_ascii_alphanumeric()))
+        {
+            out.push_str("HASH-");
+            rest = &rest[33..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn replay_with(mut repl: Repl, text: &str, fix_input: impl Fn(&str) -> String) -> String {
     let mut out = String::new();
     let mut input: Option<String> = None;
     let flush = |repl: &mut Repl, input: &mut Option<String>, out: &mut String| {
         if let Some(i) = input.take() {
-            let r = repl.handle(&i);
+            let r = repl.handle(&fix_input(&i));
             out.push_str(&r.text);
         }
     };
@@ -59,7 +123,15 @@ pub fn trials() -> Vec<Trial> {
             Trial::test(format!("repl::{}", name_of(&p)), move || {
                 let text = std::fs::read_to_string(&p).map_err(|e| e.to_string())?;
                 let cwd = data("repl").to_string_lossy().into_owned();
-                let actual = replay(&text, &cwd);
+                let actual = if text.starts_with("# store") {
+                    let tools = ["/usr/bin/busybox", "/usr/bin/bwrap"];
+                    if !tools.iter().all(|t| std::path::Path::new(t).exists()) {
+                        return Ok(());
+                    }
+                    replay_store(&text, &cwd)?
+                } else {
+                    replay(&text, &cwd)
+                };
                 snapshot(&p, &actual).map_err(Into::into)
             })
         })
