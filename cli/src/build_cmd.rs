@@ -261,7 +261,7 @@ fn container_targets(store: &Store, dir: &Path, a: &RealiseArgs) -> Result<Vec<T
             return Err(ExitCode::from(1));
         }
     }
-    let io = buildit_stdlib::StoreIo::new(crate::common::fs_io(false), store.layout().clone());
+    let io = crate::common::new_store_io(crate::common::fs_io(false), store.layout().clone());
     let mut ev = std::mem::ManuallyDrop::new(buildit_eval::Evaluator::new(Box::new(io)));
     let value = match ev.compile(&name, &compiled.text, &compiled.dir.display().to_string()) {
         Ok(ir) => ev.eval_root(&ir),
@@ -297,8 +297,7 @@ fn fetch_sha256(url: &str) -> Result<String, String> {
     use sha2::Digest;
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let dest = tmp.path().join("patch");
-    let mirrors =
-        buildit_builder::fetch::Mirrors::from_apt(Path::new("/etc/apt")).unwrap_or_default();
+    let mirrors = crate::builtins::mirrors();
     let req = buildit_builder::fetch::FetchRequest::new(vec![url.to_string()], &mirrors);
     buildit_builder::fetch::fetch_url(&req, &dest, &mut |_| {}).map_err(|e| e.to_string())?;
     let bytes = std::fs::read(&dest).map_err(|e| e.to_string())?;
@@ -314,7 +313,7 @@ fn evaluate_targets(
     a: &RealiseArgs,
 ) -> Result<Vec<Target>, ExitCode> {
     let st = crate::common::style(a.show_trace);
-    let io = buildit_stdlib::StoreIo::new(crate::common::fs_io(false), store.layout().clone());
+    let io = crate::common::new_store_io(crate::common::fs_io(false), store.layout().clone());
     let mut ev = std::mem::ManuallyDrop::new(buildit_eval::Evaluator::new(Box::new(io)));
     let t = crate::common::Target {
         file,

@@ -31,6 +31,7 @@ pub struct StoreIo {
     store: OnceCell<Result<Store, String>>,
     hasher: RefCell<ModuloHasher>,
     stdlib: OnceCell<Result<String, String>>,
+    stdlib_files: BTreeMap<String, String>,
 }
 
 impl StoreIo {
@@ -42,7 +43,21 @@ impl StoreIo {
             store: OnceCell::new(),
             hasher: RefCell::new(ModuloHasher::new()),
             stdlib: OnceCell::new(),
+            stdlib_files: BTreeMap::new(),
         }
+    }
+
+    /// Give the file `rel` of the embedded standard library (a path inside `<buildit>`, such as
+    /// [`crate::embedded::DEBIAN_LOCK`]) other contents when it is materialised. The library
+    /// is content-addressed, so a replaced file gives another `<buildit>` store path (and
+    /// derivations that depend on it change as they should). An `rel` that is not a file of
+    /// the library is an error.
+    pub fn with_stdlib_file(mut self, rel: &str, contents: String) -> Result<StoreIo, String> {
+        if !crate::embedded::is_file(rel) {
+            return Err(format!("the standard library has no file {rel}"));
+        }
+        self.stdlib_files.insert(rel.to_string(), contents);
+        Ok(self)
     }
 
     /// The store, opening it on first use.
@@ -266,7 +281,7 @@ impl EvalIo for StoreIo {
                 std::fs::create_dir_all(self.layout.tmp_dir()).map_err(|e| e.to_string())?;
                 let tmp = tempdir_in(&self.layout.tmp_dir()).map_err(|e| e.to_string())?;
                 let dir = tmp.join("buildit-stdlib");
-                let res = crate::embedded::write_to(&dir)
+                let res = crate::embedded::write_with(&dir, &self.stdlib_files)
                     .map_err(|e| e.to_string())
                     .and_then(|_| {
                         store
