@@ -355,3 +355,44 @@ fn make_writable_and_remove(p: &Path) -> io::Result<()> {
     let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755));
     std::fs::remove_dir_all(p)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(root: &Path) -> StoreIo {
+        StoreIo::new(FsIo::new(|_| {}), StoreLayout::at(root))
+    }
+
+    /// A replaced library file is what `<buildit>` holds, and the library gets another path;
+    /// the same replacement gives the same path, and an unknown file is refused.
+    #[test]
+    fn replaced_stdlib_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain = io(dir.path());
+        let lock = crate::embedded::DEBIAN_LOCK;
+        let other = || {
+            io(dir.path())
+                .with_stdlib_file(lock, "version = 1\n".to_string())
+                .expect("the lock is a library file")
+        };
+        let (a, b, c) = (
+            plain.lookup_path("buildit").expect("stdlib"),
+            other().lookup_path("buildit").expect("stdlib"),
+            other().lookup_path("buildit").expect("stdlib"),
+        );
+        assert_ne!(a, b);
+        assert_eq!(b, c);
+        let text = other()
+            .read_file(&format!("{b}/{lock}"))
+            .expect("the replaced lock is readable");
+        assert_eq!(text, b"version = 1\n");
+        let original = plain
+            .read_file(&format!("{a}/{lock}"))
+            .expect("the lock is readable");
+        assert_ne!(original, b"version = 1\n");
+        assert!(io(dir.path())
+            .with_stdlib_file("no/such.bld", String::new())
+            .is_err());
+    }
+}
