@@ -248,7 +248,9 @@ mod tests {
 
     #[test]
     fn mirror_overrides() {
-        let m = parse_mirror_overrides("debian=http://a/d,http://b/d; x=  debian-security=http://c nothing");
+        let m = parse_mirror_overrides(
+            "debian=http://a/d,http://b/d; x=  debian-security=http://c nothing",
+        );
         assert_eq!(m.len(), 2);
         assert_eq!(m["debian"], vec!["http://a/d", "http://b/d"]);
         assert_eq!(m["debian-security"], vec!["http://c"]);

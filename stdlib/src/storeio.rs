@@ -217,6 +217,9 @@ impl EvalIo for StoreIo {
     fn add_to_store(&self, name: &str, path: &str) -> Result<String, String> {
         let store = self.store()?;
         let src = self.host_path(path);
+        if let Some(known) = already_added(store, &src, name) {
+            return Ok(known.to_string());
+        }
         store
             .add_path(&src, Some(name))
             .map(|p| p.to_string())
@@ -283,10 +286,11 @@ impl EvalIo for StoreIo {
                 let dir = tmp.join("buildit-stdlib");
                 let res = crate::embedded::write_with(&dir, &self.stdlib_files)
                     .map_err(|e| e.to_string())
-                    .and_then(|_| {
-                        store
+                    .and_then(|_| match already_added(store, &dir, "buildit-stdlib") {
+                        Some(p) => Ok(p),
+                        None => store
                             .add_path(&dir, Some("buildit-stdlib"))
-                            .map_err(|e| e.to_string())
+                            .map_err(|e| e.to_string()),
                     });
                 let _ = make_writable_and_remove(&tmp);
                 res.map(|p| p.to_string())
@@ -297,6 +301,18 @@ impl EvalIo for StoreIo {
             Some(rest) => format!("{root}{rest}"),
         })
     }
+}
+
+/// The store path of `src` added as `name` when the store has it already: evaluating the same
+/// sources again (every no-op rebuild) then costs one hashing pass and one lookup, instead of a
+/// copy into the store's staging area that is thrown away. `None` when it must be added (or
+/// anything failed: [`Store::add_path`] then reports it).
+fn already_added(store: &Store, src: &Path, name: &str) -> Option<StorePath> {
+    let hash = buildit_store::content_hash(src).ok()?;
+    let p = StorePath::for_source(&hash.0, &[], false, name).ok()?;
+    // held from now on, as add_path would, so a collection cannot take it from under us
+    store.add_temp_root(&p);
+    store.is_valid(&p).ok()?.then_some(p)
 }
 
 /// A fresh directory under `parent` (removed by the caller).

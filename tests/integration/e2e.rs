@@ -158,7 +158,12 @@ fn buildit() -> Command {
 
 /// `buildit build examples/nginx-prod` into the store at `store`; the image path (logical)
 /// and stderr (the transcript).
-fn build_example(work: &Path, store: &Path, lock: &Path, link: &str) -> Result<(String, String), Failed> {
+fn build_example(
+    work: &Path,
+    store: &Path,
+    lock: &Path,
+    link: &str,
+) -> Result<(String, String), Failed> {
     let out = run(buildit()
         .current_dir(work)
         .arg("build")
@@ -170,7 +175,9 @@ fn build_example(work: &Path, store: &Path, lock: &Path, link: &str) -> Result<(
         .args(["--out-link", link]))?;
     let image = stdout(&out);
     if !image.starts_with("/bld/store/") || !image.ends_with(&format!("-{TAG}-oci")) {
-        return Err(format!("`buildit build` printed {image:?}, not the image's store path").into());
+        return Err(
+            format!("`buildit build` printed {image:?}, not the image's store path").into(),
+        );
     }
     Ok((image, String::from_utf8_lossy(&out.stderr).into_owned()))
 }
@@ -498,10 +505,16 @@ fn tree_listing(root: &Path) -> Result<Vec<(String, String)>, Failed> {
         let m = std::fs::symlink_metadata(p)?;
         let mode = m.permissions().mode() & 0o7777;
         if m.file_type().is_symlink() {
-            out.push((rel.into(), format!("link {}", std::fs::read_link(p)?.display())));
+            out.push((
+                rel.into(),
+                format!("link {}", std::fs::read_link(p)?.display()),
+            ));
         } else if m.is_dir() {
             out.push((rel.into(), format!("dir {mode:o}")));
-            let mut names: Vec<_> = std::fs::read_dir(p)?.flatten().map(|e| e.file_name()).collect();
+            let mut names: Vec<_> = std::fs::read_dir(p)?
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
             names.sort();
             for n in names {
                 walk(&p.join(&n), &format!("{rel}/{}", n.to_string_lossy()), out)?;
@@ -589,7 +602,11 @@ fn fresh_store_identical() -> R {
         return Err(format!("image paths differ: A {} B {image_b}", f.image).into());
     }
     if !transcript.contains("built nginx-1.22.1") || !transcript.contains("built sysroot-") {
-        return Err(format!("store B did not rebuild nginx and the sysroot:\n{}", tail(&transcript, 40)).into());
+        return Err(format!(
+            "store B did not rebuild nginx and the sysroot:\n{}",
+            tail(&transcript, 40)
+        )
+        .into());
     }
     let (built_b, _) = store_outputs(&store_b)?;
     if built_b != built_a {
