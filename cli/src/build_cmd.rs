@@ -186,32 +186,11 @@ fn is_source(arg: &str) -> bool {
 /// once and writing their hashes to `buildit.lock`), type-check and evaluate exactly the
 /// compiled text, and print the seed's kind of transcript on stderr.
 fn container_targets(store: &Store, dir: &Path, a: &RealiseArgs) -> Result<Vec<Target>, ExitCode> {
-    let mut compiled = crate::yaml_cmd::compile(dir)?;
-    if !compiled.missing_hashes.is_empty() {
-        let mut lock = buildit_stdlib::yaml::read_lock(&compiled.dir);
-        for (url, _) in &compiled.missing_hashes {
-            eprintln!("Fetching patch {url} (no hash in buildit.lock yet)...");
-            match fetch_sha256(url) {
-                Ok(h) => {
-                    lock.insert(url.clone(), h);
-                }
-                Err(e) => {
-                    return Err(crate::common::cli_error(
-                        "buildit::yaml::patch-fetch",
-                        &format!("cannot fetch patch {url}: {e}"),
-                        "check the URL (and the network); or download the patch next to pkg.yaml and name the file instead",
-                    ))
-                }
-            }
-        }
-        if let Err(e) = buildit_stdlib::yaml::write_lock(&compiled.dir, &lock) {
-            return Err(crate::common::cli_error(
-                "buildit::yaml::lock-write",
-                &format!("cannot write buildit.lock: {e}"),
-                "check the directory's permissions",
-            ));
-        }
-        compiled = crate::yaml_cmd::compile(dir)?;
+    let mut compiled = crate::yaml_cmd::compile(dir, Some(&store.layout().root))?;
+    // URL patches: fetched once when buildit.lock has no hash for them, verified against it
+    // otherwise; errors point at the patch's line in pkg.yaml, and nothing is evaluated yet
+    if crate::yaml_cmd::fetch_patches(&compiled, store)? {
+        compiled = crate::yaml_cmd::compile(dir, Some(&store.layout().root))?;
     }
     let vars: std::collections::BTreeMap<String, String> = compiled
         .spec
@@ -290,18 +269,6 @@ fn container_targets(store: &Store, dir: &Path, a: &RealiseArgs) -> Result<Vec<T
         });
     }
     Ok(out)
-}
-
-/// Download `url` once and return its sha256 (hex), for `buildit.lock`.
-fn fetch_sha256(url: &str) -> Result<String, String> {
-    use sha2::Digest;
-    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let dest = tmp.path().join("patch");
-    let mirrors = crate::builtins::mirrors();
-    let req = buildit_builder::fetch::FetchRequest::new(vec![url.to_string()], &mirrors);
-    buildit_builder::fetch::fetch_url(&req, &dest, &mut |_| {}).map_err(|e| e.to_string())?;
-    let bytes = std::fs::read(&dest).map_err(|e| e.to_string())?;
-    Ok(hex::encode(sha2::Sha256::digest(&bytes)))
 }
 
 /// Evaluate a file or expression and return the derivations it denotes as build targets

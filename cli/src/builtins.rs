@@ -100,6 +100,16 @@ pub fn image_spec(json: &str) -> Result<ImageSpec, String> {
         packages.push(store_path_of(&p)?);
     }
     let mut spec = ImageSpec::new(&s("name"), &s("tag"), packages);
+    if let Some(debs) = v["debian"].as_array() {
+        for d in debs {
+            spec.rooted
+                .push(store_path_of(d["path"].as_str().unwrap_or(""))?);
+        }
+    }
+    if let Some(sbom) = v.get("sbom") {
+        spec.sbom = serde_json::from_value(sbom.clone())
+            .map_err(|e| format!("image: bad SBOM facts in the spec: {e}"))?;
+    }
     if let Some(files) = v["files"].as_array() {
         for f in files {
             let mode = f["mode"]
@@ -179,8 +189,36 @@ impl BuiltinBuilder for Image {
             .ok_or("image: the derivation has no `imageSpec`")?;
         let spec = image_spec(json)?;
         let store = Store::open(self.layout.clone()).map_err(|e| e.to_string())?;
+        let started = std::time::Instant::now();
         let report = buildit_images::build_image(&store, &spec, out).map_err(|e| e.to_string())?;
-        ctx.log(&format!("image {}:{}: {report:?}", spec.name, spec.tag));
+        let secs = started.elapsed().as_secs_f64();
+        let reused = report.layers.iter().filter(|l| l.reused).count();
+        // one summary line (scripts/bench-images reads it), then the layers
+        ctx.log(&format!(
+            "image {}:{}: {} layers ({reused} from the layer cache), {} bytes of layer data ({} compressed) assembled in {secs:.3} s = {:.1} MB/s",
+            spec.name,
+            spec.tag,
+            report.layers.len(),
+            report.layer_bytes,
+            report.compressed_bytes,
+            report.layer_bytes as f64 / 1e6 / secs.max(1e-9),
+        ));
+        for l in &report.layers {
+            let what = if l.members.is_empty() {
+                "top layer".to_string()
+            } else {
+                l.members.join(" ")
+            };
+            ctx.log(&format!(
+                "  {} {} bytes {}: {what}",
+                l.digest,
+                l.uncompressed_size,
+                if l.reused { "cached" } else { "new" }
+            ));
+        }
+        for w in &report.warnings {
+            ctx.log(&format!("warning: {w}"));
+        }
         Ok(())
     }
 }

@@ -77,6 +77,48 @@ pub fn typecheck_source(
     (sources, parsed.diagnostics, diags, ty)
 }
 
+/// `buildit check`'s static analysis of one source, without evaluating anything: syntax, scope
+/// (undefined variables with "did you mean", duplicate attributes: the evaluator's lowering,
+/// which resolves every name statically) and types. `(sources, diagnostics in source order,
+/// type)`; the type is empty when there are syntax errors.
+pub fn check_source(
+    name: &str,
+    text: &str,
+) -> (
+    buildit_lang::SourceMap,
+    Vec<buildit_lang::Diagnostic>,
+    String,
+) {
+    let mut sources = buildit_lang::SourceMap::new();
+    let file = sources.add(name.to_string(), text);
+    let parsed = buildit_lang::parse(file, text);
+    let (Some(e), true) = (&parsed.expr, parsed.syntax_ok()) else {
+        return (sources, parsed.diagnostics, String::new());
+    };
+    let ev = Evaluator::new(Box::new(fs_io(false)));
+    let base_dir = Path::new(name)
+        .parent()
+        .filter(|p| p.is_absolute())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(cwd);
+    let ctx = buildit_eval::lower::LowerCtx {
+        globals: ev.globals(),
+        base_dir,
+        home: std::env::var("HOME").ok(),
+    };
+    let (_, scope) = buildit_eval::lower::lower(e, &ctx);
+    let r = buildit_lang::types::check(e);
+    let mut all: Vec<buildit_lang::Diagnostic> = parsed
+        .diagnostics
+        .into_iter()
+        .chain(scope)
+        .chain(r.diagnostics)
+        .collect();
+    let at = |d: &buildit_lang::Diagnostic| d.labels.first().map_or(0, |l| l.span.start);
+    all.sort_by_key(at);
+    (sources, all, r.ty.to_string())
+}
+
 /// Report an error about the command line itself (no source span) and exit 1.
 pub fn cli_error(code: &'static str, message: &str, help: &str) -> ExitCode {
     let d = buildit_lang::Diagnostic::error(code, message).with_help(help);
@@ -237,10 +279,13 @@ pub fn typecheck_root(file: Option<&str>, expr: Option<&str>, st: Style) -> Opti
         (Some(file), None) => read_source(file)?,
         (None, None) => return None,
     };
-    let (sources, _, diags, _) = typecheck_source(&name, &text);
+    let (_, _, diags, _) = typecheck_source(&name, &text);
     if diags.is_empty() {
         return None;
     }
+    // with type errors, report the undefined names of the file in the same run (in source
+    // order); without, the evaluator's lowering reports them as usual
+    let (sources, diags, _) = check_source(&name, &text);
     eprint!("{}", render::diagnostics(&sources, &diags, st));
     eprintln!("(evaluate anyway with --no-typecheck)");
     Some(ExitCode::from(1))

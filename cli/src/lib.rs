@@ -10,6 +10,7 @@ pub mod image_cmd;
 pub mod instantiate;
 pub mod render;
 pub mod repl;
+pub mod run_cmd;
 pub mod search_cmd;
 pub mod store_cmd;
 pub mod yaml_cmd;

@@ -92,7 +92,7 @@ enum Command {
     /// Start an interactive read-eval-print loop
     #[command(after_help = "Type :? at the prompt for the list of commands.")]
     Repl(ReplArgs),
-    /// Type-check .bld files without evaluating them (exit 1 when any has a type error)
+    /// Check .bld files without evaluating them: syntax, names, types (exit 1 on any error)
     #[command(
         after_help = "Examples:\n  buildit check file.bld\n  buildit check --json a.bld b.bld"
     )]
@@ -126,6 +126,12 @@ enum Command {
         after_help = "Examples:\n  buildit search\n  buildit search nginx\n  buildit search --json zlib"
     )]
     Search(buildit_cli::search_cmd::SearchArgs),
+    /// Build a package of the set if needed and run its main program in a sandbox holding
+    /// exactly its runtime closure
+    #[command(
+        after_help = "Examples:\n  buildit run hello\n  buildit run hello -- --greeting=hi\n  buildit run app-misc/hello-2.10\n  buildit run --net --bind-cwd nginx -- -p . -c nginx.conf\n  buildit run --program bin/busybox busybox -- ls /\n  buildit run --set ./my-set.bld mytool\n\nThe program sees only its runtime closure at /bld/store, the Debian runtime libraries at /usr, a synthetic /etc and a tmpfs /tmp; the current directory only with --bind-cwd; no network but loopback unless --net. The exit status is the program's."
+    )]
+    Run(buildit_cli::run_cmd::RunArgs),
     /// Push an OCI image layout to a registry (OCI distribution API)
     #[command(
         after_help = "Examples:\n  buildit push result 127.0.0.1:5000/nginx:1.22 --insecure\n  buildit push result registry.example/team/app:1.0 --user me --json"
@@ -136,6 +142,11 @@ enum Command {
         after_help = "Examples:\n  buildit contents result\n  buildit contents --json result/image.aci"
     )]
     Contents(buildit_cli::image_cmd::ContentsArgs),
+    /// Pack one package (with its runtime closure) as its own image; prints the image path
+    #[command(
+        after_help = "Examples:\n  buildit image app-misc/hello\n  buildit image --format docker-archive www-servers/nginx\n  buildit image --json ./pkgs/nginx"
+    )]
+    Image(buildit_cli::image_cmd::ImageArgs),
 }
 
 #[derive(Args)]
@@ -257,8 +268,7 @@ fn run_check(a: CheckArgs) -> ExitCode {
             }
             continue;
         };
-        let (sources, parse, types, ty) = typecheck_source(&name, &text);
-        let all: Vec<buildit_lang::Diagnostic> = parse.into_iter().chain(types).collect();
+        let (sources, all, ty) = check_source(&name, &text);
         if all.is_empty() {
             if !a.json {
                 println!("{f}: {ty}");
@@ -458,8 +468,10 @@ fn main() -> ExitCode {
         Command::Debian(a) => buildit_cli::debian_cmd::run(&a, &mut |e| {
             cli_error(e.code, &e.message, &e.help);
         }),
+        Command::Run(a) => buildit_cli::run_cmd::run(a),
         Command::Push(a) => buildit_cli::image_cmd::run_push(a),
         Command::Contents(a) => buildit_cli::image_cmd::run_contents(a),
+        Command::Image(a) => buildit_cli::image_cmd::run_image(a),
     }));
     r.unwrap_or(ExitCode::from(2))
 }

@@ -1,5 +1,6 @@
 //! `buildit search [QUERY]`: the package set's atoms (category/name), their versions and build
-//! options (with defaults and descriptions), filtered by substring. It evaluates the embedded
+//! options (with defaults and descriptions), filtered by substring (case-insensitive). Versions
+//! are listed newest first; options and description are the newest version's. It evaluates the embedded
 //! set (`(import <buildit>).pkgs.atoms`) without building anything.
 
 use crate::common::*;
@@ -24,12 +25,15 @@ const EXPR: &str = r#"
 let
   pkgs = (import <buildit>).pkgs;
   atoms = pkgs.atoms;
+  # newest first; options and description are the newest version's
+  versionsOf = a: builtins.sort (x: y: builtins.compareVersions x y > 0) (builtins.attrNames atoms.${a});
+  newest = a: atoms.${a}.${builtins.head (versionsOf a)};
 in map (a: {
   atom = a;
-  versions = builtins.attrNames atoms.${a};
+  versions = versionsOf a;
   options = builtins.mapAttrs (_: o: { default = o.default or false; description = o.description or ""; })
-    (atoms.${a}.${builtins.head (builtins.attrNames atoms.${a})}.options or { });
-  description = (atoms.${a}.${builtins.head (builtins.attrNames atoms.${a})}.meta or { }).description or "";
+    ((newest a).options or { });
+  description = ((newest a).meta or { }).description or "";
 }) (builtins.attrNames atoms)
 "#;
 

@@ -901,16 +901,32 @@ impl Evaluator {
 
     #[inline(never)]
     fn eval_str_parts(&mut self, parts: &[StrPart], env: &Env, span: Span) -> EvalResult<Value> {
-        let mut out = String::new();
-        let mut ctx = Context::empty();
+        // Coerce every interpolated part first, then build the result in one exactly sized
+        // allocation: growing a String and shrinking it into a `Box<str>` cost two reallocations
+        // per interpolation (measurable on name-building code such as `"pkg${toString i}"`).
+        let mut pieces: SmallVec<[NixString; 4]> = SmallVec::new();
+        let mut len = 0usize;
         for p in parts {
             match p {
-                StrPart::Lit(s) => out.push_str(s),
+                StrPart::Lit(s) => len += s.len(),
                 StrPart::Interp(e) => {
                     let v = self.eval(e, env)?;
                     let s = self
                         .coerce_to_string(&v, e.span, CoerceMode::Interpolation)
                         .map_err(|err| err.add_trace(span, "interpolating into a string"))?;
+                    len += s.as_str().len();
+                    pieces.push(s);
+                }
+            }
+        }
+        let mut out = String::with_capacity(len);
+        let mut ctx = Context::empty();
+        let mut next = pieces.iter();
+        for p in parts {
+            match p {
+                StrPart::Lit(s) => out.push_str(s),
+                StrPart::Interp(_) => {
+                    let s = next.next().expect("one coerced piece per interpolation");
                     out.push_str(s.as_str());
                     ctx.union(s.context());
                 }
@@ -1183,7 +1199,7 @@ impl Evaluator {
                 Err(self.cannot_coerce(&v, span))
             }
             Value::Int(i) if mode != CoerceMode::Interpolation => {
-                Ok(NixString::plain(i.to_string()))
+                Ok(NixString::plain(int_text(*i)))
             }
             Value::Float(f) if mode != CoerceMode::Interpolation => {
                 Ok(NixString::plain(format!("{f:.6}")))
@@ -1532,4 +1548,28 @@ fn delay_in_scope(e: &Rc<ir::Expr>, env: &Env) -> Value {
         })),
         _ => Value::Thunk(Thunk::new(Pending::Expr(e.clone(), env.clone()))),
     }
+}
+
+/// The decimal text of an integer in a buffer of exactly its length (so that turning it into a
+/// `Box<str>` does not reallocate).
+fn int_text(i: i64) -> String {
+    let mut digits = [0u8; 20];
+    let mut n = i.unsigned_abs();
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut out = String::with_capacity(digits.len() - at + usize::from(i < 0));
+    if i < 0 {
+        out.push('-');
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
+    out
 }

@@ -2,7 +2,10 @@
 //! OCI layout directory, an OCI archive, a docker-archive or an ACI (or a directory holding
 //! one of buildit's archive files). A file under `/bld/store/<hash>-<name>/` belongs to that
 //! store path; a profile link (`/usr/bin/x` → `/bld/store/...`) to its target's store path;
-//! everything else (synced files, `/etc/passwd`) to none.
+//! a file of a layer's at-root member (a Debian runtime package laid out at `/`) to that member,
+//! found by its position in the layer as the config's history records it; everything else
+//! (synced files, `/etc/passwd`) to none. An ACI has no history: its at-root files show no
+//! package.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -63,15 +66,42 @@ fn package_of(path: &str, target: Option<&str>) -> Option<String> {
     from(path).or_else(|| target.and_then(from))
 }
 
+/// (store path, first entry, entry count) of each at-root member of a layer.
+type AtRootRanges = Vec<(String, u64, u64)>;
+
+/// Each layer's at-root ranges, from the image config's history (one entry per layer, all
+/// of buildit's history entries describe a layer).
+fn at_root_of(config: Option<&Value>, layers: usize) -> Vec<AtRootRanges> {
+    let mut out = vec![Vec::new(); layers];
+    let Some(h) = config
+        .and_then(|c| c.get("history"))
+        .and_then(Value::as_array)
+    else {
+        return out;
+    };
+    let described: Vec<&Value> = h
+        .iter()
+        .filter(|e| e.get("empty_layer").and_then(Value::as_bool) != Some(true))
+        .collect();
+    for (i, e) in described.into_iter().enumerate().take(layers) {
+        if let Some(c) = e.get("comment").and_then(Value::as_str) {
+            out[i] = crate::oci::parse_at_root_comment(c);
+        }
+    }
+    out
+}
+
 fn list_layer(
     r: impl Read,
     layer: usize,
     prefix: &str,
+    at_root: &[(String, u64, u64)],
     out: &mut Vec<ContentEntry>,
 ) -> io::Result<()> {
     let mut ar = tar::Archive::new(r);
-    for e in ar.entries()? {
+    for (index, e) in ar.entries()?.enumerate() {
         let e = e?;
+        let index = index as u64;
         let raw = String::from_utf8_lossy(&e.path_bytes()).into_owned();
         let Some(rel) = raw.strip_prefix(prefix) else {
             continue;
@@ -97,7 +127,11 @@ fn list_layer(
         let target = e
             .link_name_bytes()
             .map(|t| String::from_utf8_lossy(&t).into_owned());
-        let package = package_of(&path, target.as_deref());
+        let package = at_root
+            .iter()
+            .find(|(_, start, n)| (*start..start + n).contains(&index))
+            .map(|(p, _, _)| p.clone())
+            .or_else(|| package_of(&path, target.as_deref()));
         out.push(ContentEntry {
             path,
             kind,
@@ -153,6 +187,14 @@ fn single_manifest_digest(index: &Value, at: &Path) -> Result<String, ImageError
         .ok_or_else(|| not_image(at, "the manifest has no digest"))
 }
 
+fn config_digest(manifest: &Value) -> Option<String> {
+    manifest
+        .get("config")
+        .and_then(|c| c.get("digest"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
 fn blob_name(digest: &str) -> String {
     digest.replacen(':', "/", 1)
 }
@@ -161,12 +203,17 @@ fn oci_layout(dir: &Path) -> Result<Vec<ContentEntry>, ImageError> {
     let index = read_json(&dir.join("index.json"))?;
     let md = single_manifest_digest(&index, dir)?;
     let manifest = read_json(&dir.join("blobs").join(blob_name(&md)))?;
+    let config = config_digest(&manifest)
+        .and_then(|d| read_json(&dir.join("blobs").join(blob_name(&d))).ok());
+    let layers = manifest_layers(&manifest, dir)?;
+    let ranges = at_root_of(config.as_ref(), layers.len());
     let mut out = Vec::new();
-    for (i, (d, mt)) in manifest_layers(&manifest, dir)?.into_iter().enumerate() {
+    for (i, (d, mt)) in layers.into_iter().enumerate() {
         let p = dir.join("blobs").join(blob_name(&d));
         let r = crate::oci::decompress(&p, &mt)
             .map_err(ImageError::io(format!("reading {}", p.display())))?;
-        list_layer(r, i, "", &mut out).map_err(ImageError::io(format!("reading layer {d}")))?;
+        list_layer(r, i, "", &ranges[i], &mut out)
+            .map_err(ImageError::io(format!("reading layer {d}")))?;
     }
     Ok(out)
 }
@@ -216,6 +263,9 @@ fn archive(file: &Path) -> Result<Vec<ContentEntry>, ImageError> {
         let md = single_manifest_digest(&parse("index.json")?, file)?;
         let manifest = parse(&format!("blobs/{}", blob_name(&md)))?;
         let layers = manifest_layers(&manifest, file)?;
+        let config =
+            config_digest(&manifest).and_then(|d| parse(&format!("blobs/{}", blob_name(&d))).ok());
+        let ranges = at_root_of(config.as_ref(), layers.len());
         let wanted: HashMap<String, (usize, String)> = layers
             .iter()
             .enumerate()
@@ -225,7 +275,7 @@ fn archive(file: &Path) -> Result<Vec<ContentEntry>, ImageError> {
         each_entry(file, &mut |name, r, _| {
             if let Some((i, mt)) = wanted.get(name) {
                 let dec: Box<dyn Read> = decompress_reader(r, mt)?;
-                list_layer(dec, *i, "", &mut per[*i])
+                list_layer(dec, *i, "", &ranges[*i], &mut per[*i])
                     .map_err(ImageError::io(format!("reading {name}")))?;
             }
             Ok(())
@@ -241,11 +291,17 @@ fn archive(file: &Path) -> Result<Vec<ContentEntry>, ImageError> {
             .iter()
             .filter_map(|v| v.as_str().map(str::to_string))
             .collect();
+        let config = m
+            .get(0)
+            .and_then(|m| m.get("Config"))
+            .and_then(Value::as_str)
+            .and_then(|c| parse(c).ok());
+        let ranges = at_root_of(config.as_ref(), layers.len());
         let mut per: Vec<Vec<ContentEntry>> = vec![Vec::new(); layers.len()];
         each_entry(file, &mut |name, r, _| {
             for (i, l) in layers.iter().enumerate() {
                 if l == name {
-                    list_layer(&mut *r, i, "", &mut per[i])
+                    list_layer(&mut *r, i, "", &ranges[i], &mut per[i])
                         .map_err(ImageError::io(format!("reading {name}")))?;
                     break;
                 }
@@ -255,7 +311,7 @@ fn archive(file: &Path) -> Result<Vec<ContentEntry>, ImageError> {
         out.extend(per.into_iter().flatten());
     } else if is_aci {
         let fh = File::open(file).map_err(ImageError::io(format!("reading {}", file.display())))?;
-        list_layer(io::BufReader::new(fh), 0, "rootfs/", &mut out)
+        list_layer(io::BufReader::new(fh), 0, "rootfs/", &[], &mut out)
             .map_err(ImageError::io(format!("reading {}", file.display())))?;
     } else {
         return Err(not_image(

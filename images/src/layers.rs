@@ -11,6 +11,15 @@
 //! depended-upon first), the combined layer last. Nothing in the rule depends on the file
 //! system's or the database's order, so the plan is the same on every machine.
 //!
+//! Store paths listed as *at root* ([`crate::ImageSpec::rooted`]: Debian runtime packages,
+//! unpacked with merged /usr) are not put under `/bld/store` but laid out at `/`, where a
+//! Debian system has them (`usr/lib/x86_64-linux-gnu/libc.so.6`, `lib64` → `usr/lib64`). They
+//! count in the budget like any other path and are ranked by the same rule; their entries are
+//! written from the store object with image-style modes (directories 0755, files 0644 or 0755),
+//! before the store members of the same layer. Because their paths do not name the package,
+//! each layer records where every at-root member's entries are ([`AtRoot`]), and the image's
+//! config history carries it (see [`crate::contents`]).
+//!
 //! Compressed layers are cached under the store's state directory (`var/buildit/layers/`),
 //! keyed by sha256 over a format version, the compression and level, and each member's base
 //! name and content hash: a layer is compressed once and copied (with its digest checked)
@@ -47,11 +56,30 @@ pub struct PathMeta {
     pub size: u64,
     /// How many other closure members depend on this one (transitively).
     pub popularity: usize,
+    /// Laid out at `/` rather than under `/bld/store` (a Debian runtime package).
+    pub at_root: bool,
 }
 
-/// The closure of `roots` with sizes, content hashes and popularity, sorted by base name.
-pub fn gather(view: &dyn StoreView, roots: &[StorePath]) -> Result<Vec<PathMeta>, ImageError> {
-    let closure: BTreeSet<StorePath> = view.closure(roots)?.into_iter().collect();
+/// Where the entries of an at-root member are in its layer's tar: entries `start ..
+/// start + count` (counting every entry of the layer from 0).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AtRoot {
+    pub path: StorePath,
+    pub start: u64,
+    pub count: u64,
+}
+
+/// The closure of `roots` and `rooted` with sizes, content hashes and popularity, sorted by
+/// base name; the members of `rooted` are marked [`PathMeta::at_root`].
+pub fn gather(
+    view: &dyn StoreView,
+    roots: &[StorePath],
+    rooted: &[StorePath],
+) -> Result<Vec<PathMeta>, ImageError> {
+    let mut all: Vec<StorePath> = roots.to_vec();
+    all.extend(rooted.iter().cloned());
+    let closure: BTreeSet<StorePath> = view.closure(&all)?.into_iter().collect();
+    let rooted: BTreeSet<&StorePath> = rooted.iter().collect();
     let mut refs: BTreeMap<&StorePath, Vec<StorePath>> = BTreeMap::new();
     for p in &closure {
         let mut r: Vec<StorePath> = view
@@ -91,6 +119,7 @@ pub fn gather(view: &dyn StoreView, roots: &[StorePath]) -> Result<Vec<PathMeta>
             content_hash: view.content_hash(p)?,
             size: view.size(p)?,
             popularity: popularity.get(p).copied().unwrap_or(0),
+            at_root: rooted.contains(p),
         });
     }
     out.sort_by_key(|m| m.path.base_name());
@@ -155,6 +184,8 @@ pub struct BuiltLayer {
     pub members: Vec<StorePath>,
     /// Taken from the cache rather than compressed now.
     pub reused: bool,
+    /// Where the at-root members' entries are (empty when there are none).
+    pub at_root: Vec<AtRoot>,
 }
 
 pub fn media_type(c: Compression) -> &'static str {
@@ -175,6 +206,10 @@ fn level_of(c: Compression) -> String {
 pub fn store_layer_key(members: &[&PathMeta], c: Compression) -> String {
     let mut s = format!("{CACHE_VERSION}\n{}\n", level_of(c));
     for m in members {
+        if m.at_root {
+            // a different layout of the same object is a different layer
+            s.push_str("at-root:");
+        }
         s.push_str(&m.path.base_name());
         s.push('\n');
         s.push_str(&m.content_hash);
@@ -191,20 +226,83 @@ pub fn store_parents() -> [Entry; 2] {
     ]
 }
 
-/// Write the uncompressed tar of a store layer (parents, then each member's archive).
+/// The entries of an at-root member: everything below the object's root (the root itself is
+/// `/`, which a layer does not describe), with image-style modes: directories 0755, files 0755
+/// when executable and 0644 otherwise, owner 0:0.
+pub fn at_root_entries(physical: &Path) -> io::Result<Vec<Entry>> {
+    let modes = |is_dir: bool, host: u32| -> u32 {
+        if is_dir || host & 0o111 != 0 {
+            0o755
+        } else {
+            0o644
+        }
+    };
+    let mut names: Vec<String> = Vec::new();
+    for de in std::fs::read_dir(physical)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", physical.display())))?
+    {
+        let n = de?.file_name();
+        names.push(n.to_string_lossy().into_owned());
+    }
+    names.sort();
+    let mut out = Vec::new();
+    for n in names {
+        tarw::walk(&physical.join(&n), &n, 0, 0, &modes, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// A member of a layer being written.
+pub struct LayerMember<'a> {
+    pub physical: &'a Path,
+    pub base: String,
+    /// `Some(entries)` for an at-root member (from [`at_root_entries`]).
+    pub at_root: Option<Vec<Entry>>,
+}
+
+/// Where each at-root member's entries go in the layer: the two parent entries come first
+/// when the layer has store members, then the at-root members in order, then the store members.
+pub fn at_root_ranges(members: &[(StorePath, Option<u64>)]) -> Vec<AtRoot> {
+    let has_store = members.iter().any(|(_, n)| n.is_none());
+    let mut start: u64 = if has_store { 2 } else { 0 };
+    let mut out = Vec::new();
+    for (p, n) in members {
+        if let Some(count) = n {
+            out.push(AtRoot {
+                path: p.clone(),
+                start,
+                count: *count,
+            });
+            start += count;
+        }
+    }
+    out
+}
+
+/// Write the uncompressed tar of a store layer: the parents (when there are store members),
+/// the at-root members' entries, then each store member's archive.
 pub fn write_store_layer_tar(
     archive: ArchiveFn,
-    members: &[(&Path, String)],
+    members: &[LayerMember<'_>],
     out: &mut dyn Write,
 ) -> io::Result<()> {
     let mut b = tar::Builder::new(out);
-    for e in store_parents() {
-        tarw::append(&mut b, &e)?;
+    if members.iter().any(|m| m.at_root.is_none()) {
+        for e in store_parents() {
+            tarw::append(&mut b, &e)?;
+        }
     }
-    for (physical, base) in members {
+    for m in members {
+        if let Some(entries) = &m.at_root {
+            for e in entries {
+                tarw::append(&mut b, e)?;
+            }
+        }
+    }
+    for m in members.iter().filter(|m| m.at_root.is_none()) {
         let mut s = StripTrailer::new(b.get_mut());
-        archive(physical, &format!("bld/store/{base}"), &mut s)
-            .map_err(|e| io::Error::other(format!("archiving {}: {e}", physical.display())))?;
+        archive(m.physical, &format!("bld/store/{}", m.base), &mut s)
+            .map_err(|e| io::Error::other(format!("archiving {}: {e}", m.physical.display())))?;
         s.finish()?;
     }
     b.finish()
@@ -337,17 +435,43 @@ fn build_one(
 ) -> Result<BuiltLayer, ImageError> {
     let key = store_layer_key(members, c);
     let paths: Vec<StorePath> = members.iter().map(|m| m.path.clone()).collect();
+    // at-root members are small (Debian packages): walking them again on a cache hit is cheap
+    // and keeps the recorded ranges in step with the tree
+    let mut walked: Vec<Option<Vec<Entry>>> = Vec::with_capacity(members.len());
+    for m in members {
+        walked.push(if m.at_root {
+            Some(
+                at_root_entries(&m.physical)
+                    .map_err(ImageError::io(format!("reading {}", m.physical.display())))?,
+            )
+        } else {
+            None
+        });
+    }
+    let ranges = at_root_ranges(
+        &members
+            .iter()
+            .zip(&walked)
+            .map(|(m, w)| (m.path.clone(), w.as_ref().map(|e| e.len() as u64)))
+            .collect::<Vec<_>>(),
+    );
     if let Some((info, blob)) = cache_lookup(cache_dir, &key) {
         return Ok(BuiltLayer {
             info,
             blob,
             members: paths,
             reused: true,
+            at_root: ranges,
         });
     }
-    let srcs: Vec<(&Path, String)> = members
+    let srcs: Vec<LayerMember<'_>> = members
         .iter()
-        .map(|m| (m.physical.as_path(), m.path.base_name()))
+        .zip(walked)
+        .map(|(m, w)| LayerMember {
+            physical: m.physical.as_path(),
+            base: m.path.base_name(),
+            at_root: w,
+        })
         .collect();
     let (info, blob) = compress_into_cache(cache_dir, &key, c, &|w| {
         write_store_layer_tar(archive, &srcs, w)
@@ -357,6 +481,7 @@ fn build_one(
         blob,
         members: paths,
         reused: false,
+        at_root: ranges,
     })
 }
 
@@ -400,6 +525,7 @@ fn meta(name: &str, size: u64, popularity: usize) -> PathMeta {
         content_hash: String::new(),
         size,
         popularity,
+        at_root: false,
     }
 }
 
@@ -445,6 +571,25 @@ mod tests {
                 .collect()
         };
         assert_eq!(by_name(&g, &m), by_name(&g2, &rev));
+    }
+
+    #[test]
+    fn at_root_ranges_follow_the_parents() {
+        let p = |n: &str| StorePath::from_fingerprint(n, n).expect("valid name");
+        // with a store member: bld/, bld/store/ first, then the at-root members in order
+        let r = at_root_ranges(&[(p("a"), Some(3)), (p("b"), None), (p("c"), Some(4))]);
+        assert_eq!(
+            r.iter().map(|a| (a.start, a.count)).collect::<Vec<_>>(),
+            [(2, 3), (5, 4)]
+        );
+        // at-root members only: no parents
+        let r = at_root_ranges(&[(p("a"), Some(3))]);
+        assert_eq!((r[0].start, r[0].count), (0, 3));
+        let c = crate::oci::at_root_comment(&r);
+        assert_eq!(
+            crate::oci::parse_at_root_comment(&c),
+            [(p("a").to_string(), 0, 3)]
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! - [`oci`]: OCI image layout, OCI archive, docker-archive and appc ACI writers.
 //! - [`contents`]: every file of a written image with the package it came from.
 //! - [`push`]: pushing an OCI layout to a registry over the OCI distribution API.
+//! - [`sbom`]: the image's SPDX 2.3 SBOM, written beside it.
 //! - [`template`]: `{{ var }}` substitution for the ACI manifest template.
 //!
 //! Everything written is bit-reproducible: the same spec and store give the same bytes.
@@ -20,6 +21,7 @@ pub mod contents;
 pub mod layers;
 pub mod oci;
 pub mod push;
+pub mod sbom;
 pub mod tarw;
 pub mod template;
 pub mod top;
@@ -32,7 +34,8 @@ use buildit_store::StorePath;
 
 pub use contents::{image_contents, ContentEntry};
 pub use oci::{build_image_with, ImageReport, LayerReport};
-pub use push::{push_image, PushOptions, PushReport};
+pub use push::{push_image, PushOptions, PushReport, SbomPush};
+pub use sbom::{SbomPackage, SbomPatch};
 
 /// The default number of layers of an image (store layers + the top layer).
 pub const DEFAULT_LAYER_BUDGET: usize = 32;
@@ -150,6 +153,11 @@ pub struct ImageSpec {
     /// The packages (roots); the image holds their runtime closure. Their `bin/` and `sbin/`
     /// are linked into the profile in this order (first wins on a name conflict).
     pub packages: Vec<StorePath>,
+    /// Store paths laid out at `/` instead of under `/bld/store`, one layer each (within the
+    /// budget): Debian runtime packages (`libc6`, `libssl3`, …), each an unpacked `.deb` with
+    /// merged /usr, so the dynamic loader and the libraries are where Debian puts them.
+    #[serde(default)]
+    pub rooted: Vec<StorePath>,
     /// Files copied into the top layer, in order.
     pub files: Vec<SyncFile>,
     /// `/etc/passwd`; empty means `root` (0) and `nobody` (65534).
@@ -184,6 +192,10 @@ pub struct ImageSpec {
     pub vars: BTreeMap<String, String>,
     /// The ACI manifest template (`image: { type: aci, content: ... }`); `None` derives one.
     pub aci_manifest: Option<String>,
+    /// What the SBOM (`sbom.spdx.json` beside the image) lists, in order: the packages of the
+    /// runtime closure and the Debian runtime packages (see [`sbom`]).
+    #[serde(default)]
+    pub sbom: Vec<SbomPackage>,
 }
 
 impl ImageSpec {
@@ -193,6 +205,7 @@ impl ImageSpec {
             name: name.to_string(),
             tag: tag.to_string(),
             packages,
+            rooted: Vec::new(),
             files: Vec::new(),
             users: Vec::new(),
             groups: Vec::new(),
@@ -211,6 +224,7 @@ impl ImageSpec {
             layer_budget: None,
             vars: BTreeMap::new(),
             aci_manifest: None,
+            sbom: Vec::new(),
         }
     }
 }
@@ -260,7 +274,7 @@ pub trait StoreView {
     fn content_hash(&self, p: &StorePath) -> Result<String, ImageError>;
     /// The size of `p`'s archive (or its file bytes), for the layer budget.
     fn size(&self, p: &StorePath) -> Result<u64, ImageError>;
-    /// Where compressed layers are cached (`<state dir>/layers`).
+    /// Where compressed layers are cached (`<state dir>/layers`, or `$BUILDIT_LAYER_CACHE`).
     fn layer_cache_dir(&self) -> PathBuf;
     /// The canonical archive writer.
     fn archive_fn(&self) -> ArchiveFn;
@@ -313,7 +327,12 @@ impl StoreView for buildit_store::Store {
             .ok_or_else(|| ImageError::Store(format!("{p} is not valid")))
     }
     fn layer_cache_dir(&self) -> PathBuf {
-        self.layout().state_dir().join("layers")
+        // BUILDIT_LAYER_CACHE: another cache directory (benchmarks measure assembly with an
+        // empty one); the image's bytes never depend on it
+        match std::env::var_os("BUILDIT_LAYER_CACHE").filter(|v| !v.is_empty()) {
+            Some(d) => PathBuf::from(d),
+            None => self.layout().state_dir().join("layers"),
+        }
     }
     fn archive_fn(&self) -> ArchiveFn {
         store_archive

@@ -13,6 +13,9 @@
 //! - `aci`: `image.aci`, a tar with `manifest` (the spec's template rendered, or a manifest
 //!   derived from the config) and `rootfs/` (all layers flattened).
 //!
+//! Every format also gets `sbom.spdx.json` (SPDX 2.3, see [`crate::sbom`]) in the output
+//! directory, beside the layout or the archive; OCI tools never see it.
+//!
 //! Every file is written with fixed metadata, in a fixed order, from deterministic inputs, so
 //! the same spec and store give the same bytes (and digests) on every run and machine.
 
@@ -68,7 +71,12 @@ pub struct ImageReport {
     /// Total compressed layer bytes.
     pub compressed_bytes: u64,
     pub warnings: Vec<String>,
+    /// The SPDX 2.3 SBOM written beside the image.
+    pub sbom: PathBuf,
 }
+
+/// The SBOM's file name in an image's output directory.
+pub const SBOM_FILE: &str = "sbom.spdx.json";
 
 /// Build the image of `spec` from `view` into `out_dir` (which must not exist or be empty).
 pub fn build_image_with(
@@ -79,7 +87,7 @@ pub fn build_image_with(
     check_spec(spec)?;
     let budget = layers::check_budget(spec.layer_budget)?;
     prepare_out_dir(out_dir)?;
-    let metas = layers::gather(view, &spec.packages)?;
+    let metas = layers::gather(view, &spec.packages, &spec.rooted)?;
     let groups = layers::plan(&metas, budget);
     let jobs = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -130,6 +138,16 @@ pub fn build_image_with(
             (file, Some(d))
         }
     };
+    // the SBOM beside the image (not in index.json: OCI tools see exactly one manifest)
+    let sbom_path = out_dir.join(SBOM_FILE);
+    let sbom = crate::sbom::spdx(spec, &format!("sha256:{manifest_digest}"), &created(spec));
+    let mut sbom_bytes = serde_json::to_vec_pretty(&sbom).map_err(|e| ImageError::Io {
+        context: "encoding the SBOM".into(),
+        source: io::Error::other(e),
+    })?;
+    sbom_bytes.push(b'\n');
+    std::fs::write(&sbom_path, sbom_bytes)
+        .map_err(ImageError::io(format!("writing {}", sbom_path.display())))?;
     let layers: Vec<LayerReport> = built
         .iter()
         .map(|l| LayerReport {
@@ -153,6 +171,7 @@ pub fn build_image_with(
         compressed_bytes: layers.iter().map(|l| l.size).sum(),
         layers,
         warnings: top.warnings,
+        sbom: sbom_path,
     })
 }
 
@@ -297,6 +316,7 @@ fn build_top_layer(
             blob,
             members: Vec::new(),
             reused: true,
+            at_root: Vec::new(),
         });
     }
     let (info, blob) =
@@ -311,6 +331,7 @@ fn build_top_layer(
         blob,
         members: Vec::new(),
         reused: false,
+        at_root: Vec::new(),
     })
 }
 
@@ -361,7 +382,11 @@ fn config_json(spec: &ImageSpec, built: &[BuiltLayer]) -> Result<Vec<u8>, ImageE
                 let names: Vec<String> = l.members.iter().map(|p| p.to_string()).collect();
                 format!("buildit: {}", names.join(" "))
             };
-            json!({ "created": created, "created_by": by })
+            if l.at_root.is_empty() {
+                json!({ "created": created, "created_by": by })
+            } else {
+                json!({ "created": created, "created_by": by, "comment": at_root_comment(&l.at_root) })
+            }
         })
         .collect();
     let diff_ids: Vec<&str> = built.iter().map(|l| l.info.diff_id.as_str()).collect();
@@ -373,6 +398,33 @@ fn config_json(spec: &ImageSpec, built: &[BuiltLayer]) -> Result<Vec<u8>, ImageE
         "rootfs": { "type": "layers", "diff_ids": diff_ids },
         "history": history,
     }))
+}
+
+/// The prefix of a history comment that records a layer's at-root members.
+pub const AT_ROOT_COMMENT: &str = "buildit at-root: ";
+
+/// `buildit at-root: /bld/store/<x> START+COUNT; …`: where each at-root member's entries are
+/// in the layer (read back by [`crate::contents`]).
+pub fn at_root_comment(r: &[layers::AtRoot]) -> String {
+    let parts: Vec<String> = r
+        .iter()
+        .map(|a| format!("{} {}+{}", a.path, a.start, a.count))
+        .collect();
+    format!("{AT_ROOT_COMMENT}{}", parts.join("; "))
+}
+
+/// Parse [`at_root_comment`]'s text: (store path, start, count) per member.
+pub fn parse_at_root_comment(s: &str) -> Vec<(String, u64, u64)> {
+    let Some(rest) = s.strip_prefix(AT_ROOT_COMMENT) else {
+        return Vec::new();
+    };
+    rest.split("; ")
+        .filter_map(|part| {
+            let (p, range) = part.rsplit_once(' ')?;
+            let (a, n) = range.split_once('+')?;
+            Some((p.to_string(), a.parse().ok()?, n.parse().ok()?))
+        })
+        .collect()
 }
 
 fn manifest_json(

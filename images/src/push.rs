@@ -8,6 +8,12 @@
 //! Authentication follows the registry's `WWW-Authenticate` challenge: `Basic` with the given
 //! credentials, or `Bearer` (a token fetched from the challenge's realm, with the credentials
 //! if any). HTTPS always, except `--insecure`, which allows plain HTTP to loopback hosts only.
+//!
+//! The image's SBOM (`sbom.spdx.json` beside the layout) is then attached as an OCI artifact:
+//! an image manifest with `artifactType: application/spdx+json`, the empty config, the SBOM as
+//! its one layer and `subject` naming the image's manifest (what the OCI 1.1 referrers API
+//! indexes), pushed under the tag `sha256-<image manifest hex>.sbom` so that registries without
+//! that API find it too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -19,6 +25,7 @@ use base64::Engine;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::ImageError;
 
@@ -37,6 +44,8 @@ pub struct PushOptions {
     pub known_blobs: Option<PathBuf>,
     /// Print a line per blob on stderr.
     pub verbose: bool,
+    /// Attach the image's `sbom.spdx.json` (when it has one) as an OCI artifact.
+    pub sbom: bool,
 }
 
 impl Default for PushOptions {
@@ -48,6 +57,7 @@ impl Default for PushOptions {
             chunk_size: 8 << 20,
             known_blobs: None,
             verbose: false,
+            sbom: true,
         }
     }
 }
@@ -73,7 +83,26 @@ pub struct PushReport {
     /// Bytes not sent because the registry had them (in this repository or by a mount).
     pub skipped_bytes: u64,
     pub blobs: Vec<BlobPush>,
+    /// The SBOM artifact, when one was attached (its bytes are not in the counts above).
+    pub sbom: Option<SbomPush>,
 }
+
+/// The SBOM attached to a pushed image.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SbomPush {
+    /// `registry/repo:sha256-<image manifest hex>.sbom`.
+    pub reference: String,
+    /// The artifact manifest's digest.
+    pub manifest_digest: String,
+    /// Bytes sent for the SBOM and the empty config.
+    pub uploaded_bytes: u64,
+}
+
+/// The media type of an SPDX JSON document (the SBOM artifact's type and layer).
+pub const SPDX_MEDIA_TYPE: &str = "application/spdx+json";
+/// The OCI empty descriptor's media type, digest and content (`{}`).
+pub const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
+const EMPTY_JSON: &[u8] = b"{}";
 
 /// A parsed `REGISTRY/REPO:TAG`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,6 +175,8 @@ struct Blob {
     digest: String,
     size: u64,
     path: PathBuf,
+    /// The bytes, for blobs that are not files of the layout (the empty config).
+    data: Option<Vec<u8>>,
 }
 
 struct Session {
@@ -308,8 +339,13 @@ impl Session {
     }
 
     fn upload(&mut self, mut at: Url, blob: &Blob, chunk: usize) -> Result<(), ImageError> {
-        let mut f = File::open(&blob.path)
-            .map_err(ImageError::io(format!("reading {}", blob.path.display())))?;
+        let mut f: Box<dyn Read> = match &blob.data {
+            Some(d) => Box::new(std::io::Cursor::new(d.clone())),
+            None => Box::new(
+                File::open(&blob.path)
+                    .map_err(ImageError::io(format!("reading {}", blob.path.display())))?,
+            ),
+        };
         let mut offset: u64 = 0;
         let mut buf = vec![0u8; chunk.max(1)];
         loop {
@@ -480,6 +516,7 @@ pub fn push_image(
             digest: digest.to_string(),
             size,
             path: blob_path(digest),
+            data: None,
         });
     }
 
@@ -533,8 +570,88 @@ pub fn push_image(
         uploaded_bytes: 0,
         skipped_bytes: 0,
         blobs: Vec::new(),
+        sbom: None,
     };
-    for b in &blobs {
+    push_blobs(&mut s, &t, &blobs, opts, &mut known, &mut report)?;
+    put_manifest(&mut s, &t, &t.tag, &media_type, &manifest_bytes, &md)?;
+    let sbom_file = image.join(crate::oci::SBOM_FILE);
+    if opts.sbom && sbom_file.is_file() {
+        let bytes = std::fs::read(&sbom_file)
+            .map_err(ImageError::io(format!("reading {}", sbom_file.display())))?;
+        let sbom_digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        let empty_digest = format!("sha256:{}", hex::encode(Sha256::digest(EMPTY_JSON)));
+        let artifact = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::oci::MANIFEST_MEDIA_TYPE,
+            "artifactType": SPDX_MEDIA_TYPE,
+            "config": { "mediaType": EMPTY_MEDIA_TYPE, "digest": empty_digest, "size": EMPTY_JSON.len() },
+            "layers": [{
+                "mediaType": SPDX_MEDIA_TYPE,
+                "digest": sbom_digest,
+                "size": bytes.len(),
+                "annotations": { "org.opencontainers.image.title": crate::oci::SBOM_FILE },
+            }],
+            "subject": { "mediaType": media_type, "digest": md, "size": manifest_bytes.len() },
+        });
+        let artifact_bytes = serde_json::to_vec(&artifact).map_err(|e| reg_err(e.to_string()))?;
+        let artifact_digest = format!("sha256:{}", hex::encode(Sha256::digest(&artifact_bytes)));
+        let extra = [
+            Blob {
+                digest: sbom_digest,
+                size: bytes.len() as u64,
+                path: sbom_file.clone(),
+                data: None,
+            },
+            Blob {
+                digest: empty_digest,
+                size: EMPTY_JSON.len() as u64,
+                path: PathBuf::from("(the empty config)"),
+                data: Some(EMPTY_JSON.to_vec()),
+            },
+        ];
+        let mut side = PushReport {
+            reference: String::new(),
+            manifest_digest: String::new(),
+            uploaded_bytes: 0,
+            skipped_bytes: 0,
+            blobs: Vec::new(),
+            sbom: None,
+        };
+        push_blobs(&mut s, &t, &extra, opts, &mut known, &mut side)?;
+        let tag = format!("{}.sbom", md.replacen(':', "-", 1));
+        put_manifest(
+            &mut s,
+            &t,
+            &tag,
+            crate::oci::MANIFEST_MEDIA_TYPE,
+            &artifact_bytes,
+            &artifact_digest,
+        )?;
+        if opts.verbose {
+            eprintln!("attached the SBOM as {}/{}:{tag}", t.registry, t.repo);
+        }
+        report.sbom = Some(SbomPush {
+            reference: format!("{}/{}:{tag}", t.registry, t.repo),
+            manifest_digest: artifact_digest,
+            uploaded_bytes: side.uploaded_bytes,
+        });
+    }
+    if let Some(p) = &opts.known_blobs {
+        save_known(p, &known);
+    }
+    Ok(report)
+}
+
+/// Push `blobs` (HEAD, mount, or upload), recording each in `report`.
+fn push_blobs(
+    s: &mut Session,
+    t: &Target,
+    blobs: &[Blob],
+    opts: &PushOptions,
+    known: &mut Known,
+    report: &mut PushReport,
+) -> Result<(), ImageError> {
+    for b in blobs {
         let key = format!("{}/{}", t.registry, b.digest);
         let mut done: Option<(&'static str, Option<String>)> = None;
         if s.head_blob(&b.digest)? {
@@ -589,11 +706,23 @@ pub fn push_image(
             from,
         });
     }
-    let murl = s.url(&format!("/v2/{}/manifests/{}", t.repo, t.tag))?;
+    Ok(())
+}
+
+/// `PUT` a manifest under `reference`, checking the digest the registry answers with.
+fn put_manifest(
+    s: &mut Session,
+    t: &Target,
+    reference: &str,
+    media_type: &str,
+    bytes: &[u8],
+    digest: &str,
+) -> Result<(), ImageError> {
+    let murl = s.url(&format!("/v2/{}/manifests/{reference}", t.repo))?;
     let r = s.send(&|c| {
         c.put(murl.clone())
-            .header("Content-Type", media_type.clone())
-            .body(manifest_bytes.clone())
+            .header("Content-Type", media_type.to_string())
+            .body(bytes.to_vec())
     })?;
     if r.status() != StatusCode::CREATED {
         let st = r.status();
@@ -605,16 +734,13 @@ pub fn push_image(
         .get("docker-content-digest")
         .and_then(|v| v.to_str().ok())
     {
-        if d != md {
+        if d != digest {
             return Err(reg_err(format!(
-                "the registry stored the manifest as {d}, expected {md}"
+                "the registry stored the manifest as {d}, expected {digest}"
             )));
         }
     }
-    if let Some(p) = &opts.known_blobs {
-        save_known(p, &known);
-    }
-    Ok(report)
+    Ok(())
 }
 
 #[cfg(test)]

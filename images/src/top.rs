@@ -242,7 +242,8 @@ pub fn top_entries(view: &dyn StoreView, spec: &ImageSpec) -> Result<TopLayer, I
     t.put(Entry::symlink("bin", "usr/bin"), Origin::Generated);
     t.put(Entry::symlink("sbin", "usr/sbin"), Origin::Generated);
     // Debian's merged /usr: the dynamic loader is /lib64/ld-linux-x86-64.so.2, libraries are
-    // found under /lib/<triplet>; Debian runtime packages are synced into /usr
+    // found under /lib/<triplet>; Debian runtime packages are layers laid out at / (see
+    // `layers`), which carry the same links
     t.put(Entry::symlink("lib", "usr/lib"), Origin::Generated);
     t.put(Entry::symlink("lib64", "usr/lib64"), Origin::Generated);
     let us = users(spec);

@@ -88,6 +88,19 @@ pub fn trials() -> Vec<Trial> {
         trial("layer_budget_merges", &["skopeo"], false, budget),
         trial("contents_cli", &[], false, contents_cli),
         trial(
+            "buildit_image_one_package",
+            &["skopeo", "bwrap"],
+            false,
+            image_cli,
+        ),
+        trial("sbom_of_nginx_prod", &[], false, sbom_nginx),
+        trial(
+            "debian_style_packages_at_root",
+            &["umoci", "runc", "skopeo"],
+            true,
+            at_root,
+        ),
+        trial(
             "umoci_unpack_runc_run",
             &["umoci", "runc"],
             true,
@@ -629,6 +642,33 @@ fn registry() -> R {
     if got != rep.manifest_digest {
         return Err(format!("pulled {got}, pushed {}", rep.manifest_digest).into());
     }
+    // the SBOM is attached as an artifact whose subject is the image's manifest
+    let sb = p1.sbom.as_ref().ok_or("no SBOM attached")?;
+    let tag = format!("{}.sbom", rep.manifest_digest.replacen(':', "-", 1));
+    if sb.reference != format!("{}/greeter:{tag}", reg.addr) {
+        return Err(format!("SBOM reference {}", sb.reference).into());
+    }
+    let raw = run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/greeter:{tag}", reg.addr),
+    ]))?;
+    let art: Value = serde_json::from_str(&raw)?;
+    if art["artifactType"] != "application/spdx+json"
+        || art["subject"]["digest"] != rep.manifest_digest.as_str()
+        || art["layers"][0]["mediaType"] != "application/spdx+json"
+    {
+        return Err(format!("SBOM artifact: {art}").into());
+    }
+    let sbom_file = std::fs::read(img.join("sbom.spdx.json"))?;
+    let want = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&sbom_file))
+    );
+    if art["layers"][0]["digest"] != want.as_str() {
+        return Err(format!("the SBOM layer is not sbom.spdx.json: {art}").into());
+    }
     let p2 = buildit_images::push_image(&img, &format!("{}/greeter:1.0", reg.addr), &opts)?;
     if p2.uploaded_bytes != 0 {
         return Err(format!("second push uploaded {} bytes", p2.uploaded_bytes).into());
@@ -666,5 +706,387 @@ fn registry() -> R {
     if v["uploaded_bytes"] != 0 || v["manifest_digest"] != rep2.manifest_digest.as_str() {
         return Err(format!("CLI push report: {v}").into());
     }
+    Ok(())
+}
+
+/// Two Debian-style packages (unpacked with merged /usr) in the store: `fakelib` holds a
+/// library file, `rootsh` a shell at `usr/bin/ash` (busybox) with the `bin` → `usr/bin`
+/// link, as `builtin:unpack-deb` leaves them.
+fn debian_style(f: &Fixture, dir: &Path) -> Result<(StorePath, StorePath), Failed> {
+    let mk =
+        |name: &str, fill: &dyn Fn(&Path) -> std::io::Result<()>| -> Result<StorePath, Failed> {
+            let stage = dir.join(name);
+            std::fs::create_dir_all(stage.join("usr/bin"))?;
+            std::fs::create_dir_all(stage.join("usr/lib/x86_64-linux-gnu"))?;
+            std::os::unix::fs::symlink("usr/bin", stage.join("bin"))?;
+            fill(&stage)?;
+            Ok(f.store.add_path(&stage, Some(name))?)
+        };
+    let lib = mk("debian-fakelib_1.0-1", &|s| {
+        std::fs::write(
+            s.join("usr/lib/x86_64-linux-gnu/libfake.so.1"),
+            "not really a library\n",
+        )
+    })?;
+    let sh = mk("debian-rootsh_2.0-1", &|s| {
+        std::fs::copy(busybox(), s.join("usr/bin/ash")).map(|_| ())
+    })?;
+    Ok((lib, sh))
+}
+
+fn at_root() -> R {
+    let f = fixture()?;
+    let tmp = tempfile::tempdir()?;
+    let (lib, sh) = debian_style(&f, tmp.path())?;
+    let mut s = spec(&f);
+    s.rooted = vec![sh.clone(), lib.clone()];
+    let img = tmp.path().join("img");
+    let rep = build(&f, &s, &img)?;
+    // greet, busybox, each Debian-style package alone, then the top layer
+    if rep.layers.len() != 5 {
+        return Err(format!("one layer per package expected: {:?}", rep.layers).into());
+    }
+    for p in [&lib, &sh] {
+        if !rep.layers.iter().any(|l| l.members == [p.to_string()]) {
+            return Err(format!("{p} has no layer of its own: {:?}", rep.layers).into());
+        }
+    }
+    let contents = |img: &Path| -> Result<Vec<Value>, Failed> {
+        let out = run(crate::cli::buildit().args(["contents", "--json"]).arg(img))?;
+        let v: Value = serde_json::from_str(&out)?;
+        Ok(v.as_array().ok_or("not a list")?.clone())
+    };
+    let check = |list: &[Value], what: &str| -> R {
+        let pkg = |p: &str| {
+            list.iter()
+                .filter(|e| e["path"] == p)
+                .map(|e| e["package"].clone())
+                .collect::<Vec<_>>()
+        };
+        if pkg("/usr/lib/x86_64-linux-gnu/libfake.so.1") != [Value::from(lib.to_string())] {
+            return Err(format!("{what}: libfake.so.1 is not attributed to {lib}").into());
+        }
+        if pkg("/usr/bin/ash") != [Value::from(sh.to_string())] {
+            return Err(format!("{what}: /usr/bin/ash is not attributed to {sh}").into());
+        }
+        if list
+            .iter()
+            .any(|e| e["path"].as_str().is_some_and(|p| p.contains("debian-")))
+        {
+            return Err(format!("{what}: an at-root package was put under /bld/store").into());
+        }
+        Ok(())
+    };
+    check(&contents(&img)?, "own layers")?;
+    // a budget of 2 merges everything into one layer: the ranges still say which is which
+    let mut merged = s.clone();
+    merged.layer_budget = Some(2);
+    let img2 = tmp.path().join("img2");
+    let rep2 = build(&f, &merged, &img2)?;
+    if rep2.layers.len() != 2 {
+        return Err(format!("budget 2: {:?}", rep2.layers).into());
+    }
+    check(&contents(&img2)?, "merged layer")?;
+    let mut dock = s.clone();
+    dock.format = ImageFormat::DockerArchive;
+    let img3 = tmp.path().join("img3");
+    build(&f, &dock, &img3)?;
+    check(&contents(&img3)?, "docker-archive")?;
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &format!("oci:{}", img.display()),
+        &format!("oci:{}:x", tmp.path().join("copy").display()),
+    ]))?;
+    // the unpacked image runs the at-root shell through the /bin → usr/bin link
+    let bundle = tmp.path().join("bundle");
+    run(Command::new(tool_path("umoci")).args([
+        "unpack",
+        "--image",
+        &format!("{}:greeter:1.0", img.display()),
+        &bundle.display().to_string(),
+    ]))?;
+    let cfg_path = bundle.join("config.json");
+    let mut cfg: Value = serde_json::from_slice(&std::fs::read(&cfg_path)?)?;
+    cfg["process"]["args"] = serde_json::json!([
+        "/bin/ash",
+        "-c",
+        "cat /usr/lib/x86_64-linux-gnu/libfake.so.1; ls -ld /usr/lib | cut -c1-10"
+    ]);
+    cfg["process"]["terminal"] = Value::Bool(false);
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg)?)?;
+    let out = run(Command::new(tool_path("runc"))
+        .arg("--root")
+        .arg(tmp.path().join("runc-state"))
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .arg(format!("buildit-test-root-{}", std::process::id()))
+        .stdin(Stdio::null()))?;
+    if out != "not really a library\ndrwxr-xr-x\n" {
+        return Err(format!("the at-root files in the container: {out:?}").into());
+    }
+    Ok(())
+}
+
+/// `buildit image ATOM|PKGDIR`: app-misc/hello (built from source in a fresh store) packed as
+/// its own image: skopeo accepts it, `buildit contents` lists bin/hello with its package, the
+/// entrypoint is /bin/hello, Debian's libc6 is a layer of its own; a PKGDIR with `base:` gives
+/// the same image; `--format docker-archive --json` reports it; an unknown atom is a diagnostic.
+fn image_cli() -> R {
+    let store = tempfile::tempdir()?;
+    let work = tempfile::tempdir()?;
+    let image = |args: &[&str]| -> Result<std::process::Output, Failed> {
+        Ok(crate::cli::buildit()
+            .current_dir(work.path())
+            .arg("image")
+            .args(args)
+            .arg("--store-root")
+            .arg(store.path())
+            .output()?)
+    };
+    let o = image(&["app-misc/hello"])?;
+    if !o.status.success() {
+        return Err(format!("buildit image: {}", String::from_utf8_lossy(&o.stderr)).into());
+    }
+    let path = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    if !path.ends_with("-hello-2.10-oci") {
+        return Err(format!("printed {path:?}").into());
+    }
+    let result = work.path().join("result");
+    if !result.join("index.json").is_file() {
+        return Err("./result is not an OCI layout".into());
+    }
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &format!("oci:{}", result.display()),
+        &format!("oci:{}:x", work.path().join("copy").display()),
+    ]))?;
+    let out = run(crate::cli::buildit()
+        .args(["contents", "--json"])
+        .arg(&result))?;
+    let list: Vec<Value> = serde_json::from_str(&out)?;
+    let hello = list
+        .iter()
+        .find(|e| {
+            e["path"].as_str().is_some_and(|p| {
+                p.starts_with("/bld/store/") && p.ends_with("-hello-2.10/bin/hello")
+            })
+        })
+        .ok_or("no bin/hello in the image")?;
+    if hello["package"]
+        .as_str()
+        .is_none_or(|p| !p.ends_with("-hello-2.10"))
+    {
+        return Err(format!("bin/hello: {hello}").into());
+    }
+    if !list.iter().any(|e| e["path"] == "/usr/bin/hello") {
+        return Err("no /usr/bin/hello profile link".into());
+    }
+    if !list.iter().any(|e| {
+        e["path"] == "/usr/lib/x86_64-linux-gnu/libc.so.6"
+            && e["package"]
+                .as_str()
+                .is_some_and(|p| p.contains("-debian-libc6_"))
+    }) {
+        return Err("libc6 is not laid out at / as its own package".into());
+    }
+    let manifest = index_manifest_digest(&result)?;
+    let blob = |d: &str| {
+        result
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let m: Value = serde_json::from_slice(&std::fs::read(blob(&manifest))?)?;
+    let cfg: Value = serde_json::from_slice(&std::fs::read(blob(
+        m["config"]["digest"].as_str().ok_or("no config")?,
+    ))?)?;
+    if cfg["config"]["Entrypoint"] != serde_json::json!(["/bin/hello"]) {
+        return Err(format!("entrypoint: {}", cfg["config"]["Entrypoint"]).into());
+    }
+    // the SBOM beside the layout: hello with its source, Debian's libc6 with its version
+    let sbom: Value = serde_json::from_slice(&std::fs::read(result.join("sbom.spdx.json"))?)?;
+    let pk = sbom["packages"].as_array().ok_or("no SBOM packages")?;
+    if !pk.iter().any(|p| {
+        p["name"] == "hello"
+            && p["versionInfo"] == "2.10"
+            && p["downloadLocation"]
+                .as_str()
+                .is_some_and(|u| u.ends_with("hello_2.10.orig.tar.gz"))
+    }) || !pk.iter().any(|p| {
+        p["name"] == "libc6"
+            && p["versionInfo"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("2.36-"))
+    }) {
+        return Err(format!("hello's SBOM: {sbom}").into());
+    }
+    // a pkg.yaml directory naming the same package: the same image
+    let pkgdir = work.path().join("pkg");
+    std::fs::create_dir_all(&pkgdir)?;
+    std::fs::write(pkgdir.join("pkg.yaml"), "base: app-misc/hello-2.10\n")?;
+    let o = image(&["--json", "-o", "pkgresult", &pkgdir.display().to_string()])?;
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&o.stderr)))?;
+    if v["image"] != path.as_str()
+        || v["ref"] != "hello:2.10"
+        || v["manifest_digest"] != manifest.as_str()
+    {
+        return Err(format!("PKGDIR image: {v}").into());
+    }
+    let o = image(&[
+        "--json",
+        "--format",
+        "docker-archive",
+        "-o",
+        "dock",
+        "app-misc/hello",
+    ])?;
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&o.stderr)))?;
+    if v["format"] != "docker-archive"
+        || !v["image"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("-hello-2.10-docker.tar"))
+    {
+        return Err(format!("docker-archive: {v}").into());
+    }
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &format!(
+            "docker-archive:{}",
+            work.path().join("dock/image.docker.tar").display()
+        ),
+        &format!("oci:{}:y", work.path().join("copy2").display()),
+    ]))?;
+    let o = image(&["app-misc/helo"])?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    if o.status.code() != Some(1)
+        || !err.contains("buildit::image::unknown-atom")
+        || !err.contains("did you mean `app-misc/hello`")
+    {
+        return Err(format!("unknown atom: {err}").into());
+    }
+    Ok(())
+}
+
+/// The SBOM facts of examples/nginx-prod come from the derivation graph (instantiated, not
+/// built: nginx with its version, patch and options, zlib and pcre2 with their sources, each
+/// Debian runtime package with the lock's exact version); the SPDX document written beside an
+/// image with those facts lists them, is not in index.json, and is the same bytes when the
+/// image is written again.
+fn sbom_nginx() -> R {
+    let store = tempfile::tempdir()?;
+    let copy = tempfile::tempdir()?;
+    let spec_dir = copy.path().join("nginx-prod");
+    run(Command::new("cp")
+        .arg("-r")
+        .arg(crate::root().join("examples/nginx-prod"))
+        .arg(&spec_dir))?;
+    let text = run(crate::cli::buildit()
+        .args(["compile", "--store-root"])
+        .arg(store.path())
+        .arg(&spec_dir))?;
+    std::fs::write(spec_dir.join("compiled.bld"), &text)?;
+    let drv = run(crate::cli::buildit()
+        .args(["instantiate", "--store-root"])
+        .arg(store.path())
+        .arg(spec_dir.join("compiled.bld")))?;
+    let drv = StorePath::parse(drv.trim())?;
+    let layout = StoreLayout::at(store.path());
+    let d = buildit_store::derivation::Derivation::decode(&std::fs::read(layout.physical(&drv))?)?;
+    let spec_json: Value = serde_json::from_str(d.env.get("imageSpec").ok_or("no imageSpec")?)?;
+    let facts: Vec<buildit_images::SbomPackage> =
+        serde_json::from_value(spec_json["sbom"].clone())?;
+    let find = |n: &str| facts.iter().find(|p| p.name == n);
+    let nginx = find("nginx").ok_or("no nginx in the SBOM facts")?;
+    if nginx.version != "1.22.1"
+        || nginx.atom != "www-servers/nginx-1.22.1"
+        || nginx
+            .patches
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            != ["server-header.patch"]
+        || nginx.options != ["http2", "pcre-jit", "ssl"]
+        || !nginx.source_url.ends_with("nginx_1.22.1.orig.tar.gz")
+        || nginx.source_sha256.len() != 64
+    {
+        return Err(format!("nginx facts: {nginx:?}").into());
+    }
+    for n in ["zlib", "pcre2"] {
+        let p = find(n).ok_or(format!("no {n}"))?;
+        if p.debian || p.source_url.is_empty() || p.version.is_empty() {
+            return Err(format!("{n} facts: {p:?}").into());
+        }
+    }
+    // the exact versions of the lock
+    let lock = std::fs::read_to_string(crate::root().join("stdlib/debian/bookworm.lock"))?;
+    let locked = |n: &str| -> Option<String> {
+        let at = lock.find(&format!("\nname = \"{n}\"\n"))?;
+        let rest = &lock[at..];
+        let v = rest.find("\nversion = \"")? + "\nversion = \"".len();
+        rest[v..].split('"').next().map(str::to_string)
+    };
+    let debs: Vec<&buildit_images::SbomPackage> = facts.iter().filter(|p| p.debian).collect();
+    for n in ["libc6", "libssl3", "libcrypt1"] {
+        let p = debs
+            .iter()
+            .find(|p| p.name == n)
+            .ok_or(format!("no Debian {n}"))?;
+        if Some(p.version.clone()) != locked(n) || p.source_sha256.len() != 64 {
+            return Err(format!("Debian {n}: {p:?} (lock: {:?})", locked(n)).into());
+        }
+    }
+    // the document, written beside an image with these facts
+    let f = fixture()?;
+    let tmp = tempfile::tempdir()?;
+    let mut s = spec(&f);
+    s.sbom = facts.clone();
+    build(&f, &s, &tmp.path().join("a"))?;
+    build(&f, &s, &tmp.path().join("b"))?;
+    let a = std::fs::read(tmp.path().join("a/sbom.spdx.json"))?;
+    if a != std::fs::read(tmp.path().join("b/sbom.spdx.json"))? {
+        return Err("the SBOM differs between two writes of the same image".into());
+    }
+    let doc: Value = serde_json::from_slice(&a)?;
+    if doc["spdxVersion"] != "SPDX-2.3"
+        || doc["documentDescribes"] != serde_json::json!(["SPDXRef-Image"])
+    {
+        return Err(format!("not an SPDX 2.3 document: {doc}").into());
+    }
+    let pk = doc["packages"].as_array().ok_or("no packages")?;
+    let by = |n: &str| pk.iter().find(|p| p["name"] == n);
+    let n = by("nginx").ok_or("nginx not in the SPDX packages")?;
+    let info = n["sourceInfo"].as_str().unwrap_or("");
+    let comment = n["comment"].as_str().unwrap_or("");
+    if n["versionInfo"] != "1.22.1"
+        || !info.contains("server-header.patch")
+        || !comment.contains("build options: http2 pcre-jit ssl")
+        || n["checksums"][0]["checksumValue"] != nginx.source_sha256.as_str()
+    {
+        return Err(format!("nginx in the SBOM: {n}").into());
+    }
+    let libc = by("libc6").ok_or("libc6 not in the SPDX packages")?;
+    if Some(libc["versionInfo"].as_str().unwrap_or("").to_string()) != locked("libc6") {
+        return Err(format!("libc6 in the SBOM: {libc}").into());
+    }
+    if std::fs::read_to_string(tmp.path().join("a/index.json"))?.contains("sbom") {
+        return Err("the SBOM must not be listed in index.json".into());
+    }
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &format!("oci:{}", tmp.path().join("a").display()),
+        &format!("oci:{}:x", tmp.path().join("copy").display()),
+    ]))
+    .or_else(|e| {
+        if have("skopeo") {
+            Err(e)
+        } else {
+            Ok(String::new())
+        }
+    })?;
     Ok(())
 }

@@ -20,6 +20,7 @@ mod e2e;
 mod eval;
 mod images;
 mod nixlang;
+mod pkgs;
 mod repl;
 mod sandbox;
 mod store;
@@ -104,5 +105,6 @@ fn main() {
     trials.extend(sandbox::trials());
     trials.extend(images::trials());
     trials.extend(e2e::trials());
+    trials.extend(pkgs::trials());
     libtest_mimic::run(&args, trials).exit();
 }

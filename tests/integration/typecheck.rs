@@ -200,6 +200,25 @@ fn cli_trial() -> Trial {
         if n != 3 {
             return Err(format!("expected 3 diagnostics, got {n}: {v}").into());
         }
+        // a misspelled name, even in a branch never taken, is reported by `check` (with
+        // "did you mean"), together with the type errors
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let typo = dir.path().join("typo.bld");
+        std::fs::write(&typo, "let foo = 1; in if false then fo + \"a\" else foo")
+            .map_err(|e| e.to_string())?;
+        let out = run(&["check", "--json", &typo.to_string_lossy()])?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| format!("--json output: {e}"))?;
+        let codes: Vec<&str> = v
+            .as_array()
+            .map(|a| a.iter().filter_map(|d| d["code"].as_str()).collect())
+            .unwrap_or_default();
+        if out.status.code() != Some(1)
+            || codes.first() != Some(&"buildit::eval::undefined-variable")
+            || !v.to_string().contains("did you mean 'foo'?")
+        {
+            return Err(format!("check of a misspelled name: {out:?}").into());
+        }
         let out = run(&["eval", "-E", "if false then 1 + \"a\" else 2"])?;
         if out.status.code() != Some(1) {
             return Err(format!("eval of an ill-typed program should fail: {out:?}").into());

@@ -1,7 +1,11 @@
 //! The YAML front end through the real binary:
 //!
 //! - `yaml/fail/*/`: broken spec directories; `buildit compile DIR` exits 1 with diagnostics at
-//!   the right YAML line (snapshot `expected.err` in each directory), never a panic.
+//!   the right YAML line (snapshot `expected.err` in each directory), never a panic, and the
+//!   store is unchanged. Package-set errors (`eval-*`: unknown atoms, versions and options,
+//!   option constraints) are found before evaluation; `build-*` cases run `buildit build` on a
+//!   copy (URL patches: unreachable, or served on 127.0.0.1 with another hash than
+//!   buildit.lock records).
 //! - `examples/nginx-prod`: `buildit compile` prints the program (snapshot), and evaluating that
 //!   printed text gives the same image derivation as `buildit instantiate` of the spec does
 //!   through `buildit build`'s path (the build evaluates exactly the compiled text).
@@ -10,23 +14,177 @@ use crate::cli::buildit;
 use crate::{data, root, snapshot};
 use libtest_mimic::{Failed, Trial};
 
+/// The names in a store directory (to check that a failure left the store as it was).
+fn store_listing(root: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root.join("store"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The address a case's `serve/` files are served at in its YAML (a 5-digit ephemeral port
+/// replaces the zeros, so columns in the diagnostics stay the same).
+const SERVE_PLACEHOLDER: &str = "127.0.0.1:00000";
+
+/// Serve the files of `dir` over HTTP on 127.0.0.1 (GET /NAME) until the process ends.
+fn serve(dir: std::path::PathBuf) -> Result<String, String> {
+    use std::io::{BufRead, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = l.local_addr().map_err(|e| e.to_string())?.to_string();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut line = String::new();
+            let Ok(clone) = c.try_clone() else { continue };
+            let mut r = std::io::BufReader::new(clone);
+            if r.read_line(&mut line).is_err() {
+                continue;
+            }
+            // skip the headers
+            let mut h = String::new();
+            while r.read_line(&mut h).is_ok_and(|n| n > 2) {
+                h.clear();
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("/");
+            let name = path.trim_start_matches('/');
+            let _ = match std::fs::read(dir.join(name)) {
+                Ok(body) if !name.contains("..") => c
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .and_then(|_| c.write_all(&body)),
+                _ => c.write_all(
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                ),
+            };
+        }
+    });
+    Ok(addr)
+}
+
+/// Replace `from` by `to` in every file below `dir` but `serve/` and `expected.err`.
+fn replace_in_tree(dir: &std::path::Path, from: &str, to: &str) -> Result<(), String> {
+    for e in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
+        let p = e.map_err(|e| e.to_string())?.path();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if p.is_dir() {
+            if name != "serve" {
+                replace_in_tree(&p, from, to)?;
+            }
+        } else if name != "expected.err" {
+            if let Ok(t) = std::fs::read_to_string(&p) {
+                if t.contains(from) {
+                    std::fs::write(&p, t.replace(from, to)).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A broken spec: `buildit compile` (or, when the case has a `command` file saying `build`,
+/// `buildit build` of a copy, with `serve/` served on 127.0.0.1) exits 1 with a
+/// `buildit::yaml::` diagnostic matching `expected.err`, and leaves the store as it was.
 fn fail_trial(dir: std::path::PathBuf) -> Trial {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     Trial::test(format!("yaml::fail::{name}"), move || {
-        let o = buildit()
-            .arg("compile")
-            .arg(&dir)
+        let store = tempfile::tempdir().map_err(|e| e.to_string())?;
+        // materialise the standard library first: a failure must add nothing after it
+        let s = buildit()
+            .args(["search", "--store-root"])
+            .arg(store.path())
+            .arg("nginx")
             .output()
             .map_err(|e| e.to_string())?;
-        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        if !s.status.success() {
+            return Err(format!("search: {}", String::from_utf8_lossy(&s.stderr)).into());
+        }
+        let before = store_listing(store.path());
+        let build = std::fs::read_to_string(dir.join("command")).is_ok_and(|c| c.trim() == "build");
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let (o, case, addr) = if build {
+            let status = std::process::Command::new("cp")
+                .arg("-r")
+                .arg(&dir)
+                .arg(work.path().join("case"))
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !status.success() {
+                return Err("cp failed".into());
+            }
+            let case = work.path().join("case");
+            let addr = if dir.join("serve").is_dir() {
+                let a = serve(dir.join("serve"))?;
+                replace_in_tree(&case, SERVE_PLACEHOLDER, &a)?;
+                Some(a)
+            } else {
+                None
+            };
+            let o = buildit()
+                .current_dir(work.path())
+                .args(["build", "--store-root"])
+                .arg(store.path())
+                .arg(&case)
+                .output()
+                .map_err(|e| e.to_string())?;
+            (o, Some(case), addr)
+        } else {
+            let o = buildit()
+                .arg("compile")
+                .arg("--store-root")
+                .arg(store.path())
+                .arg(&dir)
+                .output()
+                .map_err(|e| e.to_string())?;
+            (o, None, None)
+        };
+        let mut err = String::from_utf8_lossy(&o.stderr).to_string();
+        if let Some(case) = &case {
+            err = err.replace(&case.display().to_string(), "$CASE");
+        }
+        if let Some(a) = &addr {
+            err = err.replace(a.as_str(), SERVE_PLACEHOLDER);
+        }
         if o.status.code() != Some(1) {
             return Err(format!("expected exit 1, got {:?}\n{err}", o.status.code()).into());
         }
-        if !err.starts_with("buildit::yaml::") {
+        let first = err
+            .lines()
+            .find(|l| l.starts_with("buildit::"))
+            .unwrap_or("");
+        if !first.starts_with("buildit::yaml::") {
             return Err(format!("expected a buildit::yaml diagnostic first:\n{err}").into());
+        }
+        let after = store_listing(store.path());
+        if before != after {
+            return Err(format!("the store changed: {before:?} -> {after:?}").into());
+        }
+        if let Some(case) = &case {
+            if work.path().join("result").exists() {
+                return Err("a failed build left ./result".into());
+            }
+            let lock = |d: &std::path::Path| std::fs::read_to_string(d.join("buildit.lock")).ok();
+            let mut want = lock(&dir);
+            if let (Some(w), Some(a)) = (&mut want, &addr) {
+                *w = w.replace(SERVE_PLACEHOLDER, a);
+            }
+            if lock(case) != want {
+                return Err("a failed build changed buildit.lock".into());
+            }
         }
         snapshot(&dir.join("expected.err"), &err).map_err(Failed::from)
     })
@@ -34,8 +192,11 @@ fn fail_trial(dir: std::path::PathBuf) -> Trial {
 
 fn example_compiles() -> Result<(), Failed> {
     let dir = root().join("examples/nginx-prod");
+    let store = tempfile::tempdir().map_err(|e| e.to_string())?;
     let o = buildit()
         .arg("compile")
+        .arg("--store-root")
+        .arg(store.path())
         .arg(&dir)
         .output()
         .map_err(|e| e.to_string())?;

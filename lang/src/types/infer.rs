@@ -605,9 +605,14 @@ impl Checker {
     }
 
     fn try_unify(&mut self, exp: T, act: T) -> bool {
+        self.transaction(|c| c.unify(exp, act).is_ok())
+    }
+
+    /// Run `f`; when it returns false, undo every change it made to the arena.
+    fn transaction(&mut self, f: impl FnOnce(&mut Self) -> bool) -> bool {
         self.trailing += 1;
         let mark = self.trail.len();
-        let ok = self.unify(exp, act).is_ok();
+        let ok = f(self);
         self.trailing -= 1;
         if !ok {
             while self.trail.len() > mark {
@@ -903,7 +908,9 @@ impl Checker {
                 let a = self.infer(then);
                 self.guards.truncate(mark);
                 let b = self.infer(else_);
-                if self.try_unify(a, b) {
+                if let Some(t) = self.join_record_default(a, b) {
+                    t
+                } else if self.try_unify(a, b) {
                     a
                 } else {
                     // branches of different types: valid Nix, typed as `Dyn`
@@ -936,7 +943,7 @@ impl Checker {
                         }
                     }
                 }
-                self.select(t, expr.span, path, default.as_deref())
+                self.select(t, expr.span, path, default.as_deref(), guarded)
             }
             ExprKind::HasAttr { expr, path } => {
                 self.infer(expr);
@@ -1093,19 +1100,8 @@ impl Checker {
                 for (f, pf) in fs.iter().zip(fields) {
                     if let Some(d) = &pf.default {
                         let t = self.infer(d);
-                        // `x ? null` says nothing about the type of `x`; `x ? { }` only that
-                        // it is a record with at least the default's fields
-                        let t = self.resolve(t);
-                        let t = match self.node(t).clone() {
-                            Node::Prim(Prim::Null) => continue,
-                            Node::Record { .. } => match self.record_view(t) {
-                                Some((fields, Tail::Closed)) => {
-                                    let tail = Some(self.fresh());
-                                    self.add(Node::Record { fields, tail })
-                                }
-                                _ => t,
-                            },
-                            _ => t,
+                        let Some(t) = self.default_constraint(t) else {
+                            continue;
                         };
                         if !self.try_unify(f.ty, t) {
                             self.expect(f.ty, t, d.span, pf.span, "the argument is used as");
@@ -1126,7 +1122,16 @@ impl Checker {
         let fr = self.resolve(f);
         match self.node(fr).clone() {
             Node::Fun(p, r) => {
-                if self.expect(p, a, arg.span, func.span, "the function expects") {
+                if self.monomorphic_head(func) {
+                    // a function known only through its uses may be used at several types:
+                    // a use says what it passes, not all the function accepts
+                    let a = self.weaken_argument(a);
+                    if self.try_unify(p, a) {
+                        r
+                    } else {
+                        self.dyn_()
+                    }
+                } else if self.expect(p, a, arg.span, func.span, "the function expects") {
                     r
                 } else {
                     self.dyn_()
@@ -1136,6 +1141,11 @@ impl Checker {
                 kind: Kind::Any, ..
             } => {
                 let r = self.fresh();
+                let a = if self.monomorphic_head(func) {
+                    self.weaken_argument(a)
+                } else {
+                    a
+                };
                 let fun = self.add(Node::Fun(a, r));
                 match self.unify(fr, fun) {
                     Ok(()) => r,
@@ -1167,6 +1177,75 @@ impl Checker {
         }
     }
 
+    /// Whether the function of an application (the head of `f a b`) is a variable, or a field
+    /// selected from one, whose type was not generalised and still has unknowns: a lambda
+    /// parameter (`self.callPackage` in `self: { … }`) or a binding of the recursive group
+    /// being inferred (`callPackage = callPackageWith pkgs;` next to `pkgs`). Hindley–Milner
+    /// gives such a function one type for all its uses, while Nix code uses it at several (one
+    /// per package's argument set); so there a use that does not fit the others is `Dyn`
+    /// rather than an error. Generalised functions (let-bound, builtins) are checked strictly.
+    fn monomorphic_head(&mut self, func: &Expr) -> bool {
+        let mut e = func;
+        while let ExprKind::Apply { func, .. } = &e.kind {
+            e = func;
+        }
+        let name = match &e.kind {
+            ExprKind::Var(n) => n,
+            ExprKind::Select {
+                expr,
+                default: None,
+                ..
+            } => match &expr.kind {
+                ExprKind::Var(n) => n,
+                _ => return false,
+            },
+            _ => return false,
+        };
+        let Some(t) = self.lookup(name, usize::MAX) else {
+            return false;
+        };
+        !self.has_generic(t, 0) && self.has_unknown(t, 0)
+    }
+
+    /// The type one use contributes to a function known only through its uses: a closed record
+    /// argument (`mkDerivation { pname = …; }`) counts as a default does — some record with
+    /// these fields — and so does the closed pattern of a function argument
+    /// (`callPackage ({ stdenv, zlib }: …) { }`), so that the next use may pass other fields.
+    fn weaken_argument(&mut self, a: T) -> T {
+        let a = self.resolve(a);
+        match self.node(a).clone() {
+            Node::Record { .. } => self.default_constraint(a).unwrap_or(a),
+            Node::Fun(p, r) => {
+                let pr = self.resolve(p);
+                if matches!(self.node(pr), Node::Record { .. }) {
+                    let p = self.default_constraint(pr).unwrap_or(pr);
+                    self.add(Node::Fun(p, r))
+                } else {
+                    a
+                }
+            }
+            _ => a,
+        }
+    }
+
+    /// Whether a type still has a (non-generalised) type variable.
+    fn has_unknown(&mut self, t: T, depth: u32) -> bool {
+        if depth > 200 {
+            return false;
+        }
+        let t = self.resolve(t);
+        match self.node(t).clone() {
+            Node::Var { level, .. } => level != GENERIC,
+            Node::List(e) | Node::Dict(e) => self.has_unknown(e, depth + 1),
+            Node::Fun(a, b) => self.has_unknown(a, depth + 1) || self.has_unknown(b, depth + 1),
+            Node::Record { fields, tail } => {
+                fields.iter().any(|f| self.has_unknown(f.ty, depth + 1))
+                    || tail.is_some_and(|tl| self.has_unknown(tl, depth + 1))
+            }
+            _ => false,
+        }
+    }
+
     fn not_a_function(&mut self, f: T, func: &Expr, arg: &Expr, _whole: Span) {
         let s = self.show(f);
         self.diags.push(
@@ -1180,10 +1259,20 @@ impl Checker {
         );
     }
 
-    fn select(&mut self, t: T, span: Span, path: &[AttrKey], default: Option<&Expr>) -> T {
+    /// `e.a.b` (`or default`); `guarded`: the first key is tested by an enclosing
+    /// `if e ? a then …`, so it is an optional field like one with a default.
+    fn select(
+        &mut self,
+        t: T,
+        span: Span,
+        path: &[AttrKey],
+        default: Option<&Expr>,
+        guarded: bool,
+    ) -> T {
         let mut cur = t;
         let mut failed = false;
-        for key in path {
+        for (i, key) in path.iter().enumerate() {
+            let optional = default.is_some() || (guarded && i == 0);
             let r = self.resolve(cur);
             let name = match key {
                 AttrKey::Static(n, _) => Some(n.clone()),
@@ -1209,7 +1298,7 @@ impl Checker {
                         fields: vec![RField {
                             name: n,
                             ty: v,
-                            optional: default.is_some(),
+                            optional,
                         }],
                         tail,
                     });
@@ -1234,7 +1323,7 @@ impl Checker {
                                     fields: vec![RField {
                                         name: n,
                                         ty,
-                                        optional: default.is_some(),
+                                        optional,
                                     }],
                                     tail: tl,
                                 });
@@ -1289,6 +1378,9 @@ impl Checker {
             if failed {
                 return dt;
             }
+            let Some(dt) = self.default_constraint(dt) else {
+                return cur;
+            };
             if self.try_unify(cur, dt) {
                 cur
             } else {
@@ -1299,6 +1391,76 @@ impl Checker {
         } else {
             cur
         }
+    }
+
+    /// What a default value (`e.f or d`, the pattern field `f ? d`) says about the type of the
+    /// field it stands in for. A default is one possible value of the field, not its type:
+    /// `null` says nothing (`None`), and a closed record (`{ }`, `{ a = 1; }`) only that the
+    /// field holds *some* record: its fields become optional and the row is opened with a
+    /// fresh variable, so `{ }` unifies with every record and with every dictionary `{ _ : T }`.
+    /// The same holds for the result of a function default (`overrides ? (final: prev: { })`).
+    /// Any other default has the field's type.
+    fn default_constraint(&mut self, t: T) -> Option<T> {
+        self.default_constraint_at(t, 0)
+    }
+
+    fn default_constraint_at(&mut self, t: T, depth: u32) -> Option<T> {
+        let t = self.resolve(t);
+        match self.node(t).clone() {
+            Node::Fun(a, r) if depth < 16 => {
+                let r = match self.default_constraint_at(r, depth + 1) {
+                    Some(r) => r,
+                    None => self.fresh(),
+                };
+                Some(self.add(Node::Fun(a, r)))
+            }
+            Node::Prim(Prim::Null) => None,
+            Node::Record { .. } => match self.record_view(t) {
+                Some((fields, Tail::Closed)) => {
+                    let fields = fields
+                        .into_iter()
+                        .map(|f| RField {
+                            optional: true,
+                            ..f
+                        })
+                        .collect();
+                    let tail = Some(self.fresh());
+                    Some(self.add(Node::Record { fields, tail }))
+                }
+                _ => Some(t),
+            },
+            _ => Some(t),
+        }
+    }
+
+    /// The join of two `if` branches when one is a closed record (`if c then s else { }`,
+    /// lib's `optionalAttrs`) and the other's shape is still open (a variable, an open record
+    /// or a dictionary): the closed record is then a default for the other branch, as with
+    /// `or` ([`Self::default_constraint`]), and the `if` has the other branch's type. `None`
+    /// when that does not apply or does not unify (then the branches are unified as usual).
+    fn join_record_default(&mut self, a: T, b: T) -> Option<T> {
+        for (open, closed) in [(a, b), (b, a)] {
+            let (o, c) = (self.resolve(open), self.resolve(closed));
+            if !matches!(self.record_view(c), Some((_, Tail::Closed))) {
+                continue;
+            }
+            let is_open = match self.node(o) {
+                Node::Var {
+                    kind: Kind::Any, ..
+                }
+                | Node::Dict(_) => true,
+                Node::Record { .. } => !matches!(self.record_view(o), Some((_, Tail::Closed))),
+                _ => false,
+            };
+            if !is_open {
+                continue;
+            }
+            let d = self.default_constraint(c)?;
+            if self.try_unify(o, d) {
+                return Some(o);
+            }
+        }
+        None
     }
 
     fn expected_record(&mut self, t: T, span: Span, key: Span) {
@@ -1326,6 +1488,14 @@ impl Checker {
                 b
             }
             BinOp::Eq | BinOp::NotEq => {
+                // `x == null` tests for absence: it says nothing about the type of `x`
+                let is_null = |c: &mut Self, t: T| {
+                    let t = c.resolve(t);
+                    matches!(c.node(t), Node::Prim(Prim::Null))
+                };
+                if is_null(self, l) || is_null(self, r) {
+                    return self.prim(Prim::Bool);
+                }
                 if !self.try_unify(l, r) {
                     let lr = self.resolve(l);
                     let rr = self.resolve(r);
@@ -1486,11 +1656,20 @@ impl Checker {
             sides[i] = t;
             match self.node(t).clone() {
                 Node::Var { .. } => {
-                    let tail = Some(self.fresh());
-                    let rec = self.add(Node::Record {
-                        fields: Vec::new(),
-                        tail,
-                    });
+                    // an unknown side updated with (or into) a dictionary is taken to be one
+                    // (`foldl' (acc: n: acc // { ${n} = …; }) { } names`); else a record
+                    let other = self.resolve(if i == 0 { r } else { l });
+                    let shape = if matches!(self.node(other), Node::Dict(_)) {
+                        let e = self.fresh();
+                        Node::Dict(e)
+                    } else {
+                        let tail = Some(self.fresh());
+                        Node::Record {
+                            fields: Vec::new(),
+                            tail,
+                        }
+                    };
+                    let rec = self.add(shape);
                     let _ = self.unify(t, rec);
                 }
                 Node::Record { .. } | Node::Dict(_) | Node::Dyn => {}
@@ -1518,6 +1697,19 @@ impl Checker {
                     let d = self.dyn_();
                     self.add(Node::Dict(d))
                 }
+            }
+            (Node::Dict(a), Node::Record { .. }) | (Node::Record { .. }, Node::Dict(a)) => {
+                // a dictionary updated with (or into) a record is a dictionary, of the same
+                // element type when the record's values all have it (`{ }` always does)
+                let rec = if matches!(self.node(l), Node::Dict(_)) {
+                    r
+                } else {
+                    l
+                };
+                let fields = self.record_view(rec).map(|(f, _)| f).unwrap_or_default();
+                let uniform = self.transaction(|c| fields.iter().all(|f| c.unify(a, f.ty).is_ok()));
+                let elem = if uniform { a } else { self.dyn_() };
+                self.add(Node::Dict(elem))
             }
             (Node::Record { .. }, Node::Record { .. }) => {
                 let (Some((lf, lt)), Some((rf, rt))) = (self.record_view(l), self.record_view(r))
@@ -1585,7 +1777,7 @@ impl Checker {
                         let t = match src {
                             Some((st, sspan)) => {
                                 let key = [AttrKey::Static(n.clone(), *nspan)];
-                                self.select(st, sspan, &key, None)
+                                self.select(st, sspan, &key, None, false)
                             }
                             None => match self.lookup(n, limit) {
                                 Some(t) => self.instantiate(t),

@@ -74,6 +74,33 @@ mod tests {
     }
 
     #[test]
+    fn record_defaults_do_not_close_the_field() {
+        assert_eq!(
+            ty("args: let o = args.options or { }; in o.ipv6 or false").as_deref(),
+            Ok("{ options ? { ipv6 ? Bool, .. }, .. } -> Bool")
+        );
+        assert_eq!(
+            ty("let f = c: (c.env or { }).A or \"\"; in f { env = { A = \"1\"; B = \"2\"; }; }")
+                .as_deref(),
+            Ok("String")
+        );
+        assert_eq!(
+            ty("c: s: if c then s else { }").as_deref(),
+            Ok("Bool -> { .. } -> { .. }")
+        );
+        assert_eq!(
+            ty("(builtins.foldl' (acc: n: acc // { ${n} = 1; }) { } [ \"a\" ]).a").as_deref(),
+            Ok("Int")
+        );
+        // elsewhere `{ }` is the closed empty record
+        assert_eq!(ty("({ }).a"), Err(vec!["buildit::type::missing-field"]));
+        assert_eq!(
+            ty("({ a }: a) { }"),
+            Err(vec!["buildit::type::missing-field"])
+        );
+    }
+
+    #[test]
     fn type_syntax_round_trips() {
         for s in [
             "Int -> Int",

@@ -2,6 +2,7 @@
 //! spans ([`tree`]) and lowered to `.bld` source, which is then type-checked and evaluated like
 //! any other program. Nothing is hidden: `buildit compile DIR` prints the generated text.
 
+pub mod check;
 pub mod lower;
 pub mod spec;
 pub mod tree;
@@ -23,6 +24,33 @@ pub struct Compiled {
     pub dir: PathBuf,
     /// The parsed container spec.
     pub spec: spec::ContainerSpec,
+    /// The parsed pkg.yaml of every embedded package, by the path the spec wrote.
+    pub embedded: BTreeMap<String, spec::PkgSpec>,
+}
+
+impl Compiled {
+    /// The `vars:` of the spec.
+    pub fn vars(&self) -> BTreeMap<String, String> {
+        self.spec
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .collect()
+    }
+
+    /// Check the spec against the package set (see [`check`]).
+    pub fn check(&self, set: &check::SetInfo) -> Vec<Diagnostic> {
+        check::check(&self.spec, &self.embedded, &self.vars(), set)
+    }
+
+    /// The span of the URL patch `url` (for fetch errors).
+    pub fn patch_span(&self, url: &str) -> Option<Span> {
+        self.embedded
+            .values()
+            .flat_map(|p| &p.patches)
+            .find(|p| p.is_url && p.source.value == url)
+            .map(|p| p.source.span)
+    }
 }
 
 /// Everything that went wrong, with the YAML sources to render it against.
@@ -197,10 +225,66 @@ pub fn compile_dir(dir: &Path, lock: &BTreeMap<String, String>) -> Result<Compil
             missing_hashes: l.missing_hashes,
             dir: dir.to_path_buf(),
             spec,
+            embedded,
         }),
         Err(d) => Err(Failed {
             sources,
             diagnostics: d,
         }),
     }
+}
+
+/// Read and lower the `pkg.yaml` in `dir` alone (for `buildit image PKGDIR`): the [`Compiled`]
+/// holds the package's `.bld` expression (paths relative to `dir`), and a spec with that one
+/// embedded package (`.`), so that [`Compiled::check`] and URL patch handling work as for a
+/// container spec.
+pub fn compile_pkg_dir(dir: &Path, lock: &BTreeMap<String, String>) -> Result<Compiled, Failed> {
+    let mut sources = SourceMap::new();
+    let mut diags = Vec::new();
+    let pkg_file = dir.join("pkg.yaml");
+    let Some((pf, proot)) = read_yaml(&mut sources, &pkg_file, &mut diags) else {
+        return Err(Failed {
+            sources,
+            diagnostics: diags,
+        });
+    };
+    let mut pr = spec::Reader::new(pf);
+    let pkg = spec::read_pkg(&mut pr, &proot);
+    diags.extend(pr.diags);
+    for patch in pkg.patches.iter().filter(|p| !p.is_url) {
+        if !dir.join(&patch.source.value).is_file() {
+            diags.push(
+                Diagnostic::error(
+                    "buildit::yaml::missing-file",
+                    format!("patch `{}` not found", patch.source.value),
+                )
+                .with_label(patch.source.span, "no such file")
+                .with_help(format!("patch files are relative to {}", dir.display())),
+            );
+        }
+    }
+    if !diags.is_empty() {
+        return Err(Failed {
+            sources,
+            diagnostics: diags,
+        });
+    }
+    let mut missing = Vec::new();
+    let text = lower::lower_pkg(&pkg, "", lock, &mut missing);
+    let here = spec::Spanned {
+        value: ".".to_string(),
+        span: pkg.span.unwrap_or(Span::new(pf, 0, 0)),
+    };
+    let spec = spec::ContainerSpec {
+        packages: vec![spec::PackageRef::Embedded(here)],
+        ..spec::ContainerSpec::default()
+    };
+    Ok(Compiled {
+        text,
+        sources,
+        missing_hashes: missing,
+        dir: dir.to_path_buf(),
+        spec,
+        embedded: BTreeMap::from([(".".to_string(), pkg)]),
+    })
 }
