@@ -229,8 +229,8 @@ struct Built {
     image: String,
     /// the nginx package (the image's only package)
     nginx: String,
-    /// the Debian runtime tree laid out at / in the image
-    runtime: String,
+    /// the Debian runtime trees laid out at / in the image (each a merged-/usr tree)
+    runtime: Vec<String>,
 }
 
 static FIXTURE: OnceLock<Result<Built, String>> = OnceLock::new();
@@ -267,15 +267,40 @@ fn build_fixture() -> Result<Built, Failed> {
         .filter(|p| p.ends_with("-nginx-1.22.1"))
         .ok_or_else(|| format!("the image's package is not nginx: {spec}"))?
         .to_string();
-    let runtime = spec["files"]
+    // the Debian runtime trees the image lays out at / (merged /usr): the image derivation's
+    // `debian-*` inputs (or, with an older image.bld, one tree synced at /usr)
+    let mut runtime: Vec<String> = spec["files"]
         .as_array()
-        .and_then(|fs| {
+        .map(|fs| {
             fs.iter()
                 .filter_map(|f| f["src"].as_str())
-                .find(|s| s.contains("-debian-runtime"))
+                .filter(|s| s.contains("-debian-runtime"))
+                .map(|s| s.trim_end_matches("/usr").to_string())
+                .collect()
         })
-        .map(|s| s.trim_end_matches("/usr").to_string())
-        .ok_or_else(|| format!("the image has no Debian runtime tree: {spec}"))?;
+        .unwrap_or_default();
+    let info = run(buildit()
+        .args(["store", "path-info", "--json", "--store-root"])
+        .arg(&store_a)
+        .arg(&image))?;
+    let info: Value = serde_json::from_slice(&info.stdout)?;
+    let deriver = find_key(&info, "deriver")
+        .and_then(Value::as_str)
+        .ok_or("the image has no deriver")?
+        .to_string();
+    let drv: Value = serde_json::from_slice(&std::fs::read(physical(&store_a, &deriver))?)?;
+    for input in drv["input_drvs"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.keys())
+    {
+        if input.contains("-debian-") {
+            let d: Value = serde_json::from_slice(&std::fs::read(physical(&store_a, input))?)?;
+            if let Some(out) = d["outputs"]["out"]["path"].as_str() {
+                runtime.push(out.to_string());
+            }
+        }
+    }
     Ok(Built {
         work,
         lock,
@@ -650,7 +675,7 @@ fn check_response(what: &str, hdr: &str, body: &str) -> R {
 }
 
 /// nginx from its package, in a bwrap with its own network namespace: /usr is the Debian
-/// runtime tree of its closure, the store is store A, the config and page are the example's;
+/// runtime trees of the image (libc, libssl, ...), the store is store A, the config and page are the example's;
 /// a client in the same namespace fetches the page on loopback.
 fn nginx_netns() -> R {
     let f = fixture()?;
@@ -674,11 +699,21 @@ fn nginx_netns() -> R {
          /client/busybox cat /tmp/hdr; echo '@@body'; /client/busybox cat /tmp/body\n"
     );
     let busybox = tool("busybox").ok_or("no busybox")?;
-    let runtime = physical(&f.store_a, &f.runtime);
+    // /usr: links to every file of the Debian runtime trees (resolved inside the sandbox,
+    // where store A is /bld/store)
+    let usr = tmp.path().join("usr");
+    std::fs::create_dir_all(&usr)?;
+    for tree in &f.runtime {
+        link_tree(
+            &physical(&f.store_a, tree).join("usr"),
+            &format!("{tree}/usr"),
+            &usr,
+        )?;
+    }
     let out = run(Command::new(tool("bwrap").ok_or("no bwrap")?)
         .args(["--unshare-net", "--unshare-pid", "--die-with-parent"])
         .arg("--ro-bind")
-        .arg(runtime.join("usr"))
+        .arg(&usr)
         .arg("/usr")
         .args(["--symlink", "usr/lib", "/lib"])
         .args(["--symlink", "usr/lib64", "/lib64"])
@@ -712,6 +747,23 @@ fn nginx_netns() -> R {
         )
     })?;
     check_response("nginx in bwrap", hdr, &format!("{}\n", body.trim_end()))
+}
+
+/// Mirror the tree at `src` (whose path inside the sandbox is `logical`) into `dst`: real
+/// directories, and a symlink to the logical path for everything else.
+fn link_tree(src: &Path, logical: &str, dst: &Path) -> R {
+    for e in std::fs::read_dir(src)?.flatten() {
+        let name = e.file_name();
+        let (s, d) = (e.path(), dst.join(&name));
+        let l = format!("{logical}/{}", name.to_string_lossy());
+        if e.file_type()?.is_dir() {
+            std::fs::create_dir_all(&d)?;
+            link_tree(&s, &l, &d)?;
+        } else if std::fs::symlink_metadata(&d).is_err() {
+            std::os::unix::fs::symlink(&l, &d)?;
+        }
+    }
+    Ok(())
 }
 
 /// Stops and deletes a runc container when dropped.
