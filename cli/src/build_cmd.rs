@@ -240,7 +240,7 @@ fn container_targets(store: &Store, dir: &Path, a: &RealiseArgs) -> Result<Vec<T
             return Err(ExitCode::from(1));
         }
     }
-    let io = buildit_stdlib::StoreIo::new(crate::common::fs_io(false), store.layout().clone());
+    let io = crate::common::new_store_io(crate::common::fs_io(false), store.layout().clone());
     let mut ev = std::mem::ManuallyDrop::new(buildit_eval::Evaluator::new(Box::new(io)));
     let value = match ev.compile(&name, &compiled.text, &compiled.dir.display().to_string()) {
         Ok(ir) => ev.eval_root(&ir),
@@ -280,7 +280,7 @@ fn evaluate_targets(
     a: &RealiseArgs,
 ) -> Result<Vec<Target>, ExitCode> {
     let st = crate::common::style(a.show_trace);
-    let io = buildit_stdlib::StoreIo::new(crate::common::fs_io(false), store.layout().clone());
+    let io = crate::common::new_store_io(crate::common::fs_io(false), store.layout().clone());
     let mut ev = std::mem::ManuallyDrop::new(buildit_eval::Evaluator::new(Box::new(io)));
     let t = crate::common::Target {
         file,

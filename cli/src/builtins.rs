@@ -3,7 +3,7 @@
 //! `builtin:image` (container images from a JSON spec that `image.bld` writes). The builder crate
 //! knows none of them by name; this table is where they meet.
 
-use buildit_builder::fetch::{builtin_fetchurl, Mirrors};
+use buildit_builder::fetch::{builtin_fetchurl, FetchError, Mirrors};
 use buildit_builder::{BuildRequest, BuiltinBuilder, BuiltinContext, Builtins};
 use buildit_images::{Compression, ImageFormat, ImageSpec, SyncFile};
 use buildit_store::{Store, StoreLayout, StorePath};
@@ -26,7 +26,14 @@ impl BuiltinBuilder for FetchUrl {
         builtin_fetchurl(&req.env, out, &self.mirrors, &mut |p| {
             ctx.download(&p.url, p.bytes, p.total)
         })
-        .map_err(|e| e.to_string())
+        .map_err(|e| match (&e, crate::common::debian_lock_override()) {
+            // the lock in use is not the embedded one: name the file to refresh
+            (FetchError::LeftPool { .. }, Some(lock)) => format!(
+                "{e}\nThis build uses the Debian lock {0} (--debian-lock / BUILDIT_DEBIAN_LOCK): refresh that file with `buildit debian lock --output {0}`",
+                lock.display()
+            ),
+            _ => e.to_string(),
+        })
     }
 }
 
@@ -216,9 +223,46 @@ impl BuiltinBuilder for Image {
     }
 }
 
+/// The environment variable that overrides mirrors: `NAME=URL[,URL...]` entries separated by
+/// whitespace or `;` (e.g. `BUILDIT_MIRRORS="debian=http://127.0.0.1:8000/debian"`).
+pub const MIRRORS_ENV: &str = "BUILDIT_MIRRORS";
+
+/// Parse the value of [`MIRRORS_ENV`]: mirror name → base URLs (entries without `=` or with
+/// no URL are ignored).
+pub fn parse_mirror_overrides(v: &str) -> BTreeMap<String, Vec<String>> {
+    let mut m = BTreeMap::new();
+    for entry in v.split(|c: char| c == ';' || c.is_whitespace()) {
+        let Some((name, urls)) = entry.split_once('=') else {
+            continue;
+        };
+        let urls: Vec<String> = urls
+            .split(',')
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect();
+        if !name.is_empty() && !urls.is_empty() {
+            m.insert(name.to_string(), urls);
+        }
+    }
+    m
+}
+
+/// The mirrors `mirror://NAME/...` URLs resolve against: the machine's apt sources
+/// (`debian`, `debian-security`), then [`MIRRORS_ENV`] replacing the mirrors it names.
+pub fn mirrors() -> Mirrors {
+    let overrides = std::env::var(MIRRORS_ENV)
+        .map(|v| parse_mirror_overrides(&v))
+        .unwrap_or_default();
+    let mut m = Mirrors::from_apt(Path::new("/etc/apt")).unwrap_or_default();
+    for (name, urls) in overrides {
+        m.insert(&name, urls);
+    }
+    m
+}
+
 /// Every builtin builder, for a store at `layout`.
 pub fn all(layout: &StoreLayout) -> Builtins {
-    let mirrors = Mirrors::from_apt(Path::new("/etc/apt")).unwrap_or_default();
+    let mirrors = mirrors();
     let mut b: Builtins = BTreeMap::new();
     b.insert("fetchurl".into(), Arc::new(FetchUrl { mirrors }));
     b.insert(
@@ -234,4 +278,19 @@ pub fn all(layout: &StoreLayout) -> Builtins {
         }),
     );
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirror_overrides() {
+        let m = parse_mirror_overrides(
+            "debian=http://a/d,http://b/d; x=  debian-security=http://c nothing",
+        );
+        assert_eq!(m.len(), 2);
+        assert_eq!(m["debian"], vec!["http://a/d", "http://b/d"]);
+        assert_eq!(m["debian-security"], vec!["http://c"]);
+    }
 }

@@ -144,7 +144,56 @@ pub fn store_layout(explicit: Option<&Path>) -> StoreLayout {
 
 /// The evaluation IO of commands that may create store objects.
 pub fn store_io(impure: bool, store_root: Option<&Path>) -> StoreIo {
-    StoreIo::new(fs_io(impure), store_layout(store_root))
+    new_store_io(fs_io(impure), store_layout(store_root))
+}
+
+/// The Debian lock that replaces the embedded one for this process (`--debian-lock FILE` or
+/// `BUILDIT_DEBIAN_LOCK`): its path and text.
+static DEBIAN_LOCK: std::sync::OnceLock<(PathBuf, String)> = std::sync::OnceLock::new();
+
+/// The environment variable naming a Debian lock to build with (as `--debian-lock`).
+pub const DEBIAN_LOCK_ENV: &str = "BUILDIT_DEBIAN_LOCK";
+
+/// Use the Debian lock at `path` instead of `stdlib/debian/bookworm.lock` in `<buildit>` for the
+/// rest of the process. The file must be a lock `buildit debian lock` wrote (it is parsed
+/// now, so a wrong file is an error here rather than deep inside evaluation).
+pub fn set_debian_lock(path: &Path) -> Result<(), ExitCode> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(cli_error(
+                "buildit::debian::lock-unreadable",
+                &format!("cannot read the Debian lock {}: {e}", path.display()),
+                "give a lock written by `buildit debian lock --output FILE` (--debian-lock FILE or BUILDIT_DEBIAN_LOCK)",
+            ))
+        }
+    };
+    if let Err(e) = buildit_stdlib::debian::lock::parse_lock(&text) {
+        return Err(cli_error(
+            "buildit::debian::bad-lock",
+            &format!("{} is not a Debian lock: {e}", path.display()),
+            "regenerate it: buildit debian lock PKG... --output FILE (or refresh: buildit debian lock --output FILE)",
+        ));
+    }
+    let abs = PathBuf::from(absolute(&path.to_string_lossy()));
+    let _ = DEBIAN_LOCK.set((abs, text));
+    Ok(())
+}
+
+/// The Debian lock given with `--debian-lock` / `BUILDIT_DEBIAN_LOCK`, if any.
+pub fn debian_lock_override() -> Option<&'static Path> {
+    DEBIAN_LOCK.get().map(|(p, _)| p.as_path())
+}
+
+/// A [`StoreIo`] over `fs` and `layout`, with the Debian lock of [`set_debian_lock`] in place.
+pub fn new_store_io(fs: FsIo, layout: StoreLayout) -> StoreIo {
+    let io = StoreIo::new(fs, layout);
+    match DEBIAN_LOCK.get() {
+        Some((_, text)) => io
+            .with_stdlib_file(buildit_stdlib::embedded::DEBIAN_LOCK, text.clone())
+            .expect("the Debian lock is a file of the embedded standard library"),
+        None => io,
+    }
 }
 
 /// What to evaluate: a file or an expression, and an attribute path to select.

@@ -108,7 +108,7 @@ fn evaluate_image(
         eprint!("{}", render::diagnostics(&sources, &diags, st));
         return Err(ExitCode::from(1));
     }
-    let io = buildit_stdlib::StoreIo::new(crate::common::fs_io(false), store.layout().clone());
+    let io = crate::common::new_store_io(crate::common::fs_io(false), store.layout().clone());
     let mut ev = std::mem::ManuallyDrop::new(buildit_eval::Evaluator::new(Box::new(io)));
     let value = match ev.compile(name, text, &base_dir.display().to_string()) {
         Ok(ir) => ev.eval_root(&ir),

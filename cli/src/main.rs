@@ -76,6 +76,10 @@ Nix's syntax (minus `with`).\n\nStart with `buildit eval -E '1 + 2'` or `buildit
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Build with this Debian lock instead of the embedded stdlib/debian/bookworm.lock
+    /// (also: BUILDIT_DEBIAN_LOCK=FILE); refresh one with `buildit debian lock --output FILE`
+    #[arg(long, global = true, value_name = "FILE")]
+    debian_lock: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -442,6 +446,17 @@ fn main() -> ExitCode {
             };
         }
     };
+    let debian_lock = cli.debian_lock.clone().or_else(|| {
+        std::env::var_os(DEBIAN_LOCK_ENV)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    });
+    // (`buildit debian lock` writes locks; it never reads this one)
+    if let (Some(lock), false) = (debian_lock, matches!(cli.command, Command::Debian(_))) {
+        if let Err(code) = set_debian_lock(&lock) {
+            return code;
+        }
+    }
     std::panic::set_hook(Box::new(|info| {
         eprintln!("error: internal error in buildit (this is a bug; please report it)\n  {info}");
     }));

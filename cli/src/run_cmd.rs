@@ -497,7 +497,7 @@ pub fn run(a: RunArgs) -> ExitCode {
         Ok(s) => s,
         Err(r) => return fail(r),
     };
-    let io = buildit_stdlib::StoreIo::new(crate::common::fs_io(false), store.layout().clone());
+    let io = crate::common::new_store_io(crate::common::fs_io(false), store.layout().clone());
     let mut ev = std::mem::ManuallyDrop::new(Evaluator::new(Box::new(io)));
 
     // 1. the atom

@@ -112,8 +112,7 @@ fn fetch_sha256(url: &str) -> Result<String, String> {
     use sha2::Digest;
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let dest = tmp.path().join("patch");
-    let mirrors =
-        buildit_builder::fetch::Mirrors::from_apt(Path::new("/etc/apt")).unwrap_or_default();
+    let mirrors = crate::builtins::mirrors();
     let req = buildit_builder::fetch::FetchRequest::new(vec![url.to_string()], &mirrors);
     buildit_builder::fetch::fetch_url(&req, &dest, &mut |_| {}).map_err(|e| e.to_string())?;
     let bytes = std::fs::read(&dest).map_err(|e| e.to_string())?;

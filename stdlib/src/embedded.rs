@@ -33,14 +33,32 @@ pub const FILES: &[(&str, &str)] = &[
     ("stdenv/setup.sh", include_str!("../bld/stdenv/setup.sh")),
 ];
 
+/// The Debian lock inside the tree (`--debian-lock FILE` replaces it).
+pub const DEBIAN_LOCK: &str = "debian/bookworm.lock";
+
+/// Whether `rel` names a file of the tree.
+pub fn is_file(rel: &str) -> bool {
+    FILES.iter().any(|(p, _)| *p == rel)
+}
+
 /// Write the tree into `dir` (which must not exist yet).
 pub fn write_to(dir: &std::path::Path) -> std::io::Result<()> {
+    write_with(dir, &std::collections::BTreeMap::new())
+}
+
+/// Write the tree into `dir`, with the files named in `replaced` (relative paths, as in
+/// [`FILES`]) given other contents.
+pub fn write_with(
+    dir: &std::path::Path,
+    replaced: &std::collections::BTreeMap<String, String>,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for (rel, text) in FILES {
         let p = dir.join(rel);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent)?;
         }
+        let text = replaced.get(*rel).map(String::as_str).unwrap_or(text);
         std::fs::write(p, text)?;
     }
     Ok(())
@@ -75,7 +93,7 @@ mod tests {
         let mut listed: Vec<String> = FILES
             .iter()
             .map(|(p, _)| p.to_string())
-            .filter(|p| p != "debian/bookworm.lock")
+            .filter(|p| p != DEBIAN_LOCK)
             .collect();
         listed.sort();
         assert_eq!(

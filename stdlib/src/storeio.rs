@@ -31,6 +31,7 @@ pub struct StoreIo {
     store: OnceCell<Result<Store, String>>,
     hasher: RefCell<ModuloHasher>,
     stdlib: OnceCell<Result<String, String>>,
+    stdlib_files: BTreeMap<String, String>,
 }
 
 impl StoreIo {
@@ -42,7 +43,21 @@ impl StoreIo {
             store: OnceCell::new(),
             hasher: RefCell::new(ModuloHasher::new()),
             stdlib: OnceCell::new(),
+            stdlib_files: BTreeMap::new(),
         }
+    }
+
+    /// Give the file `rel` of the embedded standard library (a path inside `<buildit>`, such as
+    /// [`crate::embedded::DEBIAN_LOCK`]) other contents when it is materialised. The library
+    /// is content-addressed, so a replaced file gives another `<buildit>` store path (and
+    /// derivations that depend on it change as they should). An `rel` that is not a file of
+    /// the library is an error.
+    pub fn with_stdlib_file(mut self, rel: &str, contents: String) -> Result<StoreIo, String> {
+        if !crate::embedded::is_file(rel) {
+            return Err(format!("the standard library has no file {rel}"));
+        }
+        self.stdlib_files.insert(rel.to_string(), contents);
+        Ok(self)
     }
 
     /// The store, opening it on first use.
@@ -202,6 +217,9 @@ impl EvalIo for StoreIo {
     fn add_to_store(&self, name: &str, path: &str) -> Result<String, String> {
         let store = self.store()?;
         let src = self.host_path(path);
+        if let Some(known) = already_added(store, &src, name) {
+            return Ok(known.to_string());
+        }
         store
             .add_path(&src, Some(name))
             .map(|p| p.to_string())
@@ -266,12 +284,13 @@ impl EvalIo for StoreIo {
                 std::fs::create_dir_all(self.layout.tmp_dir()).map_err(|e| e.to_string())?;
                 let tmp = tempdir_in(&self.layout.tmp_dir()).map_err(|e| e.to_string())?;
                 let dir = tmp.join("buildit-stdlib");
-                let res = crate::embedded::write_to(&dir)
+                let res = crate::embedded::write_with(&dir, &self.stdlib_files)
                     .map_err(|e| e.to_string())
-                    .and_then(|_| {
-                        store
+                    .and_then(|_| match already_added(store, &dir, "buildit-stdlib") {
+                        Some(p) => Ok(p),
+                        None => store
                             .add_path(&dir, Some("buildit-stdlib"))
-                            .map_err(|e| e.to_string())
+                            .map_err(|e| e.to_string()),
                     });
                 let _ = make_writable_and_remove(&tmp);
                 res.map(|p| p.to_string())
@@ -282,6 +301,18 @@ impl EvalIo for StoreIo {
             Some(rest) => format!("{root}{rest}"),
         })
     }
+}
+
+/// The store path of `src` added as `name` when the store has it already: evaluating the same
+/// sources again (every no-op rebuild) then costs one hashing pass and one lookup, instead of a
+/// copy into the store's staging area that is thrown away. `None` when it must be added (or
+/// anything failed: [`Store::add_path`] then reports it).
+fn already_added(store: &Store, src: &Path, name: &str) -> Option<StorePath> {
+    let hash = buildit_store::content_hash(src).ok()?;
+    let p = StorePath::for_source(&hash.0, &[], false, name).ok()?;
+    // held from now on, as add_path would, so a collection cannot take it from under us
+    store.add_temp_root(&p);
+    store.is_valid(&p).ok()?.then_some(p)
 }
 
 /// A fresh directory under `parent` (removed by the caller).
@@ -339,4 +370,45 @@ fn make_writable_and_remove(p: &Path) -> io::Result<()> {
     }
     let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755));
     std::fs::remove_dir_all(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(root: &Path) -> StoreIo {
+        StoreIo::new(FsIo::new(|_| {}), StoreLayout::at(root))
+    }
+
+    /// A replaced library file is what `<buildit>` holds, and the library gets another path;
+    /// the same replacement gives the same path, and an unknown file is refused.
+    #[test]
+    fn replaced_stdlib_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain = io(dir.path());
+        let lock = crate::embedded::DEBIAN_LOCK;
+        let other = || {
+            io(dir.path())
+                .with_stdlib_file(lock, "version = 1\n".to_string())
+                .expect("the lock is a library file")
+        };
+        let (a, b, c) = (
+            plain.lookup_path("buildit").expect("stdlib"),
+            other().lookup_path("buildit").expect("stdlib"),
+            other().lookup_path("buildit").expect("stdlib"),
+        );
+        assert_ne!(a, b);
+        assert_eq!(b, c);
+        let text = other()
+            .read_file(&format!("{b}/{lock}"))
+            .expect("the replaced lock is readable");
+        assert_eq!(text, b"version = 1\n");
+        let original = plain
+            .read_file(&format!("{a}/{lock}"))
+            .expect("the lock is readable");
+        assert_ne!(original, b"version = 1\n");
+        assert!(io(dir.path())
+            .with_stdlib_file("no/such.bld", String::new())
+            .is_err());
+    }
 }

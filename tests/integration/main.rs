@@ -16,6 +16,7 @@ mod cli;
 mod debian;
 mod docs;
 mod drv;
+mod e2e;
 mod eval;
 mod images;
 mod nixlang;
@@ -103,6 +104,7 @@ fn main() {
     trials.extend(store::trials());
     trials.extend(sandbox::trials());
     trials.extend(images::trials());
+    trials.extend(e2e::trials());
     trials.extend(pkgs::trials());
     libtest_mimic::run(&args, trials).exit();
 }
