@@ -235,6 +235,31 @@ struct Built {
 
 static FIXTURE: OnceLock<Result<Built, String>> = OnceLock::new();
 
+/// The committed Debian lock refreshed against the machine's current apt indexes (same roots),
+/// made once per test run. Every test that builds real packages from Debian uses it, so CI
+/// does not go stale when Debian publishes a point release and a pinned .deb leaves the pool.
+pub fn refreshed_debian_lock() -> Result<&'static Path, Failed> {
+    static LOCK: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    LOCK.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("refreshed-lock");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let lock = dir.join("bookworm.lock");
+        std::fs::copy(crate::root().join("stdlib/debian/bookworm.lock"), &lock)
+            .map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        run(buildit().args(["debian", "lock", "--output"]).arg(&lock))
+            .map_err(|e| format!("refreshing the Debian lock: {e:?}"))?;
+        eprintln!(
+            "tests: refreshed the Debian lock in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        Ok(lock)
+    })
+    .as_ref()
+    .map(PathBuf::as_path)
+    .map_err(|e| Failed::from(e.clone()))
+}
+
 fn fixture() -> Result<&'static Built, Failed> {
     FIXTURE
         .get_or_init(|| build_fixture().map_err(|e| format!("the E2E fixture failed: {e:?}")))
@@ -246,14 +271,7 @@ fn build_fixture() -> Result<Built, Failed> {
     let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e");
     remove_tree(&work);
     std::fs::create_dir_all(&work)?;
-    let lock = work.join("bookworm.lock");
-    std::fs::copy(crate::root().join("stdlib/debian/bookworm.lock"), &lock)?;
-    let t = Instant::now();
-    run(buildit().args(["debian", "lock", "--output"]).arg(&lock))?;
-    eprintln!(
-        "e2e: refreshed the Debian lock in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    let lock = refreshed_debian_lock()?.to_path_buf();
     let store_a = work.join("store-a");
     let t = Instant::now();
     let (image, _) = build_example(&work, &store_a, &lock, "result-a")?;

@@ -837,8 +837,11 @@ fn image_cli() -> R {
     let store = crate::pkgs::shared_store()?;
     let work = tempfile::tempdir()?;
     let image = |args: &[&str]| -> Result<std::process::Output, Failed> {
-        Ok(crate::cli::buildit()
-            .current_dir(work.path())
+        let mut c = crate::cli::buildit();
+        if let Ok(lock) = crate::e2e::refreshed_debian_lock() {
+            c.env("BUILDIT_DEBIAN_LOCK", lock);
+        }
+        Ok(c.current_dir(work.path())
             .arg("image")
             .args(args)
             .arg("--store-root")

@@ -10,13 +10,22 @@
 //! downloads the pinned `.deb`s and orig tarballs from the Debian mirror of the local apt
 //! configuration (about 75 MB) and builds the sysroot (about 20 s). Needs `bwrap`.
 
-use crate::cli::buildit;
 use libtest_mimic::{Failed, Trial};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 type R = Result<(), Failed>;
+
+/// The `buildit` command with the refreshed Debian lock (see [`crate::e2e::refreshed_debian_lock`]),
+/// so these builds do not go stale at a Debian point release either.
+fn buildit() -> Command {
+    let mut c = crate::cli::buildit();
+    if let Ok(lock) = crate::e2e::refreshed_debian_lock() {
+        c.env("BUILDIT_DEBIAN_LOCK", lock);
+    }
+    c
+}
 
 /// The shared store root, with the sysroot and the C library realised in it (also used by the
 /// image tests that build real packages, so a test run builds the sysroot once).
