@@ -70,7 +70,29 @@ pub struct Db {
 
 impl Db {
     /// Open (creating when absent) the database at `path`.
+    ///
+    /// SQLite does not call the busy handler in every case where opening meets another
+    /// connection's lock (switching to WAL while another process creates the file, WAL
+    /// recovery): those `SQLITE_BUSY` results are retried here for up to a minute, so two
+    /// processes that open a fresh store at once both succeed.
     pub fn open(path: &Path) -> Result<Db, DbError> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match Db::open_once(path) {
+                Err(DbError::Corrupt { source, .. })
+                    if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Db, DbError> {
         let corrupt = |source| DbError::Corrupt {
             path: path.to_path_buf(),
             source,
