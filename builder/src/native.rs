@@ -739,7 +739,21 @@ fn init_process(
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
         for exe in &plan.exe {
-            libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            // ETXTBSY: another thread of the parent (a multi-threaded build or test process)
+            // may have forked while it still held the executable open for writing (it was just
+            // copied into the store); that child's copy of the descriptor closes at its own
+            // exec, so a short wait resolves it.
+            for _ in 0..200 {
+                libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                if errno() != libc::ETXTBSY {
+                    break;
+                }
+                let pause = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 5_000_000,
+                };
+                libc::nanosleep(&pause, std::ptr::null_mut());
+            }
         }
         let w = |b: &[u8]| {
             libc::write(2, b.as_ptr().cast(), b.len());
@@ -752,6 +766,8 @@ fn init_process(
             b"No such file or directory\n"
         } else if e == libc::EACCES {
             b"Permission denied\n"
+        } else if e == libc::ETXTBSY {
+            b"Text file busy (still open for writing)\n"
         } else {
             b"exec failed\n"
         });
