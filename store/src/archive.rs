@@ -253,79 +253,59 @@ fn header<W: Write>(
     out.put(h.as_bytes())
 }
 
-/// Where the emitter copies what it reads (for `copy_and_hash`). Files are copied first, in
-/// the kernel (`std::io::copy` between files uses `copy_file_range`), and the *copy* is hashed:
-/// the hash describes exactly the bytes that will be in the store even if the source changes
-/// meanwhile, and no file content passes through user space twice. Hashing runs on a second
-/// thread, fed in archive order, so copying and hashing overlap.
+/// Where the emitter copies what it reads (for `copy_and_hash`). File contents go to a writer
+/// thread, so reading and hashing overlap with the (kernel-heavy) writing of the copy.
 struct CopyTarget<'a> {
     dst: &'a Path,
-    tx: std::sync::mpsc::SyncSender<HashMsg>,
+    tx: std::sync::mpsc::SyncSender<WriteMsg>,
+    pool: std::sync::mpsc::Receiver<Vec<u8>>,
 }
 
-/// Work for the hashing thread, in archive order.
-enum HashMsg {
-    /// Archive bytes (headers, padding) produced by the walker.
-    Bytes(Vec<u8>),
-    /// The contents of a copied file: hash this many bytes of it.
-    File(PathBuf, u64),
+/// Work for the copy's writer thread.
+enum WriteMsg {
+    Open(PathBuf, u32),
+    Data(Vec<u8>),
+    Close,
 }
 
-/// The walker's archive output in copy mode: buffers bytes and hands them to the hashing thread
-/// on `flush` (which the walker calls before every file, keeping the order).
-struct HashFeed {
-    buf: Vec<u8>,
-    tx: std::sync::mpsc::SyncSender<HashMsg>,
-}
-
-impl Write for HashFeed {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(b);
-        if self.buf.len() >= 256 * 1024 {
-            self.flush()?;
-        }
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            let b = std::mem::take(&mut self.buf);
-            self.tx.send(HashMsg::Bytes(b)).map_err(|_| {
-                io::Error::new(io::ErrorKind::BrokenPipe, "the hashing thread stopped")
-            })?;
-        }
-        Ok(())
-    }
-}
-
-/// The hashing thread: hashes the archive bytes and the copied files in order.
-fn hash_thread(rx: std::sync::mpsc::Receiver<HashMsg>) -> Result<ContentHash, ArchiveError> {
-    let mut hw = HashWriter::new();
-    let mut buf = vec![0u8; READ_BUF];
+/// The writer thread: creates files and writes chunks in order, handing buffers back; the
+/// first error is returned once the emitter hangs up.
+fn writer_thread(
+    rx: std::sync::mpsc::Receiver<WriteMsg>,
+    pool: std::sync::mpsc::Sender<Vec<u8>>,
+) -> Result<(), ArchiveError> {
+    let mut err: Option<ArchiveError> = None;
+    let mut cur: Option<(fs::File, PathBuf)> = None;
     for msg in rx {
         match msg {
-            HashMsg::Bytes(b) => {
-                hw.hasher.update(&b);
-                hw.count += b.len() as u64;
-            }
-            HashMsg::File(p, size) => {
-                let mut f = fs::File::open(&p).map_err(io_err(&p))?;
-                let mut left = size;
-                while left > 0 {
-                    let want = left.min(READ_BUF as u64) as usize;
-                    let n = match f.read(&mut buf[..want]) {
-                        Ok(0) => return Err(ArchiveError::FileChanged { path: p }),
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(io_err(&p)(e)),
-                    };
-                    hw.hasher.update(&buf[..n]);
-                    hw.count += n as u64;
-                    left -= n as u64;
+            WriteMsg::Open(p, mode) => {
+                if err.is_none() {
+                    match fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(mode)
+                        .open(&p)
+                    {
+                        Ok(f) => cur = Some((f, p)),
+                        Err(e) => err = Some(io_err(&p)(e)),
+                    }
                 }
             }
+            WriteMsg::Data(buf) => {
+                if let (None, Some((f, p))) = (&err, cur.as_mut()) {
+                    if let Err(e) = f.write_all(&buf) {
+                        err = Some(io_err(p)(e));
+                    }
+                }
+                let _ = pool.send(buf);
+            }
+            WriteMsg::Close => cur = None,
         }
     }
-    Ok(hw.finish())
+    match err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// The archive emitter: walks `src` in canonical order, writes the stream and optionally
@@ -411,32 +391,20 @@ impl<W: Write> Emitter<'_, W> {
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(abs)
                 .map_err(io_err(abs))?;
+            let mode = if meta.mode() & 0o111 != 0 {
+                0o755
+            } else {
+                0o644
+            };
+            let hung_up = || {
+                ArchiveError::Write(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the copy's writer thread stopped",
+                ))
+            };
             if let (Some(c), Some(d)) = (&self.copy, &copy_dst) {
-                let mode = if meta.mode() & 0o111 != 0 {
-                    0o755
-                } else {
-                    0o644
-                };
-                let mut out = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(mode)
-                    .open(d)
-                    .map_err(io_err(d))?;
-                let copied = io::copy(&mut f, &mut out).map_err(io_err(d))?;
-                if copied != size {
-                    return Err(ArchiveError::FileChanged { path: abs.into() });
-                }
-                // everything before the contents goes to the hasher first, then the file
-                self.out.inner.flush().map_err(ArchiveError::Write)?;
-                c.tx.send(HashMsg::File(d.clone(), size)).map_err(|_| {
-                    ArchiveError::Write(io::Error::new(
-                        io::ErrorKind::BrokenPipe,
-                        "the hashing thread stopped",
-                    ))
-                })?;
-                self.out.count += size;
-                return self.out.pad(size);
+                c.tx.send(WriteMsg::Open(d.clone(), mode))
+                    .map_err(|_| hung_up())?;
             }
             if self.buf.len() < READ_BUF {
                 self.buf.resize(READ_BUF, 0);
@@ -444,18 +412,34 @@ impl<W: Write> Emitter<'_, W> {
             let mut left = size;
             while left > 0 {
                 let want = left.min(READ_BUF as u64) as usize;
+                let mut chunk = match &self.copy {
+                    Some(c) => {
+                        let mut b = c.pool.try_recv().unwrap_or_default();
+                        b.resize(want, 0);
+                        b
+                    }
+                    None => std::mem::take(&mut self.buf),
+                };
                 let n = loop {
-                    match f.read(&mut self.buf[..want]) {
+                    match f.read(&mut chunk[..want]) {
                         Ok(0) => return Err(ArchiveError::FileChanged { path: abs.into() }),
                         Ok(n) => break n,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) => return Err(io_err(abs)(e)),
                     }
                 };
-                let chunk = std::mem::take(&mut self.buf);
                 self.out.put(&chunk[..n])?;
-                self.buf = chunk;
                 left -= n as u64;
+                match &self.copy {
+                    Some(c) => {
+                        chunk.truncate(n);
+                        c.tx.send(WriteMsg::Data(chunk)).map_err(|_| hung_up())?;
+                    }
+                    None => self.buf = chunk,
+                }
+            }
+            if let Some(c) = &self.copy {
+                c.tx.send(WriteMsg::Close).map_err(|_| hung_up())?;
             }
             self.out.pad(size)
         } else {
@@ -538,22 +522,30 @@ pub fn content_hash_with_stats(src: &Path) -> Result<(ContentHash, ArchiveStats)
 /// 0644, dirs writable, fresh mtimes); [`crate::normalise::normalise`] finishes it, after which
 /// `content_hash(dst)` equals the returned hash.
 pub fn copy_and_hash(src: &Path, dst: &Path) -> Result<(ContentHash, ArchiveStats), ArchiveError> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<HashMsg>(64);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<WriteMsg>(16);
+    let (pool_tx, pool_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
-        let hasher = scope.spawn(move || hash_thread(rx));
-        let feed = HashFeed {
-            buf: Vec::with_capacity(256 * 1024),
-            tx: tx.clone(),
-        };
-        let emitted = emit(src, "", feed, Some(CopyTarget { dst, tx }));
-        // `emit` consumed both senders: the hasher finishes its queue and stops.
-        let hashed = hasher.join().unwrap_or_else(|_| {
+        let writer = scope.spawn(move || writer_thread(rx, pool_tx));
+        let mut hw = HashWriter::new();
+        let emitted = emit(
+            src,
+            "",
+            &mut hw,
+            Some(CopyTarget {
+                dst,
+                tx,
+                pool: pool_rx,
+            }),
+        );
+        // `emit` consumed the sender: the writer finishes its queue and stops.
+        let written = writer.join().unwrap_or_else(|_| {
             Err(ArchiveError::Write(io::Error::other(
-                "the copy's hashing thread panicked",
+                "the copy's writer thread panicked",
             )))
         });
         let stats = emitted?;
-        Ok((hashed?, stats))
+        written?;
+        Ok((hw.finish(), stats))
     })
 }
 
