@@ -290,3 +290,34 @@ pub fn typecheck_root(file: Option<&str>, expr: Option<&str>, st: Style) -> Opti
     eprintln!("(evaluate anyway with --no-typecheck)");
     Some(ExitCode::from(1))
 }
+
+/// Evaluate one of buildit's own expressions (no type check: it is ours) and return its value
+/// as JSON; evaluation diagnostics are printed on failure. `code` names the caller's area in
+/// the (internal) error for JSON that does not parse.
+pub fn eval_internal_json(
+    ev: &mut Evaluator,
+    expr: &str,
+    st: Style,
+    code: &'static str,
+) -> Result<serde_json::Value, ExitCode> {
+    let t = Target {
+        file: None,
+        expr: Some(expr),
+        attr: None,
+        typecheck: false,
+    };
+    let v = evaluate_target(ev, &t, st)?;
+    let mut ctx = buildit_eval::Context::empty();
+    let json = buildit_eval::builtins::json::value_to_json(
+        ev,
+        &v,
+        buildit_lang::Span::default(),
+        &mut ctx,
+    )
+    .map_err(|e| {
+        eprint!("{}", render::eval_error(&ev.sources, &e, st));
+        ExitCode::from(1)
+    })?;
+    serde_json::from_str(&json)
+        .map_err(|e| cli_error(code, &e.to_string(), "this is a bug in buildit"))
+}

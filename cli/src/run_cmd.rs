@@ -257,26 +257,7 @@ fn eval_json(
     expr: &str,
     st: crate::render::Style,
 ) -> Result<serde_json::Value, ExitCode> {
-    let t = crate::common::Target {
-        file: None,
-        expr: Some(expr),
-        attr: None,
-        typecheck: false,
-    };
-    let v = crate::common::evaluate_target(ev, &t, st)?;
-    let mut ctx = buildit_eval::Context::empty();
-    let json = buildit_eval::builtins::json::value_to_json(
-        ev,
-        &v,
-        buildit_lang::Span::default(),
-        &mut ctx,
-    )
-    .map_err(|e| {
-        eprint!("{}", crate::render::eval_error(&ev.sources, &e, st));
-        ExitCode::from(1)
-    })?;
-    serde_json::from_str(&json)
-        .map_err(|e| cli_error("buildit::run::json", &e.to_string(), "this is a bug"))
+    crate::common::eval_internal_json(ev, expr, st, "buildit::run::json")
 }
 
 fn resolve_error(e: &ResolveError) -> ExitCode {

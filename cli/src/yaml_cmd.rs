@@ -26,31 +26,12 @@ pub fn set_info(store_root: Option<&Path>) -> Result<yaml::check::SetInfo, ExitC
     let st = style(false);
     let io = store_io(false, store_root);
     let mut ev = std::mem::ManuallyDrop::new(buildit_eval::Evaluator::new(Box::new(io)));
-    let t = Target {
-        file: None,
-        expr: Some(yaml::check::SET_INFO_EXPR),
-        attr: None,
-        typecheck: false,
-    };
-    let v = evaluate_target(&mut ev, &t, st)?;
-    let mut ctx = buildit_eval::Context::empty();
-    let json = buildit_eval::builtins::json::value_to_json(
+    let v = crate::common::eval_internal_json(
         &mut ev,
-        &v,
-        buildit_lang::Span::default(),
-        &mut ctx,
-    )
-    .map_err(|e| {
-        eprint!("{}", crate::render::eval_error(&ev.sources, &e, st));
-        ExitCode::from(1)
-    })?;
-    let v: serde_json::Value = serde_json::from_str(&json).map_err(|e| {
-        cli_error(
-            "buildit::yaml::set-info",
-            &e.to_string(),
-            "this is a bug in buildit",
-        )
-    })?;
+        yaml::check::SET_INFO_EXPR,
+        st,
+        "buildit::yaml::set-info",
+    )?;
     Ok(yaml::check::SetInfo::from_json(&v))
 }
 

@@ -143,22 +143,24 @@ default_closure() {
     while IFS= read -r h; do
         for p in "/bld/store/$h"-*; do referenced[$p]=1; done
     done < <(grep -rhoa '/bld/store/[0-9a-df-np-sv-z]\{32\}' "$out" 2>/dev/null | cut -c12- | sort -u)
+    # provide PROVIDER DIR...: the shared libraries in DIRs are provided by PROVIDER (first wins)
+    provide() {
+        local p=$1 d f
+        shift
+        for d in "$@"; do
+            [ -d "$d" ] || continue
+            while IFS= read -r -d '' f; do
+                [ -n "${provided[${f##*/}]:-}" ] || provided[${f##*/}]=$p
+            done < <(find "$d" -maxdepth 1 \( -type f -o -type l \) -name '*.so*' -print0)
+        done
+    }
     for p in "${!referenced[@]}"; do
         [ "$p" = "$out" ] && continue
-        for d in "$p/lib" "$p/lib64"; do
-            [ -d "$d" ] || continue
-            while IFS= read -r -d '' f; do
-                [ -n "${provided[${f##*/}]:-}" ] || provided[${f##*/}]=$p
-            done < <(find "$d" -maxdepth 1 \( -type f -o -type l \) -name '*.so*' -print0)
-        done
+        provide "$p" "$p/lib" "$p/lib64"
     done
     for p in ${debianRuntime:-}; do
-        for d in $(debian_lib_dirs "$p"); do
-            [ -d "$d" ] || continue
-            while IFS= read -r -d '' f; do
-                [ -n "${provided[${f##*/}]:-}" ] || provided[${f##*/}]=$p
-            done < <(find "$d" -maxdepth 1 \( -type f -o -type l \) -name '*.so*' -print0)
-        done
+        # shellcheck disable=SC2046 # the directories are words
+        provide "$p" $(debian_lib_dirs "$p")
     done
     local checked=0 missing=0 lib first=""
     while IFS= read -r -d '' f; do
