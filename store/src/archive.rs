@@ -57,7 +57,7 @@ pub enum ArchiveError {
     DestinationExists(PathBuf),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
     move |source| ArchiveError::Io {
         path: path.to_path_buf(),
         source,
@@ -171,18 +171,18 @@ impl Write for HashWriter {
 }
 
 /// Counts bytes going to the real output.
-struct Counting<W> {
-    inner: W,
-    count: u64,
+pub(crate) struct Counting<W> {
+    pub(crate) inner: W,
+    pub(crate) count: u64,
 }
 
 impl<W: Write> Counting<W> {
-    fn put(&mut self, b: &[u8]) -> Result<(), ArchiveError> {
+    pub(crate) fn put(&mut self, b: &[u8]) -> Result<(), ArchiveError> {
         self.inner.write_all(b).map_err(ArchiveError::Write)?;
         self.count += b.len() as u64;
         Ok(())
     }
-    fn pad(&mut self, size: u64) -> Result<(), ArchiveError> {
+    pub(crate) fn pad(&mut self, size: u64) -> Result<(), ArchiveError> {
         let rem = (size % 512) as usize;
         if rem != 0 {
             self.put(&[0u8; 512][..512 - rem])?;
@@ -253,202 +253,106 @@ fn header<W: Write>(
     out.put(h.as_bytes())
 }
 
-/// Where the emitter copies what it reads (for `copy_and_hash`). File contents go to a writer
-/// thread, so reading and hashing overlap with the (kernel-heavy) writing of the copy.
-struct CopyTarget<'a> {
-    dst: &'a Path,
-    tx: std::sync::mpsc::SyncSender<WriteMsg>,
-    pool: std::sync::mpsc::Receiver<Vec<u8>>,
+/// One entry of a tree in canonical archive order, as [`walk`] reports it.
+enum Walked<'p> {
+    Dir,
+    Symlink(&'p Path),
+    File { size: u64, mode: u32 },
 }
 
-/// Work for the copy's writer thread.
-enum WriteMsg {
-    Open(PathBuf, u32),
-    Data(Vec<u8>),
-    Close,
+/// Walk `abs` depth-first in canonical order (each directory's entries sorted by name bytes,
+/// a directory before its children), calling `visit(abs, archive_name, rel, entry)` for every
+/// entry. Both the streaming emitter and the parallel copier use it, so the order and naming
+/// rules live in one place.
+fn walk<F>(
+    abs: &Path,
+    name: &[u8],
+    rel: &Path,
+    root: bool,
+    visit: &mut F,
+) -> Result<(), ArchiveError>
+where
+    F: FnMut(&Path, &[u8], &Path, Walked<'_>) -> Result<(), ArchiveError>,
+{
+    let meta = fs::symlink_metadata(abs).map_err(io_err(abs))?;
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        let mut dname = name.to_vec();
+        dname.push(b'/');
+        visit(abs, &dname, rel, Walked::Dir)?;
+        let mut names: Vec<OsString> = Vec::new();
+        for e in fs::read_dir(abs).map_err(io_err(abs))? {
+            names.push(e.map_err(io_err(abs))?.file_name());
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for n in names {
+            let child_name = if root && name == b"." {
+                n.as_bytes().to_vec()
+            } else {
+                let mut v = name.to_vec();
+                v.push(b'/');
+                v.extend_from_slice(n.as_bytes());
+                v
+            };
+            walk(&abs.join(&n), &child_name, &rel.join(&n), false, visit)?;
+        }
+        Ok(())
+    } else if ft.is_symlink() {
+        let target = fs::read_link(abs).map_err(io_err(abs))?;
+        visit(abs, name, rel, Walked::Symlink(&target))
+    } else if ft.is_file() {
+        visit(
+            abs,
+            name,
+            rel,
+            Walked::File {
+                size: meta.len(),
+                mode: meta.mode(),
+            },
+        )
+    } else {
+        Err(ArchiveError::UnsupportedFileType {
+            path: abs.into(),
+            kind: kind_name(&ft),
+        })
+    }
 }
 
-/// The writer thread: creates files and writes chunks in order, handing buffers back; the
-/// first error is returned once the emitter hangs up.
-fn writer_thread(
-    rx: std::sync::mpsc::Receiver<WriteMsg>,
-    pool: std::sync::mpsc::Sender<Vec<u8>>,
+/// Open a regular file of a source tree for reading, refusing to follow a symlink that
+/// replaced it since it was listed.
+fn open_source(abs: &Path) -> Result<fs::File, ArchiveError> {
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(abs)
+        .map_err(io_err(abs))
+}
+
+/// Feed exactly `size` bytes of `f` to `out` through `buf`; a short file is
+/// [`ArchiveError::FileChanged`].
+fn stream_contents<W: Write>(
+    f: &mut fs::File,
+    abs: &Path,
+    size: u64,
+    buf: &mut Vec<u8>,
+    out: &mut Counting<W>,
 ) -> Result<(), ArchiveError> {
-    let mut err: Option<ArchiveError> = None;
-    let mut cur: Option<(fs::File, PathBuf)> = None;
-    for msg in rx {
-        match msg {
-            WriteMsg::Open(p, mode) => {
-                if err.is_none() {
-                    match fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(mode)
-                        .open(&p)
-                    {
-                        Ok(f) => cur = Some((f, p)),
-                        Err(e) => err = Some(io_err(&p)(e)),
-                    }
-                }
-            }
-            WriteMsg::Data(buf) => {
-                if let (None, Some((f, p))) = (&err, cur.as_mut()) {
-                    if let Err(e) = f.write_all(&buf) {
-                        err = Some(io_err(p)(e));
-                    }
-                }
-                let _ = pool.send(buf);
-            }
-            WriteMsg::Close => cur = None,
-        }
+    if buf.len() < READ_BUF {
+        buf.resize(READ_BUF, 0);
     }
-    match err {
-        Some(e) => Err(e),
-        None => Ok(()),
+    let mut left = size;
+    while left > 0 {
+        let want = left.min(READ_BUF as u64) as usize;
+        let n = match f.read(&mut buf[..want]) {
+            Ok(0) => return Err(ArchiveError::FileChanged { path: abs.into() }),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err(abs)(e)),
+        };
+        out.put(&buf[..n])?;
+        left -= n as u64;
     }
-}
-
-/// The archive emitter: walks `src` in canonical order, writes the stream and optionally
-/// copies every entry to a parallel tree.
-struct Emitter<'a, W: Write> {
-    out: Counting<W>,
-    stats: ArchiveStats,
-    buf: Vec<u8>,
-    copy: Option<CopyTarget<'a>>,
-}
-
-impl<W: Write> Emitter<'_, W> {
-    fn entry(
-        &mut self,
-        abs: &Path,
-        name: &[u8],
-        rel: &Path,
-        root: bool,
-    ) -> Result<(), ArchiveError> {
-        let meta = fs::symlink_metadata(abs).map_err(io_err(abs))?;
-        let ft = meta.file_type();
-        let copy_dst = self.copy.as_ref().map(|c| {
-            if root {
-                c.dst.to_path_buf()
-            } else {
-                c.dst.join(rel)
-            }
-        });
-        if ft.is_dir() {
-            let mut dname = name.to_vec();
-            dname.push(b'/');
-            header(&mut self.out, &dname, EntryType::Directory, 0o555, 0, None)?;
-            self.stats.dirs += 1;
-            if let Some(d) = &copy_dst {
-                fs::create_dir(d).map_err(io_err(d))?;
-            }
-            let mut names: Vec<OsString> = Vec::new();
-            for e in fs::read_dir(abs).map_err(io_err(abs))? {
-                names.push(e.map_err(io_err(abs))?.file_name());
-            }
-            names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-            for n in names {
-                let child_name = if root && name == b"." {
-                    n.as_bytes().to_vec()
-                } else {
-                    let mut v = name.to_vec();
-                    v.push(b'/');
-                    v.extend_from_slice(n.as_bytes());
-                    v
-                };
-                self.entry(&abs.join(&n), &child_name, &rel.join(&n), false)?;
-            }
-            Ok(())
-        } else if ft.is_symlink() {
-            let target = fs::read_link(abs).map_err(io_err(abs))?;
-            header(
-                &mut self.out,
-                name,
-                EntryType::Symlink,
-                0o777,
-                0,
-                Some(target.as_os_str().as_bytes()),
-            )?;
-            self.stats.symlinks += 1;
-            if let Some(d) = &copy_dst {
-                std::os::unix::fs::symlink(&target, d).map_err(io_err(d))?;
-            }
-            Ok(())
-        } else if ft.is_file() {
-            let size = meta.len();
-            header(
-                &mut self.out,
-                name,
-                EntryType::Regular,
-                file_mode(meta.mode()),
-                size,
-                None,
-            )?;
-            self.stats.files += 1;
-            self.stats.content_bytes += size;
-            let mut f = fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(abs)
-                .map_err(io_err(abs))?;
-            let mode = if meta.mode() & 0o111 != 0 {
-                0o755
-            } else {
-                0o644
-            };
-            let hung_up = || {
-                ArchiveError::Write(io::Error::new(
-                    io::ErrorKind::BrokenPipe,
-                    "the copy's writer thread stopped",
-                ))
-            };
-            if let (Some(c), Some(d)) = (&self.copy, &copy_dst) {
-                c.tx.send(WriteMsg::Open(d.clone(), mode))
-                    .map_err(|_| hung_up())?;
-            }
-            if self.buf.len() < READ_BUF {
-                self.buf.resize(READ_BUF, 0);
-            }
-            let mut left = size;
-            while left > 0 {
-                let want = left.min(READ_BUF as u64) as usize;
-                let mut chunk = match &self.copy {
-                    Some(c) => {
-                        let mut b = c.pool.try_recv().unwrap_or_default();
-                        b.resize(want, 0);
-                        b
-                    }
-                    None => std::mem::take(&mut self.buf),
-                };
-                let n = loop {
-                    match f.read(&mut chunk[..want]) {
-                        Ok(0) => return Err(ArchiveError::FileChanged { path: abs.into() }),
-                        Ok(n) => break n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(io_err(abs)(e)),
-                    }
-                };
-                self.out.put(&chunk[..n])?;
-                left -= n as u64;
-                match &self.copy {
-                    Some(c) => {
-                        chunk.truncate(n);
-                        c.tx.send(WriteMsg::Data(chunk)).map_err(|_| hung_up())?;
-                    }
-                    None => self.buf = chunk,
-                }
-            }
-            if let Some(c) = &self.copy {
-                c.tx.send(WriteMsg::Close).map_err(|_| hung_up())?;
-            }
-            self.out.pad(size)
-        } else {
-            Err(ArchiveError::UnsupportedFileType {
-                path: abs.into(),
-                kind: kind_name(&ft),
-            })
-        }
-    }
+    Ok(())
 }
 
 /// A human name for an unsupported file type.
@@ -467,32 +371,14 @@ pub fn kind_name(ft: &fs::FileType) -> &'static str {
     }
 }
 
-fn emit<W: Write>(
-    src: &Path,
-    prefix: &str,
-    out: W,
-    copy: Option<CopyTarget<'_>>,
-) -> Result<ArchiveStats, ArchiveError> {
+/// The root entry's archive name under `prefix` (`.` without one).
+fn root_name(prefix: &str) -> &[u8] {
     let prefix = prefix.trim_end_matches('/');
-    let name: &[u8] = if prefix.is_empty() {
+    if prefix.is_empty() {
         b"."
     } else {
         prefix.as_bytes()
-    };
-    let mut em = Emitter {
-        out: Counting {
-            inner: io::BufWriter::with_capacity(64 * 1024, out),
-            count: 0,
-        },
-        stats: ArchiveStats::default(),
-        buf: Vec::new(),
-        copy,
-    };
-    em.entry(src, name, Path::new(""), true)?;
-    em.out.put(&[0u8; 1024])?;
-    em.out.inner.flush().map_err(ArchiveError::Write)?;
-    em.stats.bytes = em.out.count;
-    Ok(em.stats)
+    }
 }
 
 /// Write the canonical archive of the file or tree at `src` to `out`, entry names under
@@ -502,7 +388,48 @@ pub fn write_archive<W: Write>(
     prefix: &str,
     out: W,
 ) -> Result<ArchiveStats, ArchiveError> {
-    emit(src, prefix, out, None)
+    let mut out = Counting {
+        inner: io::BufWriter::with_capacity(64 * 1024, out),
+        count: 0,
+    };
+    let mut stats = ArchiveStats::default();
+    let mut buf = Vec::new();
+    walk(
+        src,
+        root_name(prefix),
+        Path::new(""),
+        true,
+        &mut |abs, name, _rel, entry| match entry {
+            Walked::Dir => {
+                stats.dirs += 1;
+                header(&mut out, name, EntryType::Directory, 0o555, 0, None)
+            }
+            Walked::Symlink(target) => {
+                stats.symlinks += 1;
+                let t = target.as_os_str().as_bytes();
+                header(&mut out, name, EntryType::Symlink, 0o777, 0, Some(t))
+            }
+            Walked::File { size, mode } => {
+                stats.files += 1;
+                stats.content_bytes += size;
+                header(
+                    &mut out,
+                    name,
+                    EntryType::Regular,
+                    file_mode(mode),
+                    size,
+                    None,
+                )?;
+                let mut f = open_source(abs)?;
+                stream_contents(&mut f, abs, size, &mut buf, &mut out)?;
+                out.pad(size)
+            }
+        },
+    )?;
+    out.put(&[0u8; 1024])?;
+    out.inner.flush().map_err(ArchiveError::Write)?;
+    stats.bytes = out.count;
+    Ok(stats)
 }
 
 /// The content hash of the object at `src`: blake3 of `write_archive(src, "", ..)`.
@@ -518,35 +445,93 @@ pub fn content_hash_with_stats(src: &Path) -> Result<(ContentHash, ArchiveStats)
 }
 
 /// Copy the tree at `src` to the new path `dst` (which must not exist) and return the content
-/// hash of what was copied, reading every file once. The copy is not normalised yet (files
-/// 0644, dirs writable, fresh mtimes); [`crate::normalise::normalise`] finishes it, after which
-/// `content_hash(dst)` equals the returned hash.
+/// hash of what was copied. The copy is not normalised yet (directories writable, fresh
+/// mtimes); [`crate::normalise::normalise`] finishes it, after which `content_hash(dst)` equals
+/// the returned hash. See [`crate::copy`] for how the work is spread over threads.
 pub fn copy_and_hash(src: &Path, dst: &Path) -> Result<(ContentHash, ArchiveStats), ArchiveError> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<WriteMsg>(16);
-    let (pool_tx, pool_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    std::thread::scope(|scope| {
-        let writer = scope.spawn(move || writer_thread(rx, pool_tx));
-        let mut hw = HashWriter::new();
-        let emitted = emit(
-            src,
-            "",
-            &mut hw,
-            Some(CopyTarget {
-                dst,
-                tx,
-                pool: pool_rx,
-            }),
-        );
-        // `emit` consumed the sender: the writer finishes its queue and stops.
-        let written = writer.join().unwrap_or_else(|_| {
-            Err(ArchiveError::Write(io::Error::other(
-                "the copy's writer thread panicked",
-            )))
-        });
-        let stats = emitted?;
-        written?;
-        Ok((hw.finish(), stats))
-    })
+    crate::copy::copy_and_hash(src, dst)
+}
+
+/// A listed entry of a tree being copied (see [`crate::copy`]).
+pub(crate) enum Listed {
+    Dir {
+        name: Vec<u8>,
+    },
+    Symlink {
+        name: Vec<u8>,
+        target: PathBuf,
+    },
+    File {
+        name: Vec<u8>,
+        src: PathBuf,
+        dst: PathBuf,
+        size: u64,
+        mode: u32,
+    },
+}
+
+/// List the tree at `src` in canonical order, creating its directories and symlinks under
+/// `dst` as it goes (files are left to the copier).
+pub(crate) fn list_and_make_dirs(src: &Path, dst: &Path) -> Result<Vec<Listed>, ArchiveError> {
+    let mut items = Vec::new();
+    walk(
+        src,
+        b".",
+        Path::new(""),
+        true,
+        &mut |abs, name, rel, entry| {
+            let d = if rel.as_os_str().is_empty() {
+                dst.to_path_buf()
+            } else {
+                dst.join(rel)
+            };
+            match entry {
+                Walked::Dir => {
+                    fs::create_dir(&d).map_err(io_err(&d))?;
+                    items.push(Listed::Dir {
+                        name: name.to_vec(),
+                    });
+                }
+                Walked::Symlink(target) => {
+                    std::os::unix::fs::symlink(target, &d).map_err(io_err(&d))?;
+                    items.push(Listed::Symlink {
+                        name: name.to_vec(),
+                        target: target.to_path_buf(),
+                    });
+                }
+                Walked::File { size, mode } => items.push(Listed::File {
+                    name: name.to_vec(),
+                    src: abs.to_path_buf(),
+                    dst: d,
+                    size,
+                    mode,
+                }),
+            }
+            Ok(())
+        },
+    )?;
+    Ok(items)
+}
+
+/// Write the archive header of a listed entry to a hash (the copier's ordered side).
+pub(crate) fn listed_header(
+    out: &mut Counting<&mut HashWriter>,
+    item: &Listed,
+) -> Result<(), ArchiveError> {
+    match item {
+        Listed::Dir { name } => header(out, name, EntryType::Directory, 0o555, 0, None),
+        Listed::Symlink { name, target } => header(
+            out,
+            name,
+            EntryType::Symlink,
+            0o777,
+            0,
+            Some(target.as_os_str().as_bytes()),
+        ),
+        Listed::File {
+            name, size, mode, ..
+        } => header(out, name, EntryType::Regular, file_mode(*mode), *size, None),
+    }
 }
 
 /// The canonical archive of a single regular file with these contents, in memory.

@@ -17,6 +17,7 @@
 //! The store knows nothing of the language: a derivation here is plain data.
 
 pub mod archive;
+mod copy;
 pub mod db;
 pub mod derivation;
 pub mod layout;
