@@ -445,9 +445,8 @@ pub fn content_hash_with_stats(src: &Path) -> Result<(ContentHash, ArchiveStats)
 }
 
 /// Copy the tree at `src` to the new path `dst` (which must not exist) and return the content
-/// hash of what was copied. The copy is not normalised yet (directories writable, fresh
-/// mtimes); [`crate::normalise::normalise`] finishes it, after which `content_hash(dst)` equals
-/// the returned hash. See [`crate::copy`] for how the work is spread over threads.
+/// hash of what was copied. The copy comes out normalised (as [`crate::normalise::normalise`]
+/// leaves an object), so `content_hash(dst)` equals the returned hash. See [`crate::copy`] for how the work is spread over threads.
 pub fn copy_and_hash(src: &Path, dst: &Path) -> Result<(ContentHash, ArchiveStats), ArchiveError> {
     crate::copy::copy_and_hash(src, dst)
 }
@@ -456,10 +455,12 @@ pub fn copy_and_hash(src: &Path, dst: &Path) -> Result<(ContentHash, ArchiveStat
 pub(crate) enum Listed {
     Dir {
         name: Vec<u8>,
+        dst: PathBuf,
     },
     Symlink {
         name: Vec<u8>,
         target: PathBuf,
+        dst: PathBuf,
     },
     File {
         name: Vec<u8>,
@@ -490,6 +491,7 @@ pub(crate) fn list_and_make_dirs(src: &Path, dst: &Path) -> Result<Vec<Listed>, 
                     fs::create_dir(&d).map_err(io_err(&d))?;
                     items.push(Listed::Dir {
                         name: name.to_vec(),
+                        dst: d,
                     });
                 }
                 Walked::Symlink(target) => {
@@ -497,6 +499,7 @@ pub(crate) fn list_and_make_dirs(src: &Path, dst: &Path) -> Result<Vec<Listed>, 
                     items.push(Listed::Symlink {
                         name: name.to_vec(),
                         target: target.to_path_buf(),
+                        dst: d,
                     });
                 }
                 Walked::File { size, mode } => items.push(Listed::File {
@@ -519,8 +522,8 @@ pub(crate) fn listed_header(
     item: &Listed,
 ) -> Result<(), ArchiveError> {
     match item {
-        Listed::Dir { name } => header(out, name, EntryType::Directory, 0o555, 0, None),
-        Listed::Symlink { name, target } => header(
+        Listed::Dir { name, .. } => header(out, name, EntryType::Directory, 0o555, 0, None),
+        Listed::Symlink { name, target, .. } => header(
             out,
             name,
             EntryType::Symlink,

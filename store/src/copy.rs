@@ -14,20 +14,23 @@
 //!   even if the source changes meanwhile (a file that shrinks while it is copied is an error).
 //!
 //! The tree is listed first (creating the copy's directories and symlinks), then copied and
-//! hashed. Files are created with their final read-only mode; normalisation later fixes
-//! directory modes, timestamps and extended attributes.
+//! hashed. Files get their final read-only mode at creation and mtime 1 from their worker; a
+//! last pass gives directories and symlinks theirs, so the copy needs no separate
+//! normalisation walk (one `lstat`, `listxattr` and `utimensat` per entry, all serial).
 
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
+use crate::normalise::{normalise, NormaliseError};
+
 use crate::archive::{
-    file_mode, io_err, list_and_make_dirs, listed_header, ArchiveError, ArchiveStats, ContentHash,
-    Counting, HashWriter, Listed,
+    file_mode, io_err, list_and_make_dirs, listed_header, set_mtime, ArchiveError, ArchiveStats,
+    ContentHash, Counting, HashWriter, Listed,
 };
 
 /// Files up to this size are copied with one read and one write through a buffer (cheaper
@@ -102,7 +105,54 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// See the module documentation.
 pub fn copy_and_hash(src: &Path, dst: &Path) -> Result<(ContentHash, ArchiveStats), ArchiveError> {
     let items = list_and_make_dirs(src, dst)?;
-    copy_listed(&items)
+    let r = copy_listed(&items)?;
+    finish_metadata(dst, &items)?;
+    Ok(r)
+}
+
+/// Give the copy the metadata normalisation would: files already have their final mode and
+/// mtime (set by the workers); directories become 0555 and symlinks and directories get mtime 1,
+/// children before parents. Only when the copy can carry nothing else — no extended attributes
+/// on its root (new entries inherit default ACLs from their parent), and when running as root,
+/// a root-owned root (so no set-group-ID inheritance gave another group) — otherwise the
+/// general [`normalise`] walks it.
+fn finish_metadata(dst: &Path, items: &[Listed]) -> Result<(), ArchiveError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(dst).map_err(io_err(dst))?;
+    let as_root = nix::unistd::geteuid().is_root();
+    let plain = !has_xattrs(dst)
+        && (!as_root || (meta.uid() == 0 && meta.gid() == 0 && meta.mode() & 0o2000 == 0));
+    if !plain {
+        return normalise(dst).map_err(|e| match e {
+            NormaliseError::Io { path, source } => ArchiveError::Io { path, source },
+            NormaliseError::UnsupportedFileType { path, kind } => {
+                ArchiveError::UnsupportedFileType { path, kind }
+            }
+        });
+    }
+    for item in items.iter().rev() {
+        match item {
+            Listed::Dir { dst, .. } => {
+                fs::set_permissions(dst, fs::Permissions::from_mode(0o555)).map_err(io_err(dst))?;
+                set_mtime(dst, 1).map_err(io_err(dst))?;
+            }
+            Listed::Symlink { dst, .. } => set_mtime(dst, 1).map_err(io_err(dst))?,
+            Listed::File { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether `p` (not followed) has any extended attribute.
+fn has_xattrs(p: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+        return true;
+    };
+    // SAFETY: `c` is NUL-terminated; a null buffer of size 0 asks only for the size.
+    let len = unsafe { libc::llistxattr(c.as_ptr(), std::ptr::null_mut(), 0) };
+    // -1: not supported or not permitted here, so there is nothing we could remove either.
+    len > 0
 }
 
 /// Copy and hash the files of a listing whose directories exist.
@@ -234,8 +284,23 @@ fn copy_file(
         .mode(mode)
         .open(dst)
         .map_err(io_err(dst))?;
+    copy_contents(&mut from, src, &mut to, dst, size, buf)?;
+    let one = nix::sys::time::TimeSpec::new(1, 0);
+    nix::sys::stat::futimens(to.as_raw_fd(), &one, &one).map_err(|e| io_err(dst)(e.into()))
+}
+
+/// Copy exactly `size` bytes: in the kernel, or through `buf` for small files and where the
+/// kernel cannot.
+fn copy_contents(
+    from: &mut fs::File,
+    src: &Path,
+    to: &mut fs::File,
+    dst: &Path,
+    size: u64,
+    buf: &mut Vec<u8>,
+) -> Result<(), ArchiveError> {
     if size <= SMALL_FILE {
-        return copy_through(&mut from, src, &mut to, dst, size, buf);
+        return copy_through(from, src, to, dst, size, buf);
     }
     let mut left = size;
     while left > 0 {
@@ -259,7 +324,7 @@ fn copy_file(
                 // No in-kernel copy between these files (other file systems, old kernels):
                 // copy the rest through a buffer from the current positions.
                 Some(libc::EXDEV | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {
-                    return copy_through(&mut from, src, &mut to, dst, left, buf)
+                    return copy_through(from, src, to, dst, left, buf)
                 }
                 _ => return Err(io_err(dst)(e)),
             }

@@ -748,8 +748,8 @@ impl Store {
         staged: &Path,
         name: &str,
     ) -> Result<StorePath, StoreError> {
+        // The copy comes out normalised.
         let (hash, stats) = archive::copy_and_hash(src, staged)?;
-        normalise(staged)?;
         let path = StorePath::for_source(&hash.0, &[], false, name)?;
         self.add_temp_root(&path);
         if self.is_valid(&path)? {
