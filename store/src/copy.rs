@@ -43,6 +43,8 @@ const HASH_BUF: usize = 256 * 1024;
 const MAX_WORKERS: usize = 4;
 /// Copies at least this large are hashed through a memory mapping.
 const MMAP_MIN: u64 = 1 << 20;
+/// Most bytes of small-file contents handed from the workers to the hashing side at once.
+const HANDOFF_BUDGET: usize = 32 << 20;
 
 const PENDING: u8 = 0;
 const DONE: u8 = 1;
@@ -51,6 +53,10 @@ const FAILED: u8 = 2;
 /// Shared state of one copy: which files are done, the first failure, and a way to wait.
 struct Board {
     state: Vec<AtomicU8>,
+    /// Contents of small files as their worker wrote them, so the hashing side need not open
+    /// and read the copy again; at most `HANDOFF_BUDGET` bytes are held at once.
+    kept: Vec<Mutex<Option<Vec<u8>>>>,
+    held: AtomicUsize,
     next: AtomicUsize,
     abort: AtomicBool,
     errors: Mutex<Vec<(usize, ArchiveError)>>,
@@ -166,6 +172,8 @@ fn copy_listed(items: &[Listed]) -> Result<(ContentHash, ArchiveStats), ArchiveE
     let units = units_by_directory(items, &files);
     let board = Board {
         state: files.iter().map(|_| AtomicU8::new(PENDING)).collect(),
+        kept: files.iter().map(|_| Mutex::new(None)).collect(),
+        held: AtomicUsize::new(0),
         next: AtomicUsize::new(0),
         abort: AtomicBool::new(false),
         errors: Mutex::new(Vec::new()),
@@ -254,7 +262,17 @@ fn worker(items: &[Listed], files: &[usize], units: &[std::ops::Range<usize>], b
                 ..
             } = &items[files[k]]
             {
-                copy_file(src, dst, *size, file_mode(*mode), &mut buf)
+                let keep = *size <= SMALL_FILE
+                    && board.held.load(Ordering::Relaxed) + (*size as usize) <= HANDOFF_BUDGET;
+                match copy_file(src, dst, *size, file_mode(*mode), &mut buf, keep) {
+                    Ok(Some(contents)) => {
+                        board.held.fetch_add(contents.len(), Ordering::Relaxed);
+                        *lock(&board.kept[k]) = Some(contents);
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                }
             } else {
                 Err(ArchiveError::Malformed(
                     "internal: a listed file is not a file".into(),
@@ -265,14 +283,16 @@ fn worker(items: &[Listed], files: &[usize], units: &[std::ops::Range<usize>], b
     }
 }
 
-/// Copy exactly `size` bytes of the regular file `src` to the new file `dst`.
+/// Copy exactly `size` bytes of the regular file `src` to the new file `dst`; with `keep`,
+/// return the contents written.
 fn copy_file(
     src: &Path,
     dst: &Path,
     size: u64,
     mode: u32,
     buf: &mut Vec<u8>,
-) -> Result<(), ArchiveError> {
+    keep: bool,
+) -> Result<Option<Vec<u8>>, ArchiveError> {
     let mut from = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
@@ -284,9 +304,32 @@ fn copy_file(
         .mode(mode)
         .open(dst)
         .map_err(io_err(dst))?;
-    copy_contents(&mut from, src, &mut to, dst, size, buf)?;
+    let kept = if keep {
+        let mut contents = vec![0u8; size as usize];
+        read_exactly(&mut from, src, &mut contents)?;
+        to.write_all(&contents).map_err(io_err(dst))?;
+        Some(contents)
+    } else {
+        copy_contents(&mut from, src, &mut to, dst, size, buf)?;
+        None
+    };
     let one = nix::sys::time::TimeSpec::new(1, 0);
-    nix::sys::stat::futimens(to.as_raw_fd(), &one, &one).map_err(|e| io_err(dst)(e.into()))
+    nix::sys::stat::futimens(to.as_raw_fd(), &one, &one).map_err(|e| io_err(dst)(e.into()))?;
+    Ok(kept)
+}
+
+/// Fill `out` from `f`; a file shorter than that is [`ArchiveError::FileChanged`].
+fn read_exactly(f: &mut fs::File, src: &Path, out: &mut [u8]) -> Result<(), ArchiveError> {
+    let mut at = 0;
+    while at < out.len() {
+        match f.read(&mut out[at..]) {
+            Ok(0) => return Err(ArchiveError::FileChanged { path: src.into() }),
+            Ok(n) => at += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err(src)(e)),
+        }
+    }
+    Ok(())
 }
 
 /// Copy exactly `size` bytes: in the kernel, or through `buf` for small files and where the
@@ -388,10 +431,17 @@ fn hash_in_order(
                     if !board.wait(k) {
                         return Err(ArchiveError::Write(io::Error::other("a copy failed")));
                     }
+                    let kept = lock(&board.kept[k]).take();
                     k += 1;
                     stats.files += 1;
                     stats.content_bytes += size;
-                    hash_copy(dst, *size, &mut buf, &mut out)?;
+                    match kept {
+                        Some(contents) => {
+                            out.put(&contents)?;
+                            board.held.fetch_sub(contents.len(), Ordering::Relaxed);
+                        }
+                        None => hash_copy(dst, *size, &mut buf, &mut out)?,
+                    }
                     out.pad(*size)?;
                 }
             }
