@@ -28,8 +28,8 @@ impl BuiltinBuilder for FetchUrl {
         })
         .map_err(|e| match (&e, crate::common::debian_lock_override()) {
             // the lock in use is not the embedded one: name the file to refresh
-            (FetchError::LeftPool { .. }, Some(lock)) => format!(
-                "{e}\nThis build uses the Debian lock {0} (--debian-lock / BUILDIT_DEBIAN_LOCK): refresh that file with `buildit debian lock --output {0}`",
+            (FetchError::LeftPool { path, tried, .. }, Some(lock)) => format!(
+                "the pinned Debian file {path} has left the pool (HTTP 404 from {tried}); Debian removes superseded versions: this build uses the Debian lock {0} (--debian-lock / BUILDIT_DEBIAN_LOCK), refresh that file with `buildit debian lock --output {0}` (run `apt-get update` first)",
                 lock.display()
             ),
             _ => e.to_string(),
