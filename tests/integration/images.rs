@@ -94,6 +94,7 @@ pub fn trials() -> Vec<Trial> {
             image_cli,
         ),
         trial("sbom_of_nginx_prod", &[], false, sbom_nginx),
+        trial("sbom_reaches_deep_dependencies", &[], false, sbom_deep),
         trial(
             "debian_style_packages_at_root",
             &["umoci", "runc", "skopeo"],
@@ -980,6 +981,50 @@ fn image_cli() -> R {
 /// Debian runtime package with the lock's exact version); the SPDX document written beside an
 /// image with those facts lists them, is not in index.json, and is the same bytes when the
 /// image is written again.
+/// The SBOM facts follow runtimeDeps to any depth, each package once, the listed ones first:
+/// a chain seven deep with shared dependencies (the facts are in the image derivation's
+/// `imageSpec`, so instantiating is enough).
+fn sbom_deep() -> R {
+    let store = tempfile::tempdir()?;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("deep.bld");
+    std::fs::write(
+        &file,
+        r#"let
+  b = import <buildit>;
+  pkg = i: deps: {
+    outPath = builtins.toFile "p${toString i}" "package ${toString i}";
+    pname = "p${toString i}"; version = "1.${toString i}";
+    runtimeDeps = deps; resolved = { }; src = { };
+  };
+  p1 = pkg 1 [ ];
+  p2 = pkg 2 [ p1 ];
+  p3 = pkg 3 [ p2 ];
+  p4 = pkg 4 [ p3 p2 ];
+  p5 = pkg 5 [ p4 ];
+  p6 = pkg 6 [ p5 p3 ];
+  p7 = pkg 7 [ p6 ];
+in
+b.image { name = "deep"; packages = [ p7 ]; }
+"#,
+    )?;
+    let drv = run(crate::cli::buildit()
+        .args(["instantiate", "--store-root"])
+        .arg(store.path())
+        .arg(&file))?;
+    let drv = StorePath::parse(drv.trim())?;
+    let layout = StoreLayout::at(store.path());
+    let d = buildit_store::derivation::Derivation::decode(&std::fs::read(layout.physical(&drv))?)?;
+    let spec_json: Value = serde_json::from_str(d.env.get("imageSpec").ok_or("no imageSpec")?)?;
+    let facts: Vec<buildit_images::SbomPackage> =
+        serde_json::from_value(spec_json["sbom"].clone())?;
+    let names: Vec<&str> = facts.iter().map(|p| p.name.as_str()).collect();
+    if names != ["p7", "p6", "p5", "p3", "p4", "p2", "p1"] {
+        return Err(format!("SBOM packages: {names:?}").into());
+    }
+    Ok(())
+}
+
 fn sbom_nginx() -> R {
     let store = tempfile::tempdir()?;
     let copy = tempfile::tempdir()?;
