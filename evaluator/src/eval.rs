@@ -53,6 +53,9 @@ pub struct Evaluator {
     derivation_fn: Option<Value>,
     force_stack: Vec<Span>,
     root: Env,
+    /// Attribute names as strings, by symbol id: made once, shared by `attrNames`,
+    /// `mapAttrs` and friends, and already knowing their symbol.
+    name_strings: Vec<Option<NixString>>,
     /// `builtins.toString`, recognised in interpolations (`"${toString i}"` writes an
     /// integer's digits straight into the result).
     to_string_op: Option<Rc<PrimOp>>,
@@ -71,6 +74,7 @@ impl Evaluator {
             force_stack: Vec::new(),
             root: Scope::new(None, SmallVec::new()),
             to_string_op: None,
+            name_strings: Vec::new(),
         };
         ev.globals = builtins::globals(&ev);
         ev.to_string_op = match ev.globals.get(&Symbol::intern("toString")) {
@@ -107,6 +111,16 @@ impl Evaluator {
         let f = self.eval_root(&ir)?;
         self.derivation_fn = Some(f.clone());
         Ok(f)
+    }
+
+    /// The name `k` as a string value (one shared string per name).
+    pub fn symbol_string(&mut self, k: Symbol) -> Value {
+        let i = k.id() as usize;
+        if i >= self.name_strings.len() {
+            self.name_strings.resize(i + 1, None);
+        }
+        let slot = &mut self.name_strings[i];
+        Value::String(slot.get_or_insert_with(|| NixString::of_symbol(k)).clone())
     }
 
     /// The names visible at the top of every file.
@@ -196,7 +210,15 @@ impl Evaluator {
     #[inline]
     pub fn force(&mut self, v: &Value) -> EvalResult<Value> {
         match v {
-            Value::Thunk(t) => self.force_thunk(t),
+            Value::Thunk(t) => {
+                // an evaluated thunk is read here, without a call
+                if let Ok(st) = t.0.try_borrow() {
+                    if let ThunkState::Done(x) = &*st {
+                        return Ok(x.clone());
+                    }
+                }
+                self.force_thunk(t)
+            }
             v => Ok(v.clone()),
         }
     }
@@ -253,6 +275,7 @@ impl Evaluator {
             Pending::Expr(e, env) => Some(Pending::Expr(e.clone(), env.clone())),
             Pending::Apply(f, a) => Some(Pending::Apply(f.clone(), a.clone())),
             Pending::Apply2(args) => Some(Pending::Apply2(args.clone())),
+            Pending::ApplyName(f, k, v) => Some(Pending::ApplyName(f.clone(), *k, v.clone())),
             Pending::Native(_) => None,
         };
         self.force_stack.push(span);
@@ -261,7 +284,11 @@ impl Evaluator {
             Pending::Apply(f, a) => ev.apply(f, a, span),
             Pending::Apply2(args) => {
                 let (f, a, b) = *args;
-                ev.apply2(f, a, b, span)
+                ev.apply2(&f, a, b, span)
+            }
+            Pending::ApplyName(f, k, v) => {
+                let name = ev.symbol_string(k);
+                ev.apply2(&f, name, v, span)
             }
             Pending::Native(f) => f(ev).and_then(|v| ev.force(&v)),
         });
@@ -425,7 +452,7 @@ impl Evaluator {
     /// Apply `f` to `args` one after the other.
     pub fn call(&mut self, f: &Value, args: &[Value], span: Span) -> EvalResult<Value> {
         if let [a, b] = args {
-            return self.apply2(f.clone(), a.clone(), b.clone(), span);
+            return self.apply2(f, a.clone(), b.clone(), span);
         }
         let mut f = f.clone();
         for a in args {
@@ -436,8 +463,8 @@ impl Evaluator {
 
     /// Apply `f` to two arguments. A curried lambda (`a: b: body`) is entered directly,
     /// without allocating the intermediate closure (`foldl'`, `mapAttrs`, `sort` call this).
-    pub fn apply2(&mut self, f: Value, a: Value, b: Value, span: Span) -> EvalResult<Value> {
-        let f = self.force(&f)?;
+    pub fn apply2(&mut self, f: &Value, a: Value, b: Value, span: Span) -> EvalResult<Value> {
+        let f = self.force(f)?;
         if let Value::Lambda(c) = &f {
             if let ExprKind::Lambda(inner) = &c.lambda.body.kind {
                 let env1 = self.bind(c, a, span)?;
@@ -794,7 +821,7 @@ impl Evaluator {
                     let Value::String(s) = s else {
                         unreachable!("eval_str_parts returns a string")
                     };
-                    return Ok(Value::Path(Rc::from(lower::canon_path(s.as_str()))));
+                    return Ok(Value::Path(PathStr::from(lower::canon_path(s.as_str()))));
                 }
                 ExprKind::Select(base, keys, default) => {
                     return self.eval_select(base, keys, default.as_ref(), env, span)
@@ -836,7 +863,7 @@ impl Evaluator {
                 }
                 ExprKind::LookupPath(p) => {
                     return match self.io.lookup_path(p) {
-                        Ok(path) => Ok(Value::Path(Rc::from(path.as_str()))),
+                        Ok(path) => Ok(Value::Path(PathStr::from(path))),
                         Err(msg) => Err(EvalError::new(ErrorKind::Io, msg, span)),
                     };
                 }
@@ -882,7 +909,7 @@ impl Evaluator {
             Key::Dynamic(e) => {
                 let v = self.eval(e, env)?;
                 match v {
-                    Value::String(s) => Ok(Symbol::intern(s.as_str())),
+                    Value::String(s) => Ok(s.symbol()),
                     other => Err(self.type_error("a string (attribute name)", &other, e.span)),
                 }
             }
@@ -924,10 +951,7 @@ impl Evaluator {
                 }
             };
             match a.get(name) {
-                Some(x) => {
-                    let x = x.clone();
-                    v = self.force(&x)?;
-                }
+                Some(x) => v = self.force(x)?,
                 None => {
                     if let Some(d) = default {
                         return self.eval(d, env);
@@ -960,7 +984,7 @@ impl Evaluator {
             let kv = self.eval(k, env)?;
             let name = match kv {
                 Value::Null => continue,
-                Value::String(s) => Symbol::intern(s.as_str()),
+                Value::String(s) => s.symbol(),
                 other => return Err(self.type_error("a string (attribute name)", &other, k.span)),
             };
             if attrs.contains(name) {
@@ -1228,7 +1252,7 @@ impl Evaluator {
                     }
                 };
                 let joined = format!("{p}{s}");
-                Ok(Value::Path(Rc::from(lower::canon_path(&joined))))
+                Ok(Value::Path(PathStr::from(lower::canon_path(&joined))))
             }
             Value::String(x) => {
                 let y = match b {
@@ -1600,14 +1624,17 @@ pub(crate) fn delay(e: &Rc<ir::Expr>, env: &Env) -> Value {
 fn peek_int(e: &ir::Expr, env: &Env) -> Option<i64> {
     match &e.kind {
         ExprKind::Const(Value::Int(i)) => Some(*i),
-        ExprKind::Var { depth, index } => match lookup(env, *depth, *index) {
-            Value::Int(i) => Some(i),
-            Value::Thunk(t) => match t.value() {
-                Some(Value::Int(i)) => Some(i),
+        ExprKind::Var { depth, index } => {
+            let slots = frame_at(env, *depth)?.slots.borrow();
+            match slots.get(*index as usize)? {
+                Value::Int(i) => Some(*i),
+                Value::Thunk(t) => match &*t.0.try_borrow().ok()? {
+                    ThunkState::Done(Value::Int(i)) => Some(*i),
+                    _ => None,
+                },
                 _ => None,
-            },
-            _ => None,
-        },
+            }
+        }
         _ => None,
     }
 }
@@ -1695,12 +1722,12 @@ fn int_text_len(i: i64) -> usize {
 
 /// Append an integer's decimal text.
 fn push_int_text(out: &mut String, i: i64) {
-    let mut digits = [0u8; 20];
+    let mut buf = [0u8; 20];
     let mut n = i.unsigned_abs();
-    let mut at = digits.len();
+    let mut at = buf.len();
     loop {
         at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
+        buf[at] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
@@ -1709,9 +1736,7 @@ fn push_int_text(out: &mut String, i: i64) {
     if i < 0 {
         out.push('-');
     }
-    for &d in &digits[at..] {
-        out.push(char::from(d));
-    }
+    out.push_str(std::str::from_utf8(&buf[at..]).unwrap_or_default());
 }
 
 /// The decimal text of an integer in a buffer of exactly its length (so that turning it into a
