@@ -53,6 +53,10 @@ pub struct Evaluator {
     derivation_fn: Option<Value>,
     force_stack: Vec<Span>,
     root: Env,
+    /// `(lo, hi)`: a frame whose stack pointer lies in `lo..=hi` is on the native stack
+    /// segment these bounds were taken on, with at least [`RED_ZONE`] bytes below it (see
+    /// [`Evaluator::with_stack`]). Empty outside of an evaluation.
+    stack_bounds: (usize, usize),
     /// Attribute names as strings, by symbol id: made once, shared by `attrNames`,
     /// `mapAttrs` and friends, and already knowing their symbol.
     name_strings: Vec<Option<NixString>>,
@@ -75,6 +79,7 @@ impl Evaluator {
             root: Scope::new(None, SmallVec::new()),
             to_string_op: None,
             name_strings: Vec::new(),
+            stack_bounds: (usize::MAX, 0),
         };
         ev.globals = builtins::globals(&ev);
         ev.to_string_op = match ev.globals.get(&Symbol::intern("toString")) {
@@ -317,7 +322,7 @@ impl Evaluator {
     #[inline(always)]
     fn with_stack<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
         let sp = approx_stack_pointer();
-        let (lo, hi) = STACK_BOUNDS.get();
+        let (lo, hi) = self.stack_bounds;
         if sp > lo && sp <= hi {
             f(self)
         } else {
@@ -335,8 +340,11 @@ impl Evaluator {
                 Some(rest) => (sp.saturating_sub(rest).saturating_add(RED_ZONE), sp),
                 None => (usize::MAX, 0),
             };
-            let _restore = StackBoundsGuard(STACK_BOUNDS.replace(bounds));
-            f(self)
+            // restored on return (a panic ends the evaluation: nothing evaluates after it)
+            let saved = std::mem::replace(&mut self.stack_bounds, bounds);
+            let r = f(self);
+            self.stack_bounds = saved;
+            r
         })
     }
 
@@ -774,7 +782,18 @@ impl Evaluator {
                     // a builtin given all its arguments at once is called directly, without
                     // building partial applications
                     if let Value::PrimOp(op) = &fv {
-                        if op.arity > 1 && n >= op.arity {
+                        if op.arity == 1 && forces_argument_first(op) {
+                            // the builtin forces its argument before anything else: evaluate
+                            // it now instead of allocating a thunk for it
+                            let op = op.clone();
+                            let av = self
+                                .eval(&args[0], env)
+                                .map_err(|e| e.add_trace(span, "calling a function"))?;
+                            fv = self
+                                .call_primop(&op, &[av], span)
+                                .map_err(|e| e.add_trace(span, "calling a function"))?;
+                            skip = 1;
+                        } else if op.arity > 1 && n >= op.arity {
                             let op = op.clone();
                             let argv: SmallVec<[Value; 4]> =
                                 args[..op.arity].iter().map(|a| delay(a, env)).collect();
@@ -1703,6 +1722,15 @@ fn delay_in_scope(e: &Rc<ir::Expr>, env: &Env) -> Value {
     }
 }
 
+/// Builtins of one argument whose first action is to force it (so evaluating the argument
+/// before the call is unobservable).
+fn forces_argument_first(op: &PrimOp) -> bool {
+    matches!(
+        op.name,
+        "length" | "head" | "tail" | "attrNames" | "attrValues" | "typeOf"
+    )
+}
+
 /// One coerced part of an interpolated string.
 enum Piece {
     Str(NixString),
@@ -1736,7 +1764,9 @@ fn push_int_text(out: &mut String, i: i64) {
     if i < 0 {
         out.push('-');
     }
-    out.push_str(std::str::from_utf8(&buf[at..]).unwrap_or_default());
+    for &d in &buf[at..] {
+        out.push(char::from(d));
+    }
 }
 
 /// The decimal text of an integer in a buffer of exactly its length (so that turning it into a
@@ -1745,22 +1775,6 @@ fn int_text(i: i64) -> String {
     let mut out = String::with_capacity(int_text_len(i));
     push_int_text(&mut out, i);
     out
-}
-
-thread_local! {
-    /// `(lo, hi)`: a frame whose stack pointer lies in `lo..=hi` is on the segment these
-    /// bounds were taken on, with at least [`RED_ZONE`] bytes below it (see
-    /// `Evaluator::with_stack`). Empty until the first evaluation.
-    static STACK_BOUNDS: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((usize::MAX, 0)) };
-}
-
-/// Restores the previous stack bounds when a stack segment is left (also on unwinding).
-struct StackBoundsGuard((usize, usize));
-
-impl Drop for StackBoundsGuard {
-    fn drop(&mut self) {
-        STACK_BOUNDS.set(self.0);
-    }
 }
 
 /// The address of a local: the current stack pointer, give or take a frame.

@@ -455,11 +455,15 @@ impl Attrs {
     /// Entries in name order, as Nix iterates records (attrNames, printing, JSON).
     pub fn iter_sorted(&self) -> Vec<&(Symbol, Value)> {
         let names = Symbol::names_of(&self.entries, |e| e.0);
-        let mut v: Vec<(&'static str, &(Symbol, Value))> =
-            names.into_iter().zip(self.entries.iter()).collect();
-        // names are unique, so an unstable sort is deterministic
-        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        v.into_iter().map(|(_, e)| e).collect()
+        let mut v: Vec<(u64, &'static str, &(Symbol, Value))> = names
+            .into_iter()
+            .zip(self.entries.iter())
+            .map(|(n, e)| (name_prefix(n), n, e))
+            .collect();
+        // names are unique, so an unstable sort is deterministic; most comparisons are
+        // decided by the first eight bytes, compared as one integer
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+        v.into_iter().map(|(_, _, e)| e).collect()
     }
 
     /// `self // other`: other's entries win.
@@ -496,6 +500,16 @@ impl Attrs {
     pub fn retain(&mut self, f: impl FnMut(&(Symbol, Value)) -> bool) {
         self.entries.retain(f)
     }
+}
+
+/// The first eight bytes of `s`, zero-padded, as a big-endian integer. When two names' prefixes
+/// differ, they order the names as the names themselves would (a name that ends early pads with
+/// zero, below any byte it could be compared with); when they are equal, the names decide.
+fn name_prefix(s: &str) -> u64 {
+    let mut b = [0u8; 8];
+    let n = s.len().min(8);
+    b[..n].copy_from_slice(&s.as_bytes()[..n]);
+    u64::from_be_bytes(b)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -733,6 +747,35 @@ impl Thunk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Name order through the integer prefix is exactly string order.
+    #[test]
+    fn prefix_order_is_string_order() {
+        let names = [
+            "",
+            "a",
+            "a\u{0}",
+            "a\u{0}b",
+            "ab",
+            "abcdefgh",
+            "abcdefgh\u{0}",
+            "abcdefghi",
+            "abcdefgg",
+            "b",
+            "pkg1",
+            "pkg10",
+            "pkg2",
+            "Z",
+            "é",
+            "\u{7f}",
+        ];
+        for x in names {
+            for y in names {
+                let by_prefix = name_prefix(x).cmp(&name_prefix(y)).then_with(|| x.cmp(y));
+                assert_eq!(by_prefix, x.cmp(y), "{x:?} vs {y:?}");
+            }
+        }
+    }
 
     /// The sizes the evaluator's speed and memory depend on (see the module doc).
     #[test]
