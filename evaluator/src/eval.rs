@@ -254,7 +254,7 @@ impl Evaluator {
             // they are put back as they were (no copy for a retry)
             Pending::Expr(e, env) => {
                 self.force_stack.push(e.span);
-                let r = self.with_stack(|ev| ev.eval_loop(&e, &env));
+                let r = self.with_stack(|ev| ev.eval_compound(&e, &env));
                 self.force_stack.pop();
                 match r {
                     Ok(v) => {
@@ -688,7 +688,21 @@ impl Evaluator {
                 }
                 self.with_stack(|ev| ev.eval_loop(expr, env))
             }
-            _ => self.with_stack(|ev| ev.eval_loop(expr, env)),
+            _ => self.with_stack(|ev| ev.eval_compound(expr, env)),
+        }
+    }
+
+    /// A compound expression. Those that never continue in a tail position (selects, strings,
+    /// records) go straight to their function; the rest run in the interpreter loop.
+    #[inline(always)]
+    fn eval_compound(&mut self, expr: &Rc<ir::Expr>, env: &Env) -> EvalResult<Value> {
+        match &expr.kind {
+            ExprKind::Select(base, keys, default) => {
+                self.eval_select(base, keys, default.as_ref(), env, expr.span)
+            }
+            ExprKind::Str(parts) => self.eval_str_parts(parts, env, expr.span),
+            ExprKind::Attrs(a) => self.eval_attrs(a, env),
+            _ => self.eval_loop(expr, env),
         }
     }
 
@@ -795,8 +809,16 @@ impl Evaluator {
                             skip = 1;
                         } else if op.arity > 1 && n >= op.arity {
                             let op = op.clone();
-                            let argv: SmallVec<[Value; 4]> =
-                                args[..op.arity].iter().map(|a| delay(a, env)).collect();
+                            let mut argv: SmallVec<[Value; 4]> = SmallVec::new();
+                            for (i, a) in args[..op.arity].iter().enumerate() {
+                                let v = if forced_first(&op, i, &argv) {
+                                    self.eval(a, env)
+                                        .map_err(|e| e.add_trace(span, "calling a function"))?
+                                } else {
+                                    delay(a, env)
+                                };
+                                argv.push(v);
+                            }
                             fv = self
                                 .call_primop(&op, &argv, span)
                                 .map_err(|e| e.add_trace(span, "calling a function"))?;
@@ -944,12 +966,12 @@ impl Evaluator {
         env: &Env,
         span: Span,
     ) -> EvalResult<Value> {
+        let _ = span;
         let mut v = self.eval(base, env)?;
         for k in keys {
-            let name = self.key_symbol(k, env)?;
-            let kspan = match k {
-                Key::Static(_, s) => *s,
-                Key::Dynamic(e) => e.span,
+            let name = match k {
+                Key::Static(s, _) => *s,
+                Key::Dynamic(_) => self.key_symbol(k, env)?,
             };
             let a = match v {
                 Value::Attrs(a) => a,
@@ -957,16 +979,7 @@ impl Evaluator {
                     if let Some(d) = default {
                         return self.eval(d, env);
                     }
-                    return Err(EvalError::new(
-                        ErrorKind::TypeError,
-                        format!(
-                            "cannot select attribute '{}' from {}",
-                            name,
-                            other.describe()
-                        ),
-                        kspan,
-                    )
-                    .with_help("only sets have attributes; check what the expression before `.` evaluates to"));
+                    return Err(select_from_non_set(name, &other, k));
                 }
             };
             match a.get(name) {
@@ -975,17 +988,7 @@ impl Evaluator {
                     if let Some(d) = default {
                         return self.eval(d, env);
                     }
-                    let mut e = EvalError::new(
-                        ErrorKind::MissingAttribute,
-                        format!("attribute '{name}' missing"),
-                        kspan,
-                    );
-                    let names: Vec<&str> = a.iter().map(|(k, _)| k.as_str()).collect();
-                    if let Some(s) = did_you_mean(name.as_str(), names) {
-                        e = e.with_help(format!("did you mean '{s}'?"));
-                    }
-                    let _ = span;
-                    return Err(e);
+                    return Err(missing_attribute(name, &a, k));
                 }
             }
         }
@@ -1661,7 +1664,7 @@ fn peek_int(e: &ir::Expr, env: &Env) -> Option<i64> {
 /// Cheap strictness: `n - 1` on a known integer `n` is computed right away instead of
 /// allocating a thunk. Only operations that cannot fail qualify (checked arithmetic falls back
 /// to a thunk on overflow), so the result is exactly what forcing the thunk would give.
-#[inline]
+#[inline(always)]
 fn eager_int_op(op: BinOp, a: &ir::Expr, b: &ir::Expr, env: &Env) -> Option<Value> {
     if !matches!(
         op,
@@ -1722,6 +1725,40 @@ fn delay_in_scope(e: &Rc<ir::Expr>, env: &Env) -> Value {
     }
 }
 
+/// The span of a selection key (for errors).
+fn key_span(k: &Key) -> Span {
+    match k {
+        Key::Static(_, s) => *s,
+        Key::Dynamic(e) => e.span,
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn select_from_non_set(name: Symbol, v: &Value, k: &Key) -> EvalError {
+    EvalError::new(
+        ErrorKind::TypeError,
+        format!("cannot select attribute '{}' from {}", name, v.describe()),
+        key_span(k),
+    )
+    .with_help("only sets have attributes; check what the expression before `.` evaluates to")
+}
+
+#[cold]
+#[inline(never)]
+fn missing_attribute(name: Symbol, a: &Attrs, k: &Key) -> EvalError {
+    let mut e = EvalError::new(
+        ErrorKind::MissingAttribute,
+        format!("attribute '{name}' missing"),
+        key_span(k),
+    );
+    let names: Vec<&str> = a.iter().map(|(k, _)| k.as_str()).collect();
+    if let Some(s) = did_you_mean(name.as_str(), names) {
+        e = e.with_help(format!("did you mean '{s}'?"));
+    }
+    e
+}
+
 /// Builtins of one argument whose first action is to force it (so evaluating the argument
 /// before the call is unobservable).
 fn forces_argument_first(op: &PrimOp) -> bool {
@@ -1729,6 +1766,19 @@ fn forces_argument_first(op: &PrimOp) -> bool {
         op.name,
         "length" | "head" | "tail" | "attrNames" | "attrValues" | "typeOf"
     )
+}
+
+/// Whether argument `i` of a builtin given all its arguments is the first thing it forces,
+/// with the arguments before it (`before`) unable to fail when forced: then evaluating it at
+/// once, instead of allocating a thunk, is unobservable. `map` forces its list first;
+/// `foldl'` and `filter` force their function first (a function value: nothing to do), then
+/// their list.
+fn forced_first(op: &PrimOp, i: usize, before: &[Value]) -> bool {
+    match (op.name, i) {
+        ("map", 1) => true,
+        ("foldl'", 2) | ("filter", 1) => before.first().is_some_and(Value::is_function),
+        _ => false,
+    }
 }
 
 /// One coerced part of an interpolated string.
