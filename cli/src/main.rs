@@ -20,12 +20,20 @@ static GLOBAL: Mi = Mi;
 /// as fast (callgrind: 15% of all instructions of the overlay benchmark were aligned mallocs).
 struct Mi;
 
+/// mimalloc's `MI_SMALL_SIZE_MAX` (128 words): sizes up to it may use `mi_malloc_small`, which
+/// skips the size-class dispatch (the evaluator's thunks, frames and records are all small).
+const SMALL: usize = 128 * std::mem::size_of::<usize>();
+
 // SAFETY: every method forwards to mimalloc, which implements the GlobalAlloc contract; the
 // plain calls are used only where mimalloc's natural alignment already satisfies the layout.
 unsafe impl std::alloc::GlobalAlloc for Mi {
     #[inline]
     unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
-        if l.align() <= 8 {
+        if l.align() <= 8 && l.size() <= SMALL {
+            // SAFETY: forwarded allocation (see above); mimalloc's small-object path takes
+            // any size up to MI_SMALL_SIZE_MAX
+            unsafe { libmimalloc_sys::mi_malloc_small(l.size()) as *mut u8 }
+        } else if l.align() <= 8 {
             // SAFETY: forwarded allocation (see above)
             unsafe { libmimalloc_sys::mi_malloc(l.size()) as *mut u8 }
         } else {

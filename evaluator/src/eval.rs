@@ -53,6 +53,16 @@ pub struct Evaluator {
     derivation_fn: Option<Value>,
     force_stack: Vec<Span>,
     root: Env,
+    /// `(lo, hi)`: a frame whose stack pointer lies in `lo..=hi` is on the native stack
+    /// segment these bounds were taken on, with at least [`RED_ZONE`] bytes below it (see
+    /// [`Evaluator::with_stack`]). Empty outside of an evaluation.
+    stack_bounds: (usize, usize),
+    /// Attribute names as strings, by symbol id: made once, shared by `attrNames`,
+    /// `mapAttrs` and friends, and already knowing their symbol.
+    name_strings: Vec<Option<NixString>>,
+    /// `builtins.toString`, recognised in interpolations (`"${toString i}"` writes an
+    /// integer's digits straight into the result).
+    to_string_op: Option<Rc<PrimOp>>,
 }
 
 impl Evaluator {
@@ -67,8 +77,15 @@ impl Evaluator {
             derivation_fn: None,
             force_stack: Vec::new(),
             root: Scope::new(None, SmallVec::new()),
+            to_string_op: None,
+            name_strings: Vec::new(),
+            stack_bounds: (usize::MAX, 0),
         };
         ev.globals = builtins::globals(&ev);
+        ev.to_string_op = match ev.globals.get(&Symbol::intern("toString")) {
+            Some(Value::PrimOp(op)) => Some(op.clone()),
+            _ => None,
+        };
         ev
     }
 
@@ -99,6 +116,16 @@ impl Evaluator {
         let f = self.eval_root(&ir)?;
         self.derivation_fn = Some(f.clone());
         Ok(f)
+    }
+
+    /// The name `k` as a string value (one shared string per name).
+    pub fn symbol_string(&mut self, k: Symbol) -> Value {
+        let i = k.id() as usize;
+        if i >= self.name_strings.len() {
+            self.name_strings.resize(i + 1, None);
+        }
+        let slot = &mut self.name_strings[i];
+        Value::String(slot.get_or_insert_with(|| NixString::of_symbol(k)).clone())
     }
 
     /// The names visible at the top of every file.
@@ -188,7 +215,15 @@ impl Evaluator {
     #[inline]
     pub fn force(&mut self, v: &Value) -> EvalResult<Value> {
         match v {
-            Value::Thunk(t) => self.force_thunk(t),
+            Value::Thunk(t) => {
+                // an evaluated thunk is read here, without a call
+                if let Ok(st) = t.0.try_borrow() {
+                    if let ThunkState::Done(x) = &*st {
+                        return Ok(x.clone());
+                    }
+                }
+                self.force_thunk(t)
+            }
             v => Ok(v.clone()),
         }
     }
@@ -196,18 +231,15 @@ impl Evaluator {
     fn force_thunk(&mut self, t: &Thunk) -> EvalResult<Value> {
         let pending = {
             let mut st = t.0.borrow_mut();
-            match &*st {
+            let span = match &*st {
                 ThunkState::Done(v) => return Ok(v.clone()),
                 ThunkState::Blackhole(idx, span) => {
                     let (idx, span) = (*idx, *span);
                     drop(st);
                     return Err(self.cycle_error(idx, span));
                 }
-                ThunkState::Pending(_) => {}
-            }
-            let span = match &*st {
                 ThunkState::Pending(Pending::Expr(e, _)) => e.span,
-                _ => self.force_stack.last().copied().unwrap_or_default(),
+                ThunkState::Pending(_) => self.force_stack.last().copied().unwrap_or_default(),
             };
             std::mem::replace(
                 &mut *st,
@@ -217,27 +249,53 @@ impl Evaluator {
         let ThunkState::Pending(pending) = pending else {
             unreachable!("checked above")
         };
-        let (span, retry) = match &pending {
-            Pending::Expr(e, env) => (e.span, Some(Pending::Expr(e.clone(), env.clone()))),
-            Pending::Apply(f, a) => (
-                self.force_stack.last().copied().unwrap_or_default(),
-                Some(Pending::Apply(f.clone(), a.clone())),
-            ),
-            Pending::Apply2(args) => (
-                self.force_stack.last().copied().unwrap_or_default(),
-                Some(Pending::Apply2(args.clone())),
-            ),
-            Pending::Native(_) => (self.force_stack.last().copied().unwrap_or_default(), None),
+        match pending {
+            // the common case: code in an environment. Evaluating borrows them, so on error
+            // they are put back as they were (no copy for a retry)
+            Pending::Expr(e, env) => {
+                self.force_stack.push(e.span);
+                let r = self.with_stack(|ev| ev.eval_compound(&e, &env));
+                self.force_stack.pop();
+                match r {
+                    Ok(v) => {
+                        *t.0.borrow_mut() = ThunkState::Done(v.clone());
+                        Ok(v)
+                    }
+                    Err(err) => {
+                        *t.0.borrow_mut() = ThunkState::Pending(Pending::Expr(e, env));
+                        Err(err)
+                    }
+                }
+            }
+            other => self.force_pending_other(t, other),
+        }
+    }
+
+    /// The rest of [`Evaluator::force_thunk`]: applications and native thunks (which consume
+    /// their parts, so a copy is kept to reset the thunk on error).
+    #[inline(never)]
+    fn force_pending_other(&mut self, t: &Thunk, pending: Pending) -> EvalResult<Value> {
+        let span = self.force_stack.last().copied().unwrap_or_default();
+        let retry = match &pending {
+            Pending::Expr(e, env) => Some(Pending::Expr(e.clone(), env.clone())),
+            Pending::Apply(f, a) => Some(Pending::Apply(f.clone(), a.clone())),
+            Pending::Apply2(args) => Some(Pending::Apply2(args.clone())),
+            Pending::ApplyName(f, k, v) => Some(Pending::ApplyName(f.clone(), *k, v.clone())),
+            Pending::Native(_) => None,
         };
         self.force_stack.push(span);
-        let r = stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || match pending {
-            Pending::Expr(e, env) => self.eval(&e, &env),
-            Pending::Apply(f, a) => self.apply(f, a, span),
+        let r = self.with_stack(|ev| match pending {
+            Pending::Expr(e, env) => ev.eval(&e, &env),
+            Pending::Apply(f, a) => ev.apply(f, a, span),
             Pending::Apply2(args) => {
                 let (f, a, b) = *args;
-                self.apply2(f, a, b, span)
+                ev.apply2(&f, a, b, span)
             }
-            Pending::Native(f) => f(self).and_then(|v| self.force(&v)),
+            Pending::ApplyName(f, k, v) => {
+                let name = ev.symbol_string(k);
+                ev.apply2(&f, name, v, span)
+            }
+            Pending::Native(f) => f(ev).and_then(|v| ev.force(&v)),
         });
         self.force_stack.pop();
         match r {
@@ -256,6 +314,38 @@ impl Evaluator {
                 Err(e)
             }
         }
+    }
+
+    /// Run `f` with at least [`RED_ZONE`] bytes of native stack: directly when the current
+    /// segment is known to have them (one comparison against cached bounds), otherwise through
+    /// `stacker`, which moves onto a fresh segment when needed.
+    #[inline(always)]
+    fn with_stack<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let sp = approx_stack_pointer();
+        let (lo, hi) = self.stack_bounds;
+        if sp > lo && sp <= hi {
+            f(self)
+        } else {
+            self.with_stack_slow(f)
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn with_stack_slow<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || {
+            let sp = approx_stack_pointer();
+            let bounds = match stacker::remaining_stack() {
+                // frames deeper than here, down to the red zone, are on this segment
+                Some(rest) => (sp.saturating_sub(rest).saturating_add(RED_ZONE), sp),
+                None => (usize::MAX, 0),
+            };
+            // restored on return (a panic ends the evaluation: nothing evaluates after it)
+            let saved = std::mem::replace(&mut self.stack_bounds, bounds);
+            let r = f(self);
+            self.stack_bounds = saved;
+            r
+        })
     }
 
     #[inline(never)]
@@ -370,7 +460,7 @@ impl Evaluator {
     /// Apply `f` to `args` one after the other.
     pub fn call(&mut self, f: &Value, args: &[Value], span: Span) -> EvalResult<Value> {
         if let [a, b] = args {
-            return self.apply2(f.clone(), a.clone(), b.clone(), span);
+            return self.apply2(f, a.clone(), b.clone(), span);
         }
         let mut f = f.clone();
         for a in args {
@@ -381,8 +471,8 @@ impl Evaluator {
 
     /// Apply `f` to two arguments. A curried lambda (`a: b: body`) is entered directly,
     /// without allocating the intermediate closure (`foldl'`, `mapAttrs`, `sort` call this).
-    pub fn apply2(&mut self, f: Value, a: Value, b: Value, span: Span) -> EvalResult<Value> {
-        let f = self.force(&f)?;
+    pub fn apply2(&mut self, f: &Value, a: Value, b: Value, span: Span) -> EvalResult<Value> {
+        let f = self.force(f)?;
         if let Value::Lambda(c) = &f {
             if let ExprKind::Lambda(inner) = &c.lambda.body.kind {
                 let env1 = self.bind(c, a, span)?;
@@ -584,40 +674,76 @@ impl Evaluator {
     // ---------------------------------------------------------------------------------------
     // the interpreter
 
-    #[inline]
+    /// Always inlined: a recursive evaluation then costs one native frame (`eval_loop`'s),
+    /// which is what bounds the memory of deep non-tail recursion.
+    #[inline(always)]
     fn eval(&mut self, expr: &Rc<ir::Expr>, env: &Env) -> EvalResult<Value> {
         // leaves need neither a stack check nor the loop
         match &expr.kind {
             ExprKind::Const(v) => Ok(v.clone()),
-            ExprKind::Var { depth, index } => match lookup(env, *depth, *index) {
-                Value::Thunk(t) => self.force_thunk(&t),
-                v => Ok(v),
-            },
+            ExprKind::Var { depth, index } => self.eval_var(env, *depth, *index),
             ExprKind::Binary(op, l, r) if is_leaf(l) && is_leaf(r) => {
                 if let Some(v) = eager_int_op(*op, l, r, env) {
                     return Ok(v);
                 }
-                stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || {
-                    self.eval_loop(expr.clone(), env.clone())
-                })
+                self.with_stack(|ev| ev.eval_loop(expr, env))
             }
-            _ => stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || {
-                self.eval_loop(expr.clone(), env.clone())
-            }),
+            _ => self.with_stack(|ev| ev.eval_compound(expr, env)),
         }
     }
 
-    fn eval_loop(&mut self, mut expr: Rc<ir::Expr>, mut env: Env) -> EvalResult<Value> {
+    /// A compound expression. Those that never continue in a tail position (selects, strings,
+    /// records) go straight to their function; the rest run in the interpreter loop.
+    #[inline(always)]
+    fn eval_compound(&mut self, expr: &Rc<ir::Expr>, env: &Env) -> EvalResult<Value> {
+        match &expr.kind {
+            ExprKind::Select(base, keys, default) => {
+                self.eval_select(base, keys, default.as_ref(), env, expr.span)
+            }
+            ExprKind::Str(parts) => self.eval_str_parts(parts, env, expr.span),
+            ExprKind::Attrs(a) => self.eval_attrs(a, env),
+            _ => self.eval_loop(expr, env),
+        }
+    }
+
+    /// A variable's value in weak head normal form. An evaluated thunk is read in place: one
+    /// copy of its value, instead of copying the thunk, then its value, then dropping the copy.
+    #[inline(always)]
+    fn eval_var(&mut self, env: &Env, depth: u32, index: u32) -> EvalResult<Value> {
+        let t = {
+            let Some(frame) = frame_at(env, depth) else {
+                return Ok(Value::Null);
+            };
+            let slots = frame.slots.borrow();
+            match slots.get(index as usize) {
+                Some(Value::Thunk(t)) => {
+                    if let ThunkState::Done(v) = &*t.0.borrow() {
+                        return Ok(v.clone());
+                    }
+                    t.clone()
+                }
+                Some(v) => return Ok(v.clone()),
+                None => return Ok(Value::Null),
+            }
+        };
+        self.force_thunk(&t)
+    }
+
+    /// The interpreter loop. It starts on borrowed code and environment and owns them only
+    /// once a tail position moves it elsewhere.
+    fn eval_loop(&mut self, expr0: &Rc<ir::Expr>, env0: &Env) -> EvalResult<Value> {
+        let mut owned: Option<(Rc<ir::Expr>, Env)> = None;
         loop {
+            let (expr, env) = match &owned {
+                Some((e, v)) => (e, v),
+                None => (expr0, env0),
+            };
             let span = expr.span;
             let next: (Rc<ir::Expr>, Env) = match &expr.kind {
                 ExprKind::Const(v) => return Ok(v.clone()),
-                ExprKind::Var { depth, index } => {
-                    let v = lookup(&env, *depth, *index);
-                    return self.force(&v);
-                }
+                ExprKind::Var { depth, index } => return self.eval_var(env, *depth, *index),
                 ExprKind::If(c, t, e) => {
-                    let cv = self.eval(c, &env)?;
+                    let cv = self.eval(c, env)?;
                     let b = match cv {
                         Value::Bool(b) => b,
                         other => {
@@ -626,7 +752,7 @@ impl Evaluator {
                                 .with_help("the condition of `if` must be true or false"))
                         }
                     };
-                    (if b { t.clone() } else { e.clone() }, env)
+                    (if b { t.clone() } else { e.clone() }, env.clone())
                 }
                 ExprKind::Scope {
                     slots,
@@ -649,9 +775,9 @@ impl Evaluator {
                     (body.clone(), new_env)
                 }
                 ExprKind::Assert(c, body) => {
-                    let cv = self.eval(c, &env)?;
+                    let cv = self.eval(c, env)?;
                     match cv {
-                        Value::Bool(true) => (body.clone(), env),
+                        Value::Bool(true) => (body.clone(), env.clone()),
                         Value::Bool(false) => {
                             return Err(EvalError::new(
                                 ErrorKind::AssertionFailed,
@@ -663,17 +789,36 @@ impl Evaluator {
                     }
                 }
                 ExprKind::Apply(f, args) => {
-                    let mut fv = self.eval(f, &env)?;
+                    let mut fv = self.eval(f, env)?;
                     let n = args.len();
                     let mut tail = None;
                     let mut skip = 0;
                     // a builtin given all its arguments at once is called directly, without
                     // building partial applications
                     if let Value::PrimOp(op) = &fv {
-                        if op.arity > 1 && n >= op.arity {
+                        if op.arity == 1 && forces_argument_first(op) {
+                            // the builtin forces its argument before anything else: evaluate
+                            // it now instead of allocating a thunk for it
                             let op = op.clone();
-                            let argv: SmallVec<[Value; 4]> =
-                                args[..op.arity].iter().map(|a| delay(a, &env)).collect();
+                            let av = self
+                                .eval(&args[0], env)
+                                .map_err(|e| e.add_trace(span, "calling a function"))?;
+                            fv = self
+                                .call_primop(&op, &[av], span)
+                                .map_err(|e| e.add_trace(span, "calling a function"))?;
+                            skip = 1;
+                        } else if op.arity > 1 && n >= op.arity {
+                            let op = op.clone();
+                            let mut argv: SmallVec<[Value; 4]> = SmallVec::new();
+                            for (i, a) in args[..op.arity].iter().enumerate() {
+                                let v = if forced_first(&op, i, &argv) {
+                                    self.eval(a, env)
+                                        .map_err(|e| e.add_trace(span, "calling a function"))?
+                                } else {
+                                    delay(a, env)
+                                };
+                                argv.push(v);
+                            }
                             fv = self
                                 .call_primop(&op, &argv, span)
                                 .map_err(|e| e.add_trace(span, "calling a function"))?;
@@ -681,7 +826,7 @@ impl Evaluator {
                         }
                     }
                     for (i, a) in args.iter().enumerate().skip(skip) {
-                        let av = delay(a, &env);
+                        let av = delay(a, env);
                         if i + 1 == n {
                             if let Value::Lambda(c) = &fv {
                                 let new_env = self
@@ -703,32 +848,32 @@ impl Evaluator {
                 ExprKind::Lambda(l) => {
                     return Ok(Value::Lambda(Rc::new(Closure {
                         lambda: l.clone(),
-                        env,
+                        env: env.clone(),
                     })))
                 }
                 ExprKind::List(items) => {
-                    let v: Vec<Value> = items.iter().map(|i| delay(i, &env)).collect();
+                    let v: Vec<Value> = items.iter().map(|i| delay(i, env)).collect();
                     return Ok(Value::list(v));
                 }
-                ExprKind::Attrs(a) => return self.eval_attrs(a, &env),
-                ExprKind::Str(parts) => return self.eval_str_parts(parts, &env, span),
+                ExprKind::Attrs(a) => return self.eval_attrs(a, env),
+                ExprKind::Str(parts) => return self.eval_str_parts(parts, env, span),
                 ExprKind::Path(parts) => {
-                    let s = self.eval_str_parts(parts, &env, span)?;
+                    let s = self.eval_str_parts(parts, env, span)?;
                     let Value::String(s) = s else {
                         unreachable!("eval_str_parts returns a string")
                     };
-                    return Ok(Value::Path(Rc::from(lower::canon_path(s.as_str()))));
+                    return Ok(Value::Path(PathStr::from(lower::canon_path(s.as_str()))));
                 }
                 ExprKind::Select(base, keys, default) => {
-                    return self.eval_select(base, keys, default.as_ref(), &env, span)
+                    return self.eval_select(base, keys, default.as_ref(), env, span)
                 }
                 ExprKind::HasAttr(base, keys) => {
-                    let mut v = self.eval(base, &env)?;
+                    let mut v = self.eval(base, env)?;
                     for (i, k) in keys.iter().enumerate() {
                         let Value::Attrs(a) = v else {
                             return Ok(Value::Bool(false));
                         };
-                        let name = self.key_symbol(k, &env)?;
+                        let name = self.key_symbol(k, env)?;
                         match a.get(name) {
                             // only the attributes on the way are forced, not the last one
                             Some(_) if i + 1 == keys.len() => return Ok(Value::Bool(true)),
@@ -739,19 +884,19 @@ impl Evaluator {
                     return Ok(Value::Bool(true));
                 }
                 ExprKind::Not(e) => {
-                    let v = self.eval(e, &env)?;
+                    let v = self.eval(e, env)?;
                     return match v {
                         Value::Bool(b) => Ok(Value::Bool(!b)),
                         other => Err(self.type_error("a Boolean", &other, e.span)),
                     };
                 }
                 ExprKind::Neg(e) => {
-                    let v = self.eval(e, &env)?;
+                    let v = self.eval(e, env)?;
                     return self.arith(BinOp::Sub, &Value::Int(0), &v, span);
                 }
-                ExprKind::Binary(op, l, r) => return self.eval_binary(*op, l, r, &env, span),
+                ExprKind::Binary(op, l, r) => return self.eval_binary(*op, l, r, env, span),
                 ExprKind::Cast(e, c) => {
-                    let v = self.eval(e, &env)?;
+                    let v = self.eval(e, env)?;
                     return self.cast(v, c, span);
                 }
                 ExprKind::Fail(kind, msg) => {
@@ -759,13 +904,12 @@ impl Evaluator {
                 }
                 ExprKind::LookupPath(p) => {
                     return match self.io.lookup_path(p) {
-                        Ok(path) => Ok(Value::Path(Rc::from(path.as_str()))),
+                        Ok(path) => Ok(Value::Path(PathStr::from(path))),
                         Err(msg) => Err(EvalError::new(ErrorKind::Io, msg, span)),
                     };
                 }
             };
-            expr = next.0;
-            env = next.1;
+            owned = Some(next);
         }
     }
 
@@ -806,7 +950,7 @@ impl Evaluator {
             Key::Dynamic(e) => {
                 let v = self.eval(e, env)?;
                 match v {
-                    Value::String(s) => Ok(Symbol::intern(s.as_str())),
+                    Value::String(s) => Ok(s.symbol()),
                     other => Err(self.type_error("a string (attribute name)", &other, e.span)),
                 }
             }
@@ -822,12 +966,12 @@ impl Evaluator {
         env: &Env,
         span: Span,
     ) -> EvalResult<Value> {
+        let _ = span;
         let mut v = self.eval(base, env)?;
         for k in keys {
-            let name = self.key_symbol(k, env)?;
-            let kspan = match k {
-                Key::Static(_, s) => *s,
-                Key::Dynamic(e) => e.span,
+            let name = match k {
+                Key::Static(s, _) => *s,
+                Key::Dynamic(_) => self.key_symbol(k, env)?,
             };
             let a = match v {
                 Value::Attrs(a) => a,
@@ -835,38 +979,16 @@ impl Evaluator {
                     if let Some(d) = default {
                         return self.eval(d, env);
                     }
-                    return Err(EvalError::new(
-                        ErrorKind::TypeError,
-                        format!(
-                            "cannot select attribute '{}' from {}",
-                            name,
-                            other.describe()
-                        ),
-                        kspan,
-                    )
-                    .with_help("only sets have attributes; check what the expression before `.` evaluates to"));
+                    return Err(select_from_non_set(name, &other, k));
                 }
             };
             match a.get(name) {
-                Some(x) => {
-                    let x = x.clone();
-                    v = self.force(&x)?;
-                }
+                Some(x) => v = self.force(x)?,
                 None => {
                     if let Some(d) = default {
                         return self.eval(d, env);
                     }
-                    let mut e = EvalError::new(
-                        ErrorKind::MissingAttribute,
-                        format!("attribute '{name}' missing"),
-                        kspan,
-                    );
-                    let names: Vec<&str> = a.iter().map(|(k, _)| k.as_str()).collect();
-                    if let Some(s) = did_you_mean(name.as_str(), names) {
-                        e = e.with_help(format!("did you mean '{s}'?"));
-                    }
-                    let _ = span;
-                    return Err(e);
+                    return Err(missing_attribute(name, &a, k));
                 }
             }
         }
@@ -884,7 +1006,7 @@ impl Evaluator {
             let kv = self.eval(k, env)?;
             let name = match kv {
                 Value::Null => continue,
-                Value::String(s) => Symbol::intern(s.as_str()),
+                Value::String(s) => s.symbol(),
                 other => return Err(self.type_error("a string (attribute name)", &other, k.span)),
             };
             if attrs.contains(name) {
@@ -904,18 +1026,20 @@ impl Evaluator {
         // Coerce every interpolated part first, then build the result in one exactly sized
         // allocation: growing a String and shrinking it into a `Box<str>` cost two reallocations
         // per interpolation (measurable on name-building code such as `"pkg${toString i}"`).
-        let mut pieces: SmallVec<[NixString; 4]> = SmallVec::new();
+        // An integer given to `toString` is kept as a number and its digits are written
+        // straight into the result, without an intermediate string.
+        let mut pieces: SmallVec<[Piece; 4]> = SmallVec::new();
         let mut len = 0usize;
         for p in parts {
             match p {
                 StrPart::Lit(s) => len += s.len(),
                 StrPart::Interp(e) => {
-                    let v = self.eval(e, env)?;
-                    let s = self
-                        .coerce_to_string(&v, e.span, CoerceMode::Interpolation)
-                        .map_err(|err| err.add_trace(span, "interpolating into a string"))?;
-                    len += s.as_str().len();
-                    pieces.push(s);
+                    let piece = self.interpolated_piece(e, env, span)?;
+                    len += match &piece {
+                        Piece::Str(s) => s.as_str().len(),
+                        Piece::Int(i) => int_text_len(*i),
+                    };
+                    pieces.push(piece);
                 }
             }
         }
@@ -925,14 +1049,48 @@ impl Evaluator {
         for p in parts {
             match p {
                 StrPart::Lit(s) => out.push_str(s),
-                StrPart::Interp(_) => {
-                    let s = next.next().expect("one coerced piece per interpolation");
-                    out.push_str(s.as_str());
-                    ctx.union(s.context());
-                }
+                StrPart::Interp(_) => match next.next().expect("one piece per interpolation") {
+                    Piece::Str(s) => {
+                        out.push_str(s.as_str());
+                        ctx.union(s.context());
+                    }
+                    Piece::Int(i) => push_int_text(&mut out, *i),
+                },
             }
         }
         Ok(Value::String(NixString::new(out, ctx)))
+    }
+
+    /// One interpolated part of a string. `toString x` (the builtin, applied to one argument)
+    /// forces `x` as the builtin would, first thing, and keeps an integer as a number.
+    #[inline]
+    fn interpolated_piece(&mut self, e: &Rc<ir::Expr>, env: &Env, span: Span) -> EvalResult<Piece> {
+        if let ExprKind::Apply(f, args) = &e.kind {
+            if let (ExprKind::Const(Value::PrimOp(op)), [x]) = (&f.kind, &args[..]) {
+                if self
+                    .to_string_op
+                    .as_ref()
+                    .is_some_and(|t| Rc::ptr_eq(t, op))
+                {
+                    let call = e.span;
+                    let v = self
+                        .eval(x, env)
+                        .map_err(|err| err.add_trace(call, "calling a function"))?;
+                    if let Value::Int(i) = v {
+                        return Ok(Piece::Int(i));
+                    }
+                    let s = self
+                        .coerce_to_string(&v, call, CoerceMode::ToString)
+                        .map_err(|err| err.add_trace(call, "calling a function"))?;
+                    return Ok(Piece::Str(s));
+                }
+            }
+        }
+        let v = self.eval(e, env)?;
+        let s = self
+            .coerce_to_string(&v, e.span, CoerceMode::Interpolation)
+            .map_err(|err| err.add_trace(span, "interpolating into a string"))?;
+        Ok(Piece::Str(s))
     }
 
     fn eval_binary(
@@ -1116,7 +1274,7 @@ impl Evaluator {
                     }
                 };
                 let joined = format!("{p}{s}");
-                Ok(Value::Path(Rc::from(lower::canon_path(&joined))))
+                Ok(Value::Path(PathStr::from(lower::canon_path(&joined))))
             }
             Value::String(x) => {
                 let y = match b {
@@ -1439,6 +1597,17 @@ fn num(v: &Value) -> f64 {
     }
 }
 
+/// The frame `depth` levels up from `env` (`None` if the chain is shorter, which lowering
+/// rules out).
+#[inline(always)]
+fn frame_at(env: &Env, depth: u32) -> Option<&Env> {
+    let mut e = env;
+    for _ in 0..depth {
+        e = e.parent.as_ref()?;
+    }
+    Some(e)
+}
+
 /// Read a variable slot `depth` frames up.
 #[inline]
 fn lookup(env: &Env, depth: u32, index: u32) -> Value {
@@ -1477,14 +1646,17 @@ pub(crate) fn delay(e: &Rc<ir::Expr>, env: &Env) -> Value {
 fn peek_int(e: &ir::Expr, env: &Env) -> Option<i64> {
     match &e.kind {
         ExprKind::Const(Value::Int(i)) => Some(*i),
-        ExprKind::Var { depth, index } => match lookup(env, *depth, *index) {
-            Value::Int(i) => Some(i),
-            Value::Thunk(t) => match t.value() {
-                Some(Value::Int(i)) => Some(i),
+        ExprKind::Var { depth, index } => {
+            let slots = frame_at(env, *depth)?.slots.borrow();
+            match slots.get(*index as usize)? {
+                Value::Int(i) => Some(*i),
+                Value::Thunk(t) => match &*t.0.try_borrow().ok()? {
+                    ThunkState::Done(Value::Int(i)) => Some(*i),
+                    _ => None,
+                },
                 _ => None,
-            },
-            _ => None,
-        },
+            }
+        }
         _ => None,
     }
 }
@@ -1492,13 +1664,14 @@ fn peek_int(e: &ir::Expr, env: &Env) -> Option<i64> {
 /// Cheap strictness: `n - 1` on a known integer `n` is computed right away instead of
 /// allocating a thunk. Only operations that cannot fail qualify (checked arithmetic falls back
 /// to a thunk on overflow), so the result is exactly what forcing the thunk would give.
-#[inline]
+#[inline(always)]
 fn eager_int_op(op: BinOp, a: &ir::Expr, b: &ir::Expr, env: &Env) -> Option<Value> {
     if !matches!(
         op,
         BinOp::Add
             | BinOp::Sub
             | BinOp::Mul
+            | BinOp::Div
             | BinOp::Lt
             | BinOp::Le
             | BinOp::Gt
@@ -1525,6 +1698,8 @@ fn int_op(op: BinOp, x: i64, y: i64) -> Option<Value> {
         BinOp::Add => Value::Int(x.checked_add(y)?),
         BinOp::Sub => Value::Int(x.checked_sub(y)?),
         BinOp::Mul => Value::Int(x.checked_mul(y)?),
+        // division by zero is an error, left to the checked path
+        BinOp::Div if y != 0 => Value::Int(x.checked_div(y)?),
         BinOp::Lt => Value::Bool(x < y),
         BinOp::Le => Value::Bool(x <= y),
         BinOp::Gt => Value::Bool(x > y),
@@ -1550,26 +1725,111 @@ fn delay_in_scope(e: &Rc<ir::Expr>, env: &Env) -> Value {
     }
 }
 
-/// The decimal text of an integer in a buffer of exactly its length (so that turning it into a
-/// `Box<str>` does not reallocate).
-fn int_text(i: i64) -> String {
-    let mut digits = [0u8; 20];
+/// The span of a selection key (for errors).
+fn key_span(k: &Key) -> Span {
+    match k {
+        Key::Static(_, s) => *s,
+        Key::Dynamic(e) => e.span,
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn select_from_non_set(name: Symbol, v: &Value, k: &Key) -> EvalError {
+    EvalError::new(
+        ErrorKind::TypeError,
+        format!("cannot select attribute '{}' from {}", name, v.describe()),
+        key_span(k),
+    )
+    .with_help("only sets have attributes; check what the expression before `.` evaluates to")
+}
+
+#[cold]
+#[inline(never)]
+fn missing_attribute(name: Symbol, a: &Attrs, k: &Key) -> EvalError {
+    let mut e = EvalError::new(
+        ErrorKind::MissingAttribute,
+        format!("attribute '{name}' missing"),
+        key_span(k),
+    );
+    let names: Vec<&str> = a.iter().map(|(k, _)| k.as_str()).collect();
+    if let Some(s) = did_you_mean(name.as_str(), names) {
+        e = e.with_help(format!("did you mean '{s}'?"));
+    }
+    e
+}
+
+/// Builtins of one argument whose first action is to force it (so evaluating the argument
+/// before the call is unobservable).
+fn forces_argument_first(op: &PrimOp) -> bool {
+    matches!(
+        op.name,
+        "length" | "head" | "tail" | "attrNames" | "attrValues" | "typeOf"
+    )
+}
+
+/// Whether argument `i` of a builtin given all its arguments is the first thing it forces,
+/// with the arguments before it (`before`) unable to fail when forced: then evaluating it at
+/// once, instead of allocating a thunk, is unobservable. `map` forces its list first;
+/// `foldl'` and `filter` force their function first (a function value: nothing to do), then
+/// their list.
+fn forced_first(op: &PrimOp, i: usize, before: &[Value]) -> bool {
+    match (op.name, i) {
+        ("map", 1) => true,
+        ("foldl'", 2) | ("filter", 1) => before.first().is_some_and(Value::is_function),
+        _ => false,
+    }
+}
+
+/// One coerced part of an interpolated string.
+enum Piece {
+    Str(NixString),
+    Int(i64),
+}
+
+/// The length of an integer's decimal text.
+fn int_text_len(i: i64) -> usize {
     let mut n = i.unsigned_abs();
-    let mut at = digits.len();
+    let mut len = usize::from(i < 0) + 1;
+    while n >= 10 {
+        n /= 10;
+        len += 1;
+    }
+    len
+}
+
+/// Append an integer's decimal text.
+fn push_int_text(out: &mut String, i: i64) {
+    let mut buf = [0u8; 20];
+    let mut n = i.unsigned_abs();
+    let mut at = buf.len();
     loop {
         at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
+        buf[at] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    let mut out = String::with_capacity(digits.len() - at + usize::from(i < 0));
     if i < 0 {
         out.push('-');
     }
-    for &d in &digits[at..] {
+    for &d in &buf[at..] {
         out.push(char::from(d));
     }
+}
+
+/// The decimal text of an integer in a buffer of exactly its length (so that turning it into a
+/// `Box<str>` does not reallocate).
+fn int_text(i: i64) -> String {
+    let mut out = String::with_capacity(int_text_len(i));
+    push_int_text(&mut out, i);
     out
+}
+
+/// The address of a local: the current stack pointer, give or take a frame.
+#[inline(always)]
+fn approx_stack_pointer() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
 }

@@ -317,7 +317,10 @@ impl<'c> Lowerer<'c> {
             }
         }
         match out.as_slice() {
-            [StrPart::Lit(s)] => mk(ExprKind::Const(Value::Path(s.clone())), span),
+            [StrPart::Lit(s)] => mk(
+                ExprKind::Const(Value::Path(crate::value::PathStr::from(&**s))),
+                span,
+            ),
             _ => mk(ExprKind::Path(out), span),
         }
     }

@@ -26,7 +26,7 @@ pub enum Value {
     Float(f64),
     String(NixString),
     /// An absolute, canonical path (no `.`/`..`, no trailing slash).
-    Path(Rc<str>),
+    Path(PathStr),
     Attrs(Rc<Attrs>),
     List(List),
     Lambda(Rc<Closure>),
@@ -125,6 +125,45 @@ impl fmt::Debug for Value {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Paths
+
+/// The text of a path value behind one thin pointer (an `Rc<str>` is two words wide and would
+/// make every [`Value`] 24 bytes instead of 16).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PathStr(Rc<Box<str>>);
+
+impl std::ops::Deref for PathStr {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for PathStr {
+    fn from(s: &str) -> PathStr {
+        PathStr(Rc::new(s.into()))
+    }
+}
+
+impl From<String> for PathStr {
+    fn from(s: String) -> PathStr {
+        PathStr(Rc::new(s.into_boxed_str()))
+    }
+}
+
+impl fmt::Display for PathStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl fmt::Debug for PathStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &**self)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Strings and their context
 
 /// One dependency of a string on the store.
@@ -192,6 +231,9 @@ impl Context {
 struct StrInner {
     s: Box<str>,
     ctx: Context,
+    /// The interned symbol of `s`, once known (a string used as an attribute name again and
+    /// again is interned once).
+    sym: std::cell::Cell<Option<Symbol>>,
 }
 
 /// An immutable string with its context. Cloning is a reference-count increment.
@@ -200,7 +242,32 @@ pub struct NixString(Rc<StrInner>);
 
 impl NixString {
     pub fn new(s: impl Into<Box<str>>, ctx: Context) -> NixString {
-        NixString(Rc::new(StrInner { s: s.into(), ctx }))
+        NixString(Rc::new(StrInner {
+            s: s.into(),
+            ctx,
+            sym: std::cell::Cell::new(None),
+        }))
+    }
+
+    /// The string of an attribute name, which knows its symbol.
+    pub fn of_symbol(sym: Symbol) -> NixString {
+        NixString(Rc::new(StrInner {
+            s: sym.as_str().into(),
+            ctx: Context::empty(),
+            sym: std::cell::Cell::new(Some(sym)),
+        }))
+    }
+
+    /// The interned symbol of this string (interned on first use, then remembered).
+    pub fn symbol(&self) -> Symbol {
+        match self.0.sym.get() {
+            Some(sym) => sym,
+            None => {
+                let sym = Symbol::intern(&self.0.s);
+                self.0.sym.set(Some(sym));
+                sym
+            }
+        }
     }
 
     pub fn plain(s: impl Into<Box<str>>) -> NixString {
@@ -344,11 +411,28 @@ impl Attrs {
         self.entries.is_empty()
     }
 
+    /// Lookup by symbol. A large record whose names were interned together (a package set
+    /// built by `listToAttrs` or `genList`) has nearly consecutive symbol ids, so the position
+    /// is first guessed by interpolation; when the ids are exactly consecutive the guess is
+    /// always right. Otherwise, binary search.
     pub fn get(&self, k: Symbol) -> Option<&Value> {
-        self.entries
-            .binary_search_by_key(&k, |(s, _)| *s)
+        let e = &self.entries;
+        if let (true, Some(first), Some(last)) = (e.len() > 8, e.first(), e.last()) {
+            let (lo, hi, id) = (first.0.id(), last.0.id(), k.id());
+            if id < lo || id > hi {
+                return None;
+            }
+            let guess =
+                (u64::from(id - lo) * (e.len() as u64 - 1) / u64::from((hi - lo).max(1))) as usize;
+            if let Some((s, v)) = e.get(guess) {
+                if *s == k {
+                    return Some(v);
+                }
+            }
+        }
+        e.binary_search_by_key(&k, |(s, _)| *s)
             .ok()
-            .map(|i| &self.entries[i].1)
+            .map(|i| &e[i].1)
     }
 
     pub fn contains(&self, k: Symbol) -> bool {
@@ -371,11 +455,15 @@ impl Attrs {
     /// Entries in name order, as Nix iterates records (attrNames, printing, JSON).
     pub fn iter_sorted(&self) -> Vec<&(Symbol, Value)> {
         let names = Symbol::names_of(&self.entries, |e| e.0);
-        let mut v: Vec<(&'static str, &(Symbol, Value))> =
-            names.into_iter().zip(self.entries.iter()).collect();
-        // names are unique, so an unstable sort is deterministic
-        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        v.into_iter().map(|(_, e)| e).collect()
+        let mut v: Vec<(u64, &'static str, &(Symbol, Value))> = names
+            .into_iter()
+            .zip(self.entries.iter())
+            .map(|(n, e)| (name_prefix(n), n, e))
+            .collect();
+        // names are unique, so an unstable sort is deterministic; most comparisons are
+        // decided by the first eight bytes, compared as one integer
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+        v.into_iter().map(|(_, _, e)| e).collect()
     }
 
     /// `self // other`: other's entries win.
@@ -412,6 +500,16 @@ impl Attrs {
     pub fn retain(&mut self, f: impl FnMut(&(Symbol, Value)) -> bool) {
         self.entries.retain(f)
     }
+}
+
+/// The first eight bytes of `s`, zero-padded, as a big-endian integer. When two names' prefixes
+/// differ, they order the names as the names themselves would (a name that ends early pads with
+/// zero, below any byte it could be compared with); when they are equal, the names decide.
+fn name_prefix(s: &str) -> u64 {
+    let mut b = [0u8; 8];
+    let n = s.len().min(8);
+    b[..n].copy_from_slice(&s.as_bytes()[..n]);
+    u64::from_be_bytes(b)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -456,10 +554,30 @@ pub type Env = Rc<Scope>;
 
 /// Whether dropping this value may free a structure that holds further values (only then can a
 /// drop recurse): the last reference to a thunk, record, list or closure.
+/// An evaluated thunk is looked into: the last reference to a thunk whose value is a number or
+/// a string frees nothing further.
 #[inline]
 fn drop_may_recurse(v: &Value) -> bool {
     match v {
-        Value::Thunk(t) => Rc::strong_count(&t.0) == 1,
+        Value::Thunk(t) => {
+            Rc::strong_count(&t.0) == 1
+                && match t.0.try_borrow() {
+                    Ok(st) => match &*st {
+                        ThunkState::Done(v) => drop_may_recurse_whnf(v),
+                        _ => true,
+                    },
+                    Err(_) => true,
+                }
+        }
+        v => drop_may_recurse_whnf(v),
+    }
+}
+
+/// [`drop_may_recurse`] for a value that is not a thunk (a thunk's value never is).
+#[inline]
+fn drop_may_recurse_whnf(v: &Value) -> bool {
+    match v {
+        Value::Thunk(_) => true,
         Value::Attrs(a) => Rc::strong_count(a) == 1,
         Value::List(l) => Rc::strong_count(&l.0) == 1,
         Value::Lambda(c) => Rc::strong_count(c) == 1,
@@ -508,6 +626,9 @@ enum Deferred {
 
 thread_local! {
     static DROP_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// Whether `DROP_QUEUE` may be non-empty (a plain flag: checking it needs no access to the
+    /// queue, which has a destructor and so a slower thread-local access).
+    static DROP_QUEUED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static DROP_QUEUE: RefCell<Vec<Deferred>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -522,6 +643,7 @@ fn guarded_drop(d: Deferred) {
         if let Err(_gone) = DROP_QUEUE.try_with(|q| {
             if let Ok(mut q) = q.try_borrow_mut() {
                 q.push(d);
+                DROP_QUEUED.set(true);
             }
         }) {
             // thread-local storage is being torn down: leak rather than recurse
@@ -530,7 +652,8 @@ fn guarded_drop(d: Deferred) {
     }
     DROP_DEPTH.set(depth + 1);
     drop(d);
-    if depth == 0 {
+    if depth == 0 && DROP_QUEUED.get() {
+        DROP_QUEUED.set(false);
         loop {
             let next = DROP_QUEUE.with(|q| q.try_borrow_mut().ok().and_then(|mut q| q.pop()));
             match next {
@@ -560,6 +683,9 @@ pub enum Pending {
     Apply(Value, Value),
     /// Boxed: rare, and it would make every thunk 16 bytes larger.
     Apply2(Box<(Value, Value, Value)>),
+    /// `f name v` where `name` is an attribute's name as a string (`mapAttrs`): the string is
+    /// made (once per name, see `Evaluator::symbol_string`) only when the thunk is forced.
+    ApplyName(Value, Symbol, Value),
     Native(NativeThunk),
 }
 
@@ -615,5 +741,51 @@ impl Thunk {
 
     pub fn ptr_eq(a: &Thunk, b: &Thunk) -> bool {
         Rc::ptr_eq(&a.0, &b.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Name order through the integer prefix is exactly string order.
+    #[test]
+    fn prefix_order_is_string_order() {
+        let names = [
+            "",
+            "a",
+            "a\u{0}",
+            "a\u{0}b",
+            "ab",
+            "abcdefgh",
+            "abcdefgh\u{0}",
+            "abcdefghi",
+            "abcdefgg",
+            "b",
+            "pkg1",
+            "pkg10",
+            "pkg2",
+            "Z",
+            "é",
+            "\u{7f}",
+        ];
+        for x in names {
+            for y in names {
+                let by_prefix = name_prefix(x).cmp(&name_prefix(y)).then_with(|| x.cmp(y));
+                assert_eq!(by_prefix, x.cmp(y), "{x:?} vs {y:?}");
+            }
+        }
+    }
+
+    /// The sizes the evaluator's speed and memory depend on (see the module doc).
+    #[test]
+    fn compact_sizes() {
+        assert_eq!(std::mem::size_of::<Value>(), 16);
+        assert_eq!(std::mem::size_of::<NixString>(), 8);
+        assert!(
+            std::mem::size_of::<ThunkState>() <= 40,
+            "{}",
+            std::mem::size_of::<ThunkState>()
+        );
     }
 }

@@ -7,7 +7,7 @@
 use super::strings::{arg, force_string_no_ctx};
 use crate::error::{ErrorKind, EvalError};
 use crate::symbol::Symbol;
-use crate::value::{Attrs, EvalResult, PrimOp, Value};
+use crate::value::{Attrs, EvalResult, Pending, PrimOp, Thunk, Value};
 use crate::Evaluator;
 use buildit_lang::Span;
 use rustc_hash::FxHashMap;
@@ -32,7 +32,7 @@ fn attr_names(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> 
     let out = set
         .iter_sorted()
         .into_iter()
-        .map(|(k, _)| Value::string(k.as_str()))
+        .map(|(k, _)| ev.symbol_string(*k))
         .collect();
     Ok(Value::list(out))
 }
@@ -50,13 +50,13 @@ fn attr_values(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value>
 fn has_attr(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
     let name = force_string_no_ctx(ev, &arg(a, 0), span)?;
     let set = ev.force_attrs(&arg(a, 1), span)?;
-    Ok(Value::Bool(set.contains(Symbol::intern(name.as_str()))))
+    Ok(Value::Bool(set.contains(name.symbol())))
 }
 
 fn get_attr(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
     let name = force_string_no_ctx(ev, &arg(a, 0), span)?;
     let set = ev.force_attrs(&arg(a, 1), span)?;
-    match set.get(Symbol::intern(name.as_str())) {
+    match set.get(name.symbol()) {
         Some(v) => {
             let v = v.clone();
             ev.force(&v)
@@ -78,7 +78,7 @@ fn remove_attrs(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value
     let mut remove: Vec<Symbol> = Vec::with_capacity(names.len());
     for n in names.iter() {
         let s = force_string_no_ctx(ev, n, span)?;
-        remove.push(Symbol::intern(s.as_str()));
+        remove.push(s.symbol());
     }
     if !remove.iter().any(|s| set.contains(*s)) {
         return Ok(Value::Attrs(set));
@@ -121,7 +121,7 @@ fn map_attrs(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
         .map(|(k, v)| {
             (
                 *k,
-                Value::lazy_apply2(f.clone(), Value::string(k.as_str()), v.clone()),
+                Value::Thunk(Thunk::new(Pending::ApplyName(f.clone(), *k, v.clone()))),
             )
         })
         .collect();
@@ -130,7 +130,7 @@ fn map_attrs(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
 
 fn cat_attrs(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
     let name = force_string_no_ctx(ev, &arg(a, 0), span)?;
-    let sym = Symbol::intern(name.as_str());
+    let sym = name.symbol();
     let list = ev.force_list(&arg(a, 1), span)?;
     let mut out = Vec::new();
     for x in list.iter() {

@@ -727,7 +727,7 @@ impl Xml {
                     self.ctx.union(s.context());
                     self.empty(depth, "string", &[("value", s.as_str())]);
                 }
-                Value::Path(p) => self.empty(depth, "path", &[("value", p)]),
+                Value::Path(p) => self.empty(depth, "path", &[("value", &**p)]),
                 Value::Null => self.empty(depth, "null", &[]),
                 Value::Float(f) => self.empty(depth, "float", &[("value", &format_float_g(*f))]),
                 Value::Attrs(a) => {

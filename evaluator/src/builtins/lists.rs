@@ -138,7 +138,7 @@ fn foldl_strict(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value
         return ev.force(&acc);
     }
     for x in l.iter() {
-        acc = ev.apply2(f.clone(), acc, x.clone(), span)?;
+        acc = ev.apply2(&f, acc, x.clone(), span)?;
     }
     Ok(acc)
 }
@@ -285,10 +285,7 @@ fn group_by(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
     for x in l.iter() {
         let r = ev.apply(f.clone(), x.clone(), span)?;
         let name = force_string_no_ctx(ev, &r, span)?;
-        groups
-            .entry(Symbol::intern(name.as_str()))
-            .or_default()
-            .push(x.clone());
+        groups.entry(name.symbol()).or_default().push(x.clone());
     }
     let entries = groups
         .into_iter()
@@ -317,7 +314,7 @@ fn list_to_attrs(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Valu
             .cloned()
             .ok_or_else(|| missing_attr("name", "listToAttrs", span))?;
         let name = force_string_no_ctx(ev, &name_v, span)?;
-        let sym = Symbol::intern(name.as_str());
+        let sym = name.symbol();
         if seen.insert(sym) {
             let value = set
                 .get(ev.sym.value)

@@ -12,7 +12,6 @@ use crate::value::{Attrs, EvalResult, NixString, PrimOp, Value};
 use crate::Evaluator;
 use buildit_lang::ast::BinOp;
 use buildit_lang::Span;
-use std::rc::Rc;
 
 pub(crate) fn primops() -> Vec<PrimOp> {
     vec![
@@ -130,7 +129,7 @@ fn dir_of(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
     let s = coerce_no_copy(ev, &v, span)?;
     let d = dir_name(s.as_str());
     if matches!(v, Value::Path(_)) {
-        Ok(Value::Path(Rc::from(d)))
+        Ok(Value::Path(crate::value::PathStr::from(d)))
     } else {
         Ok(Value::String(NixString::new(d, s.context().clone())))
     }
