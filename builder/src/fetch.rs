@@ -59,7 +59,8 @@ pub enum FetchError {
     LeftPool {
         path: String,
         tried: String,
-        hint: &'static str,
+        /// How to refresh the lock in use ([`DEBIAN_REFRESH_HINT`] for the embedded one).
+        hint: String,
     },
     #[error("fetching {url} failed: {reason}")]
     Download { url: String, reason: String },
@@ -524,7 +525,7 @@ pub fn fetch_url(
             return Err(FetchError::LeftPool {
                 path,
                 tried,
-                hint: DEBIAN_REFRESH_HINT,
+                hint: DEBIAN_REFRESH_HINT.to_string(),
             });
         }
     }

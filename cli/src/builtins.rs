@@ -26,13 +26,18 @@ impl BuiltinBuilder for FetchUrl {
         builtin_fetchurl(&req.env, out, &self.mirrors, &mut |p| {
             ctx.download(&p.url, p.bytes, p.total)
         })
-        .map_err(|e| match (&e, crate::common::debian_lock_override()) {
+        .map_err(|e| match (e, crate::common::debian_lock_override()) {
             // the lock in use is not the embedded one: name the file to refresh
-            (FetchError::LeftPool { path, tried, .. }, Some(lock)) => format!(
-                "the pinned Debian file {path} has left the pool (HTTP 404 from {tried}); Debian removes superseded versions: this build uses the Debian lock {0} (--debian-lock / BUILDIT_DEBIAN_LOCK), refresh that file with `buildit debian lock --output {0}` (run `apt-get update` first)",
-                lock.display()
-            ),
-            _ => e.to_string(),
+            (FetchError::LeftPool { path, tried, .. }, Some(lock)) => FetchError::LeftPool {
+                path,
+                tried,
+                hint: format!(
+                    "this build uses the Debian lock {0} (--debian-lock / BUILDIT_DEBIAN_LOCK), refresh that file with `buildit debian lock --output {0}` (run `apt-get update` first)",
+                    lock.display()
+                ),
+            }
+            .to_string(),
+            (e, _) => e.to_string(),
         })
     }
 }

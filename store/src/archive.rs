@@ -328,28 +328,27 @@ fn open_source(abs: &Path) -> Result<fs::File, ArchiveError> {
         .map_err(io_err(abs))
 }
 
-/// Feed exactly `size` bytes of `f` to `out` through `buf`; a short file is
-/// [`ArchiveError::FileChanged`].
-fn stream_contents<W: Write>(
+/// Read exactly `size` bytes of `f` (named `path` in errors) through `buf`, handing each chunk
+/// to `sink`; a file shorter than that is [`ArchiveError::FileChanged`]. Every chunked read of
+/// file contents (the archive stream, the copier's buffered copies and its hashing) goes
+/// through here.
+pub(crate) fn read_chunks(
     f: &mut fs::File,
-    abs: &Path,
+    path: &Path,
     size: u64,
-    buf: &mut Vec<u8>,
-    out: &mut Counting<W>,
+    buf: &mut [u8],
+    mut sink: impl FnMut(&[u8]) -> Result<(), ArchiveError>,
 ) -> Result<(), ArchiveError> {
-    if buf.len() < READ_BUF {
-        buf.resize(READ_BUF, 0);
-    }
     let mut left = size;
     while left > 0 {
-        let want = left.min(READ_BUF as u64) as usize;
+        let want = left.min(buf.len() as u64) as usize;
         let n = match f.read(&mut buf[..want]) {
-            Ok(0) => return Err(ArchiveError::FileChanged { path: abs.into() }),
+            Ok(0) => return Err(ArchiveError::FileChanged { path: path.into() }),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err(abs)(e)),
+            Err(e) => return Err(io_err(path)(e)),
         };
-        out.put(&buf[..n])?;
+        sink(&buf[..n])?;
         left -= n as u64;
     }
     Ok(())
@@ -421,7 +420,10 @@ pub fn write_archive<W: Write>(
                     None,
                 )?;
                 let mut f = open_source(abs)?;
-                stream_contents(&mut f, abs, size, &mut buf, &mut out)?;
+                if buf.len() < READ_BUF {
+                    buf.resize(READ_BUF, 0);
+                }
+                read_chunks(&mut f, abs, size, &mut buf, |c| out.put(c))?;
                 out.pad(size)
             }
         },

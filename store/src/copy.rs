@@ -29,8 +29,8 @@ use std::sync::{Condvar, Mutex};
 use crate::normalise::{normalise, NormaliseError};
 
 use crate::archive::{
-    file_mode, io_err, list_and_make_dirs, listed_header, set_mtime, ArchiveError, ArchiveStats,
-    ContentHash, Counting, HashWriter, Listed,
+    file_mode, io_err, list_and_make_dirs, listed_header, read_chunks, set_mtime, ArchiveError,
+    ArchiveStats, ContentHash, Counting, HashWriter, Listed,
 };
 
 /// Files up to this size are copied with one read and one write through a buffer (cheaper
@@ -386,25 +386,16 @@ fn copy_through(
     src: &Path,
     to: &mut fs::File,
     dst: &Path,
-    mut left: u64,
+    left: u64,
     buf: &mut Vec<u8>,
 ) -> Result<(), ArchiveError> {
     let cap = (left.min(HASH_BUF as u64) as usize).max(1);
     if buf.len() < cap {
         buf.resize(cap, 0);
     }
-    while left > 0 {
-        let want = left.min(buf.len() as u64) as usize;
-        let n = match from.read(&mut buf[..want]) {
-            Ok(0) => return Err(ArchiveError::FileChanged { path: src.into() }),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err(src)(e)),
-        };
-        to.write_all(&buf[..n]).map_err(io_err(dst))?;
-        left -= n as u64;
-    }
-    Ok(())
+    read_chunks(from, src, left, buf, |c| {
+        to.write_all(c).map_err(io_err(dst))
+    })
 }
 
 /// The ordered side: the archive stream's headers from the listing, each file's contents read
@@ -466,19 +457,7 @@ fn hash_copy(
             return out.put(map.bytes());
         }
     }
-    let mut left = size;
-    while left > 0 {
-        let want = left.min(buf.len() as u64) as usize;
-        let n = match f.read(&mut buf[..want]) {
-            Ok(0) => return Err(ArchiveError::FileChanged { path: dst.into() }),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err(dst)(e)),
-        };
-        out.put(&buf[..n])?;
-        left -= n as u64;
-    }
-    Ok(())
+    read_chunks(&mut f, dst, size, buf, |c| out.put(c))
 }
 
 /// A private read-only mapping of a whole file, unmapped on drop.

@@ -981,6 +981,20 @@ fn image_cli() -> R {
 /// Debian runtime package with the lock's exact version); the SPDX document written beside an
 /// image with those facts lists them, is not in index.json, and is the same bytes when the
 /// image is written again.
+/// Instantiate the image expression in `file` into the store at `store` and read the SBOM
+/// facts from its derivation's `imageSpec` (no build needed).
+fn sbom_facts(store: &Path, file: &Path) -> Result<Vec<buildit_images::SbomPackage>, Failed> {
+    let drv = run(crate::cli::buildit()
+        .args(["instantiate", "--store-root"])
+        .arg(store)
+        .arg(file))?;
+    let drv = StorePath::parse(drv.trim())?;
+    let layout = StoreLayout::at(store);
+    let d = buildit_store::derivation::Derivation::decode(&std::fs::read(layout.physical(&drv))?)?;
+    let spec_json: Value = serde_json::from_str(d.env.get("imageSpec").ok_or("no imageSpec")?)?;
+    Ok(serde_json::from_value(spec_json["sbom"].clone())?)
+}
+
 /// The SBOM facts follow runtimeDeps to any depth, each package once, the listed ones first:
 /// a chain seven deep with shared dependencies (the facts are in the image derivation's
 /// `imageSpec`, so instantiating is enough).
@@ -1008,16 +1022,7 @@ in
 b.image { name = "deep"; packages = [ p7 ]; }
 "#,
     )?;
-    let drv = run(crate::cli::buildit()
-        .args(["instantiate", "--store-root"])
-        .arg(store.path())
-        .arg(&file))?;
-    let drv = StorePath::parse(drv.trim())?;
-    let layout = StoreLayout::at(store.path());
-    let d = buildit_store::derivation::Derivation::decode(&std::fs::read(layout.physical(&drv))?)?;
-    let spec_json: Value = serde_json::from_str(d.env.get("imageSpec").ok_or("no imageSpec")?)?;
-    let facts: Vec<buildit_images::SbomPackage> =
-        serde_json::from_value(spec_json["sbom"].clone())?;
+    let facts = sbom_facts(store.path(), &file)?;
     let names: Vec<&str> = facts.iter().map(|p| p.name.as_str()).collect();
     if names != ["p7", "p6", "p5", "p3", "p4", "p2", "p1"] {
         return Err(format!("SBOM packages: {names:?}").into());
@@ -1038,16 +1043,7 @@ fn sbom_nginx() -> R {
         .arg(store.path())
         .arg(&spec_dir))?;
     std::fs::write(spec_dir.join("compiled.bld"), &text)?;
-    let drv = run(crate::cli::buildit()
-        .args(["instantiate", "--store-root"])
-        .arg(store.path())
-        .arg(spec_dir.join("compiled.bld")))?;
-    let drv = StorePath::parse(drv.trim())?;
-    let layout = StoreLayout::at(store.path());
-    let d = buildit_store::derivation::Derivation::decode(&std::fs::read(layout.physical(&drv))?)?;
-    let spec_json: Value = serde_json::from_str(d.env.get("imageSpec").ok_or("no imageSpec")?)?;
-    let facts: Vec<buildit_images::SbomPackage> =
-        serde_json::from_value(spec_json["sbom"].clone())?;
+    let facts = sbom_facts(store.path(), &spec_dir.join("compiled.bld"))?;
     let find = |n: &str| facts.iter().find(|p| p.name == n);
     let nginx = find("nginx").ok_or("no nginx in the SBOM facts")?;
     if nginx.version != "1.22.1"
