@@ -108,3 +108,83 @@ fn main() {
     trials.extend(pkgs::trials());
     libtest_mimic::run(&args, trials).exit();
 }
+
+/// Whether this run is CI's (`CI` set to anything but `0`/`false`/empty): there a trial whose
+/// tool or privilege is missing fails instead of being ignored.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// Whether the test process runs as root (effective uid 0, read from /proc).
+pub fn is_root_user() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(2)
+                    .and_then(|u| u.parse::<u32>().ok())
+            })
+        })
+        == Some(0)
+}
+
+/// The Debian package that provides a tool the trials need.
+fn package_of(tool: &str) -> &str {
+    match tool {
+        "bwrap" => "bubblewrap",
+        "busybox" => "busybox-static",
+        "nsenter" => "util-linux",
+        "nix-instantiate" => "nix-bin",
+        t => t,
+    }
+}
+
+/// Whether `tool` is an executable on PATH (or `/usr/bin/busybox` for `busybox`).
+pub fn have_tool(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|d| {
+            let p = d.join(tool);
+            p.is_file()
+                && std::fs::metadata(&p).is_ok_and(|m| {
+                    std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+                })
+        })
+    })
+}
+
+/// Why a trial needing `tools` (and root, when `needs_root`) cannot run here, if it cannot.
+pub fn missing_requirements(tools: &[&str], needs_root: bool) -> Option<String> {
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !have_tool(t)).collect();
+    let mut why = Vec::new();
+    if !missing.is_empty() {
+        let pkgs: Vec<&str> = missing.iter().map(|t| package_of(t)).collect();
+        why.push(format!(
+            "not installed: {} (apt-get install -y {})",
+            missing.join(", "),
+            pkgs.join(" ")
+        ));
+    }
+    if needs_root && !is_root_user() {
+        why.push("needs root".to_string());
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
+/// A trial that needs `tools` (and root when `needs_root`): where they are missing it is ignored
+/// with the reason printed, except under CI, where it runs and fails naming what is missing.
+pub fn gated<F>(name: String, tools: &[&str], needs_root: bool, f: F) -> Trial
+where
+    F: FnOnce() -> Result<(), libtest_mimic::Failed> + Send + 'static,
+{
+    match missing_requirements(tools, needs_root) {
+        None => Trial::test(name, f),
+        Some(why) if in_ci() => {
+            Trial::test(name, move || Err(format!("cannot run in CI: {why}").into()))
+        }
+        Some(why) => {
+            eprintln!("{name}: skipped: {why}");
+            Trial::test(name, f).with_ignored_flag(true)
+        }
+    }
+}
