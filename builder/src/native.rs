@@ -738,6 +738,9 @@ fn init_process(
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        // Nothing the caller left open reaches the builder: every descriptor above stderr is
+        // closed at the exec (the setup's own descriptors included).
+        cloexec_above_stderr();
         for exe in &plan.exe {
             // ETXTBSY: another thread of the parent (a multi-threaded build or test process)
             // may have forked while it still held the executable open for writing (it was just
@@ -772,6 +775,38 @@ fn init_process(
             b"exec failed\n"
         });
         127
+    }
+}
+
+/// Mark every file descriptor above 2 close-on-exec (`close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`,
+/// or one `fcntl` per possible descriptor where the kernel lacks it): whatever the caller of
+/// `buildit` left open (a directory, a socket) must not reach a build. Marking instead of
+/// closing keeps descriptors the set-up still uses valid until the exec; only system calls, so
+/// it is safe between `fork` and `exec`.
+pub(crate) fn cloexec_above_stderr() {
+    // SAFETY: plain system calls on integers.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) == 0
+        {
+            return;
+        }
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        let top = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur.min(1 << 20) as i32
+        } else {
+            65536
+        };
+        for fd in 3..top {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
     }
 }
 

@@ -658,6 +658,8 @@ impl Sandbox {
                 if let Some(p) = &premount {
                     p.apply()?;
                 }
+                // The caller's open descriptors stay outside: closed at the exec of bwrap.
+                crate::native::cloexec_above_stderr();
                 Ok(())
             });
         }
@@ -1004,6 +1006,7 @@ fn supervise(
 mod tests {
     use super::*;
     use crate::request::BuildLimits;
+    use std::os::fd::AsRawFd;
 
     struct Fixture {
         _tmp: tempfile::TempDir,
@@ -1294,6 +1297,32 @@ mod tests {
             native.contains("uid=1000(builder) gid=100(builder)"),
             "{native}"
         );
+    }
+
+    /// A descriptor the caller left open (not close-on-exec) is not inherited by the build,
+    /// under either backend.
+    #[test]
+    fn inherited_descriptors_do_not_reach_the_build() {
+        let f = fixture();
+        let dir = std::fs::File::open(f.sandbox.layout().store_dir()).expect("open");
+        // SAFETY: dup2 onto a descriptor number nothing else in the tests uses.
+        let fd = unsafe { libc::dup2(dir.as_raw_fd(), 77) };
+        assert_eq!(fd, 77);
+        let script = "if [ -e /proc/self/fd/77 ]; then echo leaked; else echo closed; fi > $out; \
+                      ls /proc/$$/fd >> $out";
+        for sandbox in [f.sandbox.clone(), f.sandbox.clone().with_bwrap_program()] {
+            let req = request(&f, script);
+            let r = sandbox.build(&req, &mut |_| {}).expect("build");
+            let out = std::fs::read_to_string(&r.outputs["out"]).expect("out");
+            assert!(out.starts_with("closed\n"), "{out}");
+            let fds: Vec<&str> = out.lines().skip(1).collect();
+            assert!(
+                fds.iter().all(|d| d.parse::<i32>().is_ok_and(|n| n <= 3)),
+                "{out}"
+            );
+        }
+        // SAFETY: closing the descriptor made above.
+        unsafe { libc::close(77) };
     }
 
     #[test]
