@@ -15,6 +15,25 @@ pub struct Expr {
     pub span: Span,
 }
 
+/// Attribute paths lower to records nested as deep as the path is long (`a.a.a… = 1` with
+/// 100,000 keys), deeper than any stack allows a recursive drop: every node with children is
+/// dropped through `stacker`, which moves onto a fresh segment when the current one runs low.
+impl Drop for Expr {
+    fn drop(&mut self) {
+        if matches!(
+            self.kind,
+            ExprKind::Const(_)
+                | ExprKind::Var { .. }
+                | ExprKind::Fail(..)
+                | ExprKind::LookupPath(_)
+        ) {
+            return;
+        }
+        let kind = std::mem::replace(&mut self.kind, ExprKind::Const(Value::Null));
+        stacker::maybe_grow(64 * 1024, 1024 * 1024, move || drop(kind));
+    }
+}
+
 pub enum ExprKind {
     Const(Value),
     /// A variable: `depth` frames up, slot `index`.

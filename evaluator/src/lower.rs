@@ -94,6 +94,10 @@ fn mk(kind: ExprKind, span: Span) -> Rc<ir::Expr> {
     Rc::new(ir::Expr { kind, span })
 }
 
+/// Native stack kept free before each recursive step, and the size of a fresh segment.
+const RED_ZONE: usize = 64 * 1024;
+const STACK_SEGMENT: usize = 1024 * 1024;
+
 /// An entry of a binding tree before it is turned into IR.
 enum Entry<'a> {
     Value(&'a ast::Expr),
@@ -113,6 +117,27 @@ struct Node<'a> {
     sources: Vec<&'a ast::Expr>,
 }
 
+/// Nodes nest as deep as attribute paths are long: dropping one level at a time through
+/// `stacker` keeps a 100,000-key path from overflowing the native stack.
+impl Drop for Node<'_> {
+    fn drop(&mut self) {
+        if self
+            .statics
+            .iter()
+            .all(|(_, e, _)| !matches!(e, Entry::Nested(_)))
+            && self
+                .dynamics
+                .iter()
+                .all(|(_, e, _)| !matches!(e, Entry::Nested(_)))
+        {
+            return;
+        }
+        let statics = std::mem::take(&mut self.statics);
+        let dynamics = std::mem::take(&mut self.dynamics);
+        stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, move || drop((statics, dynamics)));
+    }
+}
+
 impl<'c> Lowerer<'c> {
     fn error(&mut self, d: Diagnostic) {
         if self.diags.len() < 200 {
@@ -121,7 +146,7 @@ impl<'c> Lowerer<'c> {
     }
 
     fn expr(&mut self, e: &ast::Expr) -> Rc<ir::Expr> {
-        stacker::maybe_grow(64 * 1024, 1024 * 1024, || self.expr_inner(e))
+        stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || self.expr_inner(e))
     }
 
     fn expr_inner(&mut self, e: &ast::Expr) -> Rc<ir::Expr> {
@@ -342,10 +367,8 @@ impl<'c> Lowerer<'c> {
         rec: bool,
         allow_dynamic: bool,
     ) -> Node<'a> {
-        let mut node = Node {
-            rec,
-            ..Node::default()
-        };
+        let mut node = Node::default();
+        node.rec = rec;
         for b in bindings {
             match b {
                 Binding::Attr { path, value, span } => {
@@ -450,7 +473,22 @@ impl<'c> Lowerer<'c> {
         }
     }
 
+    /// Insert `path = value` into `node`. Recurses once per key of the path (an input-sized
+    /// depth: `a.a.a… = 1` with 100,000 keys), so each level goes through `stacker`.
     fn insert_path<'a>(
+        &mut self,
+        node: &mut Node<'a>,
+        path: &'a [AttrKey],
+        value: &'a ast::Expr,
+        span: Span,
+        allow_dynamic: bool,
+    ) {
+        stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || {
+            self.insert_path_inner(node, path, value, span, allow_dynamic)
+        })
+    }
+
+    fn insert_path_inner<'a>(
         &mut self,
         node: &mut Node<'a>,
         path: &'a [AttrKey],
@@ -560,7 +598,12 @@ impl<'c> Lowerer<'c> {
     }
 
     /// A nested (path-built or merged) set: a record in the current scope, or a `rec` frame.
+    /// Nodes nest as deep as attribute paths are long, so each level goes through `stacker`.
     fn node_expr<'a>(&mut self, n: &Node<'a>, span: Span) -> Rc<ir::Expr> {
+        stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || self.node_expr_inner(n, span))
+    }
+
+    fn node_expr_inner<'a>(&mut self, n: &Node<'a>, span: Span) -> Rc<ir::Expr> {
         if n.rec {
             return self.rec_node(n, span);
         }
@@ -847,4 +890,38 @@ fn edit_distance(a: &str, b: &str) -> usize {
         std::mem::swap(&mut prev, &mut cur);
     }
     prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use buildit_lang::SourceMap;
+
+    fn lower_src(src: &str) -> Vec<Diagnostic> {
+        let mut sm = SourceMap::new();
+        let f = sm.add("t", src);
+        let parsed = buildit_lang::parse(f, src);
+        let e = parsed.expr.expect("parses");
+        let globals = FxHashMap::default();
+        let ctx = LowerCtx {
+            globals: &globals,
+            base_dir: "/".into(),
+            home: None,
+        };
+        let (ir, diags) = lower(&e, &ctx);
+        drop(ir);
+        diags
+    }
+
+    /// Paths of 100,000 keys (in a set, in `let`, merged with a second path, in a `rec` set)
+    /// lower and drop on a test thread's 2 MiB stack.
+    #[test]
+    fn deep_attribute_paths_are_stack_safe() {
+        let path = vec!["a"; 100_000].join(".");
+        assert!(lower_src(&format!("{{ {path} = 1; }}")).is_empty());
+        assert!(lower_src(&format!("let {path} = 1; in a")).is_empty());
+        assert!(lower_src(&format!("rec {{ {path}.b = 1; {path}.c = 2; }}")).is_empty());
+        let dup = lower_src(&format!("{{ {path} = 1; {path} = 2; }}"));
+        assert_eq!(dup.len(), 1, "one duplicate attribute");
+    }
 }

@@ -1859,7 +1859,13 @@ impl Checker {
     }
 
     /// The type of the value of one attribute defined by one or more entries (`a.b = 1; a.c = 2;`).
-    fn group_type(&mut self, mut group: Vec<Entry<'_>>, span: Span) -> T {
+    /// Recurses (through [`Self::record_of`]) once per key of the longest path, an input-sized
+    /// depth, so each level goes through `stacker`.
+    fn group_type(&mut self, group: Vec<Entry<'_>>, span: Span) -> T {
+        stacker::maybe_grow(RED, GROW, || self.group_type_inner(group, span))
+    }
+
+    fn group_type_inner(&mut self, mut group: Vec<Entry<'_>>, span: Span) -> T {
         if group.len() == 1 {
             let en = &group[0];
             match &en.val {

@@ -35,6 +35,21 @@ mod tests {
         }
     }
 
+    /// An attribute path 100,000 keys long nests record types as deep: checking it (on a test
+    /// thread's 2 MiB stack) must neither overflow nor print an unbounded type.
+    #[test]
+    fn deep_attribute_paths_are_stack_safe() {
+        let path = vec!["a"; 100_000].join(".");
+        let t = ty(&format!("{{ {path} = 1; }}")).expect("a record");
+        assert!(t.starts_with("{ a : { a : "), "{t}");
+        assert!(
+            t.len() < 2_000,
+            "the printed type is elided: {} bytes",
+            t.len()
+        );
+        assert!(ty(&format!("let {path} = 1; in a")).is_ok());
+    }
+
     #[test]
     fn infers_common_shapes() {
         assert_eq!(ty("x: x").as_deref(), Ok("a -> a"));
