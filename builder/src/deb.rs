@@ -34,6 +34,8 @@ pub enum DebError {
         entry: String,
         why: String,
     },
+    #[error("unpack-deb: {0}")]
+    Input(#[from] crate::input_path::InputPathError),
     #[error("{deb}: {what}: {source}")]
     Io {
         deb: PathBuf,
@@ -598,17 +600,27 @@ fn remove_non_dir(p: &Path) -> Result<(), String> {
     }
 }
 
-/// The scheduler's entry point for `builder = "builtin:unpack-deb"`: unpacks `debs` (space separated paths of
-/// `.deb` files, in order) into `out`; `mergedUsr = ""` (false) skips the merged-/usr links,
-/// `keepControl = "1"` keeps control files.
+/// The scheduler's entry point for `builder = "builtin:unpack-deb"`: unpacks `debs` (space
+/// separated logical store paths of `.deb` files, in order) into `out`; `mergedUsr = ""`
+/// (false) skips the merged-/usr links, `keepControl = "1"` keeps control files. Each `.deb`
+/// is read from the store at `layout` only if it is an exact path of `input_closure`
+/// ([`crate::input_path::input_path`]: no `..`, no symlinks), as the builtin runs outside the
+/// sandbox.
 pub fn builtin_unpack_deb(
     env: &BTreeMap<String, String>,
+    layout: &buildit_store::StoreLayout,
+    input_closure: &[buildit_store::StorePath],
     out: &Path,
 ) -> Result<UnpackReport, DebError> {
-    let debs: Vec<PathBuf> = env
+    let mut debs: Vec<PathBuf> = Vec::new();
+    for d in env
         .get("debs")
-        .map(|s| s.split_whitespace().map(PathBuf::from).collect())
-        .unwrap_or_default();
+        .map(|s| s.split_whitespace())
+        .into_iter()
+        .flatten()
+    {
+        debs.push(crate::input_path::input_path(layout, input_closure, d)?);
+    }
     let opts = UnpackOptions {
         merged_usr: env.get("mergedUsr").map(String::as_str) != Some(""),
         keep_control: matches!(

@@ -110,6 +110,8 @@ pub enum BuildError {
     WrongSystem { drv: StorePath, system: String },
     #[error("no builtin builder `{name}` is available for {drv}")]
     UnknownBuiltin { drv: StorePath, name: String },
+    #[error("builtin:{name} runs outside the sandbox and may only build fixed-output derivations, but {drv} declares no output hash; nothing was built")]
+    BuiltinNeedsFixedOutput { drv: StorePath, name: String },
     #[error("cannot read derivation {drv}: {message}")]
     BadDerivation { drv: StorePath, message: String },
     #[error(transparent)]

@@ -43,6 +43,8 @@ pub enum FetchError {
     EmptyMirror { name: String, hint: String },
     #[error("no URL to fetch (the derivation sets neither `url` nor `urls`)")]
     NoUrls,
+    #[error("builtin:fetchurl needs a fixed output: set `outputHash` (with `outputHashAlgo`, or in SRI form); without one it could put any host file or local service's answer into the store, so {urls} was not fetched")]
+    NotFixedOutput { urls: String },
     #[error("invalid fixed-output attributes: {0}")]
     BadHash(String),
     #[error(
@@ -876,7 +878,10 @@ fn percent_decode(s: &str) -> String {
 
 /// The scheduler's entry point for `builder = "builtin:fetchurl"`: reads `url` / `urls`
 /// (space separated), `executable` (`"1"`/`"true"`), `outputHash`, `outputHashAlgo` and
-/// `outputHashMode` from the derivation's env and fetches to `out`.
+/// `outputHashMode` from the derivation's env and fetches to `out`. Without `outputHash` it
+/// refuses ([`FetchError::NotFixedOutput`]) before touching any URL: network and `file://`
+/// access is for fixed-output derivations only (the scheduler also refuses to run
+/// `builtin:fetchurl` for a derivation without a fixed output).
 pub fn builtin_fetchurl(
     env: &BTreeMap<String, String>,
     out: &Path,
@@ -892,22 +897,27 @@ pub fn builtin_fetchurl(
     if urls.is_empty() {
         return Err(FetchError::NoUrls);
     }
+    // The declared hash is what makes a download (and a file:// read of the host) safe: the
+    // result can only be content the recipe already names. Nothing is fetched without one.
+    let Some(hash) = env.get("outputHash").filter(|h| !h.is_empty()) else {
+        return Err(FetchError::NotFixedOutput {
+            urls: urls.join(" "),
+        });
+    };
+    let mode = env
+        .get("outputHashMode")
+        .map(String::as_str)
+        .filter(|m| !m.is_empty())
+        .unwrap_or("flat");
+    let fixed = FixedOutput::parse(hash, env.get("outputHashAlgo").map(String::as_str), mode)
+        .map_err(FetchError::BadHash)?;
     let mut req = FetchRequest::new(urls, mirrors);
     req.executable = matches!(
         env.get("executable").map(String::as_str),
         Some("1") | Some("true")
     );
-    if let Some(hash) = env.get("outputHash").filter(|h| !h.is_empty()) {
-        let mode = env
-            .get("outputHashMode")
-            .map(String::as_str)
-            .filter(|m| !m.is_empty())
-            .unwrap_or("flat");
-        let fixed = FixedOutput::parse(hash, env.get("outputHashAlgo").map(String::as_str), mode)
-            .map_err(FetchError::BadHash)?;
-        req.format = HashFormat::of(hash);
-        req.expected = Some(fixed);
-    }
+    req.format = HashFormat::of(hash);
+    req.expected = Some(fixed);
     fetch_url(&req, out, progress)
 }
 

@@ -4,11 +4,13 @@
 //! sandbox ([`sandbox`]: our own namespace set-up, or bubblewrap as the fallback) runs it
 //! under the sandbox contract of `docs/builder.md`; the scheduler ([`schedule`]) loads the derivation graph, orders builds topologically, runs them in
 //! parallel and registers their outputs. The in-process builders of fixed-output and unpacking
-//! derivations live in [`fetch`] (`builtin:fetchurl`) and [`deb`] (`builtin:unpack-deb`).
+//! derivations live in [`fetch`] (`builtin:fetchurl`) and [`deb`] (`builtin:unpack-deb`);
+//! [`input_path`] is what keeps builtins inside their input closure.
 
 pub mod deb;
 pub mod error;
 pub mod fetch;
+pub mod input_path;
 pub mod log;
 mod native;
 pub mod request;

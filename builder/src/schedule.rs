@@ -3,7 +3,10 @@
 //! 1. Load the derivation graph from the store (`.drv` files, decoded), starting at the targets
 //!    and descending only into derivations that must be built: a derivation whose wanted
 //!    outputs are all valid (or substituted through the [`Substituter`] hook) needs none of its
-//!    inputs.
+//!    inputs. Every loaded derivation's output paths are recomputed from its hash modulo fixed
+//!    outputs and a mismatch refused (a hand-made `.drv` cannot claim another derivation's
+//!    output), and a `builtin:` builder that needs a fixed output is refused for a derivation
+//!    without one, before anything is built.
 //! 2. Build topologically, up to `jobs` at once (one thread each). The store is only touched
 //!    from the scheduling thread (it is not `Sync`); worker threads run the sandbox (or a
 //!    `builtin:` builder) and report back over a channel, together with their events.
@@ -23,7 +26,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use buildit_store::derivation::{FixedOutput, HashAlgo, HashMode};
+use buildit_store::derivation::{DerivationError, FixedOutput, HashAlgo, HashMode, ModuloHasher};
 use buildit_store::{Derivation, PathLock, Store, StorePath};
 use serde::Serialize;
 use sha2::Digest;
@@ -112,7 +115,20 @@ impl BuiltinContext<'_, '_> {
 }
 
 /// An in-process builder for derivations whose `builder` is `builtin:NAME` (fetchers).
+///
+/// Builtins run in the `buildit` process, outside the sandbox. One that can reach the network
+/// or the host's files (a fetcher) must only run for fixed-output derivations, where the
+/// declared hash is what makes its result safe; that is the default
+/// ([`BuiltinBuilder::fixed_output_only`]). A builtin that is a pure function of its store
+/// inputs may build input-addressed derivations, but must then read nothing but the request's
+/// input closure (see [`crate::input_path`]).
 pub trait BuiltinBuilder: Send + Sync {
+    /// Whether this builtin may only build fixed-output derivations (default: yes). The
+    /// scheduler refuses to run it for any other derivation, before anything is built.
+    fn fixed_output_only(&self) -> bool {
+        true
+    }
+
     /// Realise `req`, creating each output at `outputs[name]` (host paths that do not exist yet;
     /// a file or a directory). An `Err` is the failure message shown to the user.
     fn build(
@@ -215,6 +231,35 @@ pub fn load_derivation(store: &Store, drv: &StorePath) -> Result<Derivation, Bui
     })
 }
 
+/// Check that `drv`'s declared output paths are the ones its hash modulo fixed outputs gives
+/// (computed as instantiation computes them, input derivations read from the store and
+/// memoised in `hasher`), so a hand-made `.drv` cannot claim another derivation's output.
+pub fn check_output_paths(
+    store: &Store,
+    hasher: &mut ModuloHasher,
+    drv_path: &StorePath,
+    drv: &Derivation,
+) -> Result<(), BuildError> {
+    let bad = |e: DerivationError| BuildError::BadDerivation {
+        drv: drv_path.clone(),
+        message: e.to_string(),
+    };
+    let h = match hasher.get(drv_path) {
+        Some(h) => h,
+        None => {
+            let mut load = |p: &StorePath| -> Result<Derivation, DerivationError> {
+                let bytes = std::fs::read(store.layout().physical(p))
+                    .map_err(|e| DerivationError::Decode(format!("input derivation {p}: {e}")))?;
+                Derivation::decode(&bytes)
+            };
+            let h = hasher.hash(drv, &mut load).map_err(bad)?;
+            hasher.insert(drv_path.clone(), h);
+            h
+        }
+    };
+    drv.check_output_paths(&h).map_err(bad)
+}
+
 fn store_err(e: buildit_store::StoreError) -> BuildError {
     BuildError::Store(e.to_string())
 }
@@ -266,6 +311,23 @@ impl<'a> Scheduler<'a> {
         self
     }
 
+    /// Refuse a `builtin:NAME` builder that needs a fixed output for a derivation without one
+    /// (an unknown builtin is reported when it would run).
+    fn check_builtin(&self, drv_path: &StorePath, drv: &Derivation) -> Result<(), BuildError> {
+        let Some(name) = drv.builder.strip_prefix("builtin:") else {
+            return Ok(());
+        };
+        match self.builtins.get(name) {
+            Some(b) if b.fixed_output_only() && drv.fixed_output().is_none() => {
+                Err(BuildError::BuiltinNeedsFixedOutput {
+                    drv: drv_path.clone(),
+                    name: name.to_string(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn outputs_valid(
         &self,
         drv_path: &StorePath,
@@ -291,6 +353,7 @@ impl<'a> Scheduler<'a> {
         let mut nodes: Vec<Node> = Vec::new();
         let mut index: HashMap<StorePath, usize> = HashMap::new();
         let mut loaded: HashMap<StorePath, Derivation> = HashMap::new();
+        let mut hasher = ModuloHasher::new();
         let mut substitutions = 0usize;
         // (drv, wanted outputs, dependent node)
         let mut todo: VecDeque<(StorePath, Option<BTreeSet<String>>, Option<usize>)> = targets
@@ -309,6 +372,7 @@ impl<'a> Scheduler<'a> {
                 Some(d) => d.clone(),
                 None => {
                     let d = load_derivation(self.store, &drv_path)?;
+                    check_output_paths(self.store, &mut hasher, &drv_path, &d)?;
                     loaded.insert(drv_path.clone(), d.clone());
                     d
                 }
@@ -346,6 +410,7 @@ impl<'a> Scheduler<'a> {
                     system: drv.system.clone(),
                 });
             }
+            self.check_builtin(&drv_path, &drv)?;
             let i = nodes.len();
             index.insert(drv_path.clone(), i);
             for (dep, outs) in &drv.input_drvs {
@@ -843,12 +908,14 @@ impl<'a> Scheduler<'a> {
         on_event: &mut dyn FnMut(BuildEvent),
     ) -> Result<CheckReport, BuildError> {
         let drv = load_derivation(self.store, drv_path)?;
+        check_output_paths(self.store, &mut ModuloHasher::new(), drv_path, &drv)?;
         if drv.system != HOST_SYSTEM {
             return Err(BuildError::WrongSystem {
                 drv: drv_path.clone(),
                 system: drv.system.clone(),
             });
         }
+        self.check_builtin(drv_path, &drv)?;
         let mut roots: Vec<StorePath> = drv.input_srcs.iter().cloned().collect();
         for (dep, used) in &drv.input_drvs {
             let d = load_derivation(self.store, dep)?;

@@ -156,6 +156,11 @@ pub fn build_error(e: BuildError) -> Report {
             help = "this buildit does not provide that builtin builder",
             "{msg}"
         ),
+        BuildError::BuiltinNeedsFixedOutput { .. } => miette!(
+            code = "buildit::build::not-fixed-output",
+            help = "declare the expected content: outputHash (with outputHashAlgo, or SRI) and outputHashMode",
+            "{msg}"
+        ),
         BuildError::BadDerivation { .. } | BuildError::Request(_) => miette!(
             code = "buildit::build::bad-derivation",
             help = "give a .drv store path written by this buildit (`buildit store ls`)",

@@ -47,6 +47,11 @@ struct UnpackDeb {
 }
 
 impl BuiltinBuilder for UnpackDeb {
+    /// A pure function of its `.deb` inputs (read only inside the input closure).
+    fn fixed_output_only(&self) -> bool {
+        false
+    }
+
     fn build(
         &self,
         req: &BuildRequest,
@@ -56,19 +61,15 @@ impl BuiltinBuilder for UnpackDeb {
         let out = outputs
             .get("out")
             .ok_or("unpack-deb has one output, `out`")?;
-        // the .deb inputs are named by their logical store paths; read them where they are
-        let mut env = req.env.clone();
-        if let Some(debs) = env.get("debs") {
-            let mut phys = Vec::new();
-            for d in debs.split_whitespace() {
-                let (p, rest) =
-                    StorePath::parse_prefix(d).map_err(|e| format!("unpack-deb: {e}"))?;
-                phys.push(format!("{}{rest}", self.layout.physical(&p).display()));
-            }
-            env.insert("debs".into(), phys.join(" "));
-        }
-        let report =
-            buildit_builder::deb::builtin_unpack_deb(&env, out).map_err(|e| e.to_string())?;
+        // the .deb inputs are named by their logical store paths; only exact paths of the
+        // input closure are read (this builtin runs outside the sandbox)
+        let report = buildit_builder::deb::builtin_unpack_deb(
+            &req.env,
+            &self.layout,
+            &req.input_closure,
+            out,
+        )
+        .map_err(|e| e.to_string())?;
         ctx.log(&format!("{report:?}"));
         Ok(())
     }
@@ -180,7 +181,36 @@ pub fn image_spec(json: &str) -> Result<ImageSpec, String> {
     Ok(spec)
 }
 
+/// `builtin:image` runs outside the sandbox: everything its spec reads (packages, Debian
+/// trees, synced files) must be in the derivation's input closure, synced files given as exact
+/// store paths (no host paths, `..` or symlinks on the way).
+fn check_image_inputs(
+    spec: &ImageSpec,
+    layout: &StoreLayout,
+    closure: &[StorePath],
+) -> Result<(), String> {
+    for p in spec.packages.iter().chain(&spec.rooted) {
+        if !closure.contains(p) {
+            return Err(format!(
+                "image: {p} is not in the derivation's input closure (only declared inputs may be read)"
+            ));
+        }
+    }
+    for f in &spec.files {
+        let src = f.src.to_string_lossy();
+        buildit_builder::input_path::input_path(layout, closure, &src)
+            .map_err(|e| format!("image: sync source: {e}"))?;
+    }
+    Ok(())
+}
+
 impl BuiltinBuilder for Image {
+    /// A pure function of its store inputs (every path of the spec must be in the input
+    /// closure).
+    fn fixed_output_only(&self) -> bool {
+        false
+    }
+
     fn build(
         &self,
         req: &BuildRequest,
@@ -193,6 +223,7 @@ impl BuiltinBuilder for Image {
             .get("imageSpec")
             .ok_or("image: the derivation has no `imageSpec`")?;
         let spec = image_spec(json)?;
+        check_image_inputs(&spec, &self.layout, &req.input_closure)?;
         let store = Store::open(self.layout.clone()).map_err(|e| e.to_string())?;
         let started = std::time::Instant::now();
         let report = buildit_images::build_image(&store, &spec, out).map_err(|e| e.to_string())?;

@@ -95,8 +95,14 @@ pub enum StoreCommand {
         paths: Vec<String>,
     },
     /// Read an export stream from stdin and register its paths (all or nothing)
-    #[command(after_help = "Example:\n  buildit store import < closure.bldx")]
-    Import,
+    #[command(
+        after_help = "Content-addressed paths (sources, .drv files, fixed-output downloads) are checked against their content. Input-addressed paths (build outputs) cannot be checked that way and need signatures, which buildit does not support yet: they are refused unless you pass --no-check-sigs because you trust where the stream comes from.\n\nExample:\n  buildit store import < closure.bldx\n  buildit store import --no-check-sigs < my-other-store.bldx"
+    )]
+    Import {
+        /// Also accept input-addressed paths (build outputs), trusting the stream's claims
+        #[arg(long)]
+        no_check_sigs: bool,
+    },
     /// Print a file inside a store object
     Cat {
         /// PATH/sub/file
@@ -165,6 +171,21 @@ pub fn store_error(e: StoreError) -> Report {
         StoreError::MissingReference { .. } => miette!(
             code = "buildit::store::missing-reference",
             help = "import or add the referenced paths first (export closures with `buildit store export`)",
+            "{msg}"
+        ),
+        StoreError::UntrustedImport(_) => miette!(
+            code = "buildit::store::untrusted-import",
+            help = "input-addressed paths need a trusted signature, and signature checking (with signing keys) is not supported yet; if you trust where this stream comes from (e.g. your own other store), import it with `buildit store import --no-check-sigs`; nothing was registered",
+            "{msg}"
+        ),
+        StoreError::ContentAddressMismatch { .. } => miette!(
+            code = "buildit::store::bad-import",
+            help = "the stream claims a path its content does not give; nothing was registered",
+            "{msg}"
+        ),
+        StoreError::ImportTrailingData | StoreError::ImportCycle(_) => miette!(
+            code = "buildit::store::bad-import",
+            help = "the export stream is malformed; nothing was registered",
             "{msg}"
         ),
         StoreError::HashMismatch { .. } | StoreError::Import(_) => miette!(
@@ -449,9 +470,12 @@ fn run_with(store: &Store, cmd: StoreCommand) -> miette::Result<ExitCode> {
             let n = store.export(&ps, &mut out).map_err(store_error)?;
             eprintln!("exported {n} store paths");
         }
-        StoreCommand::Import => {
+        StoreCommand::Import { no_check_sigs } => {
             let stdin = std::io::stdin();
-            let got = store.import(stdin.lock()).map_err(store_error)?;
+            let opts = buildit_store::ImportOptions {
+                trust_input_addressed: no_check_sigs,
+            };
+            let got = store.import(stdin.lock(), opts).map_err(store_error)?;
             for p in &got {
                 writeln!(out, "{p}").map_err(out_err)?;
             }

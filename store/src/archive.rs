@@ -446,6 +446,63 @@ pub fn content_hash_with_stats(src: &Path) -> Result<(ContentHash, ArchiveStats)
     Ok((hw.finish(), stats))
 }
 
+/// The digest a fixed output declares for the object at `src`: `Flat` hashes the bytes of a
+/// single regular file (anything else is [`ArchiveError::Malformed`]), `Recursive` the canonical
+/// archive; with sha256 or blake3. Symlinks are never followed.
+pub fn fixed_output_hash(
+    src: &Path,
+    mode: crate::derivation::HashMode,
+    algo: crate::derivation::HashAlgo,
+) -> Result<Vec<u8>, ArchiveError> {
+    use crate::derivation::{HashAlgo, HashMode};
+    use sha2::Digest;
+    enum H {
+        Sha(sha2::Sha256),
+        B3(Box<blake3::Hasher>),
+    }
+    impl Write for H {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            match self {
+                H::Sha(h) => h.update(b),
+                H::B3(h) => {
+                    h.update(b);
+                }
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = match algo {
+        HashAlgo::Sha256 => H::Sha(sha2::Sha256::new()),
+        HashAlgo::Blake3 => H::B3(Box::new(blake3::Hasher::new())),
+    };
+    match mode {
+        HashMode::Recursive => {
+            write_archive(src, "", &mut h)?;
+        }
+        HashMode::Flat => {
+            let meta = fs::symlink_metadata(src).map_err(io_err(src))?;
+            if !meta.file_type().is_file() {
+                return Err(ArchiveError::Malformed(format!(
+                    "{}: a flat fixed output must be a single regular file",
+                    src.display()
+                )));
+            }
+            let mut f = open_source(src)?;
+            let mut buf = vec![0u8; READ_BUF];
+            read_chunks(&mut f, src, meta.len(), &mut buf, |c| {
+                h.write_all(c).map_err(ArchiveError::Write)
+            })?;
+        }
+    }
+    Ok(match h {
+        H::Sha(h) => h.finalize().to_vec(),
+        H::B3(h) => h.finalize().as_bytes().to_vec(),
+    })
+}
+
 /// Copy the tree at `src` to the new path `dst` (which must not exist) and return the content
 /// hash of what was copied. The copy comes out normalised (as [`crate::normalise::normalise`]
 /// leaves an object), so `content_hash(dst)` equals the returned hash. See [`crate::copy`] for how the work is spread over threads.
@@ -590,6 +647,22 @@ static UNPACK_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// `dest` at the end, so any error leaves nothing at `dest`. Modes keep only the permission
 /// bits; mtimes are the archive's.
 pub fn unpack_archive<R: Read>(r: R, dest: &Path) -> Result<ArchiveStats, ArchiveError> {
+    unpack_archive_with(r, dest, false)
+}
+
+/// [`unpack_archive`] for a store object (`store import`): symlink targets are kept whatever
+/// they are (absolute, or leaving the object, e.g. `/bld/store/<other>/bin`), since a store
+/// object's symlinks are data that the store never follows; every other rule holds, and as
+/// nothing is ever unpacked below a symlink, no target can redirect a write.
+pub fn unpack_store_object<R: Read>(r: R, dest: &Path) -> Result<ArchiveStats, ArchiveError> {
+    unpack_archive_with(r, dest, true)
+}
+
+fn unpack_archive_with<R: Read>(
+    r: R,
+    dest: &Path,
+    any_link_target: bool,
+) -> Result<ArchiveStats, ArchiveError> {
     if fs::symlink_metadata(dest).is_ok() {
         return Err(ArchiveError::DestinationExists(dest.into()));
     }
@@ -606,7 +679,7 @@ pub fn unpack_archive<R: Read>(r: R, dest: &Path) -> Result<ArchiveStats, Archiv
         std::process::id(),
         UNPACK_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    match unpack_into(r, &tmp) {
+    match unpack_into(r, &tmp, any_link_target) {
         Ok(stats) => {
             fs::rename(&tmp, dest).map_err(|e| {
                 let _ = remove_tree(&tmp);
@@ -695,7 +768,11 @@ fn link_stays_inside(depth: usize, target: &[u8]) -> bool {
     true
 }
 
-fn unpack_into<R: Read>(r: R, root: &Path) -> Result<ArchiveStats, ArchiveError> {
+fn unpack_into<R: Read>(
+    r: R,
+    root: &Path,
+    any_link_target: bool,
+) -> Result<ArchiveStats, ArchiveError> {
     let mut counted = CountingReader { inner: r, count: 0 };
     let mut stats = ArchiveStats::default();
     let mut dirs: HashSet<Vec<u8>> = HashSet::new();
@@ -774,11 +851,14 @@ fn unpack_into<R: Read>(r: R, root: &Path) -> Result<ArchiveStats, ArchiveError>
                         .link_name_bytes()
                         .ok_or_else(|| unsafe_entry(&name, "symlink without a target"))?
                         .into_owned();
-                    if link.first() == Some(&b'/') {
+                    if link.is_empty() || link.contains(&0) {
+                        return Err(unsafe_entry(&name, "empty symlink target"));
+                    }
+                    if !any_link_target && link.first() == Some(&b'/') {
                         return Err(unsafe_entry(&name, "absolute symlink target"));
                     }
                     let depth = comps.len().saturating_sub(1);
-                    if comps.is_empty() || !link_stays_inside(depth, &link) {
+                    if !any_link_target && (comps.is_empty() || !link_stays_inside(depth, &link)) {
                         return Err(unsafe_entry(
                             &name,
                             "symlink target leaves the archive root",

@@ -116,6 +116,16 @@ pub enum DerivationError {
     UnknownInput(StorePath),
     #[error("a fixed-output derivation must have exactly one output, named `out`")]
     FixedOutputs,
+    #[error("the derivation has no outputs (a derivation must declare at least one, e.g. `out`)")]
+    NoOutputs,
+    #[error("output `{output}` has no store path")]
+    MissingOutputPath { output: String },
+    #[error("output `{output}` claims the path {declared}, but the derivation's hash gives {expected} (a .drv may not name another derivation's output)")]
+    OutputPathMismatch {
+        output: String,
+        declared: StorePath,
+        expected: StorePath,
+    },
 }
 
 impl Derivation {
@@ -132,14 +142,55 @@ impl Derivation {
         serde_json::to_vec(self).expect("a derivation always serialises (string keys only)")
     }
 
-    /// Parse a `.drv` file's bytes, checking the version and that it is canonical.
+    /// Parse a `.drv` file's bytes, checking the version and that it declares at least one
+    /// output. (Whether the output paths are the ones the derivation's hash gives is
+    /// [`Self::check_output_paths`], which needs the input derivations.)
     pub fn decode(bytes: &[u8]) -> Result<Derivation, DerivationError> {
         let d: Derivation =
             serde_json::from_slice(bytes).map_err(|e| DerivationError::Decode(e.to_string()))?;
         if d.version != DRV_VERSION {
             return Err(DerivationError::Version(d.version));
         }
+        if d.outputs.is_empty() {
+            return Err(DerivationError::NoOutputs);
+        }
         Ok(d)
+    }
+
+    /// Check that every output's declared path is the one [`Self::fill_output_paths`] computes
+    /// from `drv_hash` (this derivation's hash modulo fixed outputs): a `.drv` written by hand
+    /// cannot claim another derivation's output path.
+    pub fn check_output_paths(&self, drv_hash: &[u8; 32]) -> Result<(), DerivationError> {
+        if self.outputs.is_empty() {
+            return Err(DerivationError::NoOutputs);
+        }
+        let mut expected = self.clone();
+        expected.fill_output_paths(drv_hash)?;
+        for (name, o) in &self.outputs {
+            let want = expected
+                .outputs
+                .get(name)
+                .and_then(|e| e.path.clone())
+                .ok_or_else(|| DerivationError::MissingOutputPath {
+                    output: name.clone(),
+                })?;
+            match &o.path {
+                None => {
+                    return Err(DerivationError::MissingOutputPath {
+                        output: name.clone(),
+                    })
+                }
+                Some(p) if *p != want => {
+                    return Err(DerivationError::OutputPathMismatch {
+                        output: name.clone(),
+                        declared: p.clone(),
+                        expected: want,
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// Every store path this derivation references (input derivations and sources): the
@@ -435,6 +486,54 @@ mod tests {
         let hc1 = c1.hash_modulo(|_| Ok(h1)).expect("hash");
         let hc2 = c2.hash_modulo(|_| Ok(h2)).expect("hash");
         assert_eq!(hc1, hc2);
+    }
+
+    #[test]
+    fn output_paths_are_checked_and_outputs_required() {
+        let mut d = drv("app", &[]);
+        let h = d.hash_modulo(|_| unreachable!()).expect("hash");
+        d.fill_output_paths(&h).expect("fill");
+        d.check_output_paths(&h).expect("own paths");
+        // claiming another derivation's output path
+        let victim = StorePath::from_fingerprint("victim", "app").expect("p");
+        let mut evil = d.clone();
+        if let Some(o) = evil.outputs.get_mut("out") {
+            o.path = Some(victim.clone());
+        }
+        let h2 = evil.hash_modulo(|_| unreachable!()).expect("hash");
+        assert_eq!(h, h2, "output paths are blanked in the modulo hash");
+        match evil.check_output_paths(&h2) {
+            Err(DerivationError::OutputPathMismatch {
+                output,
+                declared,
+                expected,
+            }) => {
+                assert_eq!(output, "out");
+                assert_eq!(declared, victim);
+                assert_eq!(Some(expected), d.outputs["out"].path.clone());
+            }
+            other => panic!("expected a mismatch, got {other:?}"),
+        }
+        // a blank output path
+        let mut blank = d.clone();
+        if let Some(o) = blank.outputs.get_mut("out") {
+            o.path = None;
+        }
+        assert!(matches!(
+            blank.check_output_paths(&h),
+            Err(DerivationError::MissingOutputPath { output }) if output == "out"
+        ));
+        // no outputs at all: refused by decode and by the check
+        let mut none = d.clone();
+        none.outputs.clear();
+        assert!(matches!(
+            Derivation::decode(&none.encode()),
+            Err(DerivationError::NoOutputs)
+        ));
+        assert!(matches!(
+            none.check_output_paths(&h),
+            Err(DerivationError::NoOutputs)
+        ));
     }
 
     #[test]

@@ -30,4 +30,7 @@ pub use archive::{content_hash, content_hash_of_bytes, ArchiveError, ArchiveStat
 pub use derivation::{Derivation, DerivationOutput};
 pub use layout::StoreLayout;
 pub use path::{StorePath, STORE_DIR};
-pub use store::{GcOptions, GcReport, PathInfo, PathLock, Root, Store, StoreError, VerifyReport};
+pub use store::{
+    ContentAddress, GcOptions, GcReport, ImportOptions, PathInfo, PathLock, Root, Store,
+    StoreError, VerifyReport,
+};

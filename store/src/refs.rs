@@ -126,7 +126,15 @@ impl RefScanner {
             let t = fs::read_link(root).map_err(io_err(root))?;
             self.scan_bytes(t.as_os_str().as_bytes());
         } else if ft.is_file() {
-            let f = fs::File::open(root).map_err(io_err(root))?;
+            // O_NOFOLLOW: a symlink that replaced the file since it was listed is not followed.
+            let f = {
+                use std::os::unix::fs::OpenOptionsExt;
+                fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(root)
+                    .map_err(io_err(root))?
+            };
             self.scan_reader(f).map_err(io_err(root))?;
         } else {
             return Err(ScanError::UnsupportedFileType {

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::{self, remove_tree, ArchiveError, ContentHash};
 use crate::db::{Db, DbError};
+use crate::derivation::{Derivation, FixedOutput, HashAlgo, HashMode};
 use crate::layout::StoreLayout;
 use crate::normalise::{normalise, NormaliseError};
 use crate::path::{PathError, StorePath, STORE_DIR};
@@ -77,6 +78,18 @@ pub enum StoreError {
     },
     #[error("bad export stream: {0}")]
     Import(String),
+    #[error("refusing to import {0}: it is input-addressed (its path cannot be recomputed from its content) and the stream is not trusted")]
+    UntrustedImport(StorePath),
+    #[error("refusing to import {path}: it claims to be content-addressed ({ca}), but its content gives the path {expected}")]
+    ContentAddressMismatch {
+        path: StorePath,
+        ca: String,
+        expected: String,
+    },
+    #[error("bad export stream: there is data after its end line")]
+    ImportTrailingData,
+    #[error("bad export stream: its paths refer to each other in a cycle ({})", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" -> "))]
+    ImportCycle(Vec<StorePath>),
     #[error("cannot use {0} as a name: give a store object name with --name")]
     NoName(PathBuf),
     #[error("{0} is not a store path or a link to one")]
@@ -165,6 +178,80 @@ struct ExportHeader {
     references: BTreeSet<StorePath>,
     deriver: Option<StorePath>,
     signatures: Vec<String>,
+    /// How the path follows from the content, when it is content-addressed
+    /// ([`ContentAddress`]); absent for input-addressed paths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ca: Option<String>,
+}
+
+/// How a content-addressed path is computed from its object, written in an export header's
+/// `ca` field: `source` (added trees, `.drv` files, `toFile` text: [`StorePath::for_source`]
+/// of the content hash and the references) or `fixed:<mode>:<algo>:<hex>` (a fixed output:
+/// [`StorePath::for_fixed`] of the declared hash, which the content must have).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContentAddress {
+    Source,
+    Fixed(FixedOutput),
+}
+
+impl ContentAddress {
+    /// The `ca` text of an export header.
+    pub fn render(&self) -> String {
+        match self {
+            ContentAddress::Source => "source".to_string(),
+            ContentAddress::Fixed(f) => format!(
+                "fixed:{}:{}:{}",
+                f.mode.name(),
+                f.algo.name(),
+                hex::encode(&f.hash)
+            ),
+        }
+    }
+
+    /// Parse the `ca` text of an export header.
+    pub fn parse(s: &str) -> Option<ContentAddress> {
+        if s == "source" {
+            return Some(ContentAddress::Source);
+        }
+        let mut it = s.strip_prefix("fixed:")?.splitn(3, ':');
+        let (mode, algo, hash) = (it.next()?, it.next()?, it.next()?);
+        if hash.len() != 64 {
+            return None;
+        }
+        FixedOutput::parse(hash, Some(algo), mode)
+            .ok()
+            .map(ContentAddress::Fixed)
+    }
+
+    /// The path an object with this content address, content hash, references and name has.
+    fn path_for(
+        &self,
+        name: &str,
+        content_hash: &ContentHash,
+        references: &BTreeSet<StorePath>,
+        this: &StorePath,
+    ) -> Result<StorePath, PathError> {
+        match self {
+            ContentAddress::Source => {
+                let others: Vec<StorePath> =
+                    references.iter().filter(|r| *r != this).cloned().collect();
+                StorePath::for_source(&content_hash.0, &others, references.contains(this), name)
+            }
+            ContentAddress::Fixed(f) => {
+                StorePath::for_fixed(f.mode.name(), f.algo.name(), &f.hash, name)
+            }
+        }
+    }
+}
+
+/// How [`Store::import`] treats the paths of a stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// Accept input-addressed paths, whose path cannot be recomputed from their content.
+    /// There is no signature checking yet, so this means the caller vouches for the stream
+    /// (`store import --no-check-sigs`, or a copy between two local stores the user owns).
+    /// Content-addressed paths are checked against their content either way.
+    pub trust_input_addressed: bool,
 }
 
 /// First line of an export stream.
@@ -1462,9 +1549,33 @@ impl Store {
         Ok(rep)
     }
 
+    /// The content address of a valid path, when the store can tell: a source path (its path
+    /// is recomputed from the content hash and references), or the output of a fixed-output
+    /// derivation whose `.drv` (the registered deriver) is in this store.
+    pub fn content_address(&self, info: &PathInfo) -> Option<ContentAddress> {
+        let p = &info.path;
+        if ContentAddress::Source
+            .path_for(p.name(), &info.content_hash, &info.references, p)
+            .is_ok_and(|q| q == *p)
+        {
+            return Some(ContentAddress::Source);
+        }
+        let deriver = info.deriver.as_ref()?;
+        if !self.is_valid(deriver).ok()? {
+            return None;
+        }
+        let bytes = fs::read(self.layout.physical(deriver)).ok()?;
+        let f = Derivation::decode(&bytes).ok()?.fixed_output()?.clone();
+        let ca = ContentAddress::Fixed(f);
+        ca.path_for(p.name(), &info.content_hash, &info.references, p)
+            .is_ok_and(|q| q == *p)
+            .then_some(ca)
+    }
+
     /// Write an export stream of exactly these paths (each must be valid), references before
     /// referrers: a magic line, then per path a JSON header line and its canonical archive, then
-    /// an end line `{"end":N}`.
+    /// an end line `{"end":N}`. Content-addressed paths carry their content address (`ca`),
+    /// which the importer checks. Symlinks in objects are written as symlinks, never followed.
     pub fn export<W: Write>(&self, paths: &[StorePath], out: W) -> Result<u64, StoreError> {
         let mut out = io::BufWriter::new(out);
         let set: BTreeSet<StorePath> = paths.iter().cloned().collect();
@@ -1509,6 +1620,7 @@ impl Store {
                 references: info.references.clone(),
                 deriver: info.deriver.clone(),
                 signatures: info.signatures.clone(),
+                ca: self.content_address(info).map(|c| c.render()),
             };
             let line = serde_json::to_string(&h).map_err(|e| StoreError::Import(e.to_string()))?;
             writeln!(out, "{line}").map_err(w)?;
@@ -1527,20 +1639,90 @@ impl Store {
     }
 
     /// Read an export stream: every object is unpacked and checked against its content hash
-    /// and size, and every reference must be valid or in the stream, before anything is
-    /// registered; then all are registered in one transaction. A truncated or corrupt stream
-    /// registers nothing.
-    pub fn import<R: Read>(&self, input: R) -> Result<Vec<StorePath>, StoreError> {
+    /// and size; every path is checked against its content when it is content-addressed
+    /// (`ca` in its header, or a source path recomputed from its content hash) and refused
+    /// when it is input-addressed unless `opts` trusts those; the stream must end exactly
+    /// after its end line, list no path twice, and its paths must not refer to each other in
+    /// a cycle (self-references are fine); every reference must be valid or in the stream.
+    /// All of that before anything is registered; then all are registered in one
+    /// transaction. A truncated, corrupt or refused stream registers nothing.
+    pub fn import<R: Read>(
+        &self,
+        input: R,
+        opts: ImportOptions,
+    ) -> Result<Vec<StorePath>, StoreError> {
         self.shared(|| {
             let work = self.tmp_entry("import");
             fs::create_dir(&work).map_err(io_err(&work))?;
-            let r = self.import_into(input, &work);
+            let r = self.import_into(input, &work, opts);
             let _ = remove_tree(&work);
             r
         })
     }
 
-    fn import_into<R: Read>(&self, input: R, work: &Path) -> Result<Vec<StorePath>, StoreError> {
+    /// Check an unpacked object's path against its content: the header's content address,
+    /// else a source path or a blake3-recursive fixed output recomputed from the content hash;
+    /// anything else is input-addressed and needs `opts.trust_input_addressed`.
+    fn check_import_path(
+        &self,
+        h: &ExportHeader,
+        dest: &Path,
+        opts: ImportOptions,
+    ) -> Result<(), StoreError> {
+        let p = &h.path;
+        if let Some(text) = &h.ca {
+            let ca = ContentAddress::parse(text).ok_or_else(|| {
+                StoreError::Import(format!("{p}: unknown content address '{text}'"))
+            })?;
+            let expected = ca.path_for(p.name(), &h.content_hash, &h.references, p)?;
+            let content_ok = match &ca {
+                ContentAddress::Source => true,
+                ContentAddress::Fixed(f) => {
+                    archive::fixed_output_hash(dest, f.mode, f.algo)? == f.hash
+                }
+            };
+            if expected != *p || !content_ok {
+                return Err(StoreError::ContentAddressMismatch {
+                    path: p.clone(),
+                    ca: text.clone(),
+                    expected: if content_ok {
+                        expected.to_string()
+                    } else {
+                        "a different hash than the declared one".to_string()
+                    },
+                });
+            }
+            return Ok(());
+        }
+        let free = [
+            ContentAddress::Source,
+            ContentAddress::Fixed(FixedOutput {
+                mode: HashMode::Recursive,
+                algo: HashAlgo::Blake3,
+                hash: h.content_hash.0.to_vec(),
+            }),
+        ];
+        for ca in free {
+            if ca
+                .path_for(p.name(), &h.content_hash, &h.references, p)
+                .is_ok_and(|q| q == *p)
+            {
+                return Ok(());
+            }
+        }
+        if opts.trust_input_addressed {
+            Ok(())
+        } else {
+            Err(StoreError::UntrustedImport(p.clone()))
+        }
+    }
+
+    fn import_into<R: Read>(
+        &self,
+        input: R,
+        work: &Path,
+        opts: ImportOptions,
+    ) -> Result<Vec<StorePath>, StoreError> {
         let bad = |m: String| StoreError::Import(m);
         let mut rd = io::BufReader::with_capacity(1 << 20, input);
         let mut line = Vec::new();
@@ -1565,9 +1747,12 @@ impl Store {
             }
             let h: ExportHeader =
                 serde_json::from_value(v).map_err(|e| bad(format!("bad header line: {e}")))?;
+            if in_stream.contains(&h.path) {
+                return Err(bad(format!("{} appears twice", h.path)));
+            }
             let dest = work.join(staged.len().to_string());
             let mut take = (&mut rd).take(h.size);
-            let stats = archive::unpack_archive(&mut take, &dest)
+            let stats = archive::unpack_store_object(&mut take, &dest)
                 .map_err(|e| bad(format!("{}: {e}", h.path)))?;
             if stats.bytes != h.size || take.limit() != 0 {
                 return Err(bad(format!(
@@ -1584,6 +1769,7 @@ impl Store {
                     actual,
                 });
             }
+            self.check_import_path(&h, &dest, opts)?;
             in_stream.insert(h.path.clone());
             staged.push((
                 dest,
@@ -1597,6 +1783,19 @@ impl Store {
                     signatures: h.signatures,
                 },
             ));
+        }
+        let mut extra = [0u8; 1];
+        loop {
+            match rd.read(&mut extra) {
+                Ok(0) => break,
+                Ok(_) => return Err(StoreError::ImportTrailingData),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(bad(format!("reading: {e}"))),
+            }
+        }
+        let infos: Vec<&PathInfo> = staged.iter().map(|(_, i)| i).collect();
+        if let Some(cycle) = find_cycle(&infos) {
+            return Err(StoreError::ImportCycle(cycle));
         }
         for (_, info) in &staged {
             for r in &info.references {
@@ -1676,6 +1875,60 @@ struct Graph {
     by_path: HashMap<StorePath, i64>,
     refs: HashMap<i64, Vec<i64>>,
     rev: HashMap<i64, Vec<i64>>,
+}
+
+/// A reference cycle among `infos` (references to paths outside `infos` and self-references
+/// ignored), as the paths along it with the first repeated at the end; `None` when acyclic.
+fn find_cycle(infos: &[&PathInfo]) -> Option<Vec<StorePath>> {
+    let index: HashMap<&StorePath, usize> = infos
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (&x.path, i))
+        .collect();
+    let edges: Vec<Vec<usize>> = infos
+        .iter()
+        .map(|x| {
+            x.references
+                .iter()
+                .filter(|r| **r != x.path)
+                .filter_map(|r| index.get(r).copied())
+                .collect()
+        })
+        .collect();
+    // Iterative depth-first search: 0 unvisited, 1 on the stack, 2 done.
+    let mut state = vec![0u8; infos.len()];
+    for start in 0..infos.len() {
+        if state[start] != 0 {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+        state[start] = 1;
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            if let Some(&to) = edges[node].get(*next) {
+                *next += 1;
+                match state[to] {
+                    0 => {
+                        state[to] = 1;
+                        stack.push((to, 0));
+                    }
+                    1 => {
+                        let from = stack.iter().position(|(n, _)| *n == to).unwrap_or(0);
+                        let mut cycle: Vec<StorePath> = stack[from..]
+                            .iter()
+                            .map(|(n, _)| infos[*n].path.clone())
+                            .collect();
+                        cycle.push(infos[to].path.clone());
+                        return Some(cycle);
+                    }
+                    _ => {}
+                }
+            } else {
+                state[node] = 2;
+                stack.pop();
+            }
+        }
+    }
+    None
 }
 
 /// Read one `\n`-terminated line (at most 1 MiB) without the newline; EOF is an error.
@@ -1863,7 +2116,10 @@ mod tests {
         let (_t2, b) = store();
         // truncated anywhere: nothing registered
         for cut in [10, stream.len() / 3, stream.len() / 2, stream.len() - 3] {
-            assert!(b.import(&stream[..cut]).is_err(), "cut {cut}");
+            assert!(
+                b.import(&stream[..cut], ImportOptions::default()).is_err(),
+                "cut {cut}"
+            );
             assert!(!b.is_valid(&p).expect("v") && !b.is_valid(&d).expect("v"));
         }
         // a flipped content byte
@@ -1874,7 +2130,7 @@ mod tests {
             .expect("content");
         bad[pos] ^= 0x20;
         assert!(matches!(
-            b.import(&bad[..]),
+            b.import(&bad[..], ImportOptions::default()),
             Err(StoreError::HashMismatch { .. })
         ));
         assert!(!b.is_valid(&p).expect("v"));
@@ -1883,10 +2139,12 @@ mod tests {
         a.export(std::slice::from_ref(&d), &mut only_d)
             .expect("export");
         assert!(matches!(
-            b.import(&only_d[..]),
+            b.import(&only_d[..], ImportOptions::default()),
             Err(StoreError::MissingReference { .. })
         ));
-        let got = b.import(&stream[..]).expect("import");
+        let got = b
+            .import(&stream[..], ImportOptions::default())
+            .expect("import");
         assert_eq!(got, vec![p.clone(), d.clone()]);
         assert_eq!(
             b.path_info(&d).expect("i"),
@@ -1900,6 +2158,175 @@ mod tests {
             .expect("ls")
             .next()
             .is_none());
+    }
+
+    /// A hand-made export stream: per object its claimed path, a source file or tree, its
+    /// references and its `ca` field.
+    fn hand_stream(objs: &[(&StorePath, &Path, &[&StorePath], Option<&str>)]) -> Vec<u8> {
+        let mut out = format!("{EXPORT_MAGIC}\n").into_bytes();
+        for (path, src, refs, ca) in objs {
+            let mut arch = Vec::new();
+            let stats = archive::write_archive(src, "", &mut arch).expect("archive");
+            let h = ExportHeader {
+                path: (*path).clone(),
+                content_hash: archive::content_hash(src).expect("hash"),
+                size: stats.bytes,
+                references: refs.iter().map(|r| (*r).clone()).collect(),
+                deriver: None,
+                signatures: Vec::new(),
+                ca: ca.map(str::to_string),
+            };
+            out.extend(serde_json::to_vec(&h).expect("json"));
+            out.push(b'\n');
+            out.extend(arch);
+        }
+        out.extend(format!("{{\"end\":{}}}\n", objs.len()).into_bytes());
+        out
+    }
+
+    fn nothing_staged(s: &Store) -> bool {
+        fs::read_dir(s.layout().tmp_dir())
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true)
+    }
+
+    #[test]
+    fn import_checks_paths_against_content() {
+        let (t, b) = store();
+        let trusted = ImportOptions {
+            trust_input_addressed: true,
+        };
+        let f = t.path().join("file");
+        fs::write(&f, b"payload").expect("w");
+        // an input-addressed path (an output path): refused unless trusted
+        let out = StorePath::for_output(&[7; 32], "out", "thing").expect("p");
+        let st = hand_stream(&[(&out, &f, &[], None)]);
+        match b.import(&st[..], ImportOptions::default()) {
+            Err(StoreError::UntrustedImport(p)) => assert_eq!(p, out),
+            other => panic!("expected UntrustedImport, got {other:?}"),
+        }
+        assert!(!b.is_valid(&out).expect("v") && nothing_staged(&b));
+        assert_eq!(
+            b.import(&st[..], trusted).expect("trusted"),
+            vec![out.clone()]
+        );
+        assert!(b.is_valid(&out).expect("v"));
+
+        // a source path recomputed from its content: no trust needed; claimed elsewhere: refused
+        let (hash, _) = archive::content_hash_of_bytes_with_size(b"payload", false);
+        let src = StorePath::for_source(&hash.0, &[], false, "payload").expect("p");
+        let (_t2, c) = store();
+        let ok = hand_stream(&[(&src, &f, &[], Some("source"))]);
+        assert_eq!(
+            c.import(&ok[..], ImportOptions::default()).expect("ca"),
+            vec![src.clone()]
+        );
+        let ok_no_ca = hand_stream(&[(&src, &f, &[], None)]);
+        let (_t3, d) = store();
+        d.import(&ok_no_ca[..], ImportOptions::default())
+            .expect("a source path is recognised without ca");
+        let victim = StorePath::for_output(&[9; 32], "out", "payload").expect("p");
+        for opts in [ImportOptions::default(), trusted] {
+            let (_t4, e) = store();
+            let lie = hand_stream(&[(&victim, &f, &[], Some("source"))]);
+            match e.import(&lie[..], opts) {
+                Err(StoreError::ContentAddressMismatch { path, expected, .. }) => {
+                    assert_eq!(path, victim);
+                    assert_eq!(expected, src.to_string());
+                }
+                other => panic!("expected ContentAddressMismatch, got {other:?}"),
+            }
+            assert!(!e.is_valid(&victim).expect("v") && nothing_staged(&e));
+        }
+
+        // a fixed output (flat sha256): its content must have the declared hash
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(b"payload").to_vec();
+        let fixed = StorePath::for_fixed("flat", "sha256", &digest, "dl").expect("p");
+        let ca = format!("fixed:flat:sha256:{}", hex::encode(&digest));
+        let (_t5, g) = store();
+        let st = hand_stream(&[(&fixed, &f, &[], Some(&ca))]);
+        assert_eq!(
+            g.import(&st[..], ImportOptions::default()).expect("fixed"),
+            vec![fixed.clone()]
+        );
+        let other = t.path().join("other");
+        fs::write(&other, b"not the payload").expect("w");
+        let (_t6, h) = store();
+        let st = hand_stream(&[(&fixed, &other, &[], Some(&ca))]);
+        assert!(matches!(
+            h.import(&st[..], trusted),
+            Err(StoreError::ContentAddressMismatch { .. })
+        ));
+        assert!(!h.is_valid(&fixed).expect("v"));
+        assert_eq!(
+            ContentAddress::parse(&ca).map(|c| c.render()),
+            Some(ca.clone())
+        );
+        assert_eq!(ContentAddress::parse("fixed:flat:md5:00"), None);
+    }
+
+    #[test]
+    fn import_refuses_trailing_data_cycles_and_duplicates() {
+        let (t, s) = store();
+        let trusted = ImportOptions {
+            trust_input_addressed: true,
+        };
+        let f = t.path().join("file");
+        fs::write(&f, b"x").expect("w");
+        let (hash, _) = archive::content_hash_of_bytes_with_size(b"x", false);
+        let src = StorePath::for_source(&hash.0, &[], false, "x").expect("p");
+        let mut st = hand_stream(&[(&src, &f, &[], None)]);
+        st.extend_from_slice(b"garbage");
+        assert!(matches!(
+            s.import(&st[..], trusted),
+            Err(StoreError::ImportTrailingData)
+        ));
+        assert!(!s.is_valid(&src).expect("v"));
+        let a = StorePath::for_output(&[1; 32], "out", "a").expect("p");
+        let b = StorePath::for_output(&[2; 32], "out", "b").expect("p");
+        let st = hand_stream(&[(&a, &f, &[&b, &a], None), (&b, &f, &[&a], None)]);
+        match s.import(&st[..], trusted) {
+            Err(StoreError::ImportCycle(c)) => {
+                assert_eq!(c.len(), 3);
+                assert_eq!(c.first(), c.last());
+            }
+            other => panic!("expected ImportCycle, got {other:?}"),
+        }
+        assert!(!s.is_valid(&a).expect("v") && !s.is_valid(&b).expect("v"));
+        // a self-reference is not a cycle
+        let st = hand_stream(&[(&a, &f, &[&a], None)]);
+        s.import(&st[..], trusted).expect("self-reference");
+        let st = hand_stream(&[(&b, &f, &[], None), (&b, &f, &[], None)]);
+        assert!(
+            matches!(s.import(&st[..], trusted), Err(StoreError::Import(m)) if m.contains("appears twice"))
+        );
+        assert!(nothing_staged(&s));
+    }
+
+    #[test]
+    fn export_keeps_symlinks_out_of_objects_as_symlinks() {
+        let (t, a) = store();
+        let src = t.path().join("links");
+        fs::create_dir_all(&src).expect("mkdir");
+        std::os::unix::fs::symlink("/etc/passwd", src.join("passwd")).expect("ln");
+        std::os::unix::fs::symlink("/etc", src.join("etc")).expect("ln");
+        let p = a.add_path(&src, Some("links")).expect("add");
+        let mut st = Vec::new();
+        a.export(std::slice::from_ref(&p), &mut st).expect("export");
+        assert!(st.len() < 8192, "only headers, no host file contents");
+        assert!(a.verify(true, false).expect("verify").ok());
+        let (_t2, b) = store();
+        b.import(&st[..], ImportOptions::default()).expect("import");
+        let phys = b.layout().physical(&p);
+        assert_eq!(
+            fs::read_link(phys.join("passwd")).expect("link"),
+            Path::new("/etc/passwd")
+        );
+        assert!(fs::symlink_metadata(phys.join("etc"))
+            .expect("meta")
+            .file_type()
+            .is_symlink());
     }
 
     #[test]

@@ -537,3 +537,32 @@ fn recursive_hashes_cover_the_executable_bit() {
         .expect_err("not executable");
     assert!(matches!(err, FetchError::HashMismatch { .. }), "{err}");
 }
+
+#[test]
+fn no_output_hash_fetches_nothing() {
+    let srv = serve(vec![("/secret", b"host service".to_vec())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("host-file");
+    fs::write(&src, b"host secret").expect("write");
+    for url in [
+        format!("file://{}", src.display()),
+        format!("{}/secret", srv.base),
+    ] {
+        let mut env = BTreeMap::new();
+        env.insert("url".to_string(), url.clone());
+        let dest = dir.path().join("out");
+        let err =
+            builtin_fetchurl(&env, &dest, &Mirrors::new(), &mut |_| {}).expect_err("no outputHash");
+        match &err {
+            FetchError::NotFixedOutput { urls } => assert_eq!(urls, &url),
+            other => panic!("expected NotFixedOutput, got {other}"),
+        }
+        assert!(err.to_string().contains("needs a fixed output"), "{err}");
+        assert!(!dest.exists());
+        assert!(!partial_path(&dest).exists());
+    }
+    assert!(
+        srv.seen.lock().expect("lock").is_empty(),
+        "the server was asked"
+    );
+}
