@@ -58,55 +58,121 @@ fn list(items: &[String]) -> String {
     }
 }
 
-/// Fill `{{ name }}` templates from `vars`. Unknown names are diagnostics at `span`.
+/// The most bytes that `{{ name }}` substitutions may add to one spec's values, in total (a
+/// variable of a megabyte used a thousand times would otherwise make gigabytes of text).
+pub const MAX_TEMPLATE_BYTES: usize = 32 << 20;
+
+/// How many unknown-variable diagnostics get a "did you mean" and the list of variables; later
+/// ones say only where variables come from (a spec with thousands of unknown names then costs
+/// time linear in its size).
+const DETAILED_UNKNOWN: usize = 20;
+
+/// Fills `{{ name }}` templates from `vars`, within one budget of substituted bytes
+/// ([`MAX_TEMPLATE_BYTES`]) for all the values of a spec.
+pub struct Templater<'v> {
+    vars: &'v BTreeMap<String, String>,
+    left: usize,
+    unknown: usize,
+    over: bool,
+}
+
+impl<'v> Templater<'v> {
+    pub fn new(vars: &'v BTreeMap<String, String>) -> Templater<'v> {
+        Templater {
+            vars,
+            left: MAX_TEMPLATE_BYTES,
+            unknown: 0,
+            over: false,
+        }
+    }
+
+    /// `text` with its templates filled; unknown names and an exhausted budget are diagnostics
+    /// at `span`.
+    pub fn fill(&mut self, text: &str, span: Span, diags: &mut Vec<Diagnostic>) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(i) = rest.find("{{") {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 2..];
+            let Some(j) = after.find("}}") else {
+                out.push_str(&rest[i..]);
+                return out;
+            };
+            let name = after[..j].trim();
+            match self.vars.get(name) {
+                Some(v) if v.len() <= self.left => {
+                    self.left -= v.len();
+                    out.push_str(v);
+                }
+                Some(_) => {
+                    if !self.over {
+                        self.over = true;
+                        diags.push(
+                            Diagnostic::error(
+                                "buildit::yaml::too-large",
+                                format!(
+                                    "`{{{{ {name} }}}}` makes the spec's values larger than {} MiB",
+                                    MAX_TEMPLATE_BYTES >> 20
+                                ),
+                            )
+                            .with_label(span, "substituted here")
+                            .with_help("template variables are meant for names and versions; use them less, or with shorter values"),
+                        );
+                    }
+                    return out;
+                }
+                None => {
+                    self.unknown += 1;
+                    diags.push(self.unknown_variable(name, span));
+                }
+            }
+            rest = &after[j + 2..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn unknown_variable(&self, name: &str, span: Span) -> Diagnostic {
+        let help = if self.unknown > DETAILED_UNKNOWN {
+            "variables come from the `vars:` step".to_string()
+        } else {
+            let names: Vec<&str> = self.vars.keys().map(String::as_str).collect();
+            let listed = if names.is_empty() {
+                "none defined".to_string()
+            } else if names.len() > DETAILED_UNKNOWN {
+                format!(
+                    "{}, and {} more",
+                    names[..DETAILED_UNKNOWN].join(", "),
+                    names.len() - DETAILED_UNKNOWN
+                )
+            } else {
+                names.join(", ")
+            };
+            match did_you_mean(name, &names) {
+                Some(s) => {
+                    format!("did you mean `{s}`? Variables come from the `vars:` step: {listed}")
+                }
+                None => format!("variables come from the `vars:` step ({listed})"),
+            }
+        };
+        Diagnostic::error(
+            "buildit::yaml::unknown-variable",
+            format!("unknown template variable `{name}`"),
+        )
+        .with_label(span, "used in this value")
+        .with_help(help)
+    }
+}
+
+/// Fill `{{ name }}` templates from `vars` (one value, with a budget of its own). Unknown names
+/// are diagnostics at `span`.
 pub fn template(
     text: &str,
     span: Span,
     vars: &BTreeMap<String, String>,
     diags: &mut Vec<Diagnostic>,
 ) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("{{") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        let Some(j) = after.find("}}") else {
-            out.push_str(&rest[i..]);
-            return out;
-        };
-        let name = after[..j].trim();
-        match vars.get(name) {
-            Some(v) => out.push_str(v),
-            None => {
-                let names: Vec<&str> = vars.keys().map(String::as_str).collect();
-                let help = match did_you_mean(name, &names) {
-                    Some(s) => format!(
-                        "did you mean `{s}`? Variables come from the `vars:` step: {}",
-                        names.join(", ")
-                    ),
-                    None => format!(
-                        "variables come from the `vars:` step ({})",
-                        if names.is_empty() {
-                            "none defined".to_string()
-                        } else {
-                            names.join(", ")
-                        }
-                    ),
-                };
-                diags.push(
-                    Diagnostic::error(
-                        "buildit::yaml::unknown-variable",
-                        format!("unknown template variable `{name}`"),
-                    )
-                    .with_label(span, "used in this value")
-                    .with_help(help),
-                );
-            }
-        }
-        rest = &after[j + 2..];
-    }
-    out.push_str(rest);
-    out
+    Templater::new(vars).fill(text, span, diags)
 }
 
 /// What lowering produced besides the text: URL patches that still need a hash.
@@ -225,11 +291,13 @@ pub fn lower_container(
         .iter()
         .map(|(k, v)| (k.clone(), v.value.clone()))
         .collect();
+    // one budget of substituted bytes for all the values of the spec
+    let mut tpl = Templater::new(&vars);
     let mut t = String::new();
     t.push_str(&format!("# Generated by buildit from {spec_name}; `buildit compile` prints this text and\n# `buildit build` evaluates exactly it. Edit the YAML, not this.\nlet\n  buildit = import <buildit>;\n"));
     let mut var_lines = Vec::new();
     for (k, v) in &spec.vars {
-        let val = template(&v.value, v.span, &vars, &mut diags);
+        let val = tpl.fill(&v.value, v.span, &mut diags);
         var_lines.push(format!("{} = {};", quote(k), quote(&val)));
     }
     t.push_str(&format!("  vars = {{ {} }};\n", var_lines.join(" ")));
@@ -258,7 +326,7 @@ pub fn lower_container(
                 }
             }
             PackageRef::Set(atom) => {
-                let a = template(&atom.value, atom.span, &vars, &mut diags);
+                let a = tpl.fill(&atom.value, atom.span, &mut diags);
                 t.push_str(&format!(
                     "  # package: {a} from the package set\n  {name} = buildit.pkgs.byAtom {};\n",
                     quote(&a)
@@ -298,7 +366,7 @@ pub fn lower_container(
     t.push_str(&format!("  packages = {};\n", list(&names)));
     let mut files = Vec::new();
     for s in &spec.syncs {
-        let dest = template(&s.dest.value, s.dest.span, &vars, &mut diags);
+        let dest = tpl.fill(&s.dest.value, s.dest.span, &mut diags);
         let mut f = format!(
             "{{ src = {}; dest = {}; recursive = {};",
             path_expr(&s.src.value),
@@ -325,7 +393,7 @@ pub fn lower_container(
     if let Some(img) = &spec.image {
         t.push_str(&format!("  type = {};\n", quote(img.kind.name())));
         if let Some(c) = &img.content {
-            let filled = template(&c.value, c.span, &vars, &mut diags);
+            let filled = tpl.fill(&c.value, c.span, &mut diags);
             if img.kind == ImageType::Aci {
                 if let Err(e) = serde_json::from_str::<serde_json::Value>(&filled) {
                     diags.push(
@@ -340,34 +408,32 @@ pub fn lower_container(
             }
             t.push_str(&format!("  manifest = {};\n", quote(&filled)));
         }
-        let strs = |l: &[String]| {
+        let mut strs = |l: &[String], diags: &mut Vec<Diagnostic>| {
             list(
                 &l.iter()
-                    .map(|s| quote(&template(s, img.span, &vars, &mut Vec::new())))
+                    .map(|s| quote(&tpl.fill(s, img.span, diags)))
                     .collect::<Vec<_>>(),
             )
         };
         let mut cfg = Vec::new();
         if !img.entrypoint.is_empty() {
-            cfg.push(format!("entrypoint = {};", strs(&img.entrypoint)));
+            cfg.push(format!(
+                "entrypoint = {};",
+                strs(&img.entrypoint, &mut diags)
+            ));
         }
         if !img.cmd.is_empty() {
-            cfg.push(format!("cmd = {};", strs(&img.cmd)));
+            cfg.push(format!("cmd = {};", strs(&img.cmd, &mut diags)));
         }
-        let mut kv = |l: &[(String, String)]| {
+        let ports = strs(&img.ports, &mut diags);
+        let mut kv = |l: &[(String, String)], diags: &mut Vec<Diagnostic>| {
             l.iter()
-                .map(|(k, v)| {
-                    format!(
-                        "{} = {};",
-                        quote(k),
-                        quote(&template(v, img.span, &vars, &mut diags))
-                    )
-                })
+                .map(|(k, v)| format!("{} = {};", quote(k), quote(&tpl.fill(v, img.span, diags))))
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        let env = kv(&img.env);
-        let labels = kv(&img.labels);
+        let env = kv(&img.env, &mut diags);
+        let labels = kv(&img.labels, &mut diags);
         if !img.env.is_empty() {
             cfg.push(format!("env = {{ {env} }};"));
         }
@@ -378,7 +444,7 @@ pub fn lower_container(
             cfg.push(format!("workdir = {};", quote(w)));
         }
         if !img.ports.is_empty() {
-            cfg.push(format!("ports = {};", strs(&img.ports)));
+            cfg.push(format!("ports = {ports};"));
         }
         if !img.labels.is_empty() {
             cfg.push(format!("labels = {{ {labels} }};"));

@@ -64,6 +64,22 @@ fn read_yaml(
     path: &Path,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<(buildit_lang::FileId, tree::Node)> {
+    // a file larger than the parser accepts is refused before it is read
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if size > tree::MAX_DOCUMENT_BYTES as u64 {
+        diags.push(
+            Diagnostic::error(
+                "buildit::yaml::too-large",
+                format!(
+                    "{} has {size} bytes; spec files may have at most {} MiB",
+                    path.display(),
+                    tree::MAX_DOCUMENT_BYTES >> 20
+                ),
+            )
+            .with_help("a spec is a few KiB of YAML; keep large data in files that `sync:` copies"),
+        );
+        return None;
+    }
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -89,22 +105,61 @@ fn read_yaml(
             None
         }
         Err(e) => {
-            diags.push(
-                Diagnostic::error(
-                    "buildit::yaml::syntax",
-                    format!("YAML syntax error: {}", e.message),
-                )
-                .with_label(
-                    Span::new(file, e.offset, (e.offset + 1).min(text.len())),
-                    "here",
-                )
-                .with_help(
-                    "check the indentation and the `key: value` structure around this point",
-                ),
-            );
+            diags.push(syntax_diagnostic(&e, file, &text));
             None
         }
     }
+}
+
+/// The diagnostic of a refused YAML document: each [`tree::ErrorKind`] has its own code.
+pub fn syntax_diagnostic(
+    e: &tree::SyntaxError,
+    file: buildit_lang::FileId,
+    text: &str,
+) -> Diagnostic {
+    let (code, message, label, help) = match e.kind {
+        tree::ErrorKind::Syntax => (
+            "buildit::yaml::syntax",
+            format!("YAML syntax error: {}", e.message),
+            "here",
+            "check the indentation and the `key: value` structure around this point".to_string(),
+        ),
+        tree::ErrorKind::TooLarge => (
+            "buildit::yaml::too-large",
+            e.message.clone(),
+            "this file",
+            "a spec is a few KiB of YAML; keep large data in files that `sync:` copies".to_string(),
+        ),
+        tree::ErrorKind::TooDeep => (
+            "buildit::yaml::too-deep",
+            e.message.clone(),
+            "this level is too deep",
+            "specs need a few levels of nesting; flatten this structure".to_string(),
+        ),
+        tree::ErrorKind::AliasBudget => (
+            "buildit::yaml::alias-budget",
+            e.message.clone(),
+            "this copy goes over the budget",
+            format!(
+                "every alias (`*name`) copies its anchor's nodes; a file may copy at most {} times its own size (at least {} MiB)",
+                tree::ALIAS_BUDGET_RATIO,
+                tree::MIN_ALIAS_BUDGET >> 20
+            ),
+        ),
+    };
+    let end = if e.offset < text.len() {
+        // one character, not one byte: the label stays on a character boundary
+        text[e.offset..]
+            .chars()
+            .next()
+            .map(|c| e.offset + c.len_utf8())
+            .unwrap_or(e.offset)
+    } else {
+        text.len()
+    };
+    Diagnostic::error(code, message)
+        .with_label(Span::new(file, e.offset.min(text.len()), end), label)
+        .with_help(help)
 }
 
 /// Read `buildit.lock` (URL → sha256 of URL patches), if present.

@@ -69,7 +69,8 @@ impl Reader {
             return None;
         };
         let mut out = Vec::new();
-        let mut seen: Vec<&str> = Vec::new();
+        // a set: `vars:` may have many thousands of keys
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for (k, v) in pairs {
             let Some(key) = k.scalar() else {
                 self.error(
@@ -81,7 +82,7 @@ impl Reader {
                 );
                 continue;
             };
-            if seen.contains(&key) {
+            if !seen.insert(key) {
                 self.error(
                     "buildit::yaml::duplicate-key",
                     k,
@@ -91,7 +92,6 @@ impl Reader {
                 );
                 continue;
             }
-            seen.push(key);
             if !allowed.is_empty() && !allowed.contains(&key) {
                 let help = match did_you_mean(key, allowed) {
                     Some(s) => format!(
@@ -210,11 +210,20 @@ impl Reader {
 }
 
 /// "Did you mean" for short names: the closest candidate within a small edit distance.
+/// Candidates whose length alone puts them out of reach are not compared, and names longer
+/// than 64 bytes get no suggestion, so the cost stays linear in the candidates.
 pub fn did_you_mean<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    if name.len() > 64 {
+        return None;
+    }
+    let reach = 2 + name.len() / 4;
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
+        if c.len().abs_diff(name.len()) > reach * 4 {
+            continue;
+        }
         let d = levenshtein(name, c);
-        if d <= 2 + name.len() / 4 && best.is_none_or(|(bd, _)| d < bd) {
+        if d <= reach && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, c));
         }
     }
