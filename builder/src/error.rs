@@ -21,6 +21,13 @@ pub enum FailReason {
     Silent(Duration),
     /// The log grew past this many bytes.
     LogLimit(u64),
+    /// The build's processes used more memory than this many bytes (killed by the OOM killer of
+    /// its control group).
+    MemoryLimit(u64),
+    /// The build tried to run more processes at once than this.
+    PidsLimit(u64),
+    /// The outputs (or one file the build wrote) grew past this many bytes.
+    OutputLimit(u64),
     /// The builder succeeded but did not create this output.
     MissingOutput(String),
     /// An in-process builtin (`builtin:NAME`) failed with this message.
@@ -44,6 +51,18 @@ impl fmt::Display for FailReason {
                 write!(f, "no output for {} s (max silent time)", d.as_secs_f64())
             }
             FailReason::LogLimit(n) => write!(f, "log exceeded the limit of {n} bytes"),
+            FailReason::MemoryLimit(n) => write!(
+                f,
+                "the build exceeded its memory limit of {n} bytes (--max-memory) and was killed"
+            ),
+            FailReason::PidsLimit(n) => write!(
+                f,
+                "the build exceeded its limit of {n} processes (--max-pids)"
+            ),
+            FailReason::OutputLimit(n) => write!(
+                f,
+                "the build's output exceeded the limit of {n} bytes (--max-output)"
+            ),
             FailReason::MissingOutput(o) => {
                 write!(f, "builder succeeded but did not create output `{o}`")
             }

@@ -7,6 +7,7 @@
 //! derivations live in [`fetch`] (`builtin:fetchurl`) and [`deb`] (`builtin:unpack-deb`);
 //! [`input_path`] is what keeps builtins inside their input closure.
 
+pub mod cgroup;
 pub mod deb;
 pub mod error;
 pub mod fetch;
@@ -16,6 +17,8 @@ mod native;
 pub mod request;
 pub mod sandbox;
 pub mod schedule;
+pub mod seccomp;
+pub mod uids;
 
 pub use error::{BuildError, BuildFailure, FailReason};
 pub use request::{BuildLimits, BuildOptions, BuildRequest, RequestError};

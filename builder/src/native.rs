@@ -8,17 +8,27 @@
 //! mountinfo generation and bwrap's parser: 60% of the CPU time of a 1,000-derivation chain.
 //! Here every mount is made once, and nothing reads the mount table.
 //!
-//! Process structure: one `clone` with the new namespaces and `CLONE_VM | CLONE_VFORK` (as
-//! `posix_spawn` does: no page tables copied, this thread waits until the child has exec'd).
-//! The child, on its own stack and only making system calls on data prepared before the clone:
-//! log pipe on stdout/stderr, `/dev/null` on stdin, `PR_SET_PDEATHSIG = SIGKILL`, rlimits, uid
-//! 1000 / gid 100 mapped onto the invoking user; then a tmpfs as the new root, the scratch store
-//! bound writable at `/bld/store` with the input closure bound read-only onto its stubs, the
-//! sysroot at `/usr` with the merged-/usr links, `/etc` read-only, `/build` writable, `/dev`
-//! (tmpfs with the host's `null zero full random urandom tty`, `pts`, `shm`), `/proc` (with
-//! `sys sysrq-trigger irq bus` read-only), `/tmp`; `pivot_root`, the old root detached, `/`
-//! remounted read-only; hostname `localhost`, loopback up, `/build` as working directory, a
-//! new session, no new privileges, empty capability bounding and ambient sets; then `execve` of
+//! Process structure: one `clone` with the new namespaces and `CLONE_VM` (as `posix_spawn`:
+//! no page tables copied); this thread waits until the child has exec'd (a close-on-exec pipe
+//! reaching end-of-file). Between the two, the child waits on a second pipe until this side has
+//! prepared what the child cannot do itself: when `buildit` runs as root, writing its
+//! `uid_map`/`gid_map` (`1000 <build uid> 1`, `100 <build gid> 1`: a foreign uid can only be
+//! mapped by a process holding `CAP_SETUID` outside the new namespace), and moving it into the
+//! build's control groups. The child, on its own stack and only making system calls on data
+//! prepared before the clone: log pipe on stdout/stderr, `/dev/null` on stdin,
+//! `PR_SET_PDEATHSIG = SIGKILL`, rlimits; when not root, uid 1000 / gid 100 mapped onto the
+//! invoking user by itself; then a tmpfs as the new root and, as root, the switch to the build
+//! user (uid 1000 / gid 100 inside, the build user's ids on the host; the capabilities in the
+//! new namespace stay until the exec, because root of that namespace is not mapped); then, with
+//! host paths reached only through descriptors this side opened before the clone (so the build
+//! user needs no access to the store's directories): the scratch store bound writable at
+//! `/bld/store` with the input closure bound read-only onto its stubs, the sysroot at `/usr`
+//! with the merged-/usr links, `/etc` read-only, `/build` writable, `/dev` (tmpfs with the
+//! host's `null zero full random urandom tty`, `pts`, `shm`), `/proc` (with `sys sysrq-trigger
+//! irq bus` read-only), `/tmp`; `pivot_root`, the old root detached, `/` remounted read-only;
+//! hostname `localhost`, loopback up, `/build` as working directory, a new session, no new
+//! privileges, empty capability bounding and ambient sets, the seccomp filters of
+//! [`crate::seccomp`], every inherited descriptor above stderr close-on-exec; then `execve` of
 //! the builder with exactly the sandbox environment. The builder *is* PID 1 of its namespace:
 //! when it exits or is killed, the kernel kills whatever it left behind (as under Nix).
 //!
@@ -27,7 +37,7 @@
 //! written to the build log and the child exits with status 126.
 
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -35,10 +45,22 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::sandbox::{BUILD_GID, BUILD_UID};
+
 /// Exit status of init when setting up the sandbox failed (after a message on stderr).
 const SETUP_FAILED: i32 = 126;
 
-/// One mount operation of init (paths are absolute host paths before `pivot_root`).
+/// Where a bind mount comes from.
+enum Src {
+    /// A path (absolute on the host, or relative to init's working directory).
+    Path(CString),
+    /// [`NativePlan::sources`]`[i]`, opened by init before it becomes the build user and bound
+    /// as `/proc/self/fd/N`, so the build user needs no access to the directories above it.
+    Host(usize),
+}
+
+/// One mount operation of init. Paths are relative to the new root (init's working directory
+/// while it runs them).
 enum Op {
     /// `mkdir` (mode 0755); an existing directory is fine.
     Mkdir(CString),
@@ -50,16 +72,17 @@ enum Op {
     },
     /// A bind mount, then a remount with the given flags (read-only or not).
     Bind {
-        src: CString,
+        src: Src,
         dst: CString,
         ro: bool,
         /// Keep device nodes usable (`/dev/null`...).
         dev: bool,
-        /// Skip when the source does not exist.
-        optional: bool,
     },
-    Tmpfs(CString),
+    /// A tmpfs with these mount options.
+    Tmpfs(CString, CString),
     Chdir(CString),
+    /// Back to the new root.
+    ChdirRoot,
     /// A plain bind mount (it inherits the source mount's flags).
     BindAs {
         src: CString,
@@ -69,15 +92,32 @@ enum Op {
     Detach(CString),
 }
 
-/// Everything init needs, prepared before `fork`.
+/// What hardens one build beyond the mounts: who it runs as, its rlimits and seccomp filters.
+#[derive(Default)]
+pub(crate) struct Hardening {
+    /// The build user's host uid and gid (see [`crate::uids`]) when `buildit` runs as root;
+    /// `None`: the invoking user's own ids.
+    pub build_user: Option<(u32, u32)>,
+    /// `size=` of `/tmp` and `/dev/shm`.
+    pub tmpfs_size: Option<u64>,
+    /// `RLIMIT_FSIZE` (largest file).
+    pub fsize: Option<u64>,
+    /// `RLIMIT_NPROC` (only with a build user of its own).
+    pub nproc: Option<u64>,
+    /// Seccomp programs, installed in order just before the exec.
+    pub filters: Vec<Vec<libc::sock_filter>>,
+    /// `cgroup.procs` files the child's pid is written to before it runs.
+    pub cgroup_procs: Vec<std::path::PathBuf>,
+}
+
+/// Everything init needs, prepared before `clone`.
 pub(crate) struct NativePlan {
+    /// The host directory the new root's tmpfs is mounted on (absolute).
     root: CString,
+    root_opts: CString,
     ops: Vec<Op>,
-    /// Done after `/proc` is mounted (bind `/proc/sys`... read-only).
-    proc_dir: CString,
+    /// Done after `/proc` is mounted (bind `proc/sys`... read-only).
     proc_ro: Vec<CString>,
-    devpts: CString,
-    put_old: CString,
     network: bool,
     uid_map: Vec<u8>,
     gid_map: Vec<u8>,
@@ -89,7 +129,13 @@ pub(crate) struct NativePlan {
     envp: Vec<CString>,
     dev_null: CString,
     nofile: u64,
+    hardening: Hardening,
+    /// Host directories bound into the sandbox (absolute; see [`Src::Host`]).
+    sources: Vec<CString>,
 }
+
+/// At most this many [`NativePlan::sources`].
+const MAX_SOURCES: usize = 8;
 
 fn cstr(p: &Path) -> std::io::Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| std::io::Error::other("NUL in a path"))
@@ -114,6 +160,34 @@ pub(crate) struct Layout<'a> {
     pub build_top: &'a Path,
 }
 
+/// Register host directory `p` as a bind source (see [`Src::Host`]).
+fn source(p: &Path, keep: &mut Vec<CString>) -> std::io::Result<Src> {
+    keep.push(cstr(p)?);
+    Ok(Src::Host(keep.len() - 1))
+}
+
+/// `/proc/self/fd/<fd>` in `buf`, without allocating (for init).
+fn fd_path(fd: i32, buf: &mut [u8; 32]) -> &CStr {
+    let prefix = b"/proc/self/fd/";
+    buf[..prefix.len()].copy_from_slice(prefix);
+    let mut digits = [0u8; 12];
+    let mut n = fd.unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let d = &digits[i..];
+    let end = prefix.len() + d.len();
+    buf[prefix.len()..end].copy_from_slice(d);
+    buf[end] = 0;
+    CStr::from_bytes_with_nul(&buf[..=end]).unwrap_or(c"/")
+}
+
 impl NativePlan {
     pub(crate) fn new(
         l: &Layout<'_>,
@@ -122,9 +196,16 @@ impl NativePlan {
         env: &std::collections::BTreeMap<String, String>,
         network: bool,
         nofile: u64,
+        hardening: Hardening,
     ) -> std::io::Result<NativePlan> {
-        let root = l.root_mount.to_path_buf();
-        let at = |inner: &str| cstr(&root.join(inner.trim_start_matches('/')));
+        let at = |inner: &str| cs(inner.trim_start_matches('/'));
+        let mut keep = Vec::new();
+        let ids = format!("uid={BUILD_UID},gid={BUILD_GID}");
+        let small = cs(&format!("mode=0755,{ids}"))?;
+        let sized = match hardening.tmpfs_size {
+            Some(n) => cs(&format!("mode=0755,{ids},size={n}"))?,
+            None => small.clone(),
+        };
         let mut ops = Vec::with_capacity(l.inputs.len() + 40);
         for d in [
             "bld",
@@ -139,11 +220,10 @@ impl NativePlan {
             ops.push(Op::Mkdir(at(d)?));
         }
         ops.push(Op::Bind {
-            src: cstr(l.scratch_store)?,
+            src: source(l.scratch_store, &mut keep)?,
             dst: at("bld/store")?,
             ro: false,
             dev: false,
-            optional: false,
         });
         // Inputs: the store bound read-only once at `/.store`, then each input bound from
         // there (a bind keeps its source's read-only, nosuid and nodev flags: one mount per
@@ -152,11 +232,10 @@ impl NativePlan {
         if !l.inputs.is_empty() {
             ops.push(Op::Mkdir(at(".store")?));
             ops.push(Op::Bind {
-                src: cstr(l.store_dir)?,
+                src: source(l.store_dir, &mut keep)?,
                 dst: at(".store")?,
                 ro: true,
                 dev: false,
-                optional: false,
             });
             ops.push(Op::Chdir(at("bld/store")?));
             for (base, _) in &l.inputs {
@@ -165,17 +244,16 @@ impl NativePlan {
                     dst: cs(base)?,
                 });
             }
-            ops.push(Op::Chdir(cs("/")?));
+            ops.push(Op::ChdirRoot);
             ops.push(Op::Detach(at(".store")?));
         }
         if let Some(sys) = &l.sysroot {
             ops.push(Op::Mkdir(at("usr")?));
             ops.push(Op::Bind {
-                src: cstr(sys)?,
+                src: source(sys, &mut keep)?,
                 dst: at("usr")?,
                 ro: true,
                 dev: false,
-                optional: false,
             });
             for d in ["bin", "sbin", "lib", "lib64"] {
                 ops.push(Op::Symlink {
@@ -185,29 +263,26 @@ impl NativePlan {
             }
         }
         ops.push(Op::Bind {
-            src: cstr(l.etc)?,
+            src: source(l.etc, &mut keep)?,
             dst: at("etc")?,
             ro: true,
             dev: false,
-            optional: false,
         });
         ops.push(Op::Bind {
-            src: cstr(l.build_top)?,
+            src: source(l.build_top, &mut keep)?,
             dst: at("build")?,
             ro: false,
             dev: false,
-            optional: false,
         });
         // /dev as bubblewrap's `--dev`.
-        ops.push(Op::Tmpfs(at("dev")?));
+        ops.push(Op::Tmpfs(at("dev")?, small.clone()));
         for n in ["null", "zero", "full", "random", "urandom", "tty"] {
             ops.push(Op::Touch(at(&format!("dev/{n}"))?));
             ops.push(Op::Bind {
-                src: cs(&format!("/dev/{n}"))?,
+                src: Src::Path(cs(&format!("/dev/{n}"))?),
                 dst: at(&format!("dev/{n}"))?,
                 ro: false,
                 dev: true,
-                optional: false,
             });
         }
         for (t, n) in [
@@ -224,9 +299,9 @@ impl NativePlan {
             });
         }
         ops.push(Op::Mkdir(at("dev/shm")?));
-        ops.push(Op::Tmpfs(at("dev/shm")?));
+        ops.push(Op::Tmpfs(at("dev/shm")?, sized.clone()));
         ops.push(Op::Mkdir(at("dev/pts")?));
-        ops.push(Op::Tmpfs(at("tmp")?));
+        ops.push(Op::Tmpfs(at("tmp")?, sized));
         let proc_ro = ["sys", "sysrq-trigger", "irq", "bus"]
             .iter()
             .map(|d| at(&format!("proc/{d}")))
@@ -251,25 +326,30 @@ impl NativePlan {
             .map(|(k, v)| cs(&format!("{k}={v}")))
             .collect::<std::io::Result<Vec<_>>>()?;
 
-        let uid = nix::unistd::geteuid().as_raw();
-        let gid = nix::unistd::getegid().as_raw();
+        let (uid, gid) = match hardening.build_user {
+            Some(ids) => ids,
+            None => (
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            ),
+        };
         let store_locked = locked_flags(&cstr(l.store_dir)?);
         Ok(NativePlan {
-            root: cstr(&root)?,
+            root: cstr(l.root_mount)?,
+            root_opts: small,
             ops,
-            proc_dir: at("proc")?,
             proc_ro,
-            devpts: at("dev/pts")?,
-            put_old: at(".oldroot")?,
             network,
-            uid_map: format!("{} {uid} 1\n", crate::sandbox::BUILD_UID).into_bytes(),
-            gid_map: format!("{} {gid} 1\n", crate::sandbox::BUILD_GID).into_bytes(),
+            uid_map: format!("{BUILD_UID} {uid} 1\n").into_bytes(),
+            gid_map: format!("{BUILD_GID} {gid} 1\n").into_bytes(),
             store_locked,
             exe,
             argv,
             envp,
             dev_null: cs("/dev/null")?,
             nofile,
+            hardening,
+            sources: keep,
         })
     }
 }
@@ -350,6 +430,10 @@ fn decode(s: WaitStatus) -> (Option<i32>, Option<i32>) {
 struct ChildArgs<'a> {
     plan: &'a NativePlan,
     log: i32,
+    /// The child waits for one byte on this before setting up the sandbox.
+    sync_read: i32,
+    /// Our end of that pipe (the child closes its copy, so our death means end-of-file).
+    sync_write: i32,
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
     /// Set by the child when creating the build user failed: `(step, errno)`.
@@ -359,12 +443,24 @@ struct ChildArgs<'a> {
 /// The child's stack (it shares our memory until it execs, so it needs its own).
 const STACK: usize = 256 * 1024;
 
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 fills two descriptors we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both were just created and are owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 /// Start `plan`; the build's stdout and stderr go to `log` (the write end is consumed).
 ///
-/// `clone` with the new namespaces, `CLONE_VM` and `CLONE_VFORK`, like `posix_spawn`: the
-/// child borrows our address space until it execs (no page tables copied, nothing to tear
-/// down), and this thread waits meanwhile. The child only makes system calls on data prepared
-/// here and writes nothing of ours but [`ChildArgs::failed`] and its own stack.
+/// `clone` with the new namespaces and `CLONE_VM`, like `posix_spawn`: the child borrows our
+/// address space until it execs (no page tables copied, nothing to tear down). This thread
+/// maps the build user and fills the control groups while the child waits on the sync pipe,
+/// then waits until the child has exec'd or exited (the close-on-exec pipe reaches
+/// end-of-file) before the stack and the plan may go. The child only makes system calls on
+/// data prepared here and writes nothing of ours but [`ChildArgs::failed`] and its own stack.
 pub(crate) fn spawn(plan: &NativePlan, log: OwnedFd) -> Result<NativeChild, SpawnError> {
     let argv: Vec<*const libc::c_char> = plan
         .argv
@@ -378,9 +474,13 @@ pub(crate) fn spawn(plan: &NativePlan, log: OwnedFd) -> Result<NativeChild, Spaw
         .map(|a| a.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect();
+    let (sync_r, sync_w) = pipe().map_err(SpawnError::Io)?;
+    let (exec_r, exec_w) = pipe().map_err(SpawnError::Io)?;
     let args = ChildArgs {
         plan,
         log: log.as_raw_fd(),
+        sync_read: sync_r.as_raw_fd(),
+        sync_write: sync_w.as_raw_fd(),
         argv: &argv,
         envp: &envp,
         failed: std::sync::atomic::AtomicI64::new(0),
@@ -388,7 +488,6 @@ pub(crate) fn spawn(plan: &NativePlan, log: OwnedFd) -> Result<NativeChild, Spaw
     // Not zeroed: the child only uses (and so only faults in) the top few kilobytes.
     let mut stack: Vec<std::mem::MaybeUninit<u8>> = Vec::with_capacity(STACK);
     let mut flags = libc::CLONE_VM
-        | libc::CLONE_VFORK
         | libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
@@ -399,8 +498,8 @@ pub(crate) fn spawn(plan: &NativePlan, log: OwnedFd) -> Result<NativeChild, Spaw
     if !plan.network {
         flags |= libc::CLONE_NEWNET;
     }
-    // SAFETY: the stack is ours and outlives the child's use of it (CLONE_VFORK: we resume
-    // only once it has exec'd or exited); `args` likewise.
+    // SAFETY: the stack is ours and outlives the child's use of it (we return only once it
+    // has exec'd or exited, below); `args` likewise.
     let pid = unsafe {
         let top = stack.as_mut_ptr().add(STACK).cast::<u8>();
         let top = top.sub(top as usize % 16);
@@ -412,6 +511,8 @@ pub(crate) fn spawn(plan: &NativePlan, log: OwnedFd) -> Result<NativeChild, Spaw
         )
     };
     drop(log);
+    drop(exec_w);
+    drop(sync_r);
     if pid < 0 {
         let e = std::io::Error::last_os_error();
         return match e.raw_os_error() {
@@ -425,6 +526,28 @@ pub(crate) fn spawn(plan: &NativePlan, log: OwnedFd) -> Result<NativeChild, Spaw
         pid: Pid::from_raw(pid),
         status: None,
     };
+    let prepared = prepare_child(plan, pid);
+    if let Err(e) = prepared {
+        // The child sees end-of-file on the sync pipe and exits; make sure of it.
+        drop(sync_w);
+        child.kill();
+        let _ = child.wait();
+        return Err(SpawnError::Io(e));
+    }
+    // SAFETY: one byte to a pipe we own.
+    unsafe { libc::write(sync_w.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+    drop(sync_w);
+    // Until the child's exec (or exit) closes its copy of the write end. The child shares our
+    // `errno` while it runs, so the loop does not look at it: a failed read is retried.
+    let mut buf = [0u8; 8];
+    for _ in 0..100_000 {
+        // SAFETY: reading into a buffer we own.
+        let n = unsafe { libc::read(exec_r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n == 0 {
+            break;
+        }
+    }
+    drop(stack);
     let failed = args.failed.load(std::sync::atomic::Ordering::SeqCst);
     if failed != 0 {
         let _ = child.wait();
@@ -440,6 +563,23 @@ pub(crate) fn spawn(plan: &NativePlan, log: OwnedFd) -> Result<NativeChild, Spaw
         )));
     }
     Ok(child)
+}
+
+/// What this side does for the waiting child: map the build user (when `buildit` is root) and
+/// move it into the build's control groups.
+fn prepare_child(plan: &NativePlan, pid: i32) -> std::io::Result<()> {
+    if plan.hardening.build_user.is_some() {
+        // `setgroups` stays allowed: the child clears its supplementary groups itself.
+        std::fs::write(format!("/proc/{pid}/uid_map"), &plan.uid_map)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("writing uid_map: {e}")))?;
+        std::fs::write(format!("/proc/{pid}/gid_map"), &plan.gid_map)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("writing gid_map: {e}")))?;
+    }
+    for f in &plan.hardening.cgroup_procs {
+        std::fs::write(f, pid.to_string())
+            .map_err(|e| std::io::Error::new(e.kind(), format!("joining {}: {e}", f.display())))?;
+    }
+    Ok(())
 }
 
 fn errno() -> i32 {
@@ -459,9 +599,19 @@ fn write_file(path: &CStr, data: &[u8]) -> bool {
     }
 }
 
-/// The child: stdio, session, limits, build user; then [`init_process`].
+fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64) {
+    let l = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    };
+    // SAFETY: setrlimit on a struct we own.
+    unsafe { libc::setrlimit(resource, &l) };
+}
+
+/// The child: stdio, session, limits, waiting for the parent, build user; then
+/// [`init_process`].
 extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` points at the parent's `ChildArgs`, alive while we run (CLONE_VFORK).
+    // SAFETY: `arg` points at the parent's `ChildArgs`, alive until we exec or exit.
     let a = unsafe { &*(arg as *const ChildArgs<'_>) };
     let fail = |step: i64| {
         let e = errno() as u32 as i64;
@@ -473,6 +623,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     let plan = a.plan;
     // SAFETY: raw system calls on data prepared before clone.
     unsafe {
+        libc::close(a.sync_write);
         let null = libc::open(plan.dev_null.as_ptr(), libc::O_RDONLY);
         if null < 0
             || libc::dup2(null, 0) < 0
@@ -487,24 +638,31 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
             fail(1);
         }
-        let core = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        libc::setrlimit(libc::RLIMIT_CORE, &core);
+        set_rlimit(libc::RLIMIT_CORE, 0);
         let mut nf = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
         };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut nf) == 0 {
-            let lim = plan.nofile.min(nf.rlim_max);
-            nf.rlim_cur = lim;
-            nf.rlim_max = lim;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &nf);
+            set_rlimit(libc::RLIMIT_NOFILE, plan.nofile.min(nf.rlim_max));
         }
-        if !write_file(c"/proc/self/setgroups", b"deny")
-            || !write_file(c"/proc/self/uid_map", &plan.uid_map)
-            || !write_file(c"/proc/self/gid_map", &plan.gid_map)
+        if let Some(n) = plan.hardening.fsize {
+            set_rlimit(libc::RLIMIT_FSIZE, n);
+        }
+        if let Some(n) = plan.hardening.nproc {
+            set_rlimit(libc::RLIMIT_NPROC, n);
+        }
+        // The parent maps the build user and fills the control groups meanwhile; end-of-file
+        // means it gave up (or died).
+        let mut b = [0u8; 1];
+        if libc::read(a.sync_read, b.as_mut_ptr().cast(), 1) != 1 {
+            libc::_exit(127);
+        }
+        libc::close(a.sync_read);
+        if plan.hardening.build_user.is_none()
+            && (!write_file(c"/proc/self/setgroups", b"deny")
+                || !write_file(c"/proc/self/uid_map", &plan.uid_map)
+                || !write_file(c"/proc/self/gid_map", &plan.gid_map))
         {
             fail(2);
         }
@@ -578,6 +736,20 @@ fn bind(src: &CStr, dst: &CStr, ro: bool, dev: bool, locked: libc::c_ulong) -> b
     }
 }
 
+/// Become the build user (uid 1000 / gid 100 of the namespace, the build user's ids on the
+/// host), without supplementary groups. Root of the namespace is not mapped, so the kernel
+/// keeps our capabilities in it across the switch (they go at the exec).
+fn become_build_user() -> bool {
+    // SAFETY: raw system calls with integer arguments.
+    unsafe {
+        libc::setgroups(0, std::ptr::null()) == 0
+            && libc::setresgid(BUILD_GID, BUILD_GID, BUILD_GID) == 0
+            && libc::setresuid(BUILD_UID, BUILD_UID, BUILD_UID) == 0
+            // A change of credentials clears the parent-death signal.
+            && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == 0
+    }
+}
+
 /// Init: builds the file system view, then execs the builder (see the module docs).
 fn init_process(
     plan: &NativePlan,
@@ -595,9 +767,32 @@ fn init_process(
             &plan.root,
             c"tmpfs".as_ptr(),
             libc::MS_NOSUID | libc::MS_NODEV,
-            c"mode=0755".as_ptr(),
+            plan.root_opts.as_ptr(),
         ) {
             return init_fail(c"mounting the root tmpfs on", Some(&plan.root));
+        }
+        // From here on, paths are relative to the new root (host paths through descriptors).
+        if libc::chdir(plan.root.as_ptr()) != 0 {
+            return init_fail(c"chdir", Some(&plan.root));
+        }
+        // Opened here, in our own mount namespace (a bind's source must be in it), before the
+        // switch to the build user.
+        let mut fds = [-1i32; MAX_SOURCES];
+        for (i, p) in plan.sources.iter().enumerate().take(MAX_SOURCES) {
+            fds[i] = libc::open(p.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
+            if fds[i] < 0 {
+                return init_fail(c"opening", Some(p));
+            }
+        }
+        let root_fd = libc::open(
+            c".".as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
+        if root_fd < 0 {
+            return init_fail(c"opening the new root", None);
+        }
+        if plan.hardening.build_user.is_some() && !become_build_user() {
+            return init_fail(c"switching to the build user", None);
         }
         for op in &plan.ops {
             match op {
@@ -618,23 +813,24 @@ fn init_process(
                         return init_fail(c"symlink", Some(link));
                     }
                 }
-                Op::Bind {
-                    src,
-                    dst,
-                    ro,
-                    dev,
-                    optional,
-                } => {
-                    if *optional && libc::access(src.as_ptr(), libc::F_OK) != 0 {
-                        continue;
-                    }
+                Op::Bind { src, dst, ro, dev } => {
+                    let mut buf = [0u8; 32];
+                    let src = match src {
+                        Src::Path(p) => p.as_c_str(),
+                        Src::Host(i) => fd_path(fds[*i % MAX_SOURCES], &mut buf),
+                    };
                     if !bind(src, dst, *ro, *dev, plan.store_locked) {
-                        return init_fail(c"bind-mounting", Some(src));
+                        return init_fail(c"bind-mounting", Some(dst));
                     }
                 }
                 Op::Chdir(p) => {
                     if libc::chdir(p.as_ptr()) != 0 {
                         return init_fail(c"chdir", Some(p));
+                    }
+                }
+                Op::ChdirRoot => {
+                    if libc::fchdir(root_fd) != 0 {
+                        return init_fail(c"chdir back to the new root", None);
                     }
                 }
                 Op::BindAs { src, dst } => {
@@ -648,13 +844,13 @@ fn init_process(
                     }
                     libc::rmdir(p.as_ptr());
                 }
-                Op::Tmpfs(p) => {
+                Op::Tmpfs(p, opts) => {
                     if !mount(
                         c"tmpfs".as_ptr(),
                         p,
                         c"tmpfs".as_ptr(),
                         libc::MS_NOSUID | libc::MS_NODEV,
-                        c"mode=0755".as_ptr(),
+                        opts.as_ptr(),
                     ) {
                         return init_fail(c"mounting a tmpfs on", Some(p));
                     }
@@ -664,7 +860,7 @@ fn init_process(
         // Pseudo-terminals of our own (as bwrap; not fatal where the kernel refuses).
         mount(
             c"devpts".as_ptr(),
-            &plan.devpts,
+            c"dev/pts",
             c"devpts".as_ptr(),
             libc::MS_NOSUID | libc::MS_NOEXEC,
             c"newinstance,ptmxmode=0666,mode=620".as_ptr(),
@@ -672,27 +868,22 @@ fn init_process(
         // /proc of the new PID namespace (we are its PID 1).
         if !mount(
             c"proc".as_ptr(),
-            &plan.proc_dir,
+            c"proc",
             c"proc".as_ptr(),
             libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
             null,
         ) {
-            return init_fail(c"mounting /proc on", Some(&plan.proc_dir));
+            return init_fail(c"mounting /proc", None);
         }
         for p in &plan.proc_ro {
             if libc::access(p.as_ptr(), libc::F_OK) == 0 && !bind(p, p, true, false, 0) {
-                // The kernel keeps proc's own locked flags: retry with them.
                 return init_fail(c"read-only /proc part", Some(p));
             }
         }
-        if libc::syscall(
-            libc::SYS_pivot_root,
-            plan.root.as_ptr(),
-            plan.put_old.as_ptr(),
-        ) != 0
-        {
+        if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".oldroot".as_ptr()) != 0 {
             return init_fail(c"pivot_root", None);
         }
+        libc::close(root_fd);
         if libc::chdir(c"/".as_ptr()) != 0 {
             return init_fail(c"chdir /", None);
         }
@@ -738,6 +929,22 @@ fn init_process(
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        // The seccomp filters last: nothing of the set-up above is subject to them.
+        for f in &plan.hardening.filters {
+            let prog = libc::sock_fprog {
+                len: f.len() as libc::c_ushort,
+                filter: f.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0 as libc::c_ulong,
+                &prog as *const libc::sock_fprog,
+            ) != 0
+            {
+                return init_fail(c"installing the seccomp filter", None);
+            }
+        }
         // Nothing the caller left open reaches the builder: every descriptor above stderr is
         // closed at the exec (the setup's own descriptors included).
         cloexec_above_stderr();

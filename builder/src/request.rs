@@ -12,8 +12,9 @@ use std::time::Duration;
 use buildit_store::{Derivation, StorePath};
 use serde::{Deserialize, Serialize};
 
-/// Limits that end a build early. `None` means unlimited.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Limits that end a build early. `None` means unlimited. [`BuildLimits::default`] has the
+/// defaults below for the resource limits (see `docs/builder.md`, *Limits*), none for time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildLimits {
     /// Wall-clock time for the whole build.
     pub timeout: Option<Duration>,
@@ -21,6 +22,99 @@ pub struct BuildLimits {
     pub max_silent: Option<Duration>,
     /// Largest log (uncompressed bytes) before the build is killed.
     pub max_log_bytes: Option<u64>,
+    /// Memory of all the build's processes together, tmpfs contents included (control group).
+    #[serde(default)]
+    pub max_memory: Option<u64>,
+    /// Processes and threads of the build at once (control group, else `RLIMIT_NPROC`).
+    #[serde(default)]
+    pub max_pids: Option<u64>,
+    /// Size of each of the build's `/tmp` and `/dev/shm` (tmpfs `size=`).
+    #[serde(default)]
+    pub max_tmpfs: Option<u64>,
+    /// Total bytes of the outputs (and the largest file the build may write, `RLIMIT_FSIZE`).
+    #[serde(default)]
+    pub max_output_bytes: Option<u64>,
+}
+
+/// Default of [`BuildLimits::max_log_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_LOG_BYTES: u64 = 64 << 20;
+/// Default of [`BuildLimits::max_pids`].
+pub const DEFAULT_MAX_PIDS: u64 = 4096;
+/// Default of [`BuildLimits::max_tmpfs`]: 1 GiB.
+pub const DEFAULT_MAX_TMPFS: u64 = 1 << 30;
+/// Default of [`BuildLimits::max_output_bytes`]: 4 GiB.
+pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 4 << 30;
+
+/// Default of [`BuildLimits::max_memory`]: half the machine's physical memory (none when it
+/// cannot be read).
+pub fn default_max_memory() -> Option<u64> {
+    // SAFETY: sysconf has no preconditions.
+    let (pages, size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    (pages > 0 && size > 0).then(|| (pages as u64).saturating_mul(size as u64) / 2)
+}
+
+impl Default for BuildLimits {
+    fn default() -> BuildLimits {
+        BuildLimits {
+            timeout: None,
+            max_silent: None,
+            max_log_bytes: Some(DEFAULT_MAX_LOG_BYTES),
+            max_memory: default_max_memory(),
+            max_pids: Some(DEFAULT_MAX_PIDS),
+            max_tmpfs: Some(DEFAULT_MAX_TMPFS),
+            max_output_bytes: Some(DEFAULT_MAX_OUTPUT_BYTES),
+        }
+    }
+}
+
+impl BuildLimits {
+    /// No limit at all.
+    pub fn unlimited() -> BuildLimits {
+        BuildLimits {
+            timeout: None,
+            max_silent: None,
+            max_log_bytes: None,
+            max_memory: None,
+            max_pids: None,
+            max_tmpfs: None,
+            max_output_bytes: None,
+        }
+    }
+}
+
+/// Parse a size limit as given on the command line: bytes, with an optional binary suffix
+/// `K`, `M`, `G`, `T` (`KiB`... and `KB`... mean the same), or `none`/`unlimited` (returned as
+/// `u64::MAX`, see [`limit`]).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("none") || t.eq_ignore_ascii_case("unlimited") {
+        return Ok(u64::MAX);
+    }
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (e.g. 512M, 2G, none)"))?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(format!("`{s}`: unknown unit (use K, M, G or T)")),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// A parsed limit as an `Option`: `u64::MAX` (`none`) is unlimited.
+pub fn limit(v: u64) -> Option<u64> {
+    (v != u64::MAX).then_some(v)
 }
 
 /// Per-build knobs chosen by the caller (CLI flags), not by the derivation.
@@ -185,6 +279,21 @@ mod tests {
         }
         let e = BuildRequest::from_derivation(&p, &d, vec![], &BuildOptions::default());
         assert!(matches!(e, Err(RequestError::MissingOutputPath { .. })));
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("4K"), Ok(4096));
+        assert_eq!(parse_size("2M"), Ok(2 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("none").map(limit), Ok(None));
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("M").is_err());
+        let d = BuildLimits::default();
+        assert_eq!(d.max_log_bytes, Some(DEFAULT_MAX_LOG_BYTES));
+        assert_eq!(d.max_pids, Some(DEFAULT_MAX_PIDS));
+        assert_eq!(BuildLimits::unlimited().max_memory, None);
     }
 
     #[test]

@@ -68,6 +68,9 @@ const HOSTS: &str = "127.0.0.1 localhost\n::1 localhost\n";
 /// saves two directory creations and removals per build (see [`BuildDir`]'s `Drop`).
 #[derive(Debug)]
 struct ScratchStore {
+    /// `<pid>-s<n>-store/`: root's (the build user's group may pass), holding `dir`.
+    wrapper: PathBuf,
+    /// `<wrapper>/store`: mounted at `/bld/store`, the build user's.
     dir: PathBuf,
     stubs: HashSet<String>,
     keep: bool,
@@ -77,7 +80,7 @@ struct ScratchStore {
 impl Drop for ScratchStore {
     fn drop(&mut self) {
         if !self.keep {
-            let _ = remove_tree(&self.dir);
+            let _ = remove_tree(&self.wrapper);
         }
         if let Some(p) = self.spare.take() {
             let _ = remove_tree(&p);
@@ -96,7 +99,7 @@ fn reusable(path: &Path) -> bool {
     only_build
         && std::fs::symlink_metadata(&build).is_ok_and(|m| m.is_dir())
         && std::fs::read_dir(&build).is_ok_and(|mut rd| rd.next().is_none())
-        && std::fs::set_permissions(&build, std::fs::Permissions::from_mode(0o755)).is_ok()
+        && std::fs::set_permissions(&build, std::fs::Permissions::from_mode(0o700)).is_ok()
 }
 
 type Pool = Arc<Mutex<Vec<ScratchStore>>>;
@@ -147,6 +150,14 @@ pub struct BuildDir {
 
 static DIR_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Create the directory `p` with mode 0700 (not subject to the umask).
+fn private_dir(p: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().mode(0o700).create(p)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
+}
+
 fn fresh_dir(layout: &StoreLayout, kind: &str, base: &str) -> std::io::Result<PathBuf> {
     let tmp = layout.tmp_dir();
     std::fs::create_dir_all(&tmp)?;
@@ -154,7 +165,7 @@ fn fresh_dir(layout: &StoreLayout, kind: &str, base: &str) -> std::io::Result<Pa
         let n = DIR_COUNTER.fetch_add(1, Ordering::Relaxed);
         // `<pid>-...`: the store's GC removes entries of processes that are gone.
         let path = tmp.join(format!("{}-{kind}{n}-{base}", std::process::id()));
-        match std::fs::create_dir(&path) {
+        match private_dir(&path) {
             Ok(()) => return Ok(path),
             // Left over by an earlier process with the same pid (killed): use another name.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -172,8 +183,8 @@ impl BuildDir {
             keep: false,
             scratch: None,
         };
-        std::fs::create_dir(dir.build_top())?;
-        std::fs::create_dir(dir.store_dir())?;
+        private_dir(&dir.build_top())?;
+        private_dir(&dir.store_dir())?;
         Ok(dir)
     }
 
@@ -188,18 +199,24 @@ impl BuildDir {
         let reused = pool.lock().ok().and_then(|mut p| p.pop());
         let mut scratch = match reused {
             Some(s) => s,
-            None => ScratchStore {
-                dir: fresh_dir(layout, "s", "store")?,
-                stubs: HashSet::new(),
-                keep: false,
-                spare: None,
-            },
+            None => {
+                let wrapper = fresh_dir(layout, "s", "store")?;
+                let dir = wrapper.join("store");
+                private_dir(&dir)?;
+                ScratchStore {
+                    wrapper,
+                    dir,
+                    stubs: HashSet::new(),
+                    keep: false,
+                    spare: None,
+                }
+            }
         };
         let path = match scratch.spare.take() {
             Some(p) => p,
             None => {
                 let p = fresh_dir(layout, "b", &drv.base_name())?;
-                std::fs::create_dir(p.join("build"))?;
+                private_dir(&p.join("build"))?;
                 p
             }
         };
@@ -236,6 +253,35 @@ impl BuildDir {
     pub fn staged(&self, p: &StorePath) -> PathBuf {
         self.store_dir().join(p.base_name())
     }
+    /// Give the directories to the build: with a build user of its own (`(uid, gid)`), the
+    /// build directory and the scratch store become the build user's (mode 0700) and the
+    /// directories holding them root's with the build user's group allowed to pass (0710), so
+    /// nothing the build creates there is reachable by other host users. Without one, the
+    /// invoking user keeps them (all 0700).
+    fn hand_to(&self, user: Option<(u32, u32)>) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let store = self.store_dir();
+        let store_wrapper = match &self.scratch {
+            Some((s, _)) => s.wrapper.clone(),
+            None => self.path.clone(),
+        };
+        let set = |p: &Path, owner: Option<(u32, u32)>, mode: u32| -> std::io::Result<()> {
+            if let Some((u, g)) = owner {
+                std::os::unix::fs::chown(p, Some(u), Some(g))?;
+            }
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        };
+        match user {
+            Some((uid, gid)) => {
+                set(&self.path, Some((0, gid)), 0o710)?;
+                set(&store_wrapper, Some((0, gid)), 0o710)?;
+                set(&self.build_top(), Some((uid, gid)), 0o700)?;
+                set(&store, Some((uid, gid)), 0o700)
+            }
+            None => set(&self.build_top(), None, 0o700),
+        }
+    }
+
     /// Keep the directory (it is not removed on drop); returns its path.
     pub fn keep(&mut self) -> PathBuf {
         self.keep = true;
@@ -412,7 +458,7 @@ impl Sandbox {
 
     /// The full bwrap command line for `req` in `dir` (without the program itself).
     pub fn bwrap_args(&self, req: &BuildRequest, dir: &BuildDir) -> Vec<OsString> {
-        self.bwrap_args_with(req, dir, false)
+        self.bwrap_args_with(req, dir, false, &[])
     }
 
     /// The bwrap command line; with `premounted`, the inputs are already bind-mounted
@@ -422,6 +468,7 @@ impl Sandbox {
         req: &BuildRequest,
         dir: &BuildDir,
         premounted: bool,
+        seccomp_fds: &[i32],
     ) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::with_capacity(64 + 3 * req.input_closure.len());
         let mut push = |xs: &[&std::ffi::OsStr]| a.extend(xs.iter().map(|x| x.to_os_string()));
@@ -489,13 +536,19 @@ impl Sandbox {
             "/proc".as_ref(),
             "--dev".as_ref(),
             "/dev".as_ref(),
-            "--tmpfs".as_ref(),
-            "/tmp".as_ref(),
-            "--tmpfs".as_ref(),
-            "/dev/shm".as_ref(),
-            "--remount-ro".as_ref(),
-            "/".as_ref(),
         ]);
+        let size = req.limits.max_tmpfs.map(|n| n.to_string());
+        for t in ["/tmp", "/dev/shm"] {
+            if let Some(n) = &size {
+                push(&["--size".as_ref(), n.as_ref()]);
+            }
+            push(&["--tmpfs".as_ref(), t.as_ref()]);
+        }
+        push(&["--remount-ro".as_ref(), "/".as_ref()]);
+        for fd in seccomp_fds {
+            let fd = fd.to_string();
+            push(&["--add-seccomp-fd".as_ref(), fd.as_ref()]);
+        }
         for (k, v) in sandbox_env(req) {
             push(&["--setenv".as_ref(), k.as_ref(), v.as_ref()]);
         }
@@ -563,9 +616,12 @@ impl Sandbox {
             .map_err(|e| BuildError::io("creating the build directory", e))?;
         self.write_etc(req, &dir)
             .map_err(|e| BuildError::io("writing the sandbox's /etc", e))?;
+        let guard = Guard::new(&self.layout, req)?;
+        dir.hand_to(guard.ids())
+            .map_err(|e| BuildError::io("handing the build directories to the build user", e))?;
         let mut sink = LogSink::create(&self.layout, &req.drv_path, on_line)
             .map_err(|e| BuildError::io("creating the build log", e))?;
-        let result = self.run(req, &dir, &mut sink);
+        let result = self.run(req, &dir, &mut sink, &guard);
         let finish = sink.finish();
         let log_path = sink.path().to_path_buf();
         let tail = sink.tail();
@@ -584,8 +640,11 @@ impl Sandbox {
                         break;
                     }
                 }
-                match missing {
-                    None => {
+                let total: u64 = outputs.values().map(|p| tree_size(p)).sum();
+                match (missing, req.limits.max_output_bytes) {
+                    (Some(m), _) => FailReason::MissingOutput(m),
+                    (None, Some(max)) if total > max => FailReason::OutputLimit(max),
+                    (None, _) => {
                         return Ok(SandboxOutcome {
                             outputs,
                             log_path,
@@ -593,10 +652,9 @@ impl Sandbox {
                             dir,
                         })
                     }
-                    Some(m) => FailReason::MissingOutput(m),
                 }
             }
-            Ok(Some(reason)) => reason,
+            Ok(Some(reason)) => guard.explain(reason, &req.limits),
             Err(e) => return Err(e),
         };
         let kept = req.keep_failed.then(|| dir.keep());
@@ -616,9 +674,10 @@ impl Sandbox {
         req: &BuildRequest,
         dir: &BuildDir,
         sink: &mut LogSink<'_>,
+        guard: &Guard,
     ) -> Result<Option<FailReason>, BuildError> {
         if self.native.load(Ordering::Relaxed) {
-            match self.run_native(req, dir, sink) {
+            match self.run_native(req, dir, sink, guard) {
                 Err(None) => {
                     // No namespaces for us here: bwrap (setuid, perhaps) from now on.
                     self.native.store(false, Ordering::Relaxed);
@@ -637,35 +696,94 @@ impl Sandbox {
         } else {
             None
         };
+        let ids = guard.ids();
+        if ids.is_some() {
+            // bwrap sets the sandbox up as the build user: it must reach the store.
+            for p in [self.layout.store_dir(), self.layout.tmp_dir()] {
+                if let Some(closed) = closed_to_others(&p) {
+                    return Err(BuildError::io(
+                        format!(
+                            "the bwrap backend sets builds up as their build user, who cannot pass {} (no o+x); make it traversable or use the native backend",
+                            closed.display()
+                        ),
+                        std::io::ErrorKind::PermissionDenied.into(),
+                    ));
+                }
+            }
+        }
+        // The seccomp programs, read by bwrap from pipes (`--add-seccomp-fd`).
+        let mut seccomp_readers = Vec::new();
+        for prog in &guard.filters {
+            let (r, mut w) =
+                std::io::pipe().map_err(|e| BuildError::io("creating a seccomp pipe", e))?;
+            std::io::Write::write_all(&mut w, &crate::seccomp::to_bytes(prog))
+                .map_err(|e| BuildError::io("writing the seccomp filter", e))?;
+            seccomp_readers.push(r);
+        }
+        let seccomp_fds: Vec<i32> = seccomp_readers
+            .iter()
+            .map(|r| std::os::fd::AsRawFd::as_raw_fd(r))
+            .collect();
+        let procs = guard.procs_cstrings()?;
+        let fsize = req.limits.max_output_bytes;
+        let nproc = guard.nproc(req);
         let mut cmd = Command::new(&self.bwrap);
-        cmd.args(self.bwrap_args_with(req, dir, premount.is_some()))
+        cmd.args(self.bwrap_args_with(req, dir, premount.is_some(), &seccomp_fds))
             .env_clear()
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(writer)
             .stderr(writer2);
         // SAFETY: the closure runs in the forked child before exec and only makes
-        // async-signal-safe system calls (setsid, prctl, getrlimit, setrlimit, and for the
-        // premount unshare, open/write/close, statfs and mount on data prepared before fork).
+        // async-signal-safe system calls (setsid, prctl, getrlimit, setrlimit, for the
+        // premount unshare, open/write/close, statfs and mount, then setgroups, setresgid,
+        // setresuid and fcntl, all on data prepared before fork).
         unsafe {
             cmd.pre_exec(move || {
-                nix::unistd::setsid().map_err(std::io::Error::from)?;
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
-                setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(std::io::Error::from)?;
-                let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;
+                let io = std::io::Error::from;
+                nix::unistd::setsid().map_err(io)?;
+                setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(io)?;
+                let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io)?;
                 let lim = NOFILE_LIMIT.min(hard);
-                setrlimit(Resource::RLIMIT_NOFILE, lim, lim).map_err(std::io::Error::from)?;
+                setrlimit(Resource::RLIMIT_NOFILE, lim, lim).map_err(io)?;
+                if let Some(n) = fsize {
+                    setrlimit(Resource::RLIMIT_FSIZE, n, n).map_err(io)?;
+                }
+                if let Some(n) = nproc {
+                    setrlimit(Resource::RLIMIT_NPROC, n, n).map_err(io)?;
+                }
                 if let Some(p) = &premount {
                     p.apply()?;
                 }
-                // The caller's open descriptors stay outside: closed at the exec of bwrap.
+                for f in &procs {
+                    write_proc(f, b"0")?;
+                }
+                if let Some((uid, gid)) = ids {
+                    // bwrap, and so the build, runs as the build user from here.
+                    if libc::setgroups(0, std::ptr::null()) != 0
+                        || libc::setresgid(gid, gid, gid) != 0
+                        || libc::setresuid(uid, uid, uid) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                // After the change of credentials, which clears it.
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io)?;
+                // The caller's open descriptors stay outside: closed at the exec of bwrap,
+                // except the seccomp programs bwrap reads.
                 crate::native::cloexec_above_stderr();
+                for fd in &seccomp_fds {
+                    if libc::fcntl(*fd, libc::F_SETFD, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
         let spawned = cmd.spawn();
         // The command holds the pipe's write ends: drop them so EOF means "all writers gone".
         drop(cmd);
+        drop(seccomp_readers);
         let child = match spawned {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -674,7 +792,7 @@ impl Sandbox {
             Err(_) if self.premount.swap(false, Ordering::Relaxed) => {
                 // No mount namespace for us here (e.g. user namespaces disabled): let bwrap
                 // mount every input itself from now on.
-                return self.run(req, dir, sink);
+                return self.run(req, dir, sink, guard);
             }
             Err(e) => return Err(BuildError::io("starting bwrap", e)),
         };
@@ -698,6 +816,7 @@ impl Sandbox {
         req: &BuildRequest,
         dir: &BuildDir,
         sink: &mut LogSink<'_>,
+        guard: &Guard,
     ) -> Result<Option<FailReason>, Option<BuildError>> {
         let io = |what: &'static str| move |e: std::io::Error| Some(BuildError::io(what, e));
         let root_mount = self.layout.tmp_dir().join("sandbox-root");
@@ -741,6 +860,18 @@ impl Sandbox {
             &sandbox_env(req),
             req.network,
             NOFILE_LIMIT,
+            crate::native::Hardening {
+                build_user: guard.ids(),
+                tmpfs_size: req.limits.max_tmpfs,
+                fsize: req.limits.max_output_bytes,
+                nproc: guard.nproc(req),
+                filters: guard.filters.iter().map(crate::seccomp::to_libc).collect(),
+                cgroup_procs: guard
+                    .cgroup
+                    .as_ref()
+                    .map(|c| c.procs_files())
+                    .unwrap_or_default(),
+            },
         )
         .map_err(io("preparing the sandbox"))?;
         let (mut reader, writer) = std::io::pipe().map_err(io("creating the log pipe"))?;
@@ -762,6 +893,132 @@ impl Sandbox {
         }
         Ok(exit_reason(status))
     }
+}
+
+/// What one build holds while it runs besides its directories: its build user (when `buildit`
+/// is root), its control group and its seccomp programs.
+struct Guard {
+    user: Option<crate::uids::BuildUser>,
+    cgroup: Option<crate::cgroup::BuildCgroup>,
+    filters: Vec<seccompiler::BpfProgram>,
+}
+
+/// Whether the derivation asks for nested user namespaces (`requiredSystemFeatures` naming
+/// `userns`); the seccomp filter refuses them otherwise.
+pub fn allows_userns(req: &BuildRequest) -> bool {
+    req.env
+        .get("requiredSystemFeatures")
+        .is_some_and(|f| f.split_whitespace().any(|x| x == "userns"))
+}
+
+impl Guard {
+    fn new(layout: &StoreLayout, req: &BuildRequest) -> Result<Guard, BuildError> {
+        let user = if nix::unistd::geteuid().is_root() {
+            Some(
+                crate::uids::claim(&layout.state_dir().join("build-users")).map_err(|e| {
+                    BuildError::io("claiming a build user", std::io::Error::other(e))
+                })?,
+            )
+        } else {
+            None
+        };
+        let cgroup = crate::cgroup::BuildCgroup::create(crate::cgroup::CgroupLimits {
+            memory: req.limits.max_memory,
+            pids: req.limits.max_pids,
+        });
+        let filters = crate::seccomp::programs(allows_userns(req))
+            .map_err(|e| BuildError::io("seccomp", std::io::Error::other(e)))?;
+        Ok(Guard {
+            user,
+            cgroup,
+            filters,
+        })
+    }
+
+    /// The build user's host `(uid, gid)`, if the build has one.
+    fn ids(&self) -> Option<(u32, u32)> {
+        self.user.as_ref().map(|u| (u.uid, u.gid))
+    }
+
+    /// `RLIMIT_NPROC` for the build: the process limit where no control group enforces it and
+    /// the build has a uid of its own (the limit counts every process of the uid).
+    fn nproc(&self, req: &BuildRequest) -> Option<u64> {
+        let by_cgroup = self.cgroup.as_ref().is_some_and(|c| c.limits_pids());
+        if by_cgroup || self.user.is_none() {
+            None
+        } else {
+            req.limits.max_pids
+        }
+    }
+
+    fn procs_cstrings(&self) -> Result<Vec<std::ffi::CString>, BuildError> {
+        use std::os::unix::ffi::OsStrExt;
+        self.cgroup
+            .as_ref()
+            .map(|c| c.procs_files())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| {
+                std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| {
+                    BuildError::io("cgroup path", std::io::Error::other("NUL in a path"))
+                })
+            })
+            .collect()
+    }
+
+    /// The failure as the user should see it: a build that died while over a limit failed
+    /// because of the limit.
+    fn explain(&self, reason: FailReason, limits: &crate::request::BuildLimits) -> FailReason {
+        if !matches!(reason, FailReason::Exit(_) | FailReason::Signal(_)) {
+            return reason;
+        }
+        match self.cgroup.as_ref().and_then(|c| c.exceeded()) {
+            Some(crate::cgroup::Exceeded::Memory) => {
+                if let Some(m) = limits.max_memory {
+                    return FailReason::MemoryLimit(m);
+                }
+            }
+            Some(crate::cgroup::Exceeded::Pids) => {
+                if let Some(p) = limits.max_pids {
+                    return FailReason::PidsLimit(p);
+                }
+            }
+            None => {}
+        }
+        // A file past RLIMIT_FSIZE: SIGXFSZ, or a shell reporting its child's death by it.
+        let xfsz = libc::SIGXFSZ;
+        if let Some(max) = limits.max_output_bytes {
+            if reason == FailReason::Signal(xfsz) || reason == FailReason::Exit(128 + xfsz) {
+                return FailReason::OutputLimit(max);
+            }
+        }
+        reason
+    }
+}
+
+/// Bytes in the tree at `p` (regular files' sizes, symlinks' target lengths).
+fn tree_size(p: &Path) -> u64 {
+    let Ok(m) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if m.is_dir() {
+        std::fs::read_dir(p)
+            .map(|rd| rd.flatten().map(|e| tree_size(&e.path())).sum())
+            .unwrap_or(0)
+    } else {
+        m.len()
+    }
+}
+
+/// The first of `p` and its ancestors that other users cannot pass (no `o+x`), if any.
+fn closed_to_others(p: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    p.ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .find(|a| {
+            std::fs::metadata(a).is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o001 == 0)
+        })
+        .map(Path::to_path_buf)
 }
 
 /// `(exit code, signal)` → the failure, if any.
@@ -987,13 +1244,15 @@ fn supervise(
             Ok(0) => eof = true,
             Ok(n) => {
                 last_output = Instant::now();
-                sink.write(&buf[..n])
+                // The log keeps at most the limit; the first byte past it ends the build.
+                let room = lim.max_log_bytes.map_or(n, |max| {
+                    max.saturating_sub(sink.bytes()).min(n as u64) as usize
+                });
+                sink.write(&buf[..room])
                     .map_err(|e| BuildError::io("writing the build log", e))?;
-                if let Some(max) = lim.max_log_bytes {
-                    if sink.bytes() > max {
-                        child.kill();
-                        return Ok(Some(FailReason::LogLimit(max)));
-                    }
+                if let (Some(max), true) = (lim.max_log_bytes, room < n) {
+                    child.kill();
+                    return Ok(Some(FailReason::LogLimit(max)));
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -1018,6 +1277,12 @@ mod tests {
     /// the sandbox only mounts physical paths).
     fn fixture() -> Fixture {
         let tmp = tempfile::tempdir().expect("tempdir");
+        // Under bwrap, a root `buildit` sets the sandbox up as the build user: it must pass.
+        std::fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
         let layout = StoreLayout::at(tmp.path());
         let busybox = StorePath::from_fingerprint("test:busybox", "busybox").expect("valid");
         let bin = layout.physical(&busybox).join("bin");
@@ -1097,7 +1362,7 @@ mod tests {
         assert_eq!(r.dir.path(), first, "reused");
         assert_eq!(
             std::fs::read_to_string(&r.outputs["out"]).expect("out"),
-            "755\n"
+            "700\n"
         );
         drop(r);
         let r = f
@@ -1263,7 +1528,7 @@ mod tests {
     #[test]
     fn native_and_bwrap_sandboxes_agree() {
         let script = "exec > $out 2>&1; id; hostname; pwd; ls -a / /dev /bld/store /build /tmp; \
-             ls -l /dev/null /dev/fd /dev/ptmx; cat /proc/self/uid_map /proc/self/gid_map; \
+             ls -l /dev/null /dev/fd /dev/ptmx; awk '{print $1, $3}' /proc/self/uid_map /proc/self/gid_map; \
              grep -E ' / | /bld| /build| /tmp| /etc| /proc | /dev ' /proc/self/mountinfo | \
              cut -d' ' -f5,6,9 | sort; echo pid $$; ulimit -n; ulimit -c; \
              grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status; \
@@ -1323,6 +1588,43 @@ mod tests {
         }
         // SAFETY: closing the descriptor made above.
         unsafe { libc::close(77) };
+    }
+
+    /// As root, a build runs as a build user of its own: what it creates is that user's on the
+    /// host (not root's), its directories are closed to other users, and chmod u+s fails.
+    #[test]
+    fn build_runs_as_a_build_user_under_both_backends() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let f = fixture();
+        let script = "mkdir $out; touch /build/f; chmod 755 /build/f; \
+                      chmod 4755 /build/f 2>/dev/null || echo refused > $out/log; \
+                      cp /build/f $out/f; stat -c %a /build/f >> $out/log";
+        for sandbox in [f.sandbox.clone(), f.sandbox.clone().with_bwrap_program()] {
+            let req = request(&f, script);
+            let r = sandbox.build(&req, &mut |_| {}).expect("build");
+            let out = &r.outputs["out"];
+            let log = std::fs::read_to_string(out.join("log")).expect("log");
+            assert_eq!(log, "refused\n755\n", "the setuid bit was refused");
+            let uid = std::fs::metadata(out.join("f")).expect("f").uid();
+            let build = std::fs::metadata(r.dir.build_top()).expect("build");
+            assert_eq!(build.permissions().mode() & 0o777, 0o700);
+            assert_eq!(
+                std::fs::metadata(r.dir.path())
+                    .expect("dir")
+                    .permissions()
+                    .mode()
+                    & 0o007,
+                0
+            );
+            if nix::unistd::geteuid().is_root() {
+                let range = crate::uids::FIRST_BUILD_UID
+                    ..crate::uids::FIRST_BUILD_UID + crate::uids::BUILD_UID_SLOTS;
+                assert!(range.contains(&uid), "owned by {uid}");
+                assert_eq!(build.uid(), uid);
+            } else {
+                assert_eq!(uid, nix::unistd::geteuid().as_raw());
+            }
+        }
     }
 
     #[test]

@@ -72,6 +72,21 @@ pub struct RealiseArgs {
     /// Kill a build that prints nothing for this many seconds
     #[arg(long, value_name = "SECS")]
     pub max_silent_time: Option<u64>,
+    /// Memory of one build's processes together (e.g. 4G, or none; default: half the RAM)
+    #[arg(long, value_name = "SIZE", value_parser = buildit_builder::request::parse_size)]
+    pub max_memory: Option<u64>,
+    /// Processes of one build at once (default: 4096)
+    #[arg(long, value_name = "N")]
+    pub max_pids: Option<u64>,
+    /// Total size of one build's outputs, and of any file it writes (default: 4G)
+    #[arg(long, value_name = "SIZE", value_parser = buildit_builder::request::parse_size)]
+    pub max_output: Option<u64>,
+    /// Size of one build's log before it is killed (default: 64M)
+    #[arg(long, value_name = "SIZE", value_parser = buildit_builder::request::parse_size)]
+    pub max_log: Option<u64>,
+    /// Size of each of a build's /tmp and /dev/shm (default: 1G)
+    #[arg(long, value_name = "SIZE", value_parser = buildit_builder::request::parse_size)]
+    pub max_tmpfs: Option<u64>,
     /// Rebuild already-valid outputs and report the files that differ (exit 1 if any)
     #[arg(long)]
     pub check: bool,
@@ -435,10 +450,18 @@ pub fn run_realise(a: RealiseArgs) -> ExitCode {
     schedule.keep_going = a.keep_going;
     schedule.build = BuildOptions {
         cores: a.cores.unwrap_or(1).max(1),
-        limits: BuildLimits {
-            timeout: a.timeout.map(Duration::from_secs),
-            max_silent: a.max_silent_time.map(Duration::from_secs),
-            max_log_bytes: None,
+        limits: {
+            let d = BuildLimits::default();
+            let pick = |v: Option<u64>, default| v.map_or(default, buildit_builder::request::limit);
+            BuildLimits {
+                timeout: a.timeout.map(Duration::from_secs),
+                max_silent: a.max_silent_time.map(Duration::from_secs),
+                max_log_bytes: pick(a.max_log, d.max_log_bytes),
+                max_memory: pick(a.max_memory, d.max_memory),
+                max_pids: pick(a.max_pids, d.max_pids),
+                max_tmpfs: pick(a.max_tmpfs, d.max_tmpfs),
+                max_output_bytes: pick(a.max_output, d.max_output_bytes),
+            }
         },
         keep_failed: a.keep_failed,
     };
