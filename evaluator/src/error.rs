@@ -39,6 +39,10 @@ pub enum ErrorKind {
     Store,
     /// A value does not match its `::` annotation (a run-time checked cast).
     Cast,
+    /// Too many evaluations nested at once (endless recursion): see [`crate::limits`].
+    MaxCallDepth,
+    /// The process crossed the memory ceiling during evaluation: see [`crate::limits`].
+    MemoryLimit,
 }
 
 impl ErrorKind {
@@ -68,12 +72,20 @@ impl ErrorKind {
             ErrorKind::Derivation => "buildit::eval::derivation",
             ErrorKind::Store => "buildit::eval::store",
             ErrorKind::Cast => "buildit::eval::cast",
+            ErrorKind::MaxCallDepth => "buildit::eval::max-call-depth",
+            ErrorKind::MemoryLimit => "buildit::eval::memory-limit",
         }
     }
 
     /// Whether `builtins.tryEval` catches it (as in Nix: `throw` and failed `assert`).
     pub fn catchable(self) -> bool {
         matches!(self, ErrorKind::Throw | ErrorKind::AssertionFailed)
+    }
+
+    /// A resource limit ([`crate::limits`]): the error records the evaluations it unwinds
+    /// through, to show the recursion that reached the limit.
+    pub fn is_limit(self) -> bool {
+        matches!(self, ErrorKind::MaxCallDepth | ErrorKind::MemoryLimit)
     }
 
     fn default_help(self) -> Option<&'static str> {
@@ -102,9 +114,24 @@ impl ErrorKind {
             ErrorKind::Derivation => "a derivation needs `name`, `system` and `builder`; see docs/language.md, section Derivations",
             ErrorKind::Store => "check the path and the store (`buildit store verify`)",
             ErrorKind::Cast => "fix the data, or loosen the annotation",
+            ErrorKind::MaxCallDepth => "a recursion that never reaches its base case? If it really is this deep, raise the limit with --max-call-depth N",
+            ErrorKind::MemoryLimit => "an evaluation that grows without end? If it really needs more memory, raise the ceiling with --max-eval-memory SIZE",
         })
     }
 }
+
+/// One nested evaluation a limit error unwound through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub span: Span,
+    /// What it calls (`f` for `f x`), or the expression's own text when it is not a call.
+    pub name: String,
+    pub call: bool,
+}
+
+/// How many frames a limit error keeps, and the longest cycle looked for among them.
+const MAX_FRAMES: usize = 64;
+const MAX_CYCLE: usize = 8;
 
 #[derive(Clone, Debug)]
 pub struct ErrorInner {
@@ -117,6 +144,9 @@ pub struct ErrorInner {
     pub trace: Vec<(Span, String)>,
     /// Diagnostics of an imported file that failed to parse.
     pub related: Vec<Diagnostic>,
+    /// For limit errors ([`ErrorKind::is_limit`]): the nested evaluations it unwound through,
+    /// innermost first (bounded).
+    pub frames: Vec<Frame>,
 }
 
 /// An evaluation error (boxed: one pointer).
@@ -133,6 +163,7 @@ impl EvalError {
             help: None,
             trace: Vec::new(),
             related: Vec::new(),
+            frames: Vec::new(),
         }))
     }
 
@@ -162,16 +193,72 @@ impl EvalError {
         self
     }
 
+    /// Record one nested evaluation a limit error unwinds through (innermost first, bounded).
+    pub fn add_frame(mut self, frame: Frame) -> EvalError {
+        if self.0.frames.len() < MAX_FRAMES {
+            self.0.frames.push(frame);
+        }
+        self
+    }
+
+    /// The shortest cycle among the innermost frames of a limit error (the recursion that
+    /// reached it, after at most a few frames of the step that hit the limit), innermost
+    /// first; empty when the frames do not repeat.
+    pub fn cycle(&self) -> &[Frame] {
+        for start in 0..4 {
+            let f = self.0.frames.get(start..).unwrap_or_default();
+            for p in 1..=MAX_CYCLE {
+                let window = f.len().min(4 * p);
+                if window >= 2 * p && (0..window - p).all(|i| f[i].span == f[i + p].span) {
+                    return &f[..p];
+                }
+            }
+        }
+        &[]
+    }
+
     /// The primary diagnostic (labels, help). The trace is rendered separately
     /// ([`EvalError::trace_lines`]) so callers can trim it.
     pub fn to_diagnostic(&self) -> Diagnostic {
-        let mut d = Diagnostic::error(self.0.kind.code(), self.0.message.clone());
+        let cycle = self.cycle();
+        let mut message = self.0.message.clone();
+        if !cycle.is_empty() {
+            // the calls in the order they were made: outermost first, then once more
+            let names: Vec<&str> = cycle.iter().rev().map(|f| f.name.as_str()).collect();
+            let mut calls = names.clone();
+            while calls.len() < 3 {
+                calls.extend(&names);
+            }
+            let chain = calls.join(" → ");
+            message = format!("{message}: {chain} → …");
+        }
+        let mut d = Diagnostic::error(self.0.kind.code(), message);
         // `Span::default()` means "no location" (errors raised from the command line)
-        if let Some(span) = self.0.span.filter(|s| *s != Span::default()) {
+        // (a recursion that reached a limit is shown by its frames instead)
+        if let Some(span) = self
+            .0
+            .span
+            .filter(|s| *s != Span::default() && cycle.is_empty())
+        {
             d = d.with_label(span, primary_label(self.0.kind));
         }
         for (s, m) in self.0.labels.iter().filter(|(s, _)| *s != Span::default()) {
             d = d.with_label(*s, m.clone());
+        }
+        // each distinct frame of the cycle, with who calls whom
+        for (i, f) in cycle.iter().enumerate() {
+            if f.span == Span::default() {
+                continue;
+            }
+            let caller = &cycle[(i + 1) % cycle.len()].name;
+            let what = if !f.call {
+                "evaluated again (and again) here".to_string()
+            } else if *caller == f.name {
+                format!("`{}` calls itself here", f.name)
+            } else {
+                format!("`{caller}` calls `{}` here", f.name)
+            };
+            d = d.with_label(f.span, what);
         }
         if let Some(h) = self
             .0
@@ -184,14 +271,17 @@ impl EvalError {
         d
     }
 
-    /// `while <what> at file:line:col` lines, innermost first.
+    /// `while <what> at file:line:col` lines, innermost first. A limit error's trace is the
+    /// recursion its labels already show: each line appears once.
     pub fn trace_lines(&self, sources: &SourceMap) -> Vec<String> {
-        self.0
-            .trace
-            .iter()
-            .filter(|(s, _)| *s != Span::default())
-            .map(|(s, w)| format!("while {} at {}", w, sources.position(*s)))
-            .collect()
+        let mut lines: Vec<String> = Vec::new();
+        for (s, w) in self.0.trace.iter().filter(|(s, _)| *s != Span::default()) {
+            let line = format!("while {} at {}", w, sources.position(*s));
+            if !(self.0.kind.is_limit() && lines.contains(&line)) {
+                lines.push(line);
+            }
+        }
+        lines
     }
 
     pub fn related(&self) -> &[Diagnostic] {
@@ -225,6 +315,8 @@ fn primary_label(kind: ErrorKind) -> &'static str {
         ErrorKind::Derivation => "in this derivation",
         ErrorKind::Store => "while adding this to the store",
         ErrorKind::Cast => "this annotation",
+        ErrorKind::MaxCallDepth => "the limit was reached here",
+        ErrorKind::MemoryLimit => "evaluating this",
     }
 }
 

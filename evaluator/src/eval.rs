@@ -63,6 +63,10 @@ pub struct Evaluator {
     /// `builtins.toString`, recognised in interpolations (`"${toString i}"` writes an
     /// integer's digits straight into the result).
     to_string_op: Option<Rc<PrimOp>>,
+    /// Evaluations nested on the native stack right now (see [`Evaluator::with_stack`]).
+    depth: u32,
+    /// The most `depth` may reach ([`crate::limits`]).
+    max_depth: u32,
 }
 
 impl Evaluator {
@@ -80,6 +84,8 @@ impl Evaluator {
             to_string_op: None,
             name_strings: Vec::new(),
             stack_bounds: (usize::MAX, 0),
+            depth: 0,
+            max_depth: crate::limits::default_max_call_depth(),
         };
         ev.globals = builtins::globals(&ev);
         ev.to_string_op = match ev.globals.get(&Symbol::intern("toString")) {
@@ -87,6 +93,12 @@ impl Evaluator {
             _ => None,
         };
         ev
+    }
+
+    /// The most evaluations that may be nested at once (one per level of non-tail recursion)
+    /// before evaluation fails with `buildit::eval::max-call-depth`.
+    pub fn set_max_call_depth(&mut self, n: u32) {
+        self.max_depth = n;
     }
 
     pub fn io(&self) -> &dyn EvalIo {
@@ -254,7 +266,7 @@ impl Evaluator {
             // they are put back as they were (no copy for a retry)
             Pending::Expr(e, env) => {
                 self.force_stack.push(e.span);
-                let r = self.with_stack(|ev| ev.eval_compound(&e, &env));
+                let r = self.with_stack(Some(&e), |ev| ev.eval_compound(&e, &env));
                 self.force_stack.pop();
                 match r {
                     Ok(v) => {
@@ -284,7 +296,7 @@ impl Evaluator {
             Pending::Native(_) => None,
         };
         self.force_stack.push(span);
-        let r = self.with_stack(|ev| match pending {
+        let r = self.with_stack(None, |ev| match pending {
             Pending::Expr(e, env) => ev.eval(&e, &env),
             Pending::Apply(f, a) => ev.apply(f, a, span),
             Pending::Apply2(args) => {
@@ -316,23 +328,106 @@ impl Evaluator {
         }
     }
 
-    /// Run `f` with at least [`RED_ZONE`] bytes of native stack: directly when the current
-    /// segment is known to have them (one comparison against cached bounds), otherwise through
-    /// `stacker`, which moves onto a fresh segment when needed.
+    /// Run `f`, one evaluation nested deeper (of `at`, when it is code), with at least
+    /// [`RED_ZONE`] bytes of native stack: directly when the current segment is known to have
+    /// them (one comparison against cached bounds), otherwise through `stacker`, which moves
+    /// onto a fresh segment when needed. This is where evaluation recurses natively, so the
+    /// call depth is counted (and limited) here; a limit error records `at` as it passes.
     #[inline(always)]
-    fn with_stack<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+    fn with_stack(
+        &mut self,
+        at: Option<&Rc<ir::Expr>>,
+        f: impl FnOnce(&mut Self) -> EvalResult<Value>,
+    ) -> EvalResult<Value> {
+        if self.depth >= self.max_depth {
+            return Err(self.depth_exceeded(at));
+        }
+        self.depth += 1;
         let sp = approx_stack_pointer();
         let (lo, hi) = self.stack_bounds;
-        if sp > lo && sp <= hi {
+        let r = if sp > lo && sp <= hi {
             f(self)
         } else {
             self.with_stack_slow(f)
+        };
+        self.depth -= 1;
+        match r {
+            Err(e) if e.kind().is_limit() => Err(self.limit_frame(e, at)),
+            r => r,
         }
+    }
+
+    /// The error for one evaluation too many.
+    #[cold]
+    #[inline(never)]
+    fn depth_exceeded(&self, at: Option<&Rc<ir::Expr>>) -> EvalError {
+        let span = match at {
+            Some(e) => e.span,
+            None => self.force_stack.last().copied().unwrap_or_default(),
+        };
+        let e = EvalError::new(
+            ErrorKind::MaxCallDepth,
+            format!(
+                "maximum call depth ({}) exceeded (possible infinite recursion)",
+                self.max_depth
+            ),
+            span,
+        );
+        self.limit_frame(e, at)
+    }
+
+    /// The error for a pending interrupt ([`crate::limits::interrupt_memory`]).
+    #[cold]
+    #[inline(never)]
+    fn interrupted(&self, span: Span) -> EvalError {
+        let ceiling = crate::limits::take_interrupt();
+        EvalError::new(
+            ErrorKind::MemoryLimit,
+            format!(
+                "evaluation stopped: the process uses more than the memory ceiling of {} MiB",
+                ceiling.div_ceil(1024 * 1024)
+            ),
+            span,
+        )
+    }
+
+    /// Before building a value of `n` elements or bytes: a large one is where memory can
+    /// double without an interpreter step in between (`s + s` on ever longer strings), so a
+    /// pending interrupt is honoured first.
+    #[inline(always)]
+    fn before_big_alloc(&self, n: usize, span: Span) -> EvalResult<()> {
+        if n >= 1 << 16 && crate::limits::interrupted() {
+            return Err(self.interrupted(span));
+        }
+        Ok(())
+    }
+
+    /// Record the evaluation of `at` in a limit error unwinding through it: its span and what
+    /// it calls (`f` for `f x`), to show the recursion.
+    #[cold]
+    #[inline(never)]
+    fn limit_frame(&self, e: EvalError, at: Option<&Rc<ir::Expr>>) -> EvalError {
+        let Some(at) = at else { return e };
+        let (name, call) = match &at.kind {
+            ExprKind::Apply(f, _) => match &f.kind {
+                ExprKind::Lambda(_) => ("«lambda»".to_string(), true),
+                _ => (short_snippet(self.sources.snippet(f.span)), true),
+            },
+            _ => (short_snippet(self.sources.snippet(at.span)), false),
+        };
+        e.add_frame(crate::error::Frame {
+            span: at.span,
+            name,
+            call,
+        })
     }
 
     #[cold]
     #[inline(never)]
-    fn with_stack_slow<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+    fn with_stack_slow(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> EvalResult<Value>,
+    ) -> EvalResult<Value> {
         stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || {
             let sp = approx_stack_pointer();
             let bounds = match stacker::remaining_stack() {
@@ -686,9 +781,9 @@ impl Evaluator {
                 if let Some(v) = eager_int_op(*op, l, r, env) {
                     return Ok(v);
                 }
-                self.with_stack(|ev| ev.eval_loop(expr, env))
+                self.with_stack(Some(expr), |ev| ev.eval_loop(expr, env))
             }
-            _ => self.with_stack(|ev| ev.eval_compound(expr, env)),
+            _ => self.with_stack(Some(expr), |ev| ev.eval_compound(expr, env)),
         }
     }
 
@@ -739,6 +834,9 @@ impl Evaluator {
                 None => (expr0, env0),
             };
             let span = expr.span;
+            if crate::limits::interrupted() {
+                return Err(self.interrupted(span));
+            }
             let next: (Rc<ir::Expr>, Env) = match &expr.kind {
                 ExprKind::Const(v) => return Ok(v.clone()),
                 ExprKind::Var { depth, index } => return self.eval_var(env, *depth, *index),
@@ -1043,6 +1141,7 @@ impl Evaluator {
                 }
             }
         }
+        self.before_big_alloc(len, span)?;
         let mut out = String::with_capacity(len);
         let mut ctx = Context::empty();
         let mut next = pieces.iter();
@@ -1153,6 +1252,7 @@ impl Evaluator {
                         if x.is_empty() {
                             return Ok(Value::List(y));
                         }
+                        self.before_big_alloc(x.len() + y.len(), span)?;
                         let mut v = Vec::with_capacity(x.len() + y.len());
                         v.extend_from_slice(x.as_slice());
                         v.extend_from_slice(y.as_slice());
@@ -1291,6 +1391,7 @@ impl Evaluator {
                         .with_help("convert it first, e.g. with `toString`"))
                     }
                 };
+                self.before_big_alloc(x.as_str().len() + y.as_str().len(), span)?;
                 let mut s = String::with_capacity(x.as_str().len() + y.as_str().len());
                 s.push_str(x.as_str());
                 s.push_str(y.as_str());
@@ -1560,6 +1661,7 @@ impl Evaluator {
             let v = v.clone();
             return self.force(&v);
         }
+        crate::builtins::misc::check_regular_file(self, &path, span)?;
         let bytes = self.io.read_file(&path).map_err(|e| {
             EvalError::new(ErrorKind::Io, format!("cannot import '{path}': {e}"), span)
         })?;
@@ -1825,6 +1927,16 @@ fn int_text(i: i64) -> String {
     let mut out = String::with_capacity(int_text_len(i));
     push_int_text(&mut out, i);
     out
+}
+
+/// The first line of a snippet, at most 40 characters: what a limit error calls a frame.
+fn short_snippet(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("").trim();
+    match line.char_indices().nth(40) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None if line.is_empty() => "«expression»".to_string(),
+        None => line.to_string(),
+    }
 }
 
 /// The address of a local: the current stack pointer, give or take a frame.

@@ -8,7 +8,8 @@
 //!
 //! Invariants: no IO here except through [`EvalIo`]; evaluation is deterministic; no input makes
 //! it panic or overflow the native stack (deep recursion grows a heap-allocated stack through
-//! `stacker`), integer overflow is an error.
+//! `stacker`), integer overflow is an error, and the call depth and memory are bounded
+//! ([`limits`]).
 
 pub mod builtins;
 pub mod cast;
@@ -16,6 +17,7 @@ pub mod error;
 mod eval;
 pub mod io;
 pub mod ir;
+pub mod limits;
 pub mod lower;
 pub mod print;
 pub mod symbol;

@@ -111,6 +111,7 @@ fn hash_file(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
     let ty = force_string_no_ctx(ev, &arg(a, 0), span)?;
     let algo = parse_algo(ty.as_str(), span)?;
     let path = ev.coerce_to_path(&arg(a, 1), span)?;
+    super::misc::check_regular_file(ev, &path, span)?;
     let data = ev
         .io()
         .read_file(&path)

@@ -42,8 +42,10 @@ fn length(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
     Ok(Value::Int(l.len() as i64))
 }
 
-/// Nix 2.8 takes the index as a C `int` (32 bits).
-fn elem_at_index(ev: &mut Evaluator, l: &List, n: i32, span: Span) -> EvalResult<Value> {
+/// The element at index `n`, or an error naming `n` as given. (Nix 2.8 truncates the index
+/// to a C `int`, so that `elemAt [ 1 2 ] 4294967296` is 1 and a huge index is reported as
+/// some other number; buildit takes the whole 64-bit index.)
+fn elem_at_index(ev: &mut Evaluator, l: &List, n: i64, span: Span) -> EvalResult<Value> {
     match usize::try_from(n).ok().and_then(|i| l.get(i)) {
         Some(x) => {
             let x = x.clone();
@@ -76,7 +78,7 @@ fn tail(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
 
 fn elem_at(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
     let l = ev.force_list(&arg(a, 0), span)?;
-    let n = ev.force_int(&arg(a, 1), span)? as i32;
+    let n = ev.force_int(&arg(a, 1), span)?;
     elem_at_index(ev, &l, n, span)
 }
 
@@ -665,6 +667,29 @@ fn generic_closure(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Va
 mod tests {
     use super::super::strings::test_util::{check, check_err, run};
 
+    /// The index is reported as given, not truncated to 32 bits.
+    #[test]
+    fn out_of_bounds_names_the_index() {
+        for (src, n) in [
+            (
+                "builtins.elemAt [1 2] 9223372036854775807",
+                "9223372036854775807",
+            ),
+            ("builtins.elemAt [1 2] 4294967296", "4294967296"),
+            (
+                "builtins.elemAt [1 2] (-9223372036854775807 - 1)",
+                "-9223372036854775808",
+            ),
+            ("builtins.elemAt [1 2] (-1)", "-1"),
+        ] {
+            let out = run(src);
+            assert!(
+                out.contains(&format!("list index {n} is out of bounds")),
+                "{src}: {out}"
+            );
+        }
+    }
+
     #[test]
     fn basics() {
         check(&[
@@ -672,7 +697,6 @@ mod tests {
             ("builtins.head [1 2]", "1"),
             ("builtins.tail [1 2 3]", "[ 2 3 ]"),
             ("builtins.elemAt [1 2] 1", "2"),
-            ("builtins.elemAt [1 2] 4294967296", "1"),
             ("builtins.elem 1 [1.0]", "true"),
             ("builtins.elem 3 [1 2]", "false"),
             ("builtins.concatLists [[1] [2 3] []]", "[ 1 2 3 ]"),
@@ -696,6 +720,7 @@ mod tests {
             ("builtins.tail []", "index-out-of-bounds"),
             ("builtins.elemAt [1 2] 2", "index-out-of-bounds"),
             ("builtins.elemAt [1 2] (-1)", "index-out-of-bounds"),
+            ("builtins.elemAt [1 2] 4294967296", "index-out-of-bounds"),
             ("builtins.genList (x: x) (-1)", "invalid-value"),
             ("builtins.genList (x: x) 4000000000", "invalid-value"),
             ("builtins.concatLists [1]", "type-error"),

@@ -15,8 +15,8 @@ use buildit_lang::Span;
 
 pub(crate) fn primops() -> Vec<PrimOp> {
     vec![
-        PrimOp { name: "readFile", arity: 1, func: read_file, doc: "readFile path: the contents of the file at path, as a string" },
-        PrimOp { name: "pathExists", arity: 1, func: path_exists, doc: "pathExists path: whether something exists at path" },
+        PrimOp { name: "readFile", arity: 1, func: read_file, doc: "readFile path: the contents of the regular file at path, as a string (devices, FIFOs and sockets are refused)" },
+        PrimOp { name: "pathExists", arity: 1, func: path_exists, doc: "pathExists path: whether something exists at path (a broken symlink does)" },
         PrimOp { name: "readDir", arity: 1, func: read_dir, doc: "readDir path: the entries of a directory, as { name = \"regular\"|\"directory\"|\"symlink\"|\"unknown\"; }" },
         PrimOp { name: "getEnv", arity: 1, func: get_env, doc: "getEnv name: the value of environment variable name, or \"\" if unset" },
         PrimOp { name: "baseNameOf", arity: 1, func: base_name_of, doc: "baseNameOf s: everything after the last slash of s (a trailing slash is ignored)" },
@@ -39,8 +39,29 @@ fn io_error(what: &str, path: &str, e: &std::io::Error, span: Span) -> EvalError
     EvalError::new(ErrorKind::Io, format!("{what} '{path}': {e}"), span)
 }
 
+/// Refuse to read anything but a regular file (for `readFile`, `hashFile` and `import`): a
+/// device (`/dev/zero`, `/dev/urandom`), FIFO or socket could be endless or block forever, so
+/// it is refused before it is opened. What does not exist is left to the read's own error.
+pub(crate) fn check_regular_file(ev: &Evaluator, path: &str, span: Span) -> EvalResult<()> {
+    match ev.io().file_kind(path) {
+        Some(FileKind::Unknown) => Err(EvalError::new(
+            ErrorKind::Io,
+            format!("cannot read '{path}': it is not a regular file (a device, FIFO or socket)"),
+            span,
+        )
+        .with_help("only regular files can be read: a device or FIFO may never end")),
+        Some(FileKind::Directory) => Err(EvalError::new(
+            ErrorKind::Io,
+            format!("cannot read '{path}': it is a directory"),
+            span,
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn read_file(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
     let path = ev.coerce_to_path(&arg(a, 0), span)?;
+    check_regular_file(ev, &path, span)?;
     let data = ev
         .io()
         .read_file(&path)
@@ -55,9 +76,25 @@ fn read_file(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
     Ok(Value::string(string_from_bytes(data)))
 }
 
+/// Whether anything is at `path`, without following a final symlink (as Nix's `lstat`): a
+/// broken symlink exists. `EvalIo::file_kind` follows symlinks, so when it finds nothing the
+/// parent directory's listing (which does not follow them) decides.
 fn path_exists(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
     let path = ev.coerce_to_path(&arg(a, 0), span)?;
-    Ok(Value::Bool(ev.io().file_kind(&path).is_some()))
+    if ev.io().file_kind(&path).is_some() {
+        return Ok(Value::Bool(true));
+    }
+    let (dir, name) = match path.rsplit_once('/') {
+        Some(("", name)) => ("/", name),
+        Some((dir, name)) => (dir, name),
+        None => return Ok(Value::Bool(false)),
+    };
+    let listed = !name.is_empty()
+        && ev
+            .io()
+            .read_dir(dir)
+            .is_ok_and(|entries| entries.iter().any(|(n, _)| n == name));
+    Ok(Value::Bool(listed))
 }
 
 fn read_dir(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<Value> {
@@ -278,6 +315,10 @@ mod tests {
             (r#"builtins.readFile "/t/a.txt""#, r#""hello\n""#),
             ("builtins.pathExists /t/a.txt", "true"),
             ("builtins.pathExists /t/nope", "false"),
+            // a symlink exists even when what it points to does not (lstat, as in Nix)
+            ("builtins.pathExists /t/link", "true"),
+            ("builtins.pathExists /t/nope/link", "false"),
+            ("builtins.pathExists /t", "true"),
             (
                 "builtins.readDir /t",
                 r#"{ "a.txt" = "regular"; bin = "regular"; link = "symlink"; sub = "directory"; }"#,
@@ -287,6 +328,9 @@ mod tests {
         ]);
         check_err(&[
             ("builtins.readFile /t/bin", "invalid-value"),
+            ("builtins.readFile /t/dev", "io"),
+            ("builtins.hashFile \"sha256\" /t/dev", "io"),
+            ("import /t/dev", "io"),
             ("builtins.readFile /t/nope", "io"),
             ("builtins.readDir /t/nope", "io"),
         ]);

@@ -8,7 +8,7 @@ mod core;
 mod hash;
 pub mod json;
 mod lists;
-mod misc;
+pub(crate) mod misc;
 mod regex;
 mod store;
 mod strings;

@@ -540,6 +540,7 @@ pub(crate) mod test_util {
             match path {
                 "/t/a.txt" => Ok(b"hello\n".to_vec()),
                 "/t/bin" => Ok(b"a\0b".to_vec()),
+                "/t/dev" => panic!("a device is never read"),
                 _ => Err(io::Error::new(
                     io::ErrorKind::NotFound,
                     "No such file or directory",
@@ -549,6 +550,8 @@ pub(crate) mod test_util {
         fn file_kind(&self, path: &str) -> Option<FileKind> {
             match path {
                 "/t/a.txt" | "/t/bin" => Some(FileKind::Regular),
+                // a device: reading it would never end
+                "/t/dev" => Some(FileKind::Unknown),
                 "/t" => Some(FileKind::Directory),
                 _ => None,
             }
