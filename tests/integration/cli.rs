@@ -2,7 +2,7 @@
 //! argument per line, run in `tests/data/cli/`; expected exit status, stdout and stderr in
 //! `NAME.expected`), and robustness tests on generated hostile input.
 
-use crate::{data, glob, name_of, snapshot};
+use crate::{data, name_of, snapshot};
 use libtest_mimic::{Failed, Trial};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -75,10 +75,10 @@ fn run_file(f: &Path) -> Result<Output, Failed> {
 }
 
 pub fn trials() -> Vec<Trial> {
-    let mut v: Vec<Trial> = glob(&data("cli"), "cmd")
-        .into_iter()
-        .map(snapshot_trial)
-        .collect();
+    // the corpus holds at least 15 commands
+    let (cmds, guard) = crate::corpus("cli", "cmd", 15);
+    let mut v: Vec<Trial> = vec![guard];
+    v.extend(cmds.into_iter().map(snapshot_trial));
     let deep = |open: &str, mid: &str, close: &str, n: usize| {
         let mut s = open.repeat(n);
         s.push_str(mid);

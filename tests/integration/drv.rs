@@ -5,9 +5,11 @@
 //!   program is evaluated twice, in two different stores, and must print the same.
 //! - `drv/fail/*.bld`: exit 1 with the code of its `# expect: CODE` line; `.err` snapshot.
 //! - `instantiate` and `show-derivation` agree with `eval`.
+//!
+//! Each corpus holds a stated minimum of programs.
 
 use crate::cli::buildit;
-use crate::{data, glob, name_of, snapshot};
+use crate::{data, name_of, snapshot};
 use libtest_mimic::{Failed, Trial};
 use std::path::Path;
 
@@ -152,12 +154,16 @@ fn instantiate_agrees() -> Result<(), Failed> {
     Ok(())
 }
 
+/// The fewest programs `drv/ok` and `drv/fail` may hold.
+const MIN_OK: usize = 7;
+const MIN_FAIL: usize = 9;
+
 pub fn trials() -> Vec<Trial> {
-    let mut v: Vec<Trial> = glob(&data("drv/ok"), "bld")
-        .into_iter()
-        .map(ok_trial)
-        .collect();
-    v.extend(glob(&data("drv/fail"), "bld").into_iter().map(fail_trial));
+    let (ok, ok_guard) = crate::corpus("drv/ok", "bld", MIN_OK);
+    let (fail, fail_guard) = crate::corpus("drv/fail", "bld", MIN_FAIL);
+    let mut v = vec![ok_guard, fail_guard];
+    v.extend(ok.into_iter().map(ok_trial));
+    v.extend(fail.into_iter().map(fail_trial));
     v.push(Trial::test(
         "drv::instantiate-agrees-with-eval",
         instantiate_agrees,

@@ -5,12 +5,18 @@
 //! - `eval/ok/*.bld` again, differentially: `nix-instantiate --eval --strict --json` and
 //!   `buildit eval --json` must print the same JSON (needs Nix 2.8; `.ci/run` installs it).
 //! - `eval/fail/*.bld`: must fail with the code named by its `# expect: CODE` line; the rendered
-//!   diagnostic is snapshotted in `.err` (`BUILDIT_BLESS=1` rewrites snapshots).
-//! - Nix's own language tests (when `target/nix-lang-tests/manifest.tsv` exists, made by
-//!   `scripts/nix-lang-tests`): at least 90% must agree with Nix 2.8.
+//!   diagnostic is snapshotted in `.err` (`BUILDIT_BLESS=1` rewrites snapshots). Nix 2.8 must
+//!   fail on it too, with the message its `# nix:` line records (or accept it where a
+//!   `# nix-differs: <why>` line says so).
+//! - Nix's own language tests (prepared by `scripts/nix-lang-tests` into
+//!   `target/nix-lang-tests/`; `scripts/test` does under CI): at least 95% must agree with Nix.
 //! - `repl/*.txt`: REPL transcripts (`> ` input lines, `. ` continuation lines, then output).
 //! - `cli/*.cmd` + `.expected`: the real `buildit` binary's stdout, stderr and exit status.
 //! - Robustness: deep recursion, deep nesting and garbage bytes through the real binary.
+//!
+//! Every corpus has a `corpus::<dir>` trial that fails when its directory is missing or holds
+//! fewer cases than a stated minimum. A trial that needs a tool or root ([`gated`]) is ignored
+//! with the reason where they are missing, but under CI it fails naming what is missing.
 
 mod cli;
 mod debian;
@@ -54,8 +60,43 @@ pub fn glob(dir: &Path, ext: &str) -> Vec<PathBuf> {
     v
 }
 
+/// Whether snapshots are rewritten: `BUILDIT_BLESS` set to anything but `0`/`false`/empty.
 pub fn bless() -> bool {
-    std::env::var_os("BUILDIT_BLESS").is_some()
+    env_flag("BUILDIT_BLESS")
+}
+
+/// Whether the environment variable `name` is set to anything but `0`, `false` or nothing.
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// The files of the data corpus `tests/data/<sub>/*.<ext>` (sorted), and its
+/// [`corpus_guard`] trial.
+pub fn corpus(sub: &str, ext: &str, min: usize) -> (Vec<PathBuf>, Trial) {
+    let files = glob(&data(sub), ext);
+    let guard = corpus_guard(sub, &format!(".{ext} cases"), files.len(), min);
+    (files, guard)
+}
+
+/// A trial `corpus::<sub>` that fails when the directory `tests/data/<sub>` is missing or holds
+/// fewer than `min` cases (`found` of them, described as `what`): a corpus cannot vanish (a
+/// renamed directory, an incomplete checkout) from a green run.
+pub fn corpus_guard(sub: &str, what: &str, found: usize, min: usize) -> Trial {
+    let dir = data(sub);
+    let what = what.to_string();
+    Trial::test(format!("corpus::{sub}"), move || {
+        if !dir.is_dir() {
+            return Err(format!("the corpus directory {} is missing", dir.display()).into());
+        }
+        if found < min {
+            return Err(format!(
+                "{} holds {found} {what}, fewer than its stated minimum of {min}",
+                dir.display()
+            )
+            .into());
+        }
+        Ok(())
+    })
 }
 
 /// Compare `actual` with the snapshot file, or write it when blessing.
@@ -112,7 +153,7 @@ fn main() {
 /// Whether this run is CI's (`CI` set to anything but `0`/`false`/empty): there a trial whose
 /// tool or privilege is missing fails instead of being ignored.
 pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+    env_flag("CI")
 }
 
 /// Whether the test process runs as root (effective uid 0, read from /proc).
@@ -140,17 +181,28 @@ fn package_of(tool: &str) -> &str {
     }
 }
 
-/// Whether `tool` is an executable on PATH (or `/usr/bin/busybox` for `busybox`).
+/// Whether `tool` is an executable file in a directory of `PATH`.
 pub fn have_tool(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|d| {
-            let p = d.join(tool);
+    find_tool(tool).is_some()
+}
+
+/// The first executable file `tool` in a directory of `PATH`.
+fn find_tool(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| {
             p.is_file()
-                && std::fs::metadata(&p).is_ok_and(|m| {
+                && std::fs::metadata(p).is_ok_and(|m| {
                     std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
                 })
         })
-    })
+}
+
+/// The program `tool` as the trials run it: found on `PATH` like [`have_tool`] checks it (the
+/// bare name when it is not there, so that running it fails naming it).
+pub fn tool_path(tool: &str) -> PathBuf {
+    find_tool(tool).unwrap_or_else(|| PathBuf::from(tool))
 }
 
 /// Why a trial needing `tools` (and root, when `needs_root`) cannot run here, if it cannot.

@@ -7,9 +7,10 @@
 //! temporary directory (the evaluator writes derivations there, `:b` builds there), `@BUSYBOX@`
 //! in inputs names a directory with the static busybox at `bin/busybox`, and in the output the
 //! temporary directory reads `$TMP` and store hashes read `HASH`. Needs `busybox-static` and
-//! `bwrap` (skipped without them).
+//! `bwrap`: without them such a transcript is ignored with the reason, and under CI it fails
+//! naming what is missing. The corpus holds at least [`MIN_TRANSCRIPTS`] transcripts.
 
-use crate::{data, glob, name_of, snapshot};
+use crate::{data, name_of, snapshot};
 use buildit_cli::render::Style;
 use buildit_cli::repl::Repl;
 use buildit_stdlib::FsIo;
@@ -29,7 +30,7 @@ fn replay_store(text: &str, cwd: &str) -> Result<String, String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let bb = tmp.path().join("busybox");
     std::fs::create_dir_all(bb.join("bin")).map_err(|e| e.to_string())?;
-    std::fs::copy("/usr/bin/busybox", bb.join("bin/busybox"))
+    std::fs::copy(crate::tool_path("busybox"), bb.join("bin/busybox"))
         .map_err(|e| format!("busybox-static is needed: {e}"))?;
     let layout = buildit_store::StoreLayout::at(tmp.path().join("root"));
     let io = buildit_stdlib::StoreIo::new(FsIo::new(|_| {}), layout.clone());
@@ -116,24 +117,30 @@ fn replay_with(mut repl: Repl, text: &str, fix_input: impl Fn(&str) -> String) -
     out
 }
 
+/// The fewest transcripts `tests/data/repl/` may hold.
+const MIN_TRANSCRIPTS: usize = 7;
+
 pub fn trials() -> Vec<Trial> {
-    glob(&data("repl"), "txt")
-        .into_iter()
-        .map(|p| {
-            Trial::test(format!("repl::{}", name_of(&p)), move || {
-                let text = std::fs::read_to_string(&p).map_err(|e| e.to_string())?;
-                let cwd = data("repl").to_string_lossy().into_owned();
-                let actual = if text.starts_with("# store") {
-                    let tools = ["/usr/bin/busybox", "/usr/bin/bwrap"];
-                    if !tools.iter().all(|t| std::path::Path::new(t).exists()) {
-                        return Ok(());
-                    }
-                    replay_store(&text, &cwd)?
-                } else {
-                    replay(&text, &cwd)
-                };
-                snapshot(&p, &actual).map_err(Into::into)
-            })
-        })
-        .collect()
+    let (files, guard) = crate::corpus("repl", "txt", MIN_TRANSCRIPTS);
+    let mut v = vec![guard];
+    for p in files {
+        let name = format!("repl::{}", name_of(&p));
+        let store = std::fs::read_to_string(&p).is_ok_and(|t| t.starts_with("# store"));
+        let f = move || {
+            let text = std::fs::read_to_string(&p).map_err(|e| e.to_string())?;
+            let cwd = data("repl").to_string_lossy().into_owned();
+            let actual = if store {
+                replay_store(&text, &cwd)?
+            } else {
+                replay(&text, &cwd)
+            };
+            snapshot(&p, &actual).map_err(Into::into)
+        };
+        v.push(if store {
+            crate::gated(name, &["bwrap", "busybox"], false, f)
+        } else {
+            Trial::test(name, f)
+        });
+    }
+    v
 }

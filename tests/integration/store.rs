@@ -92,15 +92,106 @@ fn tmp() -> Result<tempfile::TempDir, Failed> {
     tempfile::tempdir().map_err(|e| e.to_string().into())
 }
 
-fn pseudo_random(seed: u64) -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(7);
-    let mut x = t ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^ (x >> 29)
+/// The seed of a crash test's kill delays: `BUILDIT_TEST_SEED` when set, else taken from the
+/// clock. It is printed, so the delays of a failing run can be repeated.
+fn seed(test: &str) -> u64 {
+    let s = std::env::var("BUILDIT_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(7)
+        });
+    eprintln!("store::{test}: seed {s} (BUILDIT_TEST_SEED={s} repeats these kill delays)");
+    s
+}
+
+/// splitmix64: the kill delays from the seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A delay between 10% and 90% of `run` (how long the uninterrupted command took here),
+    /// so that the kill lands while the command works.
+    fn delay_within(&mut self, run: Duration) -> Duration {
+        let ms = run.as_millis().max(10) as u64;
+        Duration::from_millis(ms / 10 + self.next() % (ms * 8 / 10).max(1))
+    }
+}
+
+/// How long `cmd` takes when it is not interrupted (it must succeed).
+fn timed(cmd: &mut Command) -> Result<Duration, Failed> {
+    let t = std::time::Instant::now();
+    let o = cmd.output().map_err(|e| e.to_string())?;
+    check(
+        o.status.success(),
+        format!(
+            "the uninterrupted run failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )?;
+    Ok(t.elapsed())
+}
+
+/// Start `cmd`, send it SIGKILL after `delay`, and report whether the signal is what ended it
+/// (`false`: it had already exited, so this run proved nothing about a crash).
+fn killed_after(cmd: &mut Command, delay: Duration) -> Result<bool, Failed> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    std::thread::sleep(delay);
+    if child.try_wait().map_err(|e| e.to_string())?.is_none() {
+        child.kill().map_err(|e| e.to_string())?;
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    match status.signal() {
+        Some(9) => Ok(true),
+        None if status.success() => Ok(false),
+        _ => Err(format!("the command ended with {status} before the kill").into()),
+    }
+}
+
+/// Kill `make()`'s command after a seeded delay within `run`; when it finishes first, try
+/// again with half the delay (logged). Fails when no attempt was ended by the signal.
+fn kill_during(
+    test: &str,
+    round: u64,
+    rng: &mut Rng,
+    run: Duration,
+    make: &mut dyn FnMut() -> Result<Command, Failed>,
+) -> Result<Duration, Failed> {
+    let mut delay = rng.delay_within(run);
+    for _ in 0..4 {
+        if killed_after(&mut make()?, delay)? {
+            eprintln!(
+                "store::{test}: round {round}: killed by SIGKILL after {} ms (an uninterrupted run takes {} ms)",
+                delay.as_millis(),
+                run.as_millis()
+            );
+            return Ok(delay);
+        }
+        eprintln!(
+            "store::{test}: round {round}: finished before the kill at {} ms; again at half the delay",
+            delay.as_millis()
+        );
+        delay /= 2;
+    }
+    Err(
+        format!("round {round}: the command always finished before SIGKILL; nothing was tested")
+            .into(),
+    )
 }
 
 /// The golden path of [`tiny_tree`] added as `golden` (committed: same on every machine).
@@ -191,27 +282,30 @@ fn refs_scan() -> Result<(), Failed> {
     )
 }
 
+/// `kill -9` of `store add` at seeded delays inside its run time: each run must die of the
+/// signal (not finish first), and the store must verify after each.
 fn kill_add() -> Result<(), Failed> {
     let t = tmp()?;
     let src = t.path().join("src");
     big_tree(&src, 64)?;
     let root = t.path().join("root");
+    let mut rng = Rng(seed("kill-9-during-add"));
+    let add = |r: &Path| {
+        let mut c = store_cmd(r);
+        c.args(["add", src.to_str().unwrap_or("")]);
+        c
+    };
+    let run_time = timed(&mut add(&t.path().join("calibration")))?;
     for i in 0..6u64 {
-        let mut child = store_cmd(&root)
-            .args(["add", src.to_str().unwrap_or("")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let ms = pseudo_random(i) % 400;
-        std::thread::sleep(Duration::from_millis(ms));
-        let _ = child.kill();
-        let _ = child.wait();
+        let delay = kill_during("kill-9-during-add", i, &mut rng, run_time, &mut || {
+            Ok(add(&root))
+        })?;
         let v = run(&root, &["verify", "--check-contents"])?;
         check(
             v.status.success(),
             format!(
-                "after kill at {ms} ms: {}",
+                "after kill at {} ms: {}",
+                delay.as_millis(),
                 String::from_utf8_lossy(&v.stderr)
             ),
         )?;
@@ -242,36 +336,47 @@ fn kill_add() -> Result<(), Failed> {
     )
 }
 
+/// 1,500 dead objects in chains, written with the store crate under the GC lock.
+fn dead_objects(root: &Path, round: u64) -> Result<(), Failed> {
+    let s = Store::open(StoreLayout::at(root)).map_err(|e| e.to_string())?;
+    let _g = s.hold_gc_lock().map_err(|e| e.to_string())?;
+    let mut prev: Vec<StorePath> = Vec::new();
+    for i in 0..1500 {
+        let text = format!("round {round} object {i}");
+        let refs: Vec<StorePath> = prev.iter().rev().take(2).cloned().collect();
+        let p = s
+            .add_bytes("obj", text.as_bytes(), &refs)
+            .map_err(|e| e.to_string())?;
+        prev.push(p);
+    }
+    Ok(())
+}
+
+/// `kill -9` of `store gc` at seeded delays inside its run time: each run must die of the
+/// signal, and the store must verify after each.
 fn kill_gc() -> Result<(), Failed> {
     let t = tmp()?;
     let root = t.path().join("root");
+    let mut rng = Rng(seed("kill-9-during-gc"));
+    let calibration = t.path().join("calibration");
+    dead_objects(&calibration, 0)?;
+    let run_time = timed(store_cmd(&calibration).arg("gc"))?;
     for round in 0..3u64 {
-        {
-            let s = Store::open(StoreLayout::at(&root)).map_err(|e| e.to_string())?;
-            let _g = s.hold_gc_lock().map_err(|e| e.to_string())?;
-            let mut prev: Vec<StorePath> = Vec::new();
-            for i in 0..1500 {
-                let text = format!("round {round} object {i}");
-                let refs: Vec<StorePath> = prev.iter().rev().take(2).cloned().collect();
-                let p = s
-                    .add_bytes("obj", text.as_bytes(), &refs)
-                    .map_err(|e| e.to_string())?;
-                prev.push(p);
-            }
-        }
-        let mut child = store_cmd(&root)
-            .arg("gc")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        std::thread::sleep(Duration::from_millis(pseudo_random(round) % 120));
-        let _ = child.kill();
-        let _ = child.wait();
+        let delay = kill_during("kill-9-during-gc", round, &mut rng, run_time, &mut || {
+            // every attempt starts from a full store: a finished attempt deleted everything
+            dead_objects(&root, round)?;
+            let mut c = store_cmd(&root);
+            c.arg("gc");
+            Ok(c)
+        })?;
         let v = run(&root, &["verify", "--check-contents"])?;
         check(
             v.status.success(),
-            format!("after killed gc: {}", String::from_utf8_lossy(&v.stderr)),
+            format!(
+                "after gc killed at {} ms: {}",
+                delay.as_millis(),
+                String::from_utf8_lossy(&v.stderr)
+            ),
         )?;
     }
     ok(&root, &["gc"])?;
@@ -369,7 +474,15 @@ fn import_all_or_nothing() -> Result<(), Failed> {
         )?;
         for path in [&p, &q] {
             let i = run(&other, &["path-info", path])?;
-            check(!i.status.success(), format!("{what}: {path} registered"))?;
+            check(
+                i.status.code() == Some(1)
+                    && String::from_utf8_lossy(&i.stderr).contains("buildit::store::not-valid"),
+                format!(
+                    "{what}: {path} is registered ({}): {}",
+                    i.status,
+                    String::from_utf8_lossy(&i.stderr)
+                ),
+            )?;
         }
     }
     let o = import(&other, &stream)?;
@@ -411,36 +524,97 @@ fn ustar(name: &str, kind: u8, data: &[u8], link: &str, mode: u32) -> Vec<u8> {
     v
 }
 
+/// Hostile archives are refused, each for its own reason, leaving nothing behind; a control
+/// archive written by the same [`ustar`] helper (a directory, files, relative symlinks that
+/// stay inside) unpacks, so the refusals come from the hostile entries and not from the helper.
 fn unsafe_archives() -> Result<(), Failed> {
     let t = tmp()?;
     let root_dir = ustar("./", b'5', b"", "", 0o755);
-    let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("dotdot", ustar("../escaped", b'0', b"x", "", 0o644)),
+    let finish = |body: Vec<u8>| {
+        let mut ar = root_dir.clone();
+        ar.extend(body);
+        ar.extend([0u8; 1024]);
+        ar
+    };
+    let control = finish(
+        [
+            ustar("bin", b'5', b"", "", 0o755),
+            ustar("bin/tool", b'0', b"#!/bin/sh\n", "", 0o755),
+            ustar("f", b'0', b"x", "", 0o644),
+            ustar("l", b'2', b"", "f", 0o777),
+            ustar("bin/up", b'2', b"", "../f", 0o777),
+        ]
+        .concat(),
+    );
+    let dest = t.path().join("control");
+    buildit_store::archive::unpack_archive(&control[..], &dest)
+        .map_err(|e| format!("the control archive was refused: {e}"))?;
+    let link = |p: &str| fs::read_link(dest.join(p)).map_err(|e| format!("{p}: {e}"));
+    let tool_mode = fs::metadata(dest.join("bin/tool"))
+        .map_err(|e| e.to_string())?
+        .permissions()
+        .mode();
+    check(
+        fs::read_to_string(dest.join("f")).map_err(|e| e.to_string())? == "x"
+            && link("l")? == Path::new("f")
+            && link("bin/up")? == Path::new("../f")
+            && tool_mode & 0o777 == 0o755,
+        format!("the control archive unpacked wrongly (bin/tool mode {tool_mode:o})"),
+    )?;
+    fs::remove_dir_all(&dest).map_err(|e| e.to_string())?;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "dotdot",
+            ustar("../escaped", b'0', b"x", "", 0o644),
+            "'..' component",
+        ),
         (
             "nested dotdot",
             ustar("a/../../escaped", b'0', b"x", "", 0o644),
+            "'..' component",
         ),
         (
             "absolute name",
             ustar("/tmp/escaped", b'0', b"x", "", 0o644),
+            "absolute entry name",
         ),
-        ("absolute symlink", ustar("l", b'2', b"", "/etc", 0o777)),
-        ("escaping symlink", ustar("l", b'2', b"", "../../..", 0o777)),
-        ("through a symlink", {
-            let mut v = ustar("l", b'2', b"", ".", 0o777);
-            v.extend(ustar("l/x", b'0', b"x", "", 0o644));
-            v
-        }),
-        ("device", ustar("dev", b'3', b"", "", 0o644)),
-        ("setuid", ustar("suid", b'0', b"x", "", 0o4755)),
+        (
+            "absolute symlink",
+            ustar("l", b'2', b"", "/etc", 0o777),
+            "absolute symlink target",
+        ),
+        (
+            "escaping symlink",
+            ustar("l", b'2', b"", "../../..", 0o777),
+            "symlink target leaves the archive root",
+        ),
+        (
+            "through a symlink",
+            {
+                let mut v = ustar("l", b'2', b"", ".", 0o777);
+                v.extend(ustar("l/x", b'0', b"x", "", 0o644));
+                v
+            },
+            "its parent is not a directory created earlier in the archive",
+        ),
+        ("device", ustar("dev", b'3', b"", "", 0o644), "device"),
+        (
+            "setuid",
+            ustar("suid", b'0', b"x", "", 0o4755),
+            "setuid, setgid or sticky mode",
+        ),
     ];
-    for (what, body) in cases {
-        let mut ar = root_dir.clone();
-        ar.extend(body);
-        ar.extend([0u8; 1024]);
+    for (what, body, reason) in cases {
+        let ar = finish(body);
         let dest = t.path().join("dest");
-        let r = buildit_store::archive::unpack_archive(&ar[..], &dest);
-        check(r.is_err(), format!("{what}: accepted"))?;
+        match buildit_store::archive::unpack_archive(&ar[..], &dest) {
+            Ok(_) => return Err(format!("{what}: accepted").into()),
+            Err(e @ buildit_store::archive::ArchiveError::Unsafe { .. })
+                if e.to_string().contains(reason) => {}
+            Err(e) => {
+                return Err(format!("{what}: refused, but not as unsafe ({reason}): {e}").into())
+            }
+        }
         check(!dest.exists(), format!("{what}: left {}", dest.display()))?;
     }
     let names: Vec<String> = fs::read_dir(t.path())

@@ -248,7 +248,14 @@ pub fn trials() -> Vec<Trial> {
         })
         .unwrap_or_default();
     dirs.sort();
-    let mut v: Vec<Trial> = dirs.into_iter().map(fail_trial).collect();
+    // the corpus holds at least 44 cases
+    let mut v = vec![crate::corpus_guard(
+        "yaml/fail",
+        "case directories",
+        dirs.len(),
+        44,
+    )];
+    v.extend(dirs.into_iter().map(fail_trial));
     v.push(Trial::test(
         "yaml::nginx-prod-compiles-and-the-text-evaluates",
         example_compiles,
