@@ -23,6 +23,7 @@ mod debian;
 mod docs;
 mod drv;
 mod e2e;
+mod escape_store;
 mod eval;
 mod images;
 mod nixlang;
@@ -146,6 +147,7 @@ fn main() {
     trials.extend(sandbox::trials());
     trials.extend(images::trials());
     trials.extend(e2e::trials());
+    trials.extend(escape_store::trials());
     trials.extend(pkgs::trials());
     libtest_mimic::run(&args, trials).exit();
 }
