@@ -654,7 +654,26 @@ impl Sandbox {
                     }
                 }
             }
-            Ok(Some(reason)) => guard.explain(reason, &req.limits),
+            Ok(Some(reason)) => match (
+                guard.explain(reason, &req.limits),
+                req.limits.max_output_bytes,
+            ) {
+                // A write stopped at RLIMIT_FSIZE fails with EFBIG where SIGXFSZ does not kill
+                // (the builder is PID 1 under the native backend): the outputs reached the limit.
+                (r @ (FailReason::Exit(_) | FailReason::Signal(_)), Some(max)) => {
+                    let total: u64 = req
+                        .outputs
+                        .values()
+                        .map(|p| tree_size(&dir.staged(p)))
+                        .sum();
+                    if total >= max {
+                        FailReason::OutputLimit(max)
+                    } else {
+                        r
+                    }
+                }
+                (r, _) => r,
+            },
             Err(e) => return Err(e),
         };
         let kept = req.keep_failed.then(|| dir.keep());
@@ -722,7 +741,7 @@ impl Sandbox {
         }
         let seccomp_fds: Vec<i32> = seccomp_readers
             .iter()
-            .map(|r| std::os::fd::AsRawFd::as_raw_fd(r))
+            .map(std::os::fd::AsRawFd::as_raw_fd)
             .collect();
         let procs = guard.procs_cstrings()?;
         let fsize = req.limits.max_output_bytes;
@@ -926,7 +945,15 @@ impl Guard {
             memory: req.limits.max_memory,
             pids: req.limits.max_pids,
         });
-        let filters = crate::seccomp::programs(allows_userns(req))
+        // Compiled once per process for each of the two variants.
+        type Programs = Result<Vec<seccompiler::BpfProgram>, String>;
+        static STRICT: std::sync::OnceLock<Programs> = std::sync::OnceLock::new();
+        static LAX: std::sync::OnceLock<Programs> = std::sync::OnceLock::new();
+        let allow = allows_userns(req);
+        let cell = if allow { &LAX } else { &STRICT };
+        let filters = cell
+            .get_or_init(|| crate::seccomp::programs(allow).map_err(|e| e.to_string()))
+            .clone()
             .map_err(|e| BuildError::io("seccomp", std::io::Error::other(e)))?;
         Ok(Guard {
             user,
