@@ -41,11 +41,15 @@ fn not_image(p: &Path, why: &str) -> ImageError {
 /// List every entry of the image at `image`.
 pub fn image_contents(image: &Path) -> Result<Vec<ContentEntry>, ImageError> {
     if image.is_dir() {
-        if image.join("index.json").is_file() {
+        // inside the directory nothing is read through a symlink
+        let present = |f: &str| {
+            std::fs::symlink_metadata(image.join(f)).is_ok_and(|m| m.file_type().is_file())
+        };
+        if image.join("index.json").exists() {
             return oci_layout(image);
         }
         for f in ["image.oci.tar", "image.docker.tar", "image.aci"] {
-            if image.join(f).is_file() {
+            if present(f) {
                 return archive(&image.join(f));
             }
         }
@@ -195,21 +199,40 @@ fn config_digest(manifest: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
+/// `algorithm/hex` of a digest `algorithm:hex`; anything else (a `/`, `..`) is no digest, and
+/// gives a name that matches no blob.
 fn blob_name(digest: &str) -> String {
-    digest.replacen(':', "/", 1)
+    match digest.split_once(':') {
+        Some((a, h))
+            if !a.is_empty()
+                && !h.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && h.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            format!("{a}/{h}")
+        }
+        _ => "invalid-digest".to_string(),
+    }
+}
+
+/// The file `rel` of the layout `dir`, reached without symlinks (an image in the store is read
+/// as it is: a blob that is a symlink to a host file is not read).
+fn layout_file(dir: &Path, rel: &str) -> Result<std::path::PathBuf, ImageError> {
+    crate::tarw::regular_below(dir, rel).map_err(|e| not_image(dir, &e.to_string()))
 }
 
 fn oci_layout(dir: &Path) -> Result<Vec<ContentEntry>, ImageError> {
-    let index = read_json(&dir.join("index.json"))?;
+    let blob = |d: &str| layout_file(dir, &format!("blobs/{}", blob_name(d)));
+    let index = read_json(&layout_file(dir, "index.json")?)?;
     let md = single_manifest_digest(&index, dir)?;
-    let manifest = read_json(&dir.join("blobs").join(blob_name(&md)))?;
-    let config = config_digest(&manifest)
-        .and_then(|d| read_json(&dir.join("blobs").join(blob_name(&d))).ok());
+    let manifest = read_json(&blob(&md)?)?;
+    let config = config_digest(&manifest).and_then(|d| read_json(&blob(&d).ok()?).ok());
     let layers = manifest_layers(&manifest, dir)?;
     let ranges = at_root_of(config.as_ref(), layers.len());
     let mut out = Vec::new();
     for (i, (d, mt)) in layers.into_iter().enumerate() {
-        let p = dir.join("blobs").join(blob_name(&d));
+        let p = blob(&d)?;
         let r = crate::oci::decompress(&p, &mt)
             .map_err(ImageError::io(format!("reading {}", p.display())))?;
         list_layer(r, i, "", &ranges[i], &mut out)
@@ -354,5 +377,39 @@ mod tests {
         );
         assert_eq!(package_of("/etc/passwd", None), None);
         assert_eq!(package_of("/bld/store", None), None);
+    }
+
+    #[test]
+    fn layouts_are_read_without_symlinks_or_traversal() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let dir = t.path().join("img");
+        std::fs::create_dir_all(dir.join("blobs/sha256")).expect("mkdir");
+        let index = |digest: &str| {
+            format!(
+                r#"{{"schemaVersion":2,"manifests":[{{"digest":"{digest}","mediaType":"application/vnd.oci.image.manifest.v1+json","size":1}}]}}"#
+            )
+        };
+        // a digest that climbs out of the layout names no blob
+        std::fs::write(
+            dir.join("index.json"),
+            index("sha256:../../../../etc/passwd"),
+        )
+        .expect("write");
+        assert!(matches!(
+            image_contents(&dir),
+            Err(ImageError::NotAnImage(_))
+        ));
+        // a blob that is a symlink to a host file is not read
+        let d = "a".repeat(64);
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("blobs/sha256").join(&d)).expect("link");
+        std::fs::write(dir.join("index.json"), index(&format!("sha256:{d}"))).expect("write");
+        let e = image_contents(&dir).expect_err("refused");
+        assert!(e.to_string().contains("symlink"), "{e}");
+        // nor an index.json that is one
+        std::fs::remove_file(dir.join("index.json")).expect("rm");
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("index.json")).expect("link");
+        assert!(image_contents(&dir).is_err());
+        assert_eq!(blob_name("sha256:00ff"), "sha256/00ff");
+        assert_eq!(blob_name("sha256:../x"), "invalid-digest");
     }
 }

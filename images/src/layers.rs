@@ -237,6 +237,19 @@ pub fn at_root_entries(physical: &Path) -> io::Result<Vec<Entry>> {
             0o644
         }
     };
+    // the object itself must be a directory, not a symlink to one (its entries would be
+    // another directory's); `walk` keeps every symlink below it as a symlink
+    let md = std::fs::symlink_metadata(physical)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", physical.display())))?;
+    if !md.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: a package laid out at / must be a directory (symlinks are not followed)",
+                physical.display()
+            ),
+        ));
+    }
     let mut names: Vec<String> = Vec::new();
     for de in std::fs::read_dir(physical)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", physical.display())))?
@@ -630,5 +643,23 @@ mod tests {
         std::fs::write(&blob, bytes).expect("write");
         let out = tempfile::tempdir().expect("tmp");
         assert!(install_blob(&blob, &info.digest, out.path()).is_err());
+    }
+
+    #[test]
+    fn at_root_members_keep_symlinks_and_are_directories() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let obj = t.path().join("deb");
+        std::fs::create_dir_all(obj.join("usr/lib")).expect("mkdir");
+        std::fs::write(obj.join("usr/lib/libx.so.1"), "elf").expect("write");
+        std::os::unix::fs::symlink("/etc/shadow", obj.join("usr/lib/shadow")).expect("link");
+        let es = at_root_entries(&obj).expect("entries");
+        let link = es
+            .iter()
+            .find(|e| e.path == "usr/lib/shadow")
+            .expect("link");
+        assert_eq!(link.node, tarw::Node::Symlink("/etc/shadow".into()));
+        // an object that is a symlink to a directory is not listed
+        std::os::unix::fs::symlink("/etc", t.path().join("etc-link")).expect("link");
+        assert!(at_root_entries(&t.path().join("etc-link")).is_err());
     }
 }

@@ -160,6 +160,10 @@ pub struct ImageSpec {
     pub rooted: Vec<StorePath>,
     /// Files copied into the top layer, in order.
     pub files: Vec<SyncFile>,
+    /// The destinations (as in [`SyncFile::dest`]) whose `chmod` may set the setuid, setgid
+    /// and sticky bits (YAML `allow-setuid: true`); any other sync with such a mode is refused.
+    #[serde(default)]
+    pub setuid_allowed: Vec<String>,
     /// `/etc/passwd`; empty means `root` (0) and `nobody` (65534).
     pub users: Vec<User>,
     /// `/etc/group`; empty means one group per distinct gid of `users`, named after its first
@@ -207,6 +211,7 @@ impl ImageSpec {
             packages,
             rooted: Vec::new(),
             files: Vec::new(),
+            setuid_allowed: Vec::new(),
             users: Vec::new(),
             groups: Vec::new(),
             env: Vec::new(),

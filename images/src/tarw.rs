@@ -77,8 +77,79 @@ pub fn path_cmp(a: &str, b: &str) -> Ordering {
     a.split('/').cmp(b.split('/'))
 }
 
-/// Append one entry to a tar builder.
+/// Whether `path` is a name a layer may hold: relative, not empty, no `..` component (an entry
+/// named `../x` or `/x` would be written outside the root by an extractor that trusts it).
+pub fn safe_entry_path(path: &str) -> bool {
+    !path.is_empty() && !path.starts_with('/') && !path.split('/').any(|c| c == "..")
+}
+
+/// Open a regular file without following a symlink in its last component (a store object is
+/// read-only, but a symlink swapped in between planning and writing must not make a layer hold
+/// a file from outside the object).
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: not a regular file", path.display()),
+        ));
+    }
+    Ok(f)
+}
+
+/// `root/rel`, if every component below `root` is a real directory or (the last) a regular
+/// file: no symlink on the way, so reading it never leaves `root`. `rel` is relative, without
+/// `..`.
+pub fn regular_below(root: &Path, rel: &str) -> io::Result<PathBuf> {
+    let bad = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}/{rel}: {why}", root.display()),
+        )
+    };
+    if !safe_entry_path(rel) {
+        return Err(bad("not a relative path without `..`"));
+    }
+    let comps: Vec<&str> = rel
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    let mut p = root.to_path_buf();
+    for (i, c) in comps.iter().enumerate() {
+        p.push(c);
+        let md = std::fs::symlink_metadata(&p)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+        let last = i + 1 == comps.len();
+        if md.file_type().is_symlink() {
+            return Err(bad("a symlink on the way; it is not followed"));
+        }
+        if (last && !md.is_file()) || (!last && !md.is_dir()) {
+            return Err(bad("not a regular file"));
+        }
+    }
+    if comps.is_empty() {
+        return Err(bad("empty path"));
+    }
+    Ok(p)
+}
+
+/// Append one entry to a tar builder. Entry names are checked ([`safe_entry_path`]); a host
+/// file is opened without following a symlink ([`open_regular`]).
 pub fn append<W: Write>(b: &mut tar::Builder<W>, e: &Entry) -> io::Result<()> {
+    if !safe_entry_path(&e.path) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a layer entry named `{}` (absolute, empty or with `..`)",
+                e.path
+            ),
+        ));
+    }
     let mut h = tar::Header::new_gnu();
     h.set_mtime(MTIME);
     h.set_uid(e.uid);
@@ -103,8 +174,7 @@ pub fn append<W: Write>(b: &mut tar::Builder<W>, e: &Entry) -> io::Result<()> {
         Node::Host { path, size } => {
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(*size);
-            let f = File::open(path)
-                .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))?;
+            let f = open_regular(path)?;
             b.append_data(&mut h, &e.path, Exact::new(f, *size, path))
         }
     }
@@ -373,5 +443,58 @@ mod tests {
         let mut s = StripTrailer::new(Vec::new());
         s.write_all(&[1u8; 2048]).expect("write");
         assert!(s.finish().is_err());
+    }
+
+    #[test]
+    fn entries_never_escape_the_root() {
+        for bad in ["../x", "a/../../x", "/etc/x", ""] {
+            let mut b = tar::Builder::new(Vec::new());
+            assert!(
+                append(&mut b, &Entry::bytes(bad, b"x".to_vec(), 0o644)).is_err(),
+                "{bad:?}"
+            );
+        }
+        let mut b = tar::Builder::new(Vec::new());
+        append(&mut b, &Entry::symlink("etc/x", "../../etc/shadow"))
+            .expect("a link may point anywhere");
+    }
+
+    #[test]
+    fn host_files_are_not_read_through_symlinks() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let obj = t.path().join("obj");
+        std::fs::create_dir_all(obj.join("d")).expect("mkdir");
+        std::fs::write(obj.join("d/f"), "f").expect("write");
+        std::os::unix::fs::symlink("/etc/passwd", obj.join("d/passwd")).expect("link");
+        std::os::unix::fs::symlink("/etc", obj.join("etc")).expect("link");
+        // walking keeps the link a link
+        let mut es = Vec::new();
+        walk(&obj, "x", 0, 0, &|_, _| 0o644, &mut es).expect("walk");
+        let link = es.iter().find(|e| e.path == "x/d/passwd").expect("link");
+        assert_eq!(link.node, Node::Symlink("/etc/passwd".into()));
+        assert_eq!(
+            es.iter().find(|e| e.path == "x/etc").map(|e| &e.node),
+            Some(&Node::Symlink("/etc".into()))
+        );
+        // a host entry that became a symlink is not opened
+        assert!(open_regular(&obj.join("d/passwd")).is_err());
+        assert!(open_regular(&obj.join("d/f")).is_ok());
+        let mut b = tar::Builder::new(Vec::new());
+        let swapped = Entry {
+            path: "x".into(),
+            node: Node::Host {
+                path: obj.join("d/passwd"),
+                size: 1,
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        };
+        assert!(append(&mut b, &swapped).is_err());
+        // paths below a root: no symlink on the way
+        assert!(regular_below(&obj, "d/f").is_ok());
+        assert!(regular_below(&obj, "d/passwd").is_err());
+        assert!(regular_below(&obj, "etc/passwd").is_err());
+        assert!(regular_below(&obj, "../obj/d/f").is_err());
     }
 }

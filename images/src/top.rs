@@ -172,20 +172,75 @@ fn dest_path(dest: &str) -> Result<String, ImageError> {
     Ok(comps.join("/"))
 }
 
-/// Where a sync source is on this machine (store paths map to their physical location).
+/// Where a sync source is on this machine (store paths map to their physical location). A
+/// path below a store object (`/bld/store/<hash>-x/sub/file`) must reach it through real
+/// directories of the object: a symlink on the way is not followed out of it.
 fn source_path(view: &dyn StoreView, src: &std::path::Path) -> Result<PathBuf, ImageError> {
     let s = src.to_string_lossy();
     if s.starts_with(&format!("{STORE_DIR}/")) {
         let (sp, rest) = StorePath::parse_prefix(&s)
             .map_err(|e| ImageError::Spec(format!("sync source `{s}`: {e}")))?;
-        let mut p = view.physical(&sp);
+        let p = view.physical(&sp);
         let rest = rest.trim_start_matches('/');
-        if !rest.is_empty() {
-            p = p.join(rest);
+        if rest.is_empty() {
+            return Ok(p);
         }
-        return Ok(p);
+        return inside_object(&p, rest)
+            .ok_or_else(|| {
+                ImageError::Spec(format!(
+                    "sync source `{s}` is not a file or directory reached without symlinks inside its store object"
+                ))
+            });
     }
     Ok(src.to_path_buf())
+}
+
+/// `object/rel` when every component is a real directory of `object` (the last may be
+/// anything but is not followed): never a path through a symlink, so reading it stays inside
+/// the object.
+fn inside_object(object: &std::path::Path, rel: &str) -> Option<PathBuf> {
+    let comps: Vec<&str> = rel
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    if comps.is_empty() || comps.contains(&"..") {
+        return None;
+    }
+    let mut p = object.to_path_buf();
+    if !std::fs::symlink_metadata(&p).ok()?.is_dir() {
+        return None;
+    }
+    for (i, c) in comps.iter().enumerate() {
+        p.push(c);
+        let md = std::fs::symlink_metadata(&p).ok()?;
+        if i + 1 < comps.len() && !md.is_dir() {
+            return None;
+        }
+    }
+    Some(p)
+}
+
+/// The directory `object/sub` (a package's `bin` or `sbin`), when it stays inside the object:
+/// a real directory, or a symlink whose target resolves to a directory inside the object
+/// (`sbin` → `bin`). A symlink leading out (`bin` → `/usr/bin`) gives `None`: the host's
+/// directory is never listed into an image.
+fn program_dir(object: &std::path::Path, sub: &str) -> Option<PathBuf> {
+    if !std::fs::symlink_metadata(object).ok()?.is_dir() {
+        return None;
+    }
+    let dir = object.join(sub);
+    let md = std::fs::symlink_metadata(&dir).ok()?;
+    if md.is_dir() {
+        return Some(dir);
+    }
+    if md.file_type().is_symlink() {
+        let real_object = object.canonicalize().ok()?;
+        let real = dir.canonicalize().ok()?;
+        if real.starts_with(&real_object) && real.is_dir() {
+            return Some(real);
+        }
+    }
+    None
 }
 
 struct Tree {
@@ -262,10 +317,9 @@ pub fn top_entries(view: &dyn StoreView, spec: &ImageSpec) -> Result<TopLayer, I
     for p in &spec.packages {
         let phys = view.physical(p);
         for (sub, dest) in [("bin", "usr/bin"), ("sbin", "usr/sbin")] {
-            let dir = phys.join(sub);
-            if !dir.is_dir() {
+            let Some(dir) = program_dir(&phys, sub) else {
                 continue;
-            }
+            };
             let rd = std::fs::read_dir(&dir)
                 .map_err(ImageError::io(format!("reading {}", dir.display())))?;
             let mut names: Vec<String> = Vec::new();
@@ -297,6 +351,14 @@ pub fn top_entries(view: &dyn StoreView, spec: &ImageSpec) -> Result<TopLayer, I
     for (i, f) in spec.files.iter().enumerate() {
         let dest = dest_path(&f.dest)?;
         let mode = f.chmod.as_deref().map(parse_chmod).transpose()?;
+        if let Some(m) = mode {
+            if m & 0o7000 != 0 && !spec.setuid_allowed.contains(&f.dest) {
+                return Err(ImageError::Spec(format!(
+                    "sync `{}`: chmod 0{m:o} sets the setuid, setgid or sticky bit, and the spec does not allow it (`allow-setuid: true`)",
+                    f.dest
+                )));
+            }
+        }
         let (uid, gid) = f
             .owner
             .as_deref()
@@ -417,5 +479,130 @@ mod tests {
             group_text(&groups(&spec, &us)).ok().as_deref(),
             Some("root:x:0:\nnogroup:x:65534:\n")
         );
+    }
+
+    /// A store of plain directories: `physical` is `root/<base name>`.
+    struct DirStore(PathBuf);
+
+    impl StoreView for DirStore {
+        fn physical(&self, p: &StorePath) -> PathBuf {
+            self.0.join(p.base_name())
+        }
+        fn closure(&self, roots: &[StorePath]) -> Result<Vec<StorePath>, ImageError> {
+            Ok(roots.to_vec())
+        }
+        fn references(&self, _: &StorePath) -> Result<Vec<StorePath>, ImageError> {
+            Ok(Vec::new())
+        }
+        fn content_hash(&self, _: &StorePath) -> Result<String, ImageError> {
+            Ok(String::new())
+        }
+        fn size(&self, _: &StorePath) -> Result<u64, ImageError> {
+            Ok(0)
+        }
+        fn layer_cache_dir(&self) -> PathBuf {
+            self.0.join("cache")
+        }
+        fn archive_fn(&self) -> crate::ArchiveFn {
+            |_, _, _| Err("no archives here".into())
+        }
+    }
+
+    fn store_path(name: &str) -> StorePath {
+        StorePath::from_fingerprint(name, name).expect("a store path")
+    }
+
+    /// A package whose `bin` is a symlink to a host directory, one whose `sbin` links to its
+    /// own `bin`, and a synced object holding a symlink to a host file.
+    fn crafted() -> (tempfile::TempDir, DirStore, StorePath, StorePath, StorePath) {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (evil, good, files) = (store_path("evil"), store_path("good"), store_path("files"));
+        let root = t.path().to_path_buf();
+        let e = root.join(evil.base_name());
+        std::fs::create_dir_all(&e).expect("mkdir");
+        std::os::unix::fs::symlink("/usr/bin", e.join("bin")).expect("link");
+        let g = root.join(good.base_name());
+        std::fs::create_dir_all(g.join("bin")).expect("mkdir");
+        std::fs::write(g.join("bin/tool"), "#!/bin/sh\n").expect("write");
+        std::os::unix::fs::symlink("bin", g.join("sbin")).expect("link");
+        let f = root.join(files.base_name());
+        std::fs::create_dir_all(f.join("conf")).expect("mkdir");
+        std::fs::write(f.join("conf/a.conf"), "a").expect("write");
+        std::os::unix::fs::symlink("/etc/passwd", f.join("conf/passwd")).expect("link");
+        std::os::unix::fs::symlink("/etc", f.join("etc")).expect("link");
+        (t, DirStore(root), evil, good, files)
+    }
+
+    fn sync(src: String, dest: &str, chmod: Option<&str>) -> crate::SyncFile {
+        crate::SyncFile {
+            src: PathBuf::from(src),
+            dest: dest.into(),
+            recursive: true,
+            chmod: chmod.map(str::to_string),
+            owner: None,
+        }
+    }
+
+    #[test]
+    fn the_profile_never_lists_a_host_directory() {
+        let (_t, view, evil, good, _) = crafted();
+        let spec = ImageSpec::new("x", "1", vec![evil.clone(), good.clone()]);
+        let top = top_entries(&view, &spec).expect("top layer");
+        let links: Vec<&str> = top
+            .entries
+            .iter()
+            .filter(|e| e.path.starts_with("usr/bin/") || e.path.starts_with("usr/sbin/"))
+            .map(|e| e.path.as_str())
+            .collect();
+        // `good`'s own bin (and its sbin, a link to it); nothing of the host's /usr/bin
+        assert_eq!(links, ["usr/bin/tool", "usr/sbin/tool"]);
+    }
+
+    #[test]
+    fn synced_symlinks_stay_symlinks() {
+        let (_t, view, _, _, files) = crafted();
+        let mut spec = ImageSpec::new("x", "1", vec![]);
+        spec.files
+            .push(sync(format!("{files}/conf"), "/etc/app", None));
+        let top = top_entries(&view, &spec).expect("top layer");
+        let passwd = top
+            .entries
+            .iter()
+            .find(|e| e.path == "etc/app/passwd")
+            .expect("the link");
+        assert_eq!(passwd.node, Node::Symlink("/etc/passwd".into()));
+        // a source through a symlink of the object is refused, not followed
+        let mut spec = ImageSpec::new("x", "1", vec![]);
+        spec.files
+            .push(sync(format!("{files}/etc/shadow"), "/etc/x", None));
+        assert!(top_entries(&view, &spec).is_err());
+        let mut spec = ImageSpec::new("x", "1", vec![]);
+        spec.files
+            .push(sync(format!("{files}/conf/../etc"), "/etc/x", None));
+        assert!(top_entries(&view, &spec).is_err());
+    }
+
+    #[test]
+    fn setuid_needs_the_spec_to_allow_it() {
+        let (_t, view, _, _, files) = crafted();
+        let mut spec = ImageSpec::new("x", "1", vec![]);
+        spec.files.push(sync(
+            format!("{files}/conf/a.conf"),
+            "/usr/bin/a",
+            Some("4755"),
+        ));
+        let e = top_entries(&view, &spec).expect_err("refused");
+        assert!(e.to_string().contains("setuid"), "{e}");
+        spec.setuid_allowed.push("/usr/bin/a".into());
+        let top = top_entries(&view, &spec).expect("allowed");
+        let a = top
+            .entries
+            .iter()
+            .find(|e| e.path == "usr/bin/a")
+            .expect("a");
+        assert_eq!(a.mode, 0o4755);
+        spec.files[0].chmod = Some("1755".into());
+        spec.setuid_allowed.clear();
+        assert!(top_entries(&view, &spec).is_err());
     }
 }
