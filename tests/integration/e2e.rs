@@ -577,10 +577,8 @@ fn store_outputs(store: &Path) -> Result<(Vec<String>, Vec<String>), Failed> {
         if !name.ends_with(".drv") || name.starts_with('.') {
             continue;
         }
-        let drv: Value = match serde_json::from_slice(&std::fs::read(e.path())?) {
-            Ok(v) => v,
-            Err(_) => continue,
-        };
+        let drv: Value = serde_json::from_slice(&std::fs::read(e.path())?)
+            .map_err(|err| format!("{name} is not a derivation: {err}"))?;
         let is_fetch = drv["builder"] == "builtin:fetchurl";
         if let Some(outs) = drv["outputs"].as_object() {
             for o in outs.values() {
