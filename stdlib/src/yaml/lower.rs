@@ -367,6 +367,16 @@ pub fn lower_container(
     let mut files = Vec::new();
     for s in &spec.syncs {
         let dest = tpl.fill(&s.dest.value, s.dest.span, &mut diags);
+        if let Some(problem) = dest_problem(&dest) {
+            diags.push(
+                Diagnostic::error(
+                    "buildit::yaml::bad-dest",
+                    format!("`dest: {dest}` {problem}"),
+                )
+                .with_label(s.dest.span, "this destination")
+                .with_help("`dest` is an absolute path in the image, without `..`, not `/` itself and not under /bld (the store's layers)"),
+            );
+        }
         let mut f = format!(
             "{{ src = {}; dest = {}; recursive = {};",
             path_expr(&s.src.value),
@@ -378,6 +388,9 @@ pub fn lower_container(
         }
         if let Some(o) = &s.owner {
             f.push_str(&format!(" owner = {};", quote(&o.value)));
+        }
+        if s.allow_setuid {
+            f.push_str(" allowSetuid = true;");
         }
         f.push_str(" }");
         files.push(f);
@@ -474,6 +487,25 @@ pub fn lower_container(
     }
 }
 
+/// What is wrong with a sync destination (after templates are filled), if anything: the image
+/// writer refuses the same (`..`, `/`, `/bld`), this reports it at the YAML line.
+pub fn dest_problem(dest: &str) -> Option<&'static str> {
+    let rest = dest.strip_prefix('/')?;
+    let comps: Vec<&str> = rest
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    if comps.contains(&"..") {
+        Some("has a `..` component")
+    } else if comps.is_empty() {
+        Some("would replace the whole image")
+    } else if comps[0] == "bld" {
+        Some("is under /bld, which belongs to the store's layers")
+    } else {
+        None
+    }
+}
+
 /// The directory part of a spec-relative path.
 pub fn rel_dir_of(p: &Path) -> String {
     p.to_string_lossy().trim_start_matches("./").to_string()
@@ -515,5 +547,50 @@ mod tests {
             .as_deref()
             .unwrap_or("")
             .contains("did you mean `name`"));
+    }
+
+    #[test]
+    fn substitutions_have_one_budget() {
+        let big = "x".repeat(1 << 20);
+        let vars = BTreeMap::from([("big".to_string(), big)]);
+        let mut t = Templater::new(&vars);
+        let mut d = Vec::new();
+        let uses = MAX_TEMPLATE_BYTES >> 20;
+        for _ in 0..uses {
+            assert_eq!(t.fill("{{ big }}", Span::default(), &mut d).len(), 1 << 20);
+        }
+        assert!(d.is_empty());
+        t.fill("a{{ big }}", Span::default(), &mut d);
+        t.fill("{{ big }}", Span::default(), &mut d);
+        assert_eq!(d.len(), 1, "one diagnostic for the budget");
+        assert_eq!(d[0].code, "buildit::yaml::too-large");
+    }
+
+    #[test]
+    fn many_unknown_variables_cost_little() {
+        let vars: BTreeMap<String, String> = (0..10_000)
+            .map(|i| (format!("v{i}"), "x".to_string()))
+            .collect();
+        let mut t = Templater::new(&vars);
+        let mut d = Vec::new();
+        for i in 0..10_000 {
+            t.fill(&format!("{{{{ nope{i} }}}}"), Span::default(), &mut d);
+        }
+        assert_eq!(d.len(), 10_000);
+        assert!(d[0].help.as_deref().unwrap_or("").contains("and 9980 more"));
+        assert_eq!(
+            d[9_999].help.as_deref(),
+            Some("variables come from the `vars:` step")
+        );
+    }
+
+    #[test]
+    fn destinations_stay_in_the_image() {
+        assert_eq!(dest_problem("/etc/nginx/nginx.conf"), None);
+        assert_eq!(dest_problem("relative"), None);
+        assert!(dest_problem("/../../x").is_some());
+        assert!(dest_problem("/etc/../x").is_some());
+        assert!(dest_problem("/").is_some());
+        assert!(dest_problem("/bld/store/x").is_some());
     }
 }

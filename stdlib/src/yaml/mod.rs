@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod lower;
+pub mod paths;
 pub mod spec;
 pub mod tree;
 
@@ -40,7 +41,7 @@ impl Compiled {
 
     /// Check the spec against the package set (see [`check`]).
     pub fn check(&self, set: &check::SetInfo) -> Vec<Diagnostic> {
-        check::check(&self.spec, &self.embedded, &self.vars(), set)
+        capped(check::check(&self.spec, &self.embedded, &self.vars(), set))
     }
 
     /// The span of the URL patch `url` (for fetch errors).
@@ -51,6 +52,26 @@ impl Compiled {
             .find(|p| p.is_url && p.source.value == url)
             .map(|p| p.source.span)
     }
+}
+
+/// The most diagnostics reported for one spec; the rest are counted in a last one (a spec with
+/// a hundred thousand errors would otherwise cost minutes and gigabytes to render).
+pub const MAX_DIAGNOSTICS: usize = 50;
+
+/// The first [`MAX_DIAGNOSTICS`] of `diags`, and a note counting the others.
+pub fn capped(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    if diags.len() > MAX_DIAGNOSTICS {
+        let more = diags.len() - MAX_DIAGNOSTICS;
+        diags.truncate(MAX_DIAGNOSTICS);
+        diags.push(
+            Diagnostic::error(
+                "buildit::yaml::more-errors",
+                format!("{more} more errors in this spec are not shown"),
+            )
+            .with_help("fix the errors above and run again"),
+        );
+    }
+    diags
 }
 
 /// Everything that went wrong, with the YAML sources to render it against.
@@ -188,16 +209,87 @@ pub fn write_lock(dir: &Path, lock: &BTreeMap<String, String>) -> std::io::Resul
     std::fs::write(dir.join("buildit.lock"), s)
 }
 
+/// The host files a pkg.yaml in `pkg_dir` names (patches, `source: { path }`) exist inside
+/// `pkg_dir`, and its URLs are network URLs (see [`paths`]).
+fn check_pkg_paths(pkg: &spec::PkgSpec, pkg_dir: &Path, diags: &mut Vec<Diagnostic>) {
+    for patch in &pkg.patches {
+        let v = &patch.source;
+        if patch.is_url {
+            if !paths::network_url(&v.value) {
+                diags.push(paths::url_diagnostic("patch", &v.value, v.span));
+            }
+            continue;
+        }
+        match paths::confine(pkg_dir, &v.value) {
+            Ok(p) if p.is_file() => {}
+            Ok(_) => diags.push(
+                Diagnostic::error(
+                    "buildit::yaml::missing-file",
+                    format!("patch `{}` is not a file", v.value),
+                )
+                .with_label(v.span, "not a file")
+                .with_help(format!("patch files are relative to {}", pkg_dir.display())),
+            ),
+            Err(why) => diags.push(paths::diagnostic(
+                "patch",
+                &v.value,
+                v.span,
+                pkg_dir,
+                "the package directory",
+                &why,
+            )),
+        }
+    }
+    if let Some(u) = &pkg.source_url {
+        if !paths::network_url(&u.value) {
+            diags.push(paths::url_diagnostic("source URL", &u.value, u.span));
+        }
+    }
+    if let Some(p) = &pkg.source_path {
+        if let Err(why) = paths::confine(pkg_dir, &p.value) {
+            diags.push(paths::diagnostic(
+                "source path",
+                &p.value,
+                p.span,
+                pkg_dir,
+                "the package directory",
+                &why,
+            ));
+        }
+    }
+}
+
 /// Read and lower the container spec in `dir` (its `container.yaml` and the `pkg.yaml` of every
 /// embedded package), with `lock` giving the hashes of URL patches.
 pub fn compile_dir(dir: &Path, lock: &BTreeMap<String, String>) -> Result<Compiled, Failed> {
     let mut sources = SourceMap::new();
     let mut diags = Vec::new();
     let spec_path = dir.join("container.yaml");
+    if let Err(why @ (paths::Refused::Outside(_) | paths::Refused::Missing(_))) =
+        paths::confine(dir, "container.yaml")
+    {
+        if let paths::Refused::Outside(real) = why {
+            diags.push(
+                Diagnostic::error(
+                    "buildit::yaml::path-outside",
+                    format!(
+                        "{} is a symlink out of the spec directory (to {})",
+                        spec_path.display(),
+                        real.display()
+                    ),
+                )
+                .with_help("container.yaml must be a file inside its spec directory"),
+            );
+            return Err(Failed {
+                sources,
+                diagnostics: capped(diags),
+            });
+        }
+    }
     let Some((file, root)) = read_yaml(&mut sources, &spec_path, &mut diags) else {
         return Err(Failed {
             sources,
-            diagnostics: diags,
+            diagnostics: capped(diags),
         });
     };
     let mut r = spec::Reader::new(file);
@@ -206,71 +298,83 @@ pub fn compile_dir(dir: &Path, lock: &BTreeMap<String, String>) -> Result<Compil
     let mut embedded = BTreeMap::new();
     for p in &spec.packages {
         if let spec::PackageRef::Embedded(path) = p {
-            let pkg_dir = dir.join(path.value.trim_start_matches("./"));
+            let pkg_dir = match paths::confine(dir, &path.value) {
+                Ok(d) => d,
+                Err(paths::Refused::Missing(_)) => dir.join(path.value.trim_start_matches("./")),
+                Err(why) => {
+                    diags.push(paths::diagnostic(
+                        "package path",
+                        &path.value,
+                        path.span,
+                        dir,
+                        "the spec directory",
+                        &why,
+                    ));
+                    continue;
+                }
+            };
             let pkg_file = pkg_dir.join("pkg.yaml");
-            if !pkg_file.is_file() {
-                diags.push(
-                    Diagnostic::error(
-                        "buildit::yaml::missing-file",
-                        format!("no pkg.yaml in `{}`", path.value),
-                    )
-                    .with_label(path.span, "this directory")
-                    .with_help(format!("create {} (see docs/yaml.md)", pkg_file.display())),
-                );
-                continue;
+            match paths::confine(&pkg_dir, "pkg.yaml") {
+                Ok(f) if f.is_file() => {}
+                Err(why @ paths::Refused::Outside(_)) => {
+                    diags.push(paths::diagnostic(
+                        "package file",
+                        "pkg.yaml",
+                        path.span,
+                        &pkg_dir,
+                        "the package directory",
+                        &why,
+                    ));
+                    continue;
+                }
+                _ => {
+                    diags.push(
+                        Diagnostic::error(
+                            "buildit::yaml::missing-file",
+                            format!("no pkg.yaml in `{}`", path.value),
+                        )
+                        .with_label(path.span, "this directory")
+                        .with_help(format!("create {} (see docs/yaml.md)", pkg_file.display())),
+                    );
+                    continue;
+                }
             }
             if let Some((pf, proot)) = read_yaml(&mut sources, &pkg_file, &mut diags) {
                 let mut pr = spec::Reader::new(pf);
                 let pkg = spec::read_pkg(&mut pr, &proot);
                 diags.extend(pr.diags);
-                for patch in pkg.patches.iter().filter(|p| !p.is_url) {
-                    if !pkg_dir.join(&patch.source.value).is_file() {
-                        diags.push(
-                            Diagnostic::error(
-                                "buildit::yaml::missing-file",
-                                format!("patch `{}` not found", patch.source.value),
-                            )
-                            .with_label(patch.source.span, "no such file")
-                            .with_help(format!(
-                                "patch files are relative to {}",
-                                pkg_dir.display()
-                            )),
-                        );
-                    }
-                }
+                check_pkg_paths(&pkg, &pkg_dir, &mut diags);
                 embedded.insert(path.value.clone(), pkg);
             }
         }
     }
     for s in &spec.syncs {
-        let src = dir.join(s.src.value.trim_start_matches("./"));
-        if !src.exists() {
-            diags.push(
-                Diagnostic::error(
-                    "buildit::yaml::missing-file",
-                    format!("sync source `{}` not found", s.src.value),
-                )
-                .with_label(s.src.span, "no such file or directory")
-                .with_help(format!(
-                    "sync sources are relative to the spec directory {}",
-                    dir.display()
-                )),
-            );
-        } else if src.is_dir() && !s.recursive {
-            diags.push(
-                Diagnostic::error(
-                    "buildit::yaml::sync-directory",
-                    format!("`{}` is a directory", s.src.value),
-                )
-                .with_label(s.src.span, "a directory")
-                .with_help("add `recursive: true` to copy a directory"),
-            );
+        match paths::confine(dir, &s.src.value) {
+            Err(why) => diags.push(paths::diagnostic(
+                "sync source",
+                &s.src.value,
+                s.src.span,
+                dir,
+                "the spec directory",
+                &why,
+            )),
+            Ok(src) if src.is_dir() && !s.recursive => {
+                diags.push(
+                    Diagnostic::error(
+                        "buildit::yaml::sync-directory",
+                        format!("`{}` is a directory", s.src.value),
+                    )
+                    .with_label(s.src.span, "a directory")
+                    .with_help("add `recursive: true` to copy a directory"),
+                );
+            }
+            Ok(_) => {}
         }
     }
     if !diags.is_empty() {
         return Err(Failed {
             sources,
-            diagnostics: diags,
+            diagnostics: capped(diags),
         });
     }
     match lower::lower_container(&spec, "container.yaml", &embedded, lock) {
@@ -284,7 +388,7 @@ pub fn compile_dir(dir: &Path, lock: &BTreeMap<String, String>) -> Result<Compil
         }),
         Err(d) => Err(Failed {
             sources,
-            diagnostics: d,
+            diagnostics: capped(d),
         }),
     }
 }
@@ -300,28 +404,17 @@ pub fn compile_pkg_dir(dir: &Path, lock: &BTreeMap<String, String>) -> Result<Co
     let Some((pf, proot)) = read_yaml(&mut sources, &pkg_file, &mut diags) else {
         return Err(Failed {
             sources,
-            diagnostics: diags,
+            diagnostics: capped(diags),
         });
     };
     let mut pr = spec::Reader::new(pf);
     let pkg = spec::read_pkg(&mut pr, &proot);
     diags.extend(pr.diags);
-    for patch in pkg.patches.iter().filter(|p| !p.is_url) {
-        if !dir.join(&patch.source.value).is_file() {
-            diags.push(
-                Diagnostic::error(
-                    "buildit::yaml::missing-file",
-                    format!("patch `{}` not found", patch.source.value),
-                )
-                .with_label(patch.source.span, "no such file")
-                .with_help(format!("patch files are relative to {}", dir.display())),
-            );
-        }
-    }
+    check_pkg_paths(&pkg, dir, &mut diags);
     if !diags.is_empty() {
         return Err(Failed {
             sources,
-            diagnostics: diags,
+            diagnostics: capped(diags),
         });
     }
     let mut missing = Vec::new();

@@ -459,7 +459,12 @@ pub struct Sync {
     pub recursive: bool,
     pub mode: Option<Spanned<u32>>,
     pub owner: Option<Spanned<String>>,
+    /// `allow-setuid: true`: `chmod` may set the setuid, setgid and sticky bits.
+    pub allow_setuid: bool,
 }
+
+/// The setuid, setgid and sticky bits of a mode.
+pub const SPECIAL_MODE_BITS: u32 = 0o7000;
 
 /// The image formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -651,19 +656,51 @@ fn read_package(r: &mut Reader, v: &Node) -> Option<PackageRef> {
 }
 
 fn read_sync(r: &mut Reader, v: &Node) -> Option<Sync> {
-    let pairs = r.map(v, "sync", &["src", "dest", "recursive", "chmod", "owner"])?;
+    let pairs = r.map(
+        v,
+        "sync",
+        &["src", "dest", "recursive", "chmod", "owner", "allow-setuid"],
+    )?;
     let mut src = None;
     let mut dest = None;
     let mut recursive = false;
     let mut mode = None;
     let mut owner = None;
+    let mut allow_setuid = false;
     for (k, _, n) in pairs {
         match k {
             "src" => src = r.string(n, "src"),
             "dest" => dest = r.string(n, "dest"),
             "recursive" => recursive = r.boolean(n, "recursive").unwrap_or(false),
             "chmod" => mode = r.chmod(n),
+            "allow-setuid" => allow_setuid = r.boolean(n, "allow-setuid").unwrap_or(false),
             _ => owner = r.string(n, "owner"),
+        }
+    }
+    if let Some(m) = &mode {
+        let special = m.value & SPECIAL_MODE_BITS;
+        if special != 0 && !allow_setuid {
+            let bits: Vec<&str> = [(0o4000, "setuid"), (0o2000, "setgid"), (0o1000, "sticky")]
+                .iter()
+                .filter(|(b, _)| special & b != 0)
+                .map(|(_, n)| *n)
+                .collect();
+            r.diags.push(
+                Diagnostic::error(
+                    "buildit::yaml::chmod-special",
+                    format!(
+                        "`chmod: 0{:o}` sets the {} bit{} in the image",
+                        m.value,
+                        bits.join(" and "),
+                        if bits.len() > 1 { "s" } else { "" }
+                    ),
+                )
+                .with_label(m.span, "setuid, setgid or sticky")
+                .with_help(format!(
+                    "write `chmod: 0{:o}`, or add `allow-setuid: true` to this sync if the image really needs them",
+                    m.value & !SPECIAL_MODE_BITS
+                )),
+            );
         }
     }
     for (have, key) in [(src.is_some(), "src"), (dest.is_some(), "dest")] {
@@ -695,6 +732,7 @@ fn read_sync(r: &mut Reader, v: &Node) -> Option<Sync> {
         recursive,
         mode,
         owner,
+        allow_setuid,
     })
 }
 
