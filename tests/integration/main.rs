@@ -23,6 +23,7 @@ mod debian;
 mod docs;
 mod drv;
 mod e2e;
+mod escape_sandbox;
 mod escape_store;
 mod eval;
 mod images;
@@ -145,6 +146,7 @@ fn main() {
     trials.extend(yaml::trials());
     trials.extend(store::trials());
     trials.extend(sandbox::trials());
+    trials.extend(escape_sandbox::trials());
     trials.extend(images::trials());
     trials.extend(e2e::trials());
     trials.extend(escape_store::trials());
