@@ -691,7 +691,11 @@ fn read_sync(r: &mut Reader, v: &Node) -> Option<Sync> {
                     format!(
                         "`chmod: 0{:o}` sets the {} bit{} in the image",
                         m.value,
-                        bits.join(" and "),
+                        match bits.split_last() {
+                            Some((last, rest)) if !rest.is_empty() =>
+                                format!("{} and {last}", rest.join(", ")),
+                            _ => bits.join(""),
+                        },
                         if bits.len() > 1 { "s" } else { "" }
                     ),
                 )
