@@ -321,3 +321,79 @@ pub fn eval_internal_json(
     serde_json::from_str(&json)
         .map_err(|e| cli_error(code, &e.to_string(), "this is a bug in buildit"))
 }
+
+/// The default memory ceiling of evaluation (`--max-eval-memory`): far above what real
+/// package sets need, well below what takes a machine down.
+pub const DEFAULT_MAX_EVAL_MEMORY: u64 = 3 << 30;
+
+/// `--max-eval-memory`'s value: bytes, or a number with a `K`, `M`, `G` or `T` suffix (powers
+/// of 1024, optionally followed by `iB` or `B`); `0` turns the ceiling off.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("unknown unit in `{s}` (use K, M, G or T)")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (e.g. 4G, 512M, 1073741824)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// The resident memory of this process in bytes (`VmRSS` of /proc/self/status), native stacks
+/// and every allocator included.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// Watch the process's memory from a background thread (every 10 ms) and interrupt evaluation
+/// ([`buildit_eval::limits::interrupt_memory`]) when it crosses `ceiling` bytes; evaluation
+/// then ends with `buildit::eval::memory-limit`. It is raised once per crossing: the memory
+/// must fall below the ceiling before it is raised again (the REPL goes on after the error).
+pub fn watch_memory(ceiling: u64) {
+    if ceiling == 0 || resident_bytes().is_none() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("memory-watchdog".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut armed = true;
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                let Some(rss) = resident_bytes() else { return };
+                if armed && rss > ceiling {
+                    buildit_eval::limits::interrupt_memory(ceiling);
+                    armed = false;
+                } else if rss <= ceiling {
+                    armed = true;
+                }
+            }
+        });
+    // without the thread there is no ceiling, as with `--max-eval-memory 0`
+    drop(spawned);
+}

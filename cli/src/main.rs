@@ -88,6 +88,14 @@ struct Cli {
     /// (also: BUILDIT_DEBIAN_LOCK=FILE); refresh one with `buildit debian lock --output FILE`
     #[arg(long, global = true, value_name = "FILE")]
     debian_lock: Option<std::path::PathBuf>,
+    /// Evaluation fails (buildit::eval::max-call-depth) past N nested calls: endless recursion
+    /// ends in seconds [default: 2000000]
+    #[arg(long, global = true, value_name = "N")]
+    max_call_depth: Option<u32>,
+    /// Evaluation fails (buildit::eval::memory-limit) when the process uses more memory than
+    /// SIZE (e.g. 4G, 512M; 0: no ceiling) [default: 3G]
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
+    max_eval_memory: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -465,6 +473,10 @@ fn main() -> ExitCode {
             return code;
         }
     }
+    if let Some(n) = cli.max_call_depth {
+        buildit_eval::limits::set_default_max_call_depth(n);
+    }
+    watch_memory(cli.max_eval_memory.unwrap_or(DEFAULT_MAX_EVAL_MEMORY));
     std::panic::set_hook(Box::new(|info| {
         eprintln!("error: internal error in buildit (this is a bug; please report it)\n  {info}");
     }));

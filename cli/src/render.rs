@@ -1,10 +1,15 @@
 //! Rendering of diagnostics for humans: miette's graphical handler (colours only on a terminal)
 //! for parse and lowering diagnostics and for evaluation errors, plus the trimmed evaluation
 //! trace.
+//!
+//! Everything from user input (source snippets, messages quoting user strings, file names) is
+//! passed through [`escape_controls`] first: a control character such as ESC would otherwise
+//! reach the terminal and could rewrite it, so it is shown as `\u{1b}` instead.
 
 use buildit_eval::EvalError;
-use buildit_lang::{Diagnostic, SourceMap};
+use buildit_lang::{Diagnostic, FileId, SourceMap, Span};
 use miette::{GraphicalReportHandler, GraphicalTheme};
+use std::borrow::Cow;
 
 /// How to draw reports.
 #[derive(Clone, Copy, Debug)]
@@ -43,17 +48,136 @@ fn handler(style: Style) -> GraphicalReportHandler {
 /// beyond this column the plain rendering is used instead.
 const MAX_GRAPHICAL_COLUMN: usize = 10_000;
 
-/// Render a miette report (errors at the CLI edge, such as a failed build).
+/// Render a miette report (errors at the CLI edge, such as a failed build). Without colours
+/// every control character but line breaks in the output came from the report's text and is
+/// escaped; with colours, the graphical handler's own escape sequences are kept.
 pub fn report(r: &miette::Report, style: Style) -> String {
     let mut out = String::new();
     if handler(style).render_report(&mut out, r.as_ref()).is_err() {
         out = format!("error: {r}\n");
     }
-    out
+    if style.color {
+        out
+    } else {
+        escape_controls(&out).into_owned()
+    }
+}
+
+/// Whether `c` must not reach a terminal raw: C0 controls but tab and line feed, DEL and C1
+/// controls (a carriage return only when it does not end a line).
+fn is_unsafe_control(c: char, next: Option<char>) -> bool {
+    match c {
+        '\n' | '\t' => false,
+        '\r' => next != Some('\n'),
+        c => c.is_control(),
+    }
+}
+
+/// `s` with every unsafe control character shown as a Rust-style escape (`\u{1b}` for ESC).
+pub fn escape_controls(s: &str) -> Cow<'_, str> {
+    let mut chars = s.chars().peekable();
+    let mut out: Option<String> = None;
+    let mut at = 0;
+    while let Some(c) = chars.next() {
+        if is_unsafe_control(c, chars.peek().copied()) {
+            let o = out.get_or_insert_with(|| s[..at].to_string());
+            o.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else if let Some(o) = &mut out {
+            o.push(c);
+        }
+        at += c.len_utf8();
+    }
+    match out {
+        Some(o) => Cow::Owned(o),
+        None => Cow::Borrowed(s),
+    }
+}
+
+/// A copy of `sources` whose texts have their control characters escaped, and `d` with its
+/// strings escaped and its spans moved to match; `None` when nothing needs escaping.
+fn escaped(sources: &SourceMap, d: &Diagnostic) -> Option<(SourceMap, Diagnostic)> {
+    let files: Vec<FileId> = (0u32..)
+        .map(FileId)
+        .take_while(|f| sources.get(*f).is_some())
+        .collect();
+    let used = |f: &FileId| d.labels.iter().any(|l| l.span.file == *f);
+    let dirty_file = |f: &FileId| {
+        sources.get(*f).is_some_and(|sf| {
+            matches!(escape_controls(&sf.text), Cow::Owned(_))
+                || matches!(escape_controls(&sf.name), Cow::Owned(_))
+        })
+    };
+    let dirty_text = |s: &str| matches!(escape_controls(s), Cow::Owned(_));
+    let dirty = dirty_text(&d.message)
+        || d.labels.iter().any(|l| dirty_text(&l.message))
+        || d.help.as_deref().is_some_and(dirty_text)
+        || files.iter().filter(|f| used(f)).any(dirty_file);
+    if !dirty {
+        return None;
+    }
+    // per file: the byte offsets that moved, with how far (sorted), to move the spans
+    let mut shifts: Vec<Vec<(u32, u32)>> = Vec::new();
+    let mut out = SourceMap::new();
+    for f in &files {
+        let Some(sf) = sources.get(*f) else { break };
+        let name = escape_controls(&sf.name).into_owned();
+        if !used(f) || matches!(escape_controls(&sf.text), Cow::Borrowed(_)) {
+            out.add(name, sf.text.clone());
+            shifts.push(Vec::new());
+            continue;
+        }
+        let mut text = String::with_capacity(sf.text.len() + 16);
+        let mut moved = Vec::new();
+        let mut extra = 0u32;
+        let mut chars = sf.text.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            if is_unsafe_control(c, chars.peek().map(|(_, n)| *n)) {
+                let e = format!("\\u{{{:x}}}", u32::from(c));
+                // offsets after this character move by the escape's extra length
+                extra += (e.len() - c.len_utf8()) as u32;
+                text.push_str(&e);
+                moved.push((u32::try_from(i + c.len_utf8()).unwrap_or(u32::MAX), extra));
+            } else {
+                text.push(c);
+            }
+        }
+        out.add(name, text);
+        shifts.push(moved);
+    }
+    let shift = |file: FileId, o: u32| -> u32 {
+        let moved = shifts
+            .get(file.0 as usize)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        // the extra length of every escape that ends at or before `o`
+        match moved.partition_point(|(at, _)| *at <= o) {
+            0 => o,
+            n => o + moved[n - 1].1,
+        }
+    };
+    let mut d = d.clone();
+    d.message = escape_controls(&d.message).into_owned();
+    d.help = d.help.map(|h| escape_controls(&h).into_owned());
+    for l in &mut d.labels {
+        l.message = escape_controls(&l.message).into_owned();
+        l.span = Span {
+            file: l.span.file,
+            start: shift(l.span.file, l.span.start),
+            end: shift(l.span.file, l.span.end),
+        };
+    }
+    Some((out, d))
 }
 
 /// Render one diagnostic.
 pub fn diagnostic(sources: &SourceMap, d: &Diagnostic, style: Style) -> String {
+    match escaped(sources, d) {
+        Some((sources, d)) => diagnostic_raw(&sources, &d, style),
+        None => diagnostic_raw(sources, d, style),
+    }
+}
+
+fn diagnostic_raw(sources: &SourceMap, d: &Diagnostic, style: Style) -> String {
     let too_wide = d.labels.iter().any(|l| {
         sources.get(l.span.file).is_some_and(|sf| {
             [l.span.start, l.span.end]
@@ -106,7 +230,7 @@ pub fn eval_error(sources: &SourceMap, e: &EvalError, style: Style) -> String {
     };
     for l in &lines[..n] {
         out.push_str("  … ");
-        out.push_str(l);
+        out.push_str(&escape_controls(l));
         out.push('\n');
     }
     if n < lines.len() {
@@ -116,4 +240,47 @@ pub fn eval_error(sources: &SourceMap, e: &EvalError, style: Style) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(escape_controls("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(
+            escape_controls("\u{7f}\u{9b}\r\n\r"),
+            "\\u{7f}\\u{9b}\r\n\\u{d}"
+        );
+    }
+
+    /// Spans after an escaped character move with it: the label still points at the same text.
+    #[test]
+    fn spans_follow_the_escaped_text() {
+        let mut sources = SourceMap::new();
+        let text = "\"\u{1b}[31m\" + 1";
+        let file = sources.add("t.bld", text);
+        let at = text.find('+').expect("a plus") as u32;
+        let d = Diagnostic::error("buildit::test", "bad \u{1b}]0;title\u{7}").with_label(
+            Span {
+                file,
+                start: at,
+                end: at + 1,
+            },
+            "here",
+        );
+        let out = diagnostic(&sources, &d, Style::plain());
+        assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out}");
+        assert!(out.contains("bad \\u{1b}]0;title\\u{7}"), "{out}");
+        assert!(out.contains("\"\\u{1b}[31m\" + 1"), "{out}");
+        // the caret is under the `+`, 6 columns further right than in the raw text
+        let code = out
+            .lines()
+            .find(|l| l.contains("+ 1"))
+            .expect("the source line");
+        let caret = out.lines().find(|l| l.contains('^')).expect("a caret line");
+        assert_eq!(code.find('+'), caret.find('^'), "{out}");
+    }
 }

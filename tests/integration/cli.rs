@@ -200,5 +200,197 @@ pub fn trials() -> Vec<Trial> {
         0,
         Some("1001"),
     ));
+    v.extend(limit_trials());
     v
+}
+
+/// Run `buildit ARGS input.bld` on a generated program, in a fresh directory that `setup` may
+/// add files to: it must exit with `want` within `secs` seconds (the whole run, so a runaway
+/// evaluation fails the test instead of the machine), with each of `expect` in its stdout or
+/// stderr.
+fn bounded(
+    name: &str,
+    args: &'static [&'static str],
+    src: String,
+    setup: fn(&Path) -> std::io::Result<()>,
+    want: i32,
+    expect: &'static [&'static str],
+    secs: u64,
+) -> Trial {
+    Trial::test(format!("cli::robust::{name}"), move || {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        setup(dir.path()).map_err(|e| format!("setup: {e}"))?;
+        let f = dir.path().join("input.bld");
+        std::fs::write(&f, &src).map_err(|e| e.to_string())?;
+        let start = std::time::Instant::now();
+        let out = buildit()
+            .args(args)
+            .arg(&f)
+            .current_dir(dir.path())
+            .output()
+            .map_err(|e| e.to_string())?;
+        let took = start.elapsed();
+        if out.status.code() != Some(want) {
+            return Err(format!("expected exit {want}\n{}", describe(&out)).into());
+        }
+        if took > std::time::Duration::from_secs(secs) {
+            return Err(format!("took {took:?}, more than {secs} s\n{}", describe(&out)).into());
+        }
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        match expect.iter().find(|e| !all.contains(*e)) {
+            Some(e) => Err(format!("no `{e}` in the output\n{}", describe(&out)).into()),
+            None => Ok(()),
+        }
+    })
+}
+
+fn no_setup(_: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Limits and hostile input that reach other paths than parsing: input-sized attribute
+/// paths, endless recursion and memory growth (which must end in seconds with their
+/// diagnostic, at the default limits too), unbounded files and out-of-range indices.
+fn limit_trials() -> Vec<Trial> {
+    let path = vec!["a"; 100_000].join(".");
+    let endless_self = "let f = x: 1 + f x; in f 1";
+    vec![
+        // a 100,000-key attribute path: lowered, type-checked, printed and selected
+        bounded(
+            "attrpath-100k-eval",
+            &["eval"],
+            format!("{{ {path} = 1; }}"),
+            no_setup,
+            0,
+            &["{ a = { a = { a = "],
+            30,
+        ),
+        bounded(
+            "attrpath-100k-select",
+            &["eval"],
+            format!("let s = {{ {path}.b = 1; {path}.c = 2; }}; in s.{path}.c"),
+            no_setup,
+            0,
+            &["2"],
+            30,
+        ),
+        bounded(
+            "attrpath-100k-check",
+            &["check"],
+            format!("{{ {path} = 1; }}"),
+            no_setup,
+            0,
+            &["{ a : { a : "],
+            30,
+        ),
+        // endless recursion, at the default depth limit: the recursion is named
+        bounded(
+            "recursion-endless-default-limit",
+            &["eval"],
+            endless_self.to_string(),
+            no_setup,
+            1,
+            &["buildit::eval::max-call-depth", "f → f → f → …", "calls itself here"],
+            10,
+        ),
+        bounded(
+            "recursion-endless-concat",
+            &["eval", "--no-typecheck", "--max-call-depth", "300000"],
+            "let f = n: [ n ] ++ f (n + 1); in f 0".to_string(),
+            no_setup,
+            1,
+            &["buildit::eval::max-call-depth", "f → f → f → …"],
+            10,
+        ),
+        bounded(
+            "recursion-endless-mutual",
+            &["eval", "--max-call-depth", "100000"],
+            "let f = x: 1 + g x; g = x: 2 * f x; in f 1".to_string(),
+            no_setup,
+            1,
+            &["buildit::eval::max-call-depth", "(100000)", "f → g → f"],
+            10,
+        ),
+        // the depth limit counts: a million-deep recursion needs the default's headroom
+        bounded(
+            "recursion-1m-under-a-lower-limit",
+            &["eval", "--no-typecheck", "--max-call-depth", "500000"],
+            "let count = n: if n == 0 then 0 else 1 + count (n - 1); in count 1000000"
+                .to_string(),
+            no_setup,
+            1,
+            &["buildit::eval::max-call-depth", "count → count → count → …"],
+            10,
+        ),
+        // strings that double at every step: the memory ceiling stops them
+        bounded(
+            "memory-ceiling-doubling-strings",
+            &["eval", "--no-typecheck", "--max-eval-memory", "256M"],
+            "let f = s: n: if n == 0 then builtins.stringLength s else f (s + s) (n - 1); in f \"x\" 40"
+                .to_string(),
+            no_setup,
+            1,
+            &["buildit::eval::memory-limit", "256 MiB"],
+            10,
+        ),
+        // devices and FIFOs are never read (they could be endless or block forever)
+        bounded(
+            "readfile-dev-zero",
+            &["eval"],
+            "builtins.readFile /dev/zero".to_string(),
+            no_setup,
+            1,
+            &["buildit::eval::io", "not a regular file"],
+            5,
+        ),
+        bounded(
+            "readfile-dev-urandom",
+            &["eval"],
+            "builtins.hashFile \"sha256\" /dev/urandom".to_string(),
+            no_setup,
+            1,
+            &["buildit::eval::io", "not a regular file"],
+            5,
+        ),
+        bounded(
+            "readfile-fifo",
+            &["eval"],
+            "import ./fifo".to_string(),
+            |dir| {
+                let st = std::process::Command::new("mkfifo")
+                    .arg(dir.join("fifo"))
+                    .status()?;
+                st.success()
+                    .then_some(())
+                    .ok_or_else(|| std::io::Error::other("mkfifo failed"))
+            },
+            1,
+            &["buildit::eval::io", "not a regular file"],
+            5,
+        ),
+        // a broken symlink exists (lstat, as in Nix)
+        bounded(
+            "pathexists-broken-symlink",
+            &["eval"],
+            "[ (builtins.pathExists ./dangling) (builtins.pathExists ./nothing) ]".to_string(),
+            |dir| std::os::unix::fs::symlink("nowhere", dir.join("dangling")),
+            0,
+            &["[ true false ]"],
+            5,
+        ),
+        // the index is reported as given, not truncated to 32 bits
+        bounded(
+            "elemat-huge-index",
+            &["eval"],
+            "builtins.elemAt [ 1 2 ] 9223372036854775807".to_string(),
+            no_setup,
+            1,
+            &["list index 9223372036854775807 is out of bounds"],
+            5,
+        ),
+    ]
 }
