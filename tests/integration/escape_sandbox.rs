@@ -226,7 +226,7 @@ fn setid_files(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// 1. A descriptor the caller left open on a host directory is not visible in the build.
+/// A descriptor the caller left open on a host directory is not visible in the build.
 fn inherited_fd(b: Backend) -> Result<(), Failed> {
     let f = fx(b)?;
     let secret = f._tmp.path().join("host-dir");
@@ -265,7 +265,7 @@ fn inherited_fd(b: Backend) -> Result<(), Failed> {
     )
 }
 
-/// 2. As root: the build runs as its own build user; chmod u+s / g+s and creating setuid
+/// As root: the build runs as its own build user; chmod u+s / g+s and creating setuid
 /// files fail; nothing setuid appears under the store root, even after `kill -9` of buildit
 /// while the build runs; the build's directories are closed to other users.
 fn build_user_and_setuid(b: Backend) -> Result<(), Failed> {
@@ -360,7 +360,7 @@ fn build_user_and_setuid(b: Backend) -> Result<(), Failed> {
     check(!wrapper.exists(), "gc left the killed build's directory")
 }
 
-/// 3. Nested user namespaces: refused, unless the derivation asks for them.
+/// Nested user namespaces: refused, unless the derivation asks for them.
 fn nested_userns(b: Backend) -> Result<(), Failed> {
     let f = fx(b)?;
     let script = "if unshare -U true 2>/dev/null; then echo userns-ok; else echo userns-refused; fi > $out; \
@@ -383,7 +383,7 @@ fn nested_userns(b: Backend) -> Result<(), Failed> {
     )
 }
 
-/// 4. A fork bomb past `--max-pids` fails the build naming the limit.
+/// A fork bomb past `--max-pids` fails the build naming the limit.
 fn fork_bomb(b: Backend) -> Result<(), Failed> {
     let f = fx(b)?;
     let d = f.drv(
@@ -395,7 +395,7 @@ fn fork_bomb(b: Backend) -> Result<(), Failed> {
     Ok(())
 }
 
-/// 5. A memory hog past `--max-memory` fails the build naming the limit.
+/// A memory hog past `--max-memory` fails the build naming the limit.
 fn memory_hog(b: Backend) -> Result<(), Failed> {
     let f = fx(b)?;
     let d = f.drv(
@@ -411,7 +411,7 @@ fn memory_hog(b: Backend) -> Result<(), Failed> {
     Ok(())
 }
 
-/// 6. An output past `--max-output` fails the build naming the limit: one big file (stopped
+/// An output past `--max-output` fails the build naming the limit: one big file (stopped
 /// by `RLIMIT_FSIZE` while written) and several smaller ones (the total, after the build).
 fn output_limit(b: Backend) -> Result<(), Failed> {
     let f = fx(b)?;
@@ -434,7 +434,7 @@ fn output_limit(b: Backend) -> Result<(), Failed> {
     Ok(())
 }
 
-/// 7. A log flood past `--max-log` fails the build naming the limit; the log keeps at most
+/// A log flood past `--max-log` fails the build naming the limit; the log keeps at most
 /// the limit.
 fn log_flood(b: Backend) -> Result<(), Failed> {
     let f = fx(b)?;
@@ -456,7 +456,7 @@ fn log_flood(b: Backend) -> Result<(), Failed> {
     )
 }
 
-/// 8. `/tmp` and `/dev/shm` are bounded by `--max-tmpfs`.
+/// `/tmp` and `/dev/shm` are bounded by `--max-tmpfs`.
 fn tmpfs_bounded(b: Backend) -> Result<(), Failed> {
     let f = fx(b)?;
     let d = f.drv(
