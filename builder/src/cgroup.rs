@@ -277,3 +277,55 @@ impl Drop for BuildCgroup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyed_files_are_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("memory.oom_control");
+        std::fs::write(&f, "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n").expect("write");
+        assert_eq!(keyed(&f, "oom_kill"), Some(3));
+        assert_eq!(keyed(&f, "missing"), None);
+        assert!(BuildCgroup::create(CgroupLimits::default()).is_none());
+    }
+
+    /// Where cgroup v1 is writable (root on the development machine): a group with both
+    /// limits is created, reports nothing exceeded, and is removed on drop.
+    #[test]
+    fn v1_group_is_created_and_removed() {
+        if std::env::var_os("BUILDIT_CGROUP").is_some()
+            || !Path::new("/sys/fs/cgroup/pids/cgroup.procs").exists()
+            || !nix::unistd::geteuid().is_root()
+        {
+            return;
+        }
+        let Some(g) = BuildCgroup::create(CgroupLimits {
+            memory: Some(64 << 20),
+            pids: Some(10),
+        }) else {
+            return;
+        };
+        assert_eq!(g.hierarchy(), "v1");
+        assert!(g.limits_pids());
+        let files = g.procs_files();
+        assert_eq!(files.len(), 2);
+        let pids_dir = files
+            .iter()
+            .find(|f| f.starts_with("/sys/fs/cgroup/pids"))
+            .and_then(|f| f.parent())
+            .map(Path::to_path_buf)
+            .expect("pids group");
+        assert_eq!(
+            std::fs::read_to_string(pids_dir.join("pids.max"))
+                .expect("pids.max")
+                .trim(),
+            "10"
+        );
+        assert_eq!(g.exceeded(), None);
+        drop(g);
+        assert!(!pids_dir.exists());
+    }
+}

@@ -1654,6 +1654,30 @@ mod tests {
         }
     }
 
+    /// `RLIMIT_NPROC` is the process limit only without a pids control group and only for a
+    /// build with a uid of its own (it counts every process of the uid).
+    #[test]
+    fn nproc_is_the_fallback_for_a_build_user_only() {
+        let f = fixture();
+        let req = request(&f, "true");
+        let no_user = Guard {
+            user: None,
+            cgroup: None,
+            filters: Vec::new(),
+        };
+        assert_eq!(no_user.nproc(&req), None);
+        if nix::unistd::geteuid().is_root() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let user = crate::uids::claim(dir.path()).expect("claim");
+            let g = Guard {
+                user: Some(user),
+                cgroup: None,
+                filters: Vec::new(),
+            };
+            assert_eq!(g.nproc(&req), req.limits.max_pids);
+        }
+    }
+
     #[test]
     fn missing_output_is_a_failure() {
         let f = fixture();
