@@ -265,26 +265,23 @@ pub fn compile_dir(dir: &Path, lock: &BTreeMap<String, String>) -> Result<Compil
     let mut sources = SourceMap::new();
     let mut diags = Vec::new();
     let spec_path = dir.join("container.yaml");
-    if let Err(why @ (paths::Refused::Outside(_) | paths::Refused::Missing(_))) =
-        paths::confine(dir, "container.yaml")
-    {
-        if let paths::Refused::Outside(real) = why {
-            diags.push(
-                Diagnostic::error(
-                    "buildit::yaml::path-outside",
-                    format!(
-                        "{} is a symlink out of the spec directory (to {})",
-                        spec_path.display(),
-                        real.display()
-                    ),
-                )
-                .with_help("container.yaml must be a file inside its spec directory"),
-            );
-            return Err(Failed {
-                sources,
-                diagnostics: capped(diags),
-            });
-        }
+    // container.yaml may not be a symlink leading out (a missing one is read_yaml's error)
+    if let Err(paths::Refused::Outside(real)) = paths::confine(dir, "container.yaml") {
+        diags.push(
+            Diagnostic::error(
+                "buildit::yaml::path-outside",
+                format!(
+                    "{} is a symlink out of the spec directory (to {})",
+                    spec_path.display(),
+                    real.display()
+                ),
+            )
+            .with_help("container.yaml must be a file inside its spec directory"),
+        );
+        return Err(Failed {
+            sources,
+            diagnostics: capped(diags),
+        });
     }
     let Some((file, root)) = read_yaml(&mut sources, &spec_path, &mut diags) else {
         return Err(Failed {
