@@ -398,6 +398,24 @@ pub fn compile_pkg_dir(dir: &Path, lock: &BTreeMap<String, String>) -> Result<Co
     let mut sources = SourceMap::new();
     let mut diags = Vec::new();
     let pkg_file = dir.join("pkg.yaml");
+    // pkg.yaml may not be a symlink leading out (a missing one is read_yaml's error)
+    if let Err(paths::Refused::Outside(real)) = paths::confine(dir, "pkg.yaml") {
+        diags.push(
+            Diagnostic::error(
+                "buildit::yaml::path-outside",
+                format!(
+                    "{} is a symlink out of the package directory (to {})",
+                    pkg_file.display(),
+                    real.display()
+                ),
+            )
+            .with_help("pkg.yaml must be a file inside its package directory"),
+        );
+        return Err(Failed {
+            sources,
+            diagnostics: capped(diags),
+        });
+    }
     let Some((pf, proot)) = read_yaml(&mut sources, &pkg_file, &mut diags) else {
         return Err(Failed {
             sources,
@@ -432,4 +450,43 @@ pub fn compile_pkg_dir(dir: &Path, lock: &BTreeMap<String, String>) -> Result<Co
         spec,
         embedded: BTreeMap::from([(".".to_string(), pkg)]),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_files_leading_out_are_refused() {
+        let t = tempfile::tempdir().expect("tempdir");
+        std::fs::write(t.path().join("outside.yaml"), "- image: { type: oci }\n").expect("write");
+        let spec = t.path().join("spec");
+        std::fs::create_dir_all(spec.join("pkg")).expect("mkdir");
+        std::os::unix::fs::symlink("../outside.yaml", spec.join("container.yaml")).expect("link");
+        std::os::unix::fs::symlink("../../outside.yaml", spec.join("pkg/pkg.yaml")).expect("link");
+        let lock = BTreeMap::new();
+        let code = |r: Result<Compiled, Failed>| match r {
+            Ok(_) => "compiled".to_string(),
+            Err(f) => f.diagnostics[0].code.to_string(),
+        };
+        assert_eq!(
+            code(compile_dir(&spec, &lock)),
+            "buildit::yaml::path-outside"
+        );
+        assert_eq!(
+            code(compile_pkg_dir(&spec.join("pkg"), &lock)),
+            "buildit::yaml::path-outside"
+        );
+    }
+
+    #[test]
+    fn diagnostics_are_capped() {
+        let many: Vec<Diagnostic> = (0..200)
+            .map(|i| Diagnostic::error("buildit::yaml::x", format!("{i}")))
+            .collect();
+        let c = capped(many);
+        assert_eq!(c.len(), MAX_DIAGNOSTICS + 1);
+        assert_eq!(c[MAX_DIAGNOSTICS].code, "buildit::yaml::more-errors");
+        assert!(c[MAX_DIAGNOSTICS].message.starts_with("150 more"));
+    }
 }
