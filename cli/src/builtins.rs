@@ -126,6 +126,12 @@ pub fn image_spec(json: &str) -> Result<ImageSpec, String> {
                 .as_str()
                 .filter(|o| !o.is_empty())
                 .map(str::to_string);
+            // `allowSetuid` (YAML `allow-setuid: true`): this sync's chmod may set the setuid,
+            // setgid and sticky bits, which the image writer refuses otherwise
+            if f["allowSetuid"].as_bool() == Some(true) {
+                spec.setuid_allowed
+                    .push(f["dest"].as_str().unwrap_or("").to_string());
+            }
             spec.files.push(SyncFile {
                 src: PathBuf::from(f["src"].as_str().unwrap_or("")),
                 dest: f["dest"].as_str().unwrap_or("").to_string(),
@@ -328,5 +334,17 @@ mod tests {
         assert_eq!(m.len(), 2);
         assert_eq!(m["debian"], vec!["http://a/d", "http://b/d"]);
         assert_eq!(m["debian-security"], vec!["http://c"]);
+    }
+
+    #[test]
+    fn allow_setuid_reaches_the_image_spec() {
+        let spec = image_spec(
+            r#"{"name":"x","tag":"1","type":"oci","compression":"gzip","packages":[],"files":[
+                {"src":"/tmp/a","dest":"/usr/bin/a","mode":2541,"allowSetuid":true},
+                {"src":"/tmp/b","dest":"/usr/bin/b","mode":493}]}"#,
+        )
+        .expect("a spec");
+        assert_eq!(spec.setuid_allowed, ["/usr/bin/a"]);
+        assert_eq!(spec.files[0].chmod.as_deref(), Some("4755"));
     }
 }
