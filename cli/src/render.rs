@@ -275,12 +275,16 @@ mod tests {
         assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out}");
         assert!(out.contains("bad \\u{1b}]0;title\\u{7}"), "{out}");
         assert!(out.contains("\"\\u{1b}[31m\" + 1"), "{out}");
-        // the caret is under the `+`, 6 columns further right than in the raw text
-        let code = out
-            .lines()
-            .find(|l| l.contains("+ 1"))
-            .expect("the source line");
-        let caret = out.lines().find(|l| l.contains('^')).expect("a caret line");
-        assert_eq!(code.find('+'), caret.find('^'), "{out}");
+        // the label's marker (`|` for a one-character span) is under the `+`, 6 columns further
+        // right than in the raw text
+        let lines: Vec<&str> = out.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.contains("+ 1"))
+            .unwrap_or_else(|| panic!("no source line in {out}"));
+        let marker = lines
+            .get(at + 1)
+            .unwrap_or_else(|| panic!("no marker line in {out}"));
+        assert_eq!(lines[at].find('+'), marker.rfind('|'), "{out}");
     }
 }
