@@ -579,45 +579,14 @@ fn finish(req: &FetchRequest, url: &str, part: &Path, dest: &Path) -> Result<(),
 }
 
 /// The digest of the canonical archive of `path` (a recursive fixed output: for a single
-/// file, its bytes and whether it is executable).
+/// file, its bytes and whether it is executable); the store's own fixed-output hash.
 pub fn hash_archive(algo: HashAlgo, path: &Path) -> Result<Vec<u8>, FetchError> {
-    enum H {
-        Sha(sha2::Sha256),
-        B3(Box<blake3::Hasher>),
-    }
-    impl Write for H {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            use sha2::Digest;
-            match self {
-                H::Sha(h) => h.update(b),
-                H::B3(h) => {
-                    h.update(b);
-                }
-            }
-            Ok(b.len())
+    buildit_store::archive::fixed_output_hash(path, HashMode::Recursive, algo).map_err(|e| {
+        FetchError::Io {
+            what: "archiving",
+            path: path.to_path_buf(),
+            source: io::Error::other(e.to_string()),
         }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut h = match algo {
-        HashAlgo::Sha256 => {
-            use sha2::Digest;
-            H::Sha(sha2::Sha256::new())
-        }
-        HashAlgo::Blake3 => H::B3(Box::new(blake3::Hasher::new())),
-    };
-    buildit_store::archive::write_archive(path, "", &mut h).map_err(|e| FetchError::Io {
-        what: "archiving",
-        path: path.to_path_buf(),
-        source: io::Error::other(e.to_string()),
-    })?;
-    Ok(match h {
-        H::Sha(s) => {
-            use sha2::Digest;
-            s.finalize().to_vec()
-        }
-        H::B3(b) => b.finalize().as_bytes().to_vec(),
     })
 }
 
