@@ -166,12 +166,9 @@ fn source(p: &Path, keep: &mut Vec<CString>) -> std::io::Result<Src> {
     Ok(Src::Host(keep.len() - 1))
 }
 
-/// `/proc/self/fd/<fd>` in `buf`, without allocating (for init).
-fn fd_path(fd: i32, buf: &mut [u8; 32]) -> &CStr {
-    let prefix = b"/proc/self/fd/";
-    buf[..prefix.len()].copy_from_slice(prefix);
-    let mut digits = [0u8; 12];
-    let mut n = fd.unsigned_abs();
+/// `n` in decimal ASCII, written into the end of `digits` without allocating (for the child
+/// between clone and exec, where only async-signal-safe work is allowed).
+fn decimal(mut n: u32, digits: &mut [u8; 12]) -> &[u8] {
     let mut i = digits.len();
     loop {
         i -= 1;
@@ -181,7 +178,15 @@ fn fd_path(fd: i32, buf: &mut [u8; 32]) -> &CStr {
             break;
         }
     }
-    let d = &digits[i..];
+    &digits[i..]
+}
+
+/// `/proc/self/fd/<fd>` in `buf`, without allocating (for init).
+fn fd_path(fd: i32, buf: &mut [u8; 32]) -> &CStr {
+    let prefix = b"/proc/self/fd/";
+    buf[..prefix.len()].copy_from_slice(prefix);
+    let mut digits = [0u8; 12];
+    let d = decimal(fd.unsigned_abs(), &mut digits);
     let end = prefix.len() + d.len();
     buf[prefix.len()..end].copy_from_slice(d);
     buf[end] = 0;
@@ -686,17 +691,7 @@ fn init_fail(step: &CStr, path: Option<&CStr>) -> i32 {
         }
         w(b": errno ");
         let mut digits = [0u8; 12];
-        let mut n = e.unsigned_abs();
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        w(&digits[i..]);
+        w(decimal(e.unsigned_abs(), &mut digits));
         w(b"\n");
         SETUP_FAILED
     }
