@@ -230,11 +230,11 @@ fn container_targets(store: &Store, dir: &Path, a: &RealiseArgs) -> Result<Vec<T
     );
     for p in &compiled.spec.packages {
         let what = match p {
-            buildit_stdlib::yaml::spec::PackageRef::Embedded(path) => {
+            buildit_yaml::spec::PackageRef::Embedded(path) => {
                 format!("package from '{}'", path.value)
             }
-            buildit_stdlib::yaml::spec::PackageRef::Set(atom) => format!("package {}", atom.value),
-            buildit_stdlib::yaml::spec::PackageRef::Debian { name, .. } => {
+            buildit_yaml::spec::PackageRef::Set(atom) => format!("package {}", atom.value),
+            buildit_yaml::spec::PackageRef::Debian { name, .. } => {
                 format!("Debian package {}", name.value)
             }
         };

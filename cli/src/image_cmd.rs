@@ -91,7 +91,7 @@ buildit.image {{
   }};
 }}
 "#,
-        format = buildit_stdlib::yaml::lower::quote(format)
+        format = buildit_yaml::lower::quote(format)
     )
 }
 
@@ -145,16 +145,16 @@ fn package_source(store: &buildit_store::Store, what: &str) -> Result<(String, P
     let dir = PathBuf::from(what);
     if dir.join("pkg.yaml").is_file() {
         let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-        let show = |f: buildit_stdlib::yaml::Failed| {
+        let show = |f: buildit_yaml::Failed| {
             eprint!(
                 "{}",
                 render::diagnostics(&f.sources, &f.diagnostics, crate::common::style(false))
             );
             ExitCode::from(1)
         };
-        let compile = || -> Result<buildit_stdlib::yaml::Compiled, ExitCode> {
-            let lock = buildit_stdlib::yaml::read_lock(&dir);
-            let c = buildit_stdlib::yaml::compile_pkg_dir(&dir, &lock).map_err(show)?;
+        let compile = || -> Result<buildit_yaml::Compiled, ExitCode> {
+            let lock = buildit_yaml::read_lock(&dir);
+            let c = buildit_yaml::compile_pkg_dir(&dir, &lock).map_err(show)?;
             let set = crate::yaml_cmd::set_info(Some(&store.layout().root))?;
             let diags = c.check(&set);
             if !diags.is_empty() {
@@ -181,10 +181,10 @@ fn package_source(store: &buildit_store::Store, what: &str) -> Result<(String, P
     }
     // an atom: checked against the set first, so a typo gets a "did you mean"
     let set = crate::yaml_cmd::set_info(Some(&store.layout().root))?;
-    let (key, _) = buildit_stdlib::yaml::check::split_atom(what);
+    let (key, _) = buildit_yaml::check::split_atom(what);
     if !set.atoms.contains_key(what) && !set.atoms.contains_key(&key) {
         let names: Vec<&str> = set.atoms.keys().map(String::as_str).collect();
-        let help = match buildit_stdlib::yaml::spec::did_you_mean(&key, &names) {
+        let help = match buildit_yaml::spec::did_you_mean(&key, &names) {
             Some(s) => format!("did you mean `{s}`? `buildit search` lists the set"),
             None => "`buildit search` lists the set's atoms".to_string(),
         };
@@ -195,10 +195,7 @@ fn package_source(store: &buildit_store::Store, what: &str) -> Result<(String, P
         ));
     }
     Ok((
-        format!(
-            "buildit.pkgs.byAtom {}",
-            buildit_stdlib::yaml::lower::quote(what)
-        ),
+        format!("buildit.pkgs.byAtom {}", buildit_yaml::lower::quote(what)),
         PathBuf::from(crate::common::cwd()),
     ))
 }

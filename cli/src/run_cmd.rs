@@ -157,8 +157,7 @@ pub fn resolve_atom(text: &str, set: &[AtomVersions]) -> Result<(String, String)
                 Some(c) => format!("{c}/{n}"),
                 None => n.to_string(),
             };
-            let suggestion =
-                buildit_stdlib::yaml::spec::did_you_mean(&wanted, &names).map(str::to_string);
+            let suggestion = buildit_yaml::spec::did_you_mean(&wanted, &names).map(str::to_string);
             Err(ResolveError::Unknown {
                 atom: text.to_string(),
                 suggestion,

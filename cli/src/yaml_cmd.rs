@@ -6,7 +6,7 @@
 
 use crate::common::*;
 use crate::render;
-use buildit_stdlib::yaml;
+use buildit_yaml as yaml;
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

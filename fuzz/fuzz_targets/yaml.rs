@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use buildit_lang::{Diagnostic, SourceMap};
-use buildit_stdlib::yaml;
+use buildit_yaml as yaml;
 use libfuzzer_sys::fuzz_target;
 
 /// The spec directory (inside a temporary directory kept for the process's lifetime).

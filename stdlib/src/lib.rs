@@ -3,14 +3,12 @@
 //! - [`FsIo`]: the `EvalIo` over the real file system and environment;
 //! - [`StoreIo`]: `FsIo` plus the store: derivations, sources, `toFile`, `<buildit>`;
 //! - [`embedded`]: the `.bld` standard library (stdenv, build options, package set);
-//! - [`yaml`]: the YAML front end (pkg.yaml, container.yaml) lowered to `.bld`;
 //! - [`debian`]: apt indexes, Debian version ordering, dependency resolution, the lock file.
 
 pub mod debian;
 pub mod embedded;
 pub mod fsio;
 pub mod storeio;
-pub mod yaml;
 
 pub use fsio::FsIo;
 pub use storeio::StoreIo;

@@ -1,4 +1,4 @@
-//! The YAML front end: `pkg.yaml`, `container.yaml` and `.buildit-config.yaml` are parsed with
+//! `buildit-yaml`, the YAML front end: `pkg.yaml`, `container.yaml` and `.buildit-config.yaml` are parsed with
 //! spans ([`tree`]) and lowered to `.bld` source, which is then type-checked and evaluated like
 //! any other program. Nothing is hidden: `buildit compile DIR` prints the generated text.
 
