@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use buildit_store::derivation::{DerivationError, FixedOutput, HashAlgo, HashMode, ModuloHasher};
-use buildit_store::{Derivation, PathLock, Store, StorePath};
+use buildit_store::{Derivation, PathInfo, PathLock, Store, StorePath};
 use serde::Serialize;
 use sha2::Digest;
 
@@ -91,14 +91,26 @@ pub trait Substituter {
     fn try_substitute(&self, store: &Store, path: &StorePath) -> Result<bool, BuildError>;
 }
 
-/// What a `builtin:NAME` builder can report while it runs.
+/// What a `builtin:NAME` builder can see of the store and report while it runs. The store's
+/// facts about the input closure are read on the scheduler's thread before the builtin starts
+/// (the store's database connection stays on that thread).
 pub struct BuiltinContext<'a, 'b> {
     drv: &'a StorePath,
     log: &'a mut LogSink<'b>,
     events: &'a mpsc::Sender<Msg>,
+    layout: &'a buildit_store::StoreLayout,
+    inputs: &'a BTreeMap<StorePath, PathInfo>,
 }
 
 impl BuiltinContext<'_, '_> {
+    /// Where the store is.
+    pub fn layout(&self) -> &buildit_store::StoreLayout {
+        self.layout
+    }
+    /// The store's record of `p`, for the paths of the request's input closure only.
+    pub fn input_info(&self, p: &StorePath) -> Option<&PathInfo> {
+        self.inputs.get(p)
+    }
     /// A line for the build log (and the progress display).
     pub fn log(&mut self, line: &str) {
         let _ = self.log.line(line);
@@ -531,9 +543,15 @@ impl<'a> Scheduler<'a> {
                                 .builtin()
                                 .map(|b| (b.to_string(), self.builtins.get(b).cloned()));
                             let layout = self.store.layout().clone();
+                            let inputs = match builtin {
+                                Some(_) => self.input_infos(&req)?,
+                                None => BTreeMap::new(),
+                            };
                             scope.spawn(move || {
                                 let r = match builtin {
-                                    Some((name, b)) => run_builtin(&layout, &req, name, b, &tx),
+                                    Some((name, b)) => {
+                                        run_builtin(&layout, &inputs, &req, name, b, &tx)
+                                    }
                                     None => run_sandboxed(sandbox.as_ref(), &req, &tx),
                                 };
                                 let _ = tx.send(Msg::Done(i, r));
@@ -630,6 +648,17 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Lock the outputs of node `i`, re-check them, and build its request.
+    /// The store's records of a builtin request's input closure (see [`BuiltinContext`]).
+    fn input_infos(&self, req: &BuildRequest) -> Result<BTreeMap<StorePath, PathInfo>, BuildError> {
+        let mut infos = BTreeMap::new();
+        for p in &req.input_closure {
+            if let Some(info) = self.store.path_info(p).map_err(store_err)? {
+                infos.insert(p.clone(), info);
+            }
+        }
+        Ok(infos)
+    }
+
     fn prepare(&self, nodes: &mut [Node], i: usize) -> Result<Prepared, BuildError> {
         let n = &nodes[i];
         let mut outs: Vec<StorePath> = Vec::new();
@@ -774,6 +803,7 @@ fn run_sandboxed(
 
 fn run_builtin(
     layout: &buildit_store::StoreLayout,
+    inputs: &BTreeMap<StorePath, PathInfo>,
     req: &BuildRequest,
     name: String,
     builder: Option<Arc<dyn BuiltinBuilder>>,
@@ -805,6 +835,8 @@ fn run_builtin(
             drv: &req.drv_path,
             log: &mut sink,
             events: tx,
+            layout,
+            inputs,
         };
         builder.build(req, &outputs, &mut ctx)
     };
@@ -947,6 +979,7 @@ impl<'a> Scheduler<'a> {
         let staged = match req.builtin() {
             Some(b) => run_builtin(
                 self.store.layout(),
+                &self.input_infos(&req)?,
                 &req,
                 b.to_string(),
                 self.builtins.get(b).cloned(),

@@ -1591,7 +1591,8 @@ impl Evaluator {
         stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || self.equals(p, q, span))
     }
 
-    fn is_derivation(&mut self, a: &Attrs) -> EvalResult<bool> {
+    /// Whether `a` is a derivation: its `type` attribute is the string `"derivation"`.
+    pub fn is_derivation(&mut self, a: &Attrs) -> EvalResult<bool> {
         match a.get(self.sym.type_) {
             Some(t) => {
                 let t = t.clone();

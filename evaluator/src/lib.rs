@@ -13,6 +13,7 @@
 
 pub mod builtins;
 pub mod cast;
+pub mod derivations;
 pub mod error;
 mod eval;
 pub mod io;
@@ -23,6 +24,7 @@ pub mod print;
 pub mod symbol;
 pub mod value;
 
+pub use derivations::{find_derivations, FoundDrv};
 pub use error::{ErrorKind, EvalError};
 pub use eval::{CoerceMode, Evaluator};
 pub use io::{EvalIo, FileKind, PureIo};

@@ -140,25 +140,8 @@ fn is_var_name(s: &str) -> bool {
         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '\'')
 }
 
-/// A string literal as Nix prints it.
-pub fn quote_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+/// A string literal as Nix prints it (the `.bld` literal denoting `s`).
+pub use buildit_lang::text::quote as quote_string;
 
 /// C++ ostream's default float output (`%g` with precision 6): `1.5`, `3`, `1e+15`,
 /// `1.23457e+08`, `inf`, `nan`.

@@ -9,6 +9,7 @@ pub mod diag;
 pub mod lexer;
 pub mod parser;
 pub mod span;
+pub mod text;
 pub mod types;
 
 pub use diag::{Diagnostic, Label, Severity};

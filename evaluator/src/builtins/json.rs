@@ -731,14 +731,7 @@ impl Xml {
                 Value::Null => self.empty(depth, "null", &[]),
                 Value::Float(f) => self.empty(depth, "float", &[("value", &format_float_g(*f))]),
                 Value::Attrs(a) => {
-                    let is_drv = match a.get(ev.sym.type_) {
-                        Some(t) => {
-                            let t = t.clone();
-                            matches!(ev.force(&t)?, Value::String(s) if s.as_str() == "derivation")
-                        }
-                        None => false,
-                    };
-                    if is_drv {
+                    if ev.is_derivation(a)? {
                         let mut drv_path: Option<String> = None;
                         let mut out_path: Option<String> = None;
                         if let Some(d) = a.get(ev.sym.drv_path) {

@@ -2132,31 +2132,10 @@ pub fn did_you_mean<'s>(name: &str, candidates: &'s [String]) -> Option<&'s str>
     let max = (name.chars().count().div_ceil(3)).max(1);
     candidates
         .iter()
-        .map(|c| (edit_distance(name, c), c))
+        .map(|c| (crate::text::edit_distance(name, c), c))
         .filter(|(d, _)| *d <= max && *d < name.chars().count())
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c.as_str())
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    // optimal string alignment: a transposition (`nmae`) costs 1
-    let mut prev2: Vec<usize> = Vec::new();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            let mut v = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-            if i > 0 && j > 0 && *ca == b[j - 1] && a[i - 1] == *cb {
-                v = v.min(prev2[j - 1] + 1);
-            }
-            cur.push(v);
-        }
-        prev2 = std::mem::replace(&mut prev, cur);
-    }
-    prev[b.len()]
 }
 
 /// A capitalised name the type syntax does not know. The parser resolves `type` aliases, so
