@@ -8,6 +8,7 @@ pub mod common;
 pub mod debian_cmd;
 pub mod image_cmd;
 pub mod instantiate;
+pub mod pipe;
 pub mod render;
 pub mod repl;
 pub mod run_cmd;

@@ -5,10 +5,13 @@
 use buildit_cli::common::*;
 use buildit_cli::render;
 use buildit_cli::repl::Repl;
-use buildit_eval::{print, Evaluator};
+use buildit_eval::print;
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::process::ExitCode;
+
+/// What every command returns: its exit status, or the error `main` renders.
+type CliResult = Result<ExitCode, buildit_driver::DriverError>;
 
 /// mimalloc: the evaluator allocates many small, short-lived objects (thunks, frames); it is
 /// measurably faster than glibc malloc on the evaluation benchmarks (docs/benchmarks.md).
@@ -217,58 +220,34 @@ struct ReplArgs {
     common: CommonArgs,
 }
 
-fn run_eval(a: EvalArgs) -> ExitCode {
-    // The evaluator and its values are never dropped: the process ends right after, and
-    // tearing down a deep graph of thunks would only cost time (and native stack).
-    let mut ev = std::mem::ManuallyDrop::new(Evaluator::new(Box::new(store_io(
-        a.common.impure,
-        a.common.store_root.as_deref(),
-    ))));
-    run_eval_with(&mut ev, a)
-}
-
-fn run_eval_with(ev: &mut Evaluator, a: EvalArgs) -> ExitCode {
-    let st = style(a.common.show_trace);
-    let target = Target {
+fn run_eval(a: EvalArgs) -> CliResult {
+    let session = session(a.common.store_root.as_deref(), a.common.impure);
+    let mut ev = session.evaluator();
+    let target = buildit_driver::EvalTarget {
         file: a.file.as_deref(),
         expr: a.expr.as_deref(),
         attr: a.attr.as_deref(),
         typecheck: !a.common.no_typecheck,
     };
-    let value = match evaluate_target(ev, &target, st) {
-        Ok(v) => std::mem::ManuallyDrop::new(v),
-        Err(code) => return code,
-    };
+    // the value is never dropped either: the process ends right after printing it
+    let value = std::mem::ManuallyDrop::new(buildit_driver::eval::evaluate(&mut ev, &target)?);
     let printed = if a.json {
-        let mut ctx = buildit_eval::Context::empty();
-        buildit_eval::builtins::json::value_to_json(
-            ev,
-            &value,
-            buildit_lang::Span::default(),
-            &mut ctx,
-        )
+        buildit_driver::eval::to_json_text(&mut ev, &value)?
     } else {
-        print::print_value(ev, &value)
+        print::print_value(&mut ev, &value)
+            .map_err(|e| buildit_driver::DriverError::eval(&mut ev, e))?
     };
-    match printed {
-        Ok(s) => {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{s}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprint!("{}", render::eval_error(&ev.sources, &e, st));
-            ExitCode::from(1)
-        }
-    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{printed}");
+    Ok(ExitCode::SUCCESS)
 }
 
-fn run_check(a: CheckArgs) -> ExitCode {
+fn run_check(a: CheckArgs) -> CliResult {
     let st = style(false);
     let mut failed = false;
     let mut json = Vec::new();
     for f in &a.files {
-        let Some((name, text)) = read_source(f) else {
+        let Some((name, text)) = buildit_driver::eval::read_source(f) else {
             failed = true;
             let d = buildit_lang::Diagnostic::error(
                 "buildit::cli::cannot-read",
@@ -284,7 +263,7 @@ fn run_check(a: CheckArgs) -> ExitCode {
             }
             continue;
         };
-        let (sources, all, ty) = check_source(&name, &text);
+        let (sources, all, ty) = buildit_driver::eval::check_source(&name, &text);
         if all.is_empty() {
             if !a.json {
                 println!("{f}: {ty}");
@@ -321,11 +300,11 @@ fn run_check(a: CheckArgs) -> ExitCode {
     if a.json {
         println!("{}", serde_json::Value::Array(json));
     }
-    if failed {
+    Ok(if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    }
+    })
 }
 
 fn history_path() -> Option<std::path::PathBuf> {
@@ -379,20 +358,18 @@ mod front {
     impl Helper for ReplHelper {}
 }
 
-fn run_repl(a: ReplArgs) -> ExitCode {
+fn run_repl(a: ReplArgs) -> CliResult {
     use std::cell::RefCell;
     use std::rc::Rc;
     let st = style(a.common.show_trace);
+    let session = session(a.common.store_root.as_deref(), a.common.impure);
     let repl = Rc::new(RefCell::new(Repl::new(
-        Box::new(store_io(a.common.impure, a.common.store_root.as_deref())),
+        Box::new(session.store_io()),
         cwd(),
         st,
     )));
     repl.borrow_mut().set_typecheck(!a.common.no_typecheck);
-    repl.borrow_mut()
-        .set_store(buildit_cli::common::store_layout(
-            a.common.store_root.as_deref(),
-        ));
+    repl.borrow_mut().set_store(session.layout().clone());
     repl.borrow_mut()
         .set_progress(Box::new(|l: &str| eprintln!("{l}")));
     for f in &a.files {
@@ -403,8 +380,11 @@ fn run_repl(a: ReplArgs) -> ExitCode {
         match rustyline::Editor::<front::ReplHelper, rustyline::history::DefaultHistory>::new() {
             Ok(rl) => rl,
             Err(e) => {
-                eprintln!("error: cannot start the line editor: {e}");
-                return ExitCode::from(1);
+                return Err(buildit_driver::DriverError::request(
+                    "buildit::repl::line-editor",
+                    format!("cannot start the line editor: {e}"),
+                    "run the REPL on a terminal, or pipe the lines in",
+                ))
             }
         };
     rl.set_helper(Some(front::ReplHelper(repl.clone())));
@@ -439,7 +419,7 @@ fn run_repl(a: ReplArgs) -> ExitCode {
     if let Some(h) = &hist {
         let _ = rl.save_history(h);
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -469,8 +449,12 @@ fn main() -> ExitCode {
     });
     // (`buildit debian lock` writes locks; it never reads this one)
     if let (Some(lock), false) = (debian_lock, matches!(cli.command, Command::Debian(_))) {
-        if let Err(code) = set_debian_lock(&lock) {
-            return code;
+        match buildit_driver::DebianLock::read(&lock) {
+            Ok(l) => use_debian_lock(l),
+            Err(e) => {
+                eprint!("{}", render::error(&e, style(false)));
+                return ExitCode::from(1);
+            }
         }
     }
     if let Some(n) = cli.max_call_depth {
@@ -478,8 +462,12 @@ fn main() -> ExitCode {
     }
     watch_memory(cli.max_eval_memory.unwrap_or(DEFAULT_MAX_EVAL_MEMORY));
     std::panic::set_hook(Box::new(|info| {
+        if buildit_cli::pipe::is_broken_pipe_panic(info.payload()) {
+            buildit_cli::pipe::die_of_sigpipe();
+        }
         eprintln!("error: internal error in buildit (this is a bug; please report it)\n  {info}");
     }));
+    let st = style(cli.command.show_trace());
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cli.command {
         Command::Eval(a) => run_eval(a),
         Command::Repl(a) => run_repl(a),
@@ -487,17 +475,39 @@ fn main() -> ExitCode {
         Command::Instantiate(a) => buildit_cli::instantiate::run_instantiate(a),
         Command::ShowDerivation(a) => buildit_cli::instantiate::run_show_derivation(a),
         Command::Compile(a) => buildit_cli::yaml_cmd::run_compile(a),
-        Command::Store(a) => buildit_cli::store_cmd::run(a),
+        Command::Store(a) => buildit_cli::store_cmd::run_store(a),
         Command::Realise(a) => buildit_cli::build_cmd::run_realise(a),
         Command::Log(a) => buildit_cli::build_cmd::run_log(a),
         Command::Search(a) => buildit_cli::search_cmd::run_search(a),
-        Command::Debian(a) => buildit_cli::debian_cmd::run(&a, &mut |e| {
-            cli_error(e.code, &e.message, &e.help);
-        }),
-        Command::Run(a) => buildit_cli::run_cmd::run(a),
+        Command::Debian(a) => Ok(buildit_cli::debian_cmd::run(&a, &mut |e| {
+            let e = buildit_driver::DriverError::request(e.code, e.message.clone(), e.help.clone());
+            eprint!("{}", render::error(&e, st));
+        })),
+        Command::Run(a) => Ok(buildit_cli::run_cmd::run(a)),
         Command::Push(a) => buildit_cli::image_cmd::run_push(a),
         Command::Contents(a) => buildit_cli::image_cmd::run_contents(a),
         Command::Image(a) => buildit_cli::image_cmd::run_image(a),
     }));
-    r.unwrap_or(ExitCode::from(2))
+    match r {
+        Ok(Ok(code)) => code,
+        // every command's error is rendered here, once
+        Ok(Err(e)) => {
+            eprint!("{}", render::error(&e, st));
+            ExitCode::from(1)
+        }
+        Err(_) => ExitCode::from(2),
+    }
+}
+
+impl Command {
+    /// Whether the command asked for the whole evaluation trace of an error.
+    fn show_trace(&self) -> bool {
+        match self {
+            Command::Eval(a) => a.common.show_trace,
+            Command::Repl(a) => a.common.show_trace,
+            Command::Instantiate(a) => a.eval.show_trace,
+            Command::Realise(a) => a.show_trace,
+            _ => false,
+        }
+    }
 }

@@ -19,6 +19,7 @@
 //! with the reason where they are missing, but under CI it fails naming what is missing.
 
 mod cli;
+mod conventions;
 mod debian;
 mod docs;
 mod drv;
@@ -33,16 +34,38 @@ mod repl;
 mod sandbox;
 mod store;
 mod typecheck;
+mod user;
 mod yaml;
 
 use libtest_mimic::{Arguments, Trial};
 use std::path::{Path, PathBuf};
 
+/// The checkout the corpora, examples and docs are read from: `BUILDIT_TEST_ROOT` when set
+/// (`scripts/test-unprivileged` runs this binary as another account from a copy), else the
+/// one this binary was built from.
 pub fn root() -> PathBuf {
+    if let Some(r) = std::env::var_os("BUILDIT_TEST_ROOT") {
+        return PathBuf::from(r);
+    }
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("cli/ has a parent")
         .to_path_buf()
+}
+
+/// The `buildit` binary under test: `BUILDIT_TEST_BIN` when set, else the one cargo built.
+pub fn buildit_bin() -> PathBuf {
+    std::env::var_os("BUILDIT_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_buildit")))
+}
+
+/// Where trials keep state between runs (shared stores, the refreshed lock):
+/// `BUILDIT_TEST_TMPDIR` when set, else cargo's `CARGO_TARGET_TMPDIR`.
+pub fn target_tmpdir() -> PathBuf {
+    std::env::var_os("BUILDIT_TEST_TMPDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")))
 }
 
 pub fn data(sub: &str) -> PathBuf {
@@ -139,6 +162,7 @@ fn main() {
     trials.extend(nixlang::trials());
     trials.extend(repl::trials());
     trials.extend(cli::trials());
+    trials.extend(conventions::trials());
     trials.extend(debian::trials());
     trials.extend(docs::trials());
     trials.extend(typecheck::trials());
@@ -151,6 +175,7 @@ fn main() {
     trials.extend(e2e::trials());
     trials.extend(escape_store::trials());
     trials.extend(pkgs::trials());
+    trials.extend(user::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 
@@ -160,8 +185,13 @@ pub fn in_ci() -> bool {
     env_flag("CI")
 }
 
-/// Whether the test process runs as root (effective uid 0, read from /proc).
+/// Whether the test process runs as root (effective uid 0).
 pub fn is_root_user() -> bool {
+    effective_uid() == Some(0)
+}
+
+/// The test process's effective uid, read from /proc.
+pub fn effective_uid() -> Option<u32> {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -171,7 +201,6 @@ pub fn is_root_user() -> bool {
                     .and_then(|u| u.parse::<u32>().ok())
             })
         })
-        == Some(0)
 }
 
 /// The Debian package that provides a tool the trials need.
