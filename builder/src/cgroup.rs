@@ -11,8 +11,10 @@
 //!    `buildit/<pid>-<n>` in each, with `memory.limit_in_bytes` (and `memory.memsw.limit_in_bytes`
 //!    where swap accounting exists) and `pids.max`; the reason comes from `memory.oom_control`
 //!    (`oom_kill`) and `pids.events` (`max`).
-//! 3. Neither: no memory limit; the process limit falls back to `RLIMIT_NPROC` on the build's
-//!    own uid (only when the build has a uid of its own, see [`crate::uids`]).
+//! 3. Neither (typically an unprivileged caller without a delegated cgroup): the memory limit
+//!    falls back to `RLIMIT_DATA` on every process of the build, and the process limit to
+//!    `RLIMIT_NPROC` where it counts only the build's processes (see `Guard::nproc` in
+//!    [`crate::sandbox`]).
 //!
 //! The build's first process is moved into the group before it runs anything of the builder's,
 //! so everything it starts is accounted. The group is removed when the build ends (after
@@ -208,6 +210,14 @@ impl BuildCgroup {
     pub fn limits_pids(&self) -> bool {
         match &self.kind {
             Kind::V1 { pids, .. } => pids.is_some(),
+            Kind::V2(_) => true,
+        }
+    }
+
+    /// Whether the group enforces the memory limit (else `RLIMIT_DATA` is the fallback).
+    pub fn limits_memory(&self) -> bool {
+        match &self.kind {
+            Kind::V1 { memory, .. } => memory.is_some(),
             Kind::V2(_) => true,
         }
     }

@@ -24,6 +24,9 @@ pub enum FailReason {
     /// The build's processes used more memory than this many bytes (killed by the OOM killer of
     /// its control group).
     MemoryLimit(u64),
+    /// A process of the build failed to allocate past this many bytes, the per-process
+    /// memory limit that stands in for a control group's (`RLIMIT_DATA`).
+    ProcessMemoryLimit(u64),
     /// The build tried to run more processes at once than this.
     PidsLimit(u64),
     /// The outputs (or one file the build wrote) grew past this many bytes.
@@ -54,6 +57,10 @@ impl fmt::Display for FailReason {
             FailReason::MemoryLimit(n) => write!(
                 f,
                 "the build exceeded its memory limit of {n} bytes (--max-memory) and was killed"
+            ),
+            FailReason::ProcessMemoryLimit(n) => write!(
+                f,
+                "a process of the build ran out of memory at the per-process memory limit of {n} bytes (--max-memory; without a control group the limit applies to each process)"
             ),
             FailReason::PidsLimit(n) => write!(
                 f,
@@ -117,6 +124,8 @@ pub enum BuildError {
         "bubblewrap (`bwrap`) was not found in PATH; install it with `apt-get install bubblewrap`"
     )]
     BwrapMissing,
+    #[error("{0}")]
+    NoUserNamespaces(crate::userns::Refusal),
     #[error("{what}: {source}")]
     Io {
         what: String,

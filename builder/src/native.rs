@@ -102,8 +102,10 @@ pub(crate) struct Hardening {
     pub tmpfs_size: Option<u64>,
     /// `RLIMIT_FSIZE` (largest file).
     pub fsize: Option<u64>,
-    /// `RLIMIT_NPROC` (only with a build user of its own).
+    /// `RLIMIT_NPROC`, set in the child after `clone`, inside the build's user namespace.
     pub nproc: Option<u64>,
+    /// `RLIMIT_DATA` (per-process memory, where no control group limits the build).
+    pub data: Option<u64>,
     /// Seccomp programs, installed in order just before the exec.
     pub filters: Vec<Vec<libc::sock_filter>>,
     /// `cgroup.procs` files the child's pid is written to before it runs.
@@ -656,6 +658,9 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         }
         if let Some(n) = plan.hardening.nproc {
             set_rlimit(libc::RLIMIT_NPROC, n);
+        }
+        if let Some(n) = plan.hardening.data {
+            set_rlimit(libc::RLIMIT_DATA, n);
         }
         // The parent maps the build user and fills the control groups meanwhile; end-of-file
         // means it gave up (or died).

@@ -655,7 +655,7 @@ impl Sandbox {
                 }
             }
             Ok(Some(reason)) => match (
-                guard.explain(reason, &req.limits),
+                guard.explain(reason, &req.limits, &tail),
                 req.limits.max_output_bytes,
             ) {
                 // A write stopped at RLIMIT_FSIZE fails with EFBIG where SIGXFSZ does not kill
@@ -705,6 +705,7 @@ impl Sandbox {
                 Ok(r) => return Ok(r),
             }
         }
+        refuse_without_namespaces(&self.bwrap)?;
         let (mut reader, writer) =
             std::io::pipe().map_err(|e| BuildError::io("creating the log pipe", e))?;
         let writer2 = writer
@@ -745,7 +746,8 @@ impl Sandbox {
             .collect();
         let procs = guard.procs_cstrings()?;
         let fsize = req.limits.max_output_bytes;
-        let nproc = guard.nproc(req);
+        let nproc = guard.nproc(req, false);
+        let data = guard.data_limit(req);
         let mut cmd = Command::new(&self.bwrap);
         cmd.args(self.bwrap_args_with(req, dir, premount.is_some(), &seccomp_fds))
             .env_clear()
@@ -770,6 +772,9 @@ impl Sandbox {
                 }
                 if let Some(n) = nproc {
                     setrlimit(Resource::RLIMIT_NPROC, n, n).map_err(io)?;
+                }
+                if let Some(n) = data {
+                    setrlimit(Resource::RLIMIT_DATA, n, n).map_err(io)?;
                 }
                 if let Some(p) = &premount {
                     p.apply()?;
@@ -883,7 +888,8 @@ impl Sandbox {
                 build_user: guard.ids(),
                 tmpfs_size: req.limits.max_tmpfs,
                 fsize: req.limits.max_output_bytes,
-                nproc: guard.nproc(req),
+                nproc: guard.nproc(req, true),
+                data: guard.data_limit(req),
                 filters: guard.filters.iter().map(crate::seccomp::to_libc).collect(),
                 cgroup_procs: guard
                     .cgroup
@@ -912,6 +918,27 @@ impl Sandbox {
         }
         Ok(exit_reason(status))
     }
+}
+
+/// For a caller that is not root, bwrap needs a user namespace unless it is installed
+/// set-user-ID root: where the kernel refuses them, the error says which switch to turn
+/// instead of bwrap failing in the log. The kernel's answer is asked once per process.
+fn refuse_without_namespaces(bwrap: &Path) -> Result<(), BuildError> {
+    use std::os::unix::fs::MetadataExt;
+    if nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let setuid_root =
+        std::fs::metadata(bwrap).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o4000 != 0);
+    if setuid_root {
+        return Ok(());
+    }
+    static PROBE: std::sync::OnceLock<Result<(), crate::userns::Refusal>> =
+        std::sync::OnceLock::new();
+    PROBE
+        .get_or_init(crate::userns::probe)
+        .clone()
+        .map_err(BuildError::NoUserNamespaces)
 }
 
 /// What one build holds while it runs besides its directories: its build user (when `buildit`
@@ -967,14 +994,29 @@ impl Guard {
         self.user.as_ref().map(|u| (u.uid, u.gid))
     }
 
-    /// `RLIMIT_NPROC` for the build: the process limit where no control group enforces it and
-    /// the build has a uid of its own (the limit counts every process of the uid).
-    fn nproc(&self, req: &BuildRequest) -> Option<u64> {
+    /// `RLIMIT_NPROC` for the build: the process limit where no control group enforces it.
+    /// The kernel counts the processes of a uid per user namespace, so the limit confines
+    /// exactly the build where the build has a uid of its own (a build user) or is set inside
+    /// the build's own user namespace (the native backend, `native`: its child sets it after
+    /// `clone`). Set before bwrap creates the namespace it would count every process of the
+    /// invoking user instead, so an unprivileged caller's bwrap builds go without it.
+    fn nproc(&self, req: &BuildRequest, native: bool) -> Option<u64> {
         let by_cgroup = self.cgroup.as_ref().is_some_and(|c| c.limits_pids());
-        if by_cgroup || self.user.is_none() {
+        if by_cgroup || (self.user.is_none() && !native) {
             None
         } else {
             req.limits.max_pids
+        }
+    }
+
+    /// `RLIMIT_DATA` for every process of the build: the memory limit where no control group
+    /// enforces it (an unprivileged caller without a delegated cgroup). It bounds each process's
+    /// heap and private mappings, not the build as a whole.
+    fn data_limit(&self, req: &BuildRequest) -> Option<u64> {
+        if self.cgroup.as_ref().is_some_and(|c| c.limits_memory()) {
+            None
+        } else {
+            req.limits.max_memory
         }
     }
 
@@ -995,7 +1037,17 @@ impl Guard {
 
     /// The failure as the user should see it: a build that died while over a limit failed
     /// because of the limit.
-    fn explain(&self, reason: FailReason, limits: &crate::request::BuildLimits) -> FailReason {
+    ///
+    /// Where a resource limit is only a per-process rlimit (no control group counts for the
+    /// build), nothing records that it was hit: the process that ran into it failed on its own
+    /// terms. Then the log's last lines decide: a failed `fork` means the process limit, a
+    /// failed allocation the memory limit.
+    fn explain(
+        &self,
+        reason: FailReason,
+        limits: &crate::request::BuildLimits,
+        tail: &[String],
+    ) -> FailReason {
         if !matches!(reason, FailReason::Exit(_) | FailReason::Signal(_)) {
             return reason;
         }
@@ -1011,6 +1063,29 @@ impl Guard {
                 }
             }
             None => {}
+        }
+        let pids_by_rlimit = !self.cgroup.as_ref().is_some_and(|c| c.limits_pids());
+        let memory_by_rlimit = !self.cgroup.as_ref().is_some_and(|c| c.limits_memory());
+        let said = |needles: &[&str]| {
+            tail.iter().any(|l| {
+                let l = l.to_ascii_lowercase();
+                needles.iter().any(|n| l.contains(n))
+            })
+        };
+        if let (true, Some(p)) = (pids_by_rlimit, limits.max_pids) {
+            if said(&["can't fork", "cannot fork", "fork: retry", "fork failed"]) {
+                return FailReason::PidsLimit(p);
+            }
+        }
+        if let (true, Some(m)) = (memory_by_rlimit, limits.max_memory) {
+            if said(&[
+                "out of memory",
+                "cannot allocate memory",
+                "memory exhausted",
+                "std::bad_alloc",
+            ]) {
+                return FailReason::ProcessMemoryLimit(m);
+            }
         }
         // A file past RLIMIT_FSIZE: SIGXFSZ, or a shell reporting its child's death by it.
         let xfsz = libc::SIGXFSZ;
@@ -1654,10 +1729,11 @@ mod tests {
         }
     }
 
-    /// `RLIMIT_NPROC` is the process limit only without a pids control group and only for a
-    /// build with a uid of its own (it counts every process of the uid).
+    /// `RLIMIT_NPROC` is the process limit only without a pids control group and only where
+    /// it counts the build's processes alone: a build user's uid, or the native backend's own
+    /// user namespace (not bwrap's, which is created after the limit is set).
     #[test]
-    fn nproc_is_the_fallback_for_a_build_user_only() {
+    fn nproc_is_the_fallback_where_it_counts_only_the_build() {
         let f = fixture();
         let req = request(&f, "true");
         let no_user = Guard {
@@ -1665,7 +1741,9 @@ mod tests {
             cgroup: None,
             filters: Vec::new(),
         };
-        assert_eq!(no_user.nproc(&req), None);
+        assert_eq!(no_user.nproc(&req, false), None);
+        assert_eq!(no_user.nproc(&req, true), req.limits.max_pids);
+        assert_eq!(no_user.data_limit(&req), req.limits.max_memory);
         if nix::unistd::geteuid().is_root() {
             let dir = tempfile::tempdir().expect("tempdir");
             let user = crate::uids::claim(dir.path()).expect("claim");
@@ -1674,7 +1752,7 @@ mod tests {
                 cgroup: None,
                 filters: Vec::new(),
             };
-            assert_eq!(g.nproc(&req), req.limits.max_pids);
+            assert_eq!(g.nproc(&req, false), req.limits.max_pids);
         }
     }
 

@@ -694,6 +694,28 @@ fn unpack_archive_with<R: Read>(
     }
 }
 
+/// Move `src` to `dst` with one rename. Moving a directory to another parent rewrites its `..`
+/// entry, which needs write permission on the directory itself: root has it always, an
+/// unprivileged owner of a read-only (normalised, 0555) tree does not. For that owner the
+/// directory is made writable for the moment of the move and gets its mode back at `dst`.
+pub fn move_entry(src: &Path, dst: &Path) -> io::Result<()> {
+    match fs::rename(src, dst) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            let meta = fs::symlink_metadata(src)?;
+            let mode = meta.mode() & 0o7777;
+            if !meta.is_dir() || mode & 0o200 != 0 {
+                return Err(e);
+            }
+            fs::set_permissions(src, fs::Permissions::from_mode(mode | 0o200))?;
+            let moved = fs::rename(src, dst);
+            let at = if moved.is_ok() { dst } else { src };
+            fs::set_permissions(at, fs::Permissions::from_mode(mode))?;
+            moved
+        }
+        r => r,
+    }
+}
+
 /// Remove a file or tree even when it is read-only (store objects are).
 pub fn remove_tree(p: &Path) -> io::Result<()> {
     let meta = fs::symlink_metadata(p)?;

@@ -1,6 +1,9 @@
 //! Where a store lives physically. The logical directory is always [`crate::STORE_DIR`]; the
-//! physical root ROOT is `--store-root DIR`, else `BUILDIT_STORE_ROOT`, else `/bld` when it is
-//! writable, else `$XDG_DATA_HOME/buildit` (`~/.local/share/buildit`). Objects live in
+//! physical root ROOT is `--store-root DIR`, else `BUILDIT_STORE_ROOT`, else the system store
+//! `/bld` for root (and for a user who owns `/bld`: a single-user install), else the caller's
+//! private store `$XDG_DATA_HOME/buildit` (`~/.local/share/buildit`). An ordinary user never
+//! defaults to a `/bld` someone else owns, even a writable one: objects another account can
+//! change are not the user's to trust (docs/store.md, "Who owns a store"). Objects live in
 //! `ROOT/store/`, all other state (database, logs, GC roots, locks, temporary build dirs) in
 //! `ROOT/var/buildit/`.
 
@@ -23,7 +26,8 @@ impl StoreLayout {
 
     /// The root chosen by the rules above: `explicit` (from `--store-root`), then the environment
     /// variable `BUILDIT_STORE_ROOT` (passed in as `env_root` so the caller decides about reading
-    /// the environment), then `/bld` if writable or creatable, then `data_home/buildit`.
+    /// the environment), then `/bld` if the caller owns it (root: or may create it), then
+    /// `data_home/buildit`.
     pub fn choose(
         explicit: Option<&Path>,
         env_root: Option<&Path>,
@@ -33,7 +37,7 @@ impl StoreLayout {
             return StoreLayout::at(p);
         }
         let bld = Path::new("/bld");
-        if writable_or_creatable(bld) {
+        if system_store_is_ours(bld) {
             return StoreLayout::at(bld);
         }
         match data_home {
@@ -76,12 +80,14 @@ impl StoreLayout {
     }
 }
 
-fn writable_or_creatable(p: &Path) -> bool {
-    if p.exists() {
-        nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok()
-    } else {
-        p.parent()
-            .map(|parent| nix::unistd::access(parent, nix::unistd::AccessFlags::W_OK).is_ok())
-            .unwrap_or(false)
+/// Whether the store at `p` is the caller's: it exists, is owned by the caller and writable,
+/// or (root only) it can be created.
+fn system_store_is_ours(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let writable = |q: &Path| nix::unistd::access(q, nix::unistd::AccessFlags::W_OK).is_ok();
+    let me = nix::unistd::geteuid();
+    match std::fs::metadata(p) {
+        Ok(m) => m.is_dir() && m.uid() == me.as_raw() && writable(p),
+        Err(_) => me.is_root() && p.parent().is_some_and(writable),
     }
 }

@@ -985,7 +985,7 @@ impl Store {
         if !both_files && fs::symlink_metadata(&phys).is_ok() {
             remove_tree(&phys).map_err(io_err(&phys))?;
         }
-        fs::rename(staged, &phys).map_err(io_err(&phys))?;
+        archive::move_entry(staged, &phys).map_err(io_err(&phys))?;
         let r = self.insert_committed(info);
         if r.is_err() {
             let _ = remove_tree(&phys);
@@ -1827,7 +1827,7 @@ impl Store {
             if fs::symlink_metadata(&phys).is_ok() {
                 remove_tree(&phys).map_err(io_err(&phys))?;
             }
-            fs::rename(dir, &phys).map_err(io_err(&phys))?;
+            archive::move_entry(dir, &phys).map_err(io_err(&phys))?;
             moved.push(phys);
             new.push(info.clone());
         }

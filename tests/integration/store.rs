@@ -1,8 +1,11 @@
 //! The store through the real `buildit` binary (and the store crate where the CLI cannot build
 //! the situation): golden paths, idempotent adds, reference scanning, crash safety under
 //! `kill -9` of `store add` and `store gc`, concurrent adds, all-or-nothing import, unsafe
-//! archives, a corrupt database, and garbage collection of dead paths with rooted closures
-//! kept. Every test uses its own temporary store root.
+//! archives, a corrupt database, garbage collection of dead paths with rooted closures kept, and
+//! the whole life of a tree with read-only directories (add, verify, export, import, delete,
+//! gc), which an ordinary user's store must handle without root's bypass of file modes
+//! (`scripts/test-unprivileged` runs these trials as an unprivileged account). Every test uses
+//! its own temporary store root.
 
 use crate::cli::buildit;
 use buildit_store::{Store, StoreLayout, StorePath};
@@ -707,5 +710,81 @@ pub fn trials() -> Vec<Trial> {
         t("unsafe-archives-rejected", unsafe_archives),
         t("corrupt-database", corrupt_db),
         t("gc-keeps-rooted-closures", gc_keeps_rooted_closures),
+        t("read-only-tree-lifecycle", read_only_tree_lifecycle),
     ]
+}
+
+/// A tree whose directories and files are read-only (as a build output or an unpacked archive
+/// often is) goes through the whole store life cycle: add, verify, export, import into another
+/// store, delete and gc. Root ignores the modes; an ordinary user does not, so under
+/// `scripts/test-unprivileged` this is the user's store at work.
+fn read_only_tree_lifecycle() -> Result<(), Failed> {
+    let t = tmp()?;
+    let e = |e: std::io::Error| Failed::from(e.to_string());
+    let src = t.path().join("src");
+    fs::create_dir_all(src.join("a/b")).map_err(e)?;
+    fs::write(src.join("a/b/f"), "deep\n").map_err(e)?;
+    fs::write(src.join("top"), "top\n").map_err(e)?;
+    for (p, m) in [
+        ("a/b/f", 0o444),
+        ("top", 0o400),
+        ("a/b", 0o555),
+        ("a", 0o500),
+    ] {
+        fs::set_permissions(src.join(p), fs::Permissions::from_mode(m)).map_err(e)?;
+    }
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o555)).map_err(e)?;
+    let root = t.path().join("root");
+    let p = ok(&root, &["add", src.to_str().unwrap_or("")])?;
+    let p = p.trim().to_string();
+    let cat = ok(&root, &["cat", &format!("{p}/a/b/f")])?;
+    check(cat == "deep\n", format!("cat: {cat:?}"))?;
+    let v = ok(&root, &["verify"])?;
+    check(v.contains("0 missing, 0 corrupt"), format!("verify: {v}"))?;
+    let exp = store_cmd(&root)
+        .args(["export", &p])
+        .output()
+        .map_err(|e| e.to_string())?;
+    check(
+        exp.status.success(),
+        String::from_utf8_lossy(&exp.stderr).to_string(),
+    )?;
+    let other = t.path().join("other");
+    let mut c = store_cmd(&other)
+        .arg("import")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    if let Some(mut i) = c.stdin.take() {
+        use std::io::Write;
+        i.write_all(&exp.stdout).map_err(e)?;
+    }
+    let imp = c.wait_with_output().map_err(|e| e.to_string())?;
+    check(
+        imp.status.success() && String::from_utf8_lossy(&imp.stdout).contains(&p),
+        format!(
+            "import: {}\n{}",
+            String::from_utf8_lossy(&imp.stdout),
+            String::from_utf8_lossy(&imp.stderr)
+        ),
+    )?;
+    let base = p.trim_start_matches("/bld/store/").to_string();
+    ok(&root, &["delete", &p])?;
+    check(
+        !root.join("store").join(&base).exists(),
+        "delete left the read-only object",
+    )?;
+    ok(&other, &["gc"])?;
+    check(
+        !other.join("store").join(&base).exists(),
+        "gc left the read-only object",
+    )?;
+    // the source tree itself is left as it was
+    let m = fs::metadata(src.join("a")).map_err(e)?;
+    check(
+        m.permissions().mode() & 0o777 == 0o500,
+        format!("the source's mode changed to {:o}", m.permissions().mode()),
+    )
 }
