@@ -6,9 +6,9 @@
 //! temporary file beside the destination, are checked against the declared hash, and only then
 //! renamed into place, so a failed or wrong download never leaves anything at the destination.
 //!
-//! Mirrors are configuration, never hosts written in the repository: [`Mirrors::from_apt`]
-//! reads the machine's apt sources (one-line `*.list` and deb822 `*.sources`) at run time and
-//! gives `debian` (the Debian archive entries) and `debian-security` (the security entries).
+//! Mirrors are configuration, never hosts written in the repository: whoever registers the
+//! builtin fills [`Mirrors`] at run time (the `debian` and `debian-security` mirrors come from
+//! the machine's apt sources, read by the `buildit-debian` crate).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -18,9 +18,6 @@ use std::time::Duration;
 
 use buildit_store::derivation::{FixedOutput, HashAlgo, HashMode};
 use buildit_store::path::base32_encode;
-
-/// The default location of the apt configuration read for `mirror://debian/`.
-pub const DEFAULT_APT_ROOT: &str = "/etc/apt";
 
 /// The command that refreshes the Debian lock, named in the "left the pool" error.
 pub const DEBIAN_REFRESH_HINT: &str =
@@ -75,12 +72,6 @@ pub enum FetchError {
         #[source]
         source: io::Error,
     },
-    #[error("reading the apt configuration {path}: {source}")]
-    AptConfig {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
 }
 
 fn io_err<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> FetchError + 'p {
@@ -111,39 +102,6 @@ impl Mirrors {
     /// The base URLs of mirror `name`.
     pub fn get(&self, name: &str) -> Option<&[String]> {
         self.map.get(name).map(Vec::as_slice)
-    }
-
-    /// `debian` and `debian-security` from the apt configuration under `apt_root` (normally
-    /// [`DEFAULT_APT_ROOT`]). Missing files mean no entries, not an error.
-    pub fn from_apt(apt_root: &Path) -> Result<Mirrors, FetchError> {
-        let sources = read_apt_sources(apt_root)?;
-        let mut m = Mirrors::new();
-        let mut debian = Vec::new();
-        let mut security = Vec::new();
-        for s in sources.iter().filter(|s| s.is_debian_archive()) {
-            let list = if s.is_security() {
-                &mut security
-            } else {
-                &mut debian
-            };
-            let uri = s.uri.trim_end_matches('/').to_string();
-            if !list.contains(&uri) {
-                list.push(uri);
-            }
-        }
-        m.insert("debian", debian);
-        m.insert("debian-security", security);
-        Ok(m)
-    }
-
-    /// The machine's mirrors: apt's `debian`/`debian-security`, then `overrides` (e.g. from
-    /// `.buildit-config.yaml`) replacing any mirror they name.
-    pub fn system(overrides: &BTreeMap<String, Vec<String>>) -> Result<Mirrors, FetchError> {
-        let mut m = Mirrors::from_apt(Path::new(DEFAULT_APT_ROOT))?;
-        for (k, v) in overrides {
-            m.insert(k, v.clone());
-        }
-        Ok(m)
     }
 
     /// The concrete URLs for `url`: itself, or one per mirror base for `mirror://`.
@@ -180,211 +138,6 @@ impl Mirrors {
             .map(|b| format!("{}/{}", b.trim_end_matches('/'), path))
             .collect())
     }
-}
-
-/// One `deb` source entry of the apt configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AptSource {
-    pub uri: String,
-    pub suite: String,
-    pub components: Vec<String>,
-    pub signed_by: Option<String>,
-}
-
-impl AptSource {
-    /// A Debian archive entry: a Debian suite name (codename or alias, with the usual
-    /// suffixes) or Debian's archive keyring; http(s)/file URIs only.
-    pub fn is_debian_archive(&self) -> bool {
-        const SUITES: &[&str] = &[
-            "buster",
-            "bullseye",
-            "bookworm",
-            "trixie",
-            "forky",
-            "duke",
-            "sid",
-            "stable",
-            "oldstable",
-            "oldoldstable",
-            "testing",
-            "unstable",
-            "experimental",
-        ];
-        let scheme_ok = ["http://", "https://", "file:/"]
-            .iter()
-            .any(|p| self.uri.starts_with(p));
-        let base = self
-            .suite
-            .split(['-', '/'])
-            .next()
-            .unwrap_or(self.suite.as_str());
-        let keyring = self
-            .signed_by
-            .as_deref()
-            .is_some_and(|k| k.contains("debian-archive-keyring"));
-        scheme_ok && (SUITES.contains(&base) || keyring)
-    }
-
-    /// A security-suite entry (`*-security`, or `updates` under a `debian-security` URI).
-    pub fn is_security(&self) -> bool {
-        self.suite.ends_with("-security")
-            || self.suite.ends_with("/updates")
-            || self.uri.trim_end_matches('/').ends_with("debian-security")
-    }
-}
-
-/// Every `deb` entry of the apt configuration under `apt_root`: `sources.list`, then
-/// `sources.list.d/*.list` and `*.sources` in name order (apt's order). Disabled deb822
-/// stanzas (`Enabled: no`) and `deb-src` lines are skipped.
-pub fn read_apt_sources(apt_root: &Path) -> Result<Vec<AptSource>, FetchError> {
-    let mut out = Vec::new();
-    let main = apt_root.join("sources.list");
-    if let Some(text) = read_optional(&main)? {
-        out.extend(parse_one_line_sources(&text));
-    }
-    let dir = apt_root.join("sources.list.d");
-    let mut files: Vec<PathBuf> = match fs::read_dir(&dir) {
-        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(source) => return Err(FetchError::AptConfig { path: dir, source }),
-    };
-    files.sort();
-    for f in files {
-        let ext = f.extension().and_then(|e| e.to_str());
-        let Some(text) = (match ext {
-            Some("list") | Some("sources") => read_optional(&f)?,
-            _ => None,
-        }) else {
-            continue;
-        };
-        if ext == Some("list") {
-            out.extend(parse_one_line_sources(&text));
-        } else {
-            out.extend(parse_deb822_sources(&text));
-        }
-    }
-    Ok(out)
-}
-
-fn read_optional(path: &Path) -> Result<Option<String>, FetchError> {
-    match fs::read_to_string(path) {
-        Ok(t) => Ok(Some(t)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(FetchError::AptConfig {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
-}
-
-/// Parse the one-line format: `deb [opt=val ...] URI SUITE [COMPONENT...]`.
-pub fn parse_one_line_sources(text: &str) -> Vec<AptSource> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        let Some(rest) = line
-            .strip_prefix("deb ")
-            .or_else(|| line.strip_prefix("deb\t"))
-        else {
-            continue;
-        };
-        let mut rest = rest.trim_start();
-        let mut signed_by = None;
-        if let Some(opts) = rest.strip_prefix('[') {
-            let Some((opts, after)) = opts.split_once(']') else {
-                continue;
-            };
-            for o in opts.split_whitespace() {
-                if let Some(v) = o.strip_prefix("signed-by=") {
-                    signed_by = Some(v.to_string());
-                }
-            }
-            rest = after.trim_start();
-        }
-        let mut words = rest.split_whitespace();
-        let (Some(uri), Some(suite)) = (words.next(), words.next()) else {
-            continue;
-        };
-        out.push(AptSource {
-            uri: uri.to_string(),
-            suite: suite.to_string(),
-            components: words.map(str::to_string).collect(),
-            signed_by,
-        });
-    }
-    out
-}
-
-/// Parse the deb822 format: stanzas of `Field: value` lines (continuations start with a
-/// space), separated by blank lines; one entry per URI × suite of each `deb` stanza.
-pub fn parse_deb822_sources(text: &str) -> Vec<AptSource> {
-    let mut out = Vec::new();
-    for stanza in deb822_stanzas(text) {
-        let get = |k: &str| {
-            stanza
-                .iter()
-                .find(|(f, _)| f.eq_ignore_ascii_case(k))
-                .map(|(_, v)| v.as_str())
-        };
-        if !get("Types")
-            .unwrap_or("")
-            .split_whitespace()
-            .any(|t| t == "deb")
-        {
-            continue;
-        }
-        if get("Enabled").is_some_and(|e| e.trim().eq_ignore_ascii_case("no")) {
-            continue;
-        }
-        let comps: Vec<String> = get("Components")
-            .unwrap_or("")
-            .split_whitespace()
-            .map(str::to_string)
-            .collect();
-        let signed_by = get("Signed-By").map(|s| s.trim().to_string());
-        for uri in get("URIs").unwrap_or("").split_whitespace() {
-            for suite in get("Suites").unwrap_or("").split_whitespace() {
-                out.push(AptSource {
-                    uri: uri.to_string(),
-                    suite: suite.to_string(),
-                    components: comps.clone(),
-                    signed_by: signed_by.clone(),
-                });
-            }
-        }
-    }
-    out
-}
-
-/// Split deb822 text into stanzas of (field, value); `#` comment lines are ignored.
-pub fn deb822_stanzas(text: &str) -> Vec<Vec<(String, String)>> {
-    let mut stanzas = Vec::new();
-    let mut cur: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        if line.trim().is_empty() {
-            if !cur.is_empty() {
-                stanzas.push(std::mem::take(&mut cur));
-            }
-            continue;
-        }
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, v)) = cur.last_mut() {
-                v.push('\n');
-                v.push_str(line.trim());
-            }
-            continue;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            cur.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    if !cur.is_empty() {
-        stanzas.push(cur);
-    }
-    stanzas
 }
 
 /// How the user wrote a hash, so errors print the actual hash the same way.

@@ -168,7 +168,7 @@ pub fn set_debian_lock(path: &Path) -> Result<(), ExitCode> {
             ))
         }
     };
-    if let Err(e) = buildit_stdlib::debian::lock::parse_lock(&text) {
+    if let Err(e) = buildit_debian::lock::parse_lock(&text) {
         return Err(cli_error(
             "buildit::debian::bad-lock",
             &format!("{} is not a Debian lock: {e}", path.display()),

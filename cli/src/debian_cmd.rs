@@ -1,13 +1,14 @@
 //! `buildit debian ...`: Debian packages as pinned inputs. `buildit debian lock PKG...`
 //! resolves the dependency closure of the named packages from apt's indexes (the machine's
 //! `/var/lib/apt/lists`, or a private apt root that `--update` sets up and refreshes with the
-//! machine's Debian mirrors) and writes the lock file the package set reads.
+//! machine's Debian mirrors) and writes the lock file the package set reads. The work is
+//! `buildit_debian::make_lock`; this module parses the arguments, writes or prints the lock and
+//! gives each error its code and help.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
-use buildit_stdlib::debian::{self, DebianError, Index, Lock, LOCK_VERSION};
+use buildit_debian::{self as debian, DebianError, LockRequest, LockSummary};
 use clap::{Args, Subcommand};
 
 /// `buildit debian`.
@@ -99,17 +100,49 @@ impl From<DebianError> for CmdError {
                 message,
                 "regenerate it: buildit debian lock PKG... --output FILE",
             ),
+            DebianError::BadIndex { .. } => CmdError::new(
+                "buildit::debian::bad-index",
+                message,
+                "run `apt-get update` to fetch the indexes again",
+            ),
+            DebianError::NoPackages => CmdError::new(
+                "buildit::debian::no-packages",
+                message,
+                "name packages (buildit debian lock gcc make ...), or give --output FILE of an existing lock to refresh it",
+            ),
+            DebianError::NoLockToRefresh { .. } => CmdError::new(
+                "buildit::debian::no-packages",
+                message,
+                "name the packages to lock: buildit debian lock PKG... --output FILE",
+            ),
+            DebianError::AptConfig { .. } | DebianError::BadSources { .. } => CmdError::new(
+                "buildit::debian::apt-config",
+                message,
+                "check /etc/apt/sources.list and /etc/apt/sources.list.d",
+            ),
+            DebianError::NoMirror { .. } => CmdError::new(
+                "buildit::debian::no-mirror",
+                message,
+                "add a Debian entry to /etc/apt/sources.list.d/debian.sources",
+            ),
+            DebianError::AptRoot { .. } => CmdError::new(
+                "buildit::debian::apt-root",
+                message,
+                "give --apt-root a writable directory",
+            ),
+            DebianError::AptGetSpawn { .. } => CmdError::new(
+                "buildit::debian::apt-get",
+                message,
+                "--update needs apt-get (Debian's apt package)",
+            ),
+            DebianError::AptGet { .. } => CmdError::new(
+                "buildit::debian::apt-get",
+                message,
+                "check the network and the mirror; the keyring comes from the debian-archive-keyring package",
+            ),
             DebianError::Io { .. } => CmdError::new("buildit::debian::io", message, "check the path and its permissions"),
         }
     }
-}
-
-/// What `lock` did, for the summary line and tests.
-#[derive(Debug)]
-pub struct LockSummary {
-    pub lock: Lock,
-    pub index_files: usize,
-    pub seconds: f64,
 }
 
 /// Run `buildit debian ...`; `report` receives the error (the binary renders it).
@@ -135,146 +168,19 @@ pub fn run(args: &DebianArgs, report: &mut dyn FnMut(&CmdError)) -> ExitCode {
     }
 }
 
-/// `buildit debian lock`: resolve and write (or print) the lock.
+/// `buildit debian lock`: resolve, then write the lock to `--output` or print it.
 pub fn lock(a: &LockArgs) -> Result<LockSummary, CmdError> {
-    let start = Instant::now();
-    let (roots, suite) = if a.packages.is_empty() {
-        let Some(out) = &a.output else {
-            return Err(CmdError::new(
-                "buildit::debian::no-packages",
-                "no packages to lock",
-                "name packages (buildit debian lock gcc make ...), or give --output FILE of an existing lock to refresh it",
-            ));
-        };
-        let old = debian::read_lock(out).map_err(|e| match e {
-            DebianError::Io { .. } => CmdError::new(
-                "buildit::debian::no-packages",
-                format!(
-                    "no packages named and no lock to refresh at {}",
-                    out.display()
-                ),
-                "name the packages to lock: buildit debian lock PKG... --output FILE",
-            ),
-            e => e.into(),
-        })?;
-        (old.roots, old.suite)
-    } else {
-        (a.packages.clone(), a.suite.clone())
-    };
-    let lists = match &a.apt_root {
-        Some(root) => {
-            if a.update {
-                setup_apt_root(root, &suite, &a.arch)?;
-            }
-            root.join("var/lib/apt/lists")
-        }
-        None => PathBuf::from(debian::DEFAULT_LISTS_DIR),
-    };
-    let files = debian::apt_index_files(&lists, &suite, &a.arch)?;
-    let index = Index::load(&files)?;
-    let root_refs: Vec<&str> = roots.iter().map(String::as_str).collect();
-    let packages = debian::resolve_for(&index, &root_refs, &a.arch)?;
-    let lock = Lock {
-        version: LOCK_VERSION,
-        suite,
-        architecture: a.arch.clone(),
-        roots,
-        packages,
-    };
-    match &a.output {
-        Some(p) => debian::write_lock(p, &lock)?,
-        None => print!("{}", debian::render_lock(&lock, "FILE")),
-    }
-    Ok(LockSummary {
-        lock,
-        index_files: files.len(),
-        seconds: start.elapsed().as_secs_f64(),
-    })
-}
-
-/// Make `root` a private apt root for `suite` (sources from the machine's Debian mirrors,
-/// signed by Debian's archive keyring) and run `apt-get update` in it.
-fn setup_apt_root(root: &Path, suite: &str, arch: &str) -> Result<(), CmdError> {
-    let io = |what: &str, e: std::io::Error| {
-        CmdError::new(
-            "buildit::debian::apt-root",
-            format!("{what} in {}: {e}", root.display()),
-            "give --apt-root a writable directory",
-        )
-    };
-    let mirrors = buildit_builder::fetch::Mirrors::from_apt(Path::new(
-        buildit_builder::fetch::DEFAULT_APT_ROOT,
-    ))
-    .map_err(|e| {
-        CmdError::new(
-            "buildit::debian::apt-config",
-            e.to_string(),
-            "check /etc/apt/sources.list and /etc/apt/sources.list.d",
-        )
+    let s = debian::make_lock(&LockRequest {
+        packages: a.packages.clone(),
+        suite: a.suite.clone(),
+        arch: a.arch.clone(),
+        refresh: a.output.clone(),
+        apt_root: a.apt_root.clone(),
+        update: a.update,
     })?;
-    let debian = mirrors.get("debian").unwrap_or(&[]).join(" ");
-    let security = mirrors.get("debian-security").unwrap_or(&[]).join(" ");
-    if debian.is_empty() {
-        return Err(CmdError::new(
-            "buildit::debian::no-mirror",
-            "the apt configuration names no Debian mirror",
-            "add a Debian entry to /etc/apt/sources.list.d/debian.sources",
-        ));
+    match &a.output {
+        Some(p) => debian::write_lock(p, &s.lock)?,
+        None => print!("{}", debian::render_lock(&s.lock, "FILE")),
     }
-    for d in [
-        "etc/apt/sources.list.d",
-        "etc/apt/apt.conf.d",
-        "etc/apt/preferences.d",
-        "var/lib/apt/lists/partial",
-        "var/cache/apt/archives/partial",
-        "var/lib/dpkg",
-    ] {
-        std::fs::create_dir_all(root.join(d)).map_err(|e| io("creating directories", e))?;
-    }
-    let status = root.join("var/lib/dpkg/status");
-    if !status.exists() {
-        std::fs::write(&status, "").map_err(|e| io("writing the dpkg status", e))?;
-    }
-    let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
-    let mut sources = format!(
-        "Types: deb\nURIs: {debian}\nSuites: {suite} {suite}-updates\nComponents: main\nSigned-By: {keyring}\n"
-    );
-    if !security.is_empty() {
-        sources.push_str(&format!(
-            "\nTypes: deb\nURIs: {security}\nSuites: {suite}-security\nComponents: main\nSigned-By: {keyring}\n"
-        ));
-    }
-    std::fs::write(root.join("etc/apt/sources.list.d/debian.sources"), sources)
-        .map_err(|e| io("writing the sources", e))?;
-    let abs = std::path::absolute(root).map_err(|e| io("resolving", e))?;
-    let out = std::process::Command::new("apt-get")
-        .arg("update")
-        .arg("-q")
-        .arg(format!("-oDir={}", abs.display()))
-        .arg(format!(
-            "-oDir::State::status={}",
-            abs.join("var/lib/dpkg/status").display()
-        ))
-        .arg(format!("-oAPT::Architecture={arch}"))
-        .arg("-oDir::Etc::trusted=/nonexistent")
-        .arg("-oDir::Etc::trustedparts=/nonexistent")
-        .arg("-oAcquire::Languages=none")
-        .arg("-oAcquire::IndexTargets::deb::DEP-11::DefaultEnabled=false")
-        .output()
-        .map_err(|e| {
-            CmdError::new(
-                "buildit::debian::apt-get",
-                format!("cannot run apt-get: {e}"),
-                "--update needs apt-get (Debian's apt package)",
-            )
-        })?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(CmdError::new(
-            "buildit::debian::apt-get",
-            format!("apt-get update in {} failed:\n{}", root.display(), err.trim()),
-            "check the network and the mirror; the keyring comes from the debian-archive-keyring package",
-        ));
-    }
-    Ok(())
+    Ok(s)
 }

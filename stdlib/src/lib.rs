@@ -2,10 +2,8 @@
 //!
 //! - [`FsIo`]: the `EvalIo` over the real file system and environment;
 //! - [`StoreIo`]: `FsIo` plus the store: derivations, sources, `toFile`, `<buildit>`;
-//! - [`embedded`]: the `.bld` standard library (stdenv, build options, package set);
-//! - [`debian`]: apt indexes, Debian version ordering, dependency resolution, the lock file.
+//! - [`embedded`]: the `.bld` standard library (stdenv, build options, package set).
 
-pub mod debian;
 pub mod embedded;
 pub mod fsio;
 pub mod storeio;

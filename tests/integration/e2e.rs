@@ -19,10 +19,9 @@
 //! only the image's /tmp, so it needs no added capability, mount or privilege. Two cheaper trials check
 //! `--debian-lock` itself and the "left the pool" error against a local HTTP mirror.
 //!
-//! The heavy trials need the tools `.ci/run` installs (bubblewrap, skopeo, umoci, runc,
-//! busybox-static), and the runc trial root; without them they are ignored with the reason, and
-//! under CI they fail naming what is missing. The builds run for root and for an ordinary user
-//! alike (`scripts/test-unprivileged` runs them as one). The work directory is `$CARGO_TARGET_TMPDIR/e2e`,
+//! The heavy trials need root (bwrap mounts, runc) and the tools `.ci/run` installs (bubblewrap,
+//! skopeo, umoci, runc, busybox-static); without them they are ignored with the reason, and under
+//! CI they fail naming what is missing. The work directory is `$CARGO_TARGET_TMPDIR/e2e`,
 //! emptied at the start of each run.
 
 use std::io::{Read, Write};
@@ -42,8 +41,8 @@ const PATCHED_SERVER: &str = "Server: nginx/1.22.1 (buildit nginx-production)";
 /// The example image's tag (container.yaml's `version`).
 const TAG: &str = "1.22.1-p1";
 
-fn bin() -> PathBuf {
-    crate::buildit_bin()
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_buildit")
 }
 
 fn example() -> PathBuf {
@@ -57,10 +56,9 @@ fn tool(name: &str) -> PathBuf {
 
 pub fn trials() -> Vec<Trial> {
     const BUILD: &[&str] = &["bwrap"];
-    // The builds run for any caller (an ordinary user's sandbox is an unprivileged user
-    // namespace); only runc needs root.
+    // the heavy trials need root: bwrap mounts for the builds, runc
     let t = |name: &str, tools: &[&str], f: fn() -> R| {
-        crate::gated(format!("e2e::{name}"), tools, false, f)
+        crate::gated(format!("e2e::{name}"), tools, true, f)
     };
     vec![
         Trial::test("e2e::debian_lock_flag_replaces_the_lock", lock_flag),
@@ -72,10 +70,9 @@ pub fn trials() -> Vec<Trial> {
             &["bwrap", "busybox"],
             nginx_netns,
         ),
-        crate::gated(
-            "e2e::image_runs_under_runc".to_string(),
+        t(
+            "image_runs_under_runc",
             &["bwrap", "busybox", "skopeo", "umoci", "runc", "nsenter"],
-            true,
             image_runc,
         ),
         t("compiled_bld_same_image", BUILD, compiled_same_image),
@@ -206,7 +203,7 @@ static FIXTURE: OnceLock<Result<Built, String>> = OnceLock::new();
 pub fn refreshed_debian_lock() -> Result<&'static Path, Failed> {
     static LOCK: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     LOCK.get_or_init(|| {
-        let dir = crate::target_tmpdir().join("refreshed-lock");
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("refreshed-lock");
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let lock = dir.join("bookworm.lock");
         std::fs::copy(crate::root().join("stdlib/debian/bookworm.lock"), &lock)
@@ -261,7 +258,7 @@ fn fixture() -> Result<&'static Built, Failed> {
 }
 
 fn build_fixture() -> Result<Built, Failed> {
-    let work = crate::target_tmpdir().join("e2e");
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e");
     remove_tree(&work);
     std::fs::create_dir_all(&work)?;
     let lock = refreshed_debian_lock()?.to_path_buf();

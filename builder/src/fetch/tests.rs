@@ -310,62 +310,33 @@ fn urls_are_tried_in_order() {
     assert_eq!(paths, ["/first", "/second"]);
 }
 
-fn apt_root(dir: &Path, debian_base: &str) -> PathBuf {
-    let root = dir.join("etc-apt");
-    fs::create_dir_all(root.join("sources.list.d")).expect("mkdir");
-    fs::write(
-        root.join("sources.list"),
-        format!(
-            "# a comment\ndeb-src {debian_base} bookworm main\n\
-             deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {debian_base} bookworm main contrib\n\
-             deb http://sec.invalid/debian-security bookworm-security main\n\
-             deb https://vendor.invalid/apt cloud-sdk-bookworm main\n"
-        ),
-    )
-    .expect("write sources.list");
-    fs::write(
-        root.join("sources.list.d/debian.sources"),
-        "Types: deb\n# comment\nURIs: http://second.invalid/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\n\
-         Types: deb deb-src\nURIs: http://disabled.invalid/debian\nSuites: bookworm\nComponents: main\nEnabled: no\n\n\
-         Types: deb\nURIs: http://second.invalid/debian-security\nSuites: bookworm-security\nComponents: main\n",
-    )
-    .expect("write .sources");
-    fs::write(
-        root.join("sources.list.d/node.sources"),
-        "Types: deb\nURIs: https://node.invalid/node_20.x\nSuites: nodistro\nComponents: main\n",
-    )
-    .expect("write node.sources");
-    fs::write(
-        root.join("sources.list.d/off.sources.disabled"),
-        "Types: deb\nURIs: http://off.invalid/debian\nSuites: bookworm\n",
-    )
-    .expect("write disabled");
-    root
-}
-
+/// `mirror://NAME/path` tries every base URL of the mirror in order.
 #[test]
-fn debian_mirrors_come_from_the_apt_configuration() {
+fn mirror_urls_resolve_against_the_configured_bases() {
     let body = content(2048);
     let srv = serve(vec![(
         "/debian/pool/main/h/hello/hello_1_amd64.deb",
         body.clone(),
     )]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let root = apt_root(dir.path(), &format!("{}/debian/", srv.base));
-    let m = Mirrors::from_apt(&root).expect("read apt config");
+    let mut m = Mirrors::new();
+    m.insert(
+        "debian",
+        vec![
+            format!("{}/missing", srv.base),
+            format!("{}/debian/", srv.base),
+        ],
+    );
     assert_eq!(
-        m.get("debian").expect("debian"),
+        m.resolve("mirror://debian/pool/x.deb").expect("resolve"),
         [
-            format!("{}/debian", srv.base),
-            "http://second.invalid/debian".to_string()
+            format!("{}/missing/pool/x.deb", srv.base),
+            format!("{}/debian/pool/x.deb", srv.base)
         ]
     );
     assert_eq!(
-        m.get("debian-security").expect("security"),
-        [
-            "http://sec.invalid/debian-security".to_string(),
-            "http://second.invalid/debian-security".to_string()
-        ]
+        m.resolve("http://a/b").expect("plain URL"),
+        ["http://a/b".to_string()]
     );
     let dest = dir.path().join("hello.deb");
     let req = request(
@@ -375,6 +346,11 @@ fn debian_mirrors_come_from_the_apt_configuration() {
     );
     fetch_url(&req, &dest, &mut |_| {}).expect("fetch through the mirror");
     assert_eq!(fs::read(&dest).expect("read"), body);
+    m.insert("debian-security", Vec::new());
+    let err = m
+        .resolve("mirror://debian-security/pool/x.deb")
+        .expect_err("no URLs");
+    assert!(matches!(err, FetchError::EmptyMirror { .. }), "{err}");
 }
 
 #[test]
@@ -405,23 +381,19 @@ fn a_debian_404_says_how_to_refresh_the_lock() {
 }
 
 #[test]
-fn one_line_and_deb822_parsers() {
-    let v = parse_one_line_sources(
-        "deb [ signed-by=/k.gpg ] http://a/debian sid main\ndeb http://b x\n",
-    );
-    assert_eq!(v.len(), 2);
-    assert_eq!(v[0].uri, "http://a/debian");
-    assert_eq!(v[0].signed_by.as_deref(), Some("/k.gpg"));
-    assert!(v[0].is_debian_archive());
-    assert!(!v[1].is_debian_archive());
-    let v = parse_deb822_sources(
-        "Types: deb\nURIs: http://a/debian\n http://b/debian\nSuites: trixie\n",
-    );
-    assert_eq!(
-        v.iter().map(|s| s.uri.as_str()).collect::<Vec<_>>(),
-        ["http://a/debian", "http://b/debian"]
-    );
+fn file_urls_are_percent_decoded() {
     assert_eq!(percent_decode("/a%20b%zz%4"), "/a b%zz%4");
+}
+
+/// The Debian mirrors of the machine's apt configuration.
+fn apt_mirrors() -> Mirrors {
+    let mut m = Mirrors::new();
+    let apt = buildit_debian::apt::debian_mirrors(Path::new(buildit_debian::apt::DEFAULT_APT_ROOT))
+        .expect("apt config");
+    for (name, bases) in apt {
+        m.insert(&name, bases);
+    }
+    m
 }
 
 /// Network: fetch `zlib1g` as pinned in `stdlib/debian/bookworm.lock` from the machine's apt
@@ -446,7 +418,7 @@ fn real_debian_mirror_fetch_and_unpack() {
             .expect("field")
             .to_string()
     };
-    let m = Mirrors::from_apt(Path::new(DEFAULT_APT_ROOT)).expect("apt config");
+    let m = apt_mirrors();
     let mut env = BTreeMap::new();
     env.insert(
         "url".to_string(),
@@ -457,8 +429,9 @@ fn real_debian_mirror_fetch_and_unpack() {
     let dir = tempfile::tempdir().expect("tempdir");
     let deb = dir.path().join("zlib1g.deb");
     builtin_fetchurl(&env, &deb, &m, &mut |_| {}).expect("fetch from the mirror");
-    let report = crate::deb::unpack_debs(&[deb], &dir.path().join("root"), &Default::default())
-        .expect("unpack");
+    let report =
+        buildit_debian::unpack::unpack_debs(&[deb], &dir.path().join("root"), &Default::default())
+            .expect("unpack");
     assert_eq!(report.packages[0].package, "zlib1g");
     assert!(dir
         .path()
@@ -476,7 +449,7 @@ fn sysroot_from_the_lock() {
         "/../stdlib/debian/bookworm.lock"
     ))
     .expect("lock");
-    let m = Mirrors::from_apt(Path::new(DEFAULT_APT_ROOT)).expect("apt config");
+    let m = apt_mirrors();
     let dir = tempfile::tempdir().expect("tempdir");
     let t = std::time::Instant::now();
     let mut debs = Vec::new();
@@ -502,8 +475,9 @@ fn sysroot_from_the_lock() {
     }
     let fetched = t.elapsed();
     let t = std::time::Instant::now();
-    let report = crate::deb::unpack_debs(&debs, &dir.path().join("root"), &Default::default())
-        .expect("unpack");
+    let report =
+        buildit_debian::unpack::unpack_debs(&debs, &dir.path().join("root"), &Default::default())
+            .expect("unpack");
     println!(
         "{} debs fetched in {:.2?}, unpacked ({} files, {} bytes) in {:.2?}",
         debs.len(),

@@ -4,13 +4,15 @@
 //! in-memory [`Index`]: every version of every package, and which packages provide each
 //! virtual name.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::version::compare_versions;
-use super::DebianError;
+use crate::stanza::{self, Stanza, StanzaError};
+use crate::version::compare_versions;
+use crate::DebianError;
 
 /// The default apt lists directory.
 pub const DEFAULT_LISTS_DIR: &str = "/var/lib/apt/lists";
@@ -67,7 +69,12 @@ impl Index {
         let mut index = Index::new();
         for f in files {
             let text = read_maybe_compressed(&f.path)?;
-            index.add_packages_text(&text, &f.mirror, &f.suite);
+            index
+                .add_packages_text(&text, &f.mirror, &f.suite)
+                .map_err(|e| DebianError::BadIndex {
+                    path: f.path.clone(),
+                    why: e.why,
+                })?;
             index.files.push(f.clone());
         }
         Ok(index)
@@ -79,13 +86,20 @@ impl Index {
         Index::load(&files)
     }
 
-    /// Add the paragraphs of a `Packages` file's text.
-    pub fn add_packages_text(&mut self, text: &str, mirror: &str, suite: &str) {
-        for para in text.split("\n\n") {
-            if let Some(p) = parse_paragraph(para, mirror, suite) {
+    /// Add the stanzas of a `Packages` file's text (those without a name, version or file
+    /// name are skipped).
+    pub fn add_packages_text(
+        &mut self,
+        text: &str,
+        mirror: &str,
+        suite: &str,
+    ) -> Result<(), StanzaError> {
+        for stanza in stanza::stanzas(text) {
+            if let Some(p) = package(&stanza?, mirror, suite) {
                 self.add(p);
             }
         }
+        Ok(())
     }
 
     /// Add one package version.
@@ -176,67 +190,31 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// One paragraph of a `Packages` file; `None` when it lacks a name, version or filename.
-fn parse_paragraph(para: &str, mirror: &str, suite: &str) -> Option<Package> {
-    let mut p = Package {
-        name: String::new(),
-        version: String::new(),
-        architecture: String::new(),
-        depends: String::new(),
-        pre_depends: String::new(),
-        provides: String::new(),
-        source: String::new(),
-        filename: String::new(),
-        size: 0,
-        sha256: String::new(),
-        essential: false,
+/// The package of one `Packages` stanza; `None` when it lacks a name, version or file name.
+fn package(st: &Stanza<'_>, mirror: &str, suite: &str) -> Option<Package> {
+    let get = |k: &str| st.get(k).map(Cow::into_owned).unwrap_or_default();
+    // relationship fields are folded: their line breaks are spaces
+    let folded = |k: &str| get(k).replace('\n', " ");
+    let p = Package {
+        name: get("Package"),
+        version: get("Version"),
+        architecture: get("Architecture"),
+        depends: folded("Depends"),
+        pre_depends: folded("Pre-Depends"),
+        provides: folded("Provides"),
+        source: st
+            .get("Source")
+            .and_then(|s| s.split_whitespace().next().map(str::to_string))
+            .unwrap_or_else(|| get("Package")),
+        filename: get("Filename"),
+        size: st.get("Size").and_then(|s| s.parse().ok()).unwrap_or(0),
+        sha256: get("SHA256"),
+        essential: st.get("Essential").is_some_and(|e| e == "yes"),
         mirror: mirror.to_string(),
         suite: suite.to_string(),
     };
-    let mut last: Option<&mut String> = None;
-    for line in para.lines() {
-        if line.starts_with([' ', '\t']) {
-            // Continuation: only the dependency fields we keep can be folded.
-            if let Some(v) = last.as_deref_mut() {
-                v.push(' ');
-                v.push_str(line.trim());
-            }
-            continue;
-        }
-        let Some((k, v)) = line.split_once(':') else {
-            continue;
-        };
-        let v = v.trim();
-        last = None;
-        match k {
-            "Package" => p.name = v.to_string(),
-            "Version" => p.version = v.to_string(),
-            "Architecture" => p.architecture = v.to_string(),
-            "Depends" => {
-                p.depends = v.to_string();
-                last = Some(&mut p.depends);
-            }
-            "Pre-Depends" => {
-                p.pre_depends = v.to_string();
-                last = Some(&mut p.pre_depends);
-            }
-            "Provides" => {
-                p.provides = v.to_string();
-                last = Some(&mut p.provides);
-            }
-            "Source" => p.source = v.split_whitespace().next().unwrap_or("").to_string(),
-            "Filename" => p.filename = v.to_string(),
-            "Size" => p.size = v.parse().unwrap_or(0),
-            "SHA256" => p.sha256 = v.to_string(),
-            "Essential" => p.essential = v == "yes",
-            _ => {}
-        }
-    }
     if p.name.is_empty() || p.version.is_empty() || p.filename.is_empty() {
         return None;
-    }
-    if p.source.is_empty() {
-        p.source = p.name.clone();
     }
     Some(p)
 }

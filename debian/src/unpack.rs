@@ -17,6 +17,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::stanza;
+
 /// Errors while unpacking `.deb` files. Each names the package file.
 #[derive(Debug, thiserror::Error)]
 pub enum DebError {
@@ -34,8 +36,8 @@ pub enum DebError {
         entry: String,
         why: String,
     },
-    #[error("unpack-deb: {0}")]
-    Input(#[from] crate::input_path::InputPathError),
+    #[error("unpack-deb: {path}: {why}")]
+    Input { path: String, why: String },
     #[error("{deb}: {what}: {source}")]
     Io {
         deb: PathBuf,
@@ -394,7 +396,16 @@ fn control_from_tar(
                 .map_err(ioe(deb, "writing control files"))?;
         }
         if path == "control" {
-            control = Some(parse_control(&String::from_utf8_lossy(&bytes)));
+            let text = String::from_utf8_lossy(&bytes);
+            let stanza =
+                stanza::stanzas(&text)
+                    .next()
+                    .transpose()
+                    .map_err(|e| DebError::Format {
+                        deb: deb.to_path_buf(),
+                        why: format!("its control file: {e}"),
+                    })?;
+            control = Some(stanza.map(|s| s.fields()).unwrap_or_default());
         }
     }
     control.ok_or_else(|| DebError::Format {
@@ -414,22 +425,6 @@ fn rename_control_files(deb: &Path, dir: &Path, package: &str) -> Result<(), Deb
         }
     }
     Ok(())
-}
-
-/// Parse one deb822 paragraph (`Field: value`, continuation lines kept with newlines).
-pub fn parse_control(text: &str) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, v)) = out.last_mut() {
-                v.push('\n');
-                v.push_str(line.trim());
-            }
-        } else if let Some((k, v)) = line.split_once(':') {
-            out.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -600,17 +595,16 @@ fn remove_non_dir(p: &Path) -> Result<(), String> {
     }
 }
 
-/// The scheduler's entry point for `builder = "builtin:unpack-deb"`: unpacks `debs` (space
-/// separated logical store paths of `.deb` files, in order) into `out`; `mergedUsr = ""`
-/// (false) skips the merged-/usr links, `keepControl = "1"` keeps control files. Each `.deb`
-/// is read from the store at `layout` only if it is an exact path of `input_closure`
-/// ([`crate::input_path::input_path`]: no `..`, no symlinks), as the builtin runs outside the
-/// sandbox.
+/// The body of `builder = "builtin:unpack-deb"`: unpacks `debs` (space separated logical
+/// store paths of `.deb` files, in order) into `out`; `mergedUsr = ""` (false) skips the
+/// merged-/usr links, `keepControl = "1"` keeps control files. The builtin runs outside the
+/// sandbox, so each `.deb` is opened only at the host path `input` gives for it: whoever
+/// registers the builtin passes the check that the path is an exact store path of the
+/// build's input closure (no `..`, no symlinks); its refusal is the error's reason.
 pub fn builtin_unpack_deb(
     env: &BTreeMap<String, String>,
-    layout: &buildit_store::StoreLayout,
-    input_closure: &[buildit_store::StorePath],
     out: &Path,
+    input: &mut dyn FnMut(&str) -> Result<PathBuf, String>,
 ) -> Result<UnpackReport, DebError> {
     let mut debs: Vec<PathBuf> = Vec::new();
     for d in env
@@ -619,7 +613,10 @@ pub fn builtin_unpack_deb(
         .into_iter()
         .flatten()
     {
-        debs.push(crate::input_path::input_path(layout, input_closure, d)?);
+        debs.push(input(d).map_err(|why| DebError::Input {
+            path: d.to_string(),
+            why,
+        })?);
     }
     let opts = UnpackOptions {
         merged_usr: env.get("mergedUsr").map(String::as_str) != Some(""),

@@ -137,8 +137,10 @@ Source: glibc (2.36-9+deb12u10)
 
 fn index() -> Index {
     let mut i = Index::new();
-    i.add_packages_text(MAIN, "debian", "bookworm");
-    i.add_packages_text(SECURITY, "debian-security", "bookworm-security");
+    i.add_packages_text(MAIN, "debian", "bookworm")
+        .expect("main index");
+    i.add_packages_text(SECURITY, "debian-security", "bookworm-security")
+        .expect("security index");
     i
 }
 
