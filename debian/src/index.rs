@@ -10,6 +10,8 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use buildit_lang::text::edit_distance;
+
 use crate::stanza::{self, Stanza, StanzaError};
 use crate::version::compare_versions;
 use crate::DebianError;
@@ -173,21 +175,6 @@ impl Index {
         scored.dedup_by(|a, b| a.1 == b.1);
         scored.into_iter().take(5).map(|(_, k)| k.clone()).collect()
     }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// The package of one `Packages` stanza; `None` when it lacks a name, version or file name.

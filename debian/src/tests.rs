@@ -326,3 +326,17 @@ fn finds_and_reads_apt_lists_in_every_compression() {
         "{err}"
     );
 }
+
+/// An index that is not deb822 is an error naming the file, not a silently shorter index.
+#[test]
+fn a_malformed_index_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir
+        .path()
+        .join("mirror.example_debian_dists_bookworm_main_binary-amd64_Packages");
+    std::fs::write(&path, format!("{MAIN}\nthis is not a field\n")).expect("write");
+    let files = apt_index_files(dir.path(), "bookworm", "amd64").expect("files");
+    let err = Index::load(&files).expect_err("malformed");
+    assert!(matches!(err, DebianError::BadIndex { .. }), "{err}");
+    assert!(err.to_string().contains("binary-amd64_Packages"), "{err}");
+}

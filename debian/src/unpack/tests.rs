@@ -76,6 +76,10 @@ fn write_deb(path: &Path, package: &str, comp: &str, entries: &[E]) {
     let control = format!(
         "Package: {package}\nVersion: 1.0-1\nArchitecture: amd64\nDescription: test\n two lines\n"
     );
+    write_deb_with_control(path, &control, comp, entries);
+}
+
+fn write_deb_with_control(path: &Path, control: &str, comp: &str, entries: &[E]) {
     let ctl = tar_bytes(&[
         E::Dir("./", 0o755),
         E::File("./control", control.as_bytes(), 0o644),
@@ -206,6 +210,69 @@ fn unpacks_several_debs_into_a_merged_usr_tree() {
         read_control(&c).expect("control")[0],
         ("Package".into(), "pkg-c".into())
     );
+}
+
+/// The builtin's body reads `debs` from the environment, opens each `.deb` at the path its
+/// caller's input check gives, and names the store path the check refused.
+#[test]
+fn the_builtin_opens_only_what_the_input_check_allows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = dir.path().join("a.deb");
+    write_deb(&a, "pkg-a", "xz", &[E::File("./usr/share/a", b"a", 0o644)]);
+    let mut env = BTreeMap::new();
+    env.insert(
+        "debs".to_string(),
+        "/bld/store/aaaa-a.deb\n /bld/store/bbbb-b.deb".to_string(),
+    );
+    let mut asked = Vec::new();
+    let err = builtin_unpack_deb(&env, &dir.path().join("out"), &mut |d| {
+        asked.push(d.to_string());
+        if d.ends_with("a.deb") {
+            Ok(a.clone())
+        } else {
+            Err("not in the input closure".to_string())
+        }
+    })
+    .expect_err("b refused");
+    assert_eq!(asked, ["/bld/store/aaaa-a.deb", "/bld/store/bbbb-b.deb"]);
+    assert!(
+        matches!(&err, DebError::Input { path, why } if path == "/bld/store/bbbb-b.deb" && why == "not in the input closure"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("out").exists(),
+        "nothing unpacked before every input is allowed"
+    );
+    env.insert("debs".to_string(), "/bld/store/aaaa-a.deb".to_string());
+    env.insert("mergedUsr".to_string(), String::new());
+    env.insert("keepControl".to_string(), "1".to_string());
+    let out = dir.path().join("out");
+    let report = builtin_unpack_deb(&env, &out, &mut |_| Ok(a.clone())).expect("unpack");
+    assert_eq!(report.packages[0].package, "pkg-a");
+    assert!(out.join("usr/share/a").is_file());
+    assert!(
+        !out.join("bin").exists(),
+        "mergedUsr = \"\" skips the links"
+    );
+    assert!(out.join("var/lib/dpkg/info/pkg-a.control").is_file());
+}
+
+/// A control file that is not deb822 is a format error naming the package file.
+#[test]
+fn a_control_file_that_is_not_deb822_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.deb");
+    write_deb_with_control(&bad, "Package: x\nno colon on this line\n", "", &[]);
+    let err = unpack_debs(
+        std::slice::from_ref(&bad),
+        &dir.path().join("root"),
+        &UnpackOptions::default(),
+    )
+    .expect_err("bad control");
+    assert!(matches!(err, DebError::Format { .. }), "{err}");
+    assert!(err.to_string().contains("bad.deb"), "{err}");
+    assert!(err.to_string().contains("control file"), "{err}");
+    read_control(&bad).expect_err("read_control refuses it too");
 }
 
 #[test]
