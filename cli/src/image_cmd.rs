@@ -330,7 +330,7 @@ pub fn run_push(a: PushArgs) -> ExitCode {
                 Ok(p) => Some((u.clone(), p)),
                 Err(_) => {
                     return fail(
-                        "buildit::push::no_password",
+                        "buildit::push::no-password",
                         &format!("--user {u} without a password"),
                         "give --user NAME:PASSWORD or set BUILDIT_REGISTRY_PASSWORD",
                     )

@@ -2,12 +2,15 @@
 //! diagnostic rendering and the REPL back end (the `buildit` binary's rustyline front end only
 //! moves lines between the terminal and [`repl::Repl`]).
 
+pub mod args;
 pub mod build_cmd;
 pub mod builtins;
 pub mod common;
 pub mod debian_cmd;
+pub mod generate;
 pub mod image_cmd;
 pub mod instantiate;
+pub mod output;
 pub mod pipe;
 pub mod render;
 pub mod repl;

@@ -2,11 +2,12 @@
 //! and diagnostics on stderr. Exit status: 0 on success, 1 on any user error (with a
 //! diagnostic), 2 on an internal error; a panic is caught and reported, never exit 101.
 
+use buildit_cli::args::*;
 use buildit_cli::common::*;
 use buildit_cli::render;
 use buildit_cli::repl::Repl;
 use buildit_eval::print;
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -72,152 +73,6 @@ unsafe impl std::alloc::GlobalAlloc for Mi {
             }
         }
     }
-}
-
-#[derive(Parser)]
-#[command(
-    name = "buildit",
-    version,
-    about = "Package-centric, source-based, reproducible container builds",
-    long_about = "buildit builds software from upstream source into bit-reproducible packages and \
-container images. Package recipes are written in .bld, a small lazily evaluated language with \
-Nix's syntax (minus `with`).\n\nStart with `buildit eval -E '1 + 2'` or `buildit repl`.",
-    after_help = "Examples:\n  buildit eval examples/hello.bld\n  buildit eval -E 'builtins.map (x: x * 2) [ 1 2 3 ]'\n  buildit eval --json examples/hello.bld\n  buildit repl"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-    /// Build with this Debian lock instead of the embedded stdlib/debian/bookworm.lock
-    /// (also: BUILDIT_DEBIAN_LOCK=FILE); refresh one with `buildit debian lock --output FILE`
-    #[arg(long, global = true, value_name = "FILE")]
-    debian_lock: Option<std::path::PathBuf>,
-    /// Evaluation fails (buildit::eval::max-call-depth) past N nested calls: endless recursion
-    /// ends in seconds [default: 2000000]
-    #[arg(long, global = true, value_name = "N")]
-    max_call_depth: Option<u32>,
-    /// Evaluation fails (buildit::eval::memory-limit) when the process uses more memory than
-    /// SIZE (e.g. 4G, 512M; 0: no ceiling) [default: 3G]
-    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
-    max_eval_memory: Option<u64>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Evaluate a .bld file or expression and print the value (fully evaluated)
-    #[command(
-        after_help = "Examples:\n  buildit eval file.bld\n  buildit eval -E '{ a = 1; b = [ 2 3 ]; }'\n  buildit eval --json -A packages.hello file.bld"
-    )]
-    Eval(EvalArgs),
-    /// Start an interactive read-eval-print loop
-    #[command(after_help = "Type :? at the prompt for the list of commands.")]
-    Repl(ReplArgs),
-    /// Check .bld files without evaluating them: syntax, names, types (exit 1 on any error)
-    #[command(
-        after_help = "Examples:\n  buildit check file.bld\n  buildit check --json a.bld b.bld"
-    )]
-    Check(CheckArgs),
-    /// Evaluate, write the derivations to the store and print their .drv paths
-    #[command(
-        after_help = "Examples:\n  buildit instantiate examples/package-set.bld -A hello\n  buildit instantiate -E 'derivation { name = \"x\"; system = \"x86_64-linux\"; builder = \"/bin/sh\"; }'"
-    )]
-    Instantiate(buildit_cli::instantiate::InstantiateArgs),
-    /// Show .drv files as JSON
-    #[command(after_help = "Example:\n  buildit show-derivation $(buildit instantiate file.bld)")]
-    ShowDerivation(buildit_cli::instantiate::ShowDerivationArgs),
-    /// Print the .bld program a container spec directory (container.yaml, pkg.yaml) lowers to
-    #[command(after_help = "Example:\n  buildit compile examples/nginx-prod")]
-    Compile(buildit_cli::yaml_cmd::CompileArgs),
-    /// Work with the store: add, path-info, verify, gc, roots, export/import, cat, ls, delete
-    Store(buildit_cli::store_cmd::StoreArgs),
-    /// Build in the sandbox: container spec directories, .bld files, or .drv paths; print the
-    /// output paths and leave ./result links (GC roots)
-    #[command(
-        visible_alias = "build",
-        after_help = "Examples:\n  buildit build examples/nginx-prod          (a container spec directory; also: buildit examples/nginx-prod)\n  buildit realise examples/packages.bld -A hello\n  buildit realise -E '(import <buildit>).pkgs.zlib'\n  buildit realise /bld/store/...-hello.drv\n  buildit realise -j 4 --keep-going --no-out-link A.drv B.drv\n  buildit realise --check /bld/store/...-hello.drv"
-    )]
-    Realise(buildit_cli::build_cmd::RealiseArgs),
-    /// Print the build log of a derivation or of a path built from one
-    Log(buildit_cli::build_cmd::LogArgs),
-    /// Debian packages as pinned inputs: `buildit debian lock PKG...` writes the lock
-    Debian(buildit_cli::debian_cmd::DebianArgs),
-    /// List the package set's atoms, versions and build options (+ on by default, - off)
-    #[command(
-        after_help = "Examples:\n  buildit search\n  buildit search nginx\n  buildit search --json zlib"
-    )]
-    Search(buildit_cli::search_cmd::SearchArgs),
-    /// Build a package of the set if needed and run its main program in a sandbox holding
-    /// exactly its runtime closure
-    #[command(
-        after_help = "Examples:\n  buildit run hello\n  buildit run hello -- --greeting=hi\n  buildit run app-misc/hello-2.10\n  buildit run --net --bind-cwd nginx -- -p . -c nginx.conf\n  buildit run --program bin/busybox busybox -- ls /\n  buildit run --set ./my-set.bld mytool\n\nThe program sees only its runtime closure at /bld/store, the Debian runtime libraries at /usr, a synthetic /etc and a tmpfs /tmp; the current directory only with --bind-cwd; no network but loopback unless --net. The exit status is the program's."
-    )]
-    Run(buildit_cli::run_cmd::RunArgs),
-    /// Push an OCI image layout to a registry (OCI distribution API)
-    #[command(
-        after_help = "Examples:\n  buildit push result 127.0.0.1:5000/nginx:1.22 --insecure\n  buildit push result registry.example/team/app:1.0 --user me --json"
-    )]
-    Push(buildit_cli::image_cmd::PushArgs),
-    /// List every file of an image with the package it came from
-    #[command(
-        after_help = "Examples:\n  buildit contents result\n  buildit contents --json result/image.aci"
-    )]
-    Contents(buildit_cli::image_cmd::ContentsArgs),
-    /// Pack one package (with its runtime closure) as its own image; prints the image path
-    #[command(
-        after_help = "Examples:\n  buildit image app-misc/hello\n  buildit image --format docker-archive www-servers/nginx\n  buildit image --json ./pkgs/nginx"
-    )]
-    Image(buildit_cli::image_cmd::ImageArgs),
-}
-
-#[derive(Args)]
-struct CheckArgs {
-    /// The files to check
-    #[arg(required = true)]
-    files: Vec<String>,
-    /// Print the diagnostics as a JSON list on stdout
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Args)]
-struct CommonArgs {
-    /// Do not type-check before evaluating
-    #[arg(long)]
-    no_typecheck: bool,
-    /// Show the whole evaluation trace of an error
-    #[arg(long)]
-    show_trace: bool,
-    /// Let `builtins.getEnv` read the real environment
-    #[arg(long)]
-    impure: bool,
-    /// The store's physical root (default: $BUILDIT_STORE_ROOT, /bld, ~/.local/share/buildit)
-    #[arg(long, value_name = "DIR")]
-    store_root: Option<std::path::PathBuf>,
-}
-
-#[derive(Args)]
-struct EvalArgs {
-    /// The file to evaluate (a directory means its default.bld / default.nix)
-    #[arg(conflicts_with = "expr")]
-    file: Option<String>,
-    /// Evaluate this expression instead of a file
-    #[arg(short = 'E', long = "expr", value_name = "EXPR")]
-    expr: Option<String>,
-    /// Select an attribute path of the result (`-A packages.hello`)
-    #[arg(short = 'A', long = "attr", value_name = "PATH")]
-    attr: Option<String>,
-    /// Print the result as JSON (forces it completely)
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    common: CommonArgs,
-}
-
-#[derive(Args)]
-struct ReplArgs {
-    /// Files whose sets are loaded into scope at start (like `:l`)
-    files: Vec<String>,
-    #[command(flatten)]
-    common: CommonArgs,
 }
 
 fn run_eval(a: EvalArgs) -> CliResult {
@@ -422,6 +277,24 @@ fn run_repl(a: ReplArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `buildit man DIR`: write the pages, print their paths.
+fn run_man(a: &ManArgs) -> CliResult {
+    let written = buildit_cli::generate::man_pages(&a.dir).map_err(|e| {
+        buildit_driver::DriverError::request(
+            "buildit::cli::cannot-write",
+            format!(
+                "cannot write the manual pages into {}: {e}",
+                a.dir.display()
+            ),
+            "give a directory you can write to: buildit man DIR",
+        )
+    })?;
+    for p in written {
+        println!("{}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     // the seed's form `buildit DIR [--discover=…]`: a spec directory as the first argument
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -457,6 +330,11 @@ fn main() -> ExitCode {
             }
         }
     }
+    buildit_cli::output::set(buildit_cli::output::Verbosity {
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+        print_build_logs: cli.print_build_logs,
+    });
     if let Some(n) = cli.max_call_depth {
         buildit_eval::limits::set_default_max_call_depth(n);
     }
@@ -487,6 +365,11 @@ fn main() -> ExitCode {
         Command::Push(a) => buildit_cli::image_cmd::run_push(a),
         Command::Contents(a) => buildit_cli::image_cmd::run_contents(a),
         Command::Image(a) => buildit_cli::image_cmd::run_image(a),
+        Command::Completions(a) => {
+            print!("{}", buildit_cli::generate::completions(a.shell));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man(a) => run_man(&a),
     }));
     match r {
         Ok(Ok(code)) => code,
@@ -496,18 +379,5 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(_) => ExitCode::from(2),
-    }
-}
-
-impl Command {
-    /// Whether the command asked for the whole evaluation trace of an error.
-    fn show_trace(&self) -> bool {
-        match self {
-            Command::Eval(a) => a.common.show_trace,
-            Command::Repl(a) => a.common.show_trace,
-            Command::Instantiate(a) => a.eval.show_trace,
-            Command::Realise(a) => a.show_trace,
-            _ => false,
-        }
     }
 }

@@ -263,7 +263,7 @@ mod tests {
         let text = "\"\u{1b}[31m\" + 1";
         let file = sources.add("t.bld", text);
         let at = text.find('+').expect("a plus") as u32;
-        let d = Diagnostic::error("buildit::test", "bad \u{1b}]0;title\u{7}").with_label(
+        let d = Diagnostic::error("buildit::test::control-chars", "bad \u{1b}]0;title\u{7}").with_label(
             Span {
                 file,
                 start: at,

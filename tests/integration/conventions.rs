@@ -5,9 +5,10 @@
 
 use crate::cli::buildit;
 use crate::root;
-use libtest_mimic::Trial;
+use libtest_mimic::{Failed, Trial};
 use std::os::unix::process::ExitStatusExt;
-use std::process::Stdio;
+use std::path::Path;
+use std::process::{Output, Stdio};
 
 /// Run `buildit ARGS` with its standard output a pipe whose reading end is closed before the
 /// command writes: it must end as other tools do (killed by SIGPIPE, or exit 0), silently.
@@ -61,8 +62,254 @@ fn closed_pipe_trials() -> Vec<Trial> {
     ]
 }
 
+/// `buildit ARGS` in a fresh store (`BUILDIT_STORE_ROOT` unset) and directory.
+fn run_in(dir: &Path, args: &[&str]) -> Result<Output, Failed> {
+    buildit()
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| Failed::from(e.to_string()))
+}
+
+/// A failure showing the command's whole output.
+fn failed(what: &str, out: &Output) -> Failed {
+    format!(
+        "{what}: {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+    .into()
+}
+
+const DRV: &str = "derivation { name = \"x\"; system = \"x86_64-linux\"; builder = \"/bin/sh\"; }";
+
+/// `--store-root` and the other global options are accepted before and after the command,
+/// and `--store-root` takes effect in both places.
+fn global_option_trials() -> Vec<Trial> {
+    let store_root = |before: bool| {
+        let name = if before { "before" } else { "after" };
+        Trial::test(
+            format!("conventions::store-root-{name}-the-command"),
+            move || {
+                let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+                let store = dir.path().join("store-root");
+                let store_arg = store.display().to_string();
+                let mut args = vec!["instantiate", "-E", DRV];
+                if before {
+                    args.splice(0..0, ["--store-root", store_arg.as_str()]);
+                } else {
+                    args.extend(["--store-root", store_arg.as_str()]);
+                }
+                let out = run_in(dir.path(), &args)?;
+                let printed = String::from_utf8_lossy(&out.stdout);
+                if !out.status.success() || !printed.trim_end().ends_with("-x.drv") {
+                    return Err(failed("instantiate", &out));
+                }
+                let name = printed.trim_end().rsplit('/').next().unwrap_or_default();
+                if !store.join("store").join(name).is_file() {
+                    return Err(failed(
+                        &format!("no {name} under {}", store.display()),
+                        &out,
+                    ));
+                }
+                Ok(())
+            },
+        )
+    };
+    let mut v = vec![store_root(true), store_root(false)];
+    for flag in [
+        "-q",
+        "--quiet",
+        "-v",
+        "--verbose",
+        "-L",
+        "--print-build-logs",
+    ] {
+        v.push(Trial::test(
+            format!("conventions::global-flag{flag}-before-and-after"),
+            move || {
+                let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+                for args in [[flag, "eval", "-E", "1 + 1"], ["eval", "-E", "1 + 1", flag]] {
+                    let out = run_in(dir.path(), &args)?;
+                    if !out.status.success() || String::from_utf8_lossy(&out.stdout) != "2\n" {
+                        return Err(failed(&args.join(" "), &out));
+                    }
+                }
+                Ok(())
+            },
+        ));
+    }
+    v.push(Trial::test(
+        "conventions::quiet-and-verbose-conflict",
+        || {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let out = run_in(dir.path(), &["-q", "-v", "eval", "-E", "1"])?;
+            if out.status.code() != Some(1) {
+                return Err(failed("-q -v", &out));
+            }
+            Ok(())
+        },
+    ));
+    v
+}
+
+/// Completion scripts for three shells and the manual pages, generated from the grammar.
+fn generated_trials() -> Vec<Trial> {
+    let mut v = Vec::new();
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef buildit"),
+        ("fish", "complete -c buildit"),
+    ] {
+        v.push(Trial::test(
+            format!("conventions::completions-{shell}"),
+            move || {
+                let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+                let out = run_in(dir.path(), &["completions", shell])?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                // every command is offered
+                let missing: Vec<&str> = ["eval", "realise", "store", "completions", "man"]
+                    .into_iter()
+                    .filter(|c| !text.contains(c))
+                    .collect();
+                if !out.status.success() || !text.contains(marker) || !missing.is_empty() {
+                    return Err(failed(
+                        &format!("completions {shell} (missing: {missing:?})"),
+                        &out,
+                    ));
+                }
+                Ok(())
+            },
+        ));
+    }
+    v.push(Trial::test("conventions::man-pages", || {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = run_in(dir.path(), &["man", "pages"])?;
+        if !out.status.success() {
+            return Err(failed("man pages", &out));
+        }
+        for page in [
+            "buildit.1",
+            "buildit-eval.1",
+            "buildit-realise.1",
+            "buildit-store-gc.1",
+        ] {
+            let text = std::fs::read_to_string(dir.path().join("pages").join(page))
+                .map_err(|e| failed(&format!("{page}: {e}"), &out))?;
+            if !text.contains(".TH") {
+                return Err(failed(&format!("{page} is not a man page"), &out));
+            }
+        }
+        Ok(())
+    }));
+    v.push(closed_pipe("completions", &["completions", "bash"]));
+    v
+}
+
+/// Every diagnostic code written in the source, the docs and the test snapshots has the one
+/// style `buildit::area::kebab-name`: lower-case words joined by `-`, never `_`.
+fn error_code_style() -> Trial {
+    Trial::test("conventions::error-codes-are-kebab-case", || {
+        let root = root();
+        let mut files = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') || matches!(name.as_str(), "target" | "fuzz") {
+                    continue;
+                }
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.starts_with(root.join("tests/data"))
+                    || p.extension().is_some_and(|x| x == "rs" || x == "md")
+                {
+                    files.push(p);
+                }
+            }
+        }
+        let mut bad = Vec::new();
+        let mut seen = 0;
+        for f in &files {
+            let Ok(text) = std::fs::read_to_string(f) else {
+                continue;
+            };
+            for (n, line) in text.lines().enumerate() {
+                for code in codes_in(line) {
+                    seen += 1;
+                    if !is_kebab_code(code) {
+                        bad.push(format!("{}:{}: {code}", f.display(), n + 1));
+                    }
+                }
+            }
+        }
+        if seen < 100 {
+            return Err(format!("only {seen} codes found: the scan is broken").into());
+        }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "codes not in the style buildit::area::kebab-name:\n{}",
+                bad.join("\n")
+            )
+            .into())
+        }
+    })
+}
+
+/// The `buildit::…` words of a line (a code, or an area prefix ending in `::`).
+fn codes_in(line: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = line;
+    while let Some(i) = rest.find("buildit::") {
+        let tail = &rest[i..];
+        let len = tail
+            .char_indices()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':')))
+            .map_or(tail.len(), |(j, _)| j);
+        // a single `:` after a code ends a sentence ("buildit::type::mismatch: …")
+        let code = &tail[..len];
+        let code = match code.strip_suffix(':') {
+            Some(c) if !c.ends_with(':') => c,
+            _ => code,
+        };
+        out.push(code);
+        rest = &tail[len..];
+    }
+    out
+}
+
+/// `buildit::` then at most two `::`-separated words of lower-case letters and digits joined
+/// by single `-` (a trailing `::` marks an area prefix).
+fn is_kebab_code(code: &str) -> bool {
+    let Some(path) = code.strip_prefix("buildit::") else {
+        return false;
+    };
+    let path = path.strip_suffix("::").unwrap_or(path);
+    let words: Vec<&str> = path.split("::").collect();
+    words.len() <= 2
+        && words.iter().all(|w| {
+            w.is_empty() && words.len() == 1
+                || (!w.is_empty()
+                    && w.split('-').all(|p| {
+                        !p.is_empty()
+                            && p.chars()
+                                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    }))
+        })
+}
+
 pub fn trials() -> Vec<Trial> {
     let mut v = Vec::new();
     v.extend(closed_pipe_trials());
+    v.extend(global_option_trials());
+    v.extend(generated_trials());
+    v.push(error_code_style());
     v
 }

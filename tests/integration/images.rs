@@ -458,7 +458,7 @@ fn contents_cli() -> R {
         .arg(tmp.path())
         .output()?;
     if bad.status.code() != Some(1)
-        || !String::from_utf8_lossy(&bad.stderr).contains("buildit::image::not_an_image")
+        || !String::from_utf8_lossy(&bad.stderr).contains("buildit::image::not-an-image")
     {
         return Err(format!("a non-image must be a diagnostic: {bad:?}").into());
     }
