@@ -35,7 +35,7 @@ pub struct Cli {
     /// $BUILDIT_STORE_ROOT, else /bld when writable, else $XDG_DATA_HOME/buildit)
     #[arg(long, global = true, value_name = "DIR")]
     pub store_root: Option<std::path::PathBuf>,
-    /// Say more on stderr: downloads and the log file of each build
+    /// Say more on stderr: each finished download
     #[arg(short = 'v', long, global = true, conflicts_with = "quiet")]
     pub verbose: bool,
     /// Say nothing on stderr but errors: no progress, no transcript

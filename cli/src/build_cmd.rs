@@ -8,19 +8,21 @@
 //! `out=$(buildit realise --json X 2>events.jsonl)` works). [`realise_drvs`] is the entry point
 //! for other commands that first evaluate a file into derivations.
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::{IsTerminal, Write};
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use buildit_builder::{
-    BuildError, BuildEvent, BuildLimits, BuildOptions, Builtins, ScheduleOptions, Scheduler, Target,
+    BuildError, BuildLimits, BuildOptions, Builtins, ScheduleOptions, Scheduler, Target,
 };
 use buildit_store::{Store, StorePath};
 use clap::Args;
 use miette::{miette, Report};
 
+pub use crate::progress::Progress;
+use crate::progress::Ui;
 use crate::store_cmd::{fail, open_store, store_error};
 
 /// `buildit realise DRV...`
@@ -113,30 +115,6 @@ pub struct RealiseOpts {
     /// `None`: no out-links; `Some(name)`: `name`, `name-2`, ..., `name-<output>`.
     pub out_link: Option<String>,
     pub progress: Progress,
-}
-
-/// How progress is shown (on stderr).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Progress {
-    /// indicatif bars (terminal).
-    Bars,
-    /// One plain line per build start/end.
-    Plain,
-    /// One JSON object per event.
-    Json,
-    /// Nothing.
-    Quiet,
-}
-
-impl Progress {
-    /// Bars on a terminal, plain lines otherwise.
-    pub fn auto() -> Progress {
-        if std::io::stderr().is_terminal() {
-            Progress::Bars
-        } else {
-            Progress::Plain
-        }
-    }
 }
 
 /// A miette report for a builder error.
@@ -577,190 +555,5 @@ pub fn run_log(a: LogArgs) -> ExitCode {
             help = "the derivation was never built on this machine, or its log was removed",
             "no log for {drv}: {e}"
         )),
-    }
-}
-
-/// Renders events on stderr.
-struct Ui {
-    mode: Progress,
-    start: Instant,
-    total: usize,
-    done: usize,
-    failed: usize,
-    multi: Option<indicatif::MultiProgress>,
-    main: Option<indicatif::ProgressBar>,
-    running: HashMap<StorePath, indicatif::ProgressBar>,
-    downloads: BTreeMap<String, indicatif::ProgressBar>,
-}
-
-impl Ui {
-    fn new(mode: Progress) -> Ui {
-        let (multi, main) = if mode == Progress::Bars {
-            let m = indicatif::MultiProgress::new();
-            let bar = m.add(indicatif::ProgressBar::new(0));
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "[{elapsed_precise}] {bar:30} {pos}/{len} built {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            bar.enable_steady_tick(Duration::from_millis(200));
-            (Some(m), Some(bar))
-        } else {
-            (None, None)
-        };
-        Ui {
-            mode,
-            start: Instant::now(),
-            total: 0,
-            done: 0,
-            failed: 0,
-            multi,
-            main,
-            running: HashMap::new(),
-            downloads: BTreeMap::new(),
-        }
-    }
-
-    fn event(&mut self, e: BuildEvent) {
-        match self.mode {
-            Progress::Quiet => {}
-            Progress::Json => {
-                if let Ok(s) = serde_json::to_string(&e) {
-                    eprintln!("{s}");
-                }
-            }
-            Progress::Plain => self.plain(e),
-            Progress::Bars => self.bars(e),
-        }
-    }
-
-    fn plain(&mut self, e: BuildEvent) {
-        match e {
-            BuildEvent::Planned {
-                builds,
-                substitutions,
-            } => {
-                self.total = builds;
-                if builds > 0 || substitutions > 0 {
-                    eprintln!(
-                        "{builds} derivations will be built, {substitutions} paths substituted"
-                    );
-                }
-            }
-            BuildEvent::Started { drv, .. } => eprintln!("building '{drv}'"),
-            BuildEvent::Finished { name, duration, .. } => {
-                self.done += 1;
-                eprintln!(
-                    "built {name} in {:.2} s [{}/{}]",
-                    duration.as_secs_f64(),
-                    self.done,
-                    self.total
-                );
-            }
-            BuildEvent::Failed { drv, reason, .. } => {
-                self.failed += 1;
-                eprintln!("error: build of '{drv}' failed: {reason}");
-            }
-            BuildEvent::Substituted { path } => eprintln!("substituted '{path}'"),
-            BuildEvent::LogLine { .. } | BuildEvent::Download { .. } => {}
-        }
-    }
-
-    fn bars(&mut self, e: BuildEvent) {
-        let (Some(multi), Some(main)) = (self.multi.as_ref(), self.main.as_ref()) else {
-            return;
-        };
-        match e {
-            BuildEvent::Planned { builds, .. } => {
-                self.total = builds;
-                main.set_length(builds as u64);
-            }
-            BuildEvent::Started { drv, name } => {
-                let b = multi.add(indicatif::ProgressBar::new_spinner());
-                b.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "  {spinner} {prefix:.bold} {wide_msg}",
-                    )
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-                );
-                b.set_prefix(name);
-                b.enable_steady_tick(Duration::from_millis(120));
-                self.running.insert(drv, b);
-            }
-            BuildEvent::LogLine { drv, line } => {
-                if let Some(b) = self.running.get(&drv) {
-                    b.set_message(line);
-                }
-            }
-            BuildEvent::Finished {
-                drv,
-                name,
-                duration,
-                ..
-            } => {
-                self.done += 1;
-                if let Some(b) = self.running.remove(&drv) {
-                    b.finish_and_clear();
-                    multi.remove(&b);
-                }
-                main.inc(1);
-                let _ = multi.println(format!("built {name} in {:.2} s", duration.as_secs_f64()));
-            }
-            BuildEvent::Failed { drv, reason, .. } => {
-                self.failed += 1;
-                if let Some(b) = self.running.remove(&drv) {
-                    b.finish_and_clear();
-                    multi.remove(&b);
-                }
-                main.set_message(format!("({} failed)", self.failed));
-                let _ = multi.println(format!("error: build of '{drv}' failed: {reason}"));
-            }
-            BuildEvent::Substituted { path } => {
-                let _ = multi.println(format!("substituted '{path}'"));
-            }
-            BuildEvent::Download {
-                url, bytes, total, ..
-            } => {
-                let b = self.downloads.entry(url.clone()).or_insert_with(|| {
-                    let b = multi.add(indicatif::ProgressBar::new(total.unwrap_or(0)));
-                    b.set_style(
-                        indicatif::ProgressStyle::with_template(
-                            "  ↓ {bytes}/{total_bytes} {bytes_per_sec} {wide_msg}",
-                        )
-                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-                    );
-                    b.set_message(url.clone());
-                    b
-                });
-                if let Some(t) = total {
-                    b.set_length(t);
-                }
-                b.set_position(bytes);
-                if total == Some(bytes) {
-                    b.finish_and_clear();
-                }
-            }
-        }
-    }
-
-    fn finish(&mut self) {
-        if let Some(main) = self.main.take() {
-            main.finish_and_clear();
-        }
-        for (_, b) in self.running.drain() {
-            b.finish_and_clear();
-        }
-        for (_, b) in std::mem::take(&mut self.downloads) {
-            b.finish_and_clear();
-        }
-        if self.mode == Progress::Plain && self.total > 1 {
-            eprintln!(
-                "{} built, {} failed in {:.2} s",
-                self.done,
-                self.failed,
-                self.start.elapsed().as_secs_f64()
-            );
-        }
     }
 }

@@ -12,6 +12,7 @@ pub mod image_cmd;
 pub mod instantiate;
 pub mod output;
 pub mod pipe;
+pub mod progress;
 pub mod render;
 pub mod repl;
 pub mod run_cmd;

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 pub struct Verbosity {
     /// Errors only: no progress, no transcript, no notes.
     pub quiet: bool,
-    /// Downloads and the log file of each build as well.
+    /// Each finished download as well.
     pub verbose: bool,
     /// Every line of every build's log, prefixed with its package's name.
     pub print_build_logs: bool,
