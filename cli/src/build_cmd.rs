@@ -5,8 +5,8 @@
 //! Progress goes to stderr: an indicatif display on a terminal (running builds with their
 //! latest log line, downloads, totals, elapsed time), plain lines otherwise, or with `--json`
 //! one JSON object per event and line (stdout stays reserved for the output paths, so
-//! `out=$(buildit realise --json X 2>events.jsonl)` works). [`realise_drvs`] is the entry point
-//! for other commands that first evaluate a file into derivations.
+//! `out=$(buildit realise --json X 2>events.jsonl)` works). [`realise`] is the entry point for
+//! other commands that first evaluate a file into derivations.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -14,16 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use buildit_builder::{
-    BuildError, BuildLimits, BuildOptions, Builtins, ScheduleOptions, Scheduler, Target,
-};
+use buildit_builder::{BuildLimits, BuildOptions, Builtins, ScheduleOptions, Scheduler, Target};
+use buildit_driver::{DriverError, EvalTarget, Session};
 use buildit_store::{Store, StorePath};
 use clap::Args;
-use miette::{miette, Report};
 
+use crate::common::session;
 pub use crate::progress::Progress;
 use crate::progress::Ui;
-use crate::store_cmd::{fail, open_store, store_error};
 
 /// `buildit realise DRV...`
 #[derive(Args, Debug)]
@@ -117,57 +115,6 @@ pub struct RealiseOpts {
     pub progress: Progress,
 }
 
-/// A miette report for a builder error.
-pub fn build_error(e: BuildError) -> Report {
-    let msg = e.to_string();
-    match &e {
-        BuildError::BwrapMissing => miette!(
-            code = "buildit::build::no-bwrap",
-            help = "builds run in bubblewrap: apt-get install bubblewrap",
-            "{msg}"
-        ),
-        BuildError::Failed(f) => {
-            let drv = f.drv.to_string();
-            miette!(
-                code = "buildit::build::failed",
-                help = format!("the whole log: buildit log {drv}"),
-                "{msg}"
-            )
-        }
-        BuildError::Several { .. } | BuildError::DependencyFailed { .. } => miette!(
-            code = "buildit::build::failed",
-            help = "the failures are listed above; see their logs with `buildit log DRV`",
-            "{msg}"
-        ),
-        BuildError::WrongSystem { .. } => miette!(
-            code = "buildit::build::system",
-            help = "set system = \"x86_64-linux\" (builtins.currentSystem)",
-            "{msg}"
-        ),
-        BuildError::UnknownBuiltin { .. } => miette!(
-            code = "buildit::build::builtin",
-            help = "this buildit does not provide that builtin builder",
-            "{msg}"
-        ),
-        BuildError::BuiltinNeedsFixedOutput { .. } => miette!(
-            code = "buildit::build::not-fixed-output",
-            help = "declare the expected content: outputHash (with outputHashAlgo, or SRI) and outputHashMode",
-            "{msg}"
-        ),
-        BuildError::BadDerivation { .. } | BuildError::Request(_) => miette!(
-            code = "buildit::build::bad-derivation",
-            help = "give a .drv store path written by this buildit (`buildit store ls`)",
-            "{msg}"
-        ),
-        BuildError::Store(_) | BuildError::Io { .. } => miette!(
-            code = "buildit::build::io",
-            help = "check the store root and its permissions (`buildit store verify`)",
-            "{msg}"
-        ),
-    }
-}
-
-/// Parse `DRV[!out,dev]` into a target.
 /// Whether a command-line argument names a source to evaluate (a `.bld`/`.nix` file or a
 /// directory with a default file) rather than a store path.
 fn is_source(arg: &str) -> bool {
@@ -180,17 +127,35 @@ fn is_source(arg: &str) -> bool {
             || p.join("default.nix").is_file())
 }
 
+/// Build targets for the derivations an evaluation found (each with the output it selects).
+fn targets_of(found: Vec<buildit_eval::FoundDrv>) -> Result<Vec<Target>, DriverError> {
+    found
+        .into_iter()
+        .map(|f| {
+            Ok(Target {
+                drv: buildit_driver::eval::drv_path(&f)?,
+                outputs: Some(std::iter::once(f.output).collect()),
+            })
+        })
+        .collect()
+}
+
 /// A container spec directory: compile the YAML (fetching URL patches without a recorded hash
 /// once and writing their hashes to `buildit.lock`), type-check and evaluate exactly the
 /// compiled text, and print the seed's kind of transcript on stderr.
-fn container_targets(store: &Store, dir: &Path, a: &RealiseArgs) -> Result<Vec<Target>, ExitCode> {
-    let mut compiled = crate::yaml_cmd::compile(dir, Some(&store.layout().root))?;
-    // URL patches: fetched once when buildit.lock has no hash for them, verified against it
-    // otherwise; errors point at the patch's line in pkg.yaml, and nothing is evaluated yet
-    if crate::yaml_cmd::fetch_patches(&compiled, store)? {
-        compiled = crate::yaml_cmd::compile(dir, Some(&store.layout().root))?;
-    }
-    let vars: std::collections::BTreeMap<String, String> = compiled
+fn container_targets(
+    session: &Session,
+    store: &Store,
+    dir: &Path,
+    a: &RealiseArgs,
+) -> Result<Vec<Target>, DriverError> {
+    let compiled = buildit_driver::spec::compile_fetching(
+        session,
+        store,
+        &|s| buildit_driver::spec::compile(s, dir),
+        &mut |l| eprintln!("{l}"),
+    )?;
+    let vars: BTreeMap<String, String> = compiled
         .spec
         .vars
         .iter()
@@ -222,101 +187,42 @@ fn container_targets(store: &Store, dir: &Path, a: &RealiseArgs) -> Result<Vec<T
             get("arch", "amd64")
         );
     }
-    let st = crate::common::style(a.show_trace);
-    let name = format!(
-        "{} (compiled)",
-        compiled.dir.join("container.yaml").display()
-    );
-    if !a.no_typecheck {
-        let (sources, _, diags, _) = crate::common::typecheck_source(&name, &compiled.text);
-        if !diags.is_empty() {
-            eprint!("{}", crate::render::diagnostics(&sources, &diags, st));
-            eprintln!(
-                "(this is the program `buildit compile {}` prints)",
-                dir.display()
-            );
-            return Err(ExitCode::from(1));
-        }
+    let found = buildit_driver::spec::evaluate_spec(session, &compiled, !a.no_typecheck, dir)?;
+    let targets = targets_of(found)?;
+    for t in &targets {
+        eprintln!("HASH: {}", t.drv.hash_part());
     }
-    let io = crate::common::new_store_io(crate::common::fs_io(false), store.layout().clone());
-    let mut ev = std::mem::ManuallyDrop::new(buildit_eval::Evaluator::new(Box::new(io)));
-    let value = match ev.compile(&name, &compiled.text, &compiled.dir.display().to_string()) {
-        Ok(ir) => ev.eval_root(&ir),
-        Err(diags) => {
-            eprint!("{}", crate::render::diagnostics(&ev.sources, &diags, st));
-            return Err(ExitCode::from(1));
-        }
-    };
-    let found = value.and_then(|v| crate::instantiate::find_derivations(&mut ev, &v));
-    let found = match found {
-        Ok(f) => f,
-        Err(e) => {
-            eprint!("{}", crate::render::eval_error(&ev.sources, &e, st));
-            return Err(ExitCode::from(1));
-        }
-    };
-    let mut out = Vec::new();
-    for f in found {
-        let drv = buildit_store::StorePath::parse(&f.drv_path).map_err(|e| {
-            crate::common::cli_error("buildit::build::bad-drv", &e.to_string(), "this is a bug")
-        })?;
-        eprintln!("HASH: {}", drv.hash_part());
-        out.push(Target {
-            drv,
-            outputs: Some(std::iter::once(f.output).collect()),
-        });
-    }
-    Ok(out)
+    Ok(targets)
 }
 
-/// Evaluate a file or expression and return the derivations it denotes as build targets
-/// (each with the output the value selects).
+/// Evaluate a file or expression and return the derivations it denotes as build targets.
 fn evaluate_targets(
-    store: &Store,
+    session: &Session,
     file: Option<&str>,
     expr: Option<&str>,
     a: &RealiseArgs,
-) -> Result<Vec<Target>, ExitCode> {
-    let st = crate::common::style(a.show_trace);
-    let io = crate::common::new_store_io(crate::common::fs_io(false), store.layout().clone());
-    let mut ev = std::mem::ManuallyDrop::new(buildit_eval::Evaluator::new(Box::new(io)));
-    let t = crate::common::Target {
+) -> Result<Vec<Target>, DriverError> {
+    let mut ev = session.evaluator();
+    let t = EvalTarget {
         file,
         expr,
         attr: a.attr.as_deref(),
         typecheck: !a.no_typecheck,
     };
-    let found = crate::instantiate::instantiate_target(&mut ev, &t, st)?;
-    let mut out = Vec::new();
-    for f in found {
-        match buildit_store::StorePath::parse(&f.drv_path) {
-            Ok(drv) => out.push(Target {
-                drv,
-                outputs: Some(std::iter::once(f.output).collect()),
-            }),
-            Err(e) => {
-                return Err(crate::common::cli_error(
-                    "buildit::build::bad-drv",
-                    &e.to_string(),
-                    "this is a bug",
-                ))
-            }
-        }
-    }
-    Ok(out)
+    targets_of(buildit_driver::eval::instantiate(&mut ev, &t)?)
 }
 
-fn parse_target(store: &Store, arg: &str) -> miette::Result<Target> {
+fn parse_target(store: &Store, arg: &str) -> Result<Target, DriverError> {
     let (path, outs) = match arg.rsplit_once('!') {
         Some((p, o)) => (p, Some(o)),
         None => (arg, None),
     };
-    let (drv, sub) = store.resolve(path).map_err(store_error)?;
+    let (drv, sub) = store.resolve(path)?;
     if !sub.is_empty() || !drv.is_derivation() {
-        return Err(miette!(
-            code = "buildit::build::not-a-derivation",
-            help = "give a .drv store path (evaluate a file first)",
-            "{path} is not a derivation (.drv) store path"
+        return Err(DriverError::request(
+            "buildit::build::not-a-derivation",
+            format!("{path} is not a derivation (.drv) store path"),
+            "give a .drv store path (evaluate a file first)",
         ));
     }
     Ok(Target {
@@ -325,8 +231,7 @@ fn parse_target(store: &Store, arg: &str) -> miette::Result<Target> {
     })
 }
 
-/// Realise `drvs` (all outputs of each), showing progress, creating out-links as GC roots.
-/// Returns the output paths in order (targets in order, outputs sorted by name).
+/// Realise `drvs` (all outputs of each) for `buildit run`, which prints its own errors.
 pub fn realise_drvs(
     store: &Store,
     drvs: &[StorePath],
@@ -334,20 +239,28 @@ pub fn realise_drvs(
     builtins: Builtins,
 ) -> miette::Result<Vec<StorePath>> {
     let targets: Vec<Target> = drvs.iter().cloned().map(Target::all).collect();
-    realise_targets(store, &targets, opts, builtins)
+    realise(store, &targets, opts, builtins).map_err(|e| {
+        let (_, ds) = e.diagnostics();
+        match ds.into_iter().next() {
+            Some(d) => d.to_report(&buildit_lang::SourceMap::new()),
+            None => miette::miette!("{e}"),
+        }
+    })
 }
 
-fn realise_targets(
+/// Realise `targets`, showing progress, creating out-links as GC roots. Returns the output
+/// paths in order (targets in order, outputs sorted by name).
+pub fn realise(
     store: &Store,
     targets: &[Target],
     opts: &RealiseOpts,
     builtins: Builtins,
-) -> miette::Result<Vec<StorePath>> {
+) -> Result<Vec<StorePath>, DriverError> {
     let mut sched = Scheduler::new(store, opts.schedule.clone()).with_builtins(builtins);
     let mut ui = Ui::new(opts.progress);
     let r = sched.realise(targets, &mut |e| ui.event(e));
     ui.finish();
-    let realised = r.map_err(build_error)?;
+    let realised = r?;
     let mut paths = Vec::new();
     for (i, (_, outs)) in realised.iter().enumerate() {
         for (name, p) in outs {
@@ -359,7 +272,7 @@ fn realise_targets(
                 if name != "out" {
                     link.push_str(&format!("-{name}"));
                 }
-                store.add_root(Path::new(&link), p).map_err(store_error)?;
+                store.add_root(Path::new(&link), p)?;
             }
             paths.push(p.clone());
         }
@@ -368,58 +281,42 @@ fn realise_targets(
 }
 
 /// Run `buildit realise`.
-pub fn run_realise(a: RealiseArgs) -> ExitCode {
-    let store = match open_store(a.store_root.as_deref()) {
-        Ok(s) => s,
-        Err(r) => return fail(r),
-    };
+pub fn run_realise(a: RealiseArgs) -> Result<ExitCode, DriverError> {
+    let session = session(a.store_root.as_deref(), false);
+    let store = session.open_store()?;
     let mut targets = Vec::new();
     if a.drvs.is_empty() && a.expr.is_none() {
-        return crate::common::cli_error(
+        return Err(DriverError::request(
             "buildit::build::nothing",
             "nothing to build",
             "give a .bld FILE (with -A ATTR), -E EXPR, or .drv paths (see `buildit realise --help`)",
-        );
+        ));
     }
     if let Some(d) = &a.discover {
         let (url, rest) = d.split_once(',').unwrap_or((d.as_str(), ""));
         let push = rest
             .split(',')
             .any(|kv| kv.eq_ignore_ascii_case("push=true"));
-        return crate::common::cli_error(
+        return Err(DriverError::request(
             "buildit::build::repositories-not-yet",
-            &format!(
+            format!(
                 "binary repositories are not available yet: cannot look in '{url}'{}",
                 if push { " or upload to it" } else { "" }
             ),
             "build without --discover for now: everything is built locally (sharing through repositories arrives in a later release)",
-        );
+        ));
     }
     for d in &a.drvs {
         if Path::new(d).join("container.yaml").is_file() {
-            match container_targets(&store, Path::new(d), &a) {
-                Ok(t) => targets.extend(t),
-                Err(code) => return code,
-            }
-            continue;
-        }
-        if is_source(d) {
-            match evaluate_targets(&store, Some(d.as_str()), None, &a) {
-                Ok(t) => targets.extend(t),
-                Err(code) => return code,
-            }
-            continue;
-        }
-        match parse_target(&store, d) {
-            Ok(t) => targets.push(t),
-            Err(r) => return fail(r),
+            targets.extend(container_targets(&session, &store, Path::new(d), &a)?);
+        } else if is_source(d) {
+            targets.extend(evaluate_targets(&session, Some(d.as_str()), None, &a)?);
+        } else {
+            targets.push(parse_target(&store, d)?);
         }
     }
     if let Some(e) = &a.expr {
-        match evaluate_targets(&store, None, Some(e.as_str()), &a) {
-            Ok(t) => targets.extend(t),
-            Err(code) => return code,
-        }
+        targets.extend(evaluate_targets(&session, None, Some(e.as_str()), &a)?);
     }
     let mut schedule = ScheduleOptions::default();
     if let Some(j) = a.jobs {
@@ -460,21 +357,12 @@ pub fn run_realise(a: RealiseArgs) -> ExitCode {
         },
         progress,
     };
-    match realise_targets(
-        &store,
-        &targets,
-        &opts,
-        crate::builtins::all(store.layout()),
-    ) {
-        Ok(paths) => {
-            let mut out = std::io::stdout().lock();
-            for p in paths {
-                let _ = writeln!(out, "{p}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(r) => fail(r),
+    let paths = realise(&store, &targets, &opts, session.builtins())?;
+    let mut out = std::io::stdout().lock();
+    for p in paths {
+        let _ = writeln!(out, "{p}");
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_check(
@@ -482,78 +370,62 @@ fn run_check(
     targets: &[Target],
     schedule: ScheduleOptions,
     progress: Progress,
-) -> ExitCode {
+) -> Result<ExitCode, DriverError> {
     let mut sched = Scheduler::new(store, schedule);
     let mut differs = false;
     for t in targets {
         let mut ui = Ui::new(progress);
         let r = sched.check(&t.drv, &mut |e| ui.event(e));
         ui.finish();
-        match r {
-            Ok(rep) => {
-                if progress == Progress::Json {
-                    if let Ok(s) = serde_json::to_string(&rep) {
-                        eprintln!("{s}");
-                    }
-                }
-                for (path, files) in &rep.differing {
-                    differs = true;
-                    println!("{path} differs when rebuilt:");
-                    for f in files {
-                        println!("  {f}");
-                    }
-                }
-                if rep.differing.is_empty() {
-                    eprintln!("{}: rebuilt identically", t.drv);
-                }
+        let rep = r?;
+        if progress == Progress::Json {
+            if let Ok(s) = serde_json::to_string(&rep) {
+                eprintln!("{s}");
             }
-            Err(e) => return fail(build_error(e)),
+        }
+        for (path, files) in &rep.differing {
+            differs = true;
+            println!("{path} differs when rebuilt:");
+            for f in files {
+                println!("  {f}");
+            }
+        }
+        if rep.differing.is_empty() {
+            eprintln!("{}: rebuilt identically", t.drv);
         }
     }
-    if differs {
+    Ok(if differs {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    }
+    })
 }
 
 /// Run `buildit log`.
-pub fn run_log(a: LogArgs) -> ExitCode {
-    let store = match open_store(a.store_root.as_deref()) {
-        Ok(s) => s,
-        Err(r) => return fail(r),
-    };
-    let (p, _) = match store.resolve(&a.path) {
-        Ok(x) => x,
-        Err(e) => return fail(store_error(e)),
-    };
+pub fn run_log(a: LogArgs) -> Result<ExitCode, DriverError> {
+    let store = session(a.store_root.as_deref(), false).open_store()?;
+    let (p, _) = store.resolve(&a.path)?;
     let drv = if p.is_derivation() {
         p
     } else {
-        match store.path_info(&p) {
-            Ok(Some(info)) => match info.deriver {
-                Some(d) => d,
-                None => {
-                    return fail(miette!(
-                        code = "buildit::build::no-log",
-                        help = "only built paths have logs; sources were added, not built",
-                        "{p} was not built here (it has no deriver)"
-                    ))
-                }
-            },
-            Ok(None) => return fail(store_error(buildit_store::StoreError::NotValid(p))),
-            Err(e) => return fail(store_error(e)),
+        match store.path_info(&p)? {
+            Some(info) => info.deriver.ok_or_else(|| {
+                DriverError::request(
+                    "buildit::build::no-log",
+                    format!("{p} was not built here (it has no deriver)"),
+                    "only built paths have logs; sources were added, not built",
+                )
+            })?,
+            None => return Err(buildit_store::StoreError::NotValid(p).into()),
         }
     };
-    match buildit_builder::log::read_log(store.layout(), &drv) {
-        Ok(bytes) => {
-            let _ = std::io::stdout().lock().write_all(&bytes);
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(miette!(
-            code = "buildit::build::no-log",
-            help = "the derivation was never built on this machine, or its log was removed",
-            "no log for {drv}: {e}"
-        )),
-    }
+    let bytes = buildit_builder::log::read_log(store.layout(), &drv).map_err(|e| {
+        DriverError::request(
+            "buildit::build::no-log",
+            format!("no log for {drv}: {e}"),
+            "the derivation was never built on this machine, or its log was removed",
+        )
+    })?;
+    let _ = std::io::stdout().lock().write_all(&bytes);
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,12 +3,13 @@
 //! REGISTRY/REPO:TAG` and `buildit contents IMAGE` work on an already built image (a
 //! `./result` OCI layout, or an archive).
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::render::{self, Style};
-use buildit_images::{ImageError, PushOptions};
+use crate::common::{session, store_layout};
+use buildit_driver::{DriverError, ImageOp, Session};
+use buildit_images::PushOptions;
+use buildit_store::StorePath;
 use clap::Args;
 
 #[derive(Args)]
@@ -69,118 +70,55 @@ pub struct ImageArgs {
     pub store_root: Option<PathBuf>,
 }
 
-/// The image program around a package expression: the package's runtime closure, its main
-/// program (`meta.mainProgram`, else `bin/<pname>`) as the entrypoint, named after the package
-/// and tagged with its version.
-pub fn image_program(package_expr: &str, format: &str) -> String {
-    format!(
-        r#"# `buildit image`: one package as its own image
-let
-  buildit = import <buildit>;
-  package = {package_expr};
-  main = (package.meta or {{ }}).mainProgram or "bin/${{package.pname}}";
-in
-buildit.image {{
-  name = builtins.replaceStrings [ "_" "+" ] [ "-" "-" ] package.pname;
-  tag = builtins.replaceStrings [ "+" "~" ":" ] [ "_" "_" "_" ] package.version;
-  packages = [ package ];
-  type = {format};
-  config = {{
-    entrypoint = [ "/${{main}}" ];
-    labels = {{ "org.opencontainers.image.title" = package.pname; "org.opencontainers.image.version" = package.version; }};
-  }};
-}}
-"#,
-        format = buildit_yaml::lower::quote(format)
-    )
-}
-
 /// Evaluate `text` (a program in `base_dir`) to its one image derivation.
 fn evaluate_image(
-    store: &buildit_store::Store,
+    session: &Session,
     name: &str,
     text: &str,
-    base_dir: &std::path::Path,
-) -> Result<buildit_store::StorePath, ExitCode> {
-    let st = crate::common::style(false);
-    let (sources, _, diags, _) = crate::common::typecheck_source(name, text);
-    if !diags.is_empty() {
-        eprint!("{}", render::diagnostics(&sources, &diags, st));
-        return Err(ExitCode::from(1));
+    base_dir: &Path,
+) -> Result<StorePath, DriverError> {
+    let (sources, diagnostics) = buildit_driver::eval::type_errors(name, text);
+    if !diagnostics.is_empty() {
+        return Err(DriverError::diagnostics_in(sources, diagnostics));
     }
-    let io = crate::common::new_store_io(crate::common::fs_io(false), store.layout().clone());
-    let mut ev = std::mem::ManuallyDrop::new(buildit_eval::Evaluator::new(Box::new(io)));
-    let value = match ev.compile(name, text, &base_dir.display().to_string()) {
-        Ok(ir) => ev.eval_root(&ir),
-        Err(diags) => {
-            eprint!("{}", render::diagnostics(&ev.sources, &diags, st));
-            return Err(ExitCode::from(1));
-        }
-    };
-    let found = match value.and_then(|v| crate::instantiate::find_derivations(&mut ev, &v)) {
-        Ok(f) => f,
-        Err(e) => {
-            eprint!("{}", render::eval_error(&ev.sources, &e, st));
-            return Err(ExitCode::from(1));
-        }
-    };
+    let mut ev = session.evaluator();
+    let found = buildit_driver::eval::evaluate_program(&mut ev, name, text, base_dir)?;
     let Some(f) = found.into_iter().next() else {
-        return Err(fail(
+        return Err(DriverError::request(
             "buildit::image::no-derivation",
             "the image program gave no derivation",
             "this is a bug in buildit",
         ));
     };
-    buildit_store::StorePath::parse(&f.drv_path).map_err(|e| {
-        fail(
-            "buildit::image::bad-drv",
-            &e.to_string(),
-            "this is a bug in buildit",
-        )
-    })
+    buildit_driver::eval::drv_path(&f)
 }
 
 /// The package expression and the directory it is evaluated in, for an atom or a PKGDIR.
-fn package_source(store: &buildit_store::Store, what: &str) -> Result<(String, PathBuf), ExitCode> {
+fn package_source(
+    session: &Session,
+    store: &buildit_store::Store,
+    what: &str,
+) -> Result<(String, PathBuf), DriverError> {
     let dir = PathBuf::from(what);
     if dir.join("pkg.yaml").is_file() {
         let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-        let show = |f: buildit_yaml::Failed| {
-            eprint!(
-                "{}",
-                render::diagnostics(&f.sources, &f.diagnostics, crate::common::style(false))
-            );
-            ExitCode::from(1)
-        };
-        let compile = || -> Result<buildit_yaml::Compiled, ExitCode> {
-            let lock = buildit_yaml::read_lock(&dir);
-            let c = buildit_yaml::compile_pkg_dir(&dir, &lock).map_err(show)?;
-            let set = crate::yaml_cmd::set_info(Some(&store.layout().root))?;
-            let diags = c.check(&set);
-            if !diags.is_empty() {
-                eprint!(
-                    "{}",
-                    render::diagnostics(&c.sources, &diags, crate::common::style(false))
-                );
-                return Err(ExitCode::from(1));
-            }
-            Ok(c)
-        };
-        let mut c = compile()?;
-        if crate::yaml_cmd::fetch_patches(&c, store)? {
-            c = compile()?;
-        }
+        let c = buildit_driver::spec::compile_fetching(
+            session,
+            store,
+            &|s| buildit_driver::spec::compile_pkg(s, &dir),
+            &mut |l| eprintln!("{l}"),
+        )?;
         return Ok((c.text, dir));
     }
     if dir.is_dir() {
-        return Err(fail(
+        return Err(DriverError::request(
             "buildit::image::no-pkg-yaml",
-            &format!("{what} is a directory without pkg.yaml"),
+            format!("{what} is a directory without pkg.yaml"),
             "give a package atom (`buildit search` lists them) or a directory holding pkg.yaml",
         ));
     }
     // an atom: checked against the set first, so a typo gets a "did you mean"
-    let set = crate::yaml_cmd::set_info(Some(&store.layout().root))?;
+    let set = buildit_driver::pkgset::package_set(session)?;
     let (key, _) = buildit_yaml::check::split_atom(what);
     if !set.atoms.contains_key(what) && !set.atoms.contains_key(&key) {
         let names: Vec<&str> = set.atoms.keys().map(String::as_str).collect();
@@ -188,32 +126,24 @@ fn package_source(store: &buildit_store::Store, what: &str) -> Result<(String, P
             Some(s) => format!("did you mean `{s}`? `buildit search` lists the set"),
             None => "`buildit search` lists the set's atoms".to_string(),
         };
-        return Err(fail(
+        return Err(DriverError::request(
             "buildit::image::unknown-atom",
-            &format!("unknown package atom `{what}`"),
-            &help,
+            format!("unknown package atom `{what}`"),
+            help,
         ));
     }
     Ok((
-        format!("buildit.pkgs.byAtom {}", buildit_yaml::lower::quote(what)),
-        PathBuf::from(crate::common::cwd()),
+        buildit_driver::pkgset::atom_expr(what),
+        PathBuf::from(buildit_driver::eval::cwd()),
     ))
 }
 
-pub fn run_image(a: ImageArgs) -> ExitCode {
-    let store = match crate::store_cmd::open_store(a.store_root.as_deref()) {
-        Ok(s) => s,
-        Err(r) => return crate::store_cmd::fail(r),
-    };
-    let (expr, dir) = match package_source(&store, &a.package) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    let text = image_program(&expr, &a.format);
-    let drv = match evaluate_image(&store, &format!("«image {}»", a.package), &text, &dir) {
-        Ok(d) => d,
-        Err(code) => return code,
-    };
+pub fn run_image(a: ImageArgs) -> Result<ExitCode, DriverError> {
+    let session = session(a.store_root.as_deref(), false);
+    let store = session.open_store()?;
+    let (expr, dir) = package_source(&session, &store, &a.package)?;
+    let text = buildit_driver::pkgset::image_program(&expr, &a.format);
+    let drv = evaluate_image(&session, &format!("«image {}»", a.package), &text, &dir)?;
     let opts = crate::build_cmd::RealiseOpts {
         schedule: buildit_builder::ScheduleOptions::default(),
         out_link: Some(a.out_link.clone()),
@@ -223,25 +153,22 @@ pub fn run_image(a: ImageArgs) -> ExitCode {
             crate::build_cmd::Progress::auto()
         },
     };
-    let paths = match crate::build_cmd::realise_drvs(
+    let paths = crate::build_cmd::realise(
         &store,
-        std::slice::from_ref(&drv),
+        &[buildit_builder::Target::all(drv.clone())],
         &opts,
-        crate::builtins::all(store.layout()),
-    ) {
-        Ok(p) => p,
-        Err(r) => return crate::store_cmd::fail(r),
-    };
+        session.builtins(),
+    )?;
     let Some(out) = paths.into_iter().next() else {
-        return fail(
+        return Err(DriverError::request(
             "buildit::image::no-output",
             "the image derivation has no output",
             "this is a bug in buildit",
-        );
+        ));
     };
     if !a.json {
         println!("{out}");
-        return ExitCode::SUCCESS;
+        return Ok(ExitCode::SUCCESS);
     }
     // what the image is, from its derivation's spec and (for a layout) its index
     let spec: serde_json::Value = std::fs::read(store.layout().physical(&drv))
@@ -263,65 +190,21 @@ pub fn run_image(a: ImageArgs) -> ExitCode {
         "manifest_digest": digest,
         "out_link": a.out_link,
     });
-    match serde_json::to_string_pretty(&v) {
-        Ok(s) => println!("{s}"),
-        Err(e) => eprintln!("error: {e}"),
-    }
-    ExitCode::SUCCESS
+    println!("{}", json_text(&v)?);
+    Ok(ExitCode::SUCCESS)
 }
 
-fn style() -> Style {
-    let tty = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    Style {
-        color: tty,
-        unicode: tty,
-        full_trace: false,
-    }
-}
-
-fn fail(code: &'static str, message: &str, help: &str) -> ExitCode {
-    let d = buildit_lang::Diagnostic::error(code, message).with_help(help);
-    eprint!(
-        "{}",
-        render::diagnostic(&buildit_lang::SourceMap::new(), &d, style())
-    );
-    ExitCode::from(1)
-}
-
-fn image_fail(area: &'static str, e: &ImageError) -> ExitCode {
-    let (code, help) = match (area, e) {
-        (_, ImageError::NotAnImage(_)) => (
-            "buildit::image::not_an_image",
-            "pass the directory `buildit build` left (./result) or an image archive",
-        ),
-        ("push", ImageError::Registry(_)) => (
-            "buildit::push::registry",
-            "check the registry address, --insecure (loopback only) and --user",
-        ),
-        ("push", _) => (
-            "buildit::push::failed",
-            "the image or the registry could not be read; see the message",
-        ),
-        _ => (
-            "buildit::image::read",
-            "the image could not be read; see the message",
-        ),
-    };
-    fail(code, &e.to_string(), help)
+fn json_text<T: serde::Serialize>(v: &T) -> Result<String, DriverError> {
+    serde_json::to_string_pretty(v)
+        .map_err(|e| DriverError::request("buildit::cli::json", e.to_string(), "this is a bug"))
 }
 
 /// Where `push` remembers which repositories hold which blobs (for cross-repository mounts).
-fn known_blobs_file() -> Option<PathBuf> {
-    let env_root = std::env::var_os("BUILDIT_STORE_ROOT").map(PathBuf::from);
-    let data_home = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
-    let layout =
-        buildit_store::StoreLayout::choose(None, env_root.as_deref(), data_home.as_deref());
-    Some(layout.state_dir().join("push/known-blobs.json"))
+fn known_blobs_file() -> PathBuf {
+    store_layout(None).state_dir().join("push/known-blobs.json")
 }
 
-pub fn run_push(a: PushArgs) -> ExitCode {
+pub fn run_push(a: PushArgs) -> Result<ExitCode, DriverError> {
     let credentials = match &a.user {
         None => None,
         Some(u) => match u.split_once(':') {
@@ -329,11 +212,11 @@ pub fn run_push(a: PushArgs) -> ExitCode {
             None => match std::env::var("BUILDIT_REGISTRY_PASSWORD") {
                 Ok(p) => Some((u.clone(), p)),
                 Err(_) => {
-                    return fail(
+                    return Err(DriverError::request(
                         "buildit::push::no-password",
-                        &format!("--user {u} without a password"),
+                        format!("--user {u} without a password"),
                         "give --user NAME:PASSWORD or set BUILDIT_REGISTRY_PASSWORD",
-                    )
+                    ))
                 }
             },
         },
@@ -343,60 +226,54 @@ pub fn run_push(a: PushArgs) -> ExitCode {
         credentials,
         mount_from: a.mount_from.clone(),
         chunk_size: a.chunk_size.max(1),
-        known_blobs: known_blobs_file(),
+        known_blobs: Some(known_blobs_file()),
         verbose: !a.json,
         sbom: !a.no_sbom,
     };
-    match buildit_images::push_image(&a.image, &a.target, &opts) {
-        Ok(r) => {
-            if a.json {
-                match serde_json::to_string_pretty(&r) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => eprintln!("error: {e}"),
-                }
-            } else {
-                let up = r.blobs.iter().filter(|b| b.action == "uploaded").count();
-                let ex = r.blobs.iter().filter(|b| b.action == "exists").count();
-                let mo = r.blobs.iter().filter(|b| b.action == "mounted").count();
-                println!(
-                    "pushed {} ({})\n  uploaded {} bytes ({up} blobs), skipped {} bytes ({ex} already there, {mo} mounted)",
-                    r.reference, r.manifest_digest, r.uploaded_bytes, r.skipped_bytes
-                );
-                if let Some(sb) = &r.sbom {
-                    println!(
-                        "  SBOM attached as {} ({}, {} bytes uploaded)",
-                        sb.reference, sb.manifest_digest, sb.uploaded_bytes
-                    );
-                }
-            }
-            ExitCode::SUCCESS
+    let r = buildit_images::push_image(&a.image, &a.target, &opts).map_err(|error| {
+        DriverError::Image {
+            op: ImageOp::Push,
+            error,
         }
-        Err(e) => image_fail("push", &e),
+    })?;
+    if a.json {
+        println!("{}", json_text(&r)?);
+    } else {
+        let up = r.blobs.iter().filter(|b| b.action == "uploaded").count();
+        let ex = r.blobs.iter().filter(|b| b.action == "exists").count();
+        let mo = r.blobs.iter().filter(|b| b.action == "mounted").count();
+        println!(
+            "pushed {} ({})\n  uploaded {} bytes ({up} blobs), skipped {} bytes ({ex} already there, {mo} mounted)",
+            r.reference, r.manifest_digest, r.uploaded_bytes, r.skipped_bytes
+        );
+        if let Some(sb) = &r.sbom {
+            println!(
+                "  SBOM attached as {} ({}, {} bytes uploaded)",
+                sb.reference, sb.manifest_digest, sb.uploaded_bytes
+            );
+        }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_contents(a: ContentsArgs) -> ExitCode {
-    match buildit_images::image_contents(&a.image) {
-        Ok(entries) => {
-            if a.json {
-                match serde_json::to_string_pretty(&entries) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => eprintln!("error: {e}"),
-                }
-            } else {
-                let mut out = String::new();
-                for e in &entries {
-                    let pkg = e.package.as_deref().unwrap_or("-");
-                    match &e.target {
-                        Some(t) => out.push_str(&format!("{pkg}\t{} -> {t}\n", e.path)),
-                        None if e.kind == "dir" => out.push_str(&format!("{pkg}\t{}/\n", e.path)),
-                        None => out.push_str(&format!("{pkg}\t{}\n", e.path)),
-                    }
-                }
-                print!("{out}");
+pub fn run_contents(a: ContentsArgs) -> Result<ExitCode, DriverError> {
+    let entries = buildit_images::image_contents(&a.image).map_err(|error| DriverError::Image {
+        op: ImageOp::Read,
+        error,
+    })?;
+    if a.json {
+        println!("{}", json_text(&entries)?);
+    } else {
+        let mut out = String::new();
+        for e in &entries {
+            let pkg = e.package.as_deref().unwrap_or("-");
+            match &e.target {
+                Some(t) => out.push_str(&format!("{pkg}\t{} -> {t}\n", e.path)),
+                None if e.kind == "dir" => out.push_str(&format!("{pkg}\t{}/\n", e.path)),
+                None => out.push_str(&format!("{pkg}\t{}\n", e.path)),
             }
-            ExitCode::SUCCESS
         }
-        Err(e) => image_fail("contents", &e),
+        print!("{out}");
     }
+    Ok(ExitCode::SUCCESS)
 }

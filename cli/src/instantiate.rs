@@ -1,9 +1,9 @@
 //! `buildit instantiate` (evaluate, write the derivations, print their `.drv` paths) and
 //! `buildit show-derivation` (a `.drv` file as JSON). Both are front ends over the evaluator
-//! with [`buildit_stdlib::StoreIo`] and over [`buildit_store::Derivation`].
+//! with a store (the driver's session) and over [`buildit_store::Derivation`].
 
 use crate::common::*;
-use buildit_eval::{EvalResult, Evaluator, Symbol, Value};
+use buildit_driver::{DriverError, EvalTarget};
 use buildit_store::derivation::Derivation;
 use buildit_store::path::StorePath;
 use clap::Args;
@@ -59,131 +59,16 @@ pub struct ShowDerivationArgs {
     pub store_root: Option<PathBuf>,
 }
 
-/// A derivation found in an evaluation result: its `.drv` path and the output selected.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FoundDrv {
-    pub drv_path: String,
-    pub output: String,
-    /// The attribute path where it was found (empty for the root).
-    pub attr: String,
-}
-
-fn is_derivation(ev: &mut Evaluator, v: &Value) -> EvalResult<bool> {
-    if let Value::Attrs(a) = v {
-        if let Some(t) = a.get(Symbol::intern("type")) {
-            let t = t.clone();
-            return Ok(matches!(ev.force(&t)?, Value::String(s) if s.as_str() == "derivation"));
-        }
-    }
-    Ok(false)
-}
-
-/// The derivations in `v`, as `nix-instantiate` finds them: `v` itself, or the derivations in a
-/// list or set at the top, recursing further only into sets with `recurseForDerivations = true`.
-pub fn find_derivations(ev: &mut Evaluator, v: &Value) -> EvalResult<Vec<FoundDrv>> {
-    let mut out = Vec::new();
-    collect(ev, v, "", true, &mut out)?;
-    Ok(out)
-}
-
-fn collect(
-    ev: &mut Evaluator,
-    v: &Value,
-    attr: &str,
-    top: bool,
-    out: &mut Vec<FoundDrv>,
-) -> EvalResult<()> {
-    let v = ev.force(v)?;
-    if is_derivation(ev, &v)? {
-        let Value::Attrs(a) = &v else { return Ok(()) };
-        let span = buildit_lang::Span::default();
-        let drv = a
-            .get(Symbol::intern("drvPath"))
-            .cloned()
-            .unwrap_or(Value::Null);
-        let drv = ev.force_string(&drv, span)?.as_str().to_string();
-        let output = match a.get(Symbol::intern("outputName")).cloned() {
-            Some(o) => ev.force_string(&o, span)?.as_str().to_string(),
-            None => "out".to_string(),
-        };
-        out.push(FoundDrv {
-            drv_path: drv,
-            output,
-            attr: attr.to_string(),
-        });
-        return Ok(());
-    }
-    match &v {
-        Value::Attrs(a) => {
-            let recurse = match a.get(Symbol::intern("recurseForDerivations")).cloned() {
-                Some(r) => matches!(ev.force(&r)?, Value::Bool(true)),
-                None => false,
-            };
-            if top || recurse {
-                for (k, x) in a
-                    .iter_sorted()
-                    .into_iter()
-                    .map(|(k, x)| (*k, x.clone()))
-                    .collect::<Vec<_>>()
-                {
-                    let path = if attr.is_empty() {
-                        k.as_str().to_string()
-                    } else {
-                        format!("{attr}.{}", k.as_str())
-                    };
-                    collect(ev, &x, &path, false, out)?;
-                }
-            }
-        }
-        Value::List(l) if top => {
-            for (i, x) in l.iter().enumerate() {
-                collect(ev, x, &format!("{attr}[{i}]"), false, out)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// Evaluate a target and return the derivations it denotes (exit code on failure, after the
-/// diagnostics were printed). An empty result is an error saying what the value was.
-pub fn instantiate_target(
-    ev: &mut Evaluator,
-    t: &Target<'_>,
-    st: crate::render::Style,
-) -> Result<Vec<FoundDrv>, ExitCode> {
-    let v = evaluate_target(ev, t, st)?;
-    match find_derivations(ev, &v) {
-        Ok(found) if !found.is_empty() => Ok(found),
-        Ok(_) => Err(cli_error(
-            "buildit::cli::no-derivation",
-            &format!(
-                "the expression evaluates to {}, which contains no derivation",
-                v.describe()
-            ),
-            "select a package with -A ATTR, or evaluate an expression that calls `derivation`",
-        )),
-        Err(e) => {
-            eprint!("{}", crate::render::eval_error(&ev.sources, &e, st));
-            Err(ExitCode::from(1))
-        }
-    }
-}
-
-pub fn run_instantiate(a: InstantiateArgs) -> ExitCode {
-    let st = style(a.eval.show_trace);
-    let io = store_io(a.eval.impure, a.eval.store_root.as_deref());
-    let mut ev = std::mem::ManuallyDrop::new(Evaluator::new(Box::new(io)));
-    let t = Target {
+pub fn run_instantiate(a: InstantiateArgs) -> Result<ExitCode, DriverError> {
+    let session = session(a.eval.store_root.as_deref(), a.eval.impure);
+    let mut ev = session.evaluator();
+    let t = EvalTarget {
         file: a.file.as_deref(),
         expr: a.expr.as_deref(),
         attr: a.attr.as_deref(),
         typecheck: !a.eval.no_typecheck,
     };
-    let found = match instantiate_target(&mut ev, &t, st) {
-        Ok(f) => f,
-        Err(code) => return code,
-    };
+    let found = buildit_driver::eval::instantiate(&mut ev, &t)?;
     if a.json {
         let list: Vec<serde_json::Value> = found
             .iter()
@@ -198,7 +83,7 @@ pub fn run_instantiate(a: InstantiateArgs) -> ExitCode {
             }
         }
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Resolve a command-line path to a store path: `/bld/store/…`, the physical `ROOT/store/…`,
@@ -232,25 +117,25 @@ pub fn resolve_store_path(
         .map_err(|e| e.to_string())
 }
 
-pub fn run_show_derivation(a: ShowDerivationArgs) -> ExitCode {
+pub fn run_show_derivation(a: ShowDerivationArgs) -> Result<ExitCode, DriverError> {
     let layout = store_layout(a.store_root.as_deref());
     let mut todo: Vec<StorePath> = Vec::new();
     for p in &a.paths {
         match resolve_store_path(&layout, p) {
             Ok(sp) if sp.is_derivation() => todo.push(sp),
             Ok(sp) => {
-                return cli_error(
+                return Err(DriverError::request(
                     "buildit::cli::not-a-derivation",
-                    &format!("'{sp}' is not a derivation (.drv) path"),
+                    format!("'{sp}' is not a derivation (.drv) path"),
                     "pass the .drv path printed by `buildit instantiate`",
-                )
+                ))
             }
             Err(e) => {
-                return cli_error(
+                return Err(DriverError::request(
                     "buildit::cli::bad-store-path",
-                    &e,
+                    e,
                     "store paths look like /bld/store/<hash>-<name>.drv",
-                )
+                ))
             }
         }
     }
@@ -259,20 +144,20 @@ pub fn run_show_derivation(a: ShowDerivationArgs) -> ExitCode {
         if out.contains_key(&p.to_string()) {
             continue;
         }
-        let bytes = match std::fs::read(layout.physical(&p)) {
-            Ok(b) => b,
-            Err(e) => {
-                return cli_error(
-                    "buildit::store::missing",
-                    &format!("cannot read {p}: {e}"),
-                    "instantiate the expression first (`buildit instantiate FILE`), or check --store-root",
-                )
-            }
-        };
-        let d = match Derivation::decode(&bytes) {
-            Ok(d) => d,
-            Err(e) => return cli_error("buildit::store::bad-derivation", &format!("{p}: {e}"), "the file is not a buildit derivation; `buildit store verify --check-contents` checks the store"),
-        };
+        let bytes = std::fs::read(layout.physical(&p)).map_err(|e| {
+            DriverError::request(
+                "buildit::store::missing",
+                format!("cannot read {p}: {e}"),
+                "instantiate the expression first (`buildit instantiate FILE`), or check --store-root",
+            )
+        })?;
+        let d = Derivation::decode(&bytes).map_err(|e| {
+            DriverError::request(
+                "buildit::store::bad-derivation",
+                format!("{p}: {e}"),
+                "the file is not a buildit derivation; `buildit store verify --check-contents` checks the store",
+            )
+        })?;
         if a.recursive {
             todo.extend(d.input_drvs.keys().cloned());
         }
@@ -281,11 +166,8 @@ pub fn run_show_derivation(a: ShowDerivationArgs) -> ExitCode {
             serde_json::to_value(&d).unwrap_or(serde_json::Value::Null),
         );
     }
-    match serde_json::to_string_pretty(&out) {
-        Ok(s) => {
-            println!("{s}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => cli_error("buildit::cli::json", &e.to_string(), "this is a bug"),
-    }
+    let s = serde_json::to_string_pretty(&out)
+        .map_err(|e| DriverError::request("buildit::cli::json", e.to_string(), "this is a bug"))?;
+    println!("{s}");
+    Ok(ExitCode::SUCCESS)
 }

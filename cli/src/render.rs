@@ -211,6 +211,32 @@ pub fn diagnostics(sources: &SourceMap, ds: &[Diagnostic], style: Style) -> Stri
     out
 }
 
+/// Render any error of the driver: diagnostics at their sources (and the note after them), an
+/// evaluation error with its trace, or the coded diagnostic of a store, build, image or
+/// request error. Every command's error is shown through here.
+pub fn error(e: &buildit_driver::DriverError, style: Style) -> String {
+    use buildit_driver::DriverError;
+    match e {
+        DriverError::Eval { sources, error } => eval_error(sources, error, style),
+        DriverError::Diagnostics {
+            sources,
+            diagnostics: ds,
+            note,
+        } => {
+            let mut out = diagnostics(sources, ds, style);
+            if let Some(n) = note {
+                out.push_str(&escape_controls(n));
+                out.push('\n');
+            }
+            out
+        }
+        other => {
+            let (_, ds) = other.diagnostics();
+            diagnostics(&SourceMap::new(), &ds, style)
+        }
+    }
+}
+
 const TRACE_LINES: usize = 6;
 
 /// Render an evaluation error: its diagnostic (or the syntax errors of an imported file) and
@@ -263,14 +289,15 @@ mod tests {
         let text = "\"\u{1b}[31m\" + 1";
         let file = sources.add("t.bld", text);
         let at = text.find('+').expect("a plus") as u32;
-        let d = Diagnostic::error("buildit::test::control-chars", "bad \u{1b}]0;title\u{7}").with_label(
-            Span {
-                file,
-                start: at,
-                end: at + 1,
-            },
-            "here",
-        );
+        let d = Diagnostic::error("buildit::test::control-chars", "bad \u{1b}]0;title\u{7}")
+            .with_label(
+                Span {
+                    file,
+                    start: at,
+                    end: at + 1,
+                },
+                "here",
+            );
         let out = diagnostic(&sources, &d, Style::plain());
         assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out}");
         assert!(out.contains("bad \\u{1b}]0;title\\u{7}"), "{out}");

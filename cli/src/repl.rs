@@ -393,7 +393,7 @@ impl Repl {
             Ok(v) => v,
             Err(e) => return Reply::err(e),
         };
-        let found = match crate::instantiate::find_derivations(&mut self.ev, &v) {
+        let found = match buildit_eval::find_derivations(&mut self.ev, &v) {
             Ok(f) => f,
             Err(e) => return Reply::err(render::eval_error(&self.ev.sources, &e, self.style)),
         };
@@ -418,14 +418,10 @@ impl Repl {
                 Err(e) => return Reply::err(format!("{}: {e}", f.drv_path)),
             }
         }
-        let store = match buildit_store::Store::open(layout) {
+        let session = crate::common::session_at(layout);
+        let store = match session.open_store() {
             Ok(s) => s,
-            Err(e) => {
-                return Reply::err(render::report(
-                    &crate::store_cmd::store_error(e),
-                    self.style,
-                ))
-            }
+            Err(e) => return Reply::err(render::error(&e, self.style)),
         };
         let mut lines = String::new();
         let mut progress = self.progress.take();
@@ -437,8 +433,8 @@ impl Repl {
                 lines.push('\n');
             }
         };
-        let mut sched = Scheduler::new(&store, ScheduleOptions::default())
-            .with_builtins(crate::builtins::all(store.layout()));
+        let mut sched =
+            Scheduler::new(&store, ScheduleOptions::default()).with_builtins(session.builtins());
         let r = sched.realise(&targets, &mut |e| match e {
             BuildEvent::Planned { builds, .. } => total = builds,
             BuildEvent::Started { drv, .. } => emit(format!("building '{drv}'")),
@@ -463,10 +459,7 @@ impl Repl {
                 Reply::ok(lines)
             }
             Err(e) => {
-                lines.push_str(&render::report(
-                    &crate::build_cmd::build_error(e),
-                    self.style,
-                ));
+                lines.push_str(&render::error(&e.into(), self.style));
                 Reply::err(lines)
             }
         }

@@ -3,8 +3,8 @@
 //! are listed newest first; options and description are the newest version's. It evaluates the embedded
 //! set (`(import <buildit>).pkgs.atoms`) without building anything.
 
-use crate::common::*;
-use buildit_eval::Evaluator;
+use crate::common::session;
+use buildit_driver::DriverError;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,104 +21,51 @@ pub struct SearchArgs {
     pub store_root: Option<PathBuf>,
 }
 
-const EXPR: &str = r#"
-let
-  pkgs = (import <buildit>).pkgs;
-  atoms = pkgs.atoms;
-  # newest first; options and description are the newest version's
-  versionsOf = a: builtins.sort (x: y: builtins.compareVersions x y > 0) (builtins.attrNames atoms.${a});
-  newest = a: atoms.${a}.${builtins.head (versionsOf a)};
-in map (a: {
-  atom = a;
-  versions = versionsOf a;
-  options = builtins.mapAttrs (_: o: { default = o.default or false; description = o.description or ""; })
-    ((newest a).options or { });
-  description = ((newest a).meta or { }).description or "";
-}) (builtins.attrNames atoms)
-"#;
-
-pub fn run_search(a: SearchArgs) -> ExitCode {
-    let st = style(false);
-    let io = store_io(false, a.store_root.as_deref());
-    let mut ev = std::mem::ManuallyDrop::new(Evaluator::new(Box::new(io)));
-    let t = Target {
-        file: None,
-        expr: Some(EXPR),
-        attr: None,
-        typecheck: false,
-    };
-    let v = match evaluate_target(&mut ev, &t, st) {
-        Ok(v) => v,
-        Err(code) => return code,
-    };
-    let mut ctx = buildit_eval::Context::empty();
-    let json = match buildit_eval::builtins::json::value_to_json(
-        &mut ev,
-        &v,
-        buildit_lang::Span::default(),
-        &mut ctx,
-    ) {
-        Ok(j) => j,
-        Err(e) => {
-            eprint!("{}", crate::render::eval_error(&ev.sources, &e, st));
-            return ExitCode::from(1);
-        }
-    };
-    let all: serde_json::Value = match serde_json::from_str(&json) {
-        Ok(j) => j,
-        Err(e) => return cli_error("buildit::search::json", &e.to_string(), "this is a bug"),
-    };
+pub fn run_search(a: SearchArgs) -> Result<ExitCode, DriverError> {
+    let set = buildit_driver::pkgset::package_set(&session(a.store_root.as_deref(), false))?;
     let q = a.query.clone().unwrap_or_default().to_lowercase();
-    let hits: Vec<&serde_json::Value> = all
-        .as_array()
-        .map(|l| {
-            l.iter()
-                .filter(|p| {
-                    p["atom"]
-                        .as_str()
-                        .is_some_and(|s| s.to_lowercase().contains(&q))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let hits: Vec<(&String, &buildit_driver::pkgset::Atom)> = set
+        .atoms
+        .iter()
+        .filter(|(name, _)| name.to_lowercase().contains(&q))
+        .collect();
+    let options =
+        |atom: &buildit_driver::pkgset::Atom| atom.newest_options().cloned().unwrap_or_default();
     if a.json {
-        println!(
-            "{}",
-            serde_json::Value::Array(hits.into_iter().cloned().collect())
-        );
-        return ExitCode::SUCCESS;
+        let list: Vec<serde_json::Value> = hits
+            .iter()
+            .map(|(name, atom)| {
+                let opts: serde_json::Map<String, serde_json::Value> = options(atom)
+                    .into_iter()
+                    .map(|(n, o)| {
+                        let v = serde_json::json!({ "default": o.default, "description": o.description });
+                        (n, v)
+                    })
+                    .collect();
+                serde_json::json!({
+                    "atom": name,
+                    "description": atom.description,
+                    "options": opts,
+                    "versions": atom.versions,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return Ok(ExitCode::SUCCESS);
     }
     if hits.is_empty() {
-        return cli_error(
+        return Err(DriverError::request(
             "buildit::search::no-match",
-            &format!("no package atom contains '{}'", a.query.unwrap_or_default()),
+            format!("no package atom contains '{}'", a.query.unwrap_or_default()),
             "run `buildit search` without a query to list every atom",
-        );
+        ));
     }
-    for p in hits {
-        let versions: Vec<&str> = p["versions"]
-            .as_array()
-            .map(|v| v.iter().filter_map(|x| x.as_str()).collect())
-            .unwrap_or_default();
-        println!(
-            "{} [{}]  {}",
-            p["atom"].as_str().unwrap_or(""),
-            versions.join(" "),
-            p["description"].as_str().unwrap_or("")
-        );
-        if let Some(opts) = p["options"].as_object() {
-            for (name, o) in opts {
-                let on = if o["default"].as_bool().unwrap_or(false) {
-                    "+"
-                } else {
-                    "-"
-                };
-                println!(
-                    "    {on}{name}  {}",
-                    o["description"].as_str().unwrap_or("")
-                );
-            }
+    for (name, atom) in hits {
+        println!("{name} [{}]  {}", atom.versions.join(" "), atom.description);
+        for (opt, o) in options(atom) {
+            let on = if o.default { "+" } else { "-" };
+            println!("    {on}{opt}  {}", o.description);
         }
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }

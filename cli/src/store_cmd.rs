@@ -11,10 +11,13 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use buildit_driver::DriverError;
 use buildit_store::store::StoreError;
-use buildit_store::{GcOptions, Store, StoreLayout, StorePath};
+use buildit_store::{GcOptions, Store, StorePath};
 use clap::{Args, Subcommand};
-use miette::{miette, Report};
+use miette::Report;
+
+use crate::common::store_layout;
 
 /// `buildit store` and its global option.
 #[derive(Args, Debug)]
@@ -123,142 +126,47 @@ pub enum StoreCommand {
     },
 }
 
-/// Open the store chosen by `root`, `BUILDIT_STORE_ROOT`, `/bld` or the data directory.
+/// Open the store chosen by `root`, `BUILDIT_STORE_ROOT`, `/bld` or the data directory, for
+/// `buildit run`, which prints its own errors (as miette reports).
 pub fn open_store(root: Option<&Path>) -> miette::Result<Store> {
-    let env_root = std::env::var_os("BUILDIT_STORE_ROOT")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
-    let data_home = std::env::var_os("XDG_DATA_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
-    let layout = StoreLayout::choose(root, env_root.as_deref(), data_home.as_deref());
-    Store::open(layout).map_err(store_error)
+    Store::open(store_layout(root)).map_err(store_error)
 }
 
-/// A miette report for a store error, with a stable code and a help line.
+/// A store error as a miette report with its code and help line (for `buildit run`).
 pub fn store_error(e: StoreError) -> Report {
-    use buildit_store::db::DbError;
-    let msg = e.to_string();
-    match &e {
-        StoreError::Db(DbError::Corrupt { .. } | DbError::Foreign { .. } | DbError::Version { .. }) => miette!(
-            code = "buildit::store::database",
-            help = "the database file is damaged or belongs to something else; move it away or choose another root with --store-root",
-            "{msg}"
-        ),
-        StoreError::Db(_) => miette!(code = "buildit::store::database", help = "retry; if it persists, run `buildit store verify`", "{msg}"),
-        StoreError::NotValid(_) => miette!(
-            code = "buildit::store::not-valid",
-            help = "add it with `buildit store add` or import it with `buildit store import`",
-            "{msg}"
-        ),
-        StoreError::NotAStorePath(_) => miette!(
-            code = "buildit::store::not-a-store-path",
-            help = "give /bld/store/<hash>-<name>, ROOT/store/<hash>-<name> or a link to one such as ./result",
-            "{msg}"
-        ),
-        StoreError::Path(_) => miette!(
-            code = "buildit::store::bad-path",
-            help = "names may contain letters, digits and + - . _ ? = and must not start with '.'",
-            "{msg}"
-        ),
-        StoreError::NoName(_) => miette!(code = "buildit::store::bad-path", help = "use --name NAME", "{msg}"),
-        StoreError::Alive { .. } => miette!(
-            code = "buildit::store::alive",
-            help = "remove its roots (`buildit store roots`) or delete its referrers first",
-            "{msg}"
-        ),
-        StoreError::MissingReference { .. } => miette!(
-            code = "buildit::store::missing-reference",
-            help = "import or add the referenced paths first (export closures with `buildit store export`)",
-            "{msg}"
-        ),
-        StoreError::UntrustedImport(_) => miette!(
-            code = "buildit::store::untrusted-import",
-            help = "input-addressed paths need a trusted signature, and signature checking (with signing keys) is not supported yet; if you trust where this stream comes from (e.g. your own other store), import it with `buildit store import --no-check-sigs`; nothing was registered",
-            "{msg}"
-        ),
-        StoreError::ContentAddressMismatch { .. } => miette!(
-            code = "buildit::store::bad-import",
-            help = "the stream claims a path its content does not give; nothing was registered",
-            "{msg}"
-        ),
-        StoreError::ImportTrailingData | StoreError::ImportCycle(_) => miette!(
-            code = "buildit::store::bad-import",
-            help = "the export stream is malformed; nothing was registered",
-            "{msg}"
-        ),
-        StoreError::HashMismatch { .. } | StoreError::Import(_) => miette!(
-            code = "buildit::store::bad-import",
-            help = "the export stream is truncated or corrupt; nothing was registered",
-            "{msg}"
-        ),
-        StoreError::Archive(buildit_store::ArchiveError::Unsafe { .. } | buildit_store::ArchiveError::Malformed(_)) => miette!(
-            code = "buildit::store::bad-archive",
-            help = "the archive is not a canonical buildit archive; nothing was registered",
-            "{msg}"
-        ),
-        StoreError::Archive(buildit_store::ArchiveError::UnsupportedFileType { .. })
-        | StoreError::Normalise(buildit_store::normalise::NormaliseError::UnsupportedFileType { .. }) => miette!(
-            code = "buildit::store::unsupported-file",
-            help = "remove sockets, fifos and device files from the tree",
-            "{msg}"
-        ),
-        _ => miette!(code = "buildit::store::io", help = "check the path and permissions", "{msg}"),
+    let e = DriverError::Store(e);
+    let (_, ds) = e.diagnostics();
+    match ds.into_iter().next() {
+        Some(d) => d.to_report(&buildit_lang::SourceMap::new()),
+        None => miette::miette!("{e}"),
     }
 }
 
-fn render(r: &Report) -> String {
-    let tty = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let theme = if tty {
-        miette::GraphicalTheme::unicode()
-    } else {
-        miette::GraphicalTheme::none()
-    };
-    let mut out = String::new();
-    if miette::GraphicalReportHandler::new_themed(theme)
-        .with_width(100)
-        .with_wrap_lines(tty)
-        .with_links(false)
-        .render_report(&mut out, r.as_ref())
-        .is_err()
-    {
-        out = format!("error: {r}\n");
-    }
-    out
-}
-
-/// Print a report on stderr and return exit status 1.
+/// Print a report on stderr and return exit status 1 (for `buildit run`).
 pub fn fail(r: Report) -> ExitCode {
-    eprint!("{}", render(&r));
+    eprint!("{}", crate::render::report(&r, crate::common::style(false)));
     ExitCode::from(1)
 }
 
 /// Run `buildit store ...`.
-pub fn run(a: StoreArgs) -> ExitCode {
-    let store = match open_store(a.store_root.as_deref()) {
-        Ok(s) => s,
-        Err(r) => return fail(r),
-    };
-    match run_with(&store, a.command) {
-        Ok(code) => code,
-        Err(r) => fail(r),
-    }
+pub fn run_store(a: StoreArgs) -> Result<ExitCode, DriverError> {
+    let store = Store::open(store_layout(a.store_root.as_deref()))?;
+    run_with(&store, a.command)
 }
 
-fn resolve(store: &Store, arg: &str) -> miette::Result<(StorePath, String)> {
-    store.resolve(arg).map_err(store_error)
+fn resolve(store: &Store, arg: &str) -> Result<(StorePath, String), DriverError> {
+    Ok(store.resolve(arg)?)
 }
 
-fn resolve_valid(store: &Store, arg: &str) -> miette::Result<StorePath> {
+fn resolve_valid(store: &Store, arg: &str) -> Result<StorePath, DriverError> {
     let (p, _) = resolve(store, arg)?;
-    if !store.is_valid(&p).map_err(store_error)? {
-        return Err(store_error(StoreError::NotValid(p)));
+    if !store.is_valid(&p)? {
+        return Err(StoreError::NotValid(p).into());
     }
     Ok(p)
 }
 
-fn parse_bytes(s: &str) -> miette::Result<u64> {
+fn parse_bytes(s: &str) -> Result<u64, DriverError> {
     let t = s.trim();
     let (num, mul) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
         Some('K') => (&t[..t.len() - 1], 1u64 << 10),
@@ -272,30 +180,36 @@ fn parse_bytes(s: &str) -> miette::Result<u64> {
         .ok()
         .and_then(|n| n.checked_mul(mul))
         .ok_or_else(|| {
-            miette!(
-                code = "buildit::store::bad-size",
-                help = "give a number of bytes, optionally with K, M, G or T",
-                "'{s}' is not a size"
+            DriverError::request(
+                "buildit::store::bad-size",
+                format!("'{s}' is not a size"),
+                "give a number of bytes, optionally with K, M, G or T",
             )
         })
 }
 
-fn out_err(e: std::io::Error) -> Report {
-    miette!(
-        code = "buildit::store::io",
-        help = "is stdout closed?",
-        "writing the output: {e}"
+fn io_error(p: &Path, e: std::io::Error) -> DriverError {
+    DriverError::request(
+        "buildit::store::io",
+        format!("{}: {e}", p.display()),
+        "check the path and permissions",
     )
 }
 
-fn run_with(store: &Store, cmd: StoreCommand) -> miette::Result<ExitCode> {
+fn out_err(e: std::io::Error) -> DriverError {
+    DriverError::request(
+        "buildit::store::io",
+        format!("writing the output: {e}"),
+        "is stdout closed?",
+    )
+}
+
+fn run_with(store: &Store, cmd: StoreCommand) -> Result<ExitCode, DriverError> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match cmd {
         StoreCommand::Add { path, name } => {
-            let p = store
-                .add_path(&path, name.as_deref())
-                .map_err(store_error)?;
+            let p = store.add_path(&path, name.as_deref())?;
             writeln!(out, "{p}").map_err(out_err)?;
         }
         StoreCommand::PathInfo {
@@ -308,25 +222,25 @@ fn run_with(store: &Store, cmd: StoreCommand) -> miette::Result<ExitCode> {
                 ps.push(resolve_valid(store, a)?);
             }
             let ps: Vec<StorePath> = if closure {
-                store
-                    .closure(&ps)
-                    .map_err(store_error)?
-                    .into_iter()
-                    .collect()
+                store.closure(&ps)?.into_iter().collect()
             } else {
                 ps
             };
             let mut infos = Vec::new();
             for p in &ps {
                 let info = store
-                    .path_info(p)
-                    .map_err(store_error)?
-                    .ok_or_else(|| store_error(StoreError::NotValid(p.clone())))?;
+                    .path_info(p)?
+                    .ok_or_else(|| DriverError::from(StoreError::NotValid(p.clone())))?;
                 infos.push(info);
             }
             if json {
-                let s = serde_json::to_string_pretty(&infos)
-                    .map_err(|e| miette!("cannot print JSON: {e}"))?;
+                let s = serde_json::to_string_pretty(&infos).map_err(|e| {
+                    DriverError::request(
+                        "buildit::cli::json",
+                        format!("cannot print JSON: {e}"),
+                        "this is a bug",
+                    )
+                })?;
                 writeln!(out, "{s}").map_err(out_err)?;
             } else {
                 for i in &infos {
@@ -338,7 +252,7 @@ fn run_with(store: &Store, cmd: StoreCommand) -> miette::Result<ExitCode> {
             check_contents,
             repair,
         } => {
-            let rep = store.verify(check_contents, repair).map_err(store_error)?;
+            let rep = store.verify(check_contents, repair)?;
             for p in &rep.missing {
                 eprintln!(
                     "missing: {p} (registered, but {} is absent)",
@@ -368,9 +282,7 @@ fn run_with(store: &Store, cmd: StoreCommand) -> miette::Result<ExitCode> {
         }
         StoreCommand::Gc { dry_run, max } => {
             let max_bytes = max.as_deref().map(parse_bytes).transpose()?;
-            let rep = store
-                .gc(GcOptions { dry_run, max_bytes })
-                .map_err(store_error)?;
+            let rep = store.gc(GcOptions { dry_run, max_bytes })?;
             for p in &rep.deleted {
                 writeln!(out, "{p}").map_err(out_err)?;
             }
@@ -393,13 +305,13 @@ fn run_with(store: &Store, cmd: StoreCommand) -> miette::Result<ExitCode> {
             );
         }
         StoreCommand::Roots => {
-            for r in store.roots().map_err(store_error)? {
+            for r in store.roots()? {
                 writeln!(out, "{} -> {}", r.link.display(), r.target).map_err(out_err)?;
             }
         }
         StoreCommand::AddRoot { link, path } => {
             let p = resolve_valid(store, &path)?;
-            store.add_root(&link, &p).map_err(store_error)?;
+            store.add_root(&link, &p)?;
         }
         StoreCommand::WhyDepends { a, b } => {
             let a = resolve_valid(store, &a)?;
@@ -413,7 +325,7 @@ fn run_with(store: &Store, cmd: StoreCommand) -> miette::Result<ExitCode> {
                 if found {
                     break;
                 }
-                for r in store.references(&p).map_err(store_error)? {
+                for r in store.references(&p)? {
                     if seen.insert(r.clone()) {
                         prev.insert(r.clone(), p.clone());
                         if r == b {
@@ -425,10 +337,10 @@ fn run_with(store: &Store, cmd: StoreCommand) -> miette::Result<ExitCode> {
                 }
             }
             if !found {
-                return Err(miette!(
-                    code = "buildit::store::no-dependency",
-                    help = "see its closure with `buildit store path-info --closure`",
-                    "{a} does not depend on {b}"
+                return Err(DriverError::request(
+                    "buildit::store::no-dependency",
+                    format!("{a} does not depend on {b}"),
+                    "see its closure with `buildit store path-info --closure`",
                 ));
             }
             let mut chain = vec![b.clone()];
@@ -448,10 +360,10 @@ fn run_with(store: &Store, cmd: StoreCommand) -> miette::Result<ExitCode> {
         }
         StoreCommand::Export { no_closure, paths } => {
             if std::io::stdout().is_terminal() {
-                return Err(miette!(
-                    code = "buildit::store::export-to-terminal",
-                    help = "redirect it: buildit store export PATH > file",
-                    "refusing to write a binary export stream to a terminal"
+                return Err(DriverError::request(
+                    "buildit::store::export-to-terminal",
+                    "refusing to write a binary export stream to a terminal",
+                    "redirect it: buildit store export PATH > file",
                 ));
             }
             let mut ps = Vec::new();
@@ -461,13 +373,9 @@ fn run_with(store: &Store, cmd: StoreCommand) -> miette::Result<ExitCode> {
             let ps: Vec<StorePath> = if no_closure {
                 ps
             } else {
-                store
-                    .closure(&ps)
-                    .map_err(store_error)?
-                    .into_iter()
-                    .collect()
+                store.closure(&ps)?.into_iter().collect()
             };
-            let n = store.export(&ps, &mut out).map_err(store_error)?;
+            let n = store.export(&ps, &mut out)?;
             eprintln!("exported {n} store paths");
         }
         StoreCommand::Import { no_check_sigs } => {
@@ -475,24 +383,23 @@ fn run_with(store: &Store, cmd: StoreCommand) -> miette::Result<ExitCode> {
             let opts = buildit_store::ImportOptions {
                 trust_input_addressed: no_check_sigs,
             };
-            let got = store.import(stdin.lock(), opts).map_err(store_error)?;
+            let got = store.import(stdin.lock(), opts)?;
             for p in &got {
                 writeln!(out, "{p}").map_err(out_err)?;
             }
         }
         StoreCommand::Cat { path } => {
             let (p, sub) = resolve(store, &path)?;
-            if !store.is_valid(&p).map_err(store_error)? {
-                return Err(store_error(StoreError::NotValid(p)));
+            if !store.is_valid(&p)? {
+                return Err(StoreError::NotValid(p).into());
             }
-            let phys = store.physical_sub(&p, &sub).map_err(store_error)?;
+            let phys = store.physical_sub(&p, &sub)?;
             let meta = std::fs::metadata(&phys).map_err(|e| no_such(&p, &sub, e))?;
             if meta.is_dir() {
-                return Err(miette!(
-                    code = "buildit::store::is-a-directory",
-                    help = "list it with `buildit store ls`",
-                    "{} is a directory",
-                    Store::logical(&p, &sub)
+                return Err(DriverError::request(
+                    "buildit::store::is-a-directory",
+                    format!("{} is a directory", Store::logical(&p, &sub)),
+                    "list it with `buildit store ls`",
                 ));
             }
             let mut f = std::fs::File::open(&phys).map_err(|e| no_such(&p, &sub, e))?;
@@ -500,10 +407,10 @@ fn run_with(store: &Store, cmd: StoreCommand) -> miette::Result<ExitCode> {
         }
         StoreCommand::Ls { recursive, path } => {
             let (p, sub) = resolve(store, &path)?;
-            if !store.is_valid(&p).map_err(store_error)? {
-                return Err(store_error(StoreError::NotValid(p)));
+            if !store.is_valid(&p)? {
+                return Err(StoreError::NotValid(p).into());
             }
-            let phys = store.physical_sub(&p, &sub).map_err(store_error)?;
+            let phys = store.physical_sub(&p, &sub)?;
             let meta = std::fs::symlink_metadata(&phys).map_err(|e| no_such(&p, &sub, e))?;
             if meta.is_dir() {
                 ls_dir(&mut out, &phys, "", recursive)?;
@@ -516,7 +423,7 @@ fn run_with(store: &Store, cmd: StoreCommand) -> miette::Result<ExitCode> {
             for a in &paths {
                 ps.push(resolve_valid(store, a)?);
             }
-            for p in store.delete(&ps).map_err(store_error)? {
+            for p in store.delete(&ps)? {
                 writeln!(out, "{p}").map_err(out_err)?;
             }
         }
@@ -525,12 +432,11 @@ fn run_with(store: &Store, cmd: StoreCommand) -> miette::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn no_such(p: &StorePath, sub: &str, e: std::io::Error) -> Report {
-    miette!(
-        code = "buildit::store::no-such-file",
-        help = "list the object with `buildit store ls -R`",
-        "{}: {e}",
-        Store::logical(p, sub)
+fn no_such(p: &StorePath, sub: &str, e: std::io::Error) -> DriverError {
+    DriverError::request(
+        "buildit::store::no-such-file",
+        format!("{}: {e}", Store::logical(p, sub)),
+        "list the object with `buildit store ls -R`",
     )
 }
 
@@ -539,7 +445,7 @@ fn ls_line<W: Write>(
     phys: &Path,
     meta: &std::fs::Metadata,
     name: &str,
-) -> miette::Result<()> {
+) -> Result<(), DriverError> {
     let ft = meta.file_type();
     if ft.is_symlink() {
         let t = std::fs::read_link(phys).unwrap_or_default();
@@ -556,16 +462,20 @@ fn ls_line<W: Write>(
     }
 }
 
-fn ls_dir<W: Write>(out: &mut W, dir: &Path, prefix: &str, recursive: bool) -> miette::Result<()> {
+fn ls_dir<W: Write>(
+    out: &mut W,
+    dir: &Path,
+    prefix: &str,
+    recursive: bool,
+) -> Result<(), DriverError> {
     let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(dir)
-        .map_err(|e| miette!(code = "buildit::store::io", "{}: {e}", dir.display()))?
+        .map_err(|e| io_error(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.file_name()))
         .collect();
     names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
     for n in names {
         let p = dir.join(&n);
-        let meta = std::fs::symlink_metadata(&p)
-            .map_err(|e| miette!(code = "buildit::store::io", "{}: {e}", p.display()))?;
+        let meta = std::fs::symlink_metadata(&p).map_err(|e| io_error(&p, e))?;
         let name = format!("{prefix}{}", n.to_string_lossy());
         ls_line(out, &p, &meta, &name)?;
         if recursive && meta.is_dir() {

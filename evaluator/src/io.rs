@@ -59,10 +59,10 @@ pub trait EvalIo {
     /// `builtins.trace`: called with the already-printed value.
     fn trace(&self, message: &str);
     /// Copy a path into the store (path interpolation, `builtins.path`, `toFile`); returns the
-    /// store path. Without a store (this issue) it is an error explaining why.
+    /// store path. An IO without a store (`buildit check`, tests) refuses, saying why.
     fn add_to_store(&self, name: &str, path: &str) -> Result<String, String> {
         let _ = (name, path);
-        Err("copying paths into the store needs a store; it arrives with the store issue".into())
+        Err("copying paths into the store needs a store, and this evaluation has none".into())
     }
     /// `builtins.toFile name contents` with the store paths it references.
     fn add_text_to_store(
@@ -72,7 +72,7 @@ pub trait EvalIo {
         references: &[String],
     ) -> Result<String, String> {
         let _ = (name, contents, references);
-        Err("`toFile` needs a store; it arrives with the store issue".into())
+        Err("`toFile` needs a store, and this evaluation has none".into())
     }
     /// Copy `path` into the store leaving out the entries (paths below `path`) in `excluded`
     /// (`builtins.path { filter = …; }`).

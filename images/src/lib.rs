@@ -289,7 +289,18 @@ fn store_err(e: buildit_store::StoreError) -> ImageError {
     ImageError::Store(e.to_string())
 }
 
-fn store_archive(src: &Path, prefix: &str, out: &mut dyn Write) -> Result<(), String> {
+/// Where compressed layers of the store at `layout` are cached: `<state dir>/layers`, or
+/// `$BUILDIT_LAYER_CACHE` (benchmarks measure assembly with an empty one); the image's bytes
+/// never depend on it.
+pub fn layer_cache_dir(layout: &buildit_store::StoreLayout) -> PathBuf {
+    match std::env::var_os("BUILDIT_LAYER_CACHE").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => layout.state_dir().join("layers"),
+    }
+}
+
+/// The store's canonical archive writer, as an [`ArchiveFn`].
+pub fn store_archive(src: &Path, prefix: &str, out: &mut dyn Write) -> Result<(), String> {
     buildit_store::archive::write_archive(src, prefix, out)
         .map(|_| ())
         .map_err(|e| e.to_string())
@@ -332,12 +343,7 @@ impl StoreView for buildit_store::Store {
             .ok_or_else(|| ImageError::Store(format!("{p} is not valid")))
     }
     fn layer_cache_dir(&self) -> PathBuf {
-        // BUILDIT_LAYER_CACHE: another cache directory (benchmarks measure assembly with an
-        // empty one); the image's bytes never depend on it
-        match std::env::var_os("BUILDIT_LAYER_CACHE").filter(|v| !v.is_empty()) {
-            Some(d) => PathBuf::from(d),
-            None => self.layout().state_dir().join("layers"),
-        }
+        layer_cache_dir(self.layout())
     }
     fn archive_fn(&self) -> ArchiveFn {
         store_archive

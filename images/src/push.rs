@@ -106,7 +106,7 @@ const EMPTY_JSON: &[u8] = b"{}";
 
 /// A parsed `REGISTRY/REPO:TAG`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
+pub struct ImageRef {
     pub registry: String,
     pub repo: String,
     pub tag: String,
@@ -117,7 +117,7 @@ fn reg_err(m: impl Into<String>) -> ImageError {
 }
 
 /// Parse `REGISTRY/REPO[:TAG]` (the tag defaults to `latest`).
-pub fn parse_target(s: &str) -> Result<Target, ImageError> {
+pub fn parse_reference(s: &str) -> Result<ImageRef, ImageError> {
     let (registry, rest) = s.split_once('/').ok_or_else(|| {
         reg_err(format!(
             "`{s}` is not REGISTRY/REPO:TAG (for example 127.0.0.1:5000/app:1.0)"
@@ -146,7 +146,7 @@ pub fn parse_target(s: &str) -> Result<Target, ImageError> {
             "`{s}`: repository `{repo}` or tag `{tag}` is not valid (lowercase repository components, tag of letters, digits, `._-`)"
         )));
     }
-    Ok(Target {
+    Ok(ImageRef {
         registry: registry.to_string(),
         repo: repo.to_string(),
         tag: tag.to_string(),
@@ -182,7 +182,7 @@ struct Blob {
 struct Session {
     client: Client,
     base: Url,
-    target: Target,
+    target: ImageRef,
     auth: Option<String>,
     creds: Option<(String, String)>,
     extra_scopes: Vec<String>,
@@ -462,7 +462,7 @@ pub fn push_image(
     target: &str,
     opts: &PushOptions,
 ) -> Result<PushReport, ImageError> {
-    let t = parse_target(target)?;
+    let t = parse_reference(target)?;
     if !image.join("index.json").is_file() {
         return Err(ImageError::NotAnImage(format!(
             "{}: push needs an OCI image layout (an image built with `type: oci`)",
@@ -645,7 +645,7 @@ pub fn push_image(
 /// Push `blobs` (HEAD, mount, or upload), recording each in `report`.
 fn push_blobs(
     s: &mut Session,
-    t: &Target,
+    t: &ImageRef,
     blobs: &[Blob],
     opts: &PushOptions,
     known: &mut Known,
@@ -712,7 +712,7 @@ fn push_blobs(
 /// `PUT` a manifest under `reference`, checking the digest the registry answers with.
 fn put_manifest(
     s: &mut Session,
-    t: &Target,
+    t: &ImageRef,
     reference: &str,
     media_type: &str,
     bytes: &[u8],
@@ -749,16 +749,16 @@ mod tests {
 
     #[test]
     fn targets() {
-        let t = parse_target("127.0.0.1:5000/team/app:1.0").expect("ok");
+        let t = parse_reference("127.0.0.1:5000/team/app:1.0").expect("ok");
         assert_eq!(
             (t.registry.as_str(), t.repo.as_str(), t.tag.as_str()),
             ("127.0.0.1:5000", "team/app", "1.0")
         );
-        let t = parse_target("localhost/app").expect("ok");
+        let t = parse_reference("localhost/app").expect("ok");
         assert_eq!(t.tag, "latest");
-        assert!(parse_target("app:1").is_err());
-        assert!(parse_target("r/App:1").is_err());
-        assert!(parse_target("r/app:").is_err());
+        assert!(parse_reference("app:1").is_err());
+        assert!(parse_reference("r/App:1").is_err());
+        assert!(parse_reference("r/app:").is_err());
     }
 
     #[test]

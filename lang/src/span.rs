@@ -1,6 +1,6 @@
 //! Source positions: every file the language sees gets a [`FileId`] in a [`SourceMap`], and every
 //! AST node carries a [`Span`] (file + byte range). Diagnostics, the evaluator's error traces and
-//! (later) the YAML lowering all point into this one map, so an error anywhere can show the text
+//! the YAML lowering all point into this one map, so an error anywhere can show the text
 //! it is about.
 
 use std::fmt;

@@ -15,24 +15,7 @@ use buildit_lang::{Diagnostic, Span};
 use super::spec::{did_you_mean, ContainerSpec, ImageType, PackageRef, PkgSpec, Spanned};
 
 /// A string as a `.bld` string literal.
-pub fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+pub use buildit_lang::text::quote;
 
 /// A path relative to the spec directory as a `.bld` path expression: a literal `./a/b` when
 /// every character allows it, else `./. + "/a b"`.

@@ -222,26 +222,12 @@ pub fn did_you_mean<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
         if c.len().abs_diff(name.len()) > reach * 4 {
             continue;
         }
-        let d = levenshtein(name, c);
+        let d = buildit_lang::text::edit_distance(name, c);
         if d <= reach && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, c));
         }
     }
     best.map(|(_, c)| c)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut row = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            row.push((prev[j + 1] + 1).min(row[j] + 1).min(prev[j] + cost));
-        }
-        prev = row;
-    }
-    prev[b.len()]
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,240 @@
+//! [`DriverError`]: the one error everything below the command line returns. Each phase keeps
+//! its library's typed error (evaluation, store, build, image); [`DriverError::diagnostics`]
+//! gives every one of them as diagnostics with a stable code and a help line, so the front end
+//! renders all errors the same way, in one place.
+
+use buildit_builder::BuildError;
+use buildit_eval::EvalError;
+use buildit_images::ImageError;
+use buildit_lang::{Diagnostic, SourceMap};
+use buildit_store::store::StoreError;
+
+/// Which image operation an [`ImageError`] came from (the codes differ).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageOp {
+    /// `buildit push`.
+    Push,
+    /// Reading an image (`buildit contents`).
+    Read,
+}
+
+/// An error of a driver operation, with what is needed to show it.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// Diagnostics at source spans: syntax, scope and type errors, YAML errors, package-set
+    /// checks; `note` is a line shown after them.
+    #[error("{}", .diagnostics.first().map_or("error", |d| d.message.as_str()))]
+    Diagnostics {
+        sources: SourceMap,
+        diagnostics: Vec<Diagnostic>,
+        note: Option<String>,
+    },
+    /// Evaluation failed; `sources` are the evaluator's, which the error's spans point into.
+    #[error("{error}")]
+    Eval {
+        sources: SourceMap,
+        error: EvalError,
+    },
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A build failed, or the scheduler refused a derivation.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// Reading or pushing an image failed.
+    #[error("{error}")]
+    Image { op: ImageOp, error: ImageError },
+    /// A request that cannot be carried out, without a source position (nothing to evaluate,
+    /// an unknown atom, an unreadable lock): a diagnostic with a code and a help line.
+    #[error("{}", .0.message)]
+    Request(Diagnostic),
+}
+
+/// A driver result.
+pub type Result<T, E = DriverError> = std::result::Result<T, E>;
+
+impl DriverError {
+    /// A [`DriverError::Request`] with its code, message and help.
+    pub fn request(
+        code: &'static str,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) -> Self {
+        DriverError::Request(Diagnostic::error(code, message).with_help(help))
+    }
+
+    /// Diagnostics without a source map (for [`DriverError::Diagnostics`] built from
+    /// diagnostics whose spans point nowhere).
+    pub fn diagnostics_in(sources: SourceMap, diagnostics: Vec<Diagnostic>) -> Self {
+        DriverError::Diagnostics {
+            sources,
+            diagnostics,
+            note: None,
+        }
+    }
+
+    /// An evaluation error of `ev` (its sources move into the error: the evaluator is not
+    /// used for reporting afterwards).
+    pub fn eval(ev: &mut buildit_eval::Evaluator, error: EvalError) -> Self {
+        DriverError::Eval {
+            sources: std::mem::take(&mut ev.sources),
+            error,
+        }
+    }
+
+    /// The error as diagnostics with codes and help lines, and the sources their spans point
+    /// into (`None` when they point nowhere). An evaluation error gives its main diagnostic
+    /// here; its trace is [`DriverError::Eval`]'s to render.
+    pub fn diagnostics(&self) -> (Option<&SourceMap>, Vec<Diagnostic>) {
+        let plain = |code: &'static str, help: &str| {
+            vec![Diagnostic::error(code, self.to_string()).with_help(help)]
+        };
+        match self {
+            DriverError::Diagnostics {
+                sources,
+                diagnostics,
+                ..
+            } => (Some(sources), diagnostics.clone()),
+            DriverError::Eval { sources, error } => (Some(sources), vec![error.to_diagnostic()]),
+            DriverError::Store(e) => {
+                let (code, help) = store_code(e);
+                (None, plain(code, help))
+            }
+            DriverError::Build(e) => {
+                let (code, help) = build_code(e);
+                (None, plain(code, &help))
+            }
+            DriverError::Image { op, error } => {
+                let (code, help) = image_code(*op, error);
+                (None, plain(code, help))
+            }
+            DriverError::Request(d) => (None, vec![d.clone()]),
+        }
+    }
+}
+
+/// A store error's code and help.
+fn store_code(e: &StoreError) -> (&'static str, &'static str) {
+    use buildit_store::db::DbError;
+    use buildit_store::ArchiveError;
+    match e {
+        StoreError::Db(DbError::Corrupt { .. } | DbError::Foreign { .. } | DbError::Version { .. }) => (
+            "buildit::store::database",
+            "the database file is damaged or belongs to something else; move it away or choose another root with --store-root",
+        ),
+        StoreError::Db(_) => ("buildit::store::database", "retry; if it persists, run `buildit store verify`"),
+        StoreError::NotValid(_) => (
+            "buildit::store::not-valid",
+            "add it with `buildit store add` or import it with `buildit store import`",
+        ),
+        StoreError::NotAStorePath(_) => (
+            "buildit::store::not-a-store-path",
+            "give /bld/store/<hash>-<name>, ROOT/store/<hash>-<name> or a link to one such as ./result",
+        ),
+        StoreError::Path(_) => (
+            "buildit::store::bad-path",
+            "names may contain letters, digits and + - . _ ? = and must not start with '.'",
+        ),
+        StoreError::NoName(_) => ("buildit::store::bad-path", "use --name NAME"),
+        StoreError::Alive { .. } => (
+            "buildit::store::alive",
+            "remove its roots (`buildit store roots`) or delete its referrers first",
+        ),
+        StoreError::MissingReference { .. } => (
+            "buildit::store::missing-reference",
+            "import or add the referenced paths first (export closures with `buildit store export`)",
+        ),
+        StoreError::UntrustedImport(_) => (
+            "buildit::store::untrusted-import",
+            "input-addressed paths need a trusted signature, and signature checking (with signing keys) is not supported yet; if you trust where this stream comes from (e.g. your own other store), import it with `buildit store import --no-check-sigs`; nothing was registered",
+        ),
+        StoreError::ContentAddressMismatch { .. } => (
+            "buildit::store::bad-import",
+            "the stream claims a path its content does not give; nothing was registered",
+        ),
+        StoreError::ImportTrailingData | StoreError::ImportCycle(_) => (
+            "buildit::store::bad-import",
+            "the export stream is malformed; nothing was registered",
+        ),
+        StoreError::HashMismatch { .. } | StoreError::Import(_) => (
+            "buildit::store::bad-import",
+            "the export stream is truncated or corrupt; nothing was registered",
+        ),
+        StoreError::Archive(ArchiveError::Unsafe { .. } | ArchiveError::Malformed(_)) => (
+            "buildit::store::bad-archive",
+            "the archive is not a canonical buildit archive; nothing was registered",
+        ),
+        StoreError::Archive(ArchiveError::UnsupportedFileType { .. })
+        | StoreError::Normalise(buildit_store::normalise::NormaliseError::UnsupportedFileType {
+            ..
+        }) => (
+            "buildit::store::unsupported-file",
+            "remove sockets, fifos and device files from the tree",
+        ),
+        _ => ("buildit::store::io", "check the path and permissions"),
+    }
+}
+
+/// A build error's code and help.
+fn build_code(e: &BuildError) -> (&'static str, String) {
+    match e {
+        BuildError::BwrapMissing => (
+            "buildit::build::no-bwrap",
+            "builds run in bubblewrap: apt-get install bubblewrap".into(),
+        ),
+        BuildError::NoUserNamespaces(_) => (
+            "buildit::build::no-user-namespaces",
+            "the administrator allows unprivileged user namespaces (above), or buildit runs as root (docs/store.md: who may build)".into(),
+        ),
+        BuildError::Failed(f) => (
+            "buildit::build::failed",
+            format!("the whole log: buildit log {}", f.drv),
+        ),
+        BuildError::Several { .. } | BuildError::DependencyFailed { .. } => (
+            "buildit::build::failed",
+            "the failures are listed above; see their logs with `buildit log DRV`".into(),
+        ),
+        BuildError::WrongSystem { .. } => (
+            "buildit::build::system",
+            "set system = \"x86_64-linux\" (builtins.currentSystem)".into(),
+        ),
+        BuildError::UnknownBuiltin { .. } => (
+            "buildit::build::builtin",
+            "this buildit does not provide that builtin builder".into(),
+        ),
+        BuildError::BuiltinNeedsFixedOutput { .. } => (
+            "buildit::build::not-fixed-output",
+            "declare the expected content: outputHash (with outputHashAlgo, or SRI) and outputHashMode".into(),
+        ),
+        BuildError::BadDerivation { .. } | BuildError::Request(_) => (
+            "buildit::build::bad-derivation",
+            "give a .drv store path written by this buildit (`buildit store ls`)".into(),
+        ),
+        BuildError::Store(_) | BuildError::Io { .. } => (
+            "buildit::build::io",
+            "check the store root and its permissions (`buildit store verify`)".into(),
+        ),
+    }
+}
+
+/// An image error's code and help.
+fn image_code(op: ImageOp, e: &ImageError) -> (&'static str, &'static str) {
+    match (op, e) {
+        (_, ImageError::NotAnImage(_)) => (
+            "buildit::image::not-an-image",
+            "pass the directory `buildit build` left (./result) or an image archive",
+        ),
+        (ImageOp::Push, ImageError::Registry(_)) => (
+            "buildit::push::registry",
+            "check the registry address, --insecure (loopback only) and --user",
+        ),
+        (ImageOp::Push, _) => (
+            "buildit::push::failed",
+            "the image or the registry could not be read; see the message",
+        ),
+        (ImageOp::Read, _) => (
+            "buildit::image::read",
+            "the image could not be read; see the message",
+        ),
+    }
+}

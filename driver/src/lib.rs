@@ -1,0 +1,17 @@
+//! `buildit-driver`: what the command line drives, between the libraries and `cli`. A
+//! [`Session`] holds the store layout, the Debian lock and the evaluation IO; [`eval`]
+//! evaluates targets into values and derivations; [`spec`] compiles and evaluates YAML specs;
+//! [`pkgset`] asks the package set typed questions; [`builtins`] are the in-process builders
+//! the scheduler runs. Every operation returns a [`DriverError`], which the front end renders
+//! in one place. Nothing here prints.
+
+pub mod builtins;
+pub mod error;
+pub mod eval;
+pub mod pkgset;
+pub mod session;
+pub mod spec;
+
+pub use error::{DriverError, ImageOp, Result};
+pub use eval::EvalTarget;
+pub use session::{store_layout, DebianLock, Session};
