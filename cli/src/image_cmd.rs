@@ -227,7 +227,11 @@ pub fn run_push(a: PushArgs) -> Result<ExitCode, DriverError> {
         mount_from: a.mount_from.clone(),
         chunk_size: a.chunk_size.max(1),
         known_blobs: Some(known_blobs_file()),
-        verbose: !a.json,
+        progress: if a.json {
+            None
+        } else {
+            Some(|l| eprintln!("{l}"))
+        },
         sbom: !a.no_sbom,
     };
     let r = buildit_images::push_image(&a.image, &a.target, &opts).map_err(|error| {

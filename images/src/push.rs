@@ -42,8 +42,8 @@ pub struct PushOptions {
     pub chunk_size: usize,
     /// Where to remember which repositories hold which blobs (for mounts), if anywhere.
     pub known_blobs: Option<PathBuf>,
-    /// Print a line per blob on stderr.
-    pub verbose: bool,
+    /// Where a line per blob (and one for the attached SBOM) goes, if anywhere.
+    pub progress: Option<fn(&str)>,
     /// Attach the image's `sbom.spdx.json` (when it has one) as an OCI artifact.
     pub sbom: bool,
 }
@@ -56,7 +56,7 @@ impl Default for PushOptions {
             mount_from: Vec::new(),
             chunk_size: 8 << 20,
             known_blobs: None,
-            verbose: false,
+            progress: None,
             sbom: true,
         }
     }
@@ -627,8 +627,11 @@ pub fn push_image(
             &artifact_bytes,
             &artifact_digest,
         )?;
-        if opts.verbose {
-            eprintln!("attached the SBOM as {}/{}:{tag}", t.registry, t.repo);
+        if let Some(progress) = opts.progress {
+            progress(&format!(
+                "attached the SBOM as {}/{}:{tag}",
+                t.registry, t.repo
+            ));
         }
         report.sbom = Some(SbomPush {
             reference: format!("{}/{}:{tag}", t.registry, t.repo),
@@ -695,8 +698,8 @@ fn push_blobs(
                 ("uploaded", None)
             }
         };
-        if opts.verbose {
-            eprintln!("{action:>8} {} ({} bytes)", b.digest, b.size);
+        if let Some(progress) = opts.progress {
+            progress(&format!("{action:>8} {} ({} bytes)", b.digest, b.size));
         }
         known.entry(key).or_default().insert(t.repo.clone());
         report.blobs.push(BlobPush {
