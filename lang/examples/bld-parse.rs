@@ -39,21 +39,10 @@ fn json(s: &str) -> String {
     out
 }
 
+/// The inside of the `.bld` literal of `s` (without its quotes).
 fn escape_str(s: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
-            c => out.push(c),
-        }
-    }
-    out
+    let q = buildit_lang::text::quote(s);
+    q[1..q.len() - 1].to_string()
 }
 
 fn nix_parts(parts: &[StrPart], escape: bool, out: &mut String) {
