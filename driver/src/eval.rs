@@ -250,3 +250,34 @@ pub fn query<T: serde::de::DeserializeOwned>(
     serde_json::from_str(&json)
         .map_err(|e| DriverError::request(code, e.to_string(), "this is a bug in buildit"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The literal `lang::text::quote` makes evaluates back to the string it quotes.
+    #[test]
+    fn quoted_strings_evaluate_to_themselves() {
+        let cases = [
+            "",
+            "plain",
+            "a \"quoted\" word",
+            "back\\slash",
+            "line\nbreak\r\ttab",
+            "${not interpolated}",
+            "$ alone, $$ and $${x}",
+            "dollar at the end $",
+            "ünïcödé ✓",
+            "\\${",
+            "''",
+        ];
+        let mut ev = Evaluator::new(Box::new(buildit_stdlib::FsIo::new(|_| {})));
+        for s in cases {
+            let text = buildit_lang::text::quote(s);
+            let ir = ev.compile("quoted", &text, "/").expect("compiles");
+            let v = ev.eval_root(&ir).expect("evaluates");
+            let got = ev.force_string(&v, Span::default()).expect("a string");
+            assert_eq!(got.as_str(), s, "{text}");
+        }
+    }
+}
