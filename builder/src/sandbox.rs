@@ -705,7 +705,7 @@ impl Sandbox {
                 Ok(r) => return Ok(r),
             }
         }
-        refuse_without_namespaces(&self.bwrap)?;
+        crate::userns::usable_by_bwrap(&self.bwrap).map_err(BuildError::NoUserNamespaces)?;
         let (mut reader, writer) =
             std::io::pipe().map_err(|e| BuildError::io("creating the log pipe", e))?;
         let writer2 = writer
@@ -918,27 +918,6 @@ impl Sandbox {
         }
         Ok(exit_reason(status))
     }
-}
-
-/// For a caller that is not root, bwrap needs a user namespace unless it is installed
-/// set-user-ID root: where the kernel refuses them, the error says which switch to turn
-/// instead of bwrap failing in the log. The kernel's answer is asked once per process.
-fn refuse_without_namespaces(bwrap: &Path) -> Result<(), BuildError> {
-    use std::os::unix::fs::MetadataExt;
-    if nix::unistd::geteuid().is_root() {
-        return Ok(());
-    }
-    let setuid_root =
-        std::fs::metadata(bwrap).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o4000 != 0);
-    if setuid_root {
-        return Ok(());
-    }
-    static PROBE: std::sync::OnceLock<Result<(), crate::userns::Refusal>> =
-        std::sync::OnceLock::new();
-    PROBE
-        .get_or_init(crate::userns::probe)
-        .clone()
-        .map_err(BuildError::NoUserNamespaces)
 }
 
 /// What one build holds while it runs besides its directories: its build user (when `buildit`

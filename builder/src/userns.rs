@@ -19,11 +19,17 @@ pub struct Refusal {
 
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let why = match self.errno {
+            libc::EPERM => "EPERM: not permitted".to_string(),
+            libc::ENOSPC => "ENOSPC: the limit of user namespaces is 0 or reached".to_string(),
+            libc::EUSERS => "EUSERS: too deeply nested".to_string(),
+            libc::EINVAL | libc::ENOSYS => "not supported by this kernel".to_string(),
+            e => std::io::Error::from_raw_os_error(e).to_string(),
+        };
         write!(
             f,
-            "this kernel refuses unprivileged user namespaces ({}), which the build sandbox \
-             needs when buildit does not run as root",
-            std::io::Error::from_raw_os_error(self.errno)
+            "this kernel refuses unprivileged user namespaces ({why}), which the sandbox needs \
+             when buildit does not run as root"
         )?;
         if self.remedies.is_empty() {
             write!(
@@ -35,6 +41,22 @@ impl std::fmt::Display for Refusal {
             write!(f, "; as the administrator: {}", self.remedies.join("; "))
         }
     }
+}
+
+/// Whether `bwrap` can set a sandbox up for this caller: root, a set-user-ID root `bwrap`, or
+/// a kernel that lets the caller create user namespaces (asked once per process).
+pub fn usable_by_bwrap(bwrap: &Path) -> Result<(), Refusal> {
+    use std::os::unix::fs::MetadataExt;
+    if nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let setuid_root =
+        std::fs::metadata(bwrap).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o4000 != 0);
+    if setuid_root {
+        return Ok(());
+    }
+    static PROBE: std::sync::OnceLock<Result<(), Refusal>> = std::sync::OnceLock::new();
+    PROBE.get_or_init(probe).clone()
 }
 
 /// `Ok(())` where a user namespace can be created, else why not.

@@ -591,6 +591,13 @@ pub fn run(a: RunArgs) -> ExitCode {
             )
         }
     };
+    if let Err(refusal) = buildit_builder::userns::usable_by_bwrap(&bwrap) {
+        return cli_error(
+            "buildit::run::no-user-namespaces",
+            &refusal.to_string(),
+            "the administrator allows unprivileged user namespaces (above), or buildit runs as root (docs/store.md: who owns a store)",
+        );
+    }
     let etc = match tempfile::Builder::new().prefix("buildit-run-etc").tempdir() {
         Ok(d) => d,
         Err(e) => {
