@@ -357,10 +357,7 @@ fn main() -> ExitCode {
         Command::Realise(a) => buildit_cli::build_cmd::run_realise(a),
         Command::Log(a) => buildit_cli::build_cmd::run_log(a),
         Command::Search(a) => buildit_cli::search_cmd::run_search(a),
-        Command::Debian(a) => Ok(buildit_cli::debian_cmd::run(&a, &mut |e| {
-            let e = buildit_driver::DriverError::request(e.code, e.message.clone(), e.help.clone());
-            eprint!("{}", render::error(&e, st));
-        })),
+        Command::Debian(a) => buildit_cli::debian_cmd::run_debian(&a),
         Command::Run(a) => Ok(buildit_cli::run_cmd::run(a)),
         Command::Push(a) => buildit_cli::image_cmd::run_push(a),
         Command::Contents(a) => buildit_cli::image_cmd::run_contents(a),

@@ -41,6 +41,9 @@ pub enum DriverError {
     /// A build failed, or the scheduler refused a derivation.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// Resolving or locking Debian packages failed.
+    #[error(transparent)]
+    Debian(#[from] buildit_debian::DebianError),
     /// Reading or pushing an image failed.
     #[error("{error}")]
     Image { op: ImageOp, error: ImageError },
@@ -103,6 +106,10 @@ impl DriverError {
             DriverError::Build(e) => {
                 let (code, help) = build_code(e);
                 (None, plain(code, &help))
+            }
+            DriverError::Debian(e) => {
+                let (code, help) = debian_code(e);
+                (None, plain(code, help))
             }
             DriverError::Image { op, error } => {
                 let (code, help) = image_code(*op, error);
@@ -184,7 +191,7 @@ fn build_code(e: &BuildError) -> (&'static str, String) {
         ),
         BuildError::NoUserNamespaces(_) => (
             "buildit::build::no-user-namespaces",
-            "the administrator allows unprivileged user namespaces (above), or buildit runs as root (docs/store.md: who may build)".into(),
+            "the administrator allows unprivileged user namespaces (above), or buildit runs as root (docs/store.md: who owns a store)".into(),
         ),
         BuildError::Failed(f) => (
             "buildit::build::failed",
@@ -215,6 +222,27 @@ fn build_code(e: &BuildError) -> (&'static str, String) {
             "check the store root and its permissions (`buildit store verify`)".into(),
         ),
     }
+}
+
+/// A Debian error's code and help.
+fn debian_code(e: &buildit_debian::DebianError) -> (&'static str, &'static str) {
+    use buildit_debian::DebianError;
+    match e {
+            DebianError::UnknownPackage { .. } => ("buildit::debian::unknown-package", "package names are binary package names as in `apt-cache show NAME`; run `apt-get update` if the indexes are old"),
+            DebianError::NoSuchVersion { .. } => ("buildit::debian::no-such-version", "pin one of the available versions, or drop `=VERSION` to take the newest"),
+            DebianError::Unsatisfiable { .. } => ("buildit::debian::unsatisfiable", "the indexes have no version that fits; check the suite (--suite) and run `apt-get update`"),
+            DebianError::NoIndexes { .. } => ("buildit::debian::no-index", "run `apt-get update` (or use --apt-root DIR --update for a private apt root)"),
+            DebianError::BadLock { .. } => ("buildit::debian::bad-lock", "regenerate it: buildit debian lock PKG... --output FILE"),
+            DebianError::BadIndex { .. } => ("buildit::debian::bad-index", "run `apt-get update` to fetch the indexes again"),
+            DebianError::NoPackages => ("buildit::debian::no-packages", "name packages (buildit debian lock gcc make ...), or give --output FILE of an existing lock to refresh it"),
+            DebianError::NoLockToRefresh { .. } => ("buildit::debian::no-packages", "name the packages to lock: buildit debian lock PKG... --output FILE"),
+            DebianError::AptConfig { .. } | DebianError::BadSources { .. } => ("buildit::debian::apt-config", "check /etc/apt/sources.list and /etc/apt/sources.list.d"),
+            DebianError::NoMirror { .. } => ("buildit::debian::no-mirror", "add a Debian entry to /etc/apt/sources.list.d/debian.sources"),
+            DebianError::AptRoot { .. } => ("buildit::debian::apt-root", "give --apt-root a writable directory"),
+            DebianError::AptGetSpawn { .. } => ("buildit::debian::apt-get", "--update needs apt-get (Debian's apt package)"),
+            DebianError::AptGet { .. } => ("buildit::debian::apt-get", "check the network and the mirror; the keyring comes from the debian-archive-keyring package"),
+            DebianError::Io { .. } => ("buildit::debian::io", "check the path and its permissions"),
+        }
 }
 
 /// An image error's code and help.

@@ -3,8 +3,8 @@
 //! the set lacks, a misspelled build option, an option whose requirement is off, two options
 //! that conflict) point at the YAML line and column of the entry that caused them.
 //!
-//! The set's facts come from evaluating [`SET_INFO_EXPR`] (the caller does that, with a store
-//! for `<buildit>`), turned into a [`SetInfo`]; [`check`] then only compares data. The rules
+//! The set's facts are a [`SetInfo`] the caller evaluates (the driver's package-set query, with
+//! a store for `<buildit>`); [`check`] then only compares data. The rules
 //! mirror `pkgs.byAtom` (an exact `category/name` picks the newest version, otherwise the last
 //! `-<digit>…` of the base name is the version) and `options.bld`'s `resolve`.
 
@@ -13,20 +13,6 @@ use std::collections::BTreeMap;
 use buildit_lang::Diagnostic;
 
 use super::spec::{did_you_mean, ContainerSpec, PackageRef, PkgSpec, Spanned};
-
-/// The expression whose JSON value [`SetInfo::from_json`] reads: `atoms`: atom → version →
-/// option → `{ default, requires, conflicts }`; `debian`: Debian package name → the locked
-/// version.
-pub const SET_INFO_EXPR: &str = r#"
-let
-  buildit = import <buildit>;
-  atoms = buildit.pkgs.atoms;
-  opt = o: { default = o.default or false; requires = o.requires or [ ]; conflicts = o.conflicts or [ ]; };
-in {
-  atoms = builtins.mapAttrs (a: vs: builtins.mapAttrs (v: p: builtins.mapAttrs (n: o: opt o) (p.options or { })) vs) atoms;
-  debian = builtins.listToAttrs (map (p: { name = p.name; value = p.version; }) (buildit.debian.lock.package or [ ]));
-}
-"#;
 
 /// A build option as the set declares it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -43,48 +29,6 @@ pub struct SetInfo {
     pub atoms: BTreeMap<String, BTreeMap<String, BTreeMap<String, OptionInfo>>>,
     /// Debian package name → the version the lock pins.
     pub debian: BTreeMap<String, String>,
-}
-
-fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-impl SetInfo {
-    /// Read the value of [`SET_INFO_EXPR`] (as JSON).
-    pub fn from_json(v: &serde_json::Value) -> SetInfo {
-        let mut atoms = BTreeMap::new();
-        let debian = v["debian"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-            .collect();
-        for (atom, versions) in v["atoms"].as_object().into_iter().flatten() {
-            let mut vs = BTreeMap::new();
-            for (ver, opts) in versions.as_object().into_iter().flatten() {
-                let mut os = BTreeMap::new();
-                for (name, o) in opts.as_object().into_iter().flatten() {
-                    os.insert(
-                        name.clone(),
-                        OptionInfo {
-                            default: o["default"].as_bool().unwrap_or(false),
-                            requires: strings(&o["requires"]),
-                            conflicts: strings(&o["conflicts"]),
-                        },
-                    );
-                }
-                vs.insert(ver.clone(), os);
-            }
-            atoms.insert(atom.clone(), vs);
-        }
-        SetInfo { atoms, debian }
-    }
 }
 
 /// Compare two versions the way the set orders them (numeric runs as numbers).
@@ -418,18 +362,33 @@ mod tests {
     }
 
     fn set() -> SetInfo {
-        SetInfo::from_json(
-            &serde_json::json!({ "debian": { "libc6": "2.36-9" }, "atoms": {
-                "www-servers/nginx": { "1.22.1": {
-                    "http2": { "default": false, "requires": ["ssl"], "conflicts": [] },
-                    "ssl": { "default": true, "requires": [], "conflicts": [] },
-                    "ipv6": { "default": true, "requires": [], "conflicts": [] },
-                    "a": { "default": false, "requires": [], "conflicts": ["b"] },
-                    "b": { "default": false, "requires": [], "conflicts": ["a"] }
-                }},
-                "sys-libs/zlib": { "1.2.13": {} }
-            }}),
-        )
+        let opt = |default: bool, requires: &[&str], conflicts: &[&str]| OptionInfo {
+            default,
+            requires: requires.iter().map(|x| x.to_string()).collect(),
+            conflicts: conflicts.iter().map(|x| x.to_string()).collect(),
+        };
+        let nginx: BTreeMap<String, OptionInfo> = [
+            ("http2", opt(false, &["ssl"], &[])),
+            ("ssl", opt(true, &[], &[])),
+            ("ipv6", opt(true, &[], &[])),
+            ("a", opt(false, &[], &["b"])),
+            ("b", opt(false, &[], &["a"])),
+        ]
+        .into_iter()
+        .map(|(n, o)| (n.to_string(), o))
+        .collect();
+        let version =
+            |v: &str, opts: BTreeMap<String, OptionInfo>| BTreeMap::from([(v.to_string(), opts)]);
+        SetInfo {
+            atoms: BTreeMap::from([
+                ("www-servers/nginx".to_string(), version("1.22.1", nginx)),
+                (
+                    "sys-libs/zlib".to_string(),
+                    version("1.2.13", BTreeMap::new()),
+                ),
+            ]),
+            debian: BTreeMap::from([("libc6".to_string(), "2.36-9".to_string())]),
+        }
     }
 
     fn codes(pkg: &PkgSpec) -> Vec<String> {
