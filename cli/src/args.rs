@@ -50,7 +50,7 @@ pub struct Cli {
 pub enum Command {
     /// Evaluate a .bld file or expression and print the value (fully evaluated)
     #[command(
-        after_help = "Examples:\n  buildit eval file.bld\n  buildit eval -E '{ a = 1; b = [ 2 3 ]; }'\n  buildit eval --json -A packages.hello file.bld"
+        after_help = "Examples:\n  buildit eval examples/hello.bld\n  buildit eval -E '{ a = 1; b = [ 2 3 ]; }'\n  buildit eval --json -A hello.meta examples/packages.bld"
     )]
     Eval(EvalArgs),
     /// Start an interactive read-eval-print loop
@@ -58,16 +58,18 @@ pub enum Command {
     Repl(ReplArgs),
     /// Check .bld files without evaluating them: syntax, names, types (exit 1 on any error)
     #[command(
-        after_help = "Examples:\n  buildit check file.bld\n  buildit check --json a.bld b.bld"
+        after_help = "Examples:\n  buildit check examples/hello.bld\n  buildit check --json examples/hello.bld examples/packages.bld"
     )]
     Check(CheckArgs),
     /// Evaluate, write the derivations to the store and print their .drv paths
     #[command(
-        after_help = "Examples:\n  buildit instantiate examples/package-set.bld -A hello\n  buildit instantiate -E 'derivation { name = \"x\"; system = \"x86_64-linux\"; builder = \"/bin/sh\"; }'"
+        after_help = "Examples:\n  buildit instantiate examples/packages.bld -A hello\n  buildit instantiate -E 'derivation { name = \"x\"; system = \"x86_64-linux\"; builder = \"/bin/sh\"; }'"
     )]
     Instantiate(crate::instantiate::InstantiateArgs),
     /// Show .drv files as JSON
-    #[command(after_help = "Example:\n  buildit show-derivation $(buildit instantiate file.bld)")]
+    #[command(
+        after_help = "Example:\n  buildit show-derivation $(buildit instantiate examples/packages.bld -A hello)"
+    )]
     ShowDerivation(crate::instantiate::ShowDerivationArgs),
     /// Print the .bld program a container spec directory (container.yaml, pkg.yaml) lowers to
     #[command(after_help = "Example:\n  buildit compile examples/nginx-prod")]
@@ -78,7 +80,7 @@ pub enum Command {
     /// output paths and leave ./result links (GC roots)
     #[command(
         visible_alias = "build",
-        after_help = "Examples:\n  buildit build examples/nginx-prod          (a container spec directory; also: buildit examples/nginx-prod)\n  buildit realise examples/packages.bld -A hello\n  buildit realise -E '(import <buildit>).pkgs.zlib'\n  buildit realise /bld/store/...-hello.drv\n  buildit realise -j 4 --keep-going --no-out-link A.drv B.drv\n  buildit realise --check /bld/store/...-hello.drv"
+        after_help = "Examples:\n  buildit build examples/nginx-prod       # a container spec directory; also: buildit examples/nginx-prod\n  buildit realise examples/packages.bld -A hello\n  buildit realise -E '(import <buildit>).pkgs.zlib'\n  buildit realise -L -E '(import <buildit>).pkgs.hello'   # with its build log on stderr\n  buildit realise /bld/store/<hash>-hello-2.10.drv\n  buildit realise -j 4 --keep-going --no-out-link <a.drv> <b.drv>\n  buildit realise --check /bld/store/<hash>-hello-2.10.drv"
     )]
     Realise(crate::build_cmd::RealiseArgs),
     /// Print the build log of a derivation or of a path built from one
@@ -93,22 +95,22 @@ pub enum Command {
     /// Build a package of the set if needed and run its main program in a sandbox holding
     /// exactly its runtime closure
     #[command(
-        after_help = "Examples:\n  buildit run hello\n  buildit run hello -- --greeting=hi\n  buildit run app-misc/hello-2.10\n  buildit run --net --bind-cwd nginx -- -p . -c nginx.conf\n  buildit run --program bin/busybox busybox -- ls /\n  buildit run --set ./my-set.bld mytool\n\nThe program sees only its runtime closure at /bld/store, the Debian runtime libraries at /usr, a synthetic /etc and a tmpfs /tmp; the current directory only with --bind-cwd; no network but loopback unless --net. The exit status is the program's."
+        after_help = "Examples:\n  buildit run hello\n  buildit run hello -- --greeting=hi\n  buildit run app-misc/hello-2.10\n  buildit run --net --bind-cwd nginx -- -p . -c <nginx.conf>\n  buildit run --program bin/busybox busybox -- ls /\n  buildit run --set <my-set.bld> <tool>\n\nThe program sees only its runtime closure at /bld/store, the Debian runtime libraries at /usr, a synthetic /etc and a tmpfs /tmp; the current directory only with --bind-cwd; no network but loopback unless --net. The exit status is the program's."
     )]
     Run(crate::run_cmd::RunArgs),
     /// Push an OCI image layout to a registry (OCI distribution API)
     #[command(
-        after_help = "Examples:\n  buildit push result 127.0.0.1:5000/nginx:1.22 --insecure\n  buildit push result registry.example/team/app:1.0 --user me --json"
+        after_help = "Examples:\n  buildit push result 127.0.0.1:5000/nginx:1.22 --insecure\n  buildit push result registry.example/team/app:1.0 --user me --json\n\nThe image is the OCI layout `buildit build` leaves at ./result; the destination is\n<registry host>/<repository>:<tag>."
     )]
     Push(crate::image_cmd::PushArgs),
     /// List every file of an image with the package it came from
     #[command(
-        after_help = "Examples:\n  buildit contents result\n  buildit contents --json result/image.aci"
+        after_help = "Examples:\n  buildit build examples/nginx-prod\n  buildit contents result\n  buildit contents --json result"
     )]
     Contents(crate::image_cmd::ContentsArgs),
     /// Pack one package (with its runtime closure) as its own image; prints the image path
     #[command(
-        after_help = "Examples:\n  buildit image app-misc/hello\n  buildit image --format docker-archive www-servers/nginx\n  buildit image --json ./pkgs/nginx"
+        after_help = "Examples:\n  buildit image app-misc/hello\n  buildit image --format docker-archive www-servers/nginx\n  buildit image --json examples/nginx-prod/pkgs/nginx   # a directory holding pkg.yaml"
     )]
     Image(crate::image_cmd::ImageArgs),
     /// Print a shell completion script on stdout

@@ -22,7 +22,8 @@ pub struct InstantiateArgs {
     /// Select an attribute path of the result (`-A packages.hello`)
     #[arg(short = 'A', long = "attr", value_name = "PATH")]
     pub attr: Option<String>,
-    /// Print a JSON list of { drvPath, outputs } instead of one path per line
+    /// Print a JSON list of { attr, drvPath, output }, one object per derivation, instead of
+    /// one path per line
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

@@ -35,7 +35,7 @@ pub struct StoreArgs {
 pub enum StoreCommand {
     /// Add a file or directory to the store and print its store path
     #[command(
-        after_help = "Examples:\n  buildit store add ./src\n  buildit store add --name hello-src ./src"
+        after_help = "Examples:\n  buildit store add examples/hello.bld\n  buildit store add --name nginx-files examples/nginx-prod/files"
     )]
     Add {
         /// The file or directory to add
@@ -89,7 +89,9 @@ pub enum StoreCommand {
     #[command(name = "why-depends")]
     WhyDepends { a: String, b: String },
     /// Write the closures of paths as an export stream to stdout
-    #[command(after_help = "Example:\n  buildit store export ./result > closure.bldx")]
+    #[command(
+        after_help = "Example:\n  buildit store export ./result > closure.bldx   # a closure: ./result and everything it refers to"
+    )]
     Export {
         /// Export only the named paths, not their closures
         #[arg(long)]

@@ -27,6 +27,7 @@ mod e2e;
 mod escape_sandbox;
 mod escape_store;
 mod eval;
+mod examples;
 mod images;
 mod nixlang;
 mod pkgs;
@@ -165,6 +166,7 @@ fn main() {
     trials.extend(conventions::trials());
     trials.extend(debian::trials());
     trials.extend(docs::trials());
+    trials.extend(examples::trials());
     trials.extend(typecheck::trials());
     trials.extend(drv::trials());
     trials.extend(yaml::trials());
