@@ -8,14 +8,13 @@
 //! `out=$(buildit realise --json X 2>events.jsonl)` works). [`realise`] is the entry point for
 //! other commands that first evaluate a file into derivations.
 
-use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use buildit_builder::{BuildLimits, BuildOptions, Builtins, ScheduleOptions, Scheduler, Target};
-use buildit_driver::{DriverError, EvalTarget, Session};
+use buildit_driver::DriverError;
 use buildit_store::{Store, StorePath};
 use clap::Args;
 
@@ -115,122 +114,6 @@ pub struct RealiseOpts {
     pub progress: Progress,
 }
 
-/// Whether a command-line argument names a source to evaluate (a `.bld`/`.nix` file or a
-/// directory with a default file) rather than a store path.
-fn is_source(arg: &str) -> bool {
-    let p = Path::new(arg);
-    !arg.starts_with(buildit_store::STORE_DIR)
-        && !p.is_symlink()
-        && (arg.ends_with(".bld")
-            || arg.ends_with(".nix")
-            || p.join("default.bld").is_file()
-            || p.join("default.nix").is_file())
-}
-
-/// Build targets for the derivations an evaluation found (each with the output it selects).
-fn targets_of(found: Vec<buildit_eval::FoundDrv>) -> Result<Vec<Target>, DriverError> {
-    found
-        .into_iter()
-        .map(|f| {
-            Ok(Target {
-                drv: buildit_driver::eval::drv_path(&f)?,
-                outputs: Some(std::iter::once(f.output).collect()),
-            })
-        })
-        .collect()
-}
-
-/// A container spec directory: compile the YAML (fetching URL patches without a recorded hash
-/// once and writing their hashes to `buildit.lock`), type-check and evaluate exactly the
-/// compiled text, and print the seed's kind of transcript on stderr.
-fn container_targets(
-    session: &Session,
-    store: &Store,
-    dir: &Path,
-    a: &RealiseArgs,
-) -> Result<Vec<Target>, DriverError> {
-    let compiled = buildit_driver::spec::compile_fetching(
-        session,
-        store,
-        &|s| buildit_driver::spec::compile(s, dir),
-        &mut |l| eprintln!("{l}"),
-    )?;
-    let vars: BTreeMap<String, String> = compiled
-        .spec
-        .vars
-        .iter()
-        .map(|(k, v)| (k.clone(), v.value.clone()))
-        .collect();
-    let get = |k: &str, d: &str| vars.get(k).cloned().unwrap_or_else(|| d.to_string());
-    let who = vars
-        .get("author")
-        .map(|a| format!("{a}/"))
-        .unwrap_or_default();
-    eprintln!(
-        "Building {who}{}-{}",
-        get("name", "image"),
-        get("version", "latest")
-    );
-    for p in &compiled.spec.packages {
-        let what = match p {
-            buildit_yaml::spec::PackageRef::Embedded(path) => {
-                format!("package from '{}'", path.value)
-            }
-            buildit_yaml::spec::PackageRef::Set(atom) => format!("package {}", atom.value),
-            buildit_yaml::spec::PackageRef::Debian { name, .. } => {
-                format!("Debian package {}", name.value)
-            }
-        };
-        eprintln!(
-            "Processing {what} for {}/{}.",
-            get("os", "linux"),
-            get("arch", "amd64")
-        );
-    }
-    let found = buildit_driver::spec::evaluate_spec(session, &compiled, !a.no_typecheck, dir)?;
-    let targets = targets_of(found)?;
-    for t in &targets {
-        eprintln!("HASH: {}", t.drv.hash_part());
-    }
-    Ok(targets)
-}
-
-/// Evaluate a file or expression and return the derivations it denotes as build targets.
-fn evaluate_targets(
-    session: &Session,
-    file: Option<&str>,
-    expr: Option<&str>,
-    a: &RealiseArgs,
-) -> Result<Vec<Target>, DriverError> {
-    let mut ev = session.evaluator();
-    let t = EvalTarget {
-        file,
-        expr,
-        attr: a.attr.as_deref(),
-        typecheck: !a.no_typecheck,
-    };
-    targets_of(buildit_driver::eval::instantiate(&mut ev, &t)?)
-}
-
-fn parse_target(store: &Store, arg: &str) -> Result<Target, DriverError> {
-    let (path, outs) = match arg.rsplit_once('!') {
-        Some((p, o)) => (p, Some(o)),
-        None => (arg, None),
-    };
-    let (drv, sub) = store.resolve(path)?;
-    if !sub.is_empty() || !drv.is_derivation() {
-        return Err(DriverError::request(
-            "buildit::build::not-a-derivation",
-            format!("{path} is not a derivation (.drv) store path"),
-            "give a .drv store path (evaluate a file first)",
-        ));
-    }
-    Ok(Target {
-        drv,
-        outputs: outs.map(|o| o.split(',').map(str::to_string).collect()),
-    })
-}
-
 /// Realise `drvs` (all outputs of each) for `buildit run`, which prints its own errors.
 pub fn realise_drvs(
     store: &Store,
@@ -256,43 +139,24 @@ pub fn realise(
     opts: &RealiseOpts,
     builtins: Builtins,
 ) -> Result<Vec<StorePath>, DriverError> {
-    let mut sched = Scheduler::new(store, opts.schedule.clone()).with_builtins(builtins);
     let mut ui = Ui::new(opts.progress);
-    let r = sched.realise(targets, &mut |e| ui.event(e));
+    let r = buildit_driver::build::realise(
+        store,
+        targets,
+        opts.schedule.clone(),
+        builtins,
+        opts.out_link.as_deref(),
+        &mut |e| ui.event(e),
+    );
     ui.finish();
-    let realised = r?;
-    let mut paths = Vec::new();
-    for (i, (_, outs)) in realised.iter().enumerate() {
-        for (name, p) in outs {
-            if let Some(base) = &opts.out_link {
-                let mut link = base.clone();
-                if i > 0 {
-                    link.push_str(&format!("-{}", i + 1));
-                }
-                if name != "out" {
-                    link.push_str(&format!("-{name}"));
-                }
-                store.add_root(Path::new(&link), p)?;
-            }
-            paths.push(p.clone());
-        }
-    }
-    Ok(paths)
+    r
 }
 
 /// Run `buildit realise`.
 pub fn run_realise(a: RealiseArgs) -> Result<ExitCode, DriverError> {
     let session = session(a.store_root.as_deref(), false);
     let store = session.open_store()?;
-    let mut targets = Vec::new();
-    if a.drvs.is_empty() && a.expr.is_none() {
-        return Err(DriverError::request(
-            "buildit::build::nothing",
-            "nothing to build",
-            "give a .bld FILE (with -A ATTR), -E EXPR, or .drv paths (see `buildit realise --help`)",
-        ));
-    }
-    if let Some(d) = &a.discover {
+    if let (Some(d), false) = (&a.discover, a.drvs.is_empty() && a.expr.is_none()) {
         let (url, rest) = d.split_once(',').unwrap_or((d.as_str(), ""));
         let push = rest
             .split(',')
@@ -306,18 +170,14 @@ pub fn run_realise(a: RealiseArgs) -> Result<ExitCode, DriverError> {
             "build without --discover for now: everything is built locally (sharing through repositories arrives in a later release)",
         ));
     }
-    for d in &a.drvs {
-        if Path::new(d).join("container.yaml").is_file() {
-            targets.extend(container_targets(&session, &store, Path::new(d), &a)?);
-        } else if is_source(d) {
-            targets.extend(evaluate_targets(&session, Some(d.as_str()), None, &a)?);
-        } else {
-            targets.push(parse_target(&store, d)?);
-        }
-    }
-    if let Some(e) = &a.expr {
-        targets.extend(evaluate_targets(&session, None, Some(e.as_str()), &a)?);
-    }
+    let req = buildit_driver::build::BuildRequest {
+        args: &a.drvs,
+        expr: a.expr.as_deref(),
+        attr: a.attr.as_deref(),
+        typecheck: !a.no_typecheck,
+    };
+    let targets =
+        buildit_driver::build::targets(&session, &store, &req, &mut |l| eprintln!("{l}"))?;
     let mut schedule = ScheduleOptions::default();
     if let Some(j) = a.jobs {
         schedule.jobs = j.max(1);
@@ -404,28 +264,7 @@ fn run_check(
 /// Run `buildit log`.
 pub fn run_log(a: LogArgs) -> Result<ExitCode, DriverError> {
     let store = session(a.store_root.as_deref(), false).open_store()?;
-    let (p, _) = store.resolve(&a.path)?;
-    let drv = if p.is_derivation() {
-        p
-    } else {
-        match store.path_info(&p)? {
-            Some(info) => info.deriver.ok_or_else(|| {
-                DriverError::request(
-                    "buildit::build::no-log",
-                    format!("{p} was not built here (it has no deriver)"),
-                    "only built paths have logs; sources were added, not built",
-                )
-            })?,
-            None => return Err(buildit_store::StoreError::NotValid(p).into()),
-        }
-    };
-    let bytes = buildit_builder::log::read_log(store.layout(), &drv).map_err(|e| {
-        DriverError::request(
-            "buildit::build::no-log",
-            format!("no log for {drv}: {e}"),
-            "the derivation was never built on this machine, or its log was removed",
-        )
-    })?;
+    let bytes = buildit_driver::build::read_log(&store, &a.path)?;
     let _ = std::io::stdout().lock().write_all(&bytes);
     Ok(ExitCode::SUCCESS)
 }

@@ -3,13 +3,12 @@
 //! REGISTRY/REPO:TAG` and `buildit contents IMAGE` work on an already built image (a
 //! `./result` OCI layout, or an archive).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::common::{session, store_layout};
-use buildit_driver::{DriverError, ImageOp, Session};
+use buildit_driver::{DriverError, ImageOp};
 use buildit_images::PushOptions;
-use buildit_store::StorePath;
 use clap::Args;
 
 #[derive(Args)]
@@ -70,80 +69,16 @@ pub struct ImageArgs {
     pub store_root: Option<PathBuf>,
 }
 
-/// Evaluate `text` (a program in `base_dir`) to its one image derivation.
-fn evaluate_image(
-    session: &Session,
-    name: &str,
-    text: &str,
-    base_dir: &Path,
-) -> Result<StorePath, DriverError> {
-    let (sources, diagnostics) = buildit_driver::eval::type_errors(name, text);
-    if !diagnostics.is_empty() {
-        return Err(DriverError::diagnostics_in(sources, diagnostics));
-    }
-    let mut ev = session.evaluator();
-    let found = buildit_driver::eval::evaluate_program(&mut ev, name, text, base_dir)?;
-    let Some(f) = found.into_iter().next() else {
-        return Err(DriverError::request(
-            "buildit::image::no-derivation",
-            "the image program gave no derivation",
-            "this is a bug in buildit",
-        ));
-    };
-    buildit_driver::eval::drv_path(&f)
-}
-
-/// The package expression and the directory it is evaluated in, for an atom or a PKGDIR.
-fn package_source(
-    session: &Session,
-    store: &buildit_store::Store,
-    what: &str,
-) -> Result<(String, PathBuf), DriverError> {
-    let dir = PathBuf::from(what);
-    if dir.join("pkg.yaml").is_file() {
-        let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-        let c = buildit_driver::spec::compile_fetching(
-            session,
-            store,
-            &|s| buildit_driver::spec::compile_pkg(s, &dir),
-            &mut |l| eprintln!("{l}"),
-        )?;
-        return Ok((c.text, dir));
-    }
-    if dir.is_dir() {
-        return Err(DriverError::request(
-            "buildit::image::no-pkg-yaml",
-            format!("{what} is a directory without pkg.yaml"),
-            "give a package atom (`buildit search` lists them) or a directory holding pkg.yaml",
-        ));
-    }
-    // an atom: checked against the set first, so a typo gets a "did you mean"
-    let set = buildit_driver::pkgset::package_set(session)?;
-    let (key, _) = buildit_yaml::check::split_atom(what);
-    if !set.atoms.contains_key(what) && !set.atoms.contains_key(&key) {
-        let names: Vec<&str> = set.atoms.keys().map(String::as_str).collect();
-        let help = match buildit_yaml::spec::did_you_mean(&key, &names) {
-            Some(s) => format!("did you mean `{s}`? `buildit search` lists the set"),
-            None => "`buildit search` lists the set's atoms".to_string(),
-        };
-        return Err(DriverError::request(
-            "buildit::image::unknown-atom",
-            format!("unknown package atom `{what}`"),
-            help,
-        ));
-    }
-    Ok((
-        buildit_driver::pkgset::atom_expr(what),
-        PathBuf::from(buildit_driver::eval::cwd()),
-    ))
-}
-
 pub fn run_image(a: ImageArgs) -> Result<ExitCode, DriverError> {
     let session = session(a.store_root.as_deref(), false);
     let store = session.open_store()?;
-    let (expr, dir) = package_source(&session, &store, &a.package)?;
-    let text = buildit_driver::pkgset::image_program(&expr, &a.format);
-    let drv = evaluate_image(&session, &format!("«image {}»", a.package), &text, &dir)?;
+    let drv = buildit_driver::image::image_derivation(
+        &session,
+        &store,
+        &a.package,
+        &a.format,
+        &mut |l| eprintln!("{l}"),
+    )?;
     let opts = crate::build_cmd::RealiseOpts {
         schedule: buildit_builder::ScheduleOptions::default(),
         out_link: Some(a.out_link.clone()),
@@ -247,8 +182,12 @@ pub fn run_push(a: PushArgs) -> Result<ExitCode, DriverError> {
         let ex = r.blobs.iter().filter(|b| b.action == "exists").count();
         let mo = r.blobs.iter().filter(|b| b.action == "mounted").count();
         println!(
-            "pushed {} ({})\n  uploaded {} bytes ({up} blobs), skipped {} bytes ({ex} already there, {mo} mounted)",
-            r.reference, r.manifest_digest, r.uploaded_bytes, r.skipped_bytes
+            "pushed {} ({})\n  uploaded {} bytes ({}), skipped {} bytes ({ex} already there, {mo} mounted)",
+            r.reference,
+            r.manifest_digest,
+            r.uploaded_bytes,
+            crate::output::plural(up, "blob", "blobs"),
+            r.skipped_bytes
         );
         if let Some(sb) = &r.sbom {
             println!(

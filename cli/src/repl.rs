@@ -359,7 +359,10 @@ impl Repl {
                     .map(|(k, v)| (*k, v.clone(), field_type(&file_ty, k.as_str())))
                     .collect();
                 self.add_bindings(entries);
-                Reply::ok(format!("Added {n} variables."))
+                Reply::ok(format!(
+                    "Added {}.",
+                    crate::output::plural(n, "variable", "variables")
+                ))
             }
             other => Reply::err(format!(
                 "cannot load '{path}': it evaluates to {}, not a set",
@@ -370,7 +373,7 @@ impl Repl {
 
     /// `:b EXPR`: evaluate, find the derivations, realise them, reply with the output paths.
     fn build(&mut self, text: &str) -> Reply {
-        use buildit_builder::{BuildEvent, ScheduleOptions, Scheduler, Target};
+        use buildit_builder::{BuildEvent, ScheduleOptions};
         if text.is_empty() {
             return Reply::err("usage: :b <expr>");
         }
@@ -408,16 +411,10 @@ impl Repl {
                 self.style,
             ));
         }
-        let mut targets = Vec::new();
-        for f in found {
-            match buildit_store::StorePath::parse(&f.drv_path) {
-                Ok(drv) => targets.push(Target {
-                    drv,
-                    outputs: Some(std::iter::once(f.output).collect()),
-                }),
-                Err(e) => return Reply::err(format!("{}: {e}", f.drv_path)),
-            }
-        }
+        let targets = match buildit_driver::build::targets_of(found) {
+            Ok(t) => t,
+            Err(e) => return Reply::err(render::error(&e, self.style)),
+        };
         let session = crate::common::session_at(layout);
         let store = match session.open_store() {
             Ok(s) => s,
@@ -433,33 +430,36 @@ impl Repl {
                 lines.push('\n');
             }
         };
-        let mut sched =
-            Scheduler::new(&store, ScheduleOptions::default()).with_builtins(session.builtins());
-        let r = sched.realise(&targets, &mut |e| match e {
-            BuildEvent::Planned { builds, .. } => total = builds,
-            BuildEvent::Started { drv, .. } => emit(format!("building '{drv}'")),
-            BuildEvent::Finished { name, .. } => {
-                done += 1;
-                emit(format!("built {name} [{done}/{total}]"));
-            }
-            BuildEvent::Failed { drv, reason, .. } => {
-                emit(format!("error: build of '{drv}' failed: {reason}"))
-            }
-            BuildEvent::Substituted { path } => emit(format!("substituted '{path}'")),
-            BuildEvent::LogLine { .. } | BuildEvent::Download { .. } => {}
-        });
+        let r = buildit_driver::build::realise(
+            &store,
+            &targets,
+            ScheduleOptions::default(),
+            session.builtins(),
+            None,
+            &mut |e| match e {
+                BuildEvent::Planned { builds, .. } => total = builds,
+                BuildEvent::Started { drv, .. } => emit(format!("building '{drv}'")),
+                BuildEvent::Finished { name, .. } => {
+                    done += 1;
+                    emit(format!("built {name} [{done}/{total}]"));
+                }
+                BuildEvent::Failed { drv, reason, .. } => {
+                    emit(format!("error: build of '{drv}' failed: {reason}"))
+                }
+                BuildEvent::Substituted { path } => emit(format!("substituted '{path}'")),
+                BuildEvent::LogLine { .. } | BuildEvent::Download { .. } => {}
+            },
+        );
         self.progress = progress;
         match r {
-            Ok(realised) => {
-                for (_, outs) in realised {
-                    for p in outs.values() {
-                        lines.push_str(&format!("{p}\n"));
-                    }
+            Ok(paths) => {
+                for p in paths {
+                    lines.push_str(&format!("{p}\n"));
                 }
                 Reply::ok(lines)
             }
             Err(e) => {
-                lines.push_str(&render::error(&e.into(), self.style));
+                lines.push_str(&render::error(&e, self.style));
                 Reply::err(lines)
             }
         }

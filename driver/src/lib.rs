@@ -1,13 +1,16 @@
 //! `buildit-driver`: what the command line drives, between the libraries and `cli`. A
 //! [`Session`] holds the store layout, the Debian lock and the evaluation IO; [`eval`]
-//! evaluates targets into values and derivations; [`spec`] compiles and evaluates YAML specs;
+//! evaluates targets into values and derivations; [`build`] turns what a build command names
+//! into targets and realises them; [`spec`] compiles and evaluates YAML specs;
 //! [`pkgset`] asks the package set typed questions; [`builtins`] are the in-process builders
 //! the scheduler runs. Every operation returns a [`DriverError`], which the front end renders
 //! in one place. Nothing here prints.
 
+pub mod build;
 pub mod builtins;
 pub mod error;
 pub mod eval;
+pub mod image;
 pub mod pkgset;
 pub mod session;
 pub mod spec;
