@@ -5,6 +5,7 @@
 //! `buildit_debian::make_lock`; this module parses the arguments, writes or prints the lock and
 //! gives each error its code and help.
 
+use crate::output::plural;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -60,11 +61,11 @@ pub fn run_debian(args: &DebianArgs) -> Result<ExitCode, DriverError> {
         DebianCommand::Lock(a) => {
             let s = lock(a)?;
             eprintln!(
-                "locked {} packages ({} roots) for {} from {} indexes in {:.2} s",
-                s.lock.packages.len(),
-                s.lock.roots.len(),
+                "locked {} ({}) for {} from {} in {:.2} s",
+                plural(s.lock.packages.len(), "package", "packages"),
+                plural(s.lock.roots.len(), "root", "roots"),
                 s.lock.suite,
-                s.index_files,
+                plural(s.index_files, "index", "indexes"),
                 s.seconds
             );
             Ok(ExitCode::SUCCESS)

@@ -26,3 +26,8 @@ pub fn set(v: Verbosity) {
 pub fn get() -> Verbosity {
     VERBOSITY.get().copied().unwrap_or_default()
 }
+
+/// A count and its noun: `1 derivation`, `2 derivations`, `0 derivations`.
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}

@@ -106,7 +106,9 @@ impl Ui {
                 self.total = builds;
                 if builds > 0 || substitutions > 0 {
                     eprintln!(
-                        "{builds} derivations will be built, {substitutions} paths substituted"
+                        "{} will be built, {} substituted",
+                        crate::output::plural(builds, "derivation", "derivations"),
+                        crate::output::plural(substitutions, "path", "paths")
                     );
                 }
             }

@@ -157,19 +157,29 @@ pub fn evaluate(ev: &mut Evaluator, t: &EvalTarget<'_>) -> Result<Value> {
                 _ => None,
             };
             let Some(next) = next else {
-                let names = match &value {
-                    Value::Attrs(at) => at
-                        .iter_sorted()
-                        .into_iter()
-                        .map(|(k, _)| k.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    other => format!("(the value is {}, not a set)", other.describe()),
+                let help = match &value {
+                    Value::Attrs(at) => {
+                        let names: Vec<&str> = at
+                            .iter_sorted()
+                            .into_iter()
+                            .map(|(k, _)| k.as_str())
+                            .collect();
+                        let near = buildit_eval::lower::did_you_mean(part, names.iter().copied());
+                        let listed = format!("available here: {}", names.join(", "));
+                        match near {
+                            Some(n) => format!("did you mean '{n}'? {listed}"),
+                            None => listed,
+                        }
+                    }
+                    other => format!(
+                        "available here: (the value is {}, not a set)",
+                        other.describe()
+                    ),
                 };
                 return Err(DriverError::request(
                     "buildit::cli::attribute-not-found",
                     format!("attribute '{part}' of '{path}' not found"),
-                    format!("available here: {names}"),
+                    help,
                 ));
             };
             value = ev.force(&next).map_err(|e| DriverError::eval(ev, e))?;

@@ -38,7 +38,7 @@ fn lock_and_refresh() -> Result<(), Failed> {
         .output()?;
     let stderr = String::from_utf8_lossy(&o.stderr);
     if !o.status.success()
-        || !stderr.contains("locked 3 packages (1 roots) for bookworm from 2 indexes")
+        || !stderr.contains("locked 3 packages (1 root) for bookworm from 2 indexes")
     {
         return Err(format!("lock failed: {stderr}").into());
     }
