@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use buildit_store::archive::remove_tree;
 use buildit_store::{StoreLayout, StorePath, STORE_DIR};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
@@ -310,38 +311,6 @@ impl Drop for BuildDir {
             }
             None => {
                 let _ = remove_tree(&self.path);
-            }
-        }
-    }
-}
-
-/// Remove a tree even when the build made parts of it read-only.
-pub fn remove_tree(p: &Path) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(p) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Ok(m) if !m.is_dir() => return std::fs::remove_file(p),
-        _ => {}
-    }
-    match std::fs::remove_dir_all(p) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(_) => {
-            make_writable(p);
-            std::fs::remove_dir_all(p)
-        }
-    }
-}
-
-fn make_writable(p: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(md) = std::fs::symlink_metadata(p) else {
-        return;
-    };
-    if md.is_dir() {
-        let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755));
-        if let Ok(rd) = std::fs::read_dir(p) {
-            for e in rd.flatten() {
-                make_writable(&e.path());
             }
         }
     }

@@ -246,7 +246,7 @@ impl EvalIo for StoreIo {
                     .add_path(&staged, Some(name))
                     .map_err(|e| e.to_string())
             });
-        let _ = make_writable_and_remove(&tmp);
+        let _ = buildit_store::archive::remove_tree(&tmp);
         res.map(|p| p.to_string())
     }
     fn add_text_to_store(
@@ -292,7 +292,7 @@ impl EvalIo for StoreIo {
                             .add_path(&dir, Some("buildit-stdlib"))
                             .map_err(|e| e.to_string()),
                     });
-                let _ = make_writable_and_remove(&tmp);
+                let _ = buildit_store::archive::remove_tree(&tmp);
                 res.map(|p| p.to_string())
             })
             .clone()?;
@@ -356,20 +356,6 @@ fn copy_tree(
     } else {
         std::fs::copy(src, dst).map(|_| ())
     }
-}
-
-fn make_writable_and_remove(p: &Path) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(rd) = std::fs::read_dir(p) {
-        for e in rd.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o755));
-                let _ = make_writable_and_remove(&e.path());
-            }
-        }
-    }
-    let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755));
-    std::fs::remove_dir_all(p)
 }
 
 #[cfg(test)]

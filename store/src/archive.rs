@@ -716,14 +716,26 @@ pub fn move_entry(src: &Path, dst: &Path) -> io::Result<()> {
     }
 }
 
-/// Remove a file or tree even when it is read-only (store objects are).
+/// Remove a file or tree even when parts of it are read-only (store objects are; builds and
+/// archives leave such trees too). A missing path is not an error. Root removes read-only
+/// directories' entries anyway; an unprivileged owner meets `EACCES`, and then the directories
+/// are made writable (owner `rwx`) and the removal is done again.
 pub fn remove_tree(p: &Path) -> io::Result<()> {
-    let meta = fs::symlink_metadata(p)?;
-    if meta.is_dir() {
-        make_writable(p)?;
-        fs::remove_dir_all(p)
-    } else {
-        fs::remove_file(p)
+    let meta = match fs::symlink_metadata(p) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.is_dir() {
+        return fs::remove_file(p);
+    }
+    match fs::remove_dir_all(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(_) => {
+            make_writable(p)?;
+            fs::remove_dir_all(p)
+        }
     }
 }
 
@@ -733,7 +745,10 @@ fn make_writable(dir: &Path) -> io::Result<()> {
         return Ok(());
     }
     if meta.mode() & 0o700 != 0o700 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+        fs::set_permissions(
+            dir,
+            fs::Permissions::from_mode(meta.mode() & 0o7777 | 0o700),
+        )?;
     }
     for e in fs::read_dir(dir)? {
         let e = e?;
