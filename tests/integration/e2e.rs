@@ -322,24 +322,9 @@ fn build_fixture() -> Result<Built, Failed> {
     })
 }
 
-/// Remove a tree even where the store made directories read-only.
+/// Remove a work tree of an earlier run (store objects are read-only), ignoring failures.
 fn remove_tree(p: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if std::fs::symlink_metadata(p).is_err() {
-        return;
-    }
-    fn open_up(p: &Path) {
-        if let Ok(rd) = std::fs::read_dir(p) {
-            let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755));
-            for e in rd.flatten() {
-                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    open_up(&e.path());
-                }
-            }
-        }
-    }
-    open_up(p);
-    let _ = std::fs::remove_dir_all(p);
+    let _ = buildit_store::archive::remove_tree(p);
 }
 
 // ---------------------------------------------------------------------------------------------
