@@ -1,0 +1,4 @@
+eval
+-A
+packages.helo
+sample.bld
