@@ -210,7 +210,7 @@ fn package_of(tool: &str) -> &str {
     match tool {
         "bwrap" => "bubblewrap",
         "busybox" => "busybox-static",
-        "nsenter" => "util-linux",
+        "nsenter" | "unshare" | "setpriv" => "util-linux",
         "nix-instantiate" => "nix-bin",
         t => t,
     }
