@@ -87,33 +87,9 @@ pub fn eval_internal_json(
 pub const DEFAULT_MAX_EVAL_MEMORY: u64 = 3 << 30;
 
 /// `--max-eval-memory`'s value: bytes, or a number with a `K`, `M`, `G` or `T` suffix (powers
-/// of 1024, optionally followed by `iB` or `B`); `0` turns the ceiling off.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let t = t
-        .strip_suffix("iB")
-        .or_else(|| t.strip_suffix('B'))
-        .unwrap_or(t);
-    let (digits, shift) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let shift = match c.to_ascii_uppercase() {
-                'K' => 10,
-                'M' => 20,
-                'G' => 30,
-                'T' => 40,
-                _ => return Err(format!("unknown unit in `{s}` (use K, M, G or T)")),
-            };
-            (&t[..i], shift)
-        }
-        _ => (t, 0),
-    };
-    let n: u64 = digits
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size (e.g. 4G, 512M, 1073741824)"))?;
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("`{s}` is too large"))
-}
+/// of 1024, optionally followed by `B` or `iB`); `0` turns the ceiling off. The same sizes as
+/// the build limits take.
+pub use buildit_builder::request::parse_size;
 
 /// The resident memory of this process in bytes (`VmRSS` of /proc/self/status), native stacks
 /// and every allocator included.

@@ -4,8 +4,6 @@
 
 use crate::common::*;
 use buildit_driver::{DriverError, EvalTarget};
-use buildit_store::derivation::Derivation;
-use buildit_store::path::StorePath;
 use clap::Args;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -87,86 +85,16 @@ pub fn run_instantiate(a: InstantiateArgs) -> Result<ExitCode, DriverError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolve a command-line path to a store path: `/bld/store/…`, the physical `ROOT/store/…`,
-/// or a symlink (an out-link such as `./result`) to either.
-pub fn resolve_store_path(
-    layout: &buildit_store::StoreLayout,
-    arg: &str,
-) -> Result<StorePath, String> {
-    let phys = layout.store_dir();
-    let mut text = arg.to_string();
-    if !text.starts_with(buildit_store::STORE_DIR) {
-        let p = std::path::Path::new(arg);
-        let target = if p.is_symlink() {
-            std::fs::read_link(p).map_err(|e| format!("{arg}: {e}"))?
-        } else {
-            p.to_path_buf()
-        };
-        let target = if target.is_relative() {
-            std::path::Path::new(&cwd()).join(target)
-        } else {
-            target
-        };
-        if let Ok(rest) = target.strip_prefix(&phys) {
-            text = format!("{}/{}", buildit_store::STORE_DIR, rest.display());
-        } else {
-            text = target.display().to_string();
-        }
-    }
-    StorePath::parse_prefix(&text)
-        .map(|(p, _)| p)
-        .map_err(|e| e.to_string())
-}
-
 pub fn run_show_derivation(a: ShowDerivationArgs) -> Result<ExitCode, DriverError> {
     let layout = store_layout(a.store_root.as_deref());
-    let mut todo: Vec<StorePath> = Vec::new();
-    for p in &a.paths {
-        match resolve_store_path(&layout, p) {
-            Ok(sp) if sp.is_derivation() => todo.push(sp),
-            Ok(sp) => {
-                return Err(DriverError::request(
-                    "buildit::cli::not-a-derivation",
-                    format!("'{sp}' is not a derivation (.drv) path"),
-                    "pass the .drv path printed by `buildit instantiate`",
-                ))
-            }
-            Err(e) => {
-                return Err(DriverError::request(
-                    "buildit::cli::bad-store-path",
-                    e,
-                    "store paths look like /bld/store/<hash>-<name>.drv",
-                ))
-            }
-        }
-    }
-    let mut out: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    while let Some(p) = todo.pop() {
-        if out.contains_key(&p.to_string()) {
-            continue;
-        }
-        let bytes = std::fs::read(layout.physical(&p)).map_err(|e| {
-            DriverError::request(
-                "buildit::store::missing",
-                format!("cannot read {p}: {e}"),
-                "instantiate the expression first (`buildit instantiate FILE`), or check --store-root",
-            )
-        })?;
-        let d = Derivation::decode(&bytes).map_err(|e| {
-            DriverError::request(
-                "buildit::store::bad-derivation",
-                format!("{p}: {e}"),
-                "the file is not a buildit derivation; `buildit store verify --check-contents` checks the store",
-            )
-        })?;
-        if a.recursive {
-            todo.extend(d.input_drvs.keys().cloned());
-        }
-        out.insert(
-            p.to_string(),
-            serde_json::to_value(&d).unwrap_or(serde_json::Value::Null),
-        );
-    }
+    let drvs = buildit_driver::store::read_derivations(&layout, &a.paths, a.recursive)?;
+    let out: BTreeMap<String, serde_json::Value> = drvs
+        .iter()
+        .map(|(p, d)| {
+            let v = serde_json::to_value(d).unwrap_or(serde_json::Value::Null);
+            (p.to_string(), v)
+        })
+        .collect();
     let s = serde_json::to_string_pretty(&out)
         .map_err(|e| DriverError::request("buildit::cli::json", e.to_string(), "this is a bug"))?;
     println!("{s}");

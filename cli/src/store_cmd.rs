@@ -5,12 +5,11 @@
 //! `$XDG_DATA_HOME/buildit` (`~/.local/share/buildit`). Errors are miette diagnostics with codes
 //! `buildit::store::*`.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{IsTerminal, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use buildit_driver::store::EntryKind;
 use buildit_driver::DriverError;
 use buildit_store::store::StoreError;
 use buildit_store::{GcOptions, Store, StorePath};
@@ -161,41 +160,17 @@ fn resolve(store: &Store, arg: &str) -> Result<(StorePath, String), DriverError>
 }
 
 fn resolve_valid(store: &Store, arg: &str) -> Result<StorePath, DriverError> {
-    let (p, _) = resolve(store, arg)?;
-    if !store.is_valid(&p)? {
-        return Err(StoreError::NotValid(p).into());
-    }
-    Ok(p)
+    buildit_driver::store::resolve_valid(store, arg)
 }
 
 fn parse_bytes(s: &str) -> Result<u64, DriverError> {
-    let t = s.trim();
-    let (num, mul) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
-        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('M') => (&t[..t.len() - 1], 1 << 20),
-        Some('G') => (&t[..t.len() - 1], 1 << 30),
-        Some('T') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    num.trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mul))
-        .ok_or_else(|| {
-            DriverError::request(
-                "buildit::store::bad-size",
-                format!("'{s}' is not a size"),
-                "give a number of bytes, optionally with K, M, G or T",
-            )
-        })
-}
-
-fn io_error(p: &Path, e: std::io::Error) -> DriverError {
-    DriverError::request(
-        "buildit::store::io",
-        format!("{}: {e}", p.display()),
-        "check the path and permissions",
-    )
+    buildit_builder::request::parse_size(s).map_err(|why| {
+        DriverError::request(
+            "buildit::store::bad-size",
+            why,
+            "give a number of bytes, optionally with K, M, G or T",
+        )
+    })
 }
 
 fn out_err(e: std::io::Error) -> DriverError {
@@ -318,40 +293,7 @@ fn run_with(store: &Store, cmd: StoreCommand) -> Result<ExitCode, DriverError> {
         StoreCommand::WhyDepends { a, b } => {
             let a = resolve_valid(store, &a)?;
             let b = resolve_valid(store, &b)?;
-            let mut prev: HashMap<StorePath, StorePath> = HashMap::new();
-            let mut seen = BTreeSet::new();
-            let mut q = VecDeque::from([a.clone()]);
-            seen.insert(a.clone());
-            let mut found = a == b;
-            while let Some(p) = q.pop_front() {
-                if found {
-                    break;
-                }
-                for r in store.references(&p)? {
-                    if seen.insert(r.clone()) {
-                        prev.insert(r.clone(), p.clone());
-                        if r == b {
-                            found = true;
-                            break;
-                        }
-                        q.push_back(r);
-                    }
-                }
-            }
-            if !found {
-                return Err(DriverError::request(
-                    "buildit::store::no-dependency",
-                    format!("{a} does not depend on {b}"),
-                    "see its closure with `buildit store path-info --closure`",
-                ));
-            }
-            let mut chain = vec![b.clone()];
-            let mut cur = b;
-            while let Some(p) = prev.get(&cur) {
-                chain.push(p.clone());
-                cur = p.clone();
-            }
-            chain.reverse();
+            let chain = buildit_driver::store::why_depends(store, &a, &b)?;
             for (i, p) in chain.iter().enumerate() {
                 if i == 0 {
                     writeln!(out, "{p}").map_err(out_err)?;
@@ -408,16 +350,23 @@ fn run_with(store: &Store, cmd: StoreCommand) -> Result<ExitCode, DriverError> {
             std::io::copy(&mut f, &mut out).map_err(out_err)?;
         }
         StoreCommand::Ls { recursive, path } => {
-            let (p, sub) = resolve(store, &path)?;
-            if !store.is_valid(&p)? {
-                return Err(StoreError::NotValid(p).into());
-            }
-            let phys = store.physical_sub(&p, &sub)?;
-            let meta = std::fs::symlink_metadata(&phys).map_err(|e| no_such(&p, &sub, e))?;
-            if meta.is_dir() {
-                ls_dir(&mut out, &phys, "", recursive)?;
-            } else {
-                ls_line(&mut out, &phys, &meta, ".")?;
+            for e in buildit_driver::store::list(store, &path, recursive)? {
+                let name = &e.name;
+                match e.kind {
+                    EntryKind::Symlink { target } => {
+                        writeln!(out, "lrwxrwxrwx {:>12} {name} -> {target}", 0)
+                    }
+                    EntryKind::Dir => writeln!(out, "dr-xr-xr-x {:>12} {name}/", 0),
+                    EntryKind::File { executable, size } => {
+                        let m = if executable {
+                            "-r-xr-xr-x"
+                        } else {
+                            "-r--r--r--"
+                        };
+                        writeln!(out, "{m} {size:>12} {name}")
+                    }
+                }
+                .map_err(out_err)?;
             }
         }
         StoreCommand::Delete { paths } => {
@@ -440,49 +389,4 @@ fn no_such(p: &StorePath, sub: &str, e: std::io::Error) -> DriverError {
         format!("{}: {e}", Store::logical(p, sub)),
         "list the object with `buildit store ls -R`",
     )
-}
-
-fn ls_line<W: Write>(
-    out: &mut W,
-    phys: &Path,
-    meta: &std::fs::Metadata,
-    name: &str,
-) -> Result<(), DriverError> {
-    let ft = meta.file_type();
-    if ft.is_symlink() {
-        let t = std::fs::read_link(phys).unwrap_or_default();
-        writeln!(out, "lrwxrwxrwx {:>12} {name} -> {}", 0, t.display()).map_err(out_err)
-    } else if ft.is_dir() {
-        writeln!(out, "dr-xr-xr-x {:>12} {name}/", 0).map_err(out_err)
-    } else {
-        let m = if meta.permissions().mode() & 0o111 != 0 {
-            "-r-xr-xr-x"
-        } else {
-            "-r--r--r--"
-        };
-        writeln!(out, "{m} {:>12} {name}", meta.size()).map_err(out_err)
-    }
-}
-
-fn ls_dir<W: Write>(
-    out: &mut W,
-    dir: &Path,
-    prefix: &str,
-    recursive: bool,
-) -> Result<(), DriverError> {
-    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(dir)
-        .map_err(|e| io_error(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.file_name()))
-        .collect();
-    names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
-    for n in names {
-        let p = dir.join(&n);
-        let meta = std::fs::symlink_metadata(&p).map_err(|e| io_error(&p, e))?;
-        let name = format!("{prefix}{}", n.to_string_lossy());
-        ls_line(out, &p, &meta, &name)?;
-        if recursive && meta.is_dir() {
-            ls_dir(out, &p, &format!("{name}/"), true)?;
-        }
-    }
-    Ok(())
 }

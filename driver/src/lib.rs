@@ -14,6 +14,7 @@ pub mod image;
 pub mod pkgset;
 pub mod session;
 pub mod spec;
+pub mod store;
 
 pub use error::{DriverError, ImageOp, Result};
 pub use eval::EvalTarget;
