@@ -11,6 +11,7 @@ pub mod builtins;
 pub mod error;
 pub mod eval;
 pub mod image;
+pub mod limits;
 pub mod pkgset;
 pub mod session;
 pub mod spec;
