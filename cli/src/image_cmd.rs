@@ -105,24 +105,14 @@ pub fn run_image(a: ImageArgs) -> Result<ExitCode, DriverError> {
         println!("{out}");
         return Ok(ExitCode::SUCCESS);
     }
-    // what the image is, from its derivation's spec and (for a layout) its index
-    let spec: serde_json::Value = std::fs::read(store.layout().physical(&drv))
-        .ok()
-        .and_then(|b| buildit_store::derivation::Derivation::decode(&b).ok())
-        .and_then(|d| d.env.get("imageSpec").cloned())
-        .and_then(|j| serde_json::from_str(&j).ok())
-        .unwrap_or_default();
-    let digest = std::fs::read(store.layout().physical(&out).join("index.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["manifests"][0]["digest"].as_str().map(str::to_string));
+    let info = buildit_driver::image::describe(store.layout(), &drv, &out);
     let v = serde_json::json!({
         "image": out.to_string(),
         "drv": drv.to_string(),
-        "ref": format!("{}:{}", spec["name"].as_str().unwrap_or(""), spec["tag"].as_str().unwrap_or("")),
-        "format": spec["type"],
-        "entrypoint": spec["config"]["entrypoint"],
-        "manifest_digest": digest,
+        "ref": info.reference,
+        "format": info.format,
+        "entrypoint": info.entrypoint,
+        "manifest_digest": info.manifest_digest,
         "out_link": a.out_link,
     });
     println!("{}", json_text(&v)?);

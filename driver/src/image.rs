@@ -94,3 +94,41 @@ pub fn package_source(
         PathBuf::from(crate::eval::cwd()),
     ))
 }
+
+/// What a built image is, for `buildit image --json`: its name and tag (`ref`), format and
+/// entrypoint from the derivation's spec, and (for an OCI layout) its manifest digest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageInfo {
+    pub reference: String,
+    pub format: serde_json::Value,
+    pub entrypoint: serde_json::Value,
+    pub manifest_digest: Option<String>,
+}
+
+/// Describe the image `out` built by the derivation `drv` (unreadable parts stay empty).
+pub fn describe(
+    layout: &buildit_store::StoreLayout,
+    drv: &StorePath,
+    out: &StorePath,
+) -> ImageInfo {
+    let spec: serde_json::Value = std::fs::read(layout.physical(drv))
+        .ok()
+        .and_then(|b| buildit_store::derivation::Derivation::decode(&b).ok())
+        .and_then(|d| d.env.get("imageSpec").cloned())
+        .and_then(|j| serde_json::from_str(&j).ok())
+        .unwrap_or_default();
+    let manifest_digest = std::fs::read(layout.physical(out).join("index.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["manifests"][0]["digest"].as_str().map(str::to_string));
+    ImageInfo {
+        reference: format!(
+            "{}:{}",
+            spec["name"].as_str().unwrap_or(""),
+            spec["tag"].as_str().unwrap_or("")
+        ),
+        format: spec["type"].clone(),
+        entrypoint: spec["config"]["entrypoint"].clone(),
+        manifest_digest,
+    }
+}
