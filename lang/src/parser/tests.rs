@@ -741,7 +741,7 @@ fn deep_nesting_is_a_diagnostic_not_a_crash() {
     deep(&format!("1{} )", "+1".repeat(DEEP)));
     deep(&format!("[ ({}1) ) ]", "-".repeat(DEEP)));
     // Error recovery stays cheap on deep parse stacks followed by many bad tokens (lalrpop
-    // rescans the stack for every skipped token: this used to be quadratic).
+    // rescans the stack for every skipped token, which must not make recovery quadratic).
     let r = p(&format!("{}{}", "x: ".repeat(DEEP), ")".repeat(DEEP)));
     assert!(!r.diagnostics.is_empty());
     for prefix in ["{ a = ", "[ ", "let a = ", "{ a = [ ", "assert "] {
