@@ -189,6 +189,22 @@ pub struct ReplArgs {
 }
 
 impl Command {
+    /// Whether the command was asked for JSON (`--json`): then its error is JSON too.
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Eval(a) => a.json,
+            Command::Check(a) => a.json,
+            Command::Instantiate(a) => a.json,
+            Command::Realise(a) => a.json,
+            Command::Search(a) => a.json,
+            Command::Push(a) => a.json,
+            Command::Contents(a) => a.json,
+            Command::Image(a) => a.json,
+            Command::Compile(a) => a.json,
+            _ => false,
+        }
+    }
+
     /// Whether the command asked for the whole evaluation trace of an error.
     pub fn show_trace(&self) -> bool {
         match self {

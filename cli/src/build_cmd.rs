@@ -4,8 +4,9 @@
 //!
 //! Progress goes to stderr: an indicatif display on a terminal (running builds with their
 //! latest log line, downloads, totals, elapsed time), plain lines otherwise, or with `--json`
-//! one JSON object per event and line (stdout stays reserved for the output paths, so
-//! `out=$(buildit realise --json X 2>events.jsonl)` works). [`realise`] is the entry point for
+//! one JSON object per event and line, the transcript and an error included (stdout stays
+//! reserved for the result: the output paths, or with `--json` one object
+//! `{ drvs, outputs, out_link }`, so `out=$(buildit realise --json X 2>events.jsonl)` works). [`realise`] is the entry point for
 //! other commands that first evaluate a file into derivations.
 
 use std::io::Write;
@@ -95,6 +96,19 @@ pub struct RealiseArgs {
     pub store_root: Option<PathBuf>,
 }
 
+/// A line of the build's transcript on stderr ("Building …", "HASH: …"): a JSON `note` event
+/// with `--json`, nothing with `-q`.
+fn notice(json: bool, line: &str) {
+    if json {
+        eprintln!(
+            "{}",
+            serde_json::json!({ "event": "note", "message": line })
+        );
+    } else if !crate::output::get().quiet {
+        eprintln!("{line}");
+    }
+}
+
 /// `buildit log PATH`
 #[derive(Args, Debug)]
 pub struct LogArgs {
@@ -177,7 +191,7 @@ pub fn run_realise(a: RealiseArgs) -> Result<ExitCode, DriverError> {
         typecheck: !a.no_typecheck,
     };
     let targets =
-        buildit_driver::build::targets(&session, &store, &req, &mut |l| eprintln!("{l}"))?;
+        buildit_driver::build::targets(&session, &store, &req, &mut |l| notice(a.json, l))?;
     let mut schedule = ScheduleOptions::default();
     if let Some(j) = a.jobs {
         schedule.jobs = j.max(1);
@@ -218,6 +232,15 @@ pub fn run_realise(a: RealiseArgs) -> Result<ExitCode, DriverError> {
         progress,
     };
     let paths = realise(&store, &targets, &opts, session.builtins())?;
+    if a.json {
+        let drvs: Vec<String> = targets.iter().map(|t| t.drv.to_string()).collect();
+        let outputs: Vec<String> = paths.iter().map(ToString::to_string).collect();
+        println!(
+            "{}",
+            serde_json::json!({ "drvs": drvs, "outputs": outputs, "out_link": opts.out_link })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut out = std::io::stdout().lock();
     for p in paths {
         let _ = writeln!(out, "{p}");
@@ -250,7 +273,7 @@ fn run_check(
                 println!("  {f}");
             }
         }
-        if rep.differing.is_empty() {
+        if rep.differing.is_empty() && progress != Progress::Json {
             eprintln!("{}: rebuilt identically", t.drv);
         }
     }

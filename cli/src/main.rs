@@ -346,6 +346,7 @@ fn main() -> ExitCode {
         eprintln!("error: internal error in buildit (this is a bug; please report it)\n  {info}");
     }));
     let st = style(cli.command.show_trace());
+    let json = cli.command.json();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cli.command {
         Command::Eval(a) => run_eval(a),
         Command::Repl(a) => run_repl(a),
@@ -371,6 +372,12 @@ fn main() -> ExitCode {
     match r {
         Ok(Ok(code)) => code,
         // every command's error is rendered here, once
+        Ok(Err(e)) if json => {
+            for line in buildit_cli::output::error_json_lines(&e) {
+                eprintln!("{line}");
+            }
+            ExitCode::from(1)
+        }
         Ok(Err(e)) => {
             eprint!("{}", render::error(&e, st));
             ExitCode::from(1)

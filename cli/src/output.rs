@@ -31,3 +31,47 @@ pub fn get() -> Verbosity {
 pub fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
+
+/// A diagnostic as a JSON object, the shape `buildit check --json` lists and `--json` errors
+/// use: `{ code, message, labels: [{ file, start, end, line, column, message }], help }`.
+pub fn diagnostic_json(
+    sources: Option<&buildit_lang::SourceMap>,
+    d: &buildit_lang::Diagnostic,
+) -> serde_json::Value {
+    let labels: Vec<serde_json::Value> = d
+        .labels
+        .iter()
+        .map(|l| {
+            let file = sources.and_then(|s| s.get(l.span.file));
+            let (line, column) = file
+                .map(|f| f.line_col(l.span.start as usize))
+                .unwrap_or((0, 0));
+            serde_json::json!({
+                "file": sources.map(|s| s.name(l.span.file)),
+                "start": l.span.start, "end": l.span.end,
+                "line": line, "column": column, "message": l.message,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "code": d.code, "message": d.message, "labels": labels, "help": d.help,
+    })
+}
+
+/// The lines a command run with `--json` writes on stderr for its error: one JSON object per
+/// diagnostic, `{ "event": "error", code, message, labels, help }`, so that stderr holds only
+/// JSON (after the build events, if any).
+pub fn error_json_lines(e: &buildit_driver::DriverError) -> Vec<String> {
+    let (sources, diagnostics) = e.diagnostics();
+    diagnostics
+        .iter()
+        .map(|d| {
+            let mut o = serde_json::Map::new();
+            o.insert("event".into(), "error".into());
+            if let serde_json::Value::Object(fields) = diagnostic_json(sources, d) {
+                o.extend(fields);
+            }
+            serde_json::Value::Object(o).to_string()
+        })
+        .collect()
+}

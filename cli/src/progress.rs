@@ -48,6 +48,9 @@ pub struct Ui {
     main: Option<indicatif::ProgressBar>,
     running: HashMap<StorePath, indicatif::ProgressBar>,
     downloads: BTreeMap<String, indicatif::ProgressBar>,
+    /// The failed builds (name, derivation, reason), listed by [`Ui::finish`] when there are
+    /// several; a single failure is the command's error, reported once, by `main`.
+    failures: Vec<(String, StorePath, String)>,
     /// The package name of each running build (the prefix of its `-L` log lines).
     names: HashMap<StorePath, String>,
     verbosity: crate::output::Verbosity,
@@ -80,6 +83,7 @@ impl Ui {
             running: HashMap::new(),
             downloads: BTreeMap::new(),
             names: HashMap::new(),
+            failures: Vec::new(),
             verbosity: crate::output::get(),
         }
     }
@@ -125,9 +129,11 @@ impl Ui {
                     self.total
                 );
             }
-            BuildEvent::Failed { drv, reason, .. } => {
+            BuildEvent::Failed {
+                drv, name, reason, ..
+            } => {
                 self.failed += 1;
-                eprintln!("error: build of '{drv}' failed: {reason}");
+                self.failures.push((name, drv, reason));
             }
             BuildEvent::Substituted { path } => eprintln!("substituted '{path}'"),
             BuildEvent::LogLine { drv, line } => {
@@ -189,14 +195,16 @@ impl Ui {
                 main.inc(1);
                 let _ = multi.println(format!("built {name} in {:.2} s", duration.as_secs_f64()));
             }
-            BuildEvent::Failed { drv, reason, .. } => {
+            BuildEvent::Failed {
+                drv, name, reason, ..
+            } => {
                 self.failed += 1;
                 if let Some(b) = self.running.remove(&drv) {
                     b.finish_and_clear();
                     multi.remove(&b);
                 }
                 main.set_message(format!("({} failed)", self.failed));
-                let _ = multi.println(format!("error: build of '{drv}' failed: {reason}"));
+                self.failures.push((name, drv, reason));
             }
             BuildEvent::Substituted { path } => {
                 let _ = multi.println(format!("substituted '{path}'"));
@@ -244,6 +252,11 @@ impl Ui {
         }
         for (_, b) in std::mem::take(&mut self.downloads) {
             b.finish_and_clear();
+        }
+        if self.failures.len() > 1 && matches!(self.mode, Progress::Plain | Progress::Bars) {
+            for (name, drv, reason) in &self.failures {
+                eprintln!("failed: {name}: {reason} (the log: buildit log {drv})");
+            }
         }
         if self.mode == Progress::Plain && self.total > 1 {
             eprintln!(

@@ -2,7 +2,8 @@
 //! pkg.yaml files of its embedded packages) lowers to. `buildit build DIR` evaluates exactly
 //! this text. YAML errors are diagnostics pointing at the YAML line and column, and so are the
 //! package-set errors (unknown atom or version, misspelled or conflicting build options): the
-//! spec is checked against the set's facts before anything is evaluated.
+//! spec is checked against the set's facts before anything is evaluated. `--json` wraps the
+//! program in an object with the directory and the URL patches still to fetch.
 
 use crate::common::session;
 use buildit_driver::DriverError;
@@ -18,10 +19,25 @@ pub struct CompileArgs {
     /// against, is materialised there)
     #[arg(long, value_name = "DIR")]
     pub store_root: Option<PathBuf>,
+    /// Print `{ dir, program, missing_hashes }` as JSON instead of the program text
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run_compile(a: CompileArgs) -> Result<ExitCode, DriverError> {
     let c = buildit_driver::spec::compile(&session(a.store_root.as_deref(), false), &a.dir)?;
+    if a.json {
+        let missing: Vec<&str> = c.missing_hashes.iter().map(|(u, _)| u.as_str()).collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "dir": c.dir.display().to_string(),
+                "program": c.text,
+                "missing_hashes": missing,
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     print!("{}", c.text);
     if !c.missing_hashes.is_empty() {
         eprintln!(

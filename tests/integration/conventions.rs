@@ -305,11 +305,159 @@ fn is_kebab_code(code: &str) -> bool {
         })
 }
 
+/// Every line of `text` is a JSON object; the objects.
+fn json_lines(text: &[u8]) -> Result<Vec<serde_json::Value>, String> {
+    String::from_utf8_lossy(text)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .filter(serde_json::Value::is_object)
+                .ok_or_else(|| format!("not a JSON object: {l}"))
+        })
+        .collect()
+}
+
+/// A derivation whose builder does not exist in the sandbox: it fails at once.
+const FAILING: &str = "derivation { name = \"fails\"; system = \"x86_64-linux\"; builder = \"/bin/sh\"; args = [ \"-c\" \"exit 3\" ]; }";
+
+/// `--json`: stderr holds only JSON (events, then the error); results are JSON on stdout; a
+/// failed build is reported once.
+fn json_trials() -> Vec<Trial> {
+    let mut v = vec![
+        Trial::test("conventions::json-eval-error-is-json", || {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let out = run_in(dir.path(), &["eval", "--json", "-E", "1 + \"a\""])?;
+            let lines = json_lines(&out.stderr).map_err(|e| failed(&e, &out))?;
+            let ok = out.status.code() == Some(1)
+                && lines.len() == 1
+                && lines[0]["event"] == "error"
+                && lines[0]["code"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("buildit::"));
+            if !ok {
+                return Err(failed("eval --json with a type error", &out));
+            }
+            Ok(())
+        }),
+        Trial::test("conventions::json-compile", || {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let spec = root().join("examples/nginx-prod");
+            let spec = spec.display().to_string();
+            let out = run_in(dir.path(), &["compile", "--json", &spec])?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&out.stdout).map_err(|e| failed(&e.to_string(), &out))?;
+            let text = run_in(dir.path(), &["compile", &spec])?;
+            if !out.status.success()
+                || v["program"].as_str() != Some(&*String::from_utf8_lossy(&text.stdout))
+                || !v["missing_hashes"].is_array()
+            {
+                return Err(failed("compile --json", &out));
+            }
+            Ok(())
+        }),
+    ];
+    v.push(crate::gated(
+        "conventions::json-failed-build-stderr-is-json".into(),
+        &["bwrap"],
+        false,
+        || {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let out = run_in(
+                dir.path(),
+                &[
+                    "--store-root",
+                    "s",
+                    "realise",
+                    "--json",
+                    "--no-out-link",
+                    "-E",
+                    FAILING,
+                ],
+            )?;
+            let lines = json_lines(&out.stderr).map_err(|e| failed(&e, &out))?;
+            let failed_events = lines.iter().filter(|l| l["event"] == "failed").count();
+            let last = lines.last().cloned().unwrap_or_default();
+            if out.status.code() != Some(1)
+                || failed_events != 1
+                || last["event"] != "error"
+                || last["code"] != "buildit::build::failed"
+                || !out.stdout.is_empty()
+            {
+                return Err(failed("realise --json of a failing build", &out));
+            }
+            Ok(())
+        },
+    ));
+    v.push(crate::gated(
+        "conventions::failed-build-reported-once".into(),
+        &["bwrap"],
+        false,
+        || {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let out = run_in(
+                dir.path(),
+                &[
+                    "--store-root",
+                    "s",
+                    "realise",
+                    "--no-out-link",
+                    "-E",
+                    FAILING,
+                ],
+            )?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if out.status.code() != Some(1)
+                || stderr.matches("builder exited with status").count() != 1
+                || stderr.matches("buildit::build::failed").count() != 1
+            {
+                return Err(failed("a failing build", &out));
+            }
+            Ok(())
+        },
+    ));
+    v.push(crate::gated(
+        "conventions::json-realise-result-on-stdout".into(),
+        &["bwrap"],
+        false,
+        || {
+            let store = crate::pkgs::shared_store()?;
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let mut cmd = buildit();
+            if let Some(lock) = crate::e2e::debian_lock_for_builds()? {
+                cmd.env("BUILDIT_DEBIAN_LOCK", lock);
+            }
+            let out = cmd
+                .args(["realise", "--json", "-E", "(import <buildit>).pkgs.busybox"])
+                .arg("--store-root")
+                .arg(store)
+                .current_dir(dir.path())
+                .output()
+                .map_err(|e| e.to_string())?;
+            json_lines(&out.stderr).map_err(|e| failed(&e, &out))?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&out.stdout).map_err(|e| failed(&e.to_string(), &out))?;
+            let outputs = v["outputs"].as_array().cloned().unwrap_or_default();
+            if !out.status.success()
+                || outputs.len() != 1
+                || v["drvs"].as_array().map(Vec::len) != Some(1)
+                || v["out_link"] != "result"
+                || !dir.path().join("result").exists()
+            {
+                return Err(failed("realise --json", &out));
+            }
+            Ok(())
+        },
+    ));
+    v
+}
+
 pub fn trials() -> Vec<Trial> {
     let mut v = Vec::new();
     v.extend(closed_pipe_trials());
     v.extend(global_option_trials());
     v.extend(generated_trials());
     v.push(error_code_style());
+    v.extend(json_trials());
     v
 }
