@@ -50,6 +50,35 @@ fn check(cond: bool, msg: impl Into<String>) -> Result<(), Failed> {
     }
 }
 
+/// `buildit store export PATH`: the stream, or the failure.
+fn export(root: &Path, path: &str) -> Result<Vec<u8>, Failed> {
+    let exp = store_cmd(root)
+        .args(["export", path])
+        .output()
+        .map_err(|e| e.to_string())?;
+    check(
+        exp.status.success(),
+        String::from_utf8_lossy(&exp.stderr).to_string(),
+    )?;
+    Ok(exp.stdout)
+}
+
+/// `buildit store import` of `data` into the store at `root` (whatever it answers).
+fn import(root: &Path, data: &[u8]) -> Result<Output, Failed> {
+    use std::io::Write;
+    let mut c = store_cmd(root)
+        .arg("import")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    if let Some(mut i) = c.stdin.take() {
+        let _ = i.write_all(data);
+    }
+    c.wait_with_output().map_err(|e| e.to_string().into())
+}
+
 /// A small fixed tree: the same bytes and modes on every machine.
 fn tiny_tree(dir: &Path) -> Result<(), Failed> {
     let e = |e: std::io::Error| Failed::from(e.to_string());
@@ -436,29 +465,7 @@ fn import_all_or_nothing() -> Result<(), Failed> {
             .map_err(|e| e.to_string())?
             .to_string()
     };
-    let exp = store_cmd(&root)
-        .args(["export", &q])
-        .output()
-        .map_err(|e| e.to_string())?;
-    check(
-        exp.status.success(),
-        String::from_utf8_lossy(&exp.stderr).to_string(),
-    )?;
-    let stream = exp.stdout;
-    let import = |root: &Path, data: &[u8]| -> Result<Output, Failed> {
-        use std::io::Write;
-        let mut c = store_cmd(root)
-            .arg("import")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        if let Some(mut i) = c.stdin.take() {
-            let _ = i.write_all(data);
-        }
-        c.wait_with_output().map_err(|e| e.to_string().into())
-    };
+    let stream = export(&root, &q)?;
     let other = t.path().join("other");
     let mut corrupted = stream.clone();
     if let Some(pos) = corrupted.windows(5).position(|w| w == b"hello") {
@@ -745,27 +752,9 @@ fn read_only_tree_lifecycle() -> Result<(), Failed> {
         v.status.success() && said.contains("0 missing, 0 corrupt"),
         format!("verify: {said}"),
     )?;
-    let exp = store_cmd(&root)
-        .args(["export", &p])
-        .output()
-        .map_err(|e| e.to_string())?;
-    check(
-        exp.status.success(),
-        String::from_utf8_lossy(&exp.stderr).to_string(),
-    )?;
+    let stream = export(&root, &p)?;
     let other = t.path().join("other");
-    let mut c = store_cmd(&other)
-        .arg("import")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    if let Some(mut i) = c.stdin.take() {
-        use std::io::Write;
-        i.write_all(&exp.stdout).map_err(e)?;
-    }
-    let imp = c.wait_with_output().map_err(|e| e.to_string())?;
+    let imp = import(&other, &stream)?;
     check(
         imp.status.success() && String::from_utf8_lossy(&imp.stdout).contains(&p),
         format!(
