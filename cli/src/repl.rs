@@ -378,14 +378,12 @@ impl Repl {
             return Reply::err("usage: :b <expr>");
         }
         let Some(layout) = self.store.clone() else {
-            return Reply::err(render::report(
-                &miette::miette!(
-                    code = "buildit::repl::no-store",
-                    help = "start `buildit repl` with a store (`--store-root DIR`)",
-                    "this REPL has no store to build in"
-                ),
-                self.style,
-            ));
+            let e = buildit_driver::DriverError::request(
+                "buildit::repl::no-store",
+                "this REPL has no store to build in",
+                "start `buildit repl` with a store (`--store-root DIR`)",
+            );
+            return Reply::err(render::error(&e, self.style));
         };
         if self.typecheck {
             if let Checked::Err(e) = self.check_input(text, |e| e) {
@@ -401,15 +399,15 @@ impl Repl {
             Err(e) => return Reply::err(render::eval_error(&self.ev.sources, &e, self.style)),
         };
         if found.is_empty() {
-            return Reply::err(render::report(
-                &miette::miette!(
-                    code = "buildit::repl::no-derivation",
-                    help = "`:b` builds a derivation (a call of `derivation`) or a list or set of them",
+            let e = buildit_driver::DriverError::request(
+                "buildit::repl::no-derivation",
+                format!(
                     "the expression evaluates to {}, which contains no derivation",
                     v.describe()
                 ),
-                self.style,
-            ));
+                "`:b` builds a derivation (a call of `derivation`) or a list or set of them",
+            );
+            return Reply::err(render::error(&e, self.style));
         }
         let targets = match buildit_driver::build::targets_of(found) {
             Ok(t) => t,
