@@ -201,6 +201,7 @@ impl Command {
             Command::Contents(a) => a.json,
             Command::Image(a) => a.json,
             Command::Compile(a) => a.json,
+            Command::Store(a) => a.json(),
             _ => false,
         }
     }

@@ -64,6 +64,10 @@ pub enum StoreCommand {
         /// Unregister broken paths and everything referring to them
         #[arg(long)]
         repair: bool,
+        /// Print `{ checked, missing, corrupt, unregistered, ok }` on stdout instead of lines
+        /// on stderr
+        #[arg(long)]
+        json: bool,
     },
     /// Delete store paths unreachable from GC roots
     Gc {
@@ -73,9 +77,17 @@ pub enum StoreCommand {
         /// Stop after freeing this much (bytes; K, M, G suffixes allowed)
         #[arg(long, value_name = "BYTES")]
         max: Option<String>,
+        /// Print `{ deleted, bytes_freed, live, leftovers_removed, stale_tmp_removed, seconds,
+        /// dry_run }` on stdout instead of the deleted paths and a summary
+        #[arg(long)]
+        json: bool,
     },
     /// List the GC roots and the store paths they keep alive
-    Roots,
+    Roots {
+        /// Print a JSON list of `{ link, target }`
+        #[arg(long)]
+        json: bool,
+    },
     /// Make LINK a symlink to PATH's object and register it as a GC root
     #[command(name = "add-root")]
     AddRoot {
@@ -150,6 +162,19 @@ pub fn fail(r: Report) -> ExitCode {
 }
 
 /// Run `buildit store ...`.
+impl StoreArgs {
+    /// Whether the subcommand prints JSON (`--json`).
+    pub fn json(&self) -> bool {
+        match &self.command {
+            StoreCommand::PathInfo { json, .. }
+            | StoreCommand::Verify { json, .. }
+            | StoreCommand::Gc { json, .. }
+            | StoreCommand::Roots { json } => *json,
+            _ => false,
+        }
+    }
+}
+
 pub fn run_store(a: StoreArgs) -> Result<ExitCode, DriverError> {
     let store = Store::open(store_layout(a.store_root.as_deref()))?;
     run_with(&store, a.command)
@@ -228,8 +253,26 @@ fn run_with(store: &Store, cmd: StoreCommand) -> Result<ExitCode, DriverError> {
         StoreCommand::Verify {
             check_contents,
             repair,
+            json,
         } => {
             let rep = store.verify(check_contents, repair)?;
+            if json {
+                let list =
+                    |ps: &[StorePath]| ps.iter().map(ToString::to_string).collect::<Vec<_>>();
+                let v = serde_json::json!({
+                    "checked": rep.checked,
+                    "missing": list(&rep.missing),
+                    "corrupt": list(&rep.corrupt),
+                    "unregistered": list(&rep.unregistered),
+                    "ok": rep.ok(),
+                });
+                writeln!(out, "{v}").map_err(out_err)?;
+                return Ok(if rep.ok() || repair {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                });
+            }
             for p in &rep.missing {
                 eprintln!(
                     "missing: {p} (registered, but {} is absent)",
@@ -243,8 +286,8 @@ fn run_with(store: &Store, cmd: StoreCommand) -> Result<ExitCode, DriverError> {
                 eprintln!("unregistered: {p}");
             }
             eprintln!(
-                "checked {} paths: {} missing, {} corrupt{}",
-                rep.checked,
+                "checked {}: {} missing, {} corrupt{}",
+                crate::output::plural(rep.checked as usize, "path", "paths"),
                 rep.missing.len(),
                 rep.corrupt.len(),
                 if repair {
@@ -257,16 +300,30 @@ fn run_with(store: &Store, cmd: StoreCommand) -> Result<ExitCode, DriverError> {
                 return Ok(ExitCode::from(1));
             }
         }
-        StoreCommand::Gc { dry_run, max } => {
+        StoreCommand::Gc { dry_run, max, json } => {
             let max_bytes = max.as_deref().map(parse_bytes).transpose()?;
             let rep = store.gc(GcOptions { dry_run, max_bytes })?;
+            if json {
+                let deleted: Vec<String> = rep.deleted.iter().map(ToString::to_string).collect();
+                let v = serde_json::json!({
+                    "deleted": deleted,
+                    "bytes_freed": rep.bytes_freed,
+                    "live": rep.live,
+                    "leftovers_removed": rep.leftovers_removed,
+                    "stale_tmp_removed": rep.stale_tmp_removed,
+                    "seconds": rep.seconds,
+                    "dry_run": dry_run,
+                });
+                writeln!(out, "{v}").map_err(out_err)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             for p in &rep.deleted {
                 writeln!(out, "{p}").map_err(out_err)?;
             }
             eprintln!(
-                "{} {} store paths ({} bytes){}, {} live, in {:.3} s",
+                "{} {} ({} bytes){}, {} live, in {:.3} s",
                 if dry_run { "would delete" } else { "deleted" },
-                rep.deleted.len(),
+                crate::output::plural(rep.deleted.len(), "store path", "store paths"),
                 rep.bytes_freed,
                 if rep.leftovers_removed.is_empty() && rep.stale_tmp_removed == 0 {
                     String::new()
@@ -281,7 +338,17 @@ fn run_with(store: &Store, cmd: StoreCommand) -> Result<ExitCode, DriverError> {
                 rep.seconds
             );
         }
-        StoreCommand::Roots => {
+        StoreCommand::Roots { json: true } => {
+            let roots: Vec<serde_json::Value> = store
+                .roots()?
+                .iter()
+                .map(|r| {
+                    serde_json::json!({ "link": r.link.display().to_string(), "target": r.target.to_string() })
+                })
+                .collect();
+            writeln!(out, "{}", serde_json::Value::Array(roots)).map_err(out_err)?;
+        }
+        StoreCommand::Roots { json: false } => {
             for r in store.roots()? {
                 writeln!(out, "{} -> {}", r.link.display(), r.target).map_err(out_err)?;
             }
@@ -320,7 +387,10 @@ fn run_with(store: &Store, cmd: StoreCommand) -> Result<ExitCode, DriverError> {
                 store.closure(&ps)?.into_iter().collect()
             };
             let n = store.export(&ps, &mut out)?;
-            eprintln!("exported {n} store paths");
+            eprintln!(
+                "exported {}",
+                crate::output::plural(n as usize, "store path", "store paths")
+            );
         }
         StoreCommand::Import { no_check_sigs } => {
             let stdin = std::io::stdin();

@@ -357,6 +357,62 @@ fn json_trials() -> Vec<Trial> {
             Ok(())
         }),
     ];
+    v.push(Trial::test(
+        "conventions::json-store-roots-verify-gc",
+        || {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let d = dir.path();
+            let hello = root().join("examples/hello.bld").display().to_string();
+            let added = run_in(d, &["--store-root", "s", "store", "add", &hello])?;
+            let path = String::from_utf8_lossy(&added.stdout).trim().to_string();
+            let rooted = run_in(
+                d,
+                &["--store-root", "s", "store", "add-root", "kept", &path],
+            )?;
+            let loose = run_in(
+                d,
+                &[
+                    "--store-root",
+                    "s",
+                    "store",
+                    "add",
+                    "--name",
+                    "loose",
+                    &hello,
+                ],
+            )?;
+            if !added.status.success() || !rooted.status.success() || !loose.status.success() {
+                return Err(failed("store add / add-root", &rooted));
+            }
+            let object = |args: &[&str]| -> Result<serde_json::Value, Failed> {
+                let mut all = vec!["--store-root", "s", "store"];
+                all.extend(args);
+                let out = run_in(d, &all)?;
+                if !out.status.success() || !out.stderr.is_empty() {
+                    return Err(failed(&all.join(" "), &out));
+                }
+                serde_json::from_slice(&out.stdout).map_err(|e| failed(&e.to_string(), &out))
+            };
+            let roots = object(&["roots", "--json"])?;
+            let verify = object(&["verify", "--json"])?;
+            let gc = object(&["gc", "--dry-run", "--json"])?;
+            let targets: Vec<&str> = roots
+                .as_array()
+                .map(|a| a.iter().filter_map(|r| r["target"].as_str()).collect())
+                .unwrap_or_default();
+            let deleted = gc["deleted"].as_array().cloned().unwrap_or_default();
+            if targets != [path.as_str()]
+                || verify["ok"] != true
+                || verify["checked"].as_u64().is_none_or(|n| n < 2)
+                || gc["dry_run"] != true
+                || deleted.len() != 1
+                || !deleted[0].as_str().is_some_and(|p| p.ends_with("-loose"))
+            {
+                return Err(format!("roots {roots}\nverify {verify}\ngc {gc}").into());
+            }
+            Ok(())
+        },
+    ));
     v.push(crate::gated(
         "conventions::json-failed-build-stderr-is-json".into(),
         &["bwrap"],

@@ -446,7 +446,7 @@ fn concurrent_add() -> Result<(), Failed> {
     let v = run(&root, &["verify", "--check-contents"])?;
     let err = String::from_utf8_lossy(&v.stderr);
     check(
-        v.status.success() && err.contains("checked 1 paths"),
+        v.status.success() && err.contains("checked 1 path:"),
         err.to_string(),
     )
 }
