@@ -266,3 +266,52 @@ fn image_code(op: ImageOp, e: &ImageError) -> (&'static str, &'static str) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(e: &DriverError) -> String {
+        let (_, ds) = e.diagnostics();
+        assert_eq!(ds.len(), 1, "{e}");
+        ds[0].code.to_string()
+    }
+
+    /// Every phase's error becomes one diagnostic with its stable code and a help line.
+    #[test]
+    fn errors_become_coded_diagnostics() {
+        let p = buildit_store::StorePath::parse("/bld/store/0000000000000000000000000000000a-x")
+            .unwrap_or_else(|e| panic!("a store path: {e}"));
+        let store = DriverError::from(StoreError::NotValid(p));
+        assert_eq!(code(&store), "buildit::store::not-valid");
+        assert!(store.diagnostics().1[0].help.is_some());
+        let req = DriverError::request("buildit::cli::nothing", "nothing", "give something");
+        assert_eq!(code(&req), "buildit::cli::nothing");
+        assert_eq!(req.to_string(), "nothing");
+        let image = DriverError::Image {
+            op: ImageOp::Read,
+            error: ImageError::NotAnImage("x".into()),
+        };
+        assert_eq!(code(&image), "buildit::image::not-an-image");
+        let debian = DriverError::from(buildit_debian::DebianError::NoPackages);
+        assert_eq!(code(&debian), "buildit::debian::no-packages");
+    }
+
+    /// Diagnostics keep their sources and every diagnostic.
+    #[test]
+    fn diagnostics_keep_their_sources() {
+        let mut sources = SourceMap::new();
+        let file = sources.add("t.bld".to_string(), "x");
+        let span = buildit_lang::Span {
+            file,
+            start: 0,
+            end: 1,
+        };
+        let d = Diagnostic::error("buildit::t", "m").with_label(span, "here");
+        let e = DriverError::diagnostics_in(sources, vec![d.clone(), d]);
+        let (s, ds) = e.diagnostics();
+        assert!(s.is_some_and(|s| s.get(file).is_some()));
+        assert_eq!(ds.len(), 2);
+        assert_eq!(e.to_string(), "m");
+    }
+}
