@@ -186,7 +186,8 @@ pub fn parse_one_line_sources(text: &str) -> Vec<AptSource> {
 /// Parse the deb822 format: one entry per URI × suite of each enabled `deb` stanza.
 pub fn parse_deb822_sources(text: &str) -> Result<Vec<AptSource>, StanzaError> {
     let mut out = Vec::new();
-    for stanza in stanza::stanzas(text) {
+    let text = stanza::unix_line_ends(text);
+    for stanza in stanza::stanzas(&text) {
         let stanza = stanza?;
         let get = |k: &str| stanza.get(k).unwrap_or_default();
         if !get("Types").split_whitespace().any(|t| t == "deb") {

@@ -96,7 +96,8 @@ impl Index {
         mirror: &str,
         suite: &str,
     ) -> Result<(), StanzaError> {
-        for stanza in stanza::stanzas(text) {
+        let text = stanza::unix_line_ends(text);
+        for stanza in stanza::stanzas(&text) {
             if let Some(p) = package(&stanza?, mirror, suite) {
                 self.add(p);
             }

@@ -3,7 +3,8 @@
 //!
 //! Stanzas are separated by blank lines, a line starting with a space or tab continues the
 //! field above it, and `#` lines are comments. Field names compare without regard to case.
-//! A value is its lines with surrounding white space removed, joined by `\n`.
+//! A value is its lines with surrounding white space removed, joined by `\n`. Readers pass
+//! text through [`unix_line_ends`] first, so a file with CRLF line ends reads the same.
 //!
 //! The parser is `deb822-fast`'s borrowing one. `deb822-lossless` (the format-preserving
 //! parser of the same family) was measured on bookworm's main `Packages` index for amd64
@@ -77,6 +78,15 @@ pub fn stanzas(text: &str) -> impl Iterator<Item = Result<Stanza<'_>, StanzaErro
     })
 }
 
+/// `text` with its CRLF line ends as LF; borrowed when there is no carriage return.
+pub fn unix_line_ends(text: &str) -> Cow<'_, str> {
+    if text.contains('\r') {
+        Cow::Owned(text.replace("\r\n", "\n"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 /// Every stanza of `text`, or the first error.
 pub fn parse(text: &str) -> Result<Vec<Stanza<'_>>, StanzaError> {
     stanzas(text).collect()
@@ -109,6 +119,17 @@ mod tests {
                 ("Version".to_string(), "1".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn crlf_line_ends_read_like_lf() {
+        let crlf = "Package: a\r\nDepends: b,\r\n c\r\n\r\nPackage: d\r\n";
+        let text = unix_line_ends(crlf);
+        assert!(matches!(unix_line_ends("A: b\n"), Cow::Borrowed(_)));
+        let v = parse(&text).expect("parse");
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].get("Depends").as_deref(), Some("b,\nc"));
+        assert_eq!(v[1].get("Package").as_deref(), Some("d"));
     }
 
     #[test]

@@ -397,6 +397,7 @@ fn control_from_tar(
         }
         if path == "control" {
             let text = String::from_utf8_lossy(&bytes);
+            let text = stanza::unix_line_ends(&text);
             let stanza =
                 stanza::stanzas(&text)
                     .next()
