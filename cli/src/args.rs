@@ -113,6 +113,11 @@ pub enum Command {
         after_help = "Examples:\n  buildit image app-misc/hello\n  buildit image --format docker-archive www-servers/nginx\n  buildit image --json examples/nginx-prod/pkgs/nginx   # a directory holding pkg.yaml"
     )]
     Image(crate::image_cmd::ImageArgs),
+    /// Write a container spec to start from (container.yaml; --package: a pkg.yaml too)
+    #[command(
+        after_help = "Examples:\n  buildit init my-image\n  buildit init --package my-app\n  buildit build my-app   # the image, at ./result"
+    )]
+    Init(crate::init_cmd::InitArgs),
     /// Print a shell completion script on stdout
     #[command(
         after_help = "Examples:\n  buildit completions bash > ~/.local/share/bash-completion/completions/buildit\n  buildit completions zsh > ~/.zfunc/_buildit\n  buildit completions fish > ~/.config/fish/completions/buildit.fish"

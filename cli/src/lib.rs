@@ -9,6 +9,7 @@ pub mod common;
 pub mod debian_cmd;
 pub mod generate;
 pub mod image_cmd;
+pub mod init_cmd;
 pub mod instantiate;
 pub mod output;
 pub mod pipe;

@@ -368,6 +368,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Man(a) => run_man(&a),
+        Command::Init(a) => buildit_cli::init_cmd::run_init(&a),
     }));
     match r {
         Ok(Ok(code)) => code,

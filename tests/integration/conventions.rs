@@ -508,6 +508,61 @@ fn json_trials() -> Vec<Trial> {
     v
 }
 
+/// `buildit init` writes a spec that builds, in under a minute on a warm store, and never
+/// overwrites.
+fn init_trials() -> Vec<Trial> {
+    let builds = |package: bool| {
+        let name = if package {
+            "init-package-builds"
+        } else {
+            "init-builds"
+        };
+        crate::gated(
+            format!("conventions::{name}"),
+            &["bwrap"],
+            false,
+            move || {
+                let store = crate::pkgs::shared_store()?;
+                let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+                let mut args = vec!["init", "my-app"];
+                if package {
+                    args.push("--package");
+                }
+                let init = run_in(dir.path(), &args)?;
+                if !init.status.success() {
+                    return Err(failed("init", &init));
+                }
+                let again = run_in(dir.path(), &args)?;
+                if again.status.code() != Some(1)
+                    || !String::from_utf8_lossy(&again.stderr).contains("buildit::init::exists")
+                {
+                    return Err(failed("init over an existing spec", &again));
+                }
+                let mut cmd = buildit();
+                if let Some(lock) = crate::e2e::debian_lock_for_builds()? {
+                    cmd.env("BUILDIT_DEBIAN_LOCK", lock);
+                }
+                let start = std::time::Instant::now();
+                let out = cmd
+                    .args(["build", "my-app", "--store-root"])
+                    .arg(store)
+                    .current_dir(dir.path())
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                let took = start.elapsed();
+                if !out.status.success() || !dir.path().join("result/index.json").is_file() {
+                    return Err(failed("build of the init spec", &out));
+                }
+                if took > std::time::Duration::from_secs(60) {
+                    return Err(failed(&format!("the build took {took:?}"), &out));
+                }
+                Ok(())
+            },
+        )
+    };
+    vec![builds(false), builds(true)]
+}
+
 pub fn trials() -> Vec<Trial> {
     let mut v = Vec::new();
     v.extend(closed_pipe_trials());
@@ -515,5 +570,6 @@ pub fn trials() -> Vec<Trial> {
     v.extend(generated_trials());
     v.push(error_code_style());
     v.extend(json_trials());
+    v.extend(init_trials());
     v
 }

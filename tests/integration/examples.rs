@@ -363,10 +363,91 @@ fn run_block(block: &Block, store: Option<&Path>) -> Result<(), Failed> {
     Ok(())
 }
 
+/// The `bld-examples` lines of docs/language.md: (expression, expected output or `error CODE`).
+fn builtin_examples() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(root().join("docs/language.md")).unwrap_or_default();
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with("```") {
+            inside = line.trim() == "```bld-examples";
+            continue;
+        }
+        if let (true, Some((expr, want))) = (inside, line.split_once("  ⇒  ")) {
+            out.push((expr.trim().to_string(), want.trim().to_string()));
+        }
+    }
+    out
+}
+
+/// Every builtin of the evaluator's table has a line in docs/language.md's "Builtins by
+/// example" that uses it, and every line evaluates to what it says.
+fn every_builtin_has_an_example() -> Trial {
+    Trial::test("examples::every-builtin-has-an-example", || {
+        let examples = builtin_examples();
+        let mut names: Vec<&str> = buildit_eval::builtins::all_primops()
+            .iter()
+            .map(|p| p.name)
+            .collect();
+        names.extend(["currentSystem", "storeDir", "langVersion"]);
+        let uses = |expr: &str, name: &str| {
+            let pat = format!("builtins.{name}");
+            expr.match_indices(&pat).any(|(i, _)| {
+                !expr[i + pat.len()..]
+                    .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '\'' || c == '_')
+            })
+        };
+        let missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !examples.iter().any(|(e, _)| uses(e, n)))
+            .collect();
+        let mut bad = Vec::new();
+        if !missing.is_empty() {
+            bad.push(format!(
+                "builtins without an example: {}",
+                missing.join(" ")
+            ));
+        }
+        let store = tempfile::tempdir().map_err(|e| e.to_string())?;
+        for (expr, want) in &examples {
+            let out = crate::cli::buildit()
+                .args(["--store-root"])
+                .arg(store.path())
+                .args(["eval", "--no-typecheck", "-E", expr])
+                .current_dir(root())
+                .output()
+                .map_err(|e| e.to_string())?;
+            let got = match want.strip_prefix("error ") {
+                Some(code) => (out.status.code() == Some(1)
+                    && String::from_utf8_lossy(&out.stderr).starts_with(code))
+                .then(|| want.clone()),
+                None => out
+                    .status
+                    .success()
+                    .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()),
+            };
+            if got.as_deref() != Some(want.as_str()) {
+                bad.push(format!(
+                    "`{expr}`: expected {want}, got {:?}\n{}",
+                    got,
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(bad.join("\n").into())
+        }
+    })
+}
+
 pub fn trials() -> Vec<Trial> {
     let blocks = all_blocks();
     let count: usize = blocks.iter().map(|b| b.examples.len()).sum();
-    let mut v = vec![Trial::test("examples::every-example-parses", {
+    let mut v = vec![every_builtin_has_an_example()];
+    v.push(Trial::test("examples::every-example-parses", {
         let blocks = blocks.clone();
         move || {
             // the help has examples for most commands and the docs have more: a broken
@@ -387,7 +468,7 @@ pub fn trials() -> Vec<Trial> {
                 Err(bad.join("\n").into())
             }
         }
-    })];
+    }));
     for b in blocks {
         let runnable = b.examples.iter().filter(|e| e.runs()).count();
         if runnable == 0 {
