@@ -147,3 +147,47 @@ buildit.image {{
 pub fn atom_expr(atom: &str) -> String {
     format!("buildit.pkgs.byAtom {}", quote(atom))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The query's JSON decodes into the typed set, and the YAML check's facts keep every
+    /// version's options.
+    #[test]
+    fn the_query_value_decodes_and_gives_the_check_facts() {
+        let json = r#"{
+            "atoms": { "www-servers/nginx": {
+                "versions": ["1.24.0", "1.22.1"],
+                "description": "a web server",
+                "options": {
+                    "1.22.1": { "ssl": { "default": true, "requires": [], "conflicts": [], "description": "TLS" } },
+                    "1.24.0": { "http2": { "default": false, "requires": ["ssl"], "conflicts": [], "description": "" } }
+                }
+            } },
+            "debian": { "libc6": "2.36-9" }
+        }"#;
+        let set: PackageSet = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}"));
+        let nginx = &set.atoms["www-servers/nginx"];
+        assert_eq!(nginx.versions, ["1.24.0", "1.22.1"]);
+        let newest = nginx
+            .newest_options()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>());
+        assert_eq!(newest, Some(vec!["http2".to_string()]));
+        let info = set.set_info();
+        assert!(info.atoms["www-servers/nginx"]["1.22.1"]["ssl"].default);
+        assert_eq!(
+            info.atoms["www-servers/nginx"]["1.24.0"]["http2"].requires,
+            ["ssl"]
+        );
+        assert_eq!(info.debian["libc6"], "2.36-9");
+    }
+
+    /// Atoms and formats are quoted into the generated programs, never spliced raw.
+    #[test]
+    fn generated_programs_quote_their_inputs() {
+        assert_eq!(atom_expr("a\"b"), "buildit.pkgs.byAtom \"a\\\"b\"");
+        let p = image_program("x", "oci\"; evil = 1; \"");
+        assert!(p.contains("type = \"oci\\\"; evil = 1; \\\"\";"), "{p}");
+    }
+}
