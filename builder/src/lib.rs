@@ -14,6 +14,7 @@ pub mod input_path;
 pub mod log;
 mod native;
 pub mod request;
+pub mod run;
 pub mod sandbox;
 pub mod schedule;
 pub mod seccomp;

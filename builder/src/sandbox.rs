@@ -56,7 +56,7 @@ pub const DEFAULT_SOURCE_DATE_EPOCH: &str = "315532800";
 const PASSWD: &str = "builder:x:1000:100:buildit build user:/build:/noshell\n\
 nobody:x:65534:65534:nobody:/var/empty:/noshell\n";
 const GROUP: &str = "builder:x:100:\nnobody:x:65534:\n";
-const HOSTS: &str = "127.0.0.1 localhost\n::1 localhost\n";
+pub(crate) const HOSTS: &str = "127.0.0.1 localhost\n::1 localhost\n";
 
 /// A scratch store directory (mounted at `/bld/store`) reused by one build after another, with
 /// the mount-point stubs of the inputs it holds: creating a stub costs a file-system
@@ -700,15 +700,8 @@ impl Sandbox {
                 }
             }
         }
-        // The seccomp programs, read by bwrap from pipes (`--add-seccomp-fd`).
-        let mut seccomp_readers = Vec::new();
-        for prog in &guard.filters {
-            let (r, mut w) =
-                std::io::pipe().map_err(|e| BuildError::io("creating a seccomp pipe", e))?;
-            std::io::Write::write_all(&mut w, &crate::seccomp::to_bytes(prog))
-                .map_err(|e| BuildError::io("writing the seccomp filter", e))?;
-            seccomp_readers.push(r);
-        }
+        let seccomp_readers = seccomp_pipes(&guard.filters)
+            .map_err(|e| BuildError::io("passing the seccomp filter", e))?;
         let seccomp_fds: Vec<i32> = seccomp_readers
             .iter()
             .map(std::os::fd::AsRawFd::as_raw_fd)
@@ -887,6 +880,20 @@ impl Sandbox {
         }
         Ok(exit_reason(status))
     }
+}
+
+/// The seccomp programs as bwrap reads them: one pipe each, filled and closed for writing
+/// (`--add-seccomp-fd N`; the child must clear `FD_CLOEXEC` on the read ends).
+pub(crate) fn seccomp_pipes(
+    filters: &[seccompiler::BpfProgram],
+) -> std::io::Result<Vec<std::io::PipeReader>> {
+    let mut readers = Vec::new();
+    for prog in filters {
+        let (r, mut w) = std::io::pipe()?;
+        std::io::Write::write_all(&mut w, &crate::seccomp::to_bytes(prog))?;
+        readers.push(r);
+    }
+    Ok(readers)
 }
 
 /// What one build holds while it runs besides its directories: its build user (when `buildit`

@@ -1,17 +1,14 @@
 //! What several commands share: the terminal style, the session (store, Debian lock, trace
-//! output) every command opens, the evaluation memory ceiling, and the printed forms of errors
-//! for `buildit run`, which reports its errors where they happen.
+//! output) every command opens and the evaluation memory ceiling.
 
-use crate::render::{self, Style};
+use crate::render::Style;
 pub use buildit_driver::eval::{absolute, cwd};
 pub use buildit_driver::session::{store_layout, DEBIAN_LOCK_ENV};
-use buildit_driver::{DebianLock, DriverError, Session};
-use buildit_eval::Evaluator;
+use buildit_driver::{DebianLock, Session};
 use buildit_stdlib::{FsIo, StoreIo};
 use buildit_store::StoreLayout;
 use std::io::IsTerminal;
 use std::path::Path;
-use std::process::ExitCode;
 
 pub fn style(full_trace: bool) -> Style {
     let tty = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
@@ -59,27 +56,6 @@ pub fn fs_io(impure: bool) -> FsIo {
 pub fn new_store_io(fs: FsIo, layout: StoreLayout) -> StoreIo {
     drop(fs);
     session_at(layout).store_io()
-}
-
-/// Report an error about the command line itself (no source span) and exit 1.
-pub fn cli_error(code: &'static str, message: &str, help: &str) -> ExitCode {
-    let e = DriverError::request(code, message, help);
-    eprint!("{}", render::error(&e, style(false)));
-    ExitCode::from(1)
-}
-
-/// Evaluate one of buildit's own expressions (no type check: it is ours) and return its value
-/// as JSON; the error is printed on failure.
-pub fn eval_internal_json(
-    ev: &mut Evaluator,
-    expr: &str,
-    st: Style,
-    code: &'static str,
-) -> Result<serde_json::Value, ExitCode> {
-    buildit_driver::eval::query(ev, expr, code).map_err(|e| {
-        eprint!("{}", render::error(&e, st));
-        ExitCode::from(1)
-    })
 }
 
 /// `--max-eval-memory`'s value: bytes, or a number with a `K`, `M`, `G` or `T` suffix (powers

@@ -359,7 +359,7 @@ fn main() -> ExitCode {
         Command::Log(a) => buildit_cli::build_cmd::run_log(a),
         Command::Search(a) => buildit_cli::search_cmd::run_search(a),
         Command::Debian(a) => buildit_cli::debian_cmd::run_debian(&a),
-        Command::Run(a) => Ok(buildit_cli::run_cmd::run(a)),
+        Command::Run(a) => buildit_cli::run_cmd::run(a),
         Command::Push(a) => buildit_cli::image_cmd::run_push(a),
         Command::Contents(a) => buildit_cli::image_cmd::run_contents(a),
         Command::Image(a) => buildit_cli::image_cmd::run_image(a),

@@ -1,12 +1,11 @@
 //! `buildit store ...`: the store's command-line interface (add, path-info, verify, gc, roots,
-//! add-root, why-depends, export, import, cat, ls, delete), plus [`open_store`], which every
-//! command that needs a store (instantiate, realise, build) uses to pick the physical root the
-//! same way: `--store-root DIR`, else `BUILDIT_STORE_ROOT`, else `/bld` when writable, else
-//! `$XDG_DATA_HOME/buildit` (`~/.local/share/buildit`). Errors are miette diagnostics with codes
-//! `buildit::store::*`.
+//! add-root, why-depends, export, import, cat, ls, delete). The store is the session's
+//! (`buildit_driver::store_layout`: `--store-root DIR`, else `BUILDIT_STORE_ROOT`, else `/bld`
+//! for its owner, else `$XDG_DATA_HOME/buildit`); errors are `DriverError`s with codes
+//! `buildit::store::*`, rendered by `main`.
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use buildit_driver::store::EntryKind;
@@ -14,7 +13,6 @@ use buildit_driver::DriverError;
 use buildit_store::store::StoreError;
 use buildit_store::{GcOptions, Store, StorePath};
 use clap::{Args, Subcommand};
-use miette::Report;
 
 use crate::common::store_layout;
 
@@ -137,28 +135,6 @@ pub enum StoreCommand {
         #[arg(required = true)]
         paths: Vec<String>,
     },
-}
-
-/// Open the store chosen by `root`, `BUILDIT_STORE_ROOT`, `/bld` or the data directory, for
-/// `buildit run`, which prints its own errors (as miette reports).
-pub fn open_store(root: Option<&Path>) -> miette::Result<Store> {
-    Store::open(store_layout(root)).map_err(store_error)
-}
-
-/// A store error as a miette report with its code and help line (for `buildit run`).
-pub fn store_error(e: StoreError) -> Report {
-    let e = DriverError::Store(e);
-    let (_, ds) = e.diagnostics();
-    match ds.into_iter().next() {
-        Some(d) => d.to_report(&buildit_lang::SourceMap::new()),
-        None => miette::miette!("{e}"),
-    }
-}
-
-/// Print a report on stderr and return exit status 1 (for `buildit run`).
-pub fn fail(r: Report) -> ExitCode {
-    eprint!("{}", crate::render::report(&r, crate::common::style(false)));
-    ExitCode::from(1)
 }
 
 /// Run `buildit store ...`.
