@@ -5,7 +5,6 @@ use crate::render::Style;
 pub use buildit_driver::eval::{absolute, cwd};
 pub use buildit_driver::session::{store_layout, DEBIAN_LOCK_ENV};
 use buildit_driver::{DebianLock, Session};
-use buildit_stdlib::{FsIo, StoreIo};
 use buildit_store::StoreLayout;
 use std::io::IsTerminal;
 use std::path::Path;
@@ -44,18 +43,6 @@ pub fn session_at(layout: StoreLayout) -> Session {
     Session::new(layout)
         .with_debian_lock(DEBIAN_LOCK.get().cloned())
         .with_trace(trace_to_stderr())
-}
-
-/// Evaluation IO over the host only.
-pub fn fs_io(impure: bool) -> FsIo {
-    session(None, impure).fs_io()
-}
-
-/// A [`StoreIo`] over `layout` with the command line's Debian lock; `fs` is replaced by the
-/// session's own host IO (pure, trace on stderr).
-pub fn new_store_io(fs: FsIo, layout: StoreLayout) -> StoreIo {
-    drop(fs);
-    session_at(layout).store_io()
 }
 
 /// `--max-eval-memory`'s value: bytes, or a number with a `K`, `M`, `G` or `T` suffix (powers

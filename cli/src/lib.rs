@@ -4,7 +4,6 @@
 
 pub mod args;
 pub mod build_cmd;
-pub mod builtins;
 pub mod common;
 pub mod debian_cmd;
 pub mod generate;
