@@ -117,25 +117,18 @@ pub fn limit(v: u64) -> Option<u64> {
     (v != u64::MAX).then_some(v)
 }
 
-/// Per-build knobs chosen by the caller (CLI flags), not by the derivation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Per-build knobs chosen by the caller (CLI flags), not by the derivation. The default
+/// leaves the cores to the scheduler.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildOptions {
-    /// `BUILDIT_BUILD_CORES`: how many cores one build may use.
+    /// `BUILDIT_BUILD_CORES`: how many cores one build may use; `0` lets the scheduler share
+    /// the machine's cores among the builds it runs ([`crate::schedule::cores_for`]).
     pub cores: u32,
     pub limits: BuildLimits,
     /// Keep the build directory of a failed build (and say where).
     pub keep_failed: bool,
 }
 
-impl Default for BuildOptions {
-    fn default() -> BuildOptions {
-        BuildOptions {
-            cores: 1,
-            limits: BuildLimits::default(),
-            keep_failed: false,
-        }
-    }
-}
 
 /// Everything one build needs, as plain data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

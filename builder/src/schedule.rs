@@ -216,6 +216,8 @@ struct Node {
     state: State,
     locks: Vec<PathLock>,
     closure: Vec<StorePath>,
+    /// The cores the build was given while it runs.
+    cores: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -439,6 +441,7 @@ impl<'a> Scheduler<'a> {
                 state: State::Waiting,
                 locks: Vec::new(),
                 closure: Vec::new(),
+                cores: 0,
             });
         }
         on_event(BuildEvent::Planned {
@@ -509,6 +512,9 @@ impl<'a> Scheduler<'a> {
         // Nodes whose outputs another process holds locked.
         let mut lock_wait: Vec<usize> = Vec::new();
         let mut running = 0usize;
+        // the cores the running builds were given (see `cores_for`)
+        let machine_cores = machine_cores();
+        let mut cores_in_use = 0u32;
         let mut failures: Vec<BuildError> = Vec::new();
         let mut stop = false;
         let (tx, rx) = mpsc::channel::<Msg>();
@@ -530,9 +536,16 @@ impl<'a> Scheduler<'a> {
                             nodes[i].locks.clear();
                             self.complete(nodes, i, &mut ready);
                         }
-                        Prepared::Request(req) => {
+                        Prepared::Request(mut req) => {
                             nodes[i].state = State::Running;
                             running += 1;
+                            if self.opts.build.cores == 0 {
+                                // the builds that can start with this one share what is free
+                                let starting = (jobs - running + 1).min(ready.len() + 1);
+                                req.cores = cores_for(machine_cores, cores_in_use, starting);
+                            }
+                            cores_in_use += req.cores;
+                            nodes[i].cores = req.cores;
                             on_event(BuildEvent::Started {
                                 drv: req.drv_path.clone(),
                                 name: req.name.clone(),
@@ -578,6 +591,7 @@ impl<'a> Scheduler<'a> {
                     Msg::Event(e) => on_event(e),
                     Msg::Done(i, r) => {
                         running -= 1;
+                        cores_in_use = cores_in_use.saturating_sub(nodes[i].cores);
                         let r = r.and_then(|staged| {
                             let res = self.register(&nodes[i], &staged);
                             let _ = clean_tx.send(staged);
@@ -760,6 +774,24 @@ impl<'a> Scheduler<'a> {
         }
         Ok((outs, staged.duration))
     }
+}
+
+/// The cores of this machine (those the process may run on).
+fn machine_cores() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+        .unwrap_or(1)
+}
+
+/// The cores a build gets when it starts and the caller left the choice to the scheduler
+/// (`BuildOptions::cores == 0`): an equal share, among the `starting` builds starting now, of
+/// the machine's cores that no running build holds, and at least one. A build keeps its
+/// share until it ends, so the running builds never hold more cores than the machine has
+/// (beyond one each), and the last build of a graph, alone, gets them all.
+pub fn cores_for(machine: u32, in_use: u32, starting: usize) -> u32 {
+    let free = machine.saturating_sub(in_use);
+    let starting = u32::try_from(starting.max(1)).unwrap_or(u32::MAX);
+    (free / starting).max(1)
 }
 
 enum Prepared {
@@ -1074,4 +1106,29 @@ fn diff_trees(a: &Path, b: &Path, rel: &str, out: &mut Vec<String>) -> std::io::
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod cores_tests {
+    use super::cores_for;
+
+    #[test]
+    fn a_build_alone_gets_every_core() {
+        assert_eq!(cores_for(8, 0, 1), 8);
+        assert_eq!(cores_for(2, 0, 1), 2);
+    }
+
+    #[test]
+    fn builds_starting_together_share_the_free_cores() {
+        assert_eq!(cores_for(8, 0, 4), 2);
+        assert_eq!(cores_for(8, 2, 3), 2);
+        assert_eq!(cores_for(2, 0, 2), 1);
+    }
+
+    #[test]
+    fn a_build_gets_at_least_one_core() {
+        assert_eq!(cores_for(2, 2, 1), 1);
+        assert_eq!(cores_for(2, 5, 3), 1);
+        assert_eq!(cores_for(1, 0, 0), 1);
+    }
 }

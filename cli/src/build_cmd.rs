@@ -48,7 +48,8 @@ pub struct RealiseArgs {
     /// Builds at once (default: the number of cores)
     #[arg(short = 'j', long = "max-jobs", value_name = "N")]
     pub jobs: Option<usize>,
-    /// Cores each build may use (BUILDIT_BUILD_CORES; default: 1)
+    /// Cores each build may use (BUILDIT_BUILD_CORES; default: an equal share of the cores no
+    /// running build holds, so that the last build alone gets them all)
     #[arg(long, value_name = "N")]
     pub cores: Option<u32>,
     /// Keep building independent derivations after a failure
@@ -198,7 +199,7 @@ pub fn run_realise(a: RealiseArgs) -> Result<ExitCode, DriverError> {
     }
     schedule.keep_going = a.keep_going;
     schedule.build = BuildOptions {
-        cores: a.cores.unwrap_or(1).max(1),
+        cores: a.cores.unwrap_or(0),
         limits: {
             let d = BuildLimits::default();
             let pick = |v: Option<u64>, default| v.map_or(default, buildit_builder::request::limit);
