@@ -32,7 +32,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
     pub max_eval_memory: Option<u64>,
     /// The store's physical root, for every command that uses a store (default:
-    /// $BUILDIT_STORE_ROOT, else /bld when writable, else $XDG_DATA_HOME/buildit)
+    /// $BUILDIT_STORE_ROOT, else /bld for root, else $XDG_DATA_HOME/buildit)
     #[arg(long, global = true, value_name = "DIR")]
     pub store_root: Option<std::path::PathBuf>,
     /// Say more on stderr: each finished download

@@ -51,8 +51,8 @@ pub struct RunArgs {
     /// Show the whole evaluation trace of an error
     #[arg(long)]
     pub show_trace: bool,
-    /// The store's physical root directory (default: $BUILDIT_STORE_ROOT, else /bld when
-    /// writable, else $XDG_DATA_HOME/buildit)
+    /// The store's physical root directory (default: $BUILDIT_STORE_ROOT, else /bld for root,
+    /// else $XDG_DATA_HOME/buildit)
     #[arg(long, value_name = "DIR")]
     pub store_root: Option<PathBuf>,
 }

@@ -19,8 +19,8 @@ use crate::common::store_layout;
 /// `buildit store` and its global option.
 #[derive(Args, Debug)]
 pub struct StoreArgs {
-    /// The store's physical root directory (default: $BUILDIT_STORE_ROOT, else /bld when
-    /// writable, else $XDG_DATA_HOME/buildit)
+    /// The store's physical root directory (default: $BUILDIT_STORE_ROOT, else /bld for root,
+    /// else $XDG_DATA_HOME/buildit)
     #[arg(long, global = true, value_name = "DIR")]
     pub store_root: Option<PathBuf>,
     #[command(subcommand)]

@@ -20,7 +20,8 @@ pub const DEBIAN_LOCK_ENV: &str = "BUILDIT_DEBIAN_LOCK";
 pub const STORE_ROOT_ENV: &str = "BUILDIT_STORE_ROOT";
 
 /// The store layout: `explicit` (`--store-root DIR`), else `BUILDIT_STORE_ROOT`, else `/bld`
-/// when writable, else `$XDG_DATA_HOME/buildit` (`~/.local/share/buildit`).
+/// for root (or the user who owns it), else `$XDG_DATA_HOME/buildit` (`~/.local/share/buildit`):
+/// see `StoreLayout::choose`.
 pub fn store_layout(explicit: Option<&Path>) -> StoreLayout {
     let env_root = std::env::var_os(STORE_ROOT_ENV)
         .filter(|v| !v.is_empty())
