@@ -167,8 +167,9 @@ pub struct CommonArgs {
     pub store_root: Option<std::path::PathBuf>,
 }
 
-#[derive(Args)]
-pub struct EvalArgs {
+/// What `eval` and `instantiate` evaluate: a file or an expression, and an attribute path.
+#[derive(Args, Debug)]
+pub struct TargetArgs {
     /// The file to evaluate (a directory means its default.bld / default.nix)
     #[arg(conflicts_with = "expr")]
     pub file: Option<String>,
@@ -178,6 +179,12 @@ pub struct EvalArgs {
     /// Select an attribute path of the result (`-A packages.hello`)
     #[arg(short = 'A', long = "attr", value_name = "PATH")]
     pub attr: Option<String>,
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Print the result as JSON (forces it completely)
     #[arg(long)]
     pub json: bool,

@@ -11,15 +11,8 @@ use std::process::ExitCode;
 
 #[derive(Args)]
 pub struct InstantiateArgs {
-    /// The file to evaluate (a directory means its default.bld / default.nix)
-    #[arg(conflicts_with = "expr")]
-    pub file: Option<String>,
-    /// Evaluate this expression instead of a file
-    #[arg(short = 'E', long = "expr", value_name = "EXPR")]
-    pub expr: Option<String>,
-    /// Select an attribute path of the result (`-A packages.hello`)
-    #[arg(short = 'A', long = "attr", value_name = "PATH")]
-    pub attr: Option<String>,
+    #[command(flatten)]
+    pub target: crate::args::TargetArgs,
     /// Print a JSON list of { attr, drvPath, output }, one object per derivation, instead of
     /// one path per line
     #[arg(long)]
@@ -62,9 +55,9 @@ pub fn run_instantiate(a: InstantiateArgs) -> Result<ExitCode, DriverError> {
     let session = session(a.eval.store_root.as_deref(), a.eval.impure);
     let mut ev = session.evaluator();
     let t = EvalTarget {
-        file: a.file.as_deref(),
-        expr: a.expr.as_deref(),
-        attr: a.attr.as_deref(),
+        file: a.target.file.as_deref(),
+        expr: a.target.expr.as_deref(),
+        attr: a.target.attr.as_deref(),
         typecheck: !a.eval.no_typecheck,
     };
     let found = buildit_driver::eval::instantiate(&mut ev, &t)?;

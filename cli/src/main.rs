@@ -79,9 +79,9 @@ fn run_eval(a: EvalArgs) -> CliResult {
     let session = session(a.common.store_root.as_deref(), a.common.impure);
     let mut ev = session.evaluator();
     let target = buildit_driver::EvalTarget {
-        file: a.file.as_deref(),
-        expr: a.expr.as_deref(),
-        attr: a.attr.as_deref(),
+        file: a.target.file.as_deref(),
+        expr: a.target.expr.as_deref(),
+        attr: a.target.attr.as_deref(),
         typecheck: !a.common.no_typecheck,
     };
     // the value is never dropped either: the process ends right after printing it
@@ -128,25 +128,14 @@ fn run_check(a: CheckArgs) -> CliResult {
         failed = true;
         if a.json {
             for d in &all {
-                let labels: Vec<serde_json::Value> = d
-                    .labels
-                    .iter()
-                    .map(|l| {
-                        let (line, col) = sources
-                            .get(l.span.file)
-                            .map(|sf| sf.line_col(l.span.start as usize))
-                            .unwrap_or((0, 0));
-                        serde_json::json!({
-                            "file": sources.name(l.span.file),
-                            "start": l.span.start, "end": l.span.end,
-                            "line": line, "column": col, "message": l.message,
-                        })
-                    })
-                    .collect();
-                json.push(serde_json::json!({
-                    "file": f, "code": d.code, "message": d.message,
-                    "labels": labels, "help": d.help,
-                }));
+                let mut o = serde_json::Map::new();
+                o.insert("file".into(), f.as_str().into());
+                if let serde_json::Value::Object(fields) =
+                    buildit_cli::output::diagnostic_json(Some(&sources), d)
+                {
+                    o.extend(fields);
+                }
+                json.push(serde_json::Value::Object(o));
             }
         } else {
             eprint!("{}", render::diagnostics(&sources, &all, st));

@@ -321,6 +321,21 @@ fn json_lines(text: &[u8]) -> Result<Vec<serde_json::Value>, String> {
 /// A derivation whose builder does not exist in the sandbox: it fails at once.
 const FAILING: &str = "derivation { name = \"fails\"; system = \"x86_64-linux\"; builder = \"/bin/sh\"; args = [ \"-c\" \"exit 3\" ]; }";
 
+/// `buildit realise [EXTRA] --no-out-link -E FAILING` in a fresh store and directory.
+fn build_failing(extra: &[&str]) -> Result<Output, Failed> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut args = vec![
+        "--store-root",
+        "s",
+        "realise",
+        "--no-out-link",
+        "-E",
+        FAILING,
+    ];
+    args.extend(extra);
+    run_in(dir.path(), &args)
+}
+
 /// `--json`: stderr holds only JSON (events, then the error); results are JSON on stdout; a
 /// failed build is reported once.
 fn json_trials() -> Vec<Trial> {
@@ -418,19 +433,7 @@ fn json_trials() -> Vec<Trial> {
         &["bwrap"],
         false,
         || {
-            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-            let out = run_in(
-                dir.path(),
-                &[
-                    "--store-root",
-                    "s",
-                    "realise",
-                    "--json",
-                    "--no-out-link",
-                    "-E",
-                    FAILING,
-                ],
-            )?;
+            let out = build_failing(&["--json"])?;
             let lines = json_lines(&out.stderr).map_err(|e| failed(&e, &out))?;
             let failed_events = lines.iter().filter(|l| l["event"] == "failed").count();
             let last = lines.last().cloned().unwrap_or_default();
@@ -450,18 +453,7 @@ fn json_trials() -> Vec<Trial> {
         &["bwrap"],
         false,
         || {
-            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-            let out = run_in(
-                dir.path(),
-                &[
-                    "--store-root",
-                    "s",
-                    "realise",
-                    "--no-out-link",
-                    "-E",
-                    FAILING,
-                ],
-            )?;
+            let out = build_failing(&[])?;
             let stderr = String::from_utf8_lossy(&out.stderr);
             if out.status.code() != Some(1)
                 || stderr.matches("builder exited with status").count() != 1
