@@ -129,7 +129,6 @@ pub struct BuildOptions {
     pub keep_failed: bool,
 }
 
-
 /// Everything one build needs, as plain data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildRequest {
