@@ -1,6 +1,7 @@
 //! `buildit-cli` library: the parts of the command-line front end that tests drive directly —
-//! diagnostic rendering and the REPL back end (the `buildit` binary's rustyline front end only
-//! moves lines between the terminal and [`repl::Repl`]).
+//! the argument grammar, diagnostic rendering (also the REPL's, [`render::ReplRender`]) and the
+//! commands; the `buildit` binary's rustyline front end only moves lines between the terminal
+//! and `buildit_driver::repl::Repl`.
 
 pub mod args;
 pub mod build_cmd;
@@ -14,7 +15,6 @@ pub mod output;
 pub mod pipe;
 pub mod progress;
 pub mod render;
-pub mod repl;
 pub mod run_cmd;
 pub mod search_cmd;
 pub mod store_cmd;

@@ -5,7 +5,7 @@
 use buildit_cli::args::*;
 use buildit_cli::common::*;
 use buildit_cli::render;
-use buildit_cli::repl::Repl;
+use buildit_driver::repl::Repl;
 use buildit_eval::print;
 use clap::Parser;
 use std::io::Write;
@@ -164,7 +164,7 @@ fn history_path() -> Option<std::path::PathBuf> {
 
 mod front {
     //! rustyline glue: completion and multi-line validation delegate to the REPL back end.
-    use buildit_cli::repl::Repl;
+    use buildit_driver::repl::Repl;
     use rustyline::completion::Completer;
     use rustyline::highlight::Highlighter;
     use rustyline::hint::Hinter;
@@ -210,10 +210,10 @@ fn run_repl(a: ReplArgs) -> CliResult {
     let repl = Rc::new(RefCell::new(Repl::new(
         Box::new(session.store_io()),
         cwd(),
-        st,
+        Box::new(buildit_cli::render::ReplRender(st)),
     )));
     repl.borrow_mut().set_typecheck(!a.common.no_typecheck);
-    repl.borrow_mut().set_store(session.layout().clone());
+    repl.borrow_mut().set_session(session.clone());
     repl.borrow_mut()
         .set_progress(Box::new(|l: &str| eprintln!("{l}")));
     for f in &a.files {

@@ -28,9 +28,7 @@ pub fn get() -> Verbosity {
 }
 
 /// A count and its noun: `1 derivation`, `2 derivations`, `0 derivations`.
-pub fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
+pub use buildit_lang::text::plural;
 
 /// A diagnostic as a JSON object, the shape `buildit check --json` lists and `--json` errors
 /// use: `{ code, message, labels: [{ file, start, end, line, column, message }], help }`.

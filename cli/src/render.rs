@@ -268,6 +268,21 @@ pub fn eval_error(sources: &SourceMap, e: &EvalError, style: Style) -> String {
     out
 }
 
+/// The REPL's renderer: this module's functions with one style.
+pub struct ReplRender(pub Style);
+
+impl buildit_driver::repl::Render for ReplRender {
+    fn diagnostics(&self, sources: &SourceMap, diagnostics: &[Diagnostic]) -> String {
+        self::diagnostics(sources, diagnostics, self.0)
+    }
+    fn eval_error(&self, sources: &SourceMap, error: &EvalError) -> String {
+        self::eval_error(sources, error, self.0)
+    }
+    fn error(&self, error: &buildit_driver::DriverError) -> String {
+        self::error(error, self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ pub mod eval;
 pub mod image;
 pub mod limits;
 pub mod pkgset;
+pub mod repl;
 pub mod run;
 pub mod session;
 pub mod spec;

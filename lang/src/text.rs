@@ -52,6 +52,12 @@ pub fn quote(s: &str) -> String {
 
 /// That a quoted string evaluates back to itself is tested where evaluation is at hand
 /// (`buildit-driver`'s `eval` tests).
+/// `N thing` or `N things`: a count with the right one of two forms (`1 derivation`,
+/// `2 derivations`).
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

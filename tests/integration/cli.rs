@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 pub fn buildit() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_buildit"));
+    let mut c = Command::new(crate::buildit_bin());
     c.env("NO_COLOR", "1").env_remove("BUILDIT_STORE_ROOT");
     c
 }

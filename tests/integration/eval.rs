@@ -119,7 +119,7 @@ pub fn nix_json(nix: &Path, file: &Path) -> Result<String, String> {
 /// with and without type checking; the differential tests compare evaluation), in a store
 /// under the target directory. Its stdout, or its stderr when it fails.
 pub fn buildit_json(file: &Path) -> Result<String, String> {
-    let store = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("eval-store");
+    let store = crate::target_tmpdir().join("eval-store");
     let out = crate::cli::buildit()
         .args(["eval", "--json", "--no-typecheck", "--store-root"])
         .arg(&store)

@@ -41,7 +41,7 @@ fn store() -> Result<&'static Path, Failed> {
     let r = STORE.get_or_init(|| {
         let root = std::env::var_os("BUILDIT_PKGS_TEST_STORE")
             .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("pkgs-store"));
+            .unwrap_or_else(|| crate::target_tmpdir().join("pkgs-store"));
         let o = realise(
             &root,
             &[

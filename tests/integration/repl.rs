@@ -11,14 +11,18 @@
 //! naming what is missing. The corpus holds at least [`MIN_TRANSCRIPTS`] transcripts.
 
 use crate::{data, name_of, snapshot};
-use buildit_cli::render::Style;
-use buildit_cli::repl::Repl;
+use buildit_cli::render::{ReplRender, Style};
+use buildit_driver::repl::Repl;
 use buildit_stdlib::FsIo;
 use libtest_mimic::Trial;
 
 /// Replay the inputs of a transcript and produce the transcript buildit writes.
 pub fn replay(text: &str, cwd: &str) -> String {
-    let mut repl = Repl::new(Box::new(FsIo::new(|_| {})), cwd, Style::plain());
+    let mut repl = Repl::new(
+        Box::new(FsIo::new(|_| {})),
+        cwd,
+        Box::new(ReplRender(Style::plain())),
+    );
     if text.starts_with("# --no-typecheck") {
         repl.set_typecheck(false);
     }
@@ -34,8 +38,8 @@ fn replay_store(text: &str, cwd: &str) -> Result<String, String> {
         .map_err(|e| format!("busybox-static is needed: {e}"))?;
     let layout = buildit_store::StoreLayout::at(tmp.path().join("root"));
     let io = buildit_stdlib::StoreIo::new(FsIo::new(|_| {}), layout.clone());
-    let mut repl = Repl::new(Box::new(io), cwd, Style::plain());
-    repl.set_store(layout);
+    let mut repl = Repl::new(Box::new(io), cwd, Box::new(ReplRender(Style::plain())));
+    repl.set_session(buildit_driver::Session::new(layout));
     let bb = bb.display().to_string();
     let out = replay_with(repl, text, |i| i.replace("@BUSYBOX@", &bb));
     let out = out.replace(&tmp.path().display().to_string(), "$TMP");

@@ -198,7 +198,7 @@ fn docs_trial() -> Trial {
 fn cli_trial() -> Trial {
     Trial::test("typecheck::cli-check-and-eval", || {
         let run = |args: &[&str]| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_buildit"))
+            std::process::Command::new(crate::buildit_bin())
                 .args(args)
                 .env("NO_COLOR", "1")
                 .output()
@@ -265,12 +265,12 @@ fn cli_trial() -> Trial {
 /// as diagnostics.
 fn repl_trial() -> Trial {
     Trial::test("typecheck::repl-t", || {
-        use buildit_cli::render::Style;
-        use buildit_cli::repl::Repl;
+        use buildit_cli::render::{ReplRender, Style};
+        use buildit_driver::repl::Repl;
         let mut repl = Repl::new(
             Box::new(buildit_stdlib::FsIo::new(|_| {})),
             root().to_string_lossy().into_owned(),
-            Style::plain(),
+            Box::new(ReplRender(Style::plain())),
         );
         let cases = [
             (":t x: x + 1", "Int -> Int\n", false),

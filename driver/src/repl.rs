@@ -11,16 +11,25 @@
 //! binding's, or the field types of a file loaded with `:l`), so `:t`, later inputs and the
 //! completion of attribute paths see them; a variable whose type is unknown is `Dyn`.
 //!
-//! `:b EXPR` builds the derivations `EXPR` evaluates to (as `buildit realise` does) in the store
-//! given with [`Repl::set_store`] (the one the evaluator writes `.drv` files into), reporting
-//! progress in plain lines (to [`Repl::set_progress`] as they happen, else in the reply) and
-//! replying with the output paths, one a line; a failed build is an error diagnostic.
+//! `:b EXPR` builds the derivations `EXPR` evaluates to (as `buildit realise` does) in the
+//! session given with [`Repl::set_session`] (whose store the evaluator writes `.drv` files
+//! into), reporting progress in plain lines (to [`Repl::set_progress`] as they happen, else in
+//! the reply) and replying with the output paths, one a line; a failed build is an error
+//! diagnostic.
+//!
+//! Errors become text through the front end's [`Render`] (colours, Unicode, traces are its
+//! business); the REPL keeps going after them, so they are rendered where they happen, against
+//! the evaluator's sources of that moment.
 
-use crate::render::{self, Style};
+use crate::error::DriverError;
+use crate::session::Session;
 use buildit_eval::value::{Env, Pending, Scope, Thunk};
+use buildit_eval::EvalError;
 use buildit_eval::{print, EvalIo, Evaluator, Symbol, Value};
 use buildit_lang::ast::{AttrKey, Binding, Expr, ExprKind};
+use buildit_lang::text::plural;
 use buildit_lang::types::{self, Type, TypeEnv};
+use buildit_lang::Diagnostic;
 use buildit_lang::SourceMap;
 
 /// What the front end should do after a line.
@@ -72,6 +81,16 @@ The following commands are available:
 const NOT_EVALUATED: &str =
     "(nothing was evaluated; `buildit repl --no-typecheck` turns type checking off)\n";
 
+/// How the REPL turns errors into text: the front end's renderer.
+pub trait Render {
+    /// Diagnostics (syntax, names, types) against `sources`.
+    fn diagnostics(&self, sources: &SourceMap, diagnostics: &[Diagnostic]) -> String;
+    /// An evaluation error against `sources`.
+    fn eval_error(&self, sources: &SourceMap, error: &EvalError) -> String;
+    /// Any other error of the driver.
+    fn error(&self, error: &DriverError) -> String;
+}
+
 pub struct Repl {
     ev: Evaluator,
     names: Vec<Symbol>,
@@ -79,10 +98,10 @@ pub struct Repl {
     types: Vec<Type>,
     env: Env,
     cwd: String,
-    style: Style,
+    render: Box<dyn Render>,
     typecheck: bool,
     /// Where `:b` builds (`None`: `:b` is not available).
-    store: Option<buildit_store::StoreLayout>,
+    session: Option<Session>,
     /// Where `:b` sends its progress lines as they happen (`None`: into the reply).
     progress: Option<ProgressFn>,
 }
@@ -101,24 +120,25 @@ enum Checked {
 }
 
 impl Repl {
-    /// A REPL whose relative paths resolve against `cwd`.
-    pub fn new(io: Box<dyn EvalIo>, cwd: impl Into<String>, style: Style) -> Repl {
+    /// A REPL whose relative paths resolve against `cwd`, rendering errors with `render`.
+    pub fn new(io: Box<dyn EvalIo>, cwd: impl Into<String>, render: Box<dyn Render>) -> Repl {
         Repl {
             ev: Evaluator::new(io),
             names: Vec::new(),
             types: Vec::new(),
             env: Scope::new(None, Default::default()),
             cwd: cwd.into(),
-            style,
+            render,
             typecheck: true,
-            store: None,
+            session: None,
             progress: None,
         }
     }
 
-    /// Let `:b` build in this store (the one the evaluator's IO writes derivations into).
-    pub fn set_store(&mut self, layout: buildit_store::StoreLayout) {
-        self.store = Some(layout);
+    /// Let `:b` build in this session's store (the one the evaluator's IO writes derivations
+    /// into), with its Debian lock and builtin builders.
+    pub fn set_session(&mut self, session: Session) {
+        self.session = Some(session);
     }
 
     /// Show `:b`'s progress lines (without newline) through `f` as they happen, instead of in
@@ -149,11 +169,7 @@ impl Repl {
         let parsed = buildit_lang::parse(file, text);
         let ok = parsed.syntax_ok();
         let Some(expr) = parsed.expr.filter(|_| ok) else {
-            return Checked::Syntax(render::diagnostics(
-                &sources,
-                &parsed.diagnostics,
-                self.style,
-            ));
+            return Checked::Syntax(self.render.diagnostics(&sources, &parsed.diagnostics));
         };
         let r = types::check_with(&wrap(expr), &self.type_env());
         let mut diags = parsed.diagnostics;
@@ -161,7 +177,7 @@ impl Repl {
         if diags.is_empty() {
             Checked::Ok(r.ty)
         } else {
-            Checked::Err(render::diagnostics(&sources, &diags, self.style))
+            Checked::Err(self.render.diagnostics(&sources, &diags))
         }
     }
 
@@ -215,12 +231,12 @@ impl Repl {
         let frames = vec![self.names.clone()];
         let ir = match self.ev.compile_in_scope("«repl»", text, &self.cwd, &frames) {
             Ok(ir) => ir,
-            Err(diags) => return Err(render::diagnostics(&self.ev.sources, &diags, self.style)),
+            Err(diags) => return Err(self.render.diagnostics(&self.ev.sources, &diags)),
         };
         let env = self.env.clone();
         self.ev
             .eval_in(&ir, &env)
-            .map_err(|e| render::eval_error(&self.ev.sources, &e, self.style))
+            .map_err(|e| self.render.eval_error(&self.ev.sources, &e))
     }
 
     fn eval_print(&mut self, text: &str, deep: bool) -> Reply {
@@ -243,7 +259,7 @@ impl Repl {
         };
         match printed {
             Ok(s) => Reply::ok(s),
-            Err(e) => Reply::err(render::eval_error(&self.ev.sources, &e, self.style)),
+            Err(e) => Reply::err(self.render.eval_error(&self.ev.sources, &e)),
         }
     }
 
@@ -295,9 +311,7 @@ impl Repl {
                 .compile_in_scope("«repl»", expr, &self.cwd, std::slice::from_ref(&names))
             {
                 Ok(ir) => ir,
-                Err(diags) => {
-                    return Reply::err(render::diagnostics(&self.ev.sources, &diags, self.style))
-                }
+                Err(diags) => return Reply::err(self.render.diagnostics(&self.ev.sources, &diags)),
             };
         let env = Scope::new(None, slots.into_iter().collect());
         let value = Value::Thunk(Thunk::new(Pending::Expr(ir, env.clone())));
@@ -348,7 +362,7 @@ impl Repl {
         };
         let v = match self.ev.import(&abs, buildit_lang::Span::default()) {
             Ok(v) => v,
-            Err(e) => return Reply::err(render::eval_error(&self.ev.sources, &e, self.style)),
+            Err(e) => return Reply::err(self.render.eval_error(&self.ev.sources, &e)),
         };
         match v {
             Value::Attrs(a) => {
@@ -359,10 +373,7 @@ impl Repl {
                     .map(|(k, v)| (*k, v.clone(), field_type(&file_ty, k.as_str())))
                     .collect();
                 self.add_bindings(entries);
-                Reply::ok(format!(
-                    "Added {}.",
-                    crate::output::plural(n, "variable", "variables")
-                ))
+                Reply::ok(format!("Added {}.", plural(n, "variable", "variables")))
             }
             other => Reply::err(format!(
                 "cannot load '{path}': it evaluates to {}, not a set",
@@ -377,13 +388,13 @@ impl Repl {
         if text.is_empty() {
             return Reply::err("usage: :b <expr>");
         }
-        let Some(layout) = self.store.clone() else {
-            let e = buildit_driver::DriverError::request(
+        let Some(session) = self.session.clone() else {
+            let e = DriverError::request(
                 "buildit::repl::no-store",
                 "this REPL has no store to build in",
                 "start `buildit repl` with a store (`--store-root DIR`)",
             );
-            return Reply::err(render::error(&e, self.style));
+            return Reply::err(self.render.error(&e));
         };
         if self.typecheck {
             if let Checked::Err(e) = self.check_input(text, |e| e) {
@@ -396,10 +407,10 @@ impl Repl {
         };
         let found = match buildit_eval::find_derivations(&mut self.ev, &v) {
             Ok(f) => f,
-            Err(e) => return Reply::err(render::eval_error(&self.ev.sources, &e, self.style)),
+            Err(e) => return Reply::err(self.render.eval_error(&self.ev.sources, &e)),
         };
         if found.is_empty() {
-            let e = buildit_driver::DriverError::request(
+            let e = DriverError::request(
                 "buildit::repl::no-derivation",
                 format!(
                     "the expression evaluates to {}, which contains no derivation",
@@ -407,16 +418,15 @@ impl Repl {
                 ),
                 "`:b` builds a derivation (a call of `derivation`) or a list or set of them",
             );
-            return Reply::err(render::error(&e, self.style));
+            return Reply::err(self.render.error(&e));
         }
-        let targets = match buildit_driver::build::targets_of(found) {
+        let targets = match crate::build::targets_of(found) {
             Ok(t) => t,
-            Err(e) => return Reply::err(render::error(&e, self.style)),
+            Err(e) => return Reply::err(self.render.error(&e)),
         };
-        let session = crate::common::session_at(layout);
         let store = match session.open_store() {
             Ok(s) => s,
-            Err(e) => return Reply::err(render::error(&e, self.style)),
+            Err(e) => return Reply::err(self.render.error(&e)),
         };
         let mut lines = String::new();
         let mut progress = self.progress.take();
@@ -428,7 +438,7 @@ impl Repl {
                 lines.push('\n');
             }
         };
-        let r = buildit_driver::build::realise(
+        let r = crate::build::realise(
             &store,
             &targets,
             ScheduleOptions::default(),
@@ -457,7 +467,7 @@ impl Repl {
                 Reply::ok(lines)
             }
             Err(e) => {
-                lines.push_str(&render::error(&e, self.style));
+                lines.push_str(&self.render.error(&e));
                 Reply::err(lines)
             }
         }
@@ -499,7 +509,7 @@ impl Repl {
         if diags.is_empty() {
             Checked::Ok(r.ty)
         } else {
-            Checked::Err(render::diagnostics(&sources, &diags, self.style))
+            Checked::Err(self.render.diagnostics(&sources, &diags))
         }
     }
 
