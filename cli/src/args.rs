@@ -151,22 +151,6 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
-#[derive(Args)]
-pub struct CommonArgs {
-    /// Do not type-check before evaluating
-    #[arg(long)]
-    pub no_typecheck: bool,
-    /// Show the whole evaluation trace of an error
-    #[arg(long)]
-    pub show_trace: bool,
-    /// Let `builtins.getEnv` read the real environment
-    #[arg(long)]
-    pub impure: bool,
-    /// The store's physical root (default: $BUILDIT_STORE_ROOT, /bld, ~/.local/share/buildit)
-    #[arg(long, value_name = "DIR")]
-    pub store_root: Option<std::path::PathBuf>,
-}
-
 /// What `eval` and `instantiate` evaluate: a file or an expression, and an attribute path.
 #[derive(Args, Debug)]
 pub struct TargetArgs {
@@ -189,7 +173,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub common: crate::instantiate::EvalOpts,
 }
 
 #[derive(Args)]
@@ -197,7 +181,7 @@ pub struct ReplArgs {
     /// Files whose sets are loaded into scope at start (like `:l`)
     pub files: Vec<String>,
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub common: crate::instantiate::EvalOpts,
 }
 
 impl Command {
