@@ -373,6 +373,27 @@ fn json_trials() -> Vec<Trial> {
         }),
     ];
     v.push(Trial::test(
+        "conventions::image-of-a-missing-directory",
+        || {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let out = run_in(
+                dir.path(),
+                &["--store-root", "s", "image", "--json", "./pkgs/nginx"],
+            )?;
+            let lines = json_lines(&out.stderr).map_err(|e| failed(&e, &out))?;
+            let said = lines.first().cloned().unwrap_or_default();
+            if out.status.code() != Some(1)
+                || said["code"] != "buildit::image::no-such-directory"
+                || !said["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("./pkgs/nginx does not exist"))
+            {
+                return Err(failed("image of a missing directory", &out));
+            }
+            Ok(())
+        },
+    ));
+    v.push(Trial::test(
         "conventions::json-store-roots-verify-gc",
         || {
             let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
