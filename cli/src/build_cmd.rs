@@ -99,7 +99,7 @@ pub struct RealiseArgs {
 
 /// A line of the build's transcript on stderr ("Building …", "HASH: …"): a JSON `note` event
 /// with `--json`, nothing with `-q`.
-fn notice(json: bool, line: &str) {
+pub fn notice(json: bool, line: &str) {
     if json {
         eprintln!(
             "{}",

@@ -77,13 +77,13 @@ pub fn run_image(a: ImageArgs) -> Result<ExitCode, DriverError> {
         &store,
         &a.package,
         &a.format,
-        &mut |l| eprintln!("{l}"),
+        &mut |l| crate::build_cmd::notice(a.json, l),
     )?;
     let opts = crate::build_cmd::RealiseOpts {
         schedule: buildit_builder::ScheduleOptions::default(),
         out_link: Some(a.out_link.clone()),
         progress: if a.json {
-            crate::build_cmd::Progress::Quiet
+            crate::build_cmd::Progress::Json
         } else {
             crate::build_cmd::Progress::auto()
         },
