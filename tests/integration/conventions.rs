@@ -576,6 +576,57 @@ fn init_trials() -> Vec<Trial> {
     vec![builds(false), builds(true)]
 }
 
+/// `-L` streams a build's log lines to stderr as `NAME> line`; `-q` leaves stderr empty.
+fn log_flag_trials() -> Vec<Trial> {
+    let probe = |flag: &'static str| {
+        crate::gated(
+            format!("conventions::build-with{flag}"),
+            &["bwrap"],
+            false,
+            move || {
+                let store = crate::pkgs::shared_store()?;
+                let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+                // a new derivation each run, so that it builds
+                let nonce = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                let expr = format!(
+                    "let bb = (import <buildit>).pkgs.busybox; in derivation {{ name = \"log-probe\"; \
+                     system = \"x86_64-linux\"; builder = \"${{bb}}/bin/busybox\"; nonce = \"{nonce}\"; \
+                     args = [ \"sh\" \"-c\" \"echo probe-line; echo > $out\" ]; }}"
+                );
+                let mut cmd = buildit();
+                if let Some(lock) = crate::e2e::debian_lock_for_builds()? {
+                    cmd.env("BUILDIT_DEBIAN_LOCK", lock);
+                }
+                let out = cmd
+                    .args([
+                        flag,
+                        "realise",
+                        "--no-out-link",
+                        "-E",
+                        &expr,
+                        "--store-root",
+                    ])
+                    .arg(store)
+                    .current_dir(dir.path())
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let ok = match flag {
+                    "-L" => stderr.contains("log-probe> probe-line"),
+                    _ => stderr.is_empty(),
+                };
+                if !out.status.success() || !ok {
+                    return Err(failed(&format!("realise {flag}"), &out));
+                }
+                Ok(())
+            },
+        )
+    };
+    vec![probe("-L"), probe("-q")]
+}
+
 pub fn trials() -> Vec<Trial> {
     let mut v = Vec::new();
     v.extend(closed_pipe_trials());
@@ -584,5 +635,6 @@ pub fn trials() -> Vec<Trial> {
     v.push(error_code_style());
     v.extend(json_trials());
     v.extend(init_trials());
+    v.extend(log_flag_trials());
     v
 }
