@@ -91,8 +91,8 @@ pub struct RealiseArgs {
     /// Rebuild already-valid outputs and report the files that differ (exit 1 if any)
     #[arg(long)]
     pub check: bool,
-    /// The store's physical root directory (default: $BUILDIT_STORE_ROOT, else /bld when
-    /// writable, else $XDG_DATA_HOME/buildit)
+    /// The store's physical root directory (default: $BUILDIT_STORE_ROOT, else /bld for root,
+    /// else $XDG_DATA_HOME/buildit)
     #[arg(long, value_name = "DIR")]
     pub store_root: Option<PathBuf>,
 }
