@@ -624,7 +624,41 @@ fn log_flag_trials() -> Vec<Trial> {
             },
         )
     };
-    vec![probe("-L"), probe("-q")]
+    let verbose = crate::gated(
+        "conventions::build-with-v-names-downloads".into(),
+        &["bwrap"],
+        false,
+        || {
+            let file = root().join("examples/hello.bld");
+            let bytes = std::fs::read(&file).map_err(|e| e.to_string())?;
+            let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            let expr = format!(
+                "(import <buildit>).fetchurl {{ url = \"file://{}\"; sha256 = \"{sha}\"; }}",
+                file.display()
+            );
+            for (flag, want) in [("-v", true), ("--quiet", false)] {
+                let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+                let out = run_in(
+                    dir.path(),
+                    &[
+                        "--store-root",
+                        "s",
+                        flag,
+                        "realise",
+                        "--no-out-link",
+                        "-E",
+                        &expr,
+                    ],
+                )?;
+                let said = String::from_utf8_lossy(&out.stderr).contains("downloaded file://");
+                if !out.status.success() || said != want {
+                    return Err(failed(&format!("realise {flag} of a download"), &out));
+                }
+            }
+            Ok(())
+        },
+    );
+    vec![probe("-L"), probe("-q"), verbose]
 }
 
 pub fn trials() -> Vec<Trial> {
