@@ -27,9 +27,18 @@ pub fn use_debian_lock(lock: DebianLock) {
     let _ = DEBIAN_LOCK.set(lock);
 }
 
-/// `builtins.trace` messages: one line each on stderr.
+/// `builtins.trace` messages: one line each on stderr (a JSON `trace` event with `--json`).
 pub fn trace_to_stderr() -> buildit_driver::session::TraceFn {
-    std::sync::Arc::new(|msg: &str| eprintln!("trace: {msg}"))
+    std::sync::Arc::new(|msg: &str| {
+        if crate::output::get().json {
+            eprintln!(
+                "{}",
+                serde_json::json!({ "event": "trace", "message": msg })
+            );
+        } else {
+            eprintln!("trace: {msg}");
+        }
+    })
 }
 
 /// The session of a command: the store at `store_root` (or the default choice), the Debian

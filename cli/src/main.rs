@@ -323,6 +323,7 @@ fn main() -> ExitCode {
         quiet: cli.quiet,
         verbose: cli.verbose,
         print_build_logs: cli.print_build_logs,
+        json: cli.command.json(),
     });
     if let Some(n) = cli.max_call_depth {
         buildit_eval::limits::set_default_max_call_depth(n);

@@ -13,6 +13,8 @@ pub struct Verbosity {
     pub verbose: bool,
     /// Every line of every build's log, prefixed with its package's name.
     pub print_build_logs: bool,
+    /// `--json`: everything on stderr is a JSON event, `builtins.trace` messages included.
+    pub json: bool,
 }
 
 static VERBOSITY: OnceLock<Verbosity> = OnceLock::new();

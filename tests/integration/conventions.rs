@@ -355,6 +355,25 @@ fn json_trials() -> Vec<Trial> {
             }
             Ok(())
         }),
+        Trial::test("conventions::json-trace-is-an-event", || {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let expr = "builtins.trace \"hello from trace\" 1";
+            let out = run_in(dir.path(), &["eval", "--json", "-E", expr])?;
+            let lines = json_lines(&out.stderr).map_err(|e| failed(&e, &out))?;
+            let ok = out.status.success()
+                && String::from_utf8_lossy(&out.stdout).trim() == "1"
+                && lines.len() == 1
+                && lines[0]["event"] == "trace"
+                && lines[0]["message"] == "hello from trace";
+            if !ok {
+                return Err(failed("eval --json with builtins.trace", &out));
+            }
+            let plain = run_in(dir.path(), &["eval", "-E", expr])?;
+            if String::from_utf8_lossy(&plain.stderr).trim() != "trace: hello from trace" {
+                return Err(failed("eval with builtins.trace", &plain));
+            }
+            Ok(())
+        }),
         Trial::test("conventions::json-compile", || {
             let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
             let spec = root().join("examples/nginx-prod");
