@@ -291,9 +291,13 @@ pub fn main_program(store: &Store, t: &RunTarget) -> Result<String> {
     let out = &t.out;
     let name = &t.name;
     let phys = store.layout().physical(out);
+    // `meta.mainProgram` and `pname` come from the recipe: only plain relative paths inside
+    // the output are looked up, never followed out of it (no `..`, no absolute path).
     let exists = |rel: &str| {
-        let p = phys.join(rel);
-        p.exists() || p.is_symlink()
+        let plain = std::path::Path::new(rel)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        plain && std::fs::symlink_metadata(phys.join(rel)).is_ok()
     };
     if let Some(declared) = &t.main {
         if declared.starts_with('/') {
@@ -403,6 +407,41 @@ mod tests {
             resolve_atom("sys-libs/hello", &s),
             Err(ResolveError::Unknown { .. })
         ));
+    }
+
+    /// A recipe's `meta.mainProgram` or name cannot make the lookup leave the output.
+    #[test]
+    fn main_program_stays_in_the_output() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            Store::open(buildit_store::StoreLayout::at(dir.path().join("root"))).expect("store");
+        let out = StorePath::from_fingerprint("out", "p").expect("path");
+        let phys = store.layout().physical(&out);
+        std::fs::create_dir_all(phys.join("bin")).expect("mkdir");
+        std::fs::write(phys.join("bin/p"), "").expect("write");
+        let t = |name: &str, main: Option<&str>| RunTarget {
+            atom: "a/p".into(),
+            version: "1".into(),
+            drv: out.clone(),
+            out: out.clone(),
+            name: name.into(),
+            main: main.map(str::to_string),
+            runtime_drv: None,
+        };
+        assert_eq!(
+            main_program(&store, &t("p", None)).expect("bin/p"),
+            format!("{out}/bin/p")
+        );
+        for (name, main) in [
+            ("p", Some("../../../../../../etc/passwd")),
+            ("p", Some("bin/../../../etc")),
+            ("../../../../../../../etc/passwd", None),
+        ] {
+            assert!(
+                main_program(&store, &t(name, main)).is_err(),
+                "{name} {main:?}"
+            );
+        }
     }
 
     #[test]
