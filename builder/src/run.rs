@@ -145,14 +145,14 @@ pub fn bwrap_args(
 /// The uid and gid the program runs as: the caller's, but never root (a root caller's program
 /// runs as the builds' user, 1000:100), so that programs that drop privileges when started as
 /// root (nginx's workers) do not try to and fail in the user namespace.
-pub fn run_ids() -> std::io::Result<(u32, u32)> {
+pub fn run_ids() -> (u32, u32) {
     let uid = nix::unistd::geteuid().as_raw();
     let gid = nix::unistd::getegid().as_raw();
-    Ok(if uid == 0 {
+    if uid == 0 {
         (crate::sandbox::BUILD_UID, crate::sandbox::BUILD_GID)
     } else {
         (uid, gid)
-    })
+    }
 }
 
 /// The synthetic `/etc` of a run: the program's uid and gid as `user`/`users`, `nobody`,
@@ -192,7 +192,7 @@ pub fn run(spec: &RunSpec) -> Result<u8, RunError> {
         .prefix("buildit-run-etc")
         .tempdir()
         .map_err(io("creating the sandbox's /etc"))?;
-    let (uid, gid) = run_ids().map_err(io("reading this process's ids"))?;
+    let (uid, gid) = run_ids();
     write_etc(etc.path(), spec.net, uid, gid).map_err(io("writing the sandbox's /etc"))?;
     let filters = crate::seccomp::programs(false).map_err(|e| RunError::Io {
         what: "compiling the system-call filter",

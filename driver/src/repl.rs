@@ -227,6 +227,17 @@ impl Repl {
         self.eval_print(t, false)
     }
 
+    /// Type-check `text` (unless checking is off), then evaluate it; the error reply when
+    /// either fails.
+    fn check_and_eval(&mut self, text: &str) -> Result<Value, Reply> {
+        if self.typecheck {
+            if let Checked::Err(e) = self.check_input(text, |e| e) {
+                return Err(Reply::err(e + NOT_EVALUATED));
+            }
+        }
+        self.compile_eval(text).map_err(Reply::err)
+    }
+
     fn compile_eval(&mut self, text: &str) -> Result<Value, String> {
         let frames = vec![self.names.clone()];
         let ir = match self.ev.compile_in_scope("«repl»", text, &self.cwd, &frames) {
@@ -243,14 +254,9 @@ impl Repl {
         if text.is_empty() {
             return Reply::err("expected an expression");
         }
-        if self.typecheck {
-            if let Checked::Err(e) = self.check_input(text, |e| e) {
-                return Reply::err(e + NOT_EVALUATED);
-            }
-        }
-        let v = match self.compile_eval(text) {
+        let v = match self.check_and_eval(text) {
             Ok(v) => v,
-            Err(e) => return Reply::err(e),
+            Err(r) => return r,
         };
         let printed = if deep {
             print::print_value(&mut self.ev, &v)
@@ -396,14 +402,9 @@ impl Repl {
             );
             return Reply::err(self.render.error(&e));
         };
-        if self.typecheck {
-            if let Checked::Err(e) = self.check_input(text, |e| e) {
-                return Reply::err(e + NOT_EVALUATED);
-            }
-        }
-        let v = match self.compile_eval(text) {
+        let v = match self.check_and_eval(text) {
             Ok(v) => v,
-            Err(e) => return Reply::err(e),
+            Err(r) => return r,
         };
         let found = match buildit_eval::find_derivations(&mut self.ev, &v) {
             Ok(f) => f,
