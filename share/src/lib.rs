@@ -6,6 +6,7 @@
 //! locations, keys and trust as values, and gets typed [`ShareError`]s back.
 
 pub mod error;
+pub mod record;
 pub mod transport;
 
 pub use error::ShareError;

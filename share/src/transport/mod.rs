@@ -69,3 +69,30 @@ pub fn check_key(key: &str) -> Result<(), ShareError> {
         })
     }
 }
+
+/// How transports connect; one value for all repositories of a command.
+#[derive(Clone, Debug)]
+pub struct TransportOptions {
+    /// Bound on connecting and on any wait for data.
+    pub timeout: std::time::Duration,
+    /// Extra PEM CA certificates trusted for `https://` (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// The private key `ssh` logs in with (`-i`), else ssh's own choice.
+    pub ssh_identity: Option<PathBuf>,
+    /// Extra `ssh` options (`-o NAME=VALUE` each), e.g. a known-hosts file.
+    pub ssh_options: Vec<String>,
+    /// Allow plain HTTP to loopback registries for `oci://` (tests, local registries).
+    pub insecure_loopback: bool,
+}
+
+impl Default for TransportOptions {
+    fn default() -> TransportOptions {
+        TransportOptions {
+            timeout: std::time::Duration::from_secs(30),
+            ca_file: None,
+            ssh_identity: None,
+            ssh_options: Vec::new(),
+            insecure_loopback: false,
+        }
+    }
+}
