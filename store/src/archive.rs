@@ -1194,6 +1194,66 @@ mod tests {
         assert!(!tr.exists());
     }
 
+    /// What a store object (`store import`, substitution) may hold: symlinks are data whose
+    /// targets are kept, absolute or climbing; but no entry is ever written through one, no
+    /// name climbs out, and a refused archive writes nothing anywhere.
+    #[test]
+    fn store_objects_never_write_outside_their_root() {
+        let d = EntryType::Directory;
+        let f = EntryType::Regular;
+        let s = EntryType::Symlink;
+        let t = tempfile::tempdir().expect("tmp");
+        let outside = t.path().join("outside");
+        fs::create_dir(&outside).expect("mkdir");
+        let out_abs = outside.to_str().expect("utf-8").to_string();
+        let cases: Vec<Vec<RawEntry<'_>>> = vec![
+            vec![("./", d, b"", None, 0o755), ("../x", f, b"x", None, 0o644)],
+            vec![
+                ("./", d, b"", None, 0o755),
+                ("a/", d, b"", None, 0o755),
+                ("a/../../x", f, b"x", None, 0o644),
+            ],
+            vec![
+                ("./", d, b"", None, 0o755),
+                ("l", s, b"", Some(&out_abs), 0o777),
+                ("l/x", f, b"x", None, 0o644),
+            ],
+            vec![
+                ("./", d, b"", None, 0o755),
+                ("l", s, b"", Some("../outside"), 0o777),
+                ("l/x", f, b"x", None, 0o644),
+            ],
+            vec![
+                ("./", d, b"", None, 0o755),
+                ("l", s, b"", Some("../outside"), 0o777),
+                ("l/", d, b"", None, 0o755),
+            ],
+        ];
+        for (i, c) in cases.iter().enumerate() {
+            let dest = t.path().join(format!("d{i}"));
+            let r = unpack_store_object(&raw_archive(c)[..], &dest);
+            assert!(
+                matches!(r, Err(ArchiveError::Unsafe { .. })),
+                "case {i}: {r:?}"
+            );
+            assert!(!dest.exists(), "case {i} left {}", dest.display());
+            assert_eq!(fs::read_dir(&outside).expect("ls").count(), 0, "case {i}");
+            assert!(!t.path().join("x").exists(), "case {i}");
+        }
+        // a symlink alone is data, whatever its target
+        let ok = raw_archive(&[
+            ("./", d, b"", None, 0o755),
+            ("abs", s, b"", Some("/bld/store/x-y/bin"), 0o777),
+            ("up", s, b"", Some("../../etc"), 0o777),
+        ]);
+        let dest = t.path().join("ok");
+        unpack_store_object(&ok[..], &dest).expect("symlinks as data");
+        assert_eq!(
+            fs::read_link(dest.join("abs")).expect("link"),
+            PathBuf::from("/bld/store/x-y/bin")
+        );
+    }
+
     #[test]
     fn special_files_are_refused() {
         let t = tempfile::tempdir().expect("tmp");

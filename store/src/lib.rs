@@ -31,6 +31,6 @@ pub use derivation::{Derivation, DerivationOutput};
 pub use layout::StoreLayout;
 pub use path::{StorePath, STORE_DIR};
 pub use store::{
-    ContentAddress, GcOptions, GcReport, ImportOptions, PathInfo, PathLock, Root, Store,
-    StoreError, VerifyReport,
+    ContentAddress, GcOptions, GcReport, ImportOptions, PathInfo, PathLock, Root, StagingDir,
+    Store, StoreError, VerifyReport,
 };

@@ -76,6 +76,12 @@ pub enum StoreError {
         expected: ContentHash,
         actual: ContentHash,
     },
+    #[error("{path}: the archive is {actual} bytes, its record says {expected}")]
+    SizeMismatch {
+        path: StorePath,
+        expected: u64,
+        actual: u64,
+    },
     #[error("bad export stream: {0}")]
     Import(String),
     #[error("refusing to import {0}: it is input-addressed (its path cannot be recomputed from its content) and the stream is not trusted")]
@@ -252,6 +258,29 @@ pub struct ImportOptions {
     /// (`store import --no-check-sigs`, or a copy between two local stores the user owns).
     /// Content-addressed paths are checked against their content either way.
     pub trust_input_addressed: bool,
+}
+
+/// A fresh directory under the store's tmp dir (the store's file system, so its entries can be
+/// renamed into the store) for objects that arrive from elsewhere: unpack into it, check each
+/// object with [`Store::check_object`], register them with [`Store::register_objects`]. The
+/// directory and whatever is left in it are removed on drop; its name starts with this
+/// process's id, so GC removes it if the process is killed first.
+#[derive(Debug)]
+pub struct StagingDir {
+    path: PathBuf,
+}
+
+impl StagingDir {
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for StagingDir {
+    fn drop(&mut self) {
+        let _ = remove_tree(&self.path);
+    }
 }
 
 /// First line of an export stream.
@@ -1652,12 +1681,62 @@ impl Store {
         opts: ImportOptions,
     ) -> Result<Vec<StorePath>, StoreError> {
         self.shared(|| {
-            let work = self.tmp_entry("import");
-            fs::create_dir(&work).map_err(io_err(&work))?;
-            let r = self.import_into(input, &work, opts);
-            let _ = remove_tree(&work);
-            r
+            let work = self.staging_dir("import")?;
+            self.import_into(input, work.path(), opts)
         })
+    }
+
+    /// A new [`StagingDir`] (created) whose name ends in `kind`.
+    pub fn staging_dir(&self, kind: &str) -> Result<StagingDir, StoreError> {
+        let path = self.tmp_entry(kind);
+        fs::create_dir(&path).map_err(io_err(&path))?;
+        Ok(StagingDir { path })
+    }
+
+    /// Check an object that was unpacked (with [`archive::unpack_store_object`]) into `dir`
+    /// against what its source claims (`info`, and `ca`: its content address as
+    /// [`ContentAddress::render`] writes it, when it claims one): the object is normalised,
+    /// its content hash and archive size must be `info`'s, and its path must follow from its
+    /// content ([`ContentAddress`]: the claimed one, else a source path or blake3-recursive
+    /// fixed output recomputed) unless `opts` trusts input-addressed paths. Registers nothing.
+    pub fn check_object(
+        &self,
+        info: &PathInfo,
+        ca: Option<&str>,
+        dir: &Path,
+        opts: ImportOptions,
+    ) -> Result<(), StoreError> {
+        normalise(dir)?;
+        let (actual, stats) = archive::content_hash_with_stats(dir)?;
+        if actual != info.content_hash {
+            return Err(StoreError::HashMismatch {
+                path: info.path.clone(),
+                expected: info.content_hash,
+                actual,
+            });
+        }
+        if stats.bytes != info.size {
+            return Err(StoreError::SizeMismatch {
+                path: info.path.clone(),
+                expected: info.size,
+                actual: stats.bytes,
+            });
+        }
+        self.check_import_path(info, ca, dir, opts)
+    }
+
+    /// Register objects checked with [`Store::check_object`], each staged at its `PathBuf`
+    /// (inside a [`StagingDir`]), all or nothing: their references must be valid or among
+    /// them, they must not refer to each other in a cycle (self-references are fine), a path
+    /// listed twice is registered once. Every path is locked (in sorted order, so two
+    /// registrations cannot deadlock), the new objects are moved into place and all rows
+    /// are committed in one transaction; paths already valid are left as they are. Returns
+    /// the paths in the order given.
+    pub fn register_objects(
+        &self,
+        objects: Vec<(PathBuf, PathInfo)>,
+    ) -> Result<Vec<StorePath>, StoreError> {
+        self.shared(|| self.register_staged(objects))
     }
 
     /// Check an unpacked object's path against its content: the header's content address,
@@ -1665,12 +1744,13 @@ impl Store {
     /// anything else is input-addressed and needs `opts.trust_input_addressed`.
     fn check_import_path(
         &self,
-        h: &ExportHeader,
+        h: &PathInfo,
+        ca: Option<&str>,
         dest: &Path,
         opts: ImportOptions,
     ) -> Result<(), StoreError> {
         let p = &h.path;
-        if let Some(text) = &h.ca {
+        if let Some(text) = ca {
             let ca = ContentAddress::parse(text).ok_or_else(|| {
                 StoreError::Import(format!("{p}: unknown content address '{text}'"))
             })?;
@@ -1684,7 +1764,7 @@ impl Store {
             if expected != *p || !content_ok {
                 return Err(StoreError::ContentAddressMismatch {
                     path: p.clone(),
-                    ca: text.clone(),
+                    ca: text.to_string(),
                     expected: if content_ok {
                         expected.to_string()
                     } else {
@@ -1760,29 +1840,18 @@ impl Store {
                     h.path, stats.bytes, h.size
                 )));
             }
-            normalise(&dest)?;
-            let actual = archive::content_hash(&dest)?;
-            if actual != h.content_hash {
-                return Err(StoreError::HashMismatch {
-                    path: h.path,
-                    expected: h.content_hash,
-                    actual,
-                });
-            }
-            self.check_import_path(&h, &dest, opts)?;
-            in_stream.insert(h.path.clone());
-            staged.push((
-                dest,
-                PathInfo {
-                    path: h.path,
-                    content_hash: h.content_hash,
-                    size: h.size,
-                    references: h.references,
-                    deriver: h.deriver,
-                    registration_time: now(),
-                    signatures: h.signatures,
-                },
-            ));
+            let info = PathInfo {
+                path: h.path,
+                content_hash: h.content_hash,
+                size: h.size,
+                references: h.references,
+                deriver: h.deriver,
+                registration_time: now(),
+                signatures: h.signatures,
+            };
+            self.check_object(&info, h.ca.as_deref(), &dest, opts)?;
+            in_stream.insert(info.path.clone());
+            staged.push((dest, info));
         }
         let mut extra = [0u8; 1];
         loop {
@@ -1793,13 +1862,22 @@ impl Store {
                 Err(e) => return Err(bad(format!("reading: {e}"))),
             }
         }
+        self.register_staged(staged)
+    }
+
+    /// [`Store::register_objects`] inside the shared GC lock.
+    fn register_staged(
+        &self,
+        staged: Vec<(PathBuf, PathInfo)>,
+    ) -> Result<Vec<StorePath>, StoreError> {
         let infos: Vec<&PathInfo> = staged.iter().map(|(_, i)| i).collect();
         if let Some(cycle) = find_cycle(&infos) {
             return Err(StoreError::ImportCycle(cycle));
         }
+        let in_set: HashSet<&StorePath> = staged.iter().map(|(_, i)| &i.path).collect();
         for (_, info) in &staged {
             for r in &info.references {
-                if !in_stream.contains(r) && !self.is_valid(r)? {
+                if !in_set.contains(r) && !self.is_valid(r)? {
                     return Err(StoreError::MissingReference {
                         path: info.path.clone(),
                         reference: r.clone(),
@@ -1807,8 +1885,8 @@ impl Store {
                 }
             }
         }
-        // Register: lock every path (sorted, so two importers cannot deadlock), move the new
-        // objects into place, then commit all rows at once.
+        // Register: lock every path (sorted, so two registrations cannot deadlock), move the
+        // new objects into place, then commit all rows at once.
         let mut sorted: Vec<&StorePath> = staged.iter().map(|(_, i)| &i.path).collect();
         sorted.sort();
         sorted.dedup();
@@ -1819,19 +1897,19 @@ impl Store {
         }
         let mut new: Vec<PathInfo> = Vec::new();
         let mut moved: Vec<PathBuf> = Vec::new();
-        for (dir, info) in &staged {
-            if self.is_valid(&info.path)? || new.iter().any(|n| n.path == info.path) {
-                continue;
-            }
-            let phys = self.layout.physical(&info.path);
-            if fs::symlink_metadata(&phys).is_ok() {
-                remove_tree(&phys).map_err(io_err(&phys))?;
-            }
-            archive::move_entry(dir, &phys).map_err(io_err(&phys))?;
-            moved.push(phys);
-            new.push(info.clone());
-        }
         let r = (|| -> Result<(), StoreError> {
+            for (dir, info) in &staged {
+                if self.is_valid(&info.path)? || new.iter().any(|n| n.path == info.path) {
+                    continue;
+                }
+                let phys = self.layout.physical(&info.path);
+                if fs::symlink_metadata(&phys).is_ok() {
+                    remove_tree(&phys).map_err(io_err(&phys))?;
+                }
+                archive::move_entry(dir, &phys).map_err(io_err(&phys))?;
+                moved.push(phys);
+                new.push(info.clone());
+            }
             let tx = self.db.conn.unchecked_transaction()?;
             self.insert_many(&tx, &new)?;
             tx.commit()?;
@@ -2264,6 +2342,72 @@ mod tests {
             Some(ca.clone())
         );
         assert_eq!(ContentAddress::parse("fixed:flat:md5:00"), None);
+    }
+
+    #[test]
+    fn staged_objects_are_checked_and_registered_all_or_nothing() {
+        let (t, a) = store();
+        let src = t.path().join("src");
+        src_tree(&src, "staged");
+        let p = a.add_path(&src, Some("x")).expect("add");
+        let d = a
+            .add_bytes("d.txt", p.to_string().as_bytes(), std::slice::from_ref(&p))
+            .expect("add");
+        let (_t2, b) = store();
+        let stage = |s: &Store, dir: &Path, q: &StorePath| -> (PathBuf, PathInfo) {
+            let info = a.path_info(q).expect("info").expect("valid");
+            let mut arch = Vec::new();
+            archive::write_archive(&a.layout().physical(q), "", &mut arch).expect("archive");
+            let dest = dir.join(q.hash_part());
+            archive::unpack_store_object(&arch[..], &dest).expect("unpack");
+            s.check_object(&info, None, &dest, ImportOptions::default())
+                .expect("check");
+            (dest, info)
+        };
+        // a reference neither valid nor in the set: nothing registered
+        {
+            let work = b.staging_dir("subst").expect("stage");
+            let only_d = vec![stage(&b, work.path(), &d)];
+            assert!(matches!(
+                b.register_objects(only_d),
+                Err(StoreError::MissingReference { .. })
+            ));
+            assert!(!b.is_valid(&d).expect("v"));
+        }
+        assert!(nothing_staged(&b));
+        // a claimed size or hash the object does not have
+        {
+            let work = b.staging_dir("subst").expect("stage");
+            let (dest, mut info) = stage(&b, work.path(), &p);
+            info.size += 1;
+            assert!(matches!(
+                b.check_object(&info, None, &dest, ImportOptions::default()),
+                Err(StoreError::SizeMismatch { .. })
+            ));
+            info.size -= 1;
+            info.content_hash.0[0] ^= 1;
+            assert!(matches!(
+                b.check_object(&info, None, &dest, ImportOptions::default()),
+                Err(StoreError::HashMismatch { .. })
+            ));
+        }
+        assert!(nothing_staged(&b));
+        let work = b.staging_dir("subst").expect("stage");
+        let objs = vec![stage(&b, work.path(), &p), stage(&b, work.path(), &d)];
+        assert_eq!(
+            b.register_objects(objs).expect("register"),
+            vec![p.clone(), d.clone()]
+        );
+        drop(work);
+        assert!(nothing_staged(&b));
+        assert!(b.verify(true, false).expect("verify").ok());
+        assert_eq!(
+            b.references(&d)
+                .expect("refs")
+                .into_iter()
+                .collect::<Vec<_>>(),
+            vec![p]
+        );
     }
 
     #[test]
