@@ -1698,9 +1698,9 @@ impl Store {
     /// [`ContentAddress::render`] writes it, when it claims one): the object is normalised,
     /// its content hash and archive size must be `info`'s, and its path must follow from its
     /// content ([`ContentAddress`]: the claimed one, else a source path or blake3-recursive
-    /// fixed output recomputed) unless `opts` trusts input-addressed paths. Registers nothing.
+    /// fixed output recomputed) unless `opts` trusts input-addressed paths. Registers nothing
+    /// and needs no open store, so objects can be checked on several threads at once.
     pub fn check_object(
-        &self,
         info: &PathInfo,
         ca: Option<&str>,
         dir: &Path,
@@ -1722,7 +1722,7 @@ impl Store {
                 actual: stats.bytes,
             });
         }
-        self.check_import_path(info, ca, dir, opts)
+        Store::check_import_path(info, ca, dir, opts)
     }
 
     /// Register objects checked with [`Store::check_object`], each staged at its `PathBuf`
@@ -1743,7 +1743,6 @@ impl Store {
     /// else a source path or a blake3-recursive fixed output recomputed from the content hash;
     /// anything else is input-addressed and needs `opts.trust_input_addressed`.
     fn check_import_path(
-        &self,
         h: &PathInfo,
         ca: Option<&str>,
         dest: &Path,
@@ -1849,7 +1848,7 @@ impl Store {
                 registration_time: now(),
                 signatures: h.signatures,
             };
-            self.check_object(&info, h.ca.as_deref(), &dest, opts)?;
+            Store::check_object(&info, h.ca.as_deref(), &dest, opts)?;
             in_stream.insert(info.path.clone());
             staged.push((dest, info));
         }
@@ -2354,20 +2353,19 @@ mod tests {
             .add_bytes("d.txt", p.to_string().as_bytes(), std::slice::from_ref(&p))
             .expect("add");
         let (_t2, b) = store();
-        let stage = |s: &Store, dir: &Path, q: &StorePath| -> (PathBuf, PathInfo) {
+        let stage = |dir: &Path, q: &StorePath| -> (PathBuf, PathInfo) {
             let info = a.path_info(q).expect("info").expect("valid");
             let mut arch = Vec::new();
             archive::write_archive(&a.layout().physical(q), "", &mut arch).expect("archive");
             let dest = dir.join(q.hash_part());
             archive::unpack_store_object(&arch[..], &dest).expect("unpack");
-            s.check_object(&info, None, &dest, ImportOptions::default())
-                .expect("check");
+            Store::check_object(&info, None, &dest, ImportOptions::default()).expect("check");
             (dest, info)
         };
         // a reference neither valid nor in the set: nothing registered
         {
             let work = b.staging_dir("subst").expect("stage");
-            let only_d = vec![stage(&b, work.path(), &d)];
+            let only_d = vec![stage(work.path(), &d)];
             assert!(matches!(
                 b.register_objects(only_d),
                 Err(StoreError::MissingReference { .. })
@@ -2378,22 +2376,22 @@ mod tests {
         // a claimed size or hash the object does not have
         {
             let work = b.staging_dir("subst").expect("stage");
-            let (dest, mut info) = stage(&b, work.path(), &p);
+            let (dest, mut info) = stage(work.path(), &p);
             info.size += 1;
             assert!(matches!(
-                b.check_object(&info, None, &dest, ImportOptions::default()),
+                Store::check_object(&info, None, &dest, ImportOptions::default()),
                 Err(StoreError::SizeMismatch { .. })
             ));
             info.size -= 1;
             info.content_hash.0[0] ^= 1;
             assert!(matches!(
-                b.check_object(&info, None, &dest, ImportOptions::default()),
+                Store::check_object(&info, None, &dest, ImportOptions::default()),
                 Err(StoreError::HashMismatch { .. })
             ));
         }
         assert!(nothing_staged(&b));
         let work = b.staging_dir("subst").expect("stage");
-        let objs = vec![stage(&b, work.path(), &p), stage(&b, work.path(), &d)];
+        let objs = vec![stage(work.path(), &p), stage(work.path(), &d)];
         assert_eq!(
             b.register_objects(objs).expect("register"),
             vec![p.clone(), d.clone()]
