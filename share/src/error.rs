@@ -57,6 +57,22 @@ pub enum ShareError {
         "{path}: the signature by '{key}' does not match the record (it was altered after signing)"
     )]
     BadSignature { path: StorePath, key: String },
+    /// Substituting `path` from the repository `repo` failed (a download, a check of what
+    /// arrived, or a refused record); nothing was registered.
+    #[error("substituting {path} from {repo}: {source}; nothing was registered")]
+    Substitute {
+        path: StorePath,
+        repo: String,
+        #[source]
+        source: Box<ShareError>,
+    },
+    /// Paths that no repository offers (or only with records that were refused); `detail`
+    /// names each path and what each repository answered.
+    #[error("not found in any repository: {detail}")]
+    NotFound {
+        paths: Vec<StorePath>,
+        detail: String,
+    },
     /// The local store failed.
     #[error(transparent)]
     Store(#[from] buildit_store::StoreError),
