@@ -12,6 +12,7 @@
 //! - [`oci`]: OCI image layout, OCI archive, docker-archive and appc ACI writers.
 //! - [`contents`]: every file of a written image with the package it came from.
 //! - [`push`]: pushing an OCI layout to a registry over the OCI distribution API.
+//! - [`registry`]: the OCI distribution client `push` and `buildit-share`'s `oci://` use.
 //! - [`sbom`]: the image's SPDX 2.3 SBOM, written beside it.
 //! - [`template`]: `{{ var }}` substitution for the ACI manifest template.
 //!
@@ -21,6 +22,7 @@ pub mod contents;
 pub mod layers;
 pub mod oci;
 pub mod push;
+pub mod registry;
 pub mod sbom;
 pub mod tarw;
 pub mod template;

@@ -5,9 +5,8 @@
 //! the repositories this machine pushed it to before (recorded in a small JSON file) and any
 //! named by the caller; else upload it in chunks (`POST` to open a session, `PATCH` with
 //! `Content-Range`, `PUT ?digest=` to close). Then the manifest is `PUT` under the tag.
-//! Authentication follows the registry's `WWW-Authenticate` challenge: `Basic` with the given
-//! credentials, or `Bearer` (a token fetched from the challenge's realm, with the credentials
-//! if any). HTTPS always, except `--insecure`, which allows plain HTTP to loopback hosts only.
+//! The requests, authentication (`Basic` or `Bearer` challenges) and the HTTPS rule (plain HTTP
+//! only with `--insecure`, to loopback hosts only) are the [`crate::registry`] client's.
 //!
 //! The image's SBOM (`sbom.spdx.json` beside the layout) is then attached as an OCI artifact:
 //! an image manifest with `artifactType: application/spdx+json`, the empty config, the SBOM as
@@ -19,14 +18,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use base64::Engine;
-use reqwest::blocking::{Client, RequestBuilder, Response};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::Url;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::registry::{Client, ClientOptions};
 use crate::ImageError;
 
 /// How to push.
@@ -100,9 +97,9 @@ pub struct SbomPush {
 
 /// The media type of an SPDX JSON document (the SBOM artifact's type and layer).
 pub const SPDX_MEDIA_TYPE: &str = "application/spdx+json";
+use crate::registry::EMPTY_JSON;
 /// The OCI empty descriptor's media type, digest and content (`{}`).
-pub const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
-const EMPTY_JSON: &[u8] = b"{}";
+pub use crate::registry::EMPTY_MEDIA_TYPE;
 
 /// A parsed `REGISTRY/REPO:TAG`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,23 +150,7 @@ pub fn parse_reference(s: &str) -> Result<ImageRef, ImageError> {
     })
 }
 
-/// Whether a registry host is loopback (the only place `--insecure` may speak plain HTTP).
-pub fn is_loopback(registry: &str) -> bool {
-    let host = if let Some(rest) = registry.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
-    } else {
-        registry
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .unwrap_or(registry)
-    };
-    if host == "localhost" {
-        return true;
-    }
-    host.parse::<std::net::IpAddr>()
-        .map(|ip| ip.is_loopback())
-        .unwrap_or(false)
-}
+pub use crate::registry::is_loopback;
 
 struct Blob {
     digest: String,
@@ -177,254 +158,6 @@ struct Blob {
     path: PathBuf,
     /// The bytes, for blobs that are not files of the layout (the empty config).
     data: Option<Vec<u8>>,
-}
-
-struct Session {
-    client: Client,
-    base: Url,
-    target: ImageRef,
-    auth: Option<String>,
-    creds: Option<(String, String)>,
-    extra_scopes: Vec<String>,
-}
-
-impl Session {
-    fn url(&self, path: &str) -> Result<Url, ImageError> {
-        self.base
-            .join(path)
-            .map_err(|e| reg_err(format!("bad URL {path}: {e}")))
-    }
-
-    /// Send a request (rebuilt by `mk`), answering one authentication challenge.
-    fn send(&mut self, mk: &dyn Fn(&Client) -> RequestBuilder) -> Result<Response, ImageError> {
-        let mut tried_auth = false;
-        loop {
-            let mut rb = mk(&self.client);
-            if let Some(a) = &self.auth {
-                rb = rb.header("Authorization", a);
-            }
-            let resp = rb
-                .send()
-                .map_err(|e| reg_err(format!("{}: {e}", self.base)))?;
-            if resp.status() == StatusCode::UNAUTHORIZED && !tried_auth {
-                let challenge = resp
-                    .headers()
-                    .get("www-authenticate")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-                    .ok_or_else(|| {
-                        reg_err("401 Unauthorized without a WWW-Authenticate challenge")
-                    })?;
-                self.authenticate(&challenge)?;
-                tried_auth = true;
-                continue;
-            }
-            return Ok(resp);
-        }
-    }
-
-    fn authenticate(&mut self, challenge: &str) -> Result<(), ImageError> {
-        let (scheme, params) = parse_challenge(challenge);
-        match scheme.to_ascii_lowercase().as_str() {
-            "basic" => {
-                let (u, p) = self.creds.clone().ok_or_else(|| {
-                    reg_err("the registry wants a user name and password (--user, BUILDIT_REGISTRY_PASSWORD)")
-                })?;
-                let enc = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-                self.auth = Some(format!("Basic {enc}"));
-                Ok(())
-            }
-            "bearer" => {
-                let realm = params
-                    .get("realm")
-                    .ok_or_else(|| reg_err("a Bearer challenge without realm"))?;
-                let mut url = Url::parse(realm)
-                    .map_err(|e| reg_err(format!("bad token realm {realm}: {e}")))?;
-                {
-                    let mut q = url.query_pairs_mut();
-                    if let Some(s) = params.get("service") {
-                        q.append_pair("service", s);
-                    }
-                    let mut scopes: BTreeSet<String> = BTreeSet::new();
-                    scopes.insert(format!("repository:{}:pull,push", self.target.repo));
-                    if let Some(s) = params.get("scope") {
-                        scopes.insert(s.clone());
-                    }
-                    for s in &self.extra_scopes {
-                        scopes.insert(s.clone());
-                    }
-                    for s in scopes {
-                        q.append_pair("scope", &s);
-                    }
-                }
-                let mut rb = self.client.get(url.clone());
-                if let Some((u, p)) = &self.creds {
-                    rb = rb.basic_auth(u, Some(p));
-                }
-                let resp = rb
-                    .send()
-                    .map_err(|e| reg_err(format!("token request to {url}: {e}")))?;
-                if !resp.status().is_success() {
-                    return Err(reg_err(format!(
-                        "the token service {realm} answered {}",
-                        resp.status()
-                    )));
-                }
-                let v: Value = serde_json::from_slice(
-                    &resp
-                        .bytes()
-                        .map_err(|e| reg_err(format!("token response: {e}")))?,
-                )
-                .map_err(|e| reg_err(format!("token response is not JSON: {e}")))?;
-                let tok = v
-                    .get("token")
-                    .or_else(|| v.get("access_token"))
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| reg_err("the token response has no token"))?;
-                self.auth = Some(format!("Bearer {tok}"));
-                Ok(())
-            }
-            other => Err(reg_err(format!(
-                "unsupported authentication scheme `{other}`"
-            ))),
-        }
-    }
-
-    fn head_blob(&mut self, digest: &str) -> Result<bool, ImageError> {
-        let url = self.url(&format!("/v2/{}/blobs/{digest}", self.target.repo))?;
-        let r = self.send(&|c| c.head(url.clone()))?;
-        match r.status() {
-            s if s.is_success() => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
-            s => Err(reg_err(format!("HEAD {url}: {s}"))),
-        }
-    }
-
-    fn location(&self, r: &Response, what: &str) -> Result<Url, ImageError> {
-        let loc = r
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| reg_err(format!("{what}: no Location header")))?;
-        self.base
-            .join(loc)
-            .map_err(|e| reg_err(format!("{what}: bad Location {loc}: {e}")))
-    }
-
-    /// Try a mount; Ok(None) when mounted, Ok(Some(upload url)) when the registry opened an
-    /// upload instead, Err when neither.
-    fn mount(&mut self, digest: &str, from: &str) -> Result<Option<Url>, ImageError> {
-        let mut url = self.url(&format!("/v2/{}/blobs/uploads/", self.target.repo))?;
-        url.query_pairs_mut()
-            .append_pair("mount", digest)
-            .append_pair("from", from);
-        let r = self.send(&|c| c.post(url.clone()).header("Content-Length", "0"))?;
-        match r.status() {
-            StatusCode::CREATED => Ok(None),
-            StatusCode::ACCEPTED => Ok(Some(self.location(&r, "mount")?)),
-            s => Err(reg_err(format!("mount of {digest} from {from}: {s}"))),
-        }
-    }
-
-    fn start_upload(&mut self) -> Result<Url, ImageError> {
-        let url = self.url(&format!("/v2/{}/blobs/uploads/", self.target.repo))?;
-        let r = self.send(&|c| c.post(url.clone()).header("Content-Length", "0"))?;
-        if r.status() != StatusCode::ACCEPTED {
-            return Err(reg_err(format!(
-                "starting an upload at {url}: {}",
-                r.status()
-            )));
-        }
-        self.location(&r, "starting an upload")
-    }
-
-    fn upload(&mut self, mut at: Url, blob: &Blob, chunk: usize) -> Result<(), ImageError> {
-        let mut f: Box<dyn Read> = match &blob.data {
-            Some(d) => Box::new(std::io::Cursor::new(d.clone())),
-            None => Box::new(
-                File::open(&blob.path)
-                    .map_err(ImageError::io(format!("reading {}", blob.path.display())))?,
-            ),
-        };
-        let mut offset: u64 = 0;
-        let mut buf = vec![0u8; chunk.max(1)];
-        loop {
-            let mut n = 0;
-            while n < buf.len() {
-                let k = f
-                    .read(&mut buf[n..])
-                    .map_err(ImageError::io(format!("reading {}", blob.path.display())))?;
-                if k == 0 {
-                    break;
-                }
-                n += k;
-            }
-            if n == 0 {
-                break;
-            }
-            let data = &buf[..n];
-            let range = format!("{}-{}", offset, offset + n as u64 - 1);
-            let u = at.clone();
-            let r = self.send(&|c| {
-                c.request(Method::PATCH, u.clone())
-                    .header("Content-Type", "application/octet-stream")
-                    .header("Content-Range", range.clone())
-                    .header("Content-Length", n.to_string())
-                    .body(data.to_vec())
-            })?;
-            if r.status() != StatusCode::ACCEPTED {
-                return Err(reg_err(format!(
-                    "uploading {} (bytes {range}): {}",
-                    blob.digest,
-                    r.status()
-                )));
-            }
-            at = self.location(&r, "chunk upload")?;
-            offset += n as u64;
-        }
-        if offset != blob.size {
-            return Err(reg_err(format!(
-                "{} is {offset} bytes, the manifest says {}",
-                blob.path.display(),
-                blob.size
-            )));
-        }
-        at.query_pairs_mut().append_pair("digest", &blob.digest);
-        let r = self.send(&|c| c.put(at.clone()).header("Content-Length", "0"))?;
-        if r.status() != StatusCode::CREATED {
-            return Err(reg_err(format!(
-                "finishing the upload of {}: {}",
-                blob.digest,
-                r.status()
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// Parse `Scheme k="v", k2=v2`.
-fn parse_challenge(s: &str) -> (String, BTreeMap<String, String>) {
-    let s = s.trim();
-    let (scheme, rest) = s.split_once(' ').unwrap_or((s, ""));
-    let mut params = BTreeMap::new();
-    let mut rest = rest.trim();
-    while !rest.is_empty() {
-        let Some((k, after)) = rest.split_once('=') else {
-            break;
-        };
-        let k = k.trim().trim_start_matches(',').trim().to_ascii_lowercase();
-        let after = after.trim_start();
-        let (v, tail) = if let Some(q) = after.strip_prefix('"') {
-            let end = q.find('"').unwrap_or(q.len());
-            (q[..end].to_string(), q.get(end + 1..).unwrap_or(""))
-        } else {
-            let end = after.find(',').unwrap_or(after.len());
-            (after[..end].trim().to_string(), &after[end..])
-        };
-        params.insert(k, v);
-        rest = tail.trim_start().trim_start_matches(',').trim_start();
-    }
-    (scheme.to_string(), params)
 }
 
 fn read_json(p: &Path) -> Result<(Vec<u8>, Value), ImageError> {
@@ -520,24 +253,6 @@ pub fn push_image(
         });
     }
 
-    let scheme = if opts.insecure {
-        if !is_loopback(&t.registry) {
-            return Err(reg_err(format!(
-                "--insecure allows plain HTTP to loopback registries only, not {}",
-                t.registry
-            )));
-        }
-        "http"
-    } else {
-        "https"
-    };
-    let base = Url::parse(&format!("{scheme}://{}/", t.registry))
-        .map_err(|e| reg_err(format!("bad registry {}: {e}", t.registry)))?;
-    let client = Client::builder()
-        .connect_timeout(Duration::from_secs(15))
-        .timeout(None)
-        .build()
-        .map_err(|e| reg_err(format!("HTTP client: {e}")))?;
     let mut known = load_known(opts.known_blobs.as_deref());
     let mut from_repos: BTreeSet<String> = opts.mount_from.iter().cloned().collect();
     for b in &blobs {
@@ -546,23 +261,21 @@ pub fn push_image(
         }
     }
     from_repos.remove(&t.repo);
-    let mut s = Session {
-        client,
-        base,
-        target: t.clone(),
-        auth: None,
-        creds: opts.credentials.clone(),
-        extra_scopes: from_repos
-            .iter()
-            .map(|r| format!("repository:{r}:pull"))
-            .collect(),
-    };
+    let s = Client::new(
+        &t.registry,
+        &t.repo,
+        &ClientOptions {
+            insecure: opts.insecure,
+            credentials: opts.credentials.clone(),
+            extra_scopes: from_repos
+                .iter()
+                .map(|r| format!("repository:{r}:pull"))
+                .collect(),
+            ..ClientOptions::default()
+        },
+    )?;
     // API check (and an early authentication challenge)
-    let v2 = s.url("/v2/")?;
-    let r = s.send(&|c| c.get(v2.clone()))?;
-    if !r.status().is_success() {
-        return Err(reg_err(format!("{v2}: {}", r.status())));
-    }
+    s.check_api()?;
 
     let mut report = PushReport {
         reference: format!("{}/{}:{}", t.registry, t.repo, t.tag),
@@ -572,8 +285,8 @@ pub fn push_image(
         blobs: Vec::new(),
         sbom: None,
     };
-    push_blobs(&mut s, &t, &blobs, opts, &mut known, &mut report)?;
-    put_manifest(&mut s, &t, &t.tag, &media_type, &manifest_bytes, &md)?;
+    push_blobs(&s, &t, &blobs, opts, &mut known, &mut report)?;
+    put_manifest(&s, &t, &t.tag, &media_type, &manifest_bytes, &md)?;
     let sbom_file = image.join(crate::oci::SBOM_FILE);
     if opts.sbom && sbom_file.is_file() {
         let bytes = std::fs::read(&sbom_file)
@@ -617,10 +330,10 @@ pub fn push_image(
             blobs: Vec::new(),
             sbom: None,
         };
-        push_blobs(&mut s, &t, &extra, opts, &mut known, &mut side)?;
+        push_blobs(&s, &t, &extra, opts, &mut known, &mut side)?;
         let tag = format!("{}.sbom", md.replacen(':', "-", 1));
         put_manifest(
-            &mut s,
+            &s,
             &t,
             &tag,
             crate::oci::MANIFEST_MEDIA_TYPE,
@@ -647,7 +360,7 @@ pub fn push_image(
 
 /// Push `blobs` (HEAD, mount, or upload), recording each in `report`.
 fn push_blobs(
-    s: &mut Session,
+    s: &Client,
     t: &ImageRef,
     blobs: &[Blob],
     opts: &PushOptions,
@@ -693,7 +406,15 @@ fn push_blobs(
                     Some(u) => u,
                     None => s.start_upload()?,
                 };
-                s.upload(at, b, opts.chunk_size)?;
+                let mut src: Box<dyn Read> = match &b.data {
+                    Some(d) => Box::new(std::io::Cursor::new(d.clone())),
+                    None => Box::new(
+                        File::open(&b.path)
+                            .map_err(ImageError::io(format!("reading {}", b.path.display())))?,
+                    ),
+                };
+                let what = b.path.display().to_string();
+                s.upload(at, &mut src, &b.digest, b.size, opts.chunk_size, &what)?;
                 report.uploaded_bytes += b.size;
                 ("uploaded", None)
             }
@@ -714,36 +435,15 @@ fn push_blobs(
 
 /// `PUT` a manifest under `reference`, checking the digest the registry answers with.
 fn put_manifest(
-    s: &mut Session,
+    s: &Client,
     t: &ImageRef,
     reference: &str,
     media_type: &str,
     bytes: &[u8],
     digest: &str,
 ) -> Result<(), ImageError> {
-    let murl = s.url(&format!("/v2/{}/manifests/{reference}", t.repo))?;
-    let r = s.send(&|c| {
-        c.put(murl.clone())
-            .header("Content-Type", media_type.to_string())
-            .body(bytes.to_vec())
-    })?;
-    if r.status() != StatusCode::CREATED {
-        let st = r.status();
-        let body = r.text().unwrap_or_default();
-        return Err(reg_err(format!("PUT {murl}: {st} {body}")));
-    }
-    if let Some(d) = r
-        .headers()
-        .get("docker-content-digest")
-        .and_then(|v| v.to_str().ok())
-    {
-        if d != digest {
-            return Err(reg_err(format!(
-                "the registry stored the manifest as {d}, expected {digest}"
-            )));
-        }
-    }
-    Ok(())
+    debug_assert_eq!(s.repo(), t.repo);
+    Ok(s.put_manifest(reference, media_type, bytes, digest)?)
 }
 
 #[cfg(test)]
@@ -762,28 +462,5 @@ mod tests {
         assert!(parse_reference("app:1").is_err());
         assert!(parse_reference("r/App:1").is_err());
         assert!(parse_reference("r/app:").is_err());
-    }
-
-    #[test]
-    fn loopback() {
-        assert!(is_loopback("127.0.0.1:5000"));
-        assert!(is_loopback("localhost"));
-        assert!(is_loopback("[::1]:5000"));
-        assert!(!is_loopback("10.0.0.1:5000"));
-        assert!(!is_loopback("registry.example:443"));
-    }
-
-    #[test]
-    fn challenges() {
-        let (s, p) = parse_challenge(
-            r#"Bearer realm="http://127.0.0.1:1/token",service="reg",scope="repository:a:pull,push""#,
-        );
-        assert_eq!(s, "Bearer");
-        assert_eq!(p["realm"], "http://127.0.0.1:1/token");
-        assert_eq!(p["service"], "reg");
-        assert_eq!(p["scope"], "repository:a:pull,push");
-        let (s, p) = parse_challenge(r#"Basic realm="Registry Realm""#);
-        assert_eq!(s, "Basic");
-        assert_eq!(p["realm"], "Registry Realm");
     }
 }
