@@ -66,6 +66,10 @@ pub enum ShareError {
         #[source]
         source: Box<ShareError>,
     },
+    /// A downloaded archive that is not what its record says (truncated, another digest,
+    /// data after its end, another size once decompressed).
+    #[error("archive '{key}': {reason}")]
+    BadArchive { key: String, reason: String },
     /// Paths that no repository offers (or only with records that were refused); `detail`
     /// names each path and what each repository answered.
     #[error("not found in any repository: {detail}")]
