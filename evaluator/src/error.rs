@@ -43,6 +43,10 @@ pub enum ErrorKind {
     MaxCallDepth,
     /// The process crossed the memory ceiling during evaluation: see [`crate::limits`].
     MemoryLimit,
+    /// `fetchTarball` / `fetchGit` could not fetch, unpack or register their tree.
+    Fetch,
+    /// A fetched tree's hash is not the one the expression pins.
+    HashMismatch,
 }
 
 impl ErrorKind {
@@ -74,6 +78,8 @@ impl ErrorKind {
             ErrorKind::Cast => "buildit::eval::cast",
             ErrorKind::MaxCallDepth => "buildit::eval::max-call-depth",
             ErrorKind::MemoryLimit => "buildit::eval::memory-limit",
+            ErrorKind::Fetch => "buildit::eval::fetch",
+            ErrorKind::HashMismatch => "buildit::eval::hash-mismatch",
         }
     }
 
@@ -116,6 +122,8 @@ impl ErrorKind {
             ErrorKind::Cast => "fix the data, or loosen the annotation",
             ErrorKind::MaxCallDepth => "a recursion that never reaches its base case? If it really is this deep, raise the limit with --max-call-depth N",
             ErrorKind::MemoryLimit => "an evaluation that grows without end? If it really needs more memory, raise the ceiling with --max-eval-memory SIZE",
+            ErrorKind::Fetch => "check the URL (or the repository and revision); evaluation fetches only trees pinned by a hash or a git revision (docs/language.md, Fetching during evaluation)",
+            ErrorKind::HashMismatch => "if the new content is what you want (check where it comes from), pin the hash printed as `got`",
         })
     }
 }
@@ -317,6 +325,8 @@ fn primary_label(kind: ErrorKind) -> &'static str {
         ErrorKind::Cast => "this annotation",
         ErrorKind::MaxCallDepth => "the limit was reached here",
         ErrorKind::MemoryLimit => "evaluating this",
+        ErrorKind::Fetch => "while fetching this",
+        ErrorKind::HashMismatch => "pinned here",
     }
 }
 

@@ -43,6 +43,48 @@ pub enum FileKind {
     Unknown,
 }
 
+/// A tree fetched during evaluation (`builtins.fetchTarball`, `builtins.fetchGit`): the only
+/// network access evaluation has, and only for content pinned by a hash the caller gives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TreeSource {
+    /// A tar archive (plain, gzip, xz or zstd) unpacked with its single top-level directory
+    /// stripped; `hash` is the declared recursive hash of the unpacked tree (`sha256` in hex or
+    /// nix-base32, or SRI `sha256-…`/`blake3-…`), exactly as the expression wrote it.
+    Tarball { url: String, hash: String },
+    /// The tree of commit `rev` (40 hex digits) of the git repository at `url`, found by
+    /// fetching `git_ref` (or the repository's branches and tags when `None`).
+    Git {
+        url: String,
+        rev: String,
+        git_ref: Option<String>,
+    },
+}
+
+/// One tree to fetch: what and under which store name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeRequest {
+    pub name: String,
+    pub source: TreeSource,
+}
+
+/// Why a tree could not be fetched; the builtin maps each to its own error code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TreeError {
+    /// This evaluation has no store (or no fetcher) to put the tree in.
+    Unavailable(String),
+    /// The request itself is wrong (a malformed hash, a bad name or URL).
+    Invalid(String),
+    /// The content arrived but its hash is not the declared one; `actual` is written the way
+    /// the declared hash was, so it can be pasted into the expression.
+    HashMismatch {
+        url: String,
+        expected: String,
+        actual: String,
+    },
+    /// Fetching or unpacking failed (network, missing revision, a hostile archive, a limit).
+    Fetch(String),
+}
+
 pub trait EvalIo {
     /// Read a whole file.
     fn read_file(&self, path: &str) -> io::Result<Vec<u8>>;
@@ -102,6 +144,14 @@ pub trait EvalIo {
     fn lookup_path(&self, name: &str) -> Result<String, String> {
         Err(format!(
             "<{name}>: the standard library is not available in this evaluation"
+        ))
+    }
+    /// Fetch a pinned tree into the store and return its store path: a path already valid
+    /// there is returned without any network access. An IO without a store refuses.
+    fn fetch_tree(&self, req: &TreeRequest) -> Result<String, TreeError> {
+        let _ = req;
+        Err(TreeError::Unavailable(
+            "fetching a tree needs a store, and this evaluation has none".into(),
         ))
     }
     /// The logical store directory (`/bld/store`).

@@ -5,6 +5,7 @@
 
 mod attrs;
 mod core;
+mod fetch;
 mod hash;
 pub mod json;
 mod lists;
@@ -36,6 +37,7 @@ pub fn all_primops() -> Vec<PrimOp> {
     v.extend(hash::primops());
     v.extend(misc::primops());
     v.extend(store::primops());
+    v.extend(fetch::primops());
     v
 }
 

@@ -13,6 +13,8 @@ pub const GLOBAL_NAMES: &[&str] = &[
     "baseNameOf",
     "derivation",
     "dirOf",
+    "fetchGit",
+    "fetchTarball",
     "fromTOML",
     "import",
     "isNull",
@@ -51,6 +53,13 @@ pub const BUILTIN_TYPES: &[(&str, &str)] = &[
     ("storePath", "Dyn -> String"),
     ("path", "{ path : Dyn, name ? String, filter ? (String -> String -> Bool), recursive ? Bool } -> String"),
     ("filterSource", "(String -> String -> Bool) -> Dyn -> String"),
+    // fetching pinned trees during evaluation (the argument is a set; `Dyn` so that a bare
+    // URL gets the evaluator's explanation of why it needs a pin)
+    ("fetchTarball", "Dyn -> String"),
+    (
+        "fetchGit",
+        "Dyn -> { outPath : String, rev : String, shortRev : String, submodules : Bool }",
+    ),
     // lists
     ("length", "[a] -> Int"),
     ("head", "[a] -> a"),
