@@ -3,6 +3,7 @@
 //! any other program. Nothing is hidden: `buildit compile DIR` prints the generated text.
 
 pub mod check;
+pub mod config;
 pub mod lower;
 pub mod paths;
 pub mod spec;
