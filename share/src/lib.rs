@@ -6,9 +6,11 @@
 //! Nothing here prints or reads configuration files: the driver gives it repository
 //! locations, keys and trust as values, and gets typed [`ShareError`]s back.
 
+pub mod cache;
 pub mod error;
 pub mod keys;
 pub mod record;
+pub mod substitute;
 pub mod transport;
 
 pub use error::ShareError;
