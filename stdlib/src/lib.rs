@@ -5,6 +5,7 @@
 //! - [`embedded`]: the `.bld` standard library (stdenv, build options, package set).
 
 pub mod embedded;
+pub mod fetchtree;
 pub mod fsio;
 pub mod storeio;
 

@@ -1,7 +1,9 @@
 //! [`StoreIo`]: the [`EvalIo`] that evaluation uses when a store is at hand. File access goes
 //! to the host (through [`FsIo`]) except for paths in the logical store directory, which are
 //! read from the store's physical location; everything that creates store objects (copying
-//! sources, `toFile`, `derivation`) goes to the [`Store`].
+//! sources, `toFile`, `derivation`) goes to the [`Store`], and so do the trees that
+//! `fetchTarball`/`fetchGit` fetch through the [`TreeFetcher`] the driver gives
+//! ([`crate::fetchtree`]).
 //!
 //! The store is opened lazily, on the first operation that needs it, so `buildit eval` of an
 //! expression without derivations never touches (or creates) a store. Derivations are hashed
@@ -13,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use buildit_eval::io::{DrvRequest, DrvResult};
+use buildit_eval::io::{DrvRequest, DrvResult, TreeError, TreeRequest};
 use buildit_eval::{EvalIo, FileKind};
 use buildit_store::derivation::{
     Derivation, DerivationError, DerivationOutput, FixedOutput, ModuloHasher, SandboxProfile,
@@ -22,6 +24,7 @@ use buildit_store::derivation::{
 use buildit_store::path::{output_path_name, validate_name, StorePath, STORE_DIR};
 use buildit_store::{Store, StoreLayout};
 
+use crate::fetchtree::{TreeFetcher, TreeStore};
 use crate::FsIo;
 
 /// Evaluation IO over the host file system and a store.
@@ -32,6 +35,7 @@ pub struct StoreIo {
     hasher: RefCell<ModuloHasher>,
     stdlib: OnceCell<Result<String, String>>,
     stdlib_files: BTreeMap<String, String>,
+    fetcher: Option<Box<dyn TreeFetcher>>,
 }
 
 impl StoreIo {
@@ -44,7 +48,15 @@ impl StoreIo {
             hasher: RefCell::new(ModuloHasher::new()),
             stdlib: OnceCell::new(),
             stdlib_files: BTreeMap::new(),
+            fetcher: None,
         }
+    }
+
+    /// Fetch the trees of `builtins.fetchTarball` / `builtins.fetchGit` with `fetcher`
+    /// (without one, only trees already in the store are available).
+    pub fn with_tree_fetcher(mut self, fetcher: Box<dyn TreeFetcher>) -> StoreIo {
+        self.fetcher = Some(fetcher);
+        self
     }
 
     /// Give the file `rel` of the embedded standard library (a path inside `<buildit>`, such as
@@ -269,6 +281,9 @@ impl EvalIo for StoreIo {
     fn derivation(&self, drv: &DrvRequest) -> Result<DrvResult, String> {
         self.build_derivation(drv)
     }
+    fn fetch_tree(&self, req: &TreeRequest) -> Result<String, TreeError> {
+        crate::fetchtree::fetch_tree(self, req)
+    }
     fn is_valid_store_path(&self, path: &str) -> Result<bool, String> {
         let p = StorePath::parse(path).map_err(|e| e.to_string())?;
         self.store()?.is_valid(&p).map_err(|e| e.to_string())
@@ -300,6 +315,20 @@ impl EvalIo for StoreIo {
             Some("") | None => root,
             Some(rest) => format!("{root}{rest}"),
         })
+    }
+}
+
+impl TreeStore for StoreIo {
+    fn store(&self) -> Result<&Store, String> {
+        StoreIo::store(self)
+    }
+    fn fetcher(&self) -> Option<&dyn TreeFetcher> {
+        self.fetcher.as_deref()
+    }
+    fn write_drv(&self, req: &DrvRequest) -> Result<(StorePath, Vec<(String, String)>), String> {
+        let r = self.build_derivation(req)?;
+        let drv = StorePath::parse(&r.drv_path).map_err(|e| e.to_string())?;
+        Ok((drv, r.outputs))
     }
 }
 
