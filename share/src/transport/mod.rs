@@ -384,10 +384,18 @@ pub fn open(loc: &Location, opts: &TransportOptions) -> Result<Box<dyn Transport
     match loc {
         Location::File(dir) => Ok(Box::new(file::FileTransport::new(dir))),
         Location::Http(url) => Ok(Box::new(http::HttpTransport::new(url, opts)?)),
-        Location::Ssh { .. } => Err(ShareError::Unsupported {
-            repo: loc.display(),
-            what: "ssh repositories are not available in this build".into(),
-        }),
+        Location::Ssh {
+            user,
+            host,
+            port,
+            path,
+        } => Ok(Box::new(ssh::SshTransport::new(
+            user.as_deref(),
+            host,
+            *port,
+            path,
+            opts,
+        )?)),
         Location::Oci { .. } => Err(ShareError::Unsupported {
             repo: loc.display(),
             what: "oci repositories are not available in this build".into(),

@@ -164,14 +164,19 @@ impl SshTransport {
         path: &str,
         opts: &TransportOptions,
     ) -> Result<SshTransport, ShareError> {
+        // as `Location`'s display writes it: the seed's form for a relative path
         let who = user.map(|u| format!("{u}@")).unwrap_or_default();
         let at = port.map(|p| format!(":{p}")).unwrap_or_default();
-        let shown = if path.starts_with('/') {
-            path.to_string()
+        let shown_host = if host.contains(':') {
+            format!("[{host}]")
         } else {
-            format!("/~/{}", path.strip_prefix("~/").unwrap_or(path))
+            host.to_string()
         };
-        let describe = format!("ssh://{who}{host}{at}{shown}");
+        let describe = if path.starts_with('/') {
+            format!("ssh://{who}{shown_host}{at}{path}")
+        } else {
+            format!("{who}{shown_host}{at}/{path}")
+        };
         let plain = |s: &str| {
             !s.is_empty()
                 && !s.starts_with('-')
@@ -699,7 +704,7 @@ mod tests {
         assert_eq!(t.root, "/srv/r");
         assert_eq!(t.describe(), "ssh://h:2222/srv/r");
         let t = SshTransport::new(Some("u"), "h", None, "c/d", &o).expect("ok");
-        assert_eq!(t.describe(), "ssh://u@h/~/c/d");
+        assert_eq!(t.describe(), "u@h/c/d");
         let t = SshTransport::new(None, "h", None, "~user/c", &o).expect("ok");
         assert_eq!(t.root, "./~user/c");
         let t = SshTransport::new(None, "h", None, "/", &o).expect("ok");
