@@ -150,6 +150,16 @@ pub enum BuildError {
     Several { failed: usize, total: usize },
     #[error("dependency {dep} of {drv} failed")]
     DependencyFailed { drv: StorePath, dep: StorePath },
+    /// Substitution failed for a reason other than a path being absent (a refused download,
+    /// an unreachable repository while fetching); nothing of it was registered.
+    #[error("{message}")]
+    Substitute { message: String },
+    /// Building was not allowed (substitute-only) and no repository offers these paths.
+    #[error("{} not available from any repository (substitute-only: nothing is built): {detail}", if paths.len() == 1 { "1 path is".to_string() } else { format!("{} paths are", paths.len()) })]
+    NotSubstituted {
+        paths: Vec<StorePath>,
+        detail: String,
+    },
 }
 
 impl BuildError {

@@ -25,6 +25,6 @@ pub use error::{BuildError, BuildFailure, FailReason};
 pub use request::{BuildLimits, BuildOptions, BuildRequest, RequestError};
 pub use sandbox::{Sandbox, SandboxOutcome};
 pub use schedule::{
-    BuildEvent, BuiltinBuilder, BuiltinContext, Builtins, CheckReport, Realised, ScheduleOptions,
-    Scheduler, Substituter, Target,
+    Availability, BuildEvent, BuiltinBuilder, BuiltinContext, Builtins, CheckReport, Realised,
+    ScheduleOptions, Scheduler, Substituter, Target,
 };

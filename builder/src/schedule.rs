@@ -1,19 +1,33 @@
 //! The scheduler: realises `.drv` store paths.
 //!
 //! 1. Load the derivation graph from the store (`.drv` files, decoded), starting at the targets
-//!    and descending only into derivations that must be built: a derivation whose wanted
-//!    outputs are all valid (or substituted through the [`Substituter`] hook) needs none of its
-//!    inputs. Every loaded derivation's output paths are recomputed from its hash modulo fixed
-//!    outputs and a mismatch refused (a hand-made `.drv` cannot claim another derivation's
-//!    output), and a `builtin:` builder that needs a fixed output is refused for a derivation
-//!    without one, before anything is built.
-//! 2. Build topologically, up to `jobs` at once (one thread each). The store is only touched
+//!    and descending only into derivations whose wanted outputs are not all valid (a
+//!    derivation whose wanted outputs are valid needs none of its inputs). Every loaded
+//!    derivation's output paths are recomputed from its hash modulo fixed outputs and a
+//!    mismatch refused (a hand-made `.drv` cannot claim another derivation's output), and a
+//!    `builtin:` builder that needs a fixed output is refused for a derivation without one,
+//!    before anything is built.
+//! 2. Substitution (with a [`Substituter`]): every missing wanted output of that graph is
+//!    looked up at once ([`Substituter::query`], one batch; [`BuildEvent::Looked`]). The graph
+//!    is then walked again from the targets: a derivation whose missing wanted outputs are all
+//!    offered is substituted instead of built, and its inputs are not descended into (unless
+//!    another derivation that is built needs them). Every chosen path is fetched in one call
+//!    ([`Substituter::fetch`], parallel inside; [`BuildEvent::Substituted`] per path). A path
+//!    that was offered but whose archive has gone is built instead (the walk is redone
+//!    without it). Any other fetch failure (a download that fails its verification, a
+//!    refused archive, a repository that stops answering) fails the realisation with that
+//!    error, and nothing it fetched is registered: unlike Nix, which falls back to building
+//!    when a substitute is bad, a repository that serves tampered data is something the user
+//!    must hear about, not a slow build. With [`ScheduleOptions::substitute_only`] nothing is
+//!    built: any output no repository offers is an error naming the paths, before anything
+//!    is fetched.
+//! 3. Build topologically, up to `jobs` at once (one thread each). The store is only touched
 //!    from the scheduling thread (it is not `Sync`); worker threads run the sandbox (or a
 //!    `builtin:` builder) and report back over a channel, together with their events.
-//! 3. Before a build, its outputs are locked with the store's per-path locks (without blocking:
+//! 4. Before a build, its outputs are locked with the store's per-path locks (without blocking:
 //!    a path locked by another process is retried) and their validity re-checked, so two
 //!    concurrent `buildit realise` of one graph build every derivation once.
-//! 4. After a build, fixed outputs are checked against their declared hash, then every output
+//! 5. After a build, fixed outputs are checked against their declared hash, then every output
 //!    is registered (`register_output`: normalise, scan references among the input closure and
 //!    the outputs, hash, move into the store) and recorded as the derivation's output.
 //!
@@ -70,6 +84,18 @@ pub enum BuildEvent {
         log_tail: Vec<String>,
         log_path: PathBuf,
     },
+    /// The result of looking up the missing outputs in the repositories (one batch).
+    Looked {
+        found: Vec<StorePath>,
+        missing: Vec<StorePath>,
+    },
+    /// The download of a substitute started (`bytes` compressed).
+    Fetching {
+        path: StorePath,
+        repo: String,
+        bytes: u64,
+    },
+    /// A path was substituted (downloaded, verified and registered).
     Substituted {
         path: StorePath,
     },
@@ -85,10 +111,32 @@ fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(d.as_millis() as u64)
 }
 
+/// What the repositories offer of a set of paths ([`Substituter::query`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Availability {
+    /// Paths a repository offers together with their whole closure.
+    pub found: BTreeSet<StorePath>,
+    /// The other paths, each with what the repositories said (a refused record, an
+    /// unreachable repository); empty when they simply do not have it.
+    pub missing: BTreeMap<StorePath, Vec<String>>,
+}
+
 /// Fetches store paths from elsewhere (binary repositories) instead of building them.
 pub trait Substituter {
-    /// Make `path` valid in `store` if possible; `Ok(false)` when no repository has it.
-    fn try_substitute(&self, store: &Store, path: &StorePath) -> Result<bool, BuildError>;
+    /// Which of `paths` (none of them valid in `store`) the repositories offer; asked once
+    /// per realisation, with every missing output of the graph.
+    fn query(&self, store: &Store, paths: &[StorePath]) -> Result<Availability, BuildError>;
+
+    /// Make `paths` (offered by [`Substituter::query`]) and their closures valid in `store`,
+    /// all at once. Returns the paths made valid: a path whose archive the repository no
+    /// longer has is left out (with everything that needs it) and the scheduler builds it.
+    /// Any other failure is an error and registers nothing.
+    fn fetch(
+        &self,
+        store: &Store,
+        paths: &[StorePath],
+        on_event: &mut dyn FnMut(BuildEvent),
+    ) -> Result<Vec<StorePath>, BuildError>;
 }
 
 /// What a `builtin:NAME` builder can see of the store and report while it runs. The store's
@@ -163,6 +211,9 @@ pub struct ScheduleOptions {
     pub build: BuildOptions,
     /// Continue with independent builds after a failure.
     pub keep_going: bool,
+    /// Build nothing: every missing output must come from the substituter, else the
+    /// realisation fails naming the paths no repository offers.
+    pub substitute_only: bool,
 }
 
 impl Default for ScheduleOptions {
@@ -173,6 +224,7 @@ impl Default for ScheduleOptions {
                 .unwrap_or(1),
             build: BuildOptions::default(),
             keep_going: false,
+            substitute_only: false,
         }
     }
 }
@@ -218,6 +270,17 @@ struct Node {
     closure: Vec<StorePath>,
     /// The cores the build was given while it runs.
     cores: u32,
+}
+
+/// What a walk of the graph found.
+#[derive(Default)]
+struct Plan {
+    /// The derivations to build.
+    nodes: Vec<Node>,
+    /// Outputs to substitute: path → (derivation, output name).
+    chosen: BTreeMap<StorePath, (StorePath, String)>,
+    /// The missing wanted outputs of the derivations to build.
+    missing: BTreeSet<StorePath>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -357,23 +420,24 @@ impl<'a> Scheduler<'a> {
         Ok(true)
     }
 
-    /// Realise `targets`; events go to `on_event`.
-    pub fn realise(
-        &mut self,
+    /// Walk the graph from `targets` (see the module documentation, step 1): the derivations
+    /// to build, with their dependencies, and the outputs that `offered` lets the walk
+    /// substitute instead.
+    fn walk(
+        &self,
         targets: &[Target],
-        on_event: &mut dyn FnMut(BuildEvent),
-    ) -> Result<Realised, BuildError> {
-        // --- load the graph of what must be built ---
-        let mut nodes: Vec<Node> = Vec::new();
+        offered: &BTreeSet<StorePath>,
+        loaded: &mut HashMap<StorePath, Derivation>,
+        hasher: &mut ModuloHasher,
+    ) -> Result<Plan, BuildError> {
+        let mut plan = Plan::default();
         let mut index: HashMap<StorePath, usize> = HashMap::new();
-        let mut loaded: HashMap<StorePath, Derivation> = HashMap::new();
-        let mut hasher = ModuloHasher::new();
-        let mut substitutions = 0usize;
         // (drv, wanted outputs, dependent node)
         let mut todo: VecDeque<(StorePath, Option<BTreeSet<String>>, Option<usize>)> = targets
             .iter()
             .map(|t| (t.drv.clone(), t.outputs.clone(), None))
             .collect();
+        let nodes = &mut plan.nodes;
         while let Some((drv_path, wanted, parent)) = todo.pop_front() {
             if let Some(&i) = index.get(&drv_path) {
                 if let Some(p) = parent {
@@ -386,37 +450,29 @@ impl<'a> Scheduler<'a> {
                 Some(d) => d.clone(),
                 None => {
                     let d = load_derivation(self.store, &drv_path)?;
-                    check_output_paths(self.store, &mut hasher, &drv_path, &d)?;
+                    check_output_paths(self.store, hasher, &drv_path, &d)?;
                     loaded.insert(drv_path.clone(), d.clone());
                     d
                 }
             };
             let wanted: BTreeSet<String> =
                 wanted.unwrap_or_else(|| drv.outputs.keys().cloned().collect());
+            let mut missing: Vec<(String, StorePath)> = Vec::new();
             for o in &wanted {
                 let p = output_path(&drv_path, &drv, o)?;
                 self.store.add_temp_root(&p);
+                if !self.store.is_valid(&p).map_err(store_err)? {
+                    missing.push((o.clone(), p));
+                }
             }
-            if self.outputs_valid(&drv_path, &drv, &wanted)? {
+            if missing.is_empty() {
                 continue;
             }
-            if let Some(s) = self.substituter {
-                let mut all = true;
-                for o in &wanted {
-                    let p = output_path(&drv_path, &drv, o)?;
-                    if self.store.is_valid(&p).map_err(store_err)? {
-                        continue;
-                    }
-                    if s.try_substitute(self.store, &p)? {
-                        substitutions += 1;
-                        on_event(BuildEvent::Substituted { path: p });
-                    } else {
-                        all = false;
-                    }
+            if missing.iter().all(|(_, p)| offered.contains(p)) {
+                for (o, p) in missing {
+                    plan.chosen.insert(p, (drv_path.clone(), o));
                 }
-                if all {
-                    continue;
-                }
+                continue;
             }
             if drv.system != HOST_SYSTEM {
                 return Err(BuildError::WrongSystem {
@@ -425,6 +481,7 @@ impl<'a> Scheduler<'a> {
                 });
             }
             self.check_builtin(&drv_path, &drv)?;
+            plan.missing.extend(missing.into_iter().map(|(_, p)| p));
             let i = nodes.len();
             index.insert(drv_path.clone(), i);
             for (dep, outs) in &drv.input_drvs {
@@ -444,10 +501,82 @@ impl<'a> Scheduler<'a> {
                 cores: 0,
             });
         }
-        on_event(BuildEvent::Planned {
-            builds: nodes.len(),
-            substitutions,
-        });
+        Ok(plan)
+    }
+
+    /// Realise `targets`; events go to `on_event`.
+    pub fn realise(
+        &mut self,
+        targets: &[Target],
+        on_event: &mut dyn FnMut(BuildEvent),
+    ) -> Result<Realised, BuildError> {
+        // --- load the graph of what must be built, and substitute what can be ---
+        let mut loaded: HashMap<StorePath, Derivation> = HashMap::new();
+        let mut hasher = ModuloHasher::new();
+        let mut offered: BTreeSet<StorePath> = BTreeSet::new();
+        let mut reasons: BTreeMap<StorePath, Vec<String>> = BTreeMap::new();
+        let mut plan = self.walk(targets, &offered, &mut loaded, &mut hasher)?;
+        if let (Some(s), false) = (self.substituter, plan.missing.is_empty()) {
+            let asked: Vec<StorePath> = plan.missing.iter().cloned().collect();
+            let a = s.query(self.store, &asked)?;
+            on_event(BuildEvent::Looked {
+                found: a.found.iter().cloned().collect(),
+                missing: asked
+                    .iter()
+                    .filter(|p| !a.found.contains(*p))
+                    .cloned()
+                    .collect(),
+            });
+            offered = a.found;
+            reasons = a.missing;
+            plan = self.walk(targets, &offered, &mut loaded, &mut hasher)?;
+        }
+        let mut nodes = loop {
+            if self.opts.substitute_only && !plan.nodes.is_empty() {
+                let detail = plan
+                    .missing
+                    .iter()
+                    .map(|p| match reasons.get(p) {
+                        Some(why) if !why.is_empty() => format!("{p} ({})", why.join("; ")),
+                        _ => p.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(BuildError::NotSubstituted {
+                    paths: plan.missing.into_iter().collect(),
+                    detail,
+                });
+            }
+            on_event(BuildEvent::Planned {
+                builds: plan.nodes.len(),
+                substitutions: plan.chosen.len(),
+            });
+            let Some(s) = self.substituter.filter(|_| !plan.chosen.is_empty()) else {
+                break plan.nodes;
+            };
+            let chosen: Vec<StorePath> = plan.chosen.keys().cloned().collect();
+            let got: BTreeSet<StorePath> = s
+                .fetch(self.store, &chosen, on_event)?
+                .into_iter()
+                .collect();
+            let mut gone = Vec::new();
+            for (p, (drv, out)) in &plan.chosen {
+                if got.contains(p) || self.store.is_valid(p).map_err(store_err)? {
+                    self.store.set_output(drv, out, p).map_err(store_err)?;
+                    on_event(BuildEvent::Substituted { path: p.clone() });
+                } else {
+                    gone.push(p.clone());
+                }
+            }
+            if gone.is_empty() {
+                break plan.nodes;
+            }
+            // offered, but gone from the repository by now: build those
+            for p in gone {
+                offered.remove(&p);
+            }
+            plan = self.walk(targets, &offered, &mut loaded, &mut hasher)?;
+        };
         for n in nodes.iter_mut() {
             n.deps.sort_unstable();
             n.deps.dedup();

@@ -136,6 +136,7 @@ impl Ui {
                 self.failures.push((name, drv, reason));
             }
             BuildEvent::Substituted { path } => eprintln!("substituted '{path}'"),
+            BuildEvent::Looked { .. } | BuildEvent::Fetching { .. } => {}
             BuildEvent::LogLine { drv, line } => {
                 if self.verbosity.print_build_logs {
                     eprintln!("{}> {line}", self.name_of(&drv));
@@ -209,6 +210,7 @@ impl Ui {
             BuildEvent::Substituted { path } => {
                 let _ = multi.println(format!("substituted '{path}'"));
             }
+            BuildEvent::Looked { .. } | BuildEvent::Fetching { .. } => {}
             BuildEvent::Download {
                 url, bytes, total, ..
             } => {

@@ -221,6 +221,14 @@ fn build_code(e: &BuildError) -> (&'static str, String) {
             "buildit::build::io",
             "check the store root and its permissions (`buildit store verify`)".into(),
         ),
+        BuildError::Substitute { .. } => (
+            "buildit::share::refused",
+            "the repository serves data that does not verify: tell its owner; --no-substitute builds locally".into(),
+        ),
+        BuildError::NotSubstituted { .. } => (
+            "buildit::share::not-found",
+            "drop --substitute-only to build what no repository has".into(),
+        ),
     }
 }
 

@@ -456,7 +456,10 @@ impl Repl {
                     emit(format!("error: build of '{drv}' failed: {reason}"))
                 }
                 BuildEvent::Substituted { path } => emit(format!("substituted '{path}'")),
-                BuildEvent::LogLine { .. } | BuildEvent::Download { .. } => {}
+                BuildEvent::LogLine { .. }
+                | BuildEvent::Download { .. }
+                | BuildEvent::Looked { .. }
+                | BuildEvent::Fetching { .. } => {}
             },
         );
         self.progress = progress;
