@@ -249,8 +249,8 @@ impl Trust {
 
     /// Require a valid signature by a trusted, non-revoked key, whatever the path. When there
     /// is none the error says why, in this order: a trusted key's signature that does not
-    /// verify ([`ShareError::BadSignature`]: the record was altered), a valid signature by a
-    /// revoked key ([`ShareError::Revoked`]), no signature ([`ShareError::Unsigned`]), only
+    /// verify ([`ShareError::BadSignature`]: the record was altered), a signature by a
+    /// revoked key, valid or not ([`ShareError::Revoked`]), no signature ([`ShareError::Unsigned`]), only
     /// unknown keys ([`ShareError::Untrusted`]).
     pub fn check_signatures(&self, record: &PathRecord) -> Result<(), ShareError> {
         let path = &record.path;
@@ -272,13 +272,11 @@ impl Trust {
                     continue;
                 }
                 known = true;
-                let is_revoked = self.revoked.iter().any(|r| r.same_key(key));
-                if key.verify(fp.as_bytes(), &sig) {
-                    if !is_revoked {
-                        return Ok(());
-                    }
+                if self.revoked.iter().any(|r| r.same_key(key)) {
                     revoked.get_or_insert_with(|| name.to_string());
-                } else if !is_revoked {
+                } else if key.verify(fp.as_bytes(), &sig) {
+                    return Ok(());
+                } else {
                     altered.get_or_insert_with(|| name.to_string());
                 }
             }

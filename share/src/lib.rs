@@ -12,6 +12,7 @@ pub mod keys;
 pub mod record;
 pub mod substitute;
 pub mod transport;
+pub mod upload;
 
 pub use error::ShareError;
 pub use keys::{PublicKey, SecretKey, Trust};
