@@ -13,9 +13,11 @@
 //!   The commit hash pins the tree (git checks every object it fetches against its hash), so
 //!   the same revision gives the same path on every machine, whatever URL served it.
 //!
-//! Fetching and unpacking is the driver's ([`TreeFetcher`]: it owns the downloader, git and
-//! the archive rules); checking the hash and registering happen here, so a tree is registered
-//! only when its recursive hash is the pinned one, and then atomically, by the store.
+//! Fetching is the driver's ([`TreeFetcher`]: it owns the downloader and runs git); it hands
+//! back an archive (the download, or `git archive` output). Unpacking it under the archive
+//! rules ([`crate::unpack`]), checking the hash and registering happen here, in the one place
+//! that registers: a tree is registered only when every entry was accepted and its recursive
+//! hash is the pinned one, and then atomically, by the store.
 
 use std::path::{Path, PathBuf};
 
@@ -25,13 +27,16 @@ use buildit_store::derivation::{FixedOutput, HashAlgo, HashMode};
 use buildit_store::path::{base32_encode, validate_name, StorePath, STORE_DIR};
 use buildit_store::Store;
 
+use crate::unpack::{unpack_archive, UnpackLimits};
+
 /// Fetches trees for evaluation: given by whoever builds the [`crate::StoreIo`] (the driver,
 /// which owns the downloader and knows git).
 pub trait TreeFetcher {
     /// Fetch `source` into `work` (an empty directory on the store's file system, removed
-    /// afterwards) and return where the unpacked tree is, inside `work`. Hashes are not
-    /// checked here: the caller checks the tree before registering it. The error says what
-    /// failed (network, a missing revision, an archive entry refused, a limit crossed).
+    /// afterwards) and return the archive holding the tree, a file inside `work`: the
+    /// download of a tarball, the `git archive` of a revision (tar; plain, gzip, xz or zstd).
+    /// Nothing is checked here: the caller unpacks and checks before registering. The error
+    /// says what failed (network, a missing revision, a time limit).
     fn fetch(&self, source: &TreeSource, work: &Path) -> Result<PathBuf, String>;
 }
 
@@ -120,6 +125,10 @@ pub(crate) fn tarball_drv(name: &str, url: &str, pin: &FixedOutput) -> DrvReques
 pub(crate) trait TreeStore {
     fn store(&self) -> Result<&Store, String>;
     fn fetcher(&self) -> Option<&dyn TreeFetcher>;
+    /// The bounds of unpacking.
+    fn unpack_limits(&self) -> UnpackLimits {
+        UnpackLimits::default()
+    }
     /// Write a derivation; returns its `.drv` path and its outputs.
     fn write_drv(&self, req: &DrvRequest) -> Result<(StorePath, Vec<(String, String)>), String>;
 }
@@ -147,7 +156,7 @@ pub(crate) fn fetch_tree(io: &dyn TreeStore, req: &TreeRequest) -> Result<String
                 TreeError::Unavailable("this evaluation has no fetcher".to_string())
             })?;
             let work = store.staging_dir("fetch").map_err(store_err)?;
-            let tree = fetched(fetcher, &req.source, work.path())?;
+            let tree = fetched(fetcher, &req.source, work.path(), io.unpack_limits())?;
             let algo = pin.as_ref().map(|p| p.algo).unwrap_or(HashAlgo::Sha256);
             let actual = fixed_output_hash(&tree, HashMode::Recursive, algo)
                 .map_err(|e| TreeError::Fetch(format!("hashing the tree from {url}: {e}")))?;
@@ -191,7 +200,7 @@ pub(crate) fn fetch_tree(io: &dyn TreeStore, req: &TreeRequest) -> Result<String
                 TreeError::Unavailable("this evaluation has no fetcher".to_string())
             })?;
             let work = store.staging_dir("fetch").map_err(store_err)?;
-            let tree = fetched(fetcher, &req.source, work.path())?;
+            let tree = fetched(fetcher, &req.source, work.path(), io.unpack_limits())?;
             store
                 .register_output(&tree, &path, &[], None)
                 .map_err(store_err)?;
@@ -200,20 +209,31 @@ pub(crate) fn fetch_tree(io: &dyn TreeStore, req: &TreeRequest) -> Result<String
     }
 }
 
-/// Run the fetcher and check that the tree it names is inside `work`.
+/// Run the fetcher and unpack the archive it fetched into `work/tree` (a tarball's single
+/// top-level directory stripped); returns the tree.
 fn fetched(
     fetcher: &dyn TreeFetcher,
     source: &TreeSource,
     work: &Path,
+    limits: UnpackLimits,
 ) -> Result<PathBuf, TreeError> {
-    let tree = fetcher.fetch(source, work).map_err(TreeError::Fetch)?;
-    if !tree.starts_with(work) || tree == work {
+    let archive = fetcher.fetch(source, work).map_err(TreeError::Fetch)?;
+    if !archive.starts_with(work) || archive == work {
         return Err(TreeError::Fetch(format!(
-            "the fetcher left the tree outside its work directory ({})",
-            tree.display()
+            "the fetcher left the archive outside its work directory ({})",
+            archive.display()
         )));
     }
-    Ok(tree)
+    let (from, strip) = match source {
+        TreeSource::Tarball { url, .. } => (url, true),
+        TreeSource::Git { url, rev, .. } => {
+            return unpack_archive(&archive, &work.join("tree"), false, limits).map_err(|e| {
+                TreeError::Fetch(format!("{url} at {rev}: {e}; nothing was registered"))
+            })
+        }
+    };
+    unpack_archive(&archive, &work.join("tree"), strip, limits)
+        .map_err(|e| TreeError::Fetch(format!("{from}: {e}; nothing was registered")))
 }
 
 #[cfg(test)]
@@ -225,16 +245,23 @@ mod tests {
     use std::cell::Cell;
     use std::rc::Rc;
 
-    /// Writes a one-file tree, counting its calls.
+    /// Writes a tarball of a one-file tree, counting its calls.
     struct OneFile(Rc<Cell<u32>>);
 
     impl TreeFetcher for OneFile {
         fn fetch(&self, _s: &TreeSource, work: &Path) -> Result<PathBuf, String> {
             self.0.set(self.0.get() + 1);
-            let t = work.join("tree");
-            std::fs::create_dir(&t).map_err(|e| e.to_string())?;
-            std::fs::write(t.join("default.bld"), "42\n").map_err(|e| e.to_string())?;
-            Ok(t)
+            let a = work.join("download");
+            let f = std::fs::File::create(&a).map_err(|e| e.to_string())?;
+            let mut b = tar::Builder::new(f);
+            let mut h = tar::Header::new_gnu();
+            h.set_size(3);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, "set-1.0/default.bld", &b"42\n"[..])
+                .map_err(|e| e.to_string())?;
+            b.finish().map_err(|e| e.to_string())?;
+            Ok(a)
         }
     }
 
