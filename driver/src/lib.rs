@@ -18,6 +18,7 @@ pub mod run;
 pub mod session;
 pub mod spec;
 pub mod store;
+pub mod substitute;
 
 pub use error::{DriverError, ImageOp, Result};
 pub use eval::EvalTarget;
