@@ -14,6 +14,7 @@
 
 pub mod file;
 pub mod http;
+pub mod oci;
 pub mod ssh;
 
 use std::fmt;
@@ -396,10 +397,9 @@ pub fn open(loc: &Location, opts: &TransportOptions) -> Result<Box<dyn Transport
             path,
             opts,
         )?)),
-        Location::Oci { .. } => Err(ShareError::Unsupported {
-            repo: loc.display(),
-            what: "oci repositories are not available in this build".into(),
-        }),
+        Location::Oci { registry, repo } => {
+            Ok(Box::new(oci::OciTransport::new(registry, repo, opts)?))
+        }
     }
 }
 
