@@ -1261,3 +1261,269 @@ mod cores_tests {
         assert_eq!(cores_for(1, 0, 0), 1);
     }
 }
+
+#[cfg(test)]
+mod substitute_tests {
+    use std::cell::Cell;
+
+    use buildit_store::derivation::{
+        DerivationError, DerivationOutput, ModuloHasher, SandboxProfile, DRV_VERSION,
+    };
+    use buildit_store::{ImportOptions, StoreLayout};
+
+    use super::*;
+
+    /// A substituter whose "repository" is another local store: lookups are validity checks
+    /// there, fetches are a real export and import of the closure.
+    struct FromStore<'a> {
+        repo: &'a Store,
+        queries: Cell<usize>,
+        fetches: Cell<usize>,
+        fail: bool,
+    }
+
+    impl Substituter for FromStore<'_> {
+        fn query(&self, _: &Store, paths: &[StorePath]) -> Result<Availability, BuildError> {
+            self.queries.set(self.queries.get() + 1);
+            let mut a = Availability::default();
+            for p in paths {
+                if self.repo.is_valid(p).map_err(store_err)? {
+                    a.found.insert(p.clone());
+                } else {
+                    a.missing.insert(p.clone(), vec!["repo: not there".into()]);
+                }
+            }
+            Ok(a)
+        }
+
+        fn fetch(
+            &self,
+            store: &Store,
+            paths: &[StorePath],
+            _: &mut dyn FnMut(BuildEvent),
+        ) -> Result<Vec<StorePath>, BuildError> {
+            self.fetches.set(self.fetches.get() + 1);
+            if self.fail {
+                return Err(BuildError::Substitute {
+                    message: "archive digest mismatch".into(),
+                });
+            }
+            let closure: Vec<StorePath> = self
+                .repo
+                .closure(paths)
+                .map_err(store_err)?
+                .into_iter()
+                .filter(|p| !store.is_valid(p).unwrap_or(false))
+                .collect();
+            let mut stream = Vec::new();
+            self.repo.export(&closure, &mut stream).map_err(store_err)?;
+            store
+                .import(
+                    &stream[..],
+                    ImportOptions {
+                        trust_input_addressed: true,
+                    },
+                )
+                .map_err(store_err)
+        }
+    }
+
+    /// A derivation named `name` depending on `deps`' `out`, whose builder no scheduler has
+    /// (building it fails), written into `store`; returns its path and output path.
+    fn drv(
+        store: &Store,
+        hasher: &mut ModuloHasher,
+        name: &str,
+        deps: &[&StorePath],
+    ) -> (StorePath, StorePath) {
+        let mut d = Derivation {
+            version: DRV_VERSION.into(),
+            name: name.into(),
+            system: HOST_SYSTEM.into(),
+            builder: "builtin:not-here".into(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            outputs: BTreeMap::from([(
+                "out".to_string(),
+                DerivationOutput {
+                    path: None,
+                    fixed: None,
+                },
+            )]),
+            input_drvs: deps
+                .iter()
+                .map(|p| ((*p).clone(), BTreeSet::from(["out".to_string()])))
+                .collect(),
+            input_srcs: BTreeSet::new(),
+            sandbox: SandboxProfile::default(),
+        };
+        let h = hasher
+            .hash(&d, &mut |p| Err(DerivationError::UnknownInput(p.clone())))
+            .expect("hash");
+        d.fill_output_paths(&h).expect("outputs");
+        let p = store
+            .add_bytes(&format!("{name}.drv"), &d.encode(), &d.references())
+            .expect("drv");
+        hasher.insert(p.clone(), h);
+        let out = d.outputs["out"].path.clone().expect("out");
+        (p, out)
+    }
+
+    /// Register `out` in `repo` as a file that mentions `refs`.
+    fn output(repo: &Store, out: &StorePath, refs: &[&StorePath]) {
+        let staged = repo.new_tmp_path("out");
+        let text: Vec<String> = refs.iter().map(|r| r.to_string()).collect();
+        std::fs::write(&staged, text.join("\n")).expect("write");
+        let cands: Vec<StorePath> = refs.iter().map(|r| (*r).clone()).collect();
+        repo.register_output(&staged, out, &cands, None)
+            .expect("register");
+    }
+
+    struct Setup {
+        _t: tempfile::TempDir,
+        local: Store,
+        repo: Store,
+        top: (StorePath, StorePath),
+        dep: (StorePath, StorePath),
+    }
+
+    fn setup() -> Setup {
+        let t = tempfile::tempdir().expect("tmp");
+        let local = Store::open(StoreLayout::at(t.path().join("local"))).expect("open");
+        let repo = Store::open(StoreLayout::at(t.path().join("repo"))).expect("open");
+        let mut h = ModuloHasher::new();
+        let dep = drv(&local, &mut h, "dep", &[]);
+        let top = drv(&local, &mut h, "top", &[&dep.0]);
+        Setup {
+            _t: t,
+            local,
+            repo,
+            top,
+            dep,
+        }
+    }
+
+    fn realise(
+        s: &Setup,
+        sub: &FromStore<'_>,
+        substitute_only: bool,
+    ) -> (Result<Realised, BuildError>, Vec<BuildEvent>) {
+        let opts = ScheduleOptions {
+            substitute_only,
+            ..ScheduleOptions::default()
+        };
+        let mut events = Vec::new();
+        let r = Scheduler::new(&s.local, opts)
+            .with_substituter(sub)
+            .realise(&[Target::all(s.top.0.clone())], &mut |e| events.push(e));
+        (r, events)
+    }
+
+    fn from(repo: &Store) -> FromStore<'_> {
+        FromStore {
+            repo,
+            queries: Cell::new(0),
+            fetches: Cell::new(0),
+            fail: false,
+        }
+    }
+
+    #[test]
+    fn a_substitutable_graph_builds_nothing() {
+        let s = setup();
+        output(&s.repo, &s.dep.1, &[]);
+        output(&s.repo, &s.top.1, &[&s.dep.1]);
+        let sub = from(&s.repo);
+        let (r, events) = realise(&s, &sub, false);
+        let r = r.expect("realised");
+        assert_eq!(r[0].1["out"], s.top.1);
+        assert_eq!((sub.queries.get(), sub.fetches.get()), (1, 1));
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, BuildEvent::Started { .. })),
+            "{events:?}"
+        );
+        let mut both = vec![s.top.1.clone(), s.dep.1.clone()];
+        both.sort();
+        assert!(events.contains(&BuildEvent::Looked {
+            found: both,
+            missing: Vec::new()
+        }));
+        assert!(events.contains(&BuildEvent::Planned {
+            builds: 0,
+            substitutions: 1
+        }));
+        // the top is substituted; its dependency's derivation is never looked at again
+        assert!(events.contains(&BuildEvent::Substituted {
+            path: s.top.1.clone()
+        }));
+        assert!(s.local.is_valid(&s.top.1).expect("v") && s.local.is_valid(&s.dep.1).expect("v"));
+        assert_eq!(
+            s.local.outputs_of(&s.top.0).expect("outputs").get("out"),
+            Some(&s.top.1)
+        );
+        // a second realisation finds everything valid: no lookup at all
+        let (r, _) = realise(&s, &sub, false);
+        r.expect("no-op");
+        assert_eq!((sub.queries.get(), sub.fetches.get()), (1, 1));
+    }
+
+    #[test]
+    fn substitute_only_names_what_no_repository_has_and_fetches_nothing() {
+        let s = setup();
+        output(&s.repo, &s.dep.1, &[]);
+        let sub = from(&s.repo);
+        let (r, events) = realise(&s, &sub, true);
+        match r {
+            Err(BuildError::NotSubstituted { paths, detail }) => {
+                assert_eq!(paths, vec![s.top.1.clone()]);
+                assert!(detail.contains("not there"), "{detail}");
+            }
+            other => panic!("expected NotSubstituted, got {other:?}"),
+        }
+        assert_eq!(sub.fetches.get(), 0);
+        assert!(!s.local.is_valid(&s.dep.1).expect("v"));
+        assert!(!events
+            .iter()
+            .any(|e| matches!(e, BuildEvent::Started { .. })));
+    }
+
+    #[test]
+    fn what_is_not_found_is_built_after_the_rest_is_substituted() {
+        let s = setup();
+        output(&s.repo, &s.dep.1, &[]);
+        let sub = from(&s.repo);
+        let (r, events) = realise(&s, &sub, false);
+        // the top is built (and fails here: its builder does not exist), after its
+        // dependency came from the repository
+        assert!(r.is_err());
+        assert!(s.local.is_valid(&s.dep.1).expect("v"));
+        assert!(events.contains(&BuildEvent::Planned {
+            builds: 1,
+            substitutions: 1
+        }));
+        assert!(events.contains(&BuildEvent::Started {
+            drv: s.top.0.clone(),
+            name: "top".into()
+        }));
+    }
+
+    #[test]
+    fn a_refused_fetch_fails_the_realisation_without_building() {
+        let s = setup();
+        output(&s.repo, &s.dep.1, &[]);
+        output(&s.repo, &s.top.1, &[&s.dep.1]);
+        let mut sub = from(&s.repo);
+        sub.fail = true;
+        let (r, events) = realise(&s, &sub, false);
+        match r {
+            Err(BuildError::Substitute { message }) => assert!(message.contains("digest")),
+            other => panic!("expected Substitute, got {other:?}"),
+        }
+        assert!(!events
+            .iter()
+            .any(|e| matches!(e, BuildEvent::Started { .. })));
+        assert!(!s.local.is_valid(&s.top.1).expect("v"));
+    }
+}
