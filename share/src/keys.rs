@@ -14,6 +14,10 @@
 //! lying repository can only make the download fail ([`Trust::needs_signature`]).
 
 use std::fmt;
+use std::fs;
+use std::io::{self, Read as _, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -125,6 +129,17 @@ impl SecretKey {
         })
     }
 
+    /// [`SecretKey::parse`] of a key file (`NAME.secret`).
+    pub fn read_file(path: &Path) -> Result<SecretKey, ShareError> {
+        SecretKey::parse(&read_key_file(path, "secret")?).map_err(|e| match e {
+            ShareError::BadKeyText { kind, reason } => ShareError::BadKeyText {
+                kind,
+                reason: format!("{}: {reason}", path.display()),
+            },
+            other => other,
+        })
+    }
+
     /// `NAME:base64(seed ‖ public key)`.
     pub fn to_text(&self) -> String {
         format!("{}:{}", self.name, B64.encode(self.key.to_keypair_bytes()))
@@ -162,6 +177,57 @@ impl SecretKey {
     }
 }
 
+/// Largest key file read.
+const MAX_KEY_FILE: u64 = 4096;
+
+/// Read a key file: at most [`MAX_KEY_FILE`] bytes of UTF-8.
+fn read_key_file(path: &Path, kind: &'static str) -> Result<String, ShareError> {
+    let f = fs::File::open(path).map_err(|e| ShareError::io(path.display(), e))?;
+    let mut text = String::new();
+    f.take(MAX_KEY_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| ShareError::io(path.display(), e))?;
+    if text.len() as u64 > MAX_KEY_FILE {
+        return Err(ShareError::BadKeyText {
+            kind,
+            reason: format!("{} is larger than {MAX_KEY_FILE} bytes", path.display()),
+        });
+    }
+    Ok(text)
+}
+
+/// Write `key` as `DIR/NAME.secret` (mode 0600) and its public half as `DIR/NAME.pub`, each
+/// one line; existing files are never overwritten (the secret is written first, so a clash
+/// leaves nothing new behind). Returns the two paths.
+pub fn write_key_files(dir: &Path, key: &SecretKey) -> Result<(PathBuf, PathBuf), ShareError> {
+    let secret = dir.join(format!("{}.secret", key.name));
+    let public = dir.join(format!("{}.pub", key.name));
+    if public.exists() {
+        return Err(ShareError::io(
+            public.display(),
+            io::Error::new(io::ErrorKind::AlreadyExists, "it exists already"),
+        ));
+    }
+    let write = |path: &Path, mode: u32, text: String| -> Result<(), ShareError> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .map_err(|e| ShareError::io(path.display(), e))?;
+        f.write_all(text.as_bytes())
+            .and_then(|_| f.write_all(b"\n"))
+            .and_then(|_| f.sync_all())
+            .map_err(|e| ShareError::io(path.display(), e))
+    };
+    write(&secret, 0o600, key.to_text())?;
+    if let Err(e) = write(&public, 0o644, key.public().to_text()) {
+        let _ = fs::remove_file(&secret);
+        return Err(e);
+    }
+    Ok((secret, public))
+}
+
 /// A named ed25519 public key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PublicKey {
@@ -192,6 +258,17 @@ impl PublicKey {
         Ok(PublicKey {
             name: name.to_string(),
             key,
+        })
+    }
+
+    /// [`PublicKey::parse`] of a key file (`NAME.pub`).
+    pub fn read_file(path: &Path) -> Result<PublicKey, ShareError> {
+        PublicKey::parse(&read_key_file(path, "public")?).map_err(|e| match e {
+            ShareError::BadKeyText { kind, reason } => ShareError::BadKeyText {
+                kind,
+                reason: format!("{}: {reason}", path.display()),
+            },
+            other => other,
         })
     }
 
@@ -502,5 +579,35 @@ mod tests {
         assert!(!Trust::needs_signature(&r));
         r.references.insert(p);
         assert!(Trust::needs_signature(&r));
+    }
+
+    #[test]
+    fn key_files() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let k = SecretKey::generate("team-1").expect("key");
+        let (sec, public) = write_key_files(tmp.path(), &k).expect("write");
+        assert_eq!(sec, tmp.path().join("team-1.secret"));
+        let mode = fs::metadata(&sec).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            SecretKey::read_file(&sec).expect("read").public(),
+            k.public()
+        );
+        assert_eq!(PublicKey::read_file(&public).expect("read"), k.public());
+        // Never overwritten.
+        let other = SecretKey::generate("team-1").expect("key");
+        assert!(write_key_files(tmp.path(), &other).is_err());
+        assert_eq!(
+            SecretKey::read_file(&sec).expect("read").public(),
+            k.public()
+        );
+        // A public key file is not a secret key, and a huge file is refused unread.
+        let e = SecretKey::read_file(&public).expect_err("public as secret");
+        assert!(e.to_string().contains("team-1.pub"), "{e}");
+        let big = tmp.path().join("big");
+        fs::write(&big, vec![b'a'; 10_000]).expect("write");
+        assert!(PublicKey::read_file(&big).is_err());
+        assert!(PublicKey::read_file(&tmp.path().join("absent")).is_err());
     }
 }
