@@ -118,6 +118,24 @@ pub enum Command {
         after_help = "Examples:\n  buildit init my-image\n  buildit init --package my-app\n  buildit build my-app   # the image, at ./result"
     )]
     Init(crate::init_cmd::InitArgs),
+    /// Show the configuration: the merged configuration files and where each value came from
+    #[command(
+        after_help = "Examples:\n  buildit config show\n  buildit config show --json examples/nginx-prod\n\nThe files, their merge order and every key: docs/config.md."
+    )]
+    Config(ConfigArgs),
+    /// Signing keys for repositories: `buildit key generate NAME` writes NAME.secret and NAME.pub
+    Key(KeyArgs),
+    /// Sign the records of store paths in a repository with a key (key rotation: sign with
+    /// the new key while the old one stays trusted)
+    #[command(
+        after_help = "Examples:\n  buildit sign --key <team-2.secret> --all file:///srv/repo\n  buildit sign --key <team-2.secret> /bld/store/<hash>-hello-2.10 mysuperbinhost"
+    )]
+    Sign(SignArgs),
+    /// Copy store paths with their closures to a repository, or from one into the store
+    #[command(
+        after_help = "Examples:\n  buildit copy --to file:///srv/repo ./result\n  buildit copy --from mysuperbinhost /bld/store/<hash>-hello-2.10\n\nURL is a location (docs/config.md: HOST/PATH is https) or a configured repository's name."
+    )]
+    Copy(CopyArgs),
     /// Print a shell completion script on stdout
     #[command(
         after_help = "Examples:\n  buildit completions bash > ~/.local/share/bash-completion/completions/buildit\n  buildit completions zsh > ~/.zfunc/_buildit\n  buildit completions fish > ~/.config/fish/completions/buildit.fish"
@@ -126,6 +144,170 @@ pub enum Command {
     /// Write the manual pages (buildit.1 and one per command) into a directory
     #[command(after_help = "Example:\n  buildit man ~/.local/share/man/man1")]
     Man(ManArgs),
+}
+
+/// `buildit config …`
+#[derive(Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Print the merged configuration, each value with the file and line it came from (or
+    /// `command line`, `environment (…)`, `default`)
+    Show(ConfigShowArgs),
+}
+
+/// `buildit config show [--json] [DIR]`
+#[derive(Args)]
+pub struct ConfigShowArgs {
+    /// The directory whose `.buildit-config.yaml` files (up to the repository root) are read
+    /// (default: the current directory)
+    #[arg(value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
+    /// Print the configuration as one JSON object
+    #[arg(long)]
+    pub json: bool,
+    /// Show the configuration as these `--discover` values would change it
+    #[arg(long, value_name = "LOCATION[,push=True]")]
+    pub discover: Vec<String>,
+}
+
+/// `buildit key …`
+#[derive(Args)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    pub command: KeyCommand,
+}
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Write a new ed25519 signing key: NAME.secret (mode 0600) and NAME.pub
+    #[command(
+        after_help = "Example:\n  buildit key generate <mysuperbinhost-1>\n\nPut NAME.pub into `trusted-keys:` where packages are downloaded and NAME.secret into\n`signing-key:` where they are uploaded (docs/config.md)."
+    )]
+    Generate(KeyGenerateArgs),
+}
+
+/// `buildit key generate NAME [--dir DIR]`
+#[derive(Args)]
+pub struct KeyGenerateArgs {
+    /// The key's name (it is part of every signature: `NAME:BASE64`)
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Where to write NAME.secret and NAME.pub
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub dir: std::path::PathBuf,
+}
+
+/// `buildit sign --key FILE (PATH…|--all) URL`: the paths and the repository are one list of
+/// words whose last is the repository ([`SignArgs::url`], [`SignArgs::paths`]).
+#[derive(Args)]
+#[command(override_usage = "buildit sign --key <FILE> (<PATH>... | --all) <URL>")]
+pub struct SignArgs {
+    /// The secret key to sign with (a NAME.secret file)
+    #[arg(long, value_name = "FILE")]
+    pub key: std::path::PathBuf,
+    /// Sign the record of every path the repository holds (then give only URL)
+    #[arg(long)]
+    pub all: bool,
+    /// The store paths whose records are signed, then the repository (a location or a
+    /// configured repository's name)
+    #[arg(value_name = "PATH... URL", required = true, num_args = 1..)]
+    pub targets: Vec<String>,
+    /// The store's physical root directory
+    #[arg(long, value_name = "DIR")]
+    pub store_root: Option<std::path::PathBuf>,
+}
+
+impl SignArgs {
+    /// The repository: the last word.
+    pub fn url(&self) -> &str {
+        self.targets.last().map_or("", String::as_str)
+    }
+
+    /// The store paths: every word but the last.
+    pub fn paths(&self) -> &[String] {
+        &self.targets[..self.targets.len().saturating_sub(1)]
+    }
+
+    /// Why the words do not fit `(PATH…|--all) URL`, if they do not.
+    pub fn usage_error(&self) -> Option<&'static str> {
+        match (self.all, self.paths().is_empty()) {
+            (true, false) => {
+                Some("--all signs every path of the repository: give only URL after it")
+            }
+            (false, true) => Some("name the store paths to sign before URL, or give --all"),
+            _ => None,
+        }
+    }
+}
+
+/// `buildit copy (--to URL | --from URL) PATH…`
+#[derive(Args)]
+pub struct CopyArgs {
+    /// Upload the paths and their closures to this repository (a location or a configured
+    /// repository's name)
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present = "from",
+        conflicts_with = "from"
+    )]
+    pub to: Option<String>,
+    /// Download the paths and their closures from this repository into the store (verified
+    /// against the trusted keys)
+    #[arg(long, value_name = "URL")]
+    pub from: Option<String>,
+    /// The store paths (or links to them, such as ./result)
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<String>,
+    /// The store's physical root directory
+    #[arg(long, value_name = "DIR")]
+    pub store_root: Option<std::path::PathBuf>,
+}
+
+/// The repository flags of `buildit build` / `realise` (docs/config.md).
+#[derive(Args, Clone, Debug, Default)]
+pub struct ShareFlags {
+    /// Look for packages in this repository too, the seed's form `--discover=LOCATION[,push=True]`
+    /// (a location or a configured repository's name; may be given several times; replaces
+    /// `discover:` of the configuration)
+    #[arg(long, value_name = "LOCATION[,push=True]")]
+    pub discover: Vec<String>,
+    /// Ask no repository: build every missing path here
+    #[arg(long, conflicts_with = "substitute_only")]
+    pub no_substitute: bool,
+    /// Build nothing: every missing path must come from a repository
+    #[arg(long)]
+    pub substitute_only: bool,
+    /// Upload what is built (packages, source downloads, the spec and its images) to the
+    /// configured repositories that have an upload location, as `push=True` does
+    #[arg(long)]
+    pub push: bool,
+}
+
+impl ShareFlags {
+    /// Whether any repository flag was given.
+    pub fn any(&self) -> bool {
+        !self.discover.is_empty() || self.no_substitute || self.substitute_only || self.push
+    }
+
+    /// What the flags add to the configuration files.
+    pub fn cli_config(&self) -> buildit_driver::config::CliConfig {
+        buildit_driver::config::CliConfig {
+            discover: self.discover.clone(),
+            substitute: if self.no_substitute {
+                Some(false)
+            } else if self.substitute_only {
+                Some(true)
+            } else {
+                None
+            },
+        }
+    }
 }
 
 #[derive(Args)]
@@ -198,6 +380,9 @@ impl Command {
             Command::Image(a) => a.json,
             Command::Compile(a) => a.json,
             Command::Store(a) => a.json(),
+            Command::Config(ConfigArgs {
+                command: ConfigCommand::Show(a),
+            }) => a.json,
             _ => false,
         }
     }

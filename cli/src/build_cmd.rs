@@ -42,9 +42,8 @@ pub struct RealiseArgs {
     /// Show the whole evaluation trace of an error
     #[arg(long)]
     pub show_trace: bool,
-    /// Binary repositories to look in first, the seed's form: `--discover=URL[,push=True]`
-    #[arg(long, value_name = "URL[,push=True]")]
-    pub discover: Option<String>,
+    #[command(flatten)]
+    pub share: crate::args::ShareFlags,
     /// Builds at once (default: the number of cores)
     #[arg(short = 'j', long = "max-jobs", value_name = "N")]
     pub jobs: Option<usize>,
@@ -171,19 +170,11 @@ pub fn realise(
 pub fn run_realise(a: RealiseArgs) -> Result<ExitCode, DriverError> {
     let session = session(a.store_root.as_deref(), false);
     let store = session.open_store()?;
-    if let (Some(d), false) = (&a.discover, a.drvs.is_empty() && a.expr.is_none()) {
-        let (url, rest) = d.split_once(',').unwrap_or((d.as_str(), ""));
-        let push = rest
-            .split(',')
-            .any(|kv| kv.eq_ignore_ascii_case("push=true"));
-        return Err(DriverError::request(
-            "buildit::build::repositories-not-yet",
-            format!(
-                "binary repositories are not available yet: cannot look in '{url}'{}",
-                if push { " or upload to it" } else { "" }
-            ),
-            "build without --discover for now: everything is built locally (sharing through repositories arrives in a later release)",
-        ));
+    if a.share.any() && !(a.drvs.is_empty() && a.expr.is_none()) {
+        return crate::share_cmd::run(crate::share_cmd::ShareCommand::Build {
+            flags: a.share.clone(),
+            start: a.drvs.first().map(PathBuf::from).filter(|p| p.is_dir()),
+        });
     }
     let req = buildit_driver::build::BuildRequest {
         args: &a.drvs,

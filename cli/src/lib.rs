@@ -6,6 +6,7 @@
 pub mod args;
 pub mod build_cmd;
 pub mod common;
+pub mod config_cmd;
 pub mod debian_cmd;
 pub mod generate;
 pub mod image_cmd;
@@ -17,5 +18,6 @@ pub mod progress;
 pub mod render;
 pub mod run_cmd;
 pub mod search_cmd;
+pub mod share_cmd;
 pub mod store_cmd;
 pub mod yaml_cmd;

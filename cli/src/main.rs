@@ -359,6 +359,16 @@ fn main() -> ExitCode {
         }
         Command::Man(a) => run_man(&a),
         Command::Init(a) => buildit_cli::init_cmd::run_init(&a),
+        Command::Config(a) => buildit_cli::config_cmd::run(a),
+        Command::Key(a) => {
+            buildit_cli::share_cmd::run(buildit_cli::share_cmd::ShareCommand::Key(a))
+        }
+        Command::Sign(a) => {
+            buildit_cli::share_cmd::run(buildit_cli::share_cmd::ShareCommand::Sign(a))
+        }
+        Command::Copy(a) => {
+            buildit_cli::share_cmd::run(buildit_cli::share_cmd::ShareCommand::Copy(a))
+        }
     }));
     match r {
         Ok(Ok(code)) => code,

@@ -8,6 +8,7 @@
 
 pub mod build;
 pub mod builtins;
+pub mod config;
 pub mod error;
 pub mod eval;
 pub mod image;

@@ -662,9 +662,10 @@ pub fn location_text(
             check_host(path)?;
             Ok(path.to_string())
         }
-        None if path.starts_with('/') || path.starts_with('.') => {
-            Err("a directory needs `file://` (file:///DIR) or `*-type: file`".into())
-        }
+        None if path.starts_with('/') => Ok(format!("file://{path}")),
+        None if path.starts_with('.') => Err(
+            "a relative directory needs `*-type: file` (it is then relative to the configuration file)".into(),
+        ),
         None => {
             check_host(path)?;
             Ok(format!("https://{path}"))
@@ -1033,7 +1034,8 @@ mod tests {
         );
         assert!(at(Some(TransportKind::Https), "ssh://h/x").is_err());
         assert!(at(None, "ftp://h/x").is_err());
-        assert!(at(None, "/srv/r").is_err());
+        assert_eq!(at(None, "/srv/r").as_deref(), Ok("file:///srv/r"));
+        assert!(at(None, "./r").is_err());
         assert!(at(None, "h.org:99999/x").is_err());
         assert!(at(None, "bad host/x").is_err());
         assert!(at(None, "file://relative").is_err());
