@@ -11,6 +11,7 @@ pub mod builtins;
 pub mod config;
 pub mod error;
 pub mod eval;
+pub mod fetchtree;
 pub mod image;
 pub mod limits;
 pub mod pkgset;

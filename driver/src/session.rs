@@ -122,16 +122,18 @@ impl Session {
         FsIo::new(move |m| trace(m)).with_impure_env(self.impure_env)
     }
 
-    /// Evaluation IO over the host and the store, with the session's Debian lock in place.
+    /// Evaluation IO over the host and the store, with the session's Debian lock in place and
+    /// the fetcher of `fetchTarball`/`fetchGit` ([`crate::fetchtree`]).
     pub fn store_io(&self) -> StoreIo {
         let io = StoreIo::new(self.fs_io(), self.layout.clone());
-        match &self.debian_lock {
+        let io = match &self.debian_lock {
             // the lock is a file of the embedded library, so replacing it cannot fail
             Some(lock) => io
                 .with_stdlib_file(buildit_stdlib::embedded::DEBIAN_LOCK, lock.text.clone())
                 .unwrap_or_else(|_| StoreIo::new(self.fs_io(), self.layout.clone())),
             None => io,
-        }
+        };
+        io.with_tree_fetcher(Box::new(crate::fetchtree::Fetcher::new()))
     }
 
     /// An evaluator over [`Session::store_io`]. It is never dropped: commands end right after
