@@ -636,3 +636,641 @@ impl Substituter {
         Ok(Some((dest, info)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use buildit_store::archive::write_archive;
+    use buildit_store::StoreLayout;
+
+    use super::*;
+    use crate::cache::CacheTtl;
+    use crate::keys::SecretKey;
+    use crate::record::archive_key;
+    use crate::transport::file::FileTransport;
+    use crate::transport::http::HttpTransport;
+    use crate::transport::TransportOptions;
+    use crate::upload::{upload, UploadOptions};
+
+    /// The real file transport, counting every request that reads, optionally slowed down.
+    struct Counting {
+        inner: FileTransport,
+        reads: Arc<AtomicUsize>,
+        delay: Duration,
+    }
+
+    impl Counting {
+        fn read(&self) {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(self.delay);
+        }
+    }
+
+    impl Transport for Counting {
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+        fn get(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>, ShareError> {
+            self.read();
+            self.inner.get(key, limit)
+        }
+        fn get_to_file(&self, key: &str, dest: &Path, limit: u64) -> Result<bool, ShareError> {
+            self.read();
+            self.inner.get_to_file(key, dest, limit)
+        }
+        fn exists(&self, key: &str) -> Result<bool, ShareError> {
+            self.read();
+            self.inner.exists(key)
+        }
+        fn put_file(&self, key: &str, src: &Path) -> Result<(), ShareError> {
+            self.inner.put_file(key, src)
+        }
+        fn put_bytes(&self, key: &str, data: &[u8]) -> Result<(), ShareError> {
+            self.inner.put_bytes(key, data)
+        }
+    }
+
+    /// Store A with a closure (a source tree `dep`, an input-addressed `out` referring to it
+    /// through a file and an absolute symlink), uploaded and signed to a `file://` repository.
+    struct World {
+        t: tempfile::TempDir,
+        a: Store,
+        dep: StorePath,
+        out: StorePath,
+        key: SecretKey,
+        repo: PathBuf,
+    }
+
+    fn world() -> World {
+        let t = tempfile::tempdir().expect("tmp");
+        let a = Store::open(StoreLayout::at(t.path().join("a"))).expect("open");
+        let src = t.path().join("src");
+        fs::create_dir_all(src.join("bin")).expect("mkdir");
+        fs::write(src.join("bin/tool"), "#!/bin/sh\necho hi\n").expect("w");
+        std::os::unix::fs::symlink("bin/tool", src.join("link")).expect("ln");
+        let dep = a.add_path(&src, Some("dep")).expect("add");
+        let out = StorePath::for_output(&[7; 32], "out", "thing").expect("path");
+        let staged = a.new_tmp_path("out");
+        fs::create_dir(&staged).expect("mkdir");
+        fs::write(staged.join("uses"), format!("uses {dep}/bin/tool\n")).expect("w");
+        std::os::unix::fs::symlink(format!("{dep}/bin/tool"), staged.join("tool")).expect("ln");
+        a.register_output(&staged, &out, std::slice::from_ref(&dep), None)
+            .expect("register");
+        let key = SecretKey::generate("test-1").expect("key");
+        let repo = t.path().join("repo");
+        upload(
+            &a,
+            &FileTransport::new(&repo),
+            std::slice::from_ref(&out),
+            Some(&key),
+            &UploadOptions::default(),
+            &mut |_| {},
+        )
+        .expect("upload");
+        World {
+            t,
+            a,
+            dep,
+            out,
+            key,
+            repo,
+        }
+    }
+
+    static STORES: AtomicUsize = AtomicUsize::new(0);
+
+    impl World {
+        fn trust(&self) -> Trust {
+            Trust {
+                trusted: vec![self.key.public()],
+                revoked: Vec::new(),
+            }
+        }
+        fn fresh_store(&self) -> Store {
+            let n = STORES.fetch_add(1, Ordering::SeqCst);
+            Store::open(StoreLayout::at(self.t.path().join(format!("b{n}")))).expect("open")
+        }
+        fn counting(&self, delay: Duration) -> (Box<dyn Transport>, Arc<AtomicUsize>) {
+            let reads = Arc::new(AtomicUsize::new(0));
+            let t = Counting {
+                inner: FileTransport::new(&self.repo),
+                reads: reads.clone(),
+                delay,
+            };
+            (Box::new(t), reads)
+        }
+        fn substituter(
+            &self,
+            trust: Trust,
+            cache: Option<LookupCache>,
+        ) -> (Substituter, Arc<AtomicUsize>) {
+            let (transport, reads) = self.counting(Duration::ZERO);
+            let repo = Repo {
+                name: "test-repo".into(),
+                transport,
+                priority: 40,
+            };
+            (
+                Substituter::new(vec![repo], trust, cache, SubstituteOptions::default()),
+                reads,
+            )
+        }
+        fn record_file(&self, p: &StorePath) -> PathBuf {
+            self.repo.join(record_key(p))
+        }
+        fn record(&self, p: &StorePath) -> PathRecord {
+            PathRecord::parse(&fs::read(self.record_file(p)).expect("read")).expect("record")
+        }
+        fn write_record(&self, r: &PathRecord) {
+            fs::write(self.record_file(&r.path), r.to_json()).expect("write");
+        }
+        fn archive_file(&self, p: &StorePath) -> PathBuf {
+            self.repo.join(self.record(p).archive)
+        }
+        /// Put `tar` (compressed) in the repository as `out`'s archive, with a record that
+        /// describes those bytes, signed by the trusted key.
+        fn serve_as_out(&self, tar: &[u8], size: u64) {
+            let z = zstd::encode_all(tar, 3).expect("zstd");
+            let hex = blake3::hash(&z).to_hex().to_string();
+            fs::write(self.repo.join(archive_key(&hex)), &z).expect("write");
+            let mut r = self.record(&self.out);
+            r.archive = archive_key(&hex);
+            r.archive_hash = hex;
+            r.archive_size = z.len() as u64;
+            r.size = size;
+            self.key.sign_record(&mut r);
+            self.write_record(&r);
+        }
+        /// Substitute `out` into a fresh store and expect a refusal whose message contains
+        /// `needle`; nothing may be registered or left staged.
+        fn refused(&self, trust: Trust, needle: &str) -> ShareError {
+            let b = self.fresh_store();
+            let (sub, _) = self.substituter(trust, None);
+            let e = sub
+                .fetch(&b, std::slice::from_ref(&self.out), &mut |_| {})
+                .expect_err("must be refused");
+            let msg = e.to_string();
+            assert!(msg.contains(needle), "{needle:?} not in: {msg}");
+            assert!(!b.is_valid(&self.out).expect("v") && !b.is_valid(&self.dep).expect("v"));
+            assert_eq!(
+                fs::read_dir(b.layout().tmp_dir()).expect("ls").count(),
+                0,
+                "staging left behind"
+            );
+            e
+        }
+    }
+
+    #[test]
+    fn a_closure_is_substituted_and_verifies() {
+        let w = world();
+        let b = w.fresh_store();
+        let (sub, _) = w.substituter(w.trust(), None);
+        let mut events = Vec::new();
+        let got = sub
+            .fetch(&b, std::slice::from_ref(&w.out), &mut |e| events.push(e))
+            .expect("fetch");
+        assert_eq!(got, vec![w.dep.clone(), w.out.clone()]);
+        let rep = b.verify(true, false).expect("verify");
+        assert!(rep.ok() && rep.checked == 2, "{rep:?}");
+        let (ia, ib) = (
+            w.a.path_info(&w.out).expect("i").expect("v"),
+            b.path_info(&w.out).expect("i").expect("v"),
+        );
+        assert_eq!(
+            (ia.content_hash, ia.size, &ia.references),
+            (ib.content_hash, ib.size, &ib.references)
+        );
+        assert_eq!(
+            fs::read_link(b.layout().physical(&w.out).join("tool")).expect("link"),
+            PathBuf::from(format!("{}/bin/tool", w.dep))
+        );
+        for p in [&w.dep, &w.out] {
+            assert!(events.contains(&SubstituteEvent::Found {
+                path: p.clone(),
+                repo: "test-repo".into()
+            }));
+            assert!(events.iter().any(|e| matches!(e,
+                SubstituteEvent::DownloadFinished { path, bytes, .. } if path == p && *bytes > 0)));
+        }
+        // again: nothing to do
+        assert_eq!(
+            sub.fetch(&b, std::slice::from_ref(&w.out), &mut |_| {})
+                .expect("again"),
+            Vec::<StorePath>::new()
+        );
+    }
+
+    #[test]
+    fn a_flipped_byte_in_an_archive_is_refused() {
+        let w = world();
+        let f = w.archive_file(&w.out);
+        let mut z = fs::read(&f).expect("read");
+        let mid = z.len() / 2;
+        z[mid] ^= 0x01;
+        fs::write(&f, z).expect("write");
+        let e = w.refused(w.trust(), "blake3");
+        assert!(
+            matches!(&e, ShareError::Substitute { path, repo, .. } if *path == w.out && repo == "test-repo"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_truncated_archive_is_refused() {
+        let w = world();
+        let f = w.archive_file(&w.dep);
+        let z = fs::read(&f).expect("read");
+        fs::write(&f, &z[..z.len() / 2]).expect("write");
+        w.refused(w.trust(), "truncated");
+    }
+
+    #[test]
+    fn an_edited_record_is_refused() {
+        let w = world();
+        let mut r = w.record(&w.out);
+        r.size += 1;
+        w.write_record(&r);
+        let e = w.refused(w.trust(), "altered after signing");
+        assert!(matches!(e, ShareError::NotFound { .. }), "{e:?}");
+        // a reference dropped from the record: the same
+        let w = world();
+        let mut r = w.record(&w.out);
+        r.references.clear();
+        w.write_record(&r);
+        w.refused(w.trust(), "altered after signing");
+    }
+
+    #[test]
+    fn untrusted_revoked_and_missing_signatures_are_refused() {
+        let w = world();
+        let other = SecretKey::generate("other").expect("key");
+        let mut r = w.record(&w.out);
+        r.signatures.clear();
+        other.sign_record(&mut r);
+        w.write_record(&r);
+        w.refused(w.trust(), "untrusted keys (other)");
+
+        let w = world();
+        let revoked = Trust {
+            trusted: vec![w.key.public()],
+            revoked: vec![w.key.public()],
+        };
+        w.refused(revoked, "revoked key 'test-1'");
+
+        let w = world();
+        let mut r = w.record(&w.out);
+        r.signatures.clear();
+        w.write_record(&r);
+        w.refused(w.trust(), "is not signed");
+        // nobody trusted at all
+        let w = world();
+        w.refused(Trust::default(), "untrusted");
+    }
+
+    #[test]
+    fn an_archive_with_other_content_is_refused_after_unpacking() {
+        // the archive's own fields (key, digest, compressed size) are not signed: a swapped
+        // archive of the same size passes the download checks and fails the content hash
+        let w = world();
+        let mut tar = Vec::new();
+        write_archive(&w.a.layout().physical(&w.out), "", &mut tar).expect("archive");
+        let pos = tar
+            .windows(9)
+            .position(|x| x == b"uses /bld")
+            .expect("content");
+        tar[pos] = b'U';
+        let z = zstd::encode_all(&tar[..], 3).expect("zstd");
+        let hex = blake3::hash(&z).to_hex().to_string();
+        fs::write(w.repo.join(archive_key(&hex)), &z).expect("write");
+        let mut r = w.record(&w.out);
+        r.archive = archive_key(&hex);
+        r.archive_hash = hex;
+        r.archive_size = z.len() as u64;
+        w.write_record(&r);
+        w.refused(w.trust(), "content hash mismatch");
+    }
+
+    type Entry<'a> = (&'a str, tar::EntryType, &'a [u8], Option<&'a str>);
+
+    fn raw_tar(entries: &[Entry<'_>]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, data, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_entry_type(*kind);
+            h.set_mode(if *kind == tar::EntryType::Directory {
+                0o755
+            } else {
+                0o644
+            });
+            h.set_mtime(1);
+            h.set_size(data.len() as u64);
+            if let Some(l) = link {
+                h.as_old_mut().linkname[..l.len()].copy_from_slice(l.as_bytes());
+            }
+            h.set_cksum();
+            b.append(&h, *data).expect("append");
+        }
+        b.into_inner().expect("tar")
+    }
+
+    #[test]
+    fn hostile_archives_are_refused_and_write_nothing_outside() {
+        use tar::EntryType::{Directory as D, Regular as F, Symlink as S};
+        let probe = tempfile::tempdir().expect("tmp");
+        let outside = probe.path().join("outside");
+        fs::create_dir(&outside).expect("mkdir");
+        let abs = outside.to_str().expect("utf-8").to_string();
+        let cases: Vec<Vec<Entry<'_>>> = vec![
+            vec![("./", D, b"", None), ("../x", F, b"pwned", None)],
+            vec![
+                ("./", D, b"", None),
+                ("l", S, b"", Some(&abs)),
+                ("l/x", F, b"pwned", None),
+            ],
+            vec![
+                ("./", D, b"", None),
+                ("l", S, b"", Some("../../../../../../../..")),
+                ("l/x", F, b"pwned", None),
+            ],
+        ];
+        for c in cases {
+            let w = world();
+            let tar = raw_tar(&c);
+            w.serve_as_out(&tar, tar.len() as u64);
+            let e = w.refused(w.trust(), "unsafe");
+            assert!(
+                matches!(&e, ShareError::Substitute { path, source, .. }
+                    if *path == w.out && matches!(**source, ShareError::Archive(_))),
+                "{e:?}"
+            );
+            assert_eq!(fs::read_dir(&outside).expect("ls").count(), 0);
+            assert!(!w.t.path().join("x").exists());
+        }
+    }
+
+    #[test]
+    fn data_after_the_archive_and_a_wrong_size_are_refused() {
+        let w = world();
+        let mut tar = Vec::new();
+        write_archive(&w.a.layout().physical(&w.out), "", &mut tar).expect("archive");
+        let size = tar.len() as u64;
+        tar.extend_from_slice(&[0u8; 4096]);
+        w.serve_as_out(&tar, size);
+        // the record's size is the signed one, so the signature by the trusted key holds
+        w.refused(w.trust(), "data after the archive");
+    }
+
+    /// A loopback HTTP server over the repository directory that answers records and never
+    /// answers for archives (it hangs).
+    fn hanging_server(root: PathBuf) -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let root = root.clone();
+                std::thread::spawn(move || {
+                    let mut rd = BufReader::new(conn.try_clone().expect("clone"));
+                    let mut line = String::new();
+                    let _ = rd.read_line(&mut line);
+                    let path = line.split(' ').nth(1).unwrap_or("/").to_string();
+                    loop {
+                        let mut h = String::new();
+                        if rd.read_line(&mut h).map(|n| n <= 2).unwrap_or(true) {
+                            break;
+                        }
+                    }
+                    if path.starts_with("/archives/") {
+                        std::thread::sleep(Duration::from_secs(20));
+                        return;
+                    }
+                    let resp = match fs::read(root.join(path.trim_start_matches('/'))) {
+                        Ok(body) => {
+                            let mut r = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                body.len()
+                            )
+                            .into_bytes();
+                            r.extend(body);
+                            r
+                        }
+                        Err(_) => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+                    };
+                    let _ = conn.write_all(&resp);
+                });
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn a_repository_that_hangs_is_a_timeout_and_registers_nothing() {
+        let w = world();
+        let port = hanging_server(w.repo.clone());
+        let opts = TransportOptions {
+            timeout: Duration::from_secs(1),
+            ..TransportOptions::default()
+        };
+        let http =
+            HttpTransport::new(&format!("http://127.0.0.1:{port}"), &opts).expect("transport");
+        let sub = Substituter::new(
+            vec![Repo {
+                name: "hangs".into(),
+                transport: Box::new(http),
+                priority: 1,
+            }],
+            w.trust(),
+            None,
+            SubstituteOptions::default(),
+        );
+        let b = w.fresh_store();
+        let start = Instant::now();
+        let e = sub
+            .fetch(&b, std::slice::from_ref(&w.out), &mut |_| {})
+            .expect_err("timeout");
+        assert!(start.elapsed() < Duration::from_secs(10));
+        assert!(
+            matches!(&e, ShareError::Substitute { repo, source, .. }
+                if repo == "hangs" && matches!(**source, ShareError::Timeout { .. })),
+            "{e:?}"
+        );
+        assert!(!b.is_valid(&w.out).expect("v") && !b.is_valid(&w.dep).expect("v"));
+        assert_eq!(fs::read_dir(b.layout().tmp_dir()).expect("ls").count(), 0);
+    }
+
+    #[test]
+    fn lookups_run_in_parallel() {
+        let w = world();
+        let (transport, reads) = w.counting(Duration::from_millis(200));
+        let sub = Substituter::new(
+            vec![Repo {
+                name: "slow".into(),
+                transport,
+                priority: 1,
+            }],
+            w.trust(),
+            None,
+            SubstituteOptions::default(),
+        );
+        let paths: Vec<StorePath> = (0..12u8)
+            .map(|i| StorePath::for_output(&[i; 32], "out", "absent").expect("p"))
+            .collect();
+        let start = Instant::now();
+        let l = sub.query(&paths).expect("query");
+        // one after the other would take 12 × 200 ms
+        assert!(
+            start.elapsed() < Duration::from_millis(1200),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(reads.load(Ordering::SeqCst), 12);
+        assert_eq!(l.missing.len(), 12);
+        assert!(l.found.is_empty());
+    }
+
+    #[test]
+    fn the_preferred_repository_wins_and_a_refused_record_falls_through() {
+        let w = world();
+        // a second repository whose record of `out` is signed by an unknown key
+        let bad_dir = w.t.path().join("bad");
+        upload(
+            &w.a,
+            &FileTransport::new(&bad_dir),
+            std::slice::from_ref(&w.out),
+            Some(&SecretKey::generate("stranger").expect("key")),
+            &UploadOptions::default(),
+            &mut |_| {},
+        )
+        .expect("upload");
+        let repo = |name: &str, dir: &Path, priority: u32| Repo {
+            name: name.into(),
+            transport: Box::new(FileTransport::new(dir)),
+            priority,
+        };
+        let sub = Substituter::new(
+            vec![
+                repo("good-late", &w.repo, 60),
+                repo("bad-first", &bad_dir, 1),
+                repo("good-early", &w.repo, 20),
+            ],
+            w.trust(),
+            None,
+            SubstituteOptions::default(),
+        );
+        let l = sub.query(std::slice::from_ref(&w.out)).expect("query");
+        assert_eq!(l.found[&w.out].repo, "good-early");
+        // the content-addressed dependency needs no signature: the preferred one has it
+        let l = sub.query(std::slice::from_ref(&w.dep)).expect("query");
+        assert_eq!(l.found[&w.dep].repo, "bad-first");
+        let b = w.fresh_store();
+        sub.fetch(&b, std::slice::from_ref(&w.out), &mut |_| {})
+            .expect("fetch");
+        assert!(b.verify(true, false).expect("verify").ok());
+    }
+
+    #[test]
+    fn the_lookup_cache_answers_repeated_queries_and_negative_answers_expire() {
+        let w = world();
+        let b = w.fresh_store();
+        let state = b.layout().state_dir();
+        let absent = StorePath::for_output(&[9; 32], "out", "absent").expect("p");
+        let all = vec![w.out.clone(), w.dep.clone(), absent.clone()];
+        let cache = || Some(LookupCache::open(&state, CacheTtl::default()));
+        let (s1, r1) = w.substituter(w.trust(), cache());
+        let l1 = s1.query(&all).expect("query");
+        assert_eq!(r1.load(Ordering::SeqCst), 3);
+        assert_eq!(l1.found.len(), 2);
+        // another command (a new substituter over the same cache): the repository is not asked
+        let (s2, r2) = w.substituter(w.trust(), cache());
+        assert_eq!(s2.query(&all).expect("query"), l1);
+        assert_eq!(r2.load(Ordering::SeqCst), 0);
+        // fetching reads only the archives
+        s2.fetch(&b, std::slice::from_ref(&w.out), &mut |_| {})
+            .expect("fetch");
+        assert_eq!(r2.load(Ordering::SeqCst), 2);
+        // a cached record is trust-checked on use: nobody trusted, nothing found
+        let (s3, r3) = w.substituter(Trust::default(), cache());
+        let l3 = s3.query(std::slice::from_ref(&w.out)).expect("query");
+        assert!(l3.found.is_empty() && l3.missing[&w.out][0].contains("untrusted"));
+        assert_eq!(r3.load(Ordering::SeqCst), 0);
+
+        // negative answers expire
+        let short = || {
+            Some(LookupCache::open(
+                &state,
+                CacheTtl {
+                    positive: Duration::from_secs(3600),
+                    negative: Duration::from_millis(300),
+                },
+            ))
+        };
+        let gone = StorePath::for_output(&[10; 32], "out", "gone").expect("p");
+        let (s4, r4) = w.substituter(w.trust(), short());
+        s4.query(std::slice::from_ref(&gone)).expect("query");
+        let (s5, r5) = w.substituter(w.trust(), short());
+        s5.query(std::slice::from_ref(&gone)).expect("query");
+        assert_eq!(
+            (r4.load(Ordering::SeqCst), r5.load(Ordering::SeqCst)),
+            (1, 0)
+        );
+        std::thread::sleep(Duration::from_millis(400));
+        let (s6, r6) = w.substituter(w.trust(), short());
+        s6.query(std::slice::from_ref(&gone)).expect("query");
+        assert_eq!(r6.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_missing_reference_makes_a_path_unavailable() {
+        let w = world();
+        fs::remove_file(w.record_file(&w.dep)).expect("rm");
+        let b = w.fresh_store();
+        let (sub, _) = w.substituter(w.trust(), None);
+        let l = sub
+            .query_closure(&b, std::slice::from_ref(&w.out))
+            .expect("query");
+        assert!(l.found.is_empty());
+        assert!(
+            l.missing[&w.out]
+                .iter()
+                .any(|r| r.contains("in no repository")),
+            "{l:?}"
+        );
+        // with the reference valid locally, the path is available
+        let mut stream = Vec::new();
+        w.a.export(std::slice::from_ref(&w.dep), &mut stream)
+            .expect("export");
+        b.import(&stream[..], ImportOptions::default())
+            .expect("import");
+        let (sub, _) = w.substituter(w.trust(), None);
+        let l = sub
+            .query_closure(&b, std::slice::from_ref(&w.out))
+            .expect("query");
+        assert!(l.found.contains_key(&w.out), "{l:?}");
+        assert_eq!(
+            sub.fetch(&b, std::slice::from_ref(&w.out), &mut |_| {})
+                .expect("fetch"),
+            vec![w.out.clone()]
+        );
+    }
+
+    #[test]
+    fn an_archive_gone_from_the_repository_leaves_its_referrers_out() {
+        let w = world();
+        fs::remove_file(w.archive_file(&w.dep)).expect("rm");
+        let b = w.fresh_store();
+        let (sub, _) = w.substituter(w.trust(), None);
+        let got = sub
+            .fetch(&b, std::slice::from_ref(&w.out), &mut |_| {})
+            .expect("soft");
+        assert!(got.is_empty());
+        assert!(!b.is_valid(&w.out).expect("v") && !b.is_valid(&w.dep).expect("v"));
+        assert_eq!(fs::read_dir(b.layout().tmp_dir()).expect("ls").count(), 0);
+    }
+}
