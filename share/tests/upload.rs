@@ -422,3 +422,39 @@ fn upload_to_https_is_refused_clearly() {
     );
     assert!(matches!(http.list(""), Err(ShareError::Unsupported { .. })));
 }
+
+#[test]
+fn archives_do_not_depend_on_the_compression_threads() {
+    let f = fixture();
+    // Larger than zstd's job size at level 3, so several workers really share the work.
+    let src = f.repo.with_file_name("big-src");
+    let mut data = Vec::with_capacity(24 << 20);
+    let mut x: u32 = 1;
+    while data.len() < 24 << 20 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        data.extend_from_slice(format!("line {} {}\n", x % 1000, x % 7).as_bytes());
+    }
+    fs::write(&src, &data).expect("write");
+    let big = f.store.add_path(&src, Some("big")).expect("add");
+    let mut hashes = Vec::new();
+    for (i, threads) in [1u32, 3].into_iter().enumerate() {
+        let repo = f.repo.join(format!("r{i}"));
+        let t = FileTransport::new(&repo);
+        upload(
+            &f.store,
+            &t,
+            std::slice::from_ref(&big),
+            None,
+            &UploadOptions {
+                zstd_threads: threads,
+                ..UploadOptions::default()
+            },
+            &mut |_| {},
+        )
+        .expect("upload");
+        hashes.push(read_record(&repo, &big).archive_hash);
+    }
+    assert_eq!(hashes[0], hashes[1]);
+}
