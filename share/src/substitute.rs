@@ -28,7 +28,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex, MutexGuard};
 
 use buildit_store::archive::unpack_store_object;
@@ -443,29 +443,45 @@ impl Substituter {
         }
         let staging = store.staging_dir("substitute")?;
         let work = staging.path();
+        // After the first refusal no further download starts (those are `None`).
+        let refused = AtomicBool::new(false);
         let results = parallel(
             &order,
             self.opts.jobs,
-            |(_, f), tx| self.download(f, work, tx),
+            |(_, f), tx| {
+                if refused.load(Ordering::SeqCst) {
+                    return None;
+                }
+                let r = self.download(f, work, tx);
+                if r.is_err() {
+                    refused.store(true, Ordering::SeqCst);
+                }
+                Some(r)
+            },
             on_event,
         );
-        // the first refusal in closure order fails everything
+        // a refusal fails everything (the first in closure order among the downloads that ran)
         let mut staged: Vec<(PathBuf, PathInfo)> = Vec::new();
         let mut absent: BTreeSet<StorePath> = BTreeSet::new();
+        let mut first_error = None;
         for ((p, f), r) in order.iter().zip(results) {
             match r {
-                Ok(Some(s)) => staged.push(s),
-                Ok(None) => {
+                None => {}
+                Some(Ok(Some(s))) => staged.push(s),
+                Some(Ok(None)) => {
                     absent.insert(p.clone());
                 }
-                Err(e) => {
-                    return Err(ShareError::Substitute {
-                        path: p.clone(),
-                        repo: f.repo.clone(),
-                        source: Box::new(e),
-                    })
+                Some(Err(e)) => {
+                    first_error.get_or_insert((p, f, e));
                 }
             }
+        }
+        if let Some((p, f, e)) = first_error {
+            return Err(ShareError::Substitute {
+                path: p.clone(),
+                repo: f.repo.clone(),
+                source: Box::new(e),
+            });
         }
         // leave out what needs an archive the repository no longer has
         if !absent.is_empty() {
