@@ -39,6 +39,16 @@ fn respond(stream: &mut TcpStream, method: &str, path: &str) {
             let _ = stream.flush();
             thread::sleep(Duration::from_secs(10));
         }
+        "/repo/trickle.info" => {
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
+            for _ in 0..100 {
+                if stream.write_all(b"x").is_err() {
+                    return;
+                }
+                let _ = stream.flush();
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
         "/repo/short.info" => {
             let _ = stream.write_all(
                 b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\nonly ten b",
@@ -157,6 +167,16 @@ fn a_hanging_server_times_out() {
         );
         assert!(took < Duration::from_millis(2500), "{key}: took {took:?}");
     }
+    // A byte every 100 ms is never silent for the 1 s timeout, but far below the slowest
+    // rate accepted.
+    let start = Instant::now();
+    let e = t.get("trickle.info", 1_000_000).expect_err("trickle");
+    assert!(matches!(e, ShareError::Timeout { .. }), "{e:?}");
+    assert!(
+        start.elapsed() < Duration::from_millis(3000),
+        "{:?}",
+        start.elapsed()
+    );
     let start = Instant::now();
     assert!(matches!(
         t.exists("hang.info"),

@@ -4,7 +4,8 @@
 //!
 //! Every answer may come from an attacker, so: connecting and every wait for data are bounded
 //! by the timeout (a server that accepts and then says nothing gives
-//! [`ShareError::Timeout`]); a body is read in a stream and refused as soon as it passes the
+//! [`ShareError::Timeout`], and so does a body arriving slower than 1 KiB/s over a window of
+//! the timeout, so a trickle cannot hold a download open for ever); a body is read in a stream and refused as soon as it passes the
 //! caller's limit (or when its `Content-Length` already does); a body that ends before its
 //! `Content-Length` is an error, never a short success; no content encoding is requested, so
 //! nothing is decompressed behind our back; redirects are followed at most a few times.
@@ -16,7 +17,7 @@
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, Response};
 use reqwest::StatusCode;
@@ -26,6 +27,11 @@ use crate::ShareError;
 
 /// Redirects followed per request.
 const MAX_REDIRECTS: usize = 5;
+
+/// The slowest body accepted, in bytes per second, averaged over windows of the timeout: a
+/// server that trickles a byte now and then (never quite silent for a whole timeout) is
+/// cut off like one that hangs.
+const MIN_RATE: u64 = 1024;
 
 /// A repository served over HTTP(S).
 #[derive(Debug)]
@@ -154,6 +160,10 @@ impl HttpTransport {
         let mut body = resp.take(limit.saturating_add(1));
         let mut buf = vec![0u8; 64 * 1024];
         let mut n: u64 = 0;
+        let window = self.timeout.max(Duration::from_secs(1));
+        let min_bytes = MIN_RATE.saturating_mul(window.as_secs());
+        let mut window_start = Instant::now();
+        let mut window_bytes: u64 = 0;
         loop {
             let k = match body.read(&mut buf) {
                 Ok(0) => break,
@@ -164,6 +174,14 @@ impl HttpTransport {
             n += k as u64;
             if n > limit {
                 return Err(self.too_large(key, limit));
+            }
+            window_bytes += k as u64;
+            if window_start.elapsed() >= window {
+                if window_bytes < min_bytes {
+                    return Err(self.timeout_err());
+                }
+                window_start = Instant::now();
+                window_bytes = 0;
             }
             out.write_all(&buf[..k])
                 .map_err(|e| ShareError::io("the download", e))?;
