@@ -96,6 +96,9 @@ struct SpecJson {
     compression: String,
     layers: Option<usize>,
     manifest: String,
+    /// SELinux file contexts of the packages' `selinux` option (absent without one).
+    #[serde(rename = "fileContexts")]
+    file_contexts: Vec<buildit_images::FileContexts>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -182,6 +185,7 @@ pub fn image_spec(json: &str) -> Result<ImageSpec, String> {
         .ok_or_else(|| format!("image: unknown compression '{}'", j.compression))?;
     spec.layer_budget = j.layers;
     spec.aci_manifest = non_empty(j.manifest);
+    spec.file_contexts = j.file_contexts;
     Ok(spec)
 }
 
@@ -204,6 +208,16 @@ fn check_image_inputs(
         let src = f.src.to_string_lossy();
         buildit_builder::input_path::input_path(layout, closure, &src)
             .map_err(|e| format!("image: sync source: {e}"))?;
+    }
+    for fc in &spec.file_contexts {
+        buildit_builder::input_path::input_path(layout, closure, &fc.module)
+            .map_err(|e| format!("image: SELinux module: {e}"))?;
+        if !closure.contains(&fc.package) {
+            return Err(format!(
+                "image: {} (SELinux file contexts) is not in the derivation's input closure",
+                fc.package
+            ));
+        }
     }
     Ok(())
 }

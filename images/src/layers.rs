@@ -34,6 +34,7 @@ use std::sync::Mutex;
 
 use buildit_store::StorePath;
 
+use crate::selinux::{FileKind, Labels};
 use crate::tarw::{self, Entry, HashWriter, StripTrailer};
 use crate::{ArchiveFn, Compression, ImageError, StoreView};
 
@@ -58,6 +59,8 @@ pub struct PathMeta {
     pub popularity: usize,
     /// Laid out at `/` rather than under `/bld/store` (a Debian runtime package).
     pub at_root: bool,
+    /// SELinux labels for the member's files (its package's `selinux` option).
+    pub labels: Option<std::sync::Arc<Labels>>,
 }
 
 /// Where the entries of an at-root member are in its layer's tar: entries `start ..
@@ -120,6 +123,7 @@ pub fn gather(
             size: view.size(p)?,
             popularity: popularity.get(p).copied().unwrap_or(0),
             at_root: rooted.contains(p),
+            labels: None,
         });
     }
     out.sort_by_key(|m| m.path.base_name());
@@ -214,6 +218,12 @@ pub fn store_layer_key(members: &[&PathMeta], c: Compression) -> String {
         s.push('\n');
         s.push_str(&m.content_hash);
         s.push('\n');
+        if let Some(l) = &m.labels {
+            // labelled entries are other bytes; an unlabelled member keeps its key
+            s.push_str("selinux:");
+            s.push_str(&l.digest);
+            s.push('\n');
+        }
     }
     hex::encode(<sha2::Sha256 as sha2::Digest>::digest(s.as_bytes()))
 }
@@ -271,6 +281,9 @@ pub struct LayerMember<'a> {
     pub base: String,
     /// `Some(entries)` for an at-root member (from [`at_root_entries`]).
     pub at_root: Option<Vec<Entry>>,
+    /// Labels for a store member's files: its archive is rewritten with a `security.selinux`
+    /// PAX record before every labelled entry.
+    pub labels: Option<&'a Labels>,
 }
 
 /// Where each at-root member's entries go in the layer: the two parent entries come first
@@ -313,12 +326,90 @@ pub fn write_store_layer_tar(
         }
     }
     for m in members.iter().filter(|m| m.at_root.is_none()) {
-        let mut s = StripTrailer::new(b.get_mut());
-        archive(m.physical, &format!("bld/store/{}", m.base), &mut s)
-            .map_err(|e| io::Error::other(format!("archiving {}: {e}", m.physical.display())))?;
-        s.finish()?;
+        let prefix = format!("bld/store/{}", m.base);
+        let failed =
+            |e: String| io::Error::other(format!("archiving {}: {e}", m.physical.display()));
+        match m.labels {
+            None => {
+                let mut s = StripTrailer::new(b.get_mut());
+                archive(m.physical, &prefix, &mut s).map_err(failed)?;
+                s.finish()?;
+            }
+            Some(labels) => {
+                // the canonical archive, held in memory, then written entry by entry with
+                // the labels (only a package with the `selinux` option takes this way)
+                let mut buf = Vec::new();
+                archive(m.physical, &prefix, &mut buf).map_err(failed)?;
+                relabel(&mut b, &buf, &prefix, labels)?;
+            }
+        }
     }
     b.finish()
+}
+
+/// The selinux file kind of a tar entry.
+pub fn file_kind(t: tar::EntryType) -> FileKind {
+    match t {
+        tar::EntryType::Directory => FileKind::Dir,
+        tar::EntryType::Symlink => FileKind::Symlink,
+        tar::EntryType::Char => FileKind::Char,
+        tar::EntryType::Block => FileKind::Block,
+        tar::EntryType::Fifo => FileKind::Fifo,
+        _ => FileKind::Regular,
+    }
+}
+
+/// Append every entry of the tar `archive` (a store object's, its entries below `prefix`) to
+/// `b`, each with the `security.selinux` record its path under `labels.prefix` gets.
+pub fn relabel<W: Write>(
+    b: &mut tar::Builder<W>,
+    archive: &[u8],
+    prefix: &str,
+    labels: &Labels,
+) -> io::Result<()> {
+    let mut ar = tar::Archive::new(archive);
+    for e in ar.entries()? {
+        let mut e = e?;
+        let name = String::from_utf8(e.path_bytes().into_owned()).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{prefix}: an entry name that is not UTF-8"),
+            )
+        })?;
+        let name = name.trim_end_matches('/').to_string();
+        let rel = match name.strip_prefix(prefix) {
+            Some("") => "",
+            Some(r) if r.starts_with('/') => r,
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("an entry `{name}` outside `{prefix}` in its archive"),
+                ))
+            }
+        };
+        let mut h = e.header().clone();
+        if let Some(label) = labels.label(rel, file_kind(h.entry_type())) {
+            b.append_pax_extensions([(crate::selinux::PAX_KEY, label.as_bytes())])?;
+        }
+        match h.entry_type() {
+            tar::EntryType::Directory => b.append_data(&mut h, format!("{name}/"), io::empty())?,
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let target = e
+                    .link_name_bytes()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                let target = String::from_utf8(target).map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{name}: a link target that is not UTF-8"),
+                    )
+                })?;
+                b.append_link(&mut h, &name, target)?
+            }
+            _ => b.append_data(&mut h, &name, &mut e)?,
+        }
+    }
+    Ok(())
 }
 
 /// Look `key` up in the cache.
@@ -484,6 +575,7 @@ fn build_one(
             physical: m.physical.as_path(),
             base: m.path.base_name(),
             at_root: w,
+            labels: m.labels.as_deref(),
         })
         .collect();
     let (info, blob) = compress_into_cache(cache_dir, &key, c, &|w| {
@@ -539,6 +631,7 @@ fn meta(name: &str, size: u64, popularity: usize) -> PathMeta {
         size,
         popularity,
         at_root: false,
+        labels: None,
     }
 }
 

@@ -10,20 +10,25 @@
 //!   compression (gzip by default, zstd opt-in) and the compressed-layer cache.
 //! - [`top`]: the top layer from the spec.
 //! - [`oci`]: OCI image layout, OCI archive, docker-archive and appc ACI writers.
+//! - [`flatten`]: layers applied in order into one tree (the ACI's `rootfs/`).
 //! - [`contents`]: every file of a written image with the package it came from.
 //! - [`push`]: pushing an OCI layout to a registry over the OCI distribution API.
 //! - [`registry`]: the OCI distribution client `push` and `buildit-share`'s `oci://` use.
 //! - [`sbom`]: the image's SPDX 2.3 SBOM, written beside it.
+//! - [`selinux`]: SELinux file labels from a module package's file contexts, written as
+//!   `security.selinux` attributes of layer entries.
 //! - [`template`]: `{{ var }}` substitution for the ACI manifest template.
 //!
 //! Everything written is bit-reproducible: the same spec and store give the same bytes.
 
 pub mod contents;
+pub mod flatten;
 pub mod layers;
 pub mod oci;
 pub mod push;
 pub mod registry;
 pub mod sbom;
+pub mod selinux;
 pub mod tarw;
 pub mod template;
 pub mod top;
@@ -202,6 +207,25 @@ pub struct ImageSpec {
     /// runtime closure and the Debian runtime packages (see [`sbom`]).
     #[serde(default)]
     pub sbom: Vec<SbomPackage>,
+    /// SELinux file contexts that label the image's files (a package's `selinux` option):
+    /// empty means no label anywhere (and the same bytes as an image without the field).
+    #[serde(default)]
+    pub file_contexts: Vec<FileContexts>,
+}
+
+/// SELinux labels that come with a package: the file contexts of a policy module package
+/// label the package's files in its store layer (matched as if installed under `prefix`)
+/// and the top layer's files (matched at their own paths), as `security.selinux` extended
+/// attributes (see [`selinux`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileContexts {
+    /// The package whose files are labelled (one of [`ImageSpec::packages`]' closure).
+    pub package: StorePath,
+    /// The module package (`.pp`, uncompressed): a store path, or a file below one.
+    pub module: String,
+    /// Where the package's files are matched as installed (`/usr`: its `sbin/nginx` is
+    /// matched as `/usr/sbin/nginx`).
+    pub prefix: String,
 }
 
 impl ImageSpec {
@@ -232,6 +256,7 @@ impl ImageSpec {
             vars: BTreeMap::new(),
             aci_manifest: None,
             sbom: Vec::new(),
+            file_contexts: Vec::new(),
         }
     }
 }
@@ -255,6 +280,8 @@ pub enum ImageError {
     NotAnImage(String),
     #[error("registry: {0}")]
     Registry(String),
+    #[error("SELinux file contexts: {0}")]
+    Selinux(#[from] selinux::SelinuxError),
 }
 
 impl ImageError {

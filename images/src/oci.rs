@@ -28,6 +28,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::layers::{self, BuiltLayer};
+use crate::selinux::Labels;
 use crate::tarw::{self, Entry, HashWriter};
 use crate::{template, Compression, ImageError, ImageFormat, ImageSpec, StoreView};
 
@@ -87,7 +88,8 @@ pub fn build_image_with(
     check_spec(spec)?;
     let budget = layers::check_budget(spec.layer_budget)?;
     prepare_out_dir(out_dir)?;
-    let metas = layers::gather(view, &spec.packages, &spec.rooted)?;
+    let mut metas = layers::gather(view, &spec.packages, &spec.rooted)?;
+    let top_labels = load_labels(view, spec, &mut metas)?;
     let groups = layers::plan(&metas, budget);
     let jobs = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -102,7 +104,12 @@ pub fn build_image_with(
         jobs,
     )?;
     let top = crate::top::top_entries(view, spec)?;
-    built.push(build_top_layer(&top.entries, &cache, spec.compression)?);
+    built.push(build_top_layer(
+        &top.entries,
+        top_labels.as_ref(),
+        &cache,
+        spec.compression,
+    )?);
 
     let config = config_json(spec, &built)?;
     let config_digest = sha256_hex(&config);
@@ -298,14 +305,79 @@ fn created(spec: &ImageSpec) -> String {
     rfc3339(spec.created.unwrap_or(1))
 }
 
+/// The SELinux labels of the spec's [`ImageSpec::file_contexts`]: each package's own (set on
+/// its [`layers::PathMeta`]), and all of them together for the top layer (`None` without any).
+fn load_labels(
+    view: &dyn StoreView,
+    spec: &ImageSpec,
+    metas: &mut [layers::PathMeta],
+) -> Result<Option<Labels>, ImageError> {
+    if spec.file_contexts.is_empty() {
+        return Ok(None);
+    }
+    let mut all = Vec::new();
+    let mut per_package: BTreeMap<String, (Vec<Vec<u8>>, String)> = BTreeMap::new();
+    for fc in &spec.file_contexts {
+        let (sp, rest) = buildit_store::StorePath::parse_prefix(&fc.module)
+            .map_err(|e| ImageError::Spec(format!("SELinux module `{}`: {e}", fc.module)))?;
+        let phys = view.physical(&sp);
+        let rest = rest.trim_start_matches('/');
+        let file = if rest.is_empty() {
+            phys
+        } else {
+            tarw::regular_below(&phys, rest)
+                .map_err(ImageError::io(format!("SELinux module {}", fc.module)))?
+        };
+        let bytes = tarw::open_regular(&file)
+            .and_then(crate::selinux::read_module)
+            .map_err(ImageError::io(format!(
+                "reading the SELinux module {}",
+                fc.module
+            )))?;
+        let prefix = fc.prefix.trim_end_matches('/');
+        if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.split('/').any(|c| c == ".."))
+        {
+            return Err(ImageError::Spec(format!(
+                "SELinux prefix `{}` is not an absolute path without `..`",
+                fc.prefix
+            )));
+        }
+        let e = per_package
+            .entry(fc.package.to_string())
+            .or_insert_with(|| (Vec::new(), prefix.to_string()));
+        if e.1 != prefix {
+            return Err(ImageError::Spec(format!(
+                "{}: two SELinux prefixes (`{}` and `{prefix}`)",
+                fc.package, e.1
+            )));
+        }
+        e.0.push(bytes.clone());
+        all.push(bytes);
+    }
+    for (pkg, (modules, prefix)) in &per_package {
+        let m = metas
+            .iter_mut()
+            .find(|m| m.path.to_string() == *pkg && !m.at_root)
+            .ok_or_else(|| {
+                ImageError::Spec(format!(
+                    "SELinux file contexts for {pkg}, which is not a package of the image"
+                ))
+            })?;
+        m.labels = Some(std::sync::Arc::new(Labels::from_modules(modules, prefix)?));
+    }
+    Ok(Some(Labels::from_modules(&all, "")?))
+}
+
 fn build_top_layer(
     entries: &[Entry],
+    labels: Option<&Labels>,
     cache: &Path,
     c: Compression,
 ) -> Result<BuiltLayer, ImageError> {
     // key the cache by the uncompressed tar's digest: one cheap pass, no compression on a hit
     let mut h = HashWriter::new(io::sink());
-    crate::top::write_top_tar(entries, &mut h).map_err(ImageError::io("writing the top layer"))?;
+    crate::top::write_top_tar(entries, labels, &mut h)
+        .map_err(ImageError::io("writing the top layer"))?;
     let (_, diff, _) = h.finish();
     let key = hex::encode(Sha256::digest(
         format!("buildit-top-v1\n{}\n{diff}\n", c.as_str()).as_bytes(),
@@ -319,8 +391,9 @@ fn build_top_layer(
             at_root: Vec::new(),
         });
     }
-    let (info, blob) =
-        layers::compress_into_cache(cache, &key, c, &|w| crate::top::write_top_tar(entries, w))?;
+    let (info, blob) = layers::compress_into_cache(cache, &key, c, &|w| {
+        crate::top::write_top_tar(entries, labels, w)
+    })?;
     if info.diff_id != format!("sha256:{diff}") {
         return Err(ImageError::Spec(
             "a synced file changed while the image was being written".into(),
@@ -713,50 +786,125 @@ fn derived_aci_manifest(spec: &ImageSpec) -> Result<String, ImageError> {
     Ok(s)
 }
 
+/// The extended attributes of a layer entry (`SCHILY.xattr.*` PAX records: SELinux labels,
+/// capabilities), carried into the ACI's rootfs tar.
+fn xattrs<R: Read>(e: &mut tar::Entry<'_, R>) -> io::Result<Vec<Xattr>> {
+    let mut out = Vec::new();
+    if let Some(pax) = e.pax_extensions()? {
+        for x in pax {
+            let x = x?;
+            if let Ok(k) = x.key() {
+                if k.starts_with("SCHILY.xattr.") {
+                    out.push((k.to_string(), x.value_bytes().to_vec()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A PAX extended attribute: key (`SCHILY.xattr.NAME`) and value.
+type Xattr = (String, Vec<u8>);
+
+/// One entry as [`crate::flatten`] sees it.
+fn entry_info<R: Read>(e: &tar::Entry<'_, R>) -> crate::flatten::EntryInfo {
+    use crate::flatten::{EntryInfo, Kind};
+    let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+    let link = || {
+        e.link_name_bytes()
+            .map(|t| String::from_utf8_lossy(&t).into_owned())
+            .unwrap_or_default()
+    };
+    let kind = match e.header().entry_type() {
+        tar::EntryType::Directory => Kind::Dir,
+        tar::EntryType::Symlink => Kind::Symlink(link()),
+        tar::EntryType::Link => Kind::HardLink(link()),
+        _ => Kind::File,
+    };
+    EntryInfo { name, kind }
+}
+
+fn append_xattrs<W: Write>(b: &mut tar::Builder<W>, x: &[Xattr]) -> io::Result<()> {
+    if x.is_empty() {
+        return Ok(());
+    }
+    b.append_pax_extensions(x.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+}
+
+/// The ACI: `manifest`, then `rootfs/` with the layers flattened the way a runtime applies
+/// them ([`crate::flatten`]): a first pass over the layers' entry headers decides which entry
+/// survives under which name, a second writes the survivors in layer order.
 fn aci_archive(built: &[BuiltLayer], manifest: &[u8], w: &mut dyn Write) -> io::Result<()> {
+    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+    // pass 1: names and kinds, and the metadata of every directory (a merged directory takes
+    // the last layer's)
+    let mut layers_info = Vec::with_capacity(built.len());
+    let mut dir_meta: BTreeMap<crate::flatten::Pos, (tar::Header, Vec<Xattr>)> = BTreeMap::new();
+    for (li, l) in built.iter().enumerate() {
+        let mut ar = tar::Archive::new(decompress(&l.blob, &l.info.media_type)?);
+        let mut infos = Vec::new();
+        for (i, e) in ar.entries()?.enumerate() {
+            let mut e = e?;
+            if e.header().entry_type().is_dir() {
+                let x = xattrs(&mut e)?;
+                dir_meta.insert((li, i as u64), (e.header().clone(), x));
+            }
+            infos.push(entry_info(&e));
+        }
+        layers_info.push(infos);
+    }
+    let plan = crate::flatten::plan(layers_info).map_err(|e| {
+        invalid(format!(
+            "the layers cannot be flattened into the ACI's rootfs: {e}"
+        ))
+    })?;
+    let implicit_dir = |b: &mut tar::Builder<&mut dyn Write>, name: &str| {
+        tarw::append(b, &Entry::dir(&format!("rootfs/{name}"), 0o755))
+    };
     let mut b = tar::Builder::new(w);
     let mut h = file_header(manifest.len() as u64, 0o644);
     b.append_data(&mut h, "manifest", manifest)?;
     tarw::append(&mut b, &Entry::dir("rootfs", 0o755))?;
-    let mut seen: HashSet<String> = HashSet::new();
-    for l in built {
+    // pass 2: the survivors
+    for (li, l) in built.iter().enumerate() {
         let mut ar = tar::Archive::new(decompress(&l.blob, &l.info.media_type)?);
-        for e in ar.entries()? {
+        for (i, e) in ar.entries()?.enumerate() {
             let mut e = e?;
-            let path = String::from_utf8_lossy(&e.path_bytes())
-                .trim_end_matches('/')
-                .to_string();
-            let is_dir = e.header().entry_type().is_dir();
-            if !seen.insert(path.clone()) {
-                if is_dir {
-                    continue;
-                }
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("/{path} is in two layers"),
-                ));
+            let Some(k) = plan.kept.get(&(li, i as u64)) else {
+                continue;
+            };
+            for p in &k.implicit_parents {
+                implicit_dir(&mut b, p)?;
             }
-            let mut h = e.header().clone();
-            let dest = format!("rootfs/{path}");
+            let dest = format!("rootfs/{}", k.name);
+            let (mut h, x) = match k.meta_from.and_then(|p| dir_meta.get(&p)) {
+                Some((h, x)) => (h.clone(), x.clone()),
+                None => (e.header().clone(), xattrs(&mut e)?),
+            };
+            append_xattrs(&mut b, &x)?;
             match h.entry_type() {
                 tar::EntryType::Directory => {
                     b.append_data(&mut h, format!("{dest}/"), io::empty())?
                 }
-                tar::EntryType::Symlink | tar::EntryType::Link => {
+                tar::EntryType::Symlink => {
                     let target = e
                         .link_name_bytes()
                         .map(|t| String::from_utf8_lossy(&t).into_owned())
                         .unwrap_or_default();
-                    let target = if h.entry_type() == tar::EntryType::Link {
-                        format!("rootfs/{target}")
-                    } else {
-                        target
-                    };
                     b.append_link(&mut h, &dest, target)?
+                }
+                tar::EntryType::Link => {
+                    let target = k.link_to.as_deref().ok_or_else(|| {
+                        invalid(format!("/{}: a hard link without a target", k.name))
+                    })?;
+                    b.append_link(&mut h, &dest, format!("rootfs/{target}"))?
                 }
                 _ => b.append_data(&mut h, &dest, &mut e)?,
             }
         }
+    }
+    for p in &plan.trailing {
+        implicit_dir(&mut b, p)?;
     }
     b.finish()
 }
@@ -798,6 +946,107 @@ mod tests {
         assert!(
             matches!(aci_manifest(&spec), Err(ImageError::Spec(ref m)) if m.contains("acVersion"))
         );
+    }
+
+    /// A layer blob (gzip, in `dir`) of `entries`, the first with a SELinux label.
+    fn layer(dir: &Path, key: &str, entries: &[Entry], label: Option<&str>) -> BuiltLayer {
+        let (info, blob) = layers::compress_into_cache(dir, key, Compression::Gzip, &|w| {
+            let mut b = tar::Builder::new(w);
+            for (i, e) in entries.iter().enumerate() {
+                if let (0, Some(l)) = (i, label) {
+                    b.append_pax_extensions([(crate::selinux::PAX_KEY, l.as_bytes())])?;
+                }
+                tarw::append(&mut b, e)?;
+            }
+            b.finish()
+        })
+        .expect("a layer");
+        BuiltLayer {
+            info,
+            blob,
+            members: Vec::new(),
+            reused: false,
+            at_root: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn aci_rootfs_is_the_layers_applied_in_order() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let debian = layer(
+            t.path(),
+            "a",
+            &[
+                Entry::symlink("bin", "usr/bin"),
+                Entry::dir("usr", 0o755),
+                Entry::dir("usr/bin", 0o755),
+                Entry::bytes("usr/bin/sh", b"sh".to_vec(), 0o755),
+                Entry::dir("etc", 0o700),
+                Entry::bytes("etc/old", b"old".to_vec(), 0o644),
+            ],
+            None,
+        );
+        let top = layer(
+            t.path(),
+            "b",
+            &[
+                Entry::dir("etc", 0o755),
+                Entry::bytes("etc/old", b"new".to_vec(), 0o600),
+                Entry::symlink("bin", "usr/bin"),
+                Entry::dir("usr", 0o755),
+                Entry::dir("usr/bin", 0o755),
+                Entry::symlink("usr/bin/env", "sh"),
+            ],
+            Some("system_u:object_r:etc_t:s0"),
+        );
+        let mut out = Vec::new();
+        aci_archive(&[debian, top], b"{}", &mut out).expect("flattens");
+        let mut ar = tar::Archive::new(out.as_slice());
+        let mut got = Vec::new();
+        for e in ar.entries().expect("entries") {
+            let mut e = e.expect("entry");
+            let name = e.path().expect("path").display().to_string();
+            let mode = e.header().mode().expect("mode");
+            let label = xattrs(&mut e).expect("pax");
+            let mut data = String::new();
+            e.read_to_string(&mut data).expect("data");
+            got.push(format!("{name} {mode:o} {data} {label:?}"));
+        }
+        let label = format!("{:?}", "system_u:object_r:etc_t:s0".as_bytes().to_vec());
+        assert_eq!(
+            got,
+            [
+                "manifest 644 {} []".to_string(),
+                "rootfs/ 755  []".into(),
+                "rootfs/usr/ 755  []".into(),
+                "rootfs/usr/bin/ 755  []".into(),
+                "rootfs/usr/bin/sh 755 sh []".into(),
+                // the merged directory keeps its place with the later layer's mode and label
+                format!(
+                    "rootfs/etc/ 755  [(\"{}\", {label})]",
+                    crate::selinux::PAX_KEY
+                ),
+                "rootfs/etc/old 600 new []".into(),
+                "rootfs/bin 777  []".into(),
+                "rootfs/usr/bin/env 777  []".into(),
+            ]
+        );
+        // a real conflict is refused with the path
+        let t2 = tempfile::tempdir().expect("tempdir");
+        let a = layer(
+            t2.path(),
+            "a",
+            &[Entry::bytes("x", b"f".to_vec(), 0o644)],
+            None,
+        );
+        let b = layer(
+            t2.path(),
+            "b",
+            &[Entry::bytes("x/y", b"f".to_vec(), 0o644)],
+            None,
+        );
+        let e = aci_archive(&[a, b], b"{}", &mut Vec::new()).expect_err("below a file");
+        assert!(e.to_string().contains("/x/y"), "{e}");
     }
 
     #[test]

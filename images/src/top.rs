@@ -5,7 +5,9 @@
 //! `/usr/sbin/<prog>` → `/bld/store/<hash>-<name>/bin/<prog>`; on a name clash the first
 //! package wins and a warning says so), and the synced files with their `chmod` and `owner`.
 //! A synced file may replace a generated one (a spec's own `/etc/passwd`); two syncs of the
-//! same destination are an error. Entries are sorted component-wise with mtime 1.
+//! same destination are an error. Entries are sorted component-wise with mtime 1. With SELinux
+//! labels (a package's `selinux` option), each labelled entry carries its `security.selinux`
+//! attribute.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,6 +15,7 @@ use std::path::PathBuf;
 use buildit_store::{StorePath, STORE_DIR};
 
 use crate::layers::STORE_DIR_MODE;
+use crate::selinux::{FileKind, Labels};
 use crate::tarw::{self, Entry, Node};
 use crate::{Group, ImageError, ImageSpec, StoreView, User};
 
@@ -424,13 +427,29 @@ pub fn top_entries(view: &dyn StoreView, spec: &ImageSpec) -> Result<TopLayer, I
     Ok(TopLayer { entries, warnings })
 }
 
-/// Write the top layer's tar.
-pub fn write_top_tar(entries: &[Entry], out: &mut dyn std::io::Write) -> std::io::Result<()> {
+/// Write the top layer's tar; with `labels`, every entry a rule labels gets a
+/// `security.selinux` PAX record (matched at its own path in the image).
+pub fn write_top_tar(
+    entries: &[Entry],
+    labels: Option<&Labels>,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     let mut b = tar::Builder::new(out);
     for e in entries {
+        if let Some(label) = labels.and_then(|l| l.label(&e.path, entry_kind(&e.node))) {
+            b.append_pax_extensions([(crate::selinux::PAX_KEY, label.as_bytes())])?;
+        }
         tarw::append(&mut b, e)?;
     }
     b.finish()
+}
+
+fn entry_kind(n: &Node) -> FileKind {
+    match n {
+        Node::Dir => FileKind::Dir,
+        Node::Symlink(_) => FileKind::Symlink,
+        Node::Bytes(_) | Node::Host { .. } => FileKind::Regular,
+    }
 }
 
 #[cfg(test)]
