@@ -214,6 +214,9 @@ pub struct ScheduleOptions {
     /// Build nothing: every missing output must come from the substituter, else the
     /// realisation fails naming the paths no repository offers.
     pub substitute_only: bool,
+    /// Look up only the outputs of fixed-output derivations (the downloads: sources and
+    /// Debian packages); everything else is built here.
+    pub substitute_fixed_only: bool,
 }
 
 impl Default for ScheduleOptions {
@@ -225,6 +228,7 @@ impl Default for ScheduleOptions {
             build: BuildOptions::default(),
             keep_going: false,
             substitute_only: false,
+            substitute_fixed_only: false,
         }
     }
 }
@@ -481,7 +485,9 @@ impl<'a> Scheduler<'a> {
                 });
             }
             self.check_builtin(&drv_path, &drv)?;
-            plan.missing.extend(missing.into_iter().map(|(_, p)| p));
+            if !self.opts.substitute_fixed_only || drv.fixed_output().is_some() {
+                plan.missing.extend(missing.into_iter().map(|(_, p)| p));
+            }
             let i = nodes.len();
             index.insert(drv_path.clone(), i);
             for (dep, outs) in &drv.input_drvs {
