@@ -253,6 +253,13 @@ pub fn debian_lock_for_builds() -> Result<Option<&'static Path>, Failed> {
     }
 }
 
+/// The fixture's store A (examples/nginx-prod built in it) and the Debian lock it was built
+/// with: trials that build variants of the example there build only what differs.
+pub fn built_store() -> Result<(&'static Path, &'static Path), Failed> {
+    let b = fixture()?;
+    Ok((&b.store_a, &b.lock))
+}
+
 fn fixture() -> Result<&'static Built, Failed> {
     FIXTURE
         .get_or_init(|| build_fixture().map_err(|e| format!("the E2E fixture failed: {e:?}")))

@@ -33,6 +33,7 @@ mod nixlang;
 mod pkgs;
 mod repl;
 mod sandbox;
+mod seed;
 mod store;
 mod typecheck;
 mod user;
@@ -178,6 +179,7 @@ fn main() {
     trials.extend(escape_store::trials());
     trials.extend(pkgs::trials());
     trials.extend(user::trials());
+    trials.extend(seed::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 
@@ -212,6 +214,7 @@ fn package_of(tool: &str) -> &str {
         "busybox" => "busybox-static",
         "nsenter" | "unshare" | "setpriv" => "util-linux",
         "nix-instantiate" => "nix-bin",
+        "actool" => "appc-spec",
         t => t,
     }
 }
