@@ -16,7 +16,8 @@
 //! bytes' blake3 against the record, decompresses (bounded to the record's size; trailing
 //! data refused) through the store's safe unpacker (`archive::unpack_store_object`: no `..`
 //! names, nothing written through a symlink), and checks content hash, size and content
-//! address ([`Store::check_object`]). Then everything is registered in one transaction
+//! address ([`Store::check_unpacked`]: the decompressed bytes are hashed on their way to the
+//! unpacker, so a canonical archive is not read back and hashed a second time). Then everything is registered in one transaction
 //! ([`Store::register_objects`]) or nothing is: any refusal is an error naming the path and
 //! the repository, and the staging directory is removed. The one soft failure is an archive
 //! the repository no longer has: that path and everything whose closure needs it are left
@@ -32,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex, MutexGuard};
 
 use buildit_store::archive::unpack_store_object;
-use buildit_store::{ImportOptions, PathInfo, Store, StorePath};
+use buildit_store::{ContentHash, ImportOptions, PathInfo, Store, StorePath};
 
 use crate::cache::{Cached, LookupCache};
 use crate::keys::Trust;
@@ -137,6 +138,20 @@ pub enum SubstituteEvent {
 enum Answer {
     Found(Box<Found>),
     Missing(Vec<String>),
+}
+
+/// A reader that hashes (blake3) what is read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// A repository's answer to a record request.
@@ -605,8 +620,13 @@ impl Substituter {
         let decoder =
             zstd::stream::read::Decoder::new(file).map_err(|e| bad(format!("not zstd: {e}")))?;
         let dest = work.join(&base);
-        let mut take = decoder.take(rec.size);
+        let mut take = HashingReader {
+            inner: decoder.take(rec.size),
+            hasher: blake3::Hasher::new(),
+        };
         let stats = unpack_store_object(&mut take, &dest)?;
+        let streamed = ContentHash(*take.hasher.finalize().as_bytes());
+        let take = take.inner;
         if stats.bytes != rec.size {
             return Err(bad(format!(
                 "it unpacks to {} bytes, the record says {}",
@@ -636,13 +656,14 @@ impl Substituter {
         };
         // The record passed the trust check: a signed input-addressed path is believed, a
         // content-addressed one is checked against its content here.
-        Store::check_object(
+        Store::check_unpacked(
             &info,
             rec.ca.as_deref(),
             &dest,
             ImportOptions {
                 trust_input_addressed: true,
             },
+            (streamed, stats.bytes),
         )?;
         let _ = tx.send(SubstituteEvent::DownloadFinished {
             path: rec.path.clone(),

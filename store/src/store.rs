@@ -1725,6 +1725,26 @@ impl Store {
         Store::check_import_path(info, ca, dir, opts)
     }
 
+    /// [`Store::check_object`] for an object unpacked from an archive whose exact bytes had
+    /// blake3 `archive.0` and length `archive.1`. When those are `info`'s content hash and
+    /// size, the bytes were the canonical archive that the content hash names (a second
+    /// archive with that hash would be a blake3 collision), so the object is what the hash
+    /// describes and is not read and hashed again: it is normalised and its path checked.
+    /// Otherwise (an archive that is not canonical) it is checked in full.
+    pub fn check_unpacked(
+        info: &PathInfo,
+        ca: Option<&str>,
+        dir: &Path,
+        opts: ImportOptions,
+        archive: (ContentHash, u64),
+    ) -> Result<(), StoreError> {
+        if archive != (info.content_hash, info.size) {
+            return Store::check_object(info, ca, dir, opts);
+        }
+        normalise(dir)?;
+        Store::check_import_path(info, ca, dir, opts)
+    }
+
     /// Register objects checked with [`Store::check_object`], each staged at its `PathBuf`
     /// (inside a [`StagingDir`]), all or nothing: their references must be valid or among
     /// them, they must not refer to each other in a cycle (self-references are fine), a path
@@ -2390,6 +2410,38 @@ mod tests {
             ));
         }
         assert!(nothing_staged(&b));
+        // the bytes unpacked were the canonical archive: no second hashing, same verdicts on
+        // the path; any other archive is checked in full
+        {
+            let work = b.staging_dir("subst").expect("stage");
+            let info = a.path_info(&p).expect("info").expect("valid");
+            let mut arch = Vec::new();
+            archive::write_archive(&a.layout().physical(&p), "", &mut arch).expect("archive");
+            let dest = work.path().join("x");
+            archive::unpack_store_object(&arch[..], &dest).expect("unpack");
+            let streamed = (
+                ContentHash(*blake3::hash(&arch).as_bytes()),
+                arch.len() as u64,
+            );
+            assert_eq!(streamed, (info.content_hash, info.size));
+            Store::check_unpacked(&info, None, &dest, ImportOptions::default(), streamed)
+                .expect("canonical");
+            let mut lie = info.clone();
+            lie.path = StorePath::for_output(&[3; 32], "out", "x").expect("p");
+            assert!(matches!(
+                Store::check_unpacked(&lie, None, &dest, ImportOptions::default(), streamed),
+                Err(StoreError::UntrustedImport(_))
+            ));
+            let other = (ContentHash([1; 32]), info.size);
+            Store::check_unpacked(&info, None, &dest, ImportOptions::default(), other)
+                .expect("checked in full");
+            let mut wrong = info.clone();
+            wrong.content_hash = ContentHash([1; 32]);
+            assert!(matches!(
+                Store::check_unpacked(&wrong, None, &dest, ImportOptions::default(), streamed),
+                Err(StoreError::HashMismatch { .. })
+            ));
+        }
         let work = b.staging_dir("subst").expect("stage");
         let objs = vec![stage(work.path(), &p), stage(work.path(), &d)];
         assert_eq!(
