@@ -9,7 +9,7 @@
 //! (as `docker run IMAGE COMMAND` does).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use buildit_images::{
     build_image, Compression, ImageFormat, ImageReport, ImageSpec, PushOptions, SyncFile,
@@ -520,56 +520,9 @@ fn umoci_runc() -> R {
     Ok(())
 }
 
-struct Registry {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_registry() -> Result<Registry, Failed> {
-    let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let cfg = dir.path().join("config.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            dir.path().join("data").display()
-        ),
-    )?;
-    let child = Command::new(tool_path("docker-registry"))
-        .arg("serve")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let reg = Registry {
-        child,
-        addr: addr.clone(),
-        _dir: dir,
-    };
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(&addr).is_ok() {
-            return Ok(reg);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    Err(format!("docker-registry did not listen on {addr}").into())
-}
-
 fn registry() -> R {
     let f = fixture()?;
-    let reg = start_registry()?;
+    let reg = crate::servers::start_registry()?;
     let tmp = tempfile::tempdir()?;
     let img = tmp.path().join("img");
     let rep = build(&f, &spec(&f), &img)?;

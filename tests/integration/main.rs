@@ -33,6 +33,8 @@ mod nixlang;
 mod pkgs;
 mod repl;
 mod sandbox;
+mod servers;
+mod share_transport;
 mod seed;
 mod store;
 mod typecheck;
@@ -179,6 +181,7 @@ fn main() {
     trials.extend(escape_store::trials());
     trials.extend(pkgs::trials());
     trials.extend(user::trials());
+    trials.extend(share_transport::trials());
     trials.extend(seed::trials());
     libtest_mimic::run(&args, trials).exit();
 }
@@ -214,6 +217,9 @@ fn package_of(tool: &str) -> &str {
         "busybox" => "busybox-static",
         "nsenter" | "unshare" | "setpriv" => "util-linux",
         "nix-instantiate" => "nix-bin",
+        "sshd" => "openssh-server",
+        "ssh" | "ssh-keygen" => "openssh-client",
+        "nginx" => "nginx-light",
         "actool" => "appc-spec",
         t => t,
     }
