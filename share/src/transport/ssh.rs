@@ -367,6 +367,10 @@ impl SshTransport {
             return Err(self.timeout_error());
         }
         let (code, stdout, too_large) = result?;
+        // ssh's own ConnectTimeout (connecting, or a server that never sends its banner)
+        if code == Some(255) && stderr.contains("timed out") {
+            return Err(self.timeout_error());
+        }
         Ok(Outcome {
             code,
             stdout,
