@@ -3,9 +3,9 @@
 //! expressions (evaluated, `-A` selects), `.drv` store paths (`DRV!out,dev` selects outputs).
 //! Realising leaves out-links as GC roots; the logs of built derivations are read back here.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use buildit_builder::{BuildEvent, Builtins, ScheduleOptions, Scheduler, Target};
+use buildit_builder::{BuildEvent, Builtins, ScheduleOptions, Scheduler, Substituter, Target};
 use buildit_eval::FoundDrv;
 use buildit_store::{Store, StoreError, StorePath};
 
@@ -86,6 +86,32 @@ pub fn spec_targets(
     typecheck: bool,
     notice: &mut dyn FnMut(&str),
 ) -> Result<Vec<Target>> {
+    Ok(spec_build(session, store, dir, typecheck, notice)?.targets)
+}
+
+/// A container spec being built: its targets and what the transcript and `push=True` say
+/// of it.
+#[derive(Clone, Debug)]
+pub struct SpecBuild {
+    /// The spec directory.
+    pub dir: PathBuf,
+    /// `AUTHOR/NAME-VERSION` (the transcript's title).
+    pub title: String,
+    /// `NAME-VERSION`.
+    pub id: String,
+    /// The image's type, when the spec makes one.
+    pub image: Option<buildit_yaml::spec::ImageType>,
+    pub targets: Vec<Target>,
+}
+
+/// [`spec_targets`] with what is known of the spec.
+pub fn spec_build(
+    session: &Session,
+    store: &Store,
+    dir: &Path,
+    typecheck: bool,
+    notice: &mut dyn FnMut(&str),
+) -> Result<SpecBuild> {
     let compiled =
         crate::spec::compile_fetching(session, store, &|s| crate::spec::compile(s, dir), notice)?;
     let vars: std::collections::BTreeMap<&str, &str> = compiled
@@ -125,7 +151,14 @@ pub fn spec_targets(
     for t in &targets {
         notice(&format!("HASH: {}", t.drv.hash_part()));
     }
-    Ok(targets)
+    let id = format!("{}-{}", get("name", "image"), get("version", "latest"));
+    Ok(SpecBuild {
+        dir: dir.to_path_buf(),
+        title: format!("{who}{id}"),
+        id,
+        image: compiled.spec.image.as_ref().map(|i| i.kind),
+        targets,
+    })
 }
 
 /// Evaluate a file or expression and return the derivations it denotes as build targets.
@@ -141,6 +174,24 @@ pub fn targets(
     req: &BuildRequest<'_>,
     notice: &mut dyn FnMut(&str),
 ) -> Result<Vec<Target>> {
+    Ok(plan(session, store, req, notice)?.targets)
+}
+
+/// What a build command line names: every target in order, and the container specs among
+/// them.
+#[derive(Clone, Debug, Default)]
+pub struct BuildPlan {
+    pub targets: Vec<Target>,
+    pub specs: Vec<SpecBuild>,
+}
+
+/// [`targets`] with the specs they came from.
+pub fn plan(
+    session: &Session,
+    store: &Store,
+    req: &BuildRequest<'_>,
+    notice: &mut dyn FnMut(&str),
+) -> Result<BuildPlan> {
     if req.args.is_empty() && req.expr.is_none() {
         return Err(DriverError::request(
             "buildit::build::nothing",
@@ -155,15 +206,12 @@ pub fn targets(
         typecheck: req.typecheck,
     };
     let mut targets = Vec::new();
+    let mut specs = Vec::new();
     for d in req.args {
         if is_spec_dir(d) {
-            targets.extend(spec_targets(
-                session,
-                store,
-                Path::new(d),
-                req.typecheck,
-                notice,
-            )?);
+            let s = spec_build(session, store, Path::new(d), req.typecheck, notice)?;
+            targets.extend(s.targets.iter().cloned());
+            specs.push(s);
         } else if is_source(d) {
             targets.extend(evaluated_targets(session, &eval(Some(d.as_str()), None))?);
         } else {
@@ -173,7 +221,7 @@ pub fn targets(
     if let Some(e) = req.expr {
         targets.extend(evaluated_targets(session, &eval(None, Some(e)))?);
     }
-    Ok(targets)
+    Ok(BuildPlan { targets, specs })
 }
 
 /// Realise `targets` with `builtins`, reporting progress to `on_event`, then make out-links
@@ -187,7 +235,23 @@ pub fn realise(
     out_link: Option<&str>,
     on_event: &mut dyn FnMut(BuildEvent),
 ) -> Result<Vec<StorePath>> {
+    realise_with(store, targets, schedule, builtins, None, out_link, on_event)
+}
+
+/// [`realise`], looking missing paths up with `substituter` first.
+pub fn realise_with(
+    store: &Store,
+    targets: &[Target],
+    schedule: ScheduleOptions,
+    builtins: Builtins,
+    substituter: Option<&dyn Substituter>,
+    out_link: Option<&str>,
+    on_event: &mut dyn FnMut(BuildEvent),
+) -> Result<Vec<StorePath>> {
     let mut sched = Scheduler::new(store, schedule).with_builtins(builtins);
+    if let Some(s) = substituter {
+        sched = sched.with_substituter(s);
+    }
     let realised = sched.realise(targets, on_event)?;
     let mut paths = Vec::new();
     for (i, (_, outs)) in realised.iter().enumerate() {

@@ -371,13 +371,13 @@ pub fn mirrors() -> Mirrors {
 }
 
 /// Every builtin builder; `debian_lock` is the Debian lock in use when it is not the
-/// embedded one.
-pub fn all(debian_lock: Option<PathBuf>) -> Builtins {
+/// embedded one, `mirrors` what `mirror://NAME/` resolves against.
+pub fn all(debian_lock: Option<PathBuf>, mirrors: Mirrors) -> Builtins {
     let mut b: Builtins = BTreeMap::new();
     b.insert(
         "fetchurl".into(),
         Arc::new(FetchUrl {
-            mirrors: mirrors(),
+            mirrors,
             debian_lock,
         }),
     );

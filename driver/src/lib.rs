@@ -18,6 +18,7 @@ pub mod pkgset;
 pub mod repl;
 pub mod run;
 pub mod session;
+pub mod share;
 pub mod spec;
 pub mod store;
 pub mod substitute;

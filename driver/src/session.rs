@@ -6,6 +6,7 @@ use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use buildit_builder::fetch::Mirrors;
 use buildit_builder::Builtins;
 use buildit_eval::Evaluator;
 use buildit_stdlib::{FsIo, StoreIo};
@@ -74,6 +75,7 @@ pub struct Session {
     debian_lock: Option<DebianLock>,
     impure_env: bool,
     trace: TraceFn,
+    mirrors: Option<Mirrors>,
 }
 
 impl Session {
@@ -85,7 +87,20 @@ impl Session {
             debian_lock: None,
             impure_env: false,
             trace: Arc::new(|_| {}),
+            mirrors: None,
         }
+    }
+
+    /// Resolve `mirror://NAME/` with `mirrors` (the configuration's, `BUILDIT_MIRRORS`
+    /// applied) instead of the machine's apt sources and `BUILDIT_MIRRORS` alone.
+    pub fn with_mirrors(mut self, mirrors: Mirrors) -> Session {
+        self.mirrors = Some(mirrors);
+        self
+    }
+
+    /// What `mirror://NAME/` resolves against.
+    pub fn mirrors(&self) -> Mirrors {
+        self.mirrors.clone().unwrap_or_else(crate::builtins::mirrors)
     }
 
     /// Build with `lock` instead of the embedded Debian lock.
@@ -150,6 +165,9 @@ impl Session {
 
     /// The builtin builders (`builtin:fetchurl`, `builtin:unpack-deb`, `builtin:image`).
     pub fn builtins(&self) -> Builtins {
-        crate::builtins::all(self.debian_lock.as_ref().map(|l| l.path.clone()))
+        crate::builtins::all(
+            self.debian_lock.as_ref().map(|l| l.path.clone()),
+            self.mirrors(),
+        )
     }
 }
