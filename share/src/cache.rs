@@ -7,7 +7,8 @@
 //! answers and one name moved to another location does not. A row is either *present* (the
 //! record's bytes, kept [`CacheTtl::positive`], 30 days by default) or *absent* (the
 //! repository did not have the path, kept [`CacheTtl::negative`], one hour by default: a path
-//! someone uploads is found within the hour). Expired rows are ignored and replaced.
+//! someone uploads is found within the hour). Expired rows are ignored, and removed whenever
+//! the cache is opened.
 //!
 //! The cache is an optimisation only, never a source of trust or of errors:
 //! - a present row holds the record's bytes, and the substituter parses and trust-checks them
@@ -123,7 +124,9 @@ impl LookupCache {
             }
             open_conn(file).ok()
         });
-        LookupCache { conn, ttl }
+        let cache = LookupCache { conn, ttl };
+        cache.prune();
+        cache
     }
 
     /// A cache that remembers nothing.
@@ -182,7 +185,7 @@ impl LookupCache {
         }
     }
 
-    /// Remove expired rows (called now and then; a large cache stays small).
+    /// Remove expired rows (on every open, so the file holds only live answers).
     pub fn prune(&self) {
         if let Some(conn) = self.conn.as_ref() {
             let _ = conn.execute(

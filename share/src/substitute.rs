@@ -8,7 +8,9 @@
 //! key; content-addressed ones are recomputed from their content). A refused record counts as
 //! "not there" in that repository, its reason kept for the message when no repository has the
 //! path. Among the repositories that have a path, the lowest priority number wins (then the
-//! order given).
+//! order given). A repository that times out or fails to answer is asked nothing more by this
+//! substituter (its remaining paths count as not there, with that reason), so a dead server
+//! costs one timeout per lookup round, not one per path.
 //!
 //! [`Substituter::fetch`] takes the closure through the records' references (paths valid in
 //! the local store end the walk), downloads every archive in parallel into a
@@ -165,6 +167,8 @@ pub struct Substituter {
     opts: SubstituteOptions,
     /// Answers of this substituter's earlier queries.
     known: Mutex<HashMap<StorePath, Answer>>,
+    /// Per repository: it timed out or failed to answer, so it is asked nothing more.
+    down: Vec<AtomicBool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -223,6 +227,7 @@ impl Substituter {
         opts: SubstituteOptions,
     ) -> Substituter {
         Substituter {
+            down: repos.iter().map(|_| AtomicBool::new(false)).collect(),
             repos,
             trust,
             cache: Mutex::new(cache.unwrap_or_else(LookupCache::disabled)),
@@ -305,8 +310,23 @@ impl Substituter {
             &network,
             self.opts.jobs,
             |&(pi, ri), _: &mpsc::Sender<()>| {
-                let key = record_key(&paths[pi]);
-                self.repos[ri].transport.get(&key, RECORD_LIMIT)
+                let repo = &self.repos[ri];
+                if self.down[ri].load(Ordering::SeqCst) {
+                    return Err(ShareError::Transport {
+                        repo: repo.transport.describe(),
+                        message: "not asked: it failed to answer earlier".into(),
+                    });
+                }
+                let r = repo.transport.get(&record_key(&paths[pi]), RECORD_LIMIT);
+                if let Err(
+                    ShareError::Timeout { .. }
+                    | ShareError::Transport { .. }
+                    | ShareError::Io { .. },
+                ) = &r
+                {
+                    self.down[ri].store(true, Ordering::SeqCst);
+                }
+                r
             },
             &mut |_| {},
         );
@@ -1066,7 +1086,7 @@ mod tests {
 
     /// A loopback HTTP server over the repository directory that answers records and never
     /// answers for archives (it hangs).
-    fn hanging_server(root: PathBuf) -> u16 {
+    fn hanging_server(root: PathBuf, hang_all: bool) -> u16 {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = l.local_addr().expect("addr").port();
         std::thread::spawn(move || {
@@ -1084,7 +1104,7 @@ mod tests {
                             break;
                         }
                     }
-                    if path.starts_with("/archives/") {
+                    if hang_all || path.starts_with("/archives/") {
                         std::thread::sleep(Duration::from_secs(20));
                         return;
                     }
@@ -1110,7 +1130,7 @@ mod tests {
     #[test]
     fn a_repository_that_hangs_is_a_timeout_and_registers_nothing() {
         let w = world();
-        let port = hanging_server(w.repo.clone());
+        let port = hanging_server(w.repo.clone(), false);
         let opts = TransportOptions {
             timeout: Duration::from_secs(1),
             ..TransportOptions::default()
@@ -1140,6 +1160,52 @@ mod tests {
         );
         assert!(!b.is_valid(&w.out).expect("v") && !b.is_valid(&w.dep).expect("v"));
         assert_eq!(fs::read_dir(b.layout().tmp_dir()).expect("ls").count(), 0);
+    }
+
+    #[test]
+    fn a_repository_that_hangs_costs_one_timeout_per_lookup() {
+        let w = world();
+        let port = hanging_server(w.repo.clone(), true);
+        let opts = TransportOptions {
+            timeout: Duration::from_secs(1),
+            ..TransportOptions::default()
+        };
+        let http =
+            HttpTransport::new(&format!("http://127.0.0.1:{port}"), &opts).expect("transport");
+        let sub = Substituter::new(
+            vec![
+                Repo {
+                    name: "hangs".into(),
+                    transport: Box::new(http),
+                    priority: 1,
+                },
+                Repo {
+                    name: "good".into(),
+                    transport: Box::new(FileTransport::new(&w.repo)),
+                    priority: 50,
+                },
+            ],
+            w.trust(),
+            None,
+            SubstituteOptions::default(),
+        );
+        let mut paths: Vec<StorePath> = (0..47u8)
+            .map(|i| StorePath::for_output(&[i; 32], "out", "absent").expect("p"))
+            .collect();
+        paths.push(w.out.clone());
+        let start = Instant::now();
+        let l = sub.query(&paths).expect("query");
+        // 48 lookups, 16 at a time: three rounds of timeouts if each waited for its own
+        assert!(
+            start.elapsed() < Duration::from_millis(2500),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(l.found[&w.out].repo, "good");
+        assert!(l
+            .missing
+            .values()
+            .all(|why| why.len() == 1 && why[0].starts_with("hangs: ")));
     }
 
     #[test]
