@@ -504,6 +504,10 @@ impl Substituter {
                 None => {}
                 Some(Ok(Some(s))) => staged.push(s),
                 Some(Ok(None)) => {
+                    // its record is stale: do not offer it again
+                    let loc = self.repos[f.index].transport.describe();
+                    lock(&self.cache).forget(&loc, p);
+                    lock(&self.known).remove(p);
                     absent.insert(p.clone());
                 }
                 Some(Err(e)) => {
@@ -1368,11 +1372,21 @@ mod tests {
         let w = world();
         fs::remove_file(w.archive_file(&w.dep)).expect("rm");
         let b = w.fresh_store();
-        let (sub, _) = w.substituter(w.trust(), None);
+        let cache = || {
+            Some(LookupCache::open(
+                &b.layout().state_dir(),
+                CacheTtl::default(),
+            ))
+        };
+        let (sub, _) = w.substituter(w.trust(), cache());
         let got = sub
             .fetch(&b, std::slice::from_ref(&w.out), &mut |_| {})
             .expect("soft");
         assert!(got.is_empty());
+        // the stale record is not believed from the cache again
+        let (sub, reads) = w.substituter(w.trust(), cache());
+        sub.query(&[w.out.clone(), w.dep.clone()]).expect("query");
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
         assert!(!b.is_valid(&w.out).expect("v") && !b.is_valid(&w.dep).expect("v"));
         assert_eq!(fs::read_dir(b.layout().tmp_dir()).expect("ls").count(), 0);
     }
