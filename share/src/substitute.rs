@@ -59,6 +59,9 @@ pub struct SubstituteOptions {
     pub jobs: usize,
     /// The largest archive, compressed or not, accepted whatever its record says.
     pub max_object_size: u64,
+    /// The most paths one closure walk looks up (a repository inventing ever new references
+    /// cannot keep the walk going); what lies beyond counts as not found.
+    pub max_closure: usize,
 }
 
 impl Default for SubstituteOptions {
@@ -66,6 +69,7 @@ impl Default for SubstituteOptions {
         SubstituteOptions {
             jobs: 16,
             max_object_size: 64 << 30,
+            max_closure: 200_000,
         }
     }
 }
@@ -400,8 +404,19 @@ impl Substituter {
             frontier = Vec::new();
             for f in l.found.values() {
                 for r in &f.record.references {
-                    if !seen.contains(r) && !store.is_valid(r)? {
-                        seen.insert(r.clone());
+                    if seen.contains(r) || store.is_valid(r)? {
+                        continue;
+                    }
+                    seen.insert(r.clone());
+                    if seen.len() > self.opts.max_closure {
+                        all.missing.insert(
+                            r.clone(),
+                            vec![format!(
+                                "the closure has more than {} paths",
+                                self.opts.max_closure
+                            )],
+                        );
+                    } else {
                         frontier.push(r.clone());
                     }
                 }
@@ -1364,6 +1379,36 @@ mod tests {
             sub.fetch(&b, std::slice::from_ref(&w.out), &mut |_| {})
                 .expect("fetch"),
             vec![w.out.clone()]
+        );
+    }
+
+    #[test]
+    fn a_closure_walk_is_bounded() {
+        let w = world();
+        let b = w.fresh_store();
+        let (transport, _) = w.counting(Duration::ZERO);
+        let sub = Substituter::new(
+            vec![Repo {
+                name: "r".into(),
+                transport,
+                priority: 1,
+            }],
+            w.trust(),
+            None,
+            SubstituteOptions {
+                max_closure: 1,
+                ..SubstituteOptions::default()
+            },
+        );
+        let l = sub
+            .query_closure(&b, std::slice::from_ref(&w.out))
+            .expect("query");
+        assert!(l.found.is_empty());
+        assert!(
+            l.missing[&w.out]
+                .iter()
+                .any(|r| r.contains("in no repository")),
+            "{l:?}"
         );
     }
 
