@@ -755,4 +755,82 @@ mod tests {
         std::os::unix::fs::symlink("/etc", t.path().join("etc-link")).expect("link");
         assert!(at_root_entries(&t.path().join("etc-link")).is_err());
     }
+
+    #[test]
+    fn labelled_members_carry_selinux_records_and_their_own_key() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let obj = t.path().join("nginx");
+        std::fs::create_dir_all(obj.join("sbin")).expect("mkdir");
+        std::fs::write(obj.join("sbin/nginx"), "elf").expect("write");
+        std::os::unix::fs::symlink("nginx", obj.join("sbin/nginx-link")).expect("link");
+        let labels = Labels::from_modules(
+            &[crate::selinux::test_module(
+                "/usr/sbin/nginx\t--\tsystem_u:object_r:httpd_exec_t:s0\n/usr/sbin/nginx-link\ta:b:l_t:s0\n",
+            )],
+            "/usr",
+        )
+        .expect("labels");
+        let write = |labels: Option<&Labels>| {
+            let m = LayerMember {
+                physical: &obj,
+                base: "abc-nginx".into(),
+                at_root: None,
+                labels,
+            };
+            let mut out = Vec::new();
+            write_store_layer_tar(crate::store_archive, &[m], &mut out).expect("layer");
+            out
+        };
+        let read = |bytes: &[u8]| -> Vec<(String, Option<String>)> {
+            let mut ar = tar::Archive::new(bytes);
+            let mut v = Vec::new();
+            for e in ar.entries().expect("entries") {
+                let mut e = e.expect("entry");
+                let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+                let mut label = None;
+                if let Some(pax) = e.pax_extensions().expect("pax") {
+                    for x in pax {
+                        let x = x.expect("record");
+                        if x.key().ok() == Some(crate::selinux::PAX_KEY) {
+                            label = Some(String::from_utf8_lossy(x.value_bytes()).into_owned());
+                        }
+                    }
+                }
+                v.push((name, label));
+            }
+            v
+        };
+        let plain = write(None);
+        let labelled = write(Some(&labels));
+        let (p, l) = (read(&plain), read(&labelled));
+        // the same entries in the same order; only the labels differ
+        assert_eq!(
+            p.iter().map(|e| &e.0).collect::<Vec<_>>(),
+            l.iter().map(|e| &e.0).collect::<Vec<_>>()
+        );
+        assert!(p.iter().all(|e| e.1.is_none()));
+        let label = |n: &str| l.iter().find(|e| e.0 == n).and_then(|e| e.1.clone());
+        assert_eq!(
+            label("bld/store/abc-nginx/sbin/nginx").as_deref(),
+            Some("system_u:object_r:httpd_exec_t:s0")
+        );
+        assert_eq!(
+            label("bld/store/abc-nginx/sbin/nginx-link").as_deref(),
+            Some("a:b:l_t:s0")
+        );
+        // the directory matches no rule
+        let sbin: Vec<_> = l
+            .iter()
+            .filter(|e| e.0.trim_end_matches('/') == "bld/store/abc-nginx/sbin")
+            .collect();
+        assert_eq!(sbin.len(), 1);
+        assert_eq!(sbin[0].1, None);
+        // the cache key: unchanged without labels, another one with them
+        let mut m = meta("abc-nginx", 1, 0);
+        let plain_key = store_layer_key(&[&m], Compression::Gzip);
+        m.labels = Some(std::sync::Arc::new(labels));
+        assert_ne!(store_layer_key(&[&m], Compression::Gzip), plain_key);
+        m.labels = None;
+        assert_eq!(store_layer_key(&[&m], Compression::Gzip), plain_key);
+    }
 }
