@@ -283,6 +283,10 @@ pub struct ShareFlags {
     /// Build nothing: every missing path must come from a repository
     #[arg(long)]
     pub substitute_only: bool,
+    /// Look up only downloads (sources, Debian packages) in repositories; build every
+    /// package here
+    #[arg(long, conflicts_with_all = ["no_substitute", "substitute_only"])]
+    pub substitute_sources_only: bool,
     /// Upload what is built (packages, source downloads, the spec and its images) to the
     /// configured repositories that have an upload location, as `push=True` does
     #[arg(long)]
@@ -292,7 +296,11 @@ pub struct ShareFlags {
 impl ShareFlags {
     /// Whether any repository flag was given.
     pub fn any(&self) -> bool {
-        !self.discover.is_empty() || self.no_substitute || self.substitute_only || self.push
+        !self.discover.is_empty()
+            || self.no_substitute
+            || self.substitute_only
+            || self.substitute_sources_only
+            || self.push
     }
 
     /// What the flags add to the configuration files.

@@ -166,29 +166,39 @@ pub fn realise(
     r
 }
 
-/// Run `buildit realise`.
+/// Run `buildit realise`: the configuration is read (from the spec directory up, see
+/// docs/config.md), missing paths are looked up in its repositories and `--discover`ed ones
+/// before anything is built, and `push=True` / `--push` uploads what was built.
 pub fn run_realise(a: RealiseArgs) -> Result<ExitCode, DriverError> {
-    let session = session(a.store_root.as_deref(), false);
+    use buildit_driver::share::{build_shared, SharedBuild, SharedEvent, Sharing, SubstituteMode};
+    let start = a.drvs.first().map(PathBuf::from).filter(|p| p.is_dir());
+    let config = buildit_driver::config::load(start.as_deref(), &a.share.cli_config())?;
+    let mode = if a.share.no_substitute {
+        SubstituteMode::Off
+    } else if a.share.substitute_only {
+        SubstituteMode::Only
+    } else {
+        SubstituteMode::On
+    };
+    let sharing = Sharing::new(config, a.share.push, mode)?;
+    let session =
+        session(a.store_root.as_deref(), false).with_mirrors(sharing.config().fetch_mirrors());
     let store = session.open_store()?;
-    if a.share.any() && !(a.drvs.is_empty() && a.expr.is_none()) {
-        return crate::share_cmd::run(crate::share_cmd::ShareCommand::Build {
-            flags: a.share.clone(),
-            start: a.drvs.first().map(PathBuf::from).filter(|p| p.is_dir()),
-        });
-    }
     let req = buildit_driver::build::BuildRequest {
         args: &a.drvs,
         expr: a.expr.as_deref(),
         attr: a.attr.as_deref(),
         typecheck: !a.no_typecheck,
     };
-    let targets =
-        buildit_driver::build::targets(&session, &store, &req, &mut |l| notice(a.json, l))?;
+    let plan = buildit_driver::build::plan(&session, &store, &req, &mut |l| notice(a.json, l))?;
+    let targets = &plan.targets;
     let mut schedule = ScheduleOptions::default();
     if let Some(j) = a.jobs {
         schedule.jobs = j.max(1);
     }
     schedule.keep_going = a.keep_going;
+    schedule.substitute_only = sharing.mode() == SubstituteMode::Only;
+    schedule.substitute_fixed_only = a.share.substitute_sources_only;
     schedule.build = BuildOptions {
         cores: a.cores.unwrap_or(0),
         limits: {
@@ -212,24 +222,49 @@ pub fn run_realise(a: RealiseArgs) -> Result<ExitCode, DriverError> {
         Progress::auto()
     };
     if a.check {
-        return run_check(&store, &targets, schedule, progress);
+        return run_check(&store, targets, schedule, progress);
     }
-    let opts = RealiseOpts {
-        schedule,
-        out_link: if a.no_out_link {
-            None
-        } else {
-            Some(a.out_link.unwrap_or_else(|| "result".into()))
-        },
-        progress,
+    let out_link = if a.no_out_link {
+        None
+    } else {
+        Some(a.out_link.clone().unwrap_or_else(|| "result".into()))
     };
-    let paths = realise(&store, &targets, &opts, session.builtins())?;
+    let mut ui: Option<Ui> = None;
+    let r = build_shared(
+        &store,
+        &sharing,
+        &plan,
+        SharedBuild {
+            schedule,
+            builtins: session.builtins(),
+            out_link: out_link.as_deref(),
+        },
+        &mut |e| match e {
+            SharedEvent::Phase { start: true } => ui = Some(Ui::new(progress)),
+            SharedEvent::Phase { start: false } => {
+                if let Some(mut u) = ui.take() {
+                    u.finish();
+                }
+            }
+            SharedEvent::Build(e) => {
+                if let Some(u) = ui.as_mut() {
+                    u.event(e);
+                }
+            }
+            SharedEvent::Note(line) => notice(a.json, &line),
+            SharedEvent::Upload { repo, event } => upload_event(a.json, &repo, &event),
+        },
+    );
+    if let Some(mut u) = ui.take() {
+        u.finish();
+    }
+    let paths = r?;
     if a.json {
         let drvs: Vec<String> = targets.iter().map(|t| t.drv.to_string()).collect();
         let outputs: Vec<String> = paths.iter().map(ToString::to_string).collect();
         println!(
             "{}",
-            serde_json::json!({ "drvs": drvs, "outputs": outputs, "out_link": opts.out_link })
+            serde_json::json!({ "drvs": drvs, "outputs": outputs, "out_link": out_link })
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -238,6 +273,32 @@ pub fn run_realise(a: RealiseArgs) -> Result<ExitCode, DriverError> {
         let _ = writeln!(out, "{p}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An upload's progress: a JSON `upload` event with `--json`, with `-v` a line per path sent.
+pub fn upload_event(json: bool, repo: &str, e: &buildit_share::upload::UploadEvent) {
+    use buildit_share::upload::UploadEvent;
+    if json {
+        let v = match e {
+            UploadEvent::Checked { total, missing } => {
+                serde_json::json!({ "event": "upload-checked", "repository": repo, "total": total, "missing": missing })
+            }
+            UploadEvent::Skipped(p) => {
+                serde_json::json!({ "event": "upload-skipped", "repository": repo, "path": p.to_string() })
+            }
+            UploadEvent::Started(p) => {
+                serde_json::json!({ "event": "upload-started", "repository": repo, "path": p.to_string() })
+            }
+            UploadEvent::Uploaded { path, bytes } => {
+                serde_json::json!({ "event": "uploaded", "repository": repo, "path": path.to_string(), "bytes": bytes })
+            }
+        };
+        eprintln!("{v}");
+    } else if crate::output::get().verbose {
+        if let UploadEvent::Uploaded { path, bytes } = e {
+            eprintln!("uploaded {path} to '{repo}' ({bytes} bytes)");
+        }
+    }
 }
 
 fn run_check(

@@ -100,7 +100,9 @@ impl Session {
 
     /// What `mirror://NAME/` resolves against.
     pub fn mirrors(&self) -> Mirrors {
-        self.mirrors.clone().unwrap_or_else(crate::builtins::mirrors)
+        self.mirrors
+            .clone()
+            .unwrap_or_else(crate::builtins::mirrors)
     }
 
     /// Build with `lock` instead of the embedded Debian lock.

@@ -108,9 +108,7 @@ fn writable(l: &Location) -> bool {
     !matches!(l, Location::Http(_))
 }
 
-fn parse_keys(
-    keys: &[crate::config::Sourced<crate::config::KeySource>],
-) -> Result<Vec<PublicKey>> {
+fn parse_keys(keys: &[crate::config::Sourced<crate::config::KeySource>]) -> Result<Vec<PublicKey>> {
     keys.iter()
         .map(|k| {
             PublicKey::parse(&k.value.text).map_err(|e| {
@@ -343,10 +341,8 @@ fn put_files(tr: &dyn Transport, prefix: &str, files: &[(String, PathBuf)]) -> R
 
 /// A substituter over opened repositories with the store's lookup cache.
 pub fn substituter_over(store: &Store, repos: Vec<Repo>, trust: Trust) -> RepoSubstituter {
-    let cache = buildit_share::cache::LookupCache::open(
-        &store.layout().state_dir(),
-        CacheTtl::default(),
-    );
+    let cache =
+        buildit_share::cache::LookupCache::open(&store.layout().state_dir(), CacheTtl::default());
     RepoSubstituter::new(Substituter::new(
         repos,
         trust,
@@ -358,7 +354,11 @@ pub fn substituter_over(store: &Store, repos: Vec<Repo>, trust: Trust) -> RepoSu
 /// Every path a `push=True` build shares: the closures of the targets' outputs, and every
 /// valid output of every derivation in their `.drv` closures (the packages built on the way
 /// and the fixed-output downloads: the shareable sources).
-pub fn shareable_paths(store: &Store, drvs: &[StorePath], outputs: &[StorePath]) -> Result<Vec<StorePath>> {
+pub fn shareable_paths(
+    store: &Store,
+    drvs: &[StorePath],
+    outputs: &[StorePath],
+) -> Result<Vec<StorePath>> {
     let mut out: BTreeSet<StorePath> = outputs.iter().cloned().collect();
     let drv_closure = store.closure(drvs)?;
     for d in drv_closure.iter().filter(|p| p.is_derivation()) {
@@ -422,10 +422,7 @@ pub enum SharedEvent {
     /// A realisation phase starts (the front end starts its progress display) or ends.
     Phase { start: bool },
     /// Progress of an upload to the named repository.
-    Upload {
-        repo: String,
-        event: UploadEvent,
-    },
+    Upload { repo: String, event: UploadEvent },
 }
 
 /// The output paths of a target (all outputs, or those it selects).
@@ -471,12 +468,13 @@ pub fn build_shared(
     on: &mut dyn FnMut(SharedEvent),
 ) -> Result<Vec<StorePath>> {
     let subst = sharing.substituter(store)?;
-    let sref: Option<&dyn buildit_builder::Substituter> =
-        subst.as_ref().map(|s| s as &dyn buildit_builder::Substituter);
+    let sref: Option<&dyn buildit_builder::Substituter> = subst
+        .as_ref()
+        .map(|s| s as &dyn buildit_builder::Substituter);
     let pushing = !sharing.push_targets().is_empty();
     let realise = |targets: &[buildit_builder::Target],
-                       out_link: Option<&str>,
-                       on: &mut dyn FnMut(SharedEvent)|
+                   out_link: Option<&str>,
+                   on: &mut dyn FnMut(SharedEvent)|
      -> Result<Vec<StorePath>> {
         on(SharedEvent::Phase { start: true });
         let r = crate::build::realise_with(
@@ -544,7 +542,9 @@ pub fn build_shared(
             }
         }
         realise(&inputs, None, on)?;
-        on(SharedEvent::Note("Defaulting to local build... [OK]".into()));
+        on(SharedEvent::Note(
+            "Defaulting to local build... [OK]".into(),
+        ));
         let drvs: Vec<StorePath> = inputs.iter().map(|t| t.drv.clone()).collect();
         push_packages(store, sharing, &drvs, &[], on)?;
         for s in &phased {
@@ -568,7 +568,9 @@ pub fn build_shared(
         }
     }
     if phased.is_empty() && !to_build_specs.is_empty() {
-        on(SharedEvent::Note("Defaulting to local build... [OK]".into()));
+        on(SharedEvent::Note(
+            "Defaulting to local build... [OK]".into(),
+        ));
     }
     if pushing {
         let drvs: Vec<StorePath> = plan.targets.iter().map(|t| t.drv.clone()).collect();
@@ -596,7 +598,9 @@ fn push_packages(
             event,
         })
     })? {
-        on(SharedEvent::Note(format!("Uploading packages to '{name}' [OK]")));
+        on(SharedEvent::Note(format!(
+            "Uploading packages to '{name}' [OK]"
+        )));
     }
     Ok(())
 }
