@@ -271,12 +271,25 @@ pub fn read_config(r: &mut Reader, root: &Node) -> ConfigFile {
     let folded = fold_seed_layout(root);
     let root = folded.as_ref().unwrap_or(root);
     let mut c = ConfigFile::default();
-    // repository keys are allowed here only to say where they belong
-    let allowed: Vec<&str> = CONFIG_KEYS.iter().chain(REPOSITORY_KEYS).copied().collect();
-    let Some(pairs) = r.map(root, "the configuration", &allowed) else {
+    let before = r.diags.len();
+    let pairs = r.map(root, "the configuration", CONFIG_KEYS);
+    // a repository key at the top level: say where it belongs
+    for d in &mut r.diags[before..] {
+        let misplaced = REPOSITORY_KEYS
+            .iter()
+            .find(|k| d.message == format!("unknown key `{k}` in the configuration"));
+        if let (Some(k), "buildit::yaml::unknown-key") = (misplaced, d.code) {
+            d.message = format!("`{k}` is a key of a repository, not of the configuration");
+            d.help = Some("indent the repository's keys under `repository:` (two spaces), or write a list under `repositories:`".into());
+            if let Some(l) = d.labels.first_mut() {
+                l.message = "a repository key at the top level".into();
+            }
+        }
+    }
+    let Some(pairs) = pairs else {
         return c;
     };
-    for (key, k, v) in pairs {
+    for (key, _, v) in pairs {
         match key {
             "repository" => c.repositories.extend(read_repository(r, v)),
             "repositories" => match &v.kind {
@@ -305,15 +318,16 @@ pub fn read_config(r: &mut Reader, root: &Node) -> ConfigFile {
                 })
             }
             "timeout" => {
-                c.timeout = read_number(r, v, key, 1, MAX_TIMEOUT_SECS, "seconds, e.g. `timeout: 30`")
+                c.timeout = read_number(
+                    r,
+                    v,
+                    key,
+                    1,
+                    MAX_TIMEOUT_SECS,
+                    "seconds, e.g. `timeout: 30`",
+                )
             }
-            repo_key => r.error(
-                "buildit::config::unknown-key",
-                k,
-                format!("`{repo_key}` is a key of a repository, not of the configuration"),
-                "a repository key at the top level",
-                "indent the repository's keys under `repository:` (two spaces), or write a list under `repositories:`",
-            ),
+            _ => {}
         }
     }
     let mut seen: Vec<&str> = Vec::new();
@@ -411,7 +425,12 @@ fn read_number(
 
 /// A repository block.
 fn read_repository(r: &mut Reader, n: &Node) -> Option<RepositoryBlock> {
+    let before = r.diags.len();
     let pairs = r.map(n, "a repository", REPOSITORY_KEYS)?;
+    // a misspelt key is reported as such, not again as the key it misses
+    let misspelt = r.diags[before..]
+        .iter()
+        .any(|d| d.code == "buildit::yaml::unknown-key");
     let mut name = None;
     let mut name_given = false;
     // a refused upload-type is reported once, not again as a wrong location
@@ -475,6 +494,9 @@ fn read_repository(r: &mut Reader, n: &Node) -> Option<RepositoryBlock> {
             help.to_string(),
         );
     };
+    if misspelt {
+        return None;
+    }
     if !name_given {
         missing(
             "name",
