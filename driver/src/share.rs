@@ -430,7 +430,7 @@ fn target_outputs(store: &Store, t: &buildit_builder::Target) -> Result<Vec<Stor
     let d = buildit_builder::schedule::load_derivation(store, &t.drv)?;
     Ok(d.outputs
         .iter()
-        .filter(|(name, _)| t.outputs.as_ref().map_or(true, |w| w.contains(*name)))
+        .filter(|(name, _)| t.outputs.as_ref().is_none_or(|w| w.contains(*name)))
         .filter_map(|(_, o)| o.path.clone())
         .collect())
 }

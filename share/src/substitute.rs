@@ -160,6 +160,22 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// Counts and hashes the compressed bytes of an archive as the decoder reads them.
+struct CountingHasher<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+    count: u64,
+}
+
+impl<R: Read> Read for CountingHasher<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
 /// A repository's answer to a record request.
 type RecordAnswer = Result<Option<Vec<u8>>, ShareError>;
 
@@ -629,41 +645,51 @@ impl Substituter {
             bytes: rec.archive_size,
         });
         let base = rec.path.hash_part().to_string();
+        // The archive streams from the repository through the compressed-bytes hash, zstd
+        // and the unpacker in one pass; transports that cannot stream spool it to `zpath`.
         let zpath = work.join(format!("{base}.tar.zst"));
-        if !transport.get_to_file(&rec.archive, &zpath, rec.archive_size)? {
+        let Some(raw) = transport.open_read(&rec.archive, rec.archive_size, &zpath)? else {
             return Ok(None);
-        }
-        let got = std::fs::metadata(&zpath)
-            .map_err(|e| ShareError::io(zpath.display(), e))?
-            .len();
-        if got != rec.archive_size {
-            return Err(bad(format!(
-                "{got} bytes arrived, the record says {} (truncated)",
-                rec.archive_size
-            )));
-        }
-        let mut hasher = blake3::Hasher::new();
-        hasher
-            .update_reader(
-                std::fs::File::open(&zpath).map_err(|e| ShareError::io(zpath.display(), e))?,
-            )
-            .map_err(|e| ShareError::io(zpath.display(), e))?;
-        let digest = hasher.finalize().to_hex().to_string();
-        if digest != rec.archive_hash {
-            return Err(bad(format!(
-                "its blake3 is {digest}, the record says {}",
-                rec.archive_hash
-            )));
-        }
-        let file = std::fs::File::open(&zpath).map_err(|e| ShareError::io(zpath.display(), e))?;
-        let decoder =
-            zstd::stream::read::Decoder::new(file).map_err(|e| bad(format!("not zstd: {e}")))?;
+        };
+        let mut compressed = CountingHasher {
+            inner: raw,
+            hasher: blake3::Hasher::new(),
+            count: 0,
+        };
+        let decoder = zstd::stream::read::Decoder::with_buffer(std::io::BufReader::with_capacity(
+            1 << 18,
+            &mut compressed,
+        ))
+        .map_err(|e| bad(format!("not zstd: {e}")))?
+        .single_frame();
         let dest = work.join(&base);
         let mut take = HashingReader {
             inner: decoder.take(rec.size),
             hasher: blake3::Hasher::new(),
         };
-        let stats = unpack_store_object(&mut take, &dest)?;
+        let stats = match unpack_store_object(&mut take, &dest) {
+            Ok(s) => s,
+            Err(e) => {
+                // Name what is wrong with the bytes when that is the reason: the rest of
+                // the stream is read to count and hash it.
+                drop(take);
+                let _ = std::io::copy(&mut compressed, &mut std::io::sink());
+                if compressed.count != rec.archive_size {
+                    return Err(bad(format!(
+                        "{} bytes arrived, the record says {} (truncated or padded)",
+                        compressed.count, rec.archive_size
+                    )));
+                }
+                let digest = compressed.hasher.finalize().to_hex().to_string();
+                if digest != rec.archive_hash {
+                    return Err(bad(format!(
+                        "its blake3 is {digest}, the record says {}",
+                        rec.archive_hash
+                    )));
+                }
+                return Err(e.into());
+            }
+        };
         let streamed = ContentHash(*take.hasher.finalize().as_bytes());
         let take = take.inner;
         if stats.bytes != rec.size {
@@ -679,7 +705,26 @@ impl Substituter {
             Ok(_) => return Err(bad("there is data after the archive's end".into())),
             Err(e) => return Err(bad(format!("decompressing: {e}"))),
         }
-        drop(rest);
+        // whatever the decoder's buffer holds past the frame, then the rest of the stream,
+        // counts as compressed bytes: the total and their hash must be the record's
+        let mut tail = rest.finish();
+        std::io::copy(&mut tail, &mut std::io::sink())
+            .map_err(|e| bad(format!("reading the archive: {e}")))?;
+        drop(tail);
+        let got = compressed.count;
+        if got != rec.archive_size {
+            return Err(bad(format!(
+                "{got} bytes arrived, the record says {} (truncated or padded)",
+                rec.archive_size
+            )));
+        }
+        let digest = compressed.hasher.finalize().to_hex().to_string();
+        if digest != rec.archive_hash {
+            return Err(bad(format!(
+                "its blake3 is {digest}, the record says {}",
+                rec.archive_hash
+            )));
+        }
         let _ = std::fs::remove_file(&zpath);
         let info = PathInfo {
             path: rec.path.clone(),

@@ -805,6 +805,21 @@ fn link_stays_inside(depth: usize, target: &[u8]) -> bool {
     true
 }
 
+/// `io::copy` through `buf`.
+fn copy_with(r: &mut impl Read, w: &mut impl Write, buf: &mut [u8]) -> io::Result<u64> {
+    let mut n = 0u64;
+    loop {
+        let k = match r.read(buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..k])?;
+        n += k as u64;
+    }
+}
+
 fn unpack_into<R: Read>(
     r: R,
     root: &Path,
@@ -816,6 +831,9 @@ fn unpack_into<R: Read>(
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     let mut dir_modes: Vec<(PathBuf, u32, u64)> = Vec::new();
     let mut root_kind: Option<EntryType> = None;
+    // one buffer for every file's contents: large enough that most files take one read and
+    // one write
+    let mut buf = vec![0u8; 1 << 18];
     {
         let mut ar = tar::Archive::new(&mut counted);
         let entries = ar
@@ -875,7 +893,7 @@ fn unpack_into<R: Read>(
                         .mode(0o600)
                         .open(&target)
                         .map_err(io_err(&target))?;
-                    let n = io::copy(&mut entry, &mut f).map_err(io_err(&target))?;
+                    let n = copy_with(&mut entry, &mut f, &mut buf).map_err(io_err(&target))?;
                     drop(f);
                     fs::set_permissions(&target, fs::Permissions::from_mode(mode & 0o777))
                         .map_err(io_err(&target))?;

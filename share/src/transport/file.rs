@@ -164,6 +164,24 @@ impl Transport for FileTransport {
         Ok(Some(buf))
     }
 
+    fn open_read(
+        &self,
+        key: &str,
+        limit: u64,
+        _scratch: &Path,
+    ) -> Result<Option<Box<dyn Read + Send>>, ShareError> {
+        let Some((f, len)) = self.open_file(key)? else {
+            return Ok(None);
+        };
+        if len > limit {
+            return Err(self.too_large(key, limit));
+        }
+        Ok(Some(Box::new(Bounded {
+            inner: f.into_std(),
+            left: limit,
+        })))
+    }
+
     fn get_to_file(&self, key: &str, dest: &Path, limit: u64) -> Result<bool, ShareError> {
         let Some((f, len)) = self.open_file(key)? else {
             return Ok(false);
@@ -252,6 +270,28 @@ impl Transport for FileTransport {
         }
         out.sort();
         Ok(out)
+    }
+}
+
+/// A reader that fails once more than its bound would be read (a file that grows while it is
+/// read cannot hand out more than was allowed).
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let n64 = n as u64;
+        if n64 > self.left {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the object is larger than its bound",
+            ));
+        }
+        self.left -= n64;
+        Ok(n)
     }
 }
 

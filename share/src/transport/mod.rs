@@ -357,6 +357,23 @@ pub trait Transport: Send + Sync {
     /// Stream the object under `key` into the new file `dest`, at most `limit` bytes;
     /// `Ok(false)` when the repository does not have it (then `dest` is not left behind).
     fn get_to_file(&self, key: &str, dest: &Path, limit: u64) -> Result<bool, ShareError>;
+    /// A reader of the object under `key`, or `Ok(None)` when the repository does not have
+    /// it. The reader yields at most `limit` bytes and then fails, so a caller that reads it to
+    /// the end never takes more. The default downloads into `scratch` (a new file, which the
+    /// caller removes afterwards) with [`Transport::get_to_file`] and reads that; a transport
+    /// that can stream overrides it, so an archive is checked and unpacked as it arrives.
+    fn open_read(
+        &self,
+        key: &str,
+        limit: u64,
+        scratch: &Path,
+    ) -> Result<Option<Box<dyn std::io::Read + Send>>, ShareError> {
+        if !self.get_to_file(key, scratch, limit)? {
+            return Ok(None);
+        }
+        let f = std::fs::File::open(scratch).map_err(|e| ShareError::io(scratch.display(), e))?;
+        Ok(Some(Box::new(f)))
+    }
     /// Whether the repository has `key` (an existence check only: no body is transferred).
     fn exists(&self, key: &str) -> Result<bool, ShareError>;
     /// Store the file `src` under `key` atomically: a reader sees either no object (or the
