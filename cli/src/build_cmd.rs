@@ -253,6 +253,21 @@ pub fn run_realise(a: RealiseArgs) -> Result<ExitCode, DriverError> {
             }
             SharedEvent::Note(line) => notice(a.json, &line),
             SharedEvent::Upload { repo, event } => upload_event(a.json, &repo, &event),
+            SharedEvent::Uploaded { repo, report } => {
+                if a.json {
+                    eprintln!(
+                        "{}",
+                        serde_json::json!({
+                            "event": "upload-report",
+                            "repository": repo,
+                            "uploaded": report.uploaded.len(),
+                            "skipped": report.skipped.len(),
+                            "bytes": report.bytes,
+                            "requests": report.requests,
+                        })
+                    );
+                }
+            }
         },
     );
     if let Some(mut u) = ui.take() {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use buildit_share::cache::CacheTtl;
 use buildit_share::keys::{PublicKey, SecretKey, Trust};
 use buildit_share::substitute::{Repo, SubstituteOptions, Substituter};
-use buildit_share::transport::{self, Location, Transport, TransportOptions};
+use buildit_share::transport::{self, Location, TransportOptions};
 use buildit_share::upload::{upload, UploadEvent, UploadOptions, UploadReport};
 use buildit_share::ShareError;
 use buildit_store::{Store, StorePath};
@@ -88,18 +88,39 @@ pub fn share_error(e: ShareError) -> DriverError {
     DriverError::request(code, e.to_string(), help)
 }
 
+/// The environment variable with extra `ssh` options for every ssh repository:
+/// whitespace-separated `NAME=VALUE` words, each given as `-o NAME=VALUE` (as `NIX_SSHOPTS`
+/// and `GIT_SSH_COMMAND` do for their tools), e.g. a known-hosts file.
+pub const SSH_OPTIONS_ENV: &str = "BUILDIT_SSH_OPTIONS";
+
+/// How to connect: the timeout, `BUILDIT_SSH_OPTIONS`, and a repository's CA file and ssh key.
+fn transport_options(
+    timeout: std::time::Duration,
+    ca_file: Option<PathBuf>,
+    ssh_identity: Option<PathBuf>,
+) -> TransportOptions {
+    TransportOptions {
+        timeout,
+        ca_file,
+        ssh_identity,
+        ssh_options: std::env::var(SSH_OPTIONS_ENV)
+            .map(|v| v.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default(),
+        ..TransportOptions::default()
+    }
+}
+
 fn endpoint_of(r: &RepositoryConfig, timeout: std::time::Duration) -> Endpoint {
     Endpoint {
         name: r.name.clone(),
         download: r.download.value.clone(),
         upload: r.upload.as_ref().map(|u| u.value.clone()),
         priority: r.priority.value,
-        options: TransportOptions {
+        options: transport_options(
             timeout,
-            ca_file: r.ca_file.as_ref().map(|p| p.value.clone()),
-            ssh_identity: r.ssh_identity.as_ref().map(|p| p.value.clone()),
-            ..TransportOptions::default()
-        },
+            r.ca_file.as_ref().map(|p| p.value.clone()),
+            r.ssh_identity.as_ref().map(|p| p.value.clone()),
+        ),
     }
 }
 
@@ -151,10 +172,7 @@ impl Sharing {
                     download: l.clone(),
                     upload: writable(l).then(|| l.clone()),
                     priority: crate::config::DEFAULT_PRIORITY,
-                    options: TransportOptions {
-                        timeout,
-                        ..TransportOptions::default()
-                    },
+                    options: transport_options(timeout, None, None),
                 },
             };
             if d.value.push {
@@ -286,10 +304,7 @@ impl Sharing {
             download: l.clone(),
             upload: writable(&l).then(|| l.clone()),
             priority: crate::config::DEFAULT_PRIORITY,
-            options: TransportOptions {
-                timeout: self.config.timeout(),
-                ..TransportOptions::default()
-            },
+            options: transport_options(self.config.timeout(), None, None),
         })
     }
 
@@ -319,24 +334,33 @@ impl Sharing {
         Ok(reports)
     }
 
-    /// Upload files (a spec's sources, an image file) under `prefix` to every push target:
-    /// each `(key below prefix, file)`.
-    pub fn push_files(&self, prefix: &str, files: &[(String, PathBuf)]) -> Result<()> {
+    /// Publish a container under `containers/ID/`: `files` (keys below
+    /// `containers/ID/KEY/`) and then the record `containers/ID/KEY.json`, to every push
+    /// target that does not have that record yet (one existence check when it has).
+    pub fn push_container(
+        &self,
+        id: &str,
+        key: &str,
+        record: &[u8],
+        files: &[(String, PathBuf)],
+    ) -> Result<()> {
+        let base = format!("containers/{id}/{key}");
+        transport::check_key(&base).map_err(share_error)?;
         for t in &self.push {
             let Some(loc) = &t.upload else { continue };
             let tr = transport::open(loc, &t.options).map_err(share_error)?;
-            put_files(tr.as_ref(), prefix, files)?;
+            if tr.exists(&format!("{base}.json")).map_err(share_error)? {
+                continue;
+            }
+            for (k, file) in files {
+                tr.put_file(&format!("{base}/{k}"), file)
+                    .map_err(share_error)?;
+            }
+            tr.put_bytes(&format!("{base}.json"), record)
+                .map_err(share_error)?;
         }
         Ok(())
     }
-}
-
-fn put_files(tr: &dyn Transport, prefix: &str, files: &[(String, PathBuf)]) -> Result<()> {
-    for (key, file) in files {
-        tr.put_file(&format!("{prefix}/{key}"), file)
-            .map_err(share_error)?;
-    }
-    Ok(())
 }
 
 /// A substituter over opened repositories with the store's lookup cache.
@@ -423,6 +447,8 @@ pub enum SharedEvent {
     Phase { start: bool },
     /// Progress of an upload to the named repository.
     Upload { repo: String, event: UploadEvent },
+    /// An upload to the named repository finished.
+    Uploaded { repo: String, report: UploadReport },
 }
 
 /// The output paths of a target (all outputs, or those it selects).
@@ -592,12 +618,7 @@ fn push_packages(
     on: &mut dyn FnMut(SharedEvent),
 ) -> Result<()> {
     let paths = shareable_paths(store, drvs, outputs)?;
-    for (name, _) in sharing.push_paths(store, &paths, &mut |repo, event| {
-        on(SharedEvent::Upload {
-            repo: repo.to_string(),
-            event,
-        })
-    })? {
+    for name in upload_all(store, sharing, &paths, on)? {
         on(SharedEvent::Note(format!(
             "Uploading packages to '{name}' [OK]"
         )));
@@ -605,15 +626,44 @@ fn push_packages(
     Ok(())
 }
 
-/// The record of a pushed container: `containers/ID/container.json`.
+/// Upload `paths` (with their closures) to every push target; the names of the targets.
+fn upload_all(
+    store: &Store,
+    sharing: &Sharing,
+    paths: &[StorePath],
+    on: &mut dyn FnMut(SharedEvent),
+) -> Result<Vec<String>> {
+    let reports = sharing.push_paths(store, paths, &mut |repo, event| {
+        on(SharedEvent::Upload {
+            repo: repo.to_string(),
+            event,
+        })
+    })?;
+    let mut names = Vec::new();
+    for (name, report) in reports {
+        on(SharedEvent::Uploaded {
+            repo: name.clone(),
+            report,
+        });
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// The record of a pushed container: `containers/ID/HASH.json`, where HASH is the hash part of
+/// its (first) image path: which spec, derivations and outputs it is.
 #[derive(serde::Serialize)]
 struct ContainerRecord<'a> {
     title: &'a str,
     id: &'a str,
     image_type: Option<&'static str>,
+    /// The spec directory's files as a store path (in the repository with the packages).
+    spec: String,
     derivations: Vec<String>,
     outputs: Vec<String>,
-    spec: Vec<String>,
+    /// The image's own files, beside the record (an `.aci`, an OCI layout's index), for
+    /// consumers without buildit.
+    files: Vec<String>,
 }
 
 fn push_spec(
@@ -627,19 +677,35 @@ fn push_spec(
         outputs.extend(target_outputs(store, t)?);
     }
     let drvs: Vec<StorePath> = s.targets.iter().map(|t| t.drv.clone()).collect();
-    // the image paths and their closures (mostly there already: only existence checks)
-    let paths = shareable_paths(store, &drvs, &outputs)?;
-    sharing.push_paths(store, &paths, &mut |repo, event| {
-        on(SharedEvent::Upload {
-            repo: repo.to_string(),
-            event,
-        })
+    // the spec's files enter the store (content-addressed), so an unchanged spec costs one
+    // existence check like every package
+    let staging = tempfile::tempdir_in(store.layout().tmp_dir()).map_err(|e| {
+        DriverError::request(
+            "buildit::share::failed",
+            format!("cannot make a temporary directory: {e}"),
+            "check the store's tmp directory",
+        )
     })?;
-    let mut files: Vec<(String, PathBuf)> = spec_files(&s.dir)?
-        .into_iter()
-        .map(|(k, f)| (format!("spec/{k}"), f))
-        .collect();
-    // the image files themselves (an `.aci`, an OCI archive), for consumers without buildit
+    let copy_dir = staging.path().join("spec");
+    for (k, f) in spec_files(&s.dir)? {
+        let dest = copy_dir.join(&k);
+        let made = dest
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::copy(&f, &dest).map(drop));
+        made.map_err(|e| {
+            DriverError::request(
+                "buildit::share::failed",
+                format!("cannot copy {}: {e}", f.display()),
+                "check the spec directory",
+            )
+        })?;
+    }
+    let spec_path = store.add_path(&copy_dir, Some(&format!("{}-spec", s.id)))?;
+    let mut paths = shareable_paths(store, &drvs, &outputs)?;
+    paths.push(spec_path.clone());
+    upload_all(store, sharing, &paths, on)?;
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
     for o in &outputs {
         let dir = store.layout().physical(o);
         let Ok(rd) = std::fs::read_dir(&dir) else {
@@ -653,38 +719,26 @@ fn push_spec(
             .collect();
         names.sort();
         for n in names {
-            files.push((format!("image/{n}"), dir.join(&n)));
+            files.push((n.clone(), dir.join(&n)));
         }
     }
     let record = ContainerRecord {
         title: &s.title,
         id: &s.id,
         image_type: s.image.map(image_word),
+        spec: spec_path.to_string(),
         derivations: drvs.iter().map(ToString::to_string).collect(),
         outputs: outputs.iter().map(ToString::to_string).collect(),
-        spec: files.iter().map(|(k, _)| k.clone()).collect(),
+        files: files.iter().map(|(k, _)| k.clone()).collect(),
     };
-    let tmp = tempfile::NamedTempFile::new_in(store.layout().tmp_dir()).map_err(|e| {
-        DriverError::request(
-            "buildit::share::failed",
-            format!("cannot write a temporary file: {e}"),
-            "check the store's tmp directory",
-        )
-    })?;
     let json = serde_json::to_vec_pretty(&record).map_err(|e| {
         DriverError::request("buildit::share::failed", e.to_string(), "report this")
     })?;
-    std::fs::write(tmp.path(), json).map_err(|e| {
-        DriverError::request(
-            "buildit::share::failed",
-            format!("cannot write {}: {e}", tmp.path().display()),
-            "check the store's tmp directory",
-        )
-    })?;
-    files.push(("container.json".into(), tmp.path().to_path_buf()));
-    let id = &s.id;
-    transport::check_key(&format!("containers/{id}")).map_err(share_error)?;
-    sharing.push_files(&format!("containers/{id}"), &files)?;
+    let key = outputs.first().map_or_else(
+        || spec_path.hash_part().to_string(),
+        |o| o.hash_part().to_string(),
+    );
+    sharing.push_container(&s.id, &key, &json, &files)?;
     for t in sharing.push_targets() {
         on(SharedEvent::Note(format!(
             "Uploading container spec and image(s) to '{}' [OK]",
