@@ -379,6 +379,17 @@ mod tests {
         assert!(seen.is_empty());
     }
 
+    /// Without a store (the default `EvalIo`), fetching is refused with the store's code.
+    #[test]
+    fn no_store_no_fetch() {
+        let mut ev = Evaluator::new(Box::new(crate::io::PureIo::default()));
+        let e = ev
+            .eval_str(r#"builtins.fetchTarball { url = "http://x/a.tar.gz"; sha256 = ""; }"#)
+            .expect_err("no store");
+        assert_eq!(e.kind(), crate::ErrorKind::Store, "{e:?}");
+        assert!(e.message().contains("needs a store"), "{e:?}");
+    }
+
     #[test]
     fn git_result_attributes() {
         let (out, seen) = eval(
