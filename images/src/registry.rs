@@ -35,6 +35,9 @@ pub const EMPTY_JSON: &[u8] = b"{}";
 pub const EMPTY_DIGEST: &str =
     "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 
+/// How many times a read answered with a transient server error is sent again.
+const READ_RETRIES: usize = 4;
+
 /// The largest answer read whole into memory (manifests, token and tag-list answers).
 const SMALL_BODY_LIMIT: u64 = 4 << 20;
 
@@ -292,6 +295,32 @@ impl Client {
         }
     }
 
+    /// [`Client::send`] for a read (`GET`, `HEAD`), sent again after a short pause when the
+    /// registry answers 500, 502, 503 or 504: registries have transient failures (the
+    /// filesystem storage of docker-registry answers 500 to a read of a tag being written).
+    pub fn send_read(
+        &self,
+        mk: &dyn Fn(&HttpClient) -> RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        let mut pause = Duration::from_millis(50);
+        for _ in 0..READ_RETRIES {
+            let r = self.send(mk)?;
+            let transient = matches!(
+                r.status(),
+                StatusCode::INTERNAL_SERVER_ERROR
+                    | StatusCode::BAD_GATEWAY
+                    | StatusCode::SERVICE_UNAVAILABLE
+                    | StatusCode::GATEWAY_TIMEOUT
+            );
+            if !transient {
+                return Ok(r);
+            }
+            std::thread::sleep(pause);
+            pause *= 2;
+        }
+        self.send(mk)
+    }
+
     fn authenticate(&self, challenge: &str) -> Result<(), RegistryError> {
         let (scheme, params) = parse_challenge(challenge);
         match scheme.to_ascii_lowercase().as_str() {
@@ -369,7 +398,7 @@ impl Client {
     /// Whether the repository has the blob `digest`.
     pub fn head_blob(&self, digest: &str) -> Result<bool, RegistryError> {
         let url = self.url(&format!("/v2/{}/blobs/{digest}", self.repo))?;
-        let r = self.send(&|c| c.head(url.clone()))?;
+        let r = self.send_read(&|c| c.head(url.clone()))?;
         match r.status() {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -381,7 +410,7 @@ impl Client {
     /// caller bounds and verifies what it reads.
     pub fn get_blob(&self, digest: &str) -> Result<Option<Response>, RegistryError> {
         let url = self.url(&format!("/v2/{}/blobs/{digest}", self.repo))?;
-        let r = self.send(&|c| c.get(url.clone()))?;
+        let r = self.send_read(&|c| c.get(url.clone()))?;
         match r.status() {
             s if s.is_success() => Ok(Some(r)),
             StatusCode::NOT_FOUND => Ok(None),
@@ -535,7 +564,7 @@ impl Client {
     /// Whether the manifest `reference` exists (`HEAD`, no body).
     pub fn head_manifest(&self, reference: &str, accept: &str) -> Result<bool, RegistryError> {
         let url = self.url(&format!("/v2/{}/manifests/{reference}", self.repo))?;
-        let r = self.send(&|c| c.head(url.clone()).header("Accept", accept.to_string()))?;
+        let r = self.send_read(&|c| c.head(url.clone()).header("Accept", accept.to_string()))?;
         match r.status() {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -551,7 +580,7 @@ impl Client {
         limit: u64,
     ) -> Result<Option<Vec<u8>>, RegistryError> {
         let url = self.url(&format!("/v2/{}/manifests/{reference}", self.repo))?;
-        let r = self.send(&|c| c.get(url.clone()).header("Accept", accept.to_string()))?;
+        let r = self.send_read(&|c| c.get(url.clone()).header("Accept", accept.to_string()))?;
         match r.status() {
             s if s.is_success() => {
                 let what = format!("GET {url}");
@@ -570,7 +599,7 @@ impl Client {
         let mut out: Vec<String> = Vec::new();
         let mut next = Some(self.url(&format!("/v2/{}/tags/list?n=1000", self.repo))?);
         while let Some(url) = next.take() {
-            let r = self.send(&|c| c.get(url.clone()))?;
+            let r = self.send_read(&|c| c.get(url.clone()))?;
             match r.status() {
                 s if s.is_success() => {}
                 StatusCode::NOT_FOUND => return Ok(out),

@@ -375,6 +375,9 @@ pub struct SshFixture {
     pub port: u16,
     /// The client's private key (ed25519, no passphrase).
     pub identity_path: PathBuf,
+    /// A second authorized key, for a trial that counts its own connections
+    /// ([`SshFixture::accepted_connections`]) while other trials use the first.
+    pub second_identity_path: PathBuf,
     /// A known-hosts file with the server's host key for `[127.0.0.1]:PORT`.
     pub known_hosts_path: PathBuf,
     /// A directory the account can write, for repositories.
@@ -399,12 +402,25 @@ impl SshFixture {
         ]
     }
 
-    /// How many connections sshd accepted so far.
-    pub fn accepted_connections(&self) -> usize {
-        read_whole(&self.log)
+    /// How many connections sshd accepted so far with the key `identity` (a private key
+    /// file of the fixture: sshd logs the key's fingerprint with each login).
+    pub fn accepted_connections(&self, identity: &Path) -> Result<usize, String> {
+        let line = run(Command::new(tool_path("ssh-keygen")).args([
+            "-l",
+            "-E",
+            "sha256",
+            "-f",
+            &format!("{}.pub", identity.display()),
+        ]))?;
+        let fingerprint = line
+            .split_whitespace()
+            .nth(1)
+            .ok_or_else(|| format!("ssh-keygen -l: {line}"))?
+            .to_string();
+        Ok(read_whole(&self.log)
             .lines()
-            .filter(|l| l.contains("Accepted publickey"))
-            .count()
+            .filter(|l| l.contains("Accepted publickey") && l.contains(&fingerprint))
+            .count())
     }
 }
 
@@ -436,9 +452,11 @@ fn start_sshd() -> Result<SshFixture, String> {
     std::fs::create_dir_all(&repos).map_err(|e| e.to_string())?;
     let host_key = dir.join("host_key");
     let identity = dir.join("id_ed25519");
+    let second = dir.join("id2_ed25519");
     for (key, comment) in [
         (&host_key, "buildit test host"),
         (&identity, "buildit test client"),
+        (&second, "buildit test client 2"),
     ] {
         if !key.exists() {
             run(Command::new(tool_path("ssh-keygen")).args([
@@ -461,7 +479,11 @@ fn start_sshd() -> Result<SshFixture, String> {
             .map_err(|e| format!("{}: {e}", p.display()))
     };
     let authorized = dir.join("authorized_keys");
-    std::fs::write(&authorized, format!("{}\n", pub_of(&identity)?)).map_err(|e| e.to_string())?;
+    std::fs::write(
+        &authorized,
+        format!("{}\n{}\n", pub_of(&identity)?, pub_of(&second)?),
+    )
+    .map_err(|e| e.to_string())?;
     if crate::is_root_user() {
         // sshd's privilege separation directory (what the package's tmpfiles entry makes)
         std::fs::create_dir_all("/run/sshd").map_err(|e| format!("/run/sshd: {e}"))?;
@@ -510,6 +532,7 @@ fn start_sshd() -> Result<SshFixture, String> {
                     user,
                     port,
                     identity_path: identity,
+                    second_identity_path: second,
                     known_hosts_path: known,
                     dir: repos,
                     home,
