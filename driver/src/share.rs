@@ -106,7 +106,8 @@ fn transport_options(
         ssh_options: std::env::var(SSH_OPTIONS_ENV)
             .map(|v| v.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default(),
-        ..TransportOptions::default()
+        // a registry on this machine may speak plain HTTP, as Docker allows for localhost
+        insecure_loopback: true,
     }
 }
 
