@@ -330,7 +330,7 @@ fn build_fixture() -> Result<Built, Failed> {
 }
 
 /// Remove a work tree of an earlier run (store objects are read-only), ignoring failures.
-fn remove_tree(p: &Path) {
+pub(crate) fn remove_tree(p: &Path) {
     let _ = buildit_store::archive::remove_tree(p);
 }
 
@@ -930,7 +930,7 @@ fn compiled_same_image() -> R {
     Ok(())
 }
 
-fn copy_tree(src: &Path, dst: &Path) -> Result<(), Failed> {
+pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<(), Failed> {
     std::fs::create_dir_all(dst)?;
     for e in std::fs::read_dir(src)?.flatten() {
         let p = e.path();
