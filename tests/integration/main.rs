@@ -33,9 +33,11 @@ mod nixlang;
 mod pkgs;
 mod repl;
 mod sandbox;
-mod servers;
-mod share_transport;
 mod seed;
+mod servers;
+mod share_e2e;
+mod share_transport;
+mod sharing_sets;
 mod store;
 mod typecheck;
 mod user;
@@ -181,8 +183,10 @@ fn main() {
     trials.extend(escape_store::trials());
     trials.extend(pkgs::trials());
     trials.extend(user::trials());
-    trials.extend(share_transport::trials());
     trials.extend(seed::trials());
+    trials.extend(share_transport::trials());
+    trials.extend(share_e2e::trials());
+    trials.extend(sharing_sets::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 
@@ -217,10 +221,10 @@ fn package_of(tool: &str) -> &str {
         "busybox" => "busybox-static",
         "nsenter" | "unshare" | "setpriv" => "util-linux",
         "nix-instantiate" => "nix-bin",
+        "actool" => "appc-spec",
         "sshd" => "openssh-server",
         "ssh" | "ssh-keygen" => "openssh-client",
         "nginx" => "nginx-light",
-        "actool" => "appc-spec",
         t => t,
     }
 }
