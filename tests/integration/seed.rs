@@ -162,8 +162,20 @@ fn pkg_yaml_as_written() -> R {
     Ok(())
 }
 
-/// Every entry of a tar stream: name → (type byte, link target, SELinux label).
-fn tar_entries(r: impl Read) -> Result<Vec<(String, u8, String, Option<String>)>, Failed> {
+/// One entry of a tar stream.
+#[derive(Debug)]
+struct TarEntry {
+    name: String,
+    /// The tar type byte.
+    kind: u8,
+    /// A link's target (empty for other entries).
+    link: String,
+    /// The `security.selinux` PAX record.
+    label: Option<String>,
+}
+
+/// Every entry of a tar stream, in order.
+fn tar_entries(r: impl Read) -> Result<Vec<TarEntry>, Failed> {
     let mut out = Vec::new();
     let mut ar = tar::Archive::new(r);
     for e in ar.entries()? {
@@ -185,7 +197,12 @@ fn tar_entries(r: impl Read) -> Result<Vec<(String, u8, String, Option<String>)>
                 }
             }
         }
-        out.push((name, kind, link, label));
+        out.push(TarEntry {
+            name,
+            kind,
+            link,
+            label,
+        });
     }
     Ok(out)
 }
@@ -227,8 +244,8 @@ fn oci_labels(layout: &Path) -> Result<BTreeMap<String, Option<String>>, Failed>
         let d = l["digest"].as_str().ok_or("no digest")?;
         let mt = l["mediaType"].as_str().ok_or("no media type")?;
         let r = buildit_images::oci::decompress(&blob(d), mt)?;
-        for (name, _, _, label) in tar_entries(r)? {
-            out.insert(name, label);
+        for e in tar_entries(r)? {
+            out.insert(e.name, e.label);
         }
     }
     Ok(out)
@@ -290,29 +307,29 @@ fn container_yaml_aci() -> R {
     }
     // one tree: every path once
     let mut seen = BTreeSet::new();
-    for (name, ..) in &entries {
-        if !seen.insert(name.clone()) {
-            return Err(format!("{name} is twice in the ACI").into());
+    for e in &entries {
+        if !seen.insert(e.name.clone()) {
+            return Err(format!("{} is twice in the ACI", e.name).into());
         }
     }
-    let find = |n: &str| entries.iter().find(|e| e.0 == n);
+    let find = |n: &str| entries.iter().find(|e| e.name == n);
     let symlink = tar::EntryType::Symlink.as_byte();
     let regular = tar::EntryType::Regular.as_byte();
     // /sbin/nginx → usr/sbin/nginx → the package's sbin/nginx, a file of the rootfs
-    if find("rootfs/sbin").map(|e| (e.1, e.2.as_str())) != Some((symlink, "usr/sbin")) {
+    if find("rootfs/sbin").map(|e| (e.kind, e.link.as_str())) != Some((symlink, "usr/sbin")) {
         return Err(format!("rootfs/sbin: {:?}", find("rootfs/sbin")).into());
     }
     let target = find("rootfs/usr/sbin/nginx")
-        .filter(|e| e.1 == symlink)
-        .map(|e| e.2.clone())
+        .filter(|e| e.kind == symlink)
+        .map(|e| e.link.clone())
         .ok_or("rootfs/usr/sbin/nginx is not the profile's link")?;
     let program = find(&format!("rootfs{target}")).ok_or("the link's target is missing")?;
-    if program.1 != regular || !target.ends_with("-nginx-1.22.1/sbin/nginx") {
+    if program.kind != regular || !target.ends_with("-nginx-1.22.1/sbin/nginx") {
         return Err(format!("/usr/sbin/nginx → {target}: {program:?}").into());
     }
     // the reference policy's labels: the package's files as installed under /usr, the
     // image's own files at their paths
-    let label = |n: &str| find(n).and_then(|e| e.3.clone());
+    let label = |n: &str| find(n).and_then(|e| e.label.clone());
     let want = [
         (format!("rootfs{target}"), Some(EXEC_T)),
         ("rootfs/etc/nginx".to_string(), Some(CONFIG_T)),
