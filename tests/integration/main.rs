@@ -12,6 +12,8 @@
 //!   `target/nix-lang-tests/`; `scripts/test` does under CI): at least 95% must agree with Nix.
 //! - `repl/*.txt`: REPL transcripts (`> ` input lines, `. ` continuation lines, then output).
 //! - `cli/*.cmd` + `.expected`: the real `buildit` binary's stdout, stderr and exit status.
+//! - `config/fail/*.yaml` (`# expect: CODE`, `.err`) and `config/ok/*.yaml` (`.out`, `.json`):
+//!   configuration files through `buildit config show` (`config.rs`).
 //! - Robustness: deep recursion, deep nesting and garbage bytes through the real binary.
 //!
 //! Every corpus has a `corpus::<dir>` trial that fails when its directory is missing or holds
@@ -19,6 +21,7 @@
 //! with the reason where they are missing, but under CI it fails naming what is missing.
 
 mod cli;
+mod config;
 mod conventions;
 mod debian;
 mod docs;
@@ -168,6 +171,7 @@ fn main() {
     trials.extend(nixlang::trials());
     trials.extend(repl::trials());
     trials.extend(cli::trials());
+    trials.extend(config::trials());
     trials.extend(conventions::trials());
     trials.extend(debian::trials());
     trials.extend(docs::trials());
