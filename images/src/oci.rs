@@ -11,7 +11,8 @@
 //!   each layer uncompressed as `<diff_id hex>.tar` (what `docker load` and
 //!   `skopeo copy docker-archive:` read).
 //! - `aci`: `image.aci`, a tar with `manifest` (the spec's template rendered, or a manifest
-//!   derived from the config) and `rootfs/` (all layers flattened).
+//!   derived from the config) and `rootfs/`: the layers applied in order as a runtime applies
+//!   them (see [`crate::flatten`]), SELinux labels kept.
 //!
 //! Every format also gets `sbom.spdx.json` (SPDX 2.3, see [`crate::sbom`]) in the output
 //! directory, beside the layout or the archive; OCI tools never see it.
