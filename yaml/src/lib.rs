@@ -1,6 +1,8 @@
-//! `buildit-yaml`, the YAML front end: `pkg.yaml`, `container.yaml` and `.buildit-config.yaml` are parsed with
-//! spans ([`tree`]) and lowered to `.bld` source, which is then type-checked and evaluated like
-//! any other program. Nothing is hidden: `buildit compile DIR` prints the generated text.
+//! `buildit-yaml`, the YAML front end: `pkg.yaml` and `container.yaml` are parsed with spans
+//! ([`tree`]) and lowered to `.bld` source, which is then type-checked and evaluated like any
+//! other program. Nothing is hidden: `buildit compile DIR` prints the generated text. The
+//! configuration files (`.buildit-config.yaml`) are read with the same spans into typed
+//! values ([`config`]).
 
 pub mod check;
 pub mod config;
