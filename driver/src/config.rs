@@ -460,7 +460,7 @@ fn read_config_file(path: &Path) -> Result<String, DriverError> {
             "check the file's permissions (docs/config.md lists the files buildit reads)",
         )
     };
-    let f = std::fs::File::open(path).map_err(unreadable)?;
+    let f = open_nonblocking(path).map_err(unreadable)?;
     let meta = f.metadata().map_err(unreadable)?;
     if !meta.is_file() {
         return Err(DriverError::request(
@@ -523,6 +523,16 @@ fn read_config_file(path: &Path) -> Result<String, DriverError> {
             "write configuration files as UTF-8 YAML",
         )
     })
+}
+
+/// Open `path` for reading without waiting: a FIFO put where a configuration or key file is
+/// expected opens at once (and is then refused as not a regular file) instead of blocking.
+fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
 }
 
 /// Merges files one after the other (farthest first).
@@ -698,7 +708,10 @@ fn add_keys(to: &mut Vec<Sourced<KeySource>>, keys: Vec<Sourced<KeySource>>) {
 
 /// The text of a key file, trimmed: at most [`MAX_KEY_FILE_BYTES`], UTF-8, one line.
 fn read_key_file(path: &Path) -> Result<String, String> {
-    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let f = open_nonblocking(path).map_err(|e| e.to_string())?;
+    if !f.metadata().map_err(|e| e.to_string())?.is_file() {
+        return Err("it is not a regular file".into());
+    }
     let mut bytes = Vec::new();
     f.take(MAX_KEY_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -935,6 +948,19 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let e = load_with(&p, Some(t), &CliConfig::default(), None).expect_err("o+w");
         assert_eq!(e.diagnostics().1[0].code, "buildit::config::unsafe-file");
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_waiting() {
+        let t = tmp();
+        let t = t.path();
+        let mut p = paths(t);
+        let fifo = t.join("fifo.yaml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .unwrap_or_else(|e| panic!("{e}"));
+        p.explicit = Some(fifo);
+        let e = load_with(&p, Some(t), &CliConfig::default(), None).expect_err("a fifo");
+        assert_eq!(e.diagnostics().1[0].code, "buildit::config::unreadable");
     }
 
     #[test]
