@@ -375,5 +375,9 @@ fn container_yaml_aci() -> R {
     if let Some((n, l)) = plain.iter().find(|(_, l)| l.is_some()) {
         return Err(format!("the example's image labels {n}: {l:?}").into());
     }
+    eprintln!(
+        "seed: the ACI, the OCI variant and the checks in {:.1} s after the fixture",
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }
