@@ -324,6 +324,46 @@ fn discover_bad_option() -> Result<(), Failed> {
     Ok(())
 }
 
+/// `v` without its origins and its list of files.
+fn values_only(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => serde_json::Value::Object(
+            m.iter()
+                .filter(|(k, _)| k.as_str() != "from" && k.as_str() != "files")
+                .map(|(k, v)| (k.clone(), values_only(v)))
+                .collect(),
+        ),
+        serde_json::Value::Array(a) => a.iter().map(values_only).collect(),
+        other => other.clone(),
+    }
+}
+
+/// What `config show` prints is a configuration file that means the same.
+fn show_reads_back() -> Result<(), Failed> {
+    let t = tempfile::tempdir().map_err(|e| e.to_string())?;
+    for name in ["full", "seed-flat"] {
+        let f = data("config/ok").join(format!("{name}.yaml"));
+        let shown = show(Some(&f), t.path(), &[], &data("config"))?;
+        let again = t.path().join(format!("{name}.yaml"));
+        std::fs::write(&again, &shown.stdout).map_err(|e| e.to_string())?;
+        let mut json = Vec::new();
+        for file in [&f, &again] {
+            let o = show(Some(file), t.path(), &["--json"], &data("config"))?;
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+                .map_err(|e| format!("{}: {e}: {}", file.display(), text(&o.stderr)))?;
+            json.push(values_only(&v));
+        }
+        if json[0] != json[1] {
+            return Err(format!(
+                "{name}: the shown configuration reads back differently:\n{:#}\n{:#}",
+                json[0], json[1]
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
 pub fn trials() -> Vec<Trial> {
     let (fails, fail_guard) = crate::corpus("config/fail", "yaml", 15);
     let (oks, ok_guard) = crate::corpus("config/ok", "yaml", 4);
@@ -332,6 +372,7 @@ pub fn trials() -> Vec<Trial> {
     v.extend(oks.into_iter().map(ok_trial));
     v.push(Trial::test("config::merge-order", merge_order));
     v.push(Trial::test("config::seed-both-ways", seed_both_ways));
+    v.push(Trial::test("config::show-reads-back", show_reads_back));
     v.push(Trial::test("config::huge-file", huge_file));
     v.push(Trial::test(
         "config::writable-by-others",

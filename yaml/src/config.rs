@@ -309,6 +309,8 @@ pub fn read_config(r: &mut Reader, root: &Node) -> ConfigFile {
             "mirrors" => c.mirrors = read_mirrors(r, v),
             "trusted-keys" => c.trusted_keys = read_keys(r, v, key),
             "revoked-keys" => c.revoked_keys = read_keys(r, v, key),
+            // `signing-key: null` is no key, as `config show` prints it
+            "signing-key" if v.is_null() => c.signing_key = None,
             "signing-key" => c.signing_key = read_text(r, v, key),
             "discover" => c.discover = Some(read_discover(r, v)),
             "substitute" => {
@@ -1077,6 +1079,14 @@ mod tests {
         assert_eq!(c.discover.as_ref().map(Vec::len), Some(2));
         assert_eq!(c.substitute.map(|s| s.value), Some(false));
         assert_eq!(c.timeout.map(|s| s.value), Some(5));
+        assert_eq!(
+            parse("signing-key: null\n").map(|c| c.signing_key),
+            Ok(None)
+        );
+        assert_eq!(
+            codes("signing-key: [a]\n"),
+            ["buildit::config::expected-string"]
+        );
         assert_eq!(
             codes("mirrors:\n  debian: ftp://x\n"),
             ["buildit::config::bad-mirror"]
