@@ -240,6 +240,28 @@ impl LoadedConfig {
         self.repositories.iter().find(|r| r.name == name)
     }
 
+    /// A repository named by a command's argument (`buildit copy --to URL`, `buildit sign …
+    /// URL`): a configured repository's name, else a location; options (`,push=…`) belong to
+    /// `--discover` only.
+    pub fn target(&self, text: &str) -> Result<DiscoverTarget, DriverError> {
+        let bad = |why: String| {
+            DriverError::request(
+                "buildit::config::bad-target",
+                format!("`{text}` names no repository: {why}"),
+                format!(
+                    "give a configured repository's name or a location; {}",
+                    schema::LOCATION_FORMS
+                ),
+            )
+        };
+        if text.contains(',') {
+            return Err(bad("options after a comma are for --discover only".into()));
+        }
+        parse_discover(text, &self.repositories)
+            .map(|d| d.target)
+            .map_err(bad)
+    }
+
     /// How long a repository may take to answer.
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout.value)
@@ -1003,5 +1025,27 @@ mod tests {
         assert!(parse_discover("127.0.0.1:8080/r", &repos).is_ok());
         assert!(parse_discover("file:///srv/repo", &repos).is_ok());
         assert!(parse_discover("h.example/../x", &repos).is_err());
+        let cfg = LoadedConfig {
+            files: Vec::new(),
+            repositories: repos.to_vec(),
+            mirrors: BTreeMap::new(),
+            trusted_keys: Vec::new(),
+            revoked_keys: Vec::new(),
+            signing_key: None,
+            discover: Vec::new(),
+            substitute: Sourced::new(true, Origin::Default),
+            timeout: Sourced::new(DEFAULT_TIMEOUT_SECS, Origin::Default),
+        };
+        assert_eq!(
+            cfg.target("mysuperbinhost").ok(),
+            Some(DiscoverTarget::Repository("mysuperbinhost".into()))
+        );
+        assert!(matches!(
+            cfg.target("file:///srv/repo"),
+            Ok(DiscoverTarget::Location(Location::File(_)))
+        ));
+        let e = cfg.target("h.example/x,push=True").expect_err("options");
+        assert_eq!(e.diagnostics().1[0].code, "buildit::config::bad-target");
+        assert!(cfg.target("nosuch").is_err());
     }
 }
