@@ -146,10 +146,7 @@ fn make_env() -> Result<Env, Failed> {
 
 /// `buildit nginx-prod/ --discover=…,push=True` (the seed's command) in `store`.
 fn seed_command(e: &Env, spec: &Path, store: &Path, extra: &[&str]) -> Result<Output, Failed> {
-    let discover = format!(
-        "--discover={},push=True",
-        e.https_url.trim_start_matches("https://")
-    );
+    let discover = format!("--discover={},push=True", e.https_url);
     run(buildit(e)
         .arg(format!("{}/", spec.display()))
         .arg(discover)
