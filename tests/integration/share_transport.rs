@@ -49,6 +49,11 @@ pub fn trials() -> Vec<Trial> {
         ),
         trial("ssh::hostile_path_stays_text", SSH_TOOLS, ssh_hostile_path),
         trial("ssh::hanging_server_times_out", SSH_TOOLS, ssh_hang),
+        trial(
+            "ssh::stalled_or_trickling_remote_times_out",
+            SSH_TOOLS,
+            ssh_trickle,
+        ),
         trial("oci::round_trip", REGISTRY_TOOLS, oci_round_trip),
         trial("oci::atomic_put", REGISTRY_TOOLS, oci_atomic),
         trial("oci::concurrent_gets", REGISTRY_TOOLS, oci_concurrent),
@@ -674,6 +679,82 @@ fn ssh_hang() -> R {
         &o,
     )?;
     times_out(bound, || t.get("x.info", 100))
+}
+
+/// A remote `cat` that gets no byte (a FIFO nobody writes) or a trickle (ten bytes every
+/// 200 ms, under 1 KiB per window of the timeout) is a timeout within a few times the bound.
+fn ssh_trickle() -> R {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = servers::ssh_server()?;
+    let d = f.dir.join("ssh-trickle");
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("objects"))?;
+    for name in ["stalled", "trickle"] {
+        let st = std::process::Command::new("mkfifo")
+            .arg(d.join("objects").join(name))
+            .status()?;
+        if !st.success() {
+            return Err(format!("mkfifo: {st}").into());
+        }
+    }
+    let bound = Duration::from_secs(4);
+    let o = TransportOptions {
+        timeout: bound,
+        ..ssh_opts(f)
+    };
+    let loc = format!("ssh://{}@127.0.0.1:{}{}", f.user, f.port, d.display());
+    let t = open(&loc, &o)?;
+    // a first request sets up the connection (again if a loaded machine made it time out),
+    // so that the bound below is the command's own
+    let mut warm = Err(ShareError::BadKey { key: String::new() });
+    for _ in 0..3 {
+        warm = t.exists("objects/absent");
+        if warm.is_ok() {
+            break;
+        }
+    }
+    if warm? {
+        return Err("objects/absent exists".into());
+    }
+    let stalled = times_out(bound, || t.get("objects/stalled", 1 << 20));
+    // the remote `cat` still waits for a writer: open and close one so that it ends
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(d.join("objects/stalled"));
+    stalled?;
+    let fifo = d.join("objects/trickle");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            // a non-blocking open fails until the remote `cat` opens the other end
+            let deadline = Instant::now() + Duration::from_secs(40);
+            let mut w = loop {
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(&fifo)
+                {
+                    Ok(w) => break w,
+                    Err(_) if Instant::now() < deadline && !stop.load(Ordering::SeqCst) => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    Err(_) => return,
+                }
+            };
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                if std::io::Write::write_all(&mut w, b"0123456789").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let r = times_out(bound, || t.get("objects/trickle", 1 << 20));
+    stop.store(true, Ordering::SeqCst);
+    writer.join().map_err(|_| "the trickling writer panicked")?;
+    r
 }
 
 // ---------------------------------------------------------------------------------------

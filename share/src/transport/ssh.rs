@@ -23,15 +23,21 @@
 //! the transport owns (mode 0700, removed with it after `ssh -O exit`) and a short
 //! `ControlPersist`, so hundreds of small requests share one handshake. The first request
 //! runs alone so that it, not a crowd of racing clients, becomes the master. `BatchMode=yes`
-//! (never a prompt), `ConnectTimeout` from the options, and a watchdog per child: a child
-//! that moves no byte for the timeout is killed and the operation is [`ShareError::Timeout`].
+//! (never a prompt), `ConnectTimeout` from the options, and a stall rule per child: a child
+//! that moves no byte for the timeout, or less than 1 KiB in a window of the timeout (a
+//! trickle), is killed and the operation is [`ShareError::Timeout`]. The child's pipes are
+//! served with `poll` from the calling thread, never by a blocking read: the shared master
+//! holds them too (ssh passes a client's standard streams to the master), so a remote
+//! command that hangs keeps them open after the child is gone.
 
 use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::{check_key, check_prefix, Transport, TransportOptions};
 use crate::ShareError;
@@ -46,6 +52,8 @@ const CONTROL_PERSIST_SECONDS: u64 = 30;
 const SMALL_OUTPUT: u64 = 1 << 20;
 /// The most output a listing may produce.
 const LIST_OUTPUT: u64 = 64 << 20;
+/// The fewest bytes that must move in each window of the timeout while a child runs.
+const MIN_PROGRESS: u64 = 1024;
 /// The most of a child's stderr kept for an error message.
 const STDERR_KEPT: usize = 4096;
 
@@ -125,32 +133,73 @@ struct Outcome {
     stderr: String,
 }
 
-/// The bookkeeping a watchdog shares with the thread running a child.
-struct Watch {
-    start: Instant,
-    /// Milliseconds after `start` of the last byte moved.
-    last: AtomicU64,
-    timed_out: AtomicBool,
-    done: Mutex<bool>,
-    wake: Condvar,
+/// How much a child moved and when: the stall rules of the module documentation.
+struct Progress {
+    timeout: Duration,
+    last: Instant,
+    window_start: Instant,
+    window_bytes: u64,
+    moved: u64,
 }
 
-impl Watch {
-    fn touch(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(ms, Ordering::Relaxed);
-    }
-
-    fn idle(&self) -> Duration {
-        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
-        self.start.elapsed().saturating_sub(last)
-    }
-
-    fn finish(&self) {
-        if let Ok(mut d) = self.done.lock() {
-            *d = true;
+impl Progress {
+    fn new(timeout: Duration) -> Progress {
+        let now = Instant::now();
+        Progress {
+            timeout,
+            last: now,
+            window_start: now,
+            window_bytes: 0,
+            moved: 0,
         }
-        self.wake.notify_all();
+    }
+
+    fn moved(&mut self, n: usize) {
+        if n > 0 {
+            self.moved += n as u64;
+            self.last = Instant::now();
+        }
+    }
+
+    /// Whether the child stalled: no byte for the timeout, or fewer than [`MIN_PROGRESS`]
+    /// bytes in the last window of the timeout.
+    fn stalled(&mut self) -> bool {
+        if self.last.elapsed() >= self.timeout {
+            return true;
+        }
+        if self.window_start.elapsed() >= self.timeout {
+            if self.moved - self.window_bytes < MIN_PROGRESS {
+                return true;
+            }
+            self.window_start = Instant::now();
+            self.window_bytes = self.moved;
+        }
+        false
+    }
+}
+
+/// Put a pipe in non-blocking mode.
+fn nonblocking(fd: &impl AsRawFd) -> std::io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags)).map_err(std::io::Error::from)?;
+    Ok(())
+}
+
+/// Read what a non-blocking pipe has: `Ok(None)` at its end, `Ok(Some(n))` for `n` bytes
+/// (0: nothing now).
+fn read_some(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+    match r.read(buf) {
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(n)),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::WouldBlock
+                || e.kind() == std::io::ErrorKind::Interrupted =>
+        {
+            Ok(Some(0))
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -328,132 +377,171 @@ impl SshTransport {
                 "cannot run ssh (is openssh-client installed?): {e}"
             ))
         })?;
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let child = Arc::new(Mutex::new(child));
-        let watch = Arc::new(Watch {
-            start: Instant::now(),
-            last: AtomicU64::new(0),
-            timed_out: AtomicBool::new(false),
-            done: Mutex::new(false),
-            wake: Condvar::new(),
-        });
-        let watchdog = {
-            let watch = Arc::clone(&watch);
-            let child = Arc::clone(&child);
-            let timeout = self.opts.timeout;
-            std::thread::spawn(move || watchdog(&watch, &child, timeout))
+        let result = self.exchange(&mut child, body, sink);
+        if result.is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        result
+    }
+
+    /// Feed the body to the child, drain its stdout into the sink and its stderr, and reap
+    /// it, all from this thread with `poll`: with connection sharing the master holds the
+    /// child's pipes, so neither the child's end nor a kill of it is awaited blindly.
+    fn exchange(
+        &self,
+        child: &mut Child,
+        mut body: Option<&mut dyn Read>,
+        sink: Sink<'_>,
+    ) -> Result<Outcome, ShareError> {
+        let io = |what: &str, e: std::io::Error| self.transport_error(format!("{what}: {e}"));
+        let mut stdin = child.stdin.take();
+        let mut stdout = child.stdout.take();
+        let mut stderr = child.stderr.take();
+        for fd in [
+            stdin.as_ref().map(|f| f.as_raw_fd()),
+            stdout.as_ref().map(|f| f.as_raw_fd()),
+            stderr.as_ref().map(|f| f.as_raw_fd()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            nonblocking(&fd).map_err(|e| io("ssh's pipes", e))?;
+        }
+        let (limit, mut file) = match sink {
+            Sink::Memory(limit) => (limit, None),
+            Sink::File(f, path, limit) => (limit, Some((f, path))),
         };
-        let errors = std::thread::spawn(move || {
-            let mut kept = Vec::new();
-            if let Some(mut e) = stderr {
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = e.read(&mut buf) {
-                    if n == 0 {
-                        break;
+        let mut progress = Progress::new(self.opts.timeout);
+        let mut pending: Vec<u8> = Vec::new();
+        let mut sent = 0usize;
+        let mut kept = Vec::new();
+        let mut errors = Vec::new();
+        let mut total: u64 = 0;
+        let mut too_large = false;
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            if stdin.is_some() && sent == pending.len() {
+                pending.clear();
+                sent = 0;
+                let n = match body.as_mut() {
+                    Some(src) => {
+                        pending.resize(64 << 10, 0);
+                        src.read(&mut pending).map_err(|source| ShareError::Io {
+                            path: "(the object to upload)".to_string(),
+                            source,
+                        })?
                     }
-                    let room = STDERR_KEPT.saturating_sub(kept.len());
-                    kept.extend_from_slice(&buf[..n.min(room)]);
+                    None => 0,
+                };
+                pending.truncate(n);
+                if n == 0 {
+                    // the whole body is sent: the remote side sees its end
+                    stdin = None;
                 }
             }
-            String::from_utf8_lossy(&kept).trim().to_string()
-        });
-        let result = self.exchange(stdin, body, stdout, sink, &watch, &child);
-        watch.finish();
-        let _ = watchdog.join();
-        let stderr = errors.join().unwrap_or_default();
-        if watch.timed_out.load(Ordering::Relaxed) {
-            return Err(self.timeout_error());
+            if stdin.is_none() && stdout.is_none() && stderr.is_none() {
+                break;
+            }
+            let ready = {
+                let mut fds = Vec::with_capacity(3);
+                if let Some(w) = &stdin {
+                    fds.push(PollFd::new(w.as_fd(), PollFlags::POLLOUT));
+                }
+                if let Some(r) = &stdout {
+                    fds.push(PollFd::new(r.as_fd(), PollFlags::POLLIN));
+                }
+                if let Some(r) = &stderr {
+                    fds.push(PollFd::new(r.as_fd(), PollFlags::POLLIN));
+                }
+                match poll(&mut fds, PollTimeout::from(100u16)) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Err(io("poll", e.into())),
+                }
+                fds.iter()
+                    .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                    .collect::<Vec<bool>>()
+            };
+            let mut i = 0;
+            if let Some(w) = &mut stdin {
+                if ready[i] {
+                    match w.write(&pending[sent..]) {
+                        Ok(n) => {
+                            sent += n;
+                            progress.moved(n);
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        // a remote side that stopped reading has failed: its status says why
+                        Err(_) => stdin = None,
+                    }
+                }
+                i += 1;
+            }
+            if let Some(r) = &mut stdout {
+                if ready[i] {
+                    match read_some(r, &mut buf).map_err(|e| io("reading from ssh", e))? {
+                        None => stdout = None,
+                        Some(n) => {
+                            progress.moved(n);
+                            total += n as u64;
+                            if total > limit {
+                                too_large = true;
+                                let _ = child.kill();
+                                break;
+                            }
+                            match &mut file {
+                                Some((f, path)) => {
+                                    f.write_all(&buf[..n]).map_err(|source| ShareError::Io {
+                                        path: path.display().to_string(),
+                                        source,
+                                    })?
+                                }
+                                None => kept.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                    }
+                }
+                i += 1;
+            }
+            if let Some(r) = &mut stderr {
+                if ready[i] {
+                    match read_some(r, &mut buf).map_err(|e| io("reading from ssh", e))? {
+                        None => stderr = None,
+                        Some(n) => {
+                            let room = STDERR_KEPT.saturating_sub(errors.len());
+                            errors.extend_from_slice(&buf[..n.min(room)]);
+                        }
+                    }
+                }
+            }
+            if progress.stalled() {
+                return Err(self.timeout_error());
+            }
         }
-        let (code, stdout, too_large) = result?;
+        drop((stdin, stdout, stderr));
+        // the child normally exits right after its output ends
+        let mut pause = Duration::from_millis(1);
+        let code = loop {
+            if let Some(status) = child.try_wait().map_err(|e| io("waiting for ssh", e))? {
+                break status.code();
+            }
+            if progress.stalled() {
+                return Err(self.timeout_error());
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+        };
+        let stderr = String::from_utf8_lossy(&errors).trim().to_string();
         // ssh's own ConnectTimeout (connecting, or a server that never sends its banner)
         if code == Some(255) && stderr.contains("timed out") {
             return Err(self.timeout_error());
         }
         Ok(Outcome {
             code,
-            stdout,
+            stdout: kept,
             too_large,
             stderr,
         })
-    }
-
-    /// Feed the body, drain stdout into the sink, and reap the child.
-    fn exchange(
-        &self,
-        stdin: Option<std::process::ChildStdin>,
-        body: Option<&mut dyn Read>,
-        stdout: Option<ChildStdout>,
-        sink: Sink<'_>,
-        watch: &Watch,
-        child: &Mutex<Child>,
-    ) -> Result<(Option<i32>, Vec<u8>, bool), ShareError> {
-        if let (Some(mut w), Some(src)) = (stdin, body) {
-            let mut buf = vec![0u8; 64 << 10];
-            loop {
-                let n = src.read(&mut buf).map_err(|source| ShareError::Io {
-                    path: "(the object to upload)".to_string(),
-                    source,
-                })?;
-                if n == 0 {
-                    break;
-                }
-                // a remote side that stopped reading has failed: its status says why
-                if w.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-                watch.touch();
-            }
-        }
-        let mut kept = Vec::new();
-        let mut too_large = false;
-        if let Some(mut out) = stdout {
-            let (limit, mut file) = match sink {
-                Sink::Memory(limit) => (limit, None),
-                Sink::File(f, path, limit) => (limit, Some((f, path))),
-            };
-            let mut total: u64 = 0;
-            let mut buf = vec![0u8; 64 << 10];
-            loop {
-                let n = match out.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(self.transport_error(format!("reading from ssh: {e}"))),
-                };
-                watch.touch();
-                total += n as u64;
-                if total > limit {
-                    too_large = true;
-                    if let Ok(mut c) = child.lock() {
-                        let _ = c.kill();
-                    }
-                    break;
-                }
-                match &mut file {
-                    Some((f, path)) => f.write_all(&buf[..n]).map_err(|source| ShareError::Io {
-                        path: path.display().to_string(),
-                        source,
-                    })?,
-                    None => kept.extend_from_slice(&buf[..n]),
-                }
-            }
-        }
-        // reap: the child normally exits right after closing its output
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let status = child
-                .lock()
-                .map_err(|_| self.transport_error("the ssh child's lock is poisoned"))?
-                .try_wait()
-                .map_err(|e| self.transport_error(format!("waiting for ssh: {e}")))?;
-            if let Some(s) = status {
-                return Ok((s.code(), kept, too_large));
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
     }
 
     /// An outcome that is neither success nor "absent" as an error.
@@ -536,30 +624,6 @@ impl SshTransport {
         keys.sort();
         keys.dedup();
         Ok(keys)
-    }
-}
-
-/// Kill `child` when no byte moved for `timeout`, until `watch` is finished.
-fn watchdog(watch: &Watch, child: &Mutex<Child>, timeout: Duration) {
-    let tick = Duration::from_millis(100).min(timeout);
-    let Ok(mut done) = watch.done.lock() else {
-        return;
-    };
-    loop {
-        if *done {
-            return;
-        }
-        if watch.idle() >= timeout {
-            watch.timed_out.store(true, Ordering::Relaxed);
-            if let Ok(mut c) = child.lock() {
-                let _ = c.kill();
-            }
-            return;
-        }
-        match watch.wake.wait_timeout(done, tick) {
-            Ok((d, _)) => done = d,
-            Err(_) => return,
-        }
     }
 }
 
