@@ -80,6 +80,10 @@ fn ttl_ms(d: Duration) -> i64 {
 fn open_conn(file: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(file)?;
     conn.busy_timeout(Duration::from_secs(2))?;
+    // A cache may lose its last answers in a crash (they are asked again): no fsync per
+    // answer, which would cost more than the lookups it saves.
+    let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    conn.execute_batch("PRAGMA synchronous=OFF;")?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version == 0 {
         conn.execute_batch(
