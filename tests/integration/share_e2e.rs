@@ -185,9 +185,7 @@ fn expect_lines(text: &str, lines: &[&str]) -> R {
     for want in lines {
         match text[at..].find(want) {
             Some(i) => at += i + want.len(),
-            None => {
-                return Err(format!("the transcript lacks {want:?} (in order):\n{text}").into())
-            }
+            None => return Err(format!("the transcript lacks {want:?} (in order):\n{text}").into()),
         }
     }
     Ok(())
@@ -306,10 +304,7 @@ fn sources_from_repository() -> R {
         .arg("--json"))?;
     let evs = events(&out);
     let built = evs.iter().filter(|v| v["event"] == "finished").count();
-    let fetched = evs
-        .iter()
-        .filter(|v| v["event"] == "substituted")
-        .count();
+    let fetched = evs.iter().filter(|v| v["event"] == "substituted").count();
     if built == 0 || fetched == 0 {
         return Err(format!(
             "expected builds and substituted downloads, got {built} builds and {fetched} substitutions"
@@ -405,7 +400,11 @@ fn copy_refuses_flipped_byte() -> R {
         .output()?;
     let err = stderr(&out);
     if out.status.code() != Some(1) || !err.contains("buildit::share::") {
-        return Err(format!("a flipped byte was not refused clearly ({}):\n{err}", out.status).into());
+        return Err(format!(
+            "a flipped byte was not refused clearly ({}):\n{err}",
+            out.status
+        )
+        .into());
     }
     let listed = Command::new(crate::buildit_bin())
         .args(["store", "path-info", "--store-root"])
