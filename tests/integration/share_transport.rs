@@ -153,6 +153,18 @@ fn check_all(r: &dyn Transport, objs: &[(String, Vec<u8>)], scratch: &Path, list
         if !r.get_to_file(k, &dest, len)? || std::fs::read(&dest)? != *data {
             return Err(format!("{name}: get_to_file({k}) differs").into());
         }
+        let stream = scratch.join(format!("stream.{i}"));
+        let mut streamed = Vec::new();
+        std::io::Read::read_to_end(
+            &mut r
+                .open_read(k, len, &stream)?
+                .ok_or_else(|| format!("{name}: open_read({k}) found nothing"))?,
+            &mut streamed,
+        )?;
+        let _ = std::fs::remove_file(&stream);
+        if streamed != *data {
+            return Err(format!("{name}: open_read({k}) differs").into());
+        }
         if len > 0 {
             match r.get(k, len - 1) {
                 Err(ShareError::TooLarge { limit, .. }) if limit == len - 1 => {}
@@ -183,6 +195,11 @@ fn check_all(r: &dyn Transport, objs: &[(String, Vec<u8>)], scratch: &Path, list
         }
         if r.exists(absent)? {
             return Err(format!("{name}: exists({absent}) is true").into());
+        }
+        if r.open_read(absent, 1 << 20, &scratch.join("absent-stream"))?
+            .is_some()
+        {
+            return Err(format!("{name}: open_read({absent}) found something").into());
         }
         let dest = scratch.join("absent");
         if r.get_to_file(absent, &dest, 1 << 20)? || dest.exists() {

@@ -7,7 +7,8 @@
 //! annotation), tagged with the key's tag ([`key_to_tag`]). `get` resolves the tag to the
 //! manifest (bounded, checked to be one of ours and to name this key), then streams the blob,
 //! refusing more bytes than the manifest says or than the caller's limit, and checks its sha256
-//! digest as it reads; `exists` is a `HEAD` of the manifest; `put` uploads the blob (skipped
+//! digest as it reads (`open_read` hands out that stream, whose end is an error unless the
+//! count and digest match); `exists` is a `HEAD` of the manifest; `put` uploads the blob (skipped
 //! when the registry has it), then `PUT`s the manifest under the tag: the tag appears only when
 //! the blob is complete, so uploads are atomic by construction; `list` is the tags list API.
 //!
@@ -356,6 +357,55 @@ impl OciTransport {
     }
 }
 
+/// A blob streamed from the registry: at most the manifest's size, and at its end the byte
+/// count and the sha256 digest are checked (a mismatch is an error instead of the end), so a
+/// caller that reads to the end has read exactly the object.
+struct BlobReader {
+    inner: std::io::Take<reqwest::blocking::Response>,
+    hasher: Sha256,
+    digest: String,
+    size: u64,
+    total: u64,
+    what: String,
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            if self.total != self.size {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "{}: {} bytes, the manifest says {} (truncated)",
+                        self.what, self.total, self.size
+                    ),
+                ));
+            }
+            let got = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
+            if got != self.digest {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: the bytes have the digest {got}", self.what),
+                ));
+            }
+            return Ok(0);
+        }
+        self.total += n as u64;
+        if self.total > self.size {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{}: more bytes than the manifest's {}",
+                    self.what, self.size
+                ),
+            ));
+        }
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 impl Transport for OciTransport {
     fn describe(&self) -> String {
         self.describe.clone()
@@ -396,6 +446,41 @@ impl Transport for OciTransport {
             let _ = std::fs::remove_file(dest);
         }
         answer
+    }
+
+    fn open_read(
+        &self,
+        key: &str,
+        limit: u64,
+        _scratch: &Path,
+    ) -> Result<Option<Box<dyn Read + Send>>, ShareError> {
+        let Some((digest, size)) = self.layer_of(key)? else {
+            return Ok(None);
+        };
+        if size > limit {
+            return Err(ShareError::TooLarge {
+                repo: self.describe.clone(),
+                key: key.to_string(),
+                limit,
+            });
+        }
+        let resp = self
+            .client
+            .get_blob(&digest)
+            .map_err(|e| self.err(e))?
+            .ok_or_else(|| {
+                self.bad(format!(
+                    "the manifest of {key} names the missing blob {digest}"
+                ))
+            })?;
+        Ok(Some(Box::new(BlobReader {
+            inner: resp.take(size.saturating_add(1)),
+            hasher: Sha256::new(),
+            what: format!("{}: reading {key} ({digest})", self.describe),
+            digest,
+            size,
+            total: 0,
+        })))
     }
 
     fn exists(&self, key: &str) -> Result<bool, ShareError> {
