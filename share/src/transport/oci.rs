@@ -115,12 +115,6 @@ pub struct OciTransport {
     timeout: Duration,
 }
 
-/// Where a blob being read goes.
-enum Sink<'a> {
-    Memory(Vec<u8>),
-    File(&'a mut std::fs::File, &'a Path),
-}
-
 impl OciTransport {
     /// A transport for the repository `repo` of `registry` (`HOST[:PORT]`), anonymous.
     pub fn new(
@@ -241,14 +235,9 @@ impl OciTransport {
         Ok(Some((digest.to_string(), size)))
     }
 
-    /// Stream the object of `key` into `sink`, at most `limit` bytes, checking its digest;
-    /// `None` when the repository does not have the key.
-    fn fetch<'a>(
-        &self,
-        key: &str,
-        limit: u64,
-        mut sink: Sink<'a>,
-    ) -> Result<Option<Sink<'a>>, ShareError> {
+    /// A reader of the object of `key`'s blob, at most `limit` bytes, checking its size and
+    /// digest as it goes ([`BlobReader`]); `None` when the repository does not have the key.
+    fn blob(&self, key: &str, limit: u64) -> Result<Option<BlobReader>, ShareError> {
         let Some((digest, size)) = self.layer_of(key)? else {
             return Ok(None);
         };
@@ -268,41 +257,39 @@ impl OciTransport {
                     "the manifest of {key} names the missing blob {digest}"
                 ))
             })?;
-        let what = format!("reading {key} ({digest})");
-        let mut body = resp.take(size.saturating_add(1));
-        let mut hasher = Sha256::new();
-        let mut total: u64 = 0;
+        Ok(Some(BlobReader {
+            inner: resp.take(size.saturating_add(1)),
+            hasher: Sha256::new(),
+            what: format!("reading {key} ({digest})"),
+            digest,
+            size,
+            total: 0,
+        }))
+    }
+
+    /// Copy a whole blob into `out`: a refused blob (size, digest) is [`OciTransport::bad`],
+    /// a failed read the registry's error (a timeout is [`ShareError::Timeout`]).
+    fn copy_blob(&self, mut r: BlobReader, out: &mut dyn Write) -> Result<(), ShareError> {
         let mut buf = vec![0u8; 64 << 10];
         loop {
-            let n = match body.read(&mut buf) {
-                Ok(0) => break,
+            let n = match r.read(&mut buf) {
+                Ok(0) => return Ok(()),
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.err(body_err(&what, e))),
+                Err(e) => {
+                    return Err(
+                        match e.get_ref().and_then(|i| i.downcast_ref::<Refused>()) {
+                            Some(Refused(m)) => self.bad(m.clone()),
+                            None => self.err(body_err(&r.what, e)),
+                        },
+                    )
+                }
             };
-            total += n as u64;
-            if total > size {
-                return Err(self.bad(format!("{what}: more bytes than the manifest's {size}")));
-            }
-            hasher.update(&buf[..n]);
-            match &mut sink {
-                Sink::Memory(v) => v.extend_from_slice(&buf[..n]),
-                Sink::File(f, path) => f.write_all(&buf[..n]).map_err(|source| ShareError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })?,
-            }
+            out.write_all(&buf[..n]).map_err(|source| ShareError::Io {
+                path: r.what.clone(),
+                source,
+            })?;
         }
-        if total != size {
-            return Err(self.bad(format!(
-                "{what}: {total} bytes, the manifest says {size} (truncated)"
-            )));
-        }
-        let got = format!("sha256:{}", hex::encode(hasher.finalize()));
-        if got != digest {
-            return Err(self.bad(format!("{what}: the bytes have the digest {got}")));
-        }
-        Ok(Some(sink))
     }
 
     /// Upload `size` bytes from `open()` with the digest `digest` under `key`.
@@ -360,6 +347,23 @@ impl OciTransport {
 /// A blob streamed from the registry: at most the manifest's size, and at its end the byte
 /// count and the sha256 digest are checked (a mismatch is an error instead of the end), so a
 /// caller that reads to the end has read exactly the object.
+/// Why a blob's bytes were refused (its size or digest), inside the `io::Error` a
+/// [`BlobReader`] returns, so that callers tell it from a failed read.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+fn refused(kind: std::io::ErrorKind, message: String) -> std::io::Error {
+    std::io::Error::new(kind, Refused(message))
+}
+
 struct BlobReader {
     inner: std::io::Take<reqwest::blocking::Response>,
     hasher: Sha256,
@@ -374,7 +378,7 @@ impl Read for BlobReader {
         let n = self.inner.read(buf)?;
         if n == 0 && !buf.is_empty() {
             if self.total != self.size {
-                return Err(std::io::Error::new(
+                return Err(refused(
                     std::io::ErrorKind::UnexpectedEof,
                     format!(
                         "{}: {} bytes, the manifest says {} (truncated)",
@@ -384,7 +388,7 @@ impl Read for BlobReader {
             }
             let got = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
             if got != self.digest {
-                return Err(std::io::Error::new(
+                return Err(refused(
                     std::io::ErrorKind::InvalidData,
                     format!("{}: the bytes have the digest {got}", self.what),
                 ));
@@ -393,7 +397,7 @@ impl Read for BlobReader {
         }
         self.total += n as u64;
         if self.total > self.size {
-            return Err(std::io::Error::new(
+            return Err(refused(
                 std::io::ErrorKind::InvalidData,
                 format!(
                     "{}: more bytes than the manifest's {}",
@@ -412,40 +416,37 @@ impl Transport for OciTransport {
     }
 
     fn get(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>, ShareError> {
-        match self.fetch(key, limit, Sink::Memory(Vec::new()))? {
-            Some(Sink::Memory(v)) => Ok(Some(v)),
-            Some(Sink::File(..)) => Err(self.bad("internal: a memory read gave a file")),
-            None => Ok(None),
-        }
+        let Some(r) = self.blob(key, limit)? else {
+            return Ok(None);
+        };
+        let mut v = Vec::new();
+        self.copy_blob(r, &mut v)?;
+        Ok(Some(v))
     }
 
     fn get_to_file(&self, key: &str, dest: &Path, limit: u64) -> Result<bool, ShareError> {
         // the manifest first, so that an absent key leaves no file behind
         check_key(key)?;
+        let Some(r) = self.blob(key, limit)? else {
+            return Ok(false);
+        };
+        let io = |source| ShareError::Io {
+            path: dest.display().to_string(),
+            source,
+        };
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(dest)
-            .map_err(|source| ShareError::Io {
-                path: dest.display().to_string(),
-                source,
-            })?;
-        let got = self.fetch(key, limit, Sink::File(&mut file, dest));
-        let answer = got.map(|s| s.is_some());
-        let answer = answer.and_then(|found| {
-            if found {
-                file.sync_all().map_err(|source| ShareError::Io {
-                    path: dest.display().to_string(),
-                    source,
-                })?;
-            }
-            Ok(found)
-        });
+            .map_err(io)?;
+        let answer = self
+            .copy_blob(r, &mut file)
+            .and_then(|()| file.sync_all().map_err(io));
         drop(file);
-        if !matches!(answer, Ok(true)) {
+        if answer.is_err() {
             let _ = std::fs::remove_file(dest);
         }
-        answer
+        answer.map(|()| true)
     }
 
     fn open_read(
@@ -454,33 +455,12 @@ impl Transport for OciTransport {
         limit: u64,
         _scratch: &Path,
     ) -> Result<Option<Box<dyn Read + Send>>, ShareError> {
-        let Some((digest, size)) = self.layer_of(key)? else {
-            return Ok(None);
-        };
-        if size > limit {
-            return Err(ShareError::TooLarge {
-                repo: self.describe.clone(),
-                key: key.to_string(),
-                limit,
-            });
-        }
-        let resp = self
-            .client
-            .get_blob(&digest)
-            .map_err(|e| self.err(e))?
-            .ok_or_else(|| {
-                self.bad(format!(
-                    "the manifest of {key} names the missing blob {digest}"
-                ))
-            })?;
-        Ok(Some(Box::new(BlobReader {
-            inner: resp.take(size.saturating_add(1)),
-            hasher: Sha256::new(),
-            what: format!("{}: reading {key} ({digest})", self.describe),
-            digest,
-            size,
-            total: 0,
-        })))
+        let describe = self.describe.clone();
+        Ok(self.blob(key, limit)?.map(|mut r| {
+            // the stream's errors are read where the repository is not known: name it
+            r.what = format!("{describe}: {}", r.what);
+            Box::new(r) as Box<dyn Read + Send>
+        }))
     }
 
     fn exists(&self, key: &str) -> Result<bool, ShareError> {
