@@ -294,15 +294,6 @@ pub struct ShareFlags {
 }
 
 impl ShareFlags {
-    /// Whether any repository flag was given.
-    pub fn any(&self) -> bool {
-        !self.discover.is_empty()
-            || self.no_substitute
-            || self.substitute_only
-            || self.substitute_sources_only
-            || self.push
-    }
-
     /// What the flags add to the configuration files.
     pub fn cli_config(&self) -> buildit_driver::config::CliConfig {
         buildit_driver::config::CliConfig {

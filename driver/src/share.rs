@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use buildit_share::cache::CacheTtl;
 use buildit_share::keys::{PublicKey, SecretKey, Trust};
 use buildit_share::substitute::{Repo, SubstituteOptions, Substituter};
-use buildit_share::transport::{self, Location, TransportOptions};
+use buildit_share::transport::{self, Location, Transport, TransportOptions};
 use buildit_share::upload::{upload, UploadEvent, UploadOptions, UploadReport};
 use buildit_share::ShareError;
 use buildit_store::{Store, StorePath};
@@ -49,7 +49,11 @@ pub enum SubstituteMode {
 pub struct Sharing {
     config: LoadedConfig,
     lookup: Vec<Endpoint>,
-    push: Vec<Endpoint>,
+    /// Where uploads go, each opened once for the whole command (an ssh master connection
+    /// serves every upload of a build).
+    push: Vec<(Endpoint, Box<dyn Transport>)>,
+    /// The signing key, read once when something is pushed.
+    push_key: Option<SecretKey>,
     trust: Trust,
     mode: SubstituteMode,
 }
@@ -211,13 +215,25 @@ impl Sharing {
         } else {
             mode
         };
-        Ok(Sharing {
+        let mut push = Vec::new();
+        for e in push_to {
+            if let Some(loc) = &e.upload {
+                let t = transport::open(loc, &e.options).map_err(share_error)?;
+                push.push((e, t));
+            }
+        }
+        let mut sharing = Sharing {
             config,
             lookup,
-            push: push_to,
+            push,
+            push_key: None,
             trust,
             mode,
-        })
+        };
+        if !sharing.push.is_empty() {
+            sharing.push_key = sharing.signing_key()?;
+        }
+        Ok(sharing)
     }
 
     /// The merged configuration.
@@ -236,8 +252,8 @@ impl Sharing {
     }
 
     /// The repositories uploaded to (empty without `push=True` / `--push`).
-    pub fn push_targets(&self) -> &[Endpoint] {
-        &self.push
+    pub fn push_targets(&self) -> impl Iterator<Item = &Endpoint> {
+        self.push.iter().map(|(e, _)| e)
     }
 
     /// The trusted and revoked keys.
@@ -316,16 +332,13 @@ impl Sharing {
         paths: &[StorePath],
         progress: &mut dyn FnMut(&str, UploadEvent),
     ) -> Result<Vec<(String, UploadReport)>> {
-        let key = self.signing_key()?;
         let mut reports = Vec::new();
-        for t in &self.push {
-            let Some(loc) = &t.upload else { continue };
-            let tr = transport::open(loc, &t.options).map_err(share_error)?;
+        for (t, tr) in &self.push {
             let r = upload(
                 store,
                 tr.as_ref(),
                 paths,
-                key.as_ref(),
+                self.push_key.as_ref(),
                 &UploadOptions::default(),
                 &mut |e| progress(&t.name, e),
             )
@@ -347,9 +360,7 @@ impl Sharing {
     ) -> Result<()> {
         let base = format!("containers/{id}/{key}");
         transport::check_key(&base).map_err(share_error)?;
-        for t in &self.push {
-            let Some(loc) = &t.upload else { continue };
-            let tr = transport::open(loc, &t.options).map_err(share_error)?;
+        for (_, tr) in &self.push {
             if tr.exists(&format!("{base}.json")).map_err(share_error)? {
                 continue;
             }
@@ -498,7 +509,7 @@ pub fn build_shared(
     let sref: Option<&dyn buildit_builder::Substituter> = subst
         .as_ref()
         .map(|s| s as &dyn buildit_builder::Substituter);
-    let pushing = !sharing.push_targets().is_empty();
+    let pushing = sharing.push_targets().next().is_some();
     let realise = |targets: &[buildit_builder::Target],
                    out_link: Option<&str>,
                    on: &mut dyn FnMut(SharedEvent)|
