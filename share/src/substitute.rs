@@ -16,8 +16,9 @@
 //! the local store end the walk), downloads every archive in parallel into a
 //! [`buildit_store::StagingDir`] with its size bounded by the record, checks the compressed
 //! bytes' blake3 against the record, decompresses (bounded to the record's size; trailing
-//! data refused) through the store's safe unpacker (`archive::unpack_store_object`: no `..`
-//! names, nothing written through a symlink), and checks content hash, size and content
+//! data refused) through the store's safe unpacker (`archive::unpack_canonical_object`: no
+//! `..` names, nothing written through a symlink, only the canonical writer's metadata, which
+//! it writes as it unpacks, so no normalising walk follows), and checks content hash, size and content
 //! address ([`Store::check_unpacked`]: the decompressed bytes are hashed on their way to the
 //! unpacker, so a canonical archive is not read back and hashed a second time). Then everything is registered in one transaction
 //! ([`Store::register_objects`]) or nothing is: any refusal is an error naming the path and
@@ -34,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex, MutexGuard};
 
-use buildit_store::archive::unpack_store_object;
+use buildit_store::archive::unpack_canonical_object;
 use buildit_store::{ContentHash, ImportOptions, PathInfo, Store, StorePath};
 
 use crate::cache::{Cached, LookupCache};
@@ -667,7 +668,7 @@ impl Substituter {
             inner: decoder.take(rec.size),
             hasher: blake3::Hasher::new(),
         };
-        let stats = match unpack_store_object(&mut take, &dest) {
+        let stats = match unpack_canonical_object(&mut take, &dest) {
             Ok(s) => s,
             Err(e) => {
                 // Name what is wrong with the bytes when that is the reason: the rest of
@@ -747,7 +748,8 @@ impl Substituter {
             ImportOptions {
                 trust_input_addressed: true,
             },
-            (streamed, stats.bytes),
+            streamed,
+            &stats,
         )?;
         let _ = tx.send(SubstituteEvent::DownloadFinished {
             path: rec.path.clone(),

@@ -77,6 +77,10 @@ pub struct ArchiveStats {
     pub symlinks: u64,
     /// Bytes of regular-file contents.
     pub content_bytes: u64,
+    /// Whether the unpacker wrote every entry with the store's normalised metadata (modes
+    /// 0444/0555, directories 0555, mtime 1), having refused any entry whose header says
+    /// otherwise ([`unpack_canonical_object`]).
+    pub canonical: bool,
 }
 
 /// blake3 of an object's canonical archive: its content hash.
@@ -647,7 +651,7 @@ static UNPACK_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// `dest` at the end, so any error leaves nothing at `dest`. Modes keep only the permission
 /// bits; mtimes are the archive's.
 pub fn unpack_archive<R: Read>(r: R, dest: &Path) -> Result<ArchiveStats, ArchiveError> {
-    unpack_archive_with(r, dest, false)
+    unpack_archive_with(r, dest, Rules::Plain)
 }
 
 /// [`unpack_archive`] for a store object (`store import`): symlink targets are kept whatever
@@ -655,13 +659,34 @@ pub fn unpack_archive<R: Read>(r: R, dest: &Path) -> Result<ArchiveStats, Archiv
 /// object's symlinks are data that the store never follows; every other rule holds, and as
 /// nothing is ever unpacked below a symlink, no target can redirect a write.
 pub fn unpack_store_object<R: Read>(r: R, dest: &Path) -> Result<ArchiveStats, ArchiveError> {
-    unpack_archive_with(r, dest, true)
+    unpack_archive_with(r, dest, Rules::StoreObject)
+}
+
+/// [`unpack_store_object`] for an archive that must be canonical, as repositories hold them:
+/// every header must carry what the canonical writer puts there (owner 0:0, mtime 1, regular
+/// files 0444 or 0555, directories 0555, symlinks 0777), else the archive is refused. The
+/// object is written with that metadata as it is unpacked (modes and times set on the open
+/// file), so it needs no normalising walk afterwards ([`ArchiveStats::canonical`]).
+pub fn unpack_canonical_object<R: Read>(r: R, dest: &Path) -> Result<ArchiveStats, ArchiveError> {
+    unpack_archive_with(r, dest, Rules::Canonical)
+}
+
+/// Which archives an unpack accepts beyond the rules every unpack keeps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rules {
+    /// Any archive: symlinks stay inside the root; modes and mtimes are the archive's.
+    Plain,
+    /// A store object's: symlink targets are data and may point anywhere.
+    StoreObject,
+    /// A canonical store object's: as `StoreObject`, and the headers' metadata must be the
+    /// canonical writer's.
+    Canonical,
 }
 
 fn unpack_archive_with<R: Read>(
     r: R,
     dest: &Path,
-    any_link_target: bool,
+    rules: Rules,
 ) -> Result<ArchiveStats, ArchiveError> {
     if fs::symlink_metadata(dest).is_ok() {
         return Err(ArchiveError::DestinationExists(dest.into()));
@@ -679,7 +704,7 @@ fn unpack_archive_with<R: Read>(
         std::process::id(),
         UNPACK_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    match unpack_into(r, &tmp, any_link_target) {
+    match unpack_into(r, &tmp, rules) {
         Ok(stats) => {
             fs::rename(&tmp, dest).map_err(|e| {
                 let _ = remove_tree(&tmp);
@@ -820,11 +845,28 @@ fn copy_with(r: &mut impl Read, w: &mut impl Write, buf: &mut [u8]) -> io::Resul
     }
 }
 
-fn unpack_into<R: Read>(
-    r: R,
-    root: &Path,
-    any_link_target: bool,
-) -> Result<ArchiveStats, ArchiveError> {
+/// Why a header's metadata is not what the canonical writer puts there, if it is not.
+fn not_canonical(h: &tar::Header, kind: EntryType, mode: u32) -> Option<&'static str> {
+    let owner_ok = h.uid().ok() == Some(0) && h.gid().ok() == Some(0);
+    let mode_ok = match kind {
+        EntryType::Directory => mode == 0o555,
+        EntryType::Symlink => mode == 0o777,
+        _ => mode == 0o444 || mode == 0o555,
+    };
+    if !owner_ok {
+        Some("not canonical: owner is not 0:0")
+    } else if h.mtime().ok() != Some(1) {
+        Some("not canonical: mtime is not 1")
+    } else if !mode_ok {
+        Some("not canonical: mode")
+    } else {
+        None
+    }
+}
+
+fn unpack_into<R: Read>(r: R, root: &Path, rules: Rules) -> Result<ArchiveStats, ArchiveError> {
+    let any_link_target = rules != Rules::Plain;
+    let canonical = rules == Rules::Canonical;
     let mut counted = CountingReader { inner: r, count: 0 };
     let mut stats = ArchiveStats::default();
     let mut dirs: HashSet<Vec<u8>> = HashSet::new();
@@ -851,6 +893,11 @@ fn unpack_into<R: Read>(
             let mtime = entry.header().mtime().unwrap_or(1);
             if mode & 0o7000 != 0 {
                 return Err(unsafe_entry(&name, "setuid, setgid or sticky mode"));
+            }
+            if canonical {
+                if let Some(why) = not_canonical(entry.header(), kind, mode) {
+                    return Err(unsafe_entry(&name, why));
+                }
             }
             let key = comps.join(&b'/');
             if !seen.insert(key.clone()) {
@@ -894,10 +941,13 @@ fn unpack_into<R: Read>(
                         .open(&target)
                         .map_err(io_err(&target))?;
                     let n = copy_with(&mut entry, &mut f, &mut buf).map_err(io_err(&target))?;
-                    drop(f);
-                    fs::set_permissions(&target, fs::Permissions::from_mode(mode & 0o777))
+                    // metadata through the open file: no second path lookup per file
+                    f.set_permissions(fs::Permissions::from_mode(mode & 0o777))
                         .map_err(io_err(&target))?;
-                    set_mtime(&target, mtime as i64).map_err(io_err(&target))?;
+                    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
+                    f.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t))
+                        .map_err(io_err(&target))?;
+                    drop(f);
                     stats.files += 1;
                     stats.content_bytes += n;
                 }
@@ -948,6 +998,7 @@ fn unpack_into<R: Read>(
     // Consume the rest (end blocks) so the byte count is the archive size.
     let _ = io::copy(&mut counted, &mut io::sink());
     stats.bytes = counted.count;
+    stats.canonical = canonical;
     Ok(stats)
 }
 
@@ -1210,6 +1261,51 @@ mod tests {
         let tr = t.path().join("tr");
         assert!(unpack_archive(&v[..2000], &tr).is_err());
         assert!(!tr.exists());
+    }
+
+    /// A canonical unpack takes exactly what the canonical writer writes and refuses any header
+    /// with other metadata, leaving nothing behind.
+    #[test]
+    fn canonical_unpack_refuses_other_metadata() {
+        let t = tempfile::tempdir().expect("tmp");
+        let a = t.path().join("a");
+        tree(&a);
+        let mut v = Vec::new();
+        write_archive(&a, "", &mut v).expect("archive");
+        let st = unpack_canonical_object(&v[..], &t.path().join("ok")).expect("canonical");
+        assert!(st.canonical);
+        assert!(
+            !unpack_store_object(&v[..], &t.path().join("ok2"))
+                .expect("plain")
+                .canonical
+        );
+        type Edit = fn(&mut Header);
+        let edits: [(&str, Edit); 5] = [
+            ("mode 0644", |h| h.set_mode(0o644)),
+            ("mode 0755", |h| h.set_mode(0o755)),
+            ("mtime 2", |h| h.set_mtime(2)),
+            ("uid 1000", |h| h.set_uid(1000)),
+            ("gid 1", |h| h.set_gid(1)),
+        ];
+        for (what, edit) in edits {
+            // the first header (the root directory, or with `mode 0644`, any entry's)
+            let mut bad = v.clone();
+            let mut h = Header::new_old();
+            h.as_mut_bytes().copy_from_slice(&bad[..512]);
+            edit(&mut h);
+            h.set_cksum();
+            bad[..512].copy_from_slice(h.as_bytes());
+            let dest = t.path().join(what.replace(' ', "-"));
+            let e = unpack_canonical_object(&bad[..], &dest).expect_err(what);
+            assert!(e.to_string().contains("not canonical"), "{what}: {e}");
+            assert!(!dest.exists(), "{what} left {}", dest.display());
+            // the other unpackers take it (and the store normalises afterwards)
+            unpack_store_object(
+                &bad[..],
+                &t.path().join(format!("{}-p", what.replace(' ', "-"))),
+            )
+            .expect(what);
+        }
     }
 
     /// What a store object (`store import`, substitution) may hold: symlinks are data whose

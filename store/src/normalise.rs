@@ -39,6 +39,34 @@ pub fn normalise(root: &Path) -> Result<(), NormaliseError> {
     walk(root, as_root)
 }
 
+/// Normalise an object that an unpacker just wrote. When it was unpacked with the canonical
+/// metadata ([`crate::ArchiveStats::canonical`]), every entry already has its final mode and
+/// mtime, and what remains to check is what the file system may have added on creation, which
+/// the object's root shows for the whole tree: an owner other than 0:0 when running as root (a
+/// set-group-ID parent directory) and extended attributes (default ACLs inherited from the
+/// parent, security labels). Only then is the whole tree walked.
+pub fn normalise_unpacked(root: &Path, canonical: bool) -> Result<(), NormaliseError> {
+    if !canonical {
+        return normalise(root);
+    }
+    let meta = fs::symlink_metadata(root).map_err(io_err(root))?;
+    let as_root = nix::unistd::geteuid().is_root();
+    if (as_root && (meta.uid() != 0 || meta.gid() != 0)) || has_xattrs(root)? {
+        return walk(root, as_root);
+    }
+    Ok(())
+}
+
+fn has_xattrs(p: &Path) -> Result<bool, NormaliseError> {
+    let c = CString::new(p.as_os_str().as_bytes()).map_err(|_| NormaliseError::Io {
+        path: p.into(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"),
+    })?;
+    // SAFETY: `c` is a valid NUL-terminated string; a null buffer with size 0 asks for the size.
+    let len = unsafe { libc::llistxattr(c.as_ptr(), std::ptr::null_mut(), 0) };
+    Ok(len > 0)
+}
+
 fn walk(p: &Path, as_root: bool) -> Result<(), NormaliseError> {
     let meta = fs::symlink_metadata(p).map_err(io_err(p))?;
     let ft = meta.file_type();

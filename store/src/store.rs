@@ -38,7 +38,7 @@ use crate::archive::{self, remove_tree, ArchiveError, ContentHash};
 use crate::db::{Db, DbError};
 use crate::derivation::{Derivation, FixedOutput, HashAlgo, HashMode};
 use crate::layout::StoreLayout;
-use crate::normalise::{normalise, NormaliseError};
+use crate::normalise::{normalise, normalise_unpacked, NormaliseError};
 use crate::path::{PathError, StorePath, STORE_DIR};
 use crate::refs::{RefScanner, ScanError};
 
@@ -1726,22 +1726,24 @@ impl Store {
     }
 
     /// [`Store::check_object`] for an object unpacked from an archive whose exact bytes had
-    /// blake3 `archive.0` and length `archive.1`. When those are `info`'s content hash and
-    /// size, the bytes were the canonical archive that the content hash names (a second
-    /// archive with that hash would be a blake3 collision), so the object is what the hash
-    /// describes and is not read and hashed again: it is normalised and its path checked.
+    /// blake3 `streamed` (`stats` are the unpacker's). When that and the archive's length are
+    /// `info`'s content hash and size, the bytes were the canonical archive that the content
+    /// hash names (a second archive with that hash would be a blake3 collision), so the object
+    /// is what the hash describes and is not read and hashed again: it is normalised (no walk
+    /// when the unpacker wrote canonical metadata, [`normalise_unpacked`]) and its path checked.
     /// Otherwise (an archive that is not canonical) it is checked in full.
     pub fn check_unpacked(
         info: &PathInfo,
         ca: Option<&str>,
         dir: &Path,
         opts: ImportOptions,
-        archive: (ContentHash, u64),
+        streamed: ContentHash,
+        stats: &archive::ArchiveStats,
     ) -> Result<(), StoreError> {
-        if archive != (info.content_hash, info.size) {
+        if (streamed, stats.bytes) != (info.content_hash, info.size) {
             return Store::check_object(info, ca, dir, opts);
         }
-        normalise(dir)?;
+        normalise_unpacked(dir, stats.canonical)?;
         Store::check_import_path(info, ca, dir, opts)
     }
 
@@ -2045,6 +2047,18 @@ fn read_line<R: BufRead>(r: &mut R, line: &mut Vec<u8>) -> Result<(), StoreError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// Every entry under `root`, `root` included.
+    fn walkdir(root: &Path) -> Vec<PathBuf> {
+        let mut out = vec![root.to_path_buf()];
+        if fs::symlink_metadata(root).is_ok_and(|m| m.is_dir()) {
+            for e in fs::read_dir(root).expect("read_dir").flatten() {
+                out.extend(walkdir(&e.path()));
+            }
+        }
+        out
+    }
 
     fn store() -> (tempfile::TempDir, Store) {
         let t = tempfile::tempdir().expect("tmp");
@@ -2418,27 +2432,43 @@ mod tests {
             let mut arch = Vec::new();
             archive::write_archive(&a.layout().physical(&p), "", &mut arch).expect("archive");
             let dest = work.path().join("x");
-            archive::unpack_store_object(&arch[..], &dest).expect("unpack");
-            let streamed = (
-                ContentHash(*blake3::hash(&arch).as_bytes()),
-                arch.len() as u64,
-            );
-            assert_eq!(streamed, (info.content_hash, info.size));
-            Store::check_unpacked(&info, None, &dest, ImportOptions::default(), streamed)
-                .expect("canonical");
+            let stats = archive::unpack_canonical_object(&arch[..], &dest).expect("unpack");
+            assert!(stats.canonical);
+            let streamed = ContentHash(*blake3::hash(&arch).as_bytes());
+            assert_eq!((streamed, stats.bytes), (info.content_hash, info.size));
+            let check = |info: &PathInfo, streamed: ContentHash| {
+                Store::check_unpacked(
+                    info,
+                    None,
+                    &dest,
+                    ImportOptions::default(),
+                    streamed,
+                    &stats,
+                )
+            };
+            check(&info, streamed).expect("canonical");
+            // written with the store's metadata as it was unpacked: nothing left to normalise
+            let mut again = Vec::new();
+            archive::write_archive(&dest, "", &mut again).expect("archive");
+            assert_eq!(again, arch);
+            for e in walkdir(&dest) {
+                let m = fs::symlink_metadata(&e).expect("stat");
+                assert_eq!(m.mtime(), 1, "{}", e.display());
+                if !m.file_type().is_symlink() {
+                    assert_eq!(m.mode() & 0o222, 0, "{}", e.display());
+                }
+            }
             let mut lie = info.clone();
             lie.path = StorePath::for_output(&[3; 32], "out", "x").expect("p");
             assert!(matches!(
-                Store::check_unpacked(&lie, None, &dest, ImportOptions::default(), streamed),
+                check(&lie, streamed),
                 Err(StoreError::UntrustedImport(_))
             ));
-            let other = (ContentHash([1; 32]), info.size);
-            Store::check_unpacked(&info, None, &dest, ImportOptions::default(), other)
-                .expect("checked in full");
+            check(&info, ContentHash([1; 32])).expect("checked in full");
             let mut wrong = info.clone();
             wrong.content_hash = ContentHash([1; 32]);
             assert!(matches!(
-                Store::check_unpacked(&wrong, None, &dest, ImportOptions::default(), streamed),
+                check(&wrong, streamed),
                 Err(StoreError::HashMismatch { .. })
             ));
         }
