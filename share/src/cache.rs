@@ -19,6 +19,10 @@
 //! - a file that cannot be opened, is not a database, or has another schema is removed and
 //!   made again; if even that fails the cache is disabled for the command, and any failing
 //!   read or write later counts as a miss. Nothing here returns an error.
+//!
+//! The file is opened on first use, not when the cache is made: a command whose repositories
+//! are all local (`file://`, whose answers the substituter does not cache: reading the record
+//! costs what reading the cache would) never creates or opens it.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -61,7 +65,10 @@ pub enum Cached {
 
 /// The lookup cache of one store (see the module documentation).
 pub struct LookupCache {
-    conn: Option<Connection>,
+    /// The database file; `None` for a cache that remembers nothing.
+    file: Option<PathBuf>,
+    /// The connection, made on first use (`None` inside: the file could not be made usable).
+    conn: std::cell::OnceCell<Option<Connection>>,
     ttl: CacheTtl,
 }
 
@@ -114,41 +121,58 @@ impl LookupCache {
         LookupCache::open_file(&state_dir.join(CACHE_FILE), ttl)
     }
 
-    /// The cache in `file`: made when absent, made again when broken, disabled when neither
-    /// works (see the module documentation).
+    /// The cache in `file`: on first use made when absent, made again when broken, disabled
+    /// when neither works (see the module documentation).
     pub fn open_file(file: &Path, ttl: CacheTtl) -> LookupCache {
-        let conn = open_conn(file).ok().or_else(|| {
-            for f in [
-                file.to_path_buf(),
-                PathBuf::from(format!("{}-journal", file.display())),
-                PathBuf::from(format!("{}-wal", file.display())),
-                PathBuf::from(format!("{}-shm", file.display())),
-            ] {
-                let _ = std::fs::remove_file(f);
-            }
-            open_conn(file).ok()
-        });
-        let cache = LookupCache { conn, ttl };
-        cache.prune();
-        cache
+        LookupCache {
+            file: Some(file.to_path_buf()),
+            conn: std::cell::OnceCell::new(),
+            ttl,
+        }
     }
 
     /// A cache that remembers nothing.
     pub fn disabled() -> LookupCache {
         LookupCache {
-            conn: None,
+            file: None,
+            conn: std::cell::OnceCell::new(),
             ttl: CacheTtl::default(),
         }
     }
 
-    /// Whether the cache works (it has a database).
+    /// The connection: the file opened (and pruned of expired rows) on the first call.
+    fn conn(&self) -> Option<&Connection> {
+        self.conn
+            .get_or_init(|| {
+                let file = self.file.as_deref()?;
+                let conn = open_conn(file).ok().or_else(|| {
+                    for f in [
+                        file.to_path_buf(),
+                        PathBuf::from(format!("{}-journal", file.display())),
+                        PathBuf::from(format!("{}-wal", file.display())),
+                        PathBuf::from(format!("{}-shm", file.display())),
+                    ] {
+                        let _ = std::fs::remove_file(f);
+                    }
+                    open_conn(file).ok()
+                })?;
+                let _ = conn.execute(
+                    "DELETE FROM lookups WHERE expires_ms <= ?1",
+                    params![now_ms()],
+                );
+                Some(conn)
+            })
+            .as_ref()
+    }
+
+    /// Whether the cache works (it has a database; this opens it).
     pub fn is_enabled(&self) -> bool {
-        self.conn.is_some()
+        self.conn().is_some()
     }
 
     /// The unexpired answer of repository `repo` for `path`, if any.
     pub fn get(&self, repo: &str, path: &StorePath) -> Option<Cached> {
-        let conn = self.conn.as_ref()?;
+        let conn = self.conn()?;
         let row: Option<Option<Vec<u8>>> = conn
             .query_row(
                 "SELECT record FROM lookups WHERE repo = ?1 AND path = ?2 AND expires_ms > ?3",
@@ -165,7 +189,7 @@ impl LookupCache {
 
     /// Remember the answer of `repo` for `path`.
     pub fn put(&self, repo: &str, path: &StorePath, answer: &Cached) {
-        let Some(conn) = self.conn.as_ref() else {
+        let Some(conn) = self.conn() else {
             return;
         };
         let (record, ttl) = match answer {
@@ -181,7 +205,7 @@ impl LookupCache {
 
     /// Forget what `repo` answered for `path` (its record turned out to be unusable).
     pub fn forget(&self, repo: &str, path: &StorePath) {
-        if let Some(conn) = self.conn.as_ref() {
+        if let Some(conn) = self.conn() {
             let _ = conn.execute(
                 "DELETE FROM lookups WHERE repo = ?1 AND path = ?2",
                 params![repo, path.to_string()],
@@ -189,9 +213,9 @@ impl LookupCache {
         }
     }
 
-    /// Remove expired rows (on every open, so the file holds only live answers).
+    /// Remove expired rows (also done when the file is opened, so it holds only live answers).
     pub fn prune(&self) {
-        if let Some(conn) = self.conn.as_ref() {
+        if let Some(conn) = self.conn() {
             let _ = conn.execute(
                 "DELETE FROM lookups WHERE expires_ms <= ?1",
                 params![now_ms()],

@@ -318,7 +318,12 @@ impl Substituter {
             let cache = lock(&self.cache);
             for (pi, p) in paths.iter().enumerate() {
                 for (ri, r) in self.repos.iter().enumerate() {
-                    per.push((pi, ri, cache.get(&r.transport.describe(), p)));
+                    let cached = if r.transport.is_local() {
+                        None
+                    } else {
+                        cache.get(&r.transport.describe(), p)
+                    };
+                    per.push((pi, ri, cached));
                 }
             }
         }
@@ -360,13 +365,17 @@ impl Substituter {
             let p = &paths[pi];
             let repo = &self.repos[ri];
             let loc = repo.transport.describe();
+            // answers of local repositories are neither read from nor written to the cache
+            let cacheable = !repo.transport.is_local();
             let (bytes, fresh) = match cached {
                 Some(Cached::Present(b)) => (Some(b), false),
                 Some(Cached::Absent) => (None, false),
                 None => match from_net.remove(&(pi, ri)) {
                     Some(Ok(Some(b))) => (Some(b), true),
                     Some(Ok(None)) => {
-                        cache.put(&loc, p, &Cached::Absent);
+                        if cacheable {
+                            cache.put(&loc, p, &Cached::Absent);
+                        }
                         (None, true)
                     }
                     Some(Err(e)) => {
@@ -379,7 +388,7 @@ impl Substituter {
             let Some(bytes) = bytes else { continue };
             match self.judge(ri, p, &bytes) {
                 Ok(f) => {
-                    if fresh {
+                    if fresh && cacheable {
                         cache.put(&loc, p, &Cached::Present(bytes));
                     }
                     let better = match &best[pi] {
@@ -1393,6 +1402,29 @@ mod tests {
         let (s6, r6) = w.substituter(w.trust(), short());
         s6.query(std::slice::from_ref(&gone)).expect("query");
         assert_eq!(r6.load(Ordering::SeqCst), 1);
+    }
+
+    /// A local (`file://`) repository is read directly: its answers are not cached, and a
+    /// command that only reads local repositories never makes the cache file.
+    #[test]
+    fn local_repositories_bypass_the_lookup_cache() {
+        let w = world();
+        let b = w.fresh_store();
+        let state = b.layout().state_dir();
+        let repo = Repo {
+            name: "local".into(),
+            transport: Box::new(FileTransport::new(&w.repo)),
+            priority: 40,
+        };
+        let cache = Some(LookupCache::open(&state, CacheTtl::default()));
+        let sub = Substituter::new(vec![repo], w.trust(), cache, SubstituteOptions::default());
+        let absent = StorePath::for_output(&[9; 32], "out", "absent").expect("p");
+        let l = sub.query(&[w.out.clone(), absent.clone()]).expect("query");
+        assert!(l.found.contains_key(&w.out) && l.missing.contains_key(&absent));
+        sub.fetch(&b, std::slice::from_ref(&w.out), &mut |_| {})
+            .expect("fetch");
+        assert!(b.is_valid(&w.out).expect("valid"));
+        assert!(!state.join(crate::cache::CACHE_FILE).exists());
     }
 
     #[test]

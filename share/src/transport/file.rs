@@ -143,6 +143,10 @@ fn absent(e: &io::Error) -> bool {
 }
 
 impl Transport for FileTransport {
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         format!("file://{}", self.root.display())
     }

@@ -395,6 +395,11 @@ pub trait Transport: Send + Sync {
     fn upload_parallelism(&self) -> usize {
         4
     }
+    /// Whether reading a record costs what reading the lookup cache would (a local
+    /// directory): then the substituter neither asks nor fills the cache for it.
+    fn is_local(&self) -> bool {
+        false
+    }
 }
 
 /// Open the transport for `loc`.
