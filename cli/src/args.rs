@@ -113,6 +113,11 @@ pub enum Command {
         after_help = "Examples:\n  buildit image app-misc/hello\n  buildit image --format docker-archive www-servers/nginx\n  buildit image --json examples/nginx-prod/pkgs/nginx   # a directory holding pkg.yaml"
     )]
     Image(crate::image_cmd::ImageArgs),
+    /// Print the SBOM (SPDX 2.3 or CycloneDX 1.6 JSON) of an image, a spec's image or a package
+    #[command(
+        after_help = "Examples:\n  buildit sbom result\n  buildit sbom --format cyclonedx examples/nginx-prod   # built first if needed\n  buildit sbom app-misc/hello > hello.spdx.json          # a package: evaluated, not built\n\nAn image prints the SBOM it carries (sbom.spdx.json, sbom.cdx.json beside it); see\ndocs/supply-chain.md."
+    )]
+    Sbom(crate::sbom_cmd::SbomArgs),
     /// Write a container spec to start from (container.yaml; --package: a pkg.yaml too)
     #[command(
         after_help = "Examples:\n  buildit init my-image\n  buildit init --package my-app\n  buildit build my-app   # the image, at ./result"

@@ -17,6 +17,7 @@ pub mod pipe;
 pub mod progress;
 pub mod render;
 pub mod run_cmd;
+pub mod sbom_cmd;
 pub mod search_cmd;
 pub mod share_cmd;
 pub mod store_cmd;

@@ -353,6 +353,7 @@ fn main() -> ExitCode {
         Command::Push(a) => buildit_cli::image_cmd::run_push(a),
         Command::Contents(a) => buildit_cli::image_cmd::run_contents(a),
         Command::Image(a) => buildit_cli::image_cmd::run_image(a),
+        Command::Sbom(a) => buildit_cli::sbom_cmd::run(a),
         Command::Completions(a) => {
             print!("{}", buildit_cli::generate::completions(a.shell));
             Ok(ExitCode::SUCCESS)

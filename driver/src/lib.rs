@@ -17,6 +17,7 @@ pub mod limits;
 pub mod pkgset;
 pub mod repl;
 pub mod run;
+pub mod sbom;
 pub mod session;
 pub mod share;
 pub mod spec;

@@ -14,7 +14,7 @@
 //! - [`contents`]: every file of a written image with the package it came from.
 //! - [`push`]: pushing an OCI layout to a registry over the OCI distribution API.
 //! - [`registry`]: the OCI distribution client `push` and `buildit-share`'s `oci://` use.
-//! - [`sbom`]: the image's SPDX 2.3 SBOM, written beside it.
+//! - [`sbom`]: the image's SBOMs (SPDX 2.3, and CycloneDX 1.6 in [`sbom_cdx`]), written beside it.
 //! - [`selinux`]: SELinux file labels from a module package's file contexts, written as
 //!   `security.selinux` attributes of layer entries.
 //! - [`template`]: `{{ var }}` substitution for the ACI manifest template.
@@ -28,6 +28,7 @@ pub mod oci;
 pub mod push;
 pub mod registry;
 pub mod sbom;
+pub mod sbom_cdx;
 pub mod selinux;
 pub mod tarw;
 pub mod template;

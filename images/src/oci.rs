@@ -14,8 +14,9 @@
 //!   derived from the config) and `rootfs/`: the layers applied in order as a runtime applies
 //!   them (see [`crate::flatten`]), SELinux labels kept.
 //!
-//! Every format also gets `sbom.spdx.json` (SPDX 2.3, see [`crate::sbom`]) in the output
-//! directory, beside the layout or the archive; OCI tools never see it.
+//! Every format also gets `sbom.spdx.json` (SPDX 2.3, see [`crate::sbom`]) and `sbom.cdx.json`
+//! (CycloneDX 1.6, see [`crate::sbom_cdx`]) in the output directory, beside the layout or the
+//! archive; OCI tools never see them.
 //!
 //! Every file is written with fixed metadata, in a fixed order, from deterministic inputs, so
 //! the same spec and store give the same bytes (and digests) on every run and machine.
@@ -73,12 +74,15 @@ pub struct ImageReport {
     /// Total compressed layer bytes.
     pub compressed_bytes: u64,
     pub warnings: Vec<String>,
-    /// The SPDX 2.3 SBOM written beside the image.
+    /// The SPDX 2.3 SBOM written beside the image (the CycloneDX one is [`SBOM_CDX_FILE`]
+    /// beside it).
     pub sbom: PathBuf,
 }
 
-/// The SBOM's file name in an image's output directory.
+/// The SBOM's file name in an image's output directory (SPDX 2.3 JSON).
 pub const SBOM_FILE: &str = "sbom.spdx.json";
+/// The CycloneDX 1.6 JSON SBOM's file name in an image's output directory.
+pub const SBOM_CDX_FILE: &str = "sbom.cdx.json";
 
 /// Build the image of `spec` from `view` into `out_dir` (which must not exist or be empty).
 pub fn build_image_with(
@@ -148,14 +152,12 @@ pub fn build_image_with(
     };
     // the SBOM beside the image (not in index.json: OCI tools see exactly one manifest)
     let sbom_path = out_dir.join(SBOM_FILE);
-    let sbom = crate::sbom::spdx(spec, &format!("sha256:{manifest_digest}"), &created(spec));
-    let mut sbom_bytes = serde_json::to_vec_pretty(&sbom).map_err(|e| ImageError::Io {
-        context: "encoding the SBOM".into(),
-        source: io::Error::other(e),
-    })?;
-    sbom_bytes.push(b'\n');
-    std::fs::write(&sbom_path, sbom_bytes)
+    let plan = crate::sbom::Plan::for_image(spec, &format!("sha256:{manifest_digest}"));
+    std::fs::write(&sbom_path, crate::sbom::spdx_json(&plan)?)
         .map_err(ImageError::io(format!("writing {}", sbom_path.display())))?;
+    let cdx_path = out_dir.join(SBOM_CDX_FILE);
+    std::fs::write(&cdx_path, crate::sbom_cdx::cyclonedx_json(&plan)?)
+        .map_err(ImageError::io(format!("writing {}", cdx_path.display())))?;
     let layers: Vec<LayerReport> = built
         .iter()
         .map(|l| LayerReport {
