@@ -154,6 +154,15 @@ pub enum BuildError {
     /// an unreachable repository while fetching); nothing of it was registered.
     #[error("{message}")]
     Substitute { message: String },
+    /// A remote execution endpoint (see [`crate::schedule::RemoteExecutor`]) could not run
+    /// the build or gave back a result that does not verify; nothing of it was registered.
+    #[error("remote execution of {drv}: {message}")]
+    Remote {
+        drv: StorePath,
+        message: String,
+        /// The endpoint could not be reached or broke off (`--remote-fallback` builds locally).
+        unavailable: bool,
+    },
     /// Building was not allowed (substitute-only) and no repository offers these paths.
     #[error("{} not available from any repository (substitute-only: nothing is built): {detail}", if paths.len() == 1 { "1 path is".to_string() } else { format!("{} paths are", paths.len()) })]
     NotSubstituted {

@@ -26,5 +26,6 @@ pub use request::{BuildLimits, BuildOptions, BuildRequest, RequestError};
 pub use sandbox::{Sandbox, SandboxOutcome};
 pub use schedule::{
     Availability, BuildEvent, BuiltinBuilder, BuiltinContext, Builtins, CheckReport, Realised,
-    ScheduleOptions, Scheduler, Substituter, Target,
+    RemoteExecutor, RemoteFailure, RemoteHook, RemoteRun, ScheduleOptions, Scheduler, Substituter,
+    Target,
 };

@@ -53,10 +53,12 @@ pub const NOFILE_LIMIT: u64 = 65536;
 /// `SOURCE_DATE_EPOCH` unless the derivation sets it (1980-01-01, the earliest zip date).
 pub const DEFAULT_SOURCE_DATE_EPOCH: &str = "315532800";
 
-const PASSWD: &str = "builder:x:1000:100:buildit build user:/build:/noshell\n\
+/// The sandbox's `/etc/passwd`, `/etc/group` and `/etc/hosts` (also laid out by remote
+/// execution's input root).
+pub const PASSWD: &str = "builder:x:1000:100:buildit build user:/build:/noshell\n\
 nobody:x:65534:65534:nobody:/var/empty:/noshell\n";
-const GROUP: &str = "builder:x:100:\nnobody:x:65534:\n";
-pub(crate) const HOSTS: &str = "127.0.0.1 localhost\n::1 localhost\n";
+pub const GROUP: &str = "builder:x:100:\nnobody:x:65534:\n";
+pub const HOSTS: &str = "127.0.0.1 localhost\n::1 localhost\n";
 
 /// A scratch store directory (mounted at `/bld/store`) reused by one build after another, with
 /// the mount-point stubs of the inputs it holds: creating a stub costs a file-system

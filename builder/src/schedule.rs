@@ -76,6 +76,10 @@ pub enum BuildEvent {
         outputs: Vec<StorePath>,
         #[serde(rename = "duration_ms", serialize_with = "ser_ms")]
         duration: Duration,
+        /// Built through a remote execution endpoint (executed there, or its ActionCache's
+        /// result); absent for a local build.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        remote: Option<RemoteRun>,
     },
     Failed {
         drv: StorePath,
@@ -137,6 +141,62 @@ pub trait Substituter {
         paths: &[StorePath],
         on_event: &mut dyn FnMut(BuildEvent),
     ) -> Result<Vec<StorePath>, BuildError>;
+}
+
+/// How a remote build produced its outputs ([`RemoteExecutor::execute`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteRun {
+    /// The endpoint ran the build.
+    Executed,
+    /// The endpoint's ActionCache had the result: nothing ran.
+    Cached,
+}
+
+/// Why a remote build gave no outputs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemoteFailure {
+    /// The endpoint could not be reached or broke off before a result arrived.
+    Unavailable(String),
+    /// The build ran there and its builder exited with this status (its output is in the
+    /// log).
+    Exit(i32),
+    /// Anything else: a protocol error, a result that does not verify.
+    Error(String),
+}
+
+/// Runs builds elsewhere: a remote execution endpoint (`buildit-remote` through the driver).
+/// The scheduler hands it every request that [`RemoteExecutor::accepts`] (never a
+/// `builtin:` builder); it creates the outputs at the given host paths, and the scheduler
+/// registers them exactly as it registers a local build's (fixed-output check, normalisation,
+/// references, hash).
+pub trait RemoteExecutor: Send + Sync {
+    /// Whether `req` goes to the endpoint (default: every request without network access;
+    /// fixed-output derivations download here).
+    fn accepts(&self, req: &BuildRequest) -> bool {
+        !req.network
+    }
+    /// Whether a build the endpoint could not take ([`RemoteFailure::Unavailable`]) is built
+    /// in the local sandbox instead of failing.
+    fn fallback(&self) -> bool;
+    /// Run `req`, creating each output at `outputs[name]` (host paths that do not exist yet)
+    /// and writing the build's output to `log`.
+    fn execute(
+        &self,
+        req: &BuildRequest,
+        outputs: &BTreeMap<String, PathBuf>,
+        log: &mut LogSink<'_>,
+    ) -> Result<RemoteRun, RemoteFailure>;
+}
+
+/// A [`RemoteExecutor`] as a scheduling option.
+#[derive(Clone)]
+pub struct RemoteHook(pub Arc<dyn RemoteExecutor>);
+
+impl std::fmt::Debug for RemoteHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemoteHook")
+    }
 }
 
 /// What a `builtin:NAME` builder can see of the store and report while it runs. The store's
@@ -217,6 +277,8 @@ pub struct ScheduleOptions {
     /// Look up only the outputs of fixed-output derivations (the downloads: sources and
     /// Debian packages); everything else is built here.
     pub substitute_fixed_only: bool,
+    /// Build through this remote executor instead of the local sandbox (builtins stay local).
+    pub remote: Option<RemoteHook>,
 }
 
 impl Default for ScheduleOptions {
@@ -229,6 +291,7 @@ impl Default for ScheduleOptions {
             keep_going: false,
             substitute_only: false,
             substitute_fixed_only: false,
+            remote: None,
         }
     }
 }
@@ -260,6 +323,7 @@ pub struct Staged {
     outputs: BTreeMap<String, PathBuf>,
     duration: Duration,
     log_path: PathBuf,
+    remote: Option<RemoteRun>,
     _dir: BuildDir,
 }
 
@@ -589,7 +653,16 @@ impl<'a> Scheduler<'a> {
             n.dependents.sort_unstable();
             n.dependents.dedup();
         }
-        if nodes.iter().any(|n| !n.drv.builder.starts_with("builtin:")) && self.sandbox.is_none() {
+        // With a remote executor the sandbox is needed only for what stays local (downloads)
+        // and for the fallback; it is then found when first used.
+        let local = match &self.opts.remote {
+            None => true,
+            Some(r) => r.0.fallback(),
+        };
+        if local
+            && nodes.iter().any(|n| !n.drv.builder.starts_with("builtin:"))
+            && self.sandbox.is_none()
+        {
             self.sandbox = Some(Sandbox::new(self.store.layout().clone())?);
         }
 
@@ -695,12 +768,23 @@ impl<'a> Scheduler<'a> {
                                 Some(_) => self.input_infos(&req)?,
                                 None => BTreeMap::new(),
                             };
+                            let remote = match (&builtin, &self.opts.remote) {
+                                (None, Some(r)) if r.0.accepts(&req) => Some(r.0.clone()),
+                                _ => None,
+                            };
+                            let sandbox = match (&sandbox, &remote) {
+                                (None, None) => Some(Sandbox::new(self.store.layout().clone())?),
+                                _ => sandbox,
+                            };
                             scope.spawn(move || {
-                                let r = match builtin {
-                                    Some((name, b)) => {
+                                let r = match (builtin, remote) {
+                                    (Some((name, b)), _) => {
                                         run_builtin(&layout, &inputs, &req, name, b, &tx)
                                     }
-                                    None => run_sandboxed(sandbox.as_ref(), &req, &tx),
+                                    (None, Some(x)) => {
+                                        run_remote(&layout, sandbox.as_ref(), &*x, &req, &tx)
+                                    }
+                                    (None, None) => run_sandboxed(sandbox.as_ref(), &req, &tx),
                                 };
                                 let _ = tx.send(Msg::Done(i, r));
                             });
@@ -729,19 +813,21 @@ impl<'a> Scheduler<'a> {
                         cores_in_use = cores_in_use.saturating_sub(nodes[i].cores);
                         let r = r.and_then(|staged| {
                             let res = self.register(&nodes[i], &staged);
+                            let remote = staged.remote;
                             let _ = clean_tx.send(staged);
-                            res
+                            res.map(|(o, d)| (o, d, remote))
                         });
                         // Only needed for registration (and large in deep graphs).
                         nodes[i].closure = Vec::new();
                         match r {
-                            Ok((outputs, duration)) => {
+                            Ok((outputs, duration, remote)) => {
                                 nodes[i].locks.clear();
                                 on_event(BuildEvent::Finished {
                                     drv: nodes[i].drv_path.clone(),
                                     name: nodes[i].drv.name.clone(),
                                     outputs,
                                     duration,
+                                    remote,
                                 });
                                 self.complete(nodes, i, &mut ready);
                             }
@@ -964,8 +1050,96 @@ fn run_sandboxed(
         outputs: r.outputs,
         duration: r.duration,
         log_path: r.log_path,
+        remote: None,
         _dir: r.dir,
     })
+}
+
+/// Run `req` through the remote executor, staging its outputs as a local build stages them;
+/// when the endpoint is unavailable and the executor falls back, build it in `sandbox`.
+fn run_remote(
+    layout: &buildit_store::StoreLayout,
+    sandbox: Option<&Sandbox>,
+    exec: &dyn RemoteExecutor,
+    req: &BuildRequest,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<Staged, BuildError> {
+    let start = Instant::now();
+    let mut dir = BuildDir::create(layout, &req.drv_path)
+        .map_err(|e| BuildError::io("creating the build directory", e))?;
+    let outputs: BTreeMap<String, PathBuf> = req
+        .outputs
+        .iter()
+        .map(|(n, p)| (n.clone(), dir.staged(p)))
+        .collect();
+    let drv = req.drv_path.clone();
+    let mut on_line = |l: &str| {
+        let _ = tx.send(Msg::Event(BuildEvent::LogLine {
+            drv: drv.clone(),
+            line: l.to_string(),
+        }));
+    };
+    let mut sink = LogSink::create(layout, &req.drv_path, &mut on_line)
+        .map_err(|e| BuildError::io("creating the build log", e))?;
+    let r = exec.execute(req, &outputs, &mut sink);
+    let reason = match r {
+        Ok(run) => match outputs
+            .iter()
+            .find(|(_, p)| std::fs::symlink_metadata(p).is_err())
+        {
+            None => {
+                sink.finish()
+                    .map_err(|e| BuildError::io("writing the build log", e))?;
+                let log_path = sink.path().to_path_buf();
+                return Ok(Staged {
+                    outputs,
+                    duration: start.elapsed(),
+                    log_path,
+                    remote: Some(run),
+                    _dir: dir,
+                });
+            }
+            Some((n, _)) => FailReason::MissingOutput(n.clone()),
+        },
+        Err(RemoteFailure::Exit(code)) => FailReason::Exit(code),
+        Err(RemoteFailure::Unavailable(message)) if exec.fallback() => {
+            drop(sink);
+            drop(dir);
+            let _ = tx.send(Msg::Event(BuildEvent::LogLine {
+                drv: req.drv_path.clone(),
+                line: format!("remote execution unavailable ({message}): building locally"),
+            }));
+            return run_sandboxed(sandbox, req, tx);
+        }
+        Err(RemoteFailure::Unavailable(message)) => {
+            return Err(BuildError::Remote {
+                drv: req.drv_path.clone(),
+                message,
+                unavailable: true,
+            })
+        }
+        Err(RemoteFailure::Error(message)) => {
+            return Err(BuildError::Remote {
+                drv: req.drv_path.clone(),
+                message,
+                unavailable: false,
+            })
+        }
+    };
+    let _ = sink.line(&reason.to_string());
+    let _ = sink.finish();
+    let log_path = sink.path().to_path_buf();
+    let tail = sink.tail();
+    drop(sink);
+    let kept = req.keep_failed.then(|| dir.keep());
+    Err(BuildError::Failed(Box::new(BuildFailure {
+        drv: req.drv_path.clone(),
+        name: req.name.clone(),
+        reason,
+        log_tail: tail,
+        log_path,
+        kept,
+    })))
 }
 
 fn run_builtin(
@@ -1027,6 +1201,7 @@ fn run_builtin(
             outputs,
             duration: start.elapsed(),
             log_path,
+            remote: None,
             _dir: dir,
         }),
         Some(reason) => {
@@ -1185,6 +1360,7 @@ impl<'a> Scheduler<'a> {
             name: drv.name.clone(),
             outputs: Vec::new(),
             duration: staged.duration,
+            remote: staged.remote,
         });
         Ok(report)
     }

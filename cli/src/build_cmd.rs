@@ -94,6 +94,82 @@ pub struct RealiseArgs {
     /// else $XDG_DATA_HOME/buildit)
     #[arg(long, value_name = "DIR")]
     pub store_root: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: RemoteFlags,
+}
+
+/// Remote execution (docs/distributed.md).
+#[derive(Args, Debug, Default)]
+pub struct RemoteFlags {
+    /// Build through this Remote Execution API endpoint (grpc://HOST:PORT, grpcs://HOST:PORT);
+    /// downloads and builtin builders stay local
+    #[arg(long, value_name = "URL")]
+    pub remote: Option<String>,
+    /// The endpoint's instance name
+    #[arg(long, value_name = "NAME", requires = "remote")]
+    pub remote_instance: Option<String>,
+    /// A header sent with every request (e.g. `authorization=Bearer TOKEN`; repeatable)
+    #[arg(long, value_name = "NAME=VALUE", requires = "remote", value_parser = buildit_driver::remote::parse_header)]
+    pub remote_header: Vec<(String, String)>,
+    /// Build locally when the endpoint is down (otherwise that is an error)
+    #[arg(long, requires = "remote")]
+    pub remote_fallback: bool,
+    /// Do not take results from the endpoint's ActionCache: every action runs
+    #[arg(long, requires = "remote")]
+    pub remote_no_cache: bool,
+    /// Certificate authorities (PEM) trusted for a grpcs:// endpoint, besides the system's
+    #[arg(long, value_name = "FILE", requires = "remote")]
+    pub remote_ca: Option<PathBuf>,
+    /// BUILDIT_BUILD_CORES of remote builds (part of each action's key; default: 4)
+    #[arg(long, value_name = "N", requires = "remote")]
+    pub remote_cores: Option<u32>,
+}
+
+impl RemoteFlags {
+    /// The settings these flags give (`None`: no `--remote`).
+    pub fn settings(&self) -> Option<buildit_driver::remote::RemoteSettings> {
+        let url = self.remote.clone()?;
+        Some(buildit_driver::remote::RemoteSettings {
+            url,
+            instance: self.remote_instance.clone().unwrap_or_default(),
+            headers: self.remote_header.clone(),
+            fallback: self.remote_fallback,
+            no_cache: self.remote_no_cache,
+            ca_file: self.remote_ca.clone(),
+            cores: self.remote_cores.unwrap_or(0),
+        })
+    }
+}
+
+/// What the remote executor did, after the build: a `remote` JSON event with `--json`, a
+/// line otherwise (with `-v`, or when something ran remotely).
+fn remote_report(json: bool, r: &buildit_driver::remote::RemoteBuilder) {
+    let s = r.stats();
+    if json {
+        eprintln!(
+            "{}",
+            serde_json::json!({
+                "event": "remote",
+                "endpoint": r.url(),
+                "digest_function": r.digest_function(),
+                "executed": s.executed,
+                "cached": s.cached,
+                "uploaded_blobs": s.uploaded_blobs,
+                "uploaded_bytes": s.uploaded_bytes,
+                "input_bytes": s.input_bytes,
+                "downloaded_bytes": s.downloaded_bytes,
+            })
+        );
+    } else if !crate::output::get().quiet && (s.executed + s.cached > 0) {
+        eprintln!(
+            "remote {}: {} executed, {} from the ActionCache; uploaded {} blobs ({} bytes)",
+            r.url(),
+            s.executed,
+            s.cached,
+            s.uploaded_blobs,
+            s.uploaded_bytes
+        );
+    }
 }
 
 /// A line of the build's transcript on stderr ("Building …", "HASH: …"): a JSON `note` event
@@ -184,6 +260,13 @@ pub fn run_realise(a: RealiseArgs) -> Result<ExitCode, DriverError> {
     let session =
         session(a.store_root.as_deref(), false).with_mirrors(sharing.config().fetch_mirrors());
     let store = session.open_store()?;
+    let remote = match a.remote.settings() {
+        Some(s) => Some(buildit_driver::remote::connect(&store, &s)?),
+        None => None,
+    };
+    if let Some(note) = remote.as_ref().and_then(|r| r.fallback_note.as_deref()) {
+        notice(a.json, note);
+    }
     let req = buildit_driver::build::BuildRequest {
         args: &a.drvs,
         expr: a.expr.as_deref(),
@@ -199,6 +282,7 @@ pub fn run_realise(a: RealiseArgs) -> Result<ExitCode, DriverError> {
     schedule.keep_going = a.keep_going;
     schedule.substitute_only = sharing.mode() == SubstituteMode::Only;
     schedule.substitute_fixed_only = a.share.substitute_sources_only;
+    schedule.remote = remote.as_ref().and_then(|r| r.hook());
     schedule.build = BuildOptions {
         cores: a.cores.unwrap_or(0),
         limits: {
@@ -272,6 +356,9 @@ pub fn run_realise(a: RealiseArgs) -> Result<ExitCode, DriverError> {
     );
     if let Some(mut u) = ui.take() {
         u.finish();
+    }
+    if let Some(b) = remote.as_ref().and_then(|r| r.builder.as_ref()) {
+        remote_report(a.json, b);
     }
     let paths = r?;
     if a.json {

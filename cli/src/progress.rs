@@ -120,10 +120,16 @@ impl Ui {
                 eprintln!("building '{drv}'");
                 self.names.insert(drv, name);
             }
-            BuildEvent::Finished { name, duration, .. } => {
+            BuildEvent::Finished {
+                name,
+                duration,
+                remote,
+                ..
+            } => {
                 self.done += 1;
                 eprintln!(
-                    "built {name} in {:.2} s [{}/{}]",
+                    "built {name}{} in {:.2} s [{}/{}]",
+                    remote_note(remote),
                     duration.as_secs_f64(),
                     self.done,
                     self.total
@@ -186,6 +192,7 @@ impl Ui {
                 drv,
                 name,
                 duration,
+                remote,
                 ..
             } => {
                 self.done += 1;
@@ -194,7 +201,11 @@ impl Ui {
                     multi.remove(&b);
                 }
                 main.inc(1);
-                let _ = multi.println(format!("built {name} in {:.2} s", duration.as_secs_f64()));
+                let _ = multi.println(format!(
+                    "built {name}{} in {:.2} s",
+                    remote_note(remote),
+                    duration.as_secs_f64()
+                ));
             }
             BuildEvent::Failed {
                 drv, name, reason, ..
@@ -268,5 +279,14 @@ impl Ui {
                 self.start.elapsed().as_secs_f64()
             );
         }
+    }
+}
+
+/// How a remote build ran, for its `built` line.
+fn remote_note(r: Option<buildit_builder::RemoteRun>) -> &'static str {
+    match r {
+        None => "",
+        Some(buildit_builder::RemoteRun::Executed) => " remotely",
+        Some(buildit_builder::RemoteRun::Cached) => " (remote ActionCache hit)",
     }
 }

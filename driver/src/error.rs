@@ -229,6 +229,16 @@ fn build_code(e: &BuildError) -> (&'static str, String) {
             "buildit::share::not-found",
             "drop --substitute-only to build what no repository has".into(),
         ),
+        BuildError::Remote {
+            unavailable: true, ..
+        } => (
+            "buildit::remote::unavailable",
+            "check the endpoint (--remote URL); --remote-fallback builds locally when it is down".into(),
+        ),
+        BuildError::Remote { .. } => (
+            "buildit::remote::failed",
+            "the endpoint's result was refused and nothing was registered; see docs/distributed.md".into(),
+        ),
     }
 }
 

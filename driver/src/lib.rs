@@ -15,6 +15,7 @@ pub mod fetchtree;
 pub mod image;
 pub mod limits;
 pub mod pkgset;
+pub mod remote;
 pub mod repl;
 pub mod run;
 pub mod sbom;
