@@ -3,6 +3,7 @@
 //! (sources, Debian mirrors, private apt roots: [`apt`]), apt's package indexes ([`index`]),
 //! dpkg version ordering ([`version`]), dependency-closure resolution ([`resolve`]), the lock
 //! file ([`lock`]) that `buildit debian lock` writes ([`locking`]) and the package set reads,
+//! newer versions of locked packages and security-only re-locking ([`updates`]),
 //! and unpacking `.deb` files into a tree ([`unpack`], the body of `builtin:unpack-deb`).
 //!
 //! The crate knows neither the store nor the builder: the builtin builder that unpacks is
@@ -16,6 +17,7 @@ pub mod locking;
 pub mod resolve;
 pub mod stanza;
 pub mod unpack;
+pub mod updates;
 pub mod version;
 
 #[cfg(test)]
@@ -93,6 +95,12 @@ pub enum DebianError {
     },
     #[error("apt-get update in {root} failed:\n{stderr}")]
     AptGet { root: PathBuf, stderr: String },
+    #[error("the security update of {package} to {version} needs '{dependency}', which the lock cannot satisfy without other updates")]
+    SecurityUpdateConflict {
+        package: String,
+        version: String,
+        dependency: String,
+    },
 }
 
 fn did_you_mean(s: &[String]) -> String {

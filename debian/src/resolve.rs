@@ -39,6 +39,17 @@ impl Relation {
         })
     }
 
+    /// The relation as a dependency field writes it (`<<`, `<=`, `=`, `>=`, `>>`).
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Relation::Lt => "<<",
+            Relation::Le => "<=",
+            Relation::Eq => "=",
+            Relation::Ge => ">=",
+            Relation::Gt => ">>",
+        }
+    }
+
     /// Whether `have` stands in this relation to `want`.
     pub fn holds(self, have: &str, want: &str) -> bool {
         let c = compare_versions(have, want);

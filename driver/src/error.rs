@@ -260,6 +260,7 @@ fn debian_code(e: &buildit_debian::DebianError) -> (&'static str, &'static str) 
             DebianError::AptGetSpawn { .. } => ("buildit::debian::apt-get", "--update needs apt-get (Debian's apt package)"),
             DebianError::AptGet { .. } => ("buildit::debian::apt-get", "check the network and the mirror; the keyring comes from the debian-archive-keyring package"),
             DebianError::Io { .. } => ("buildit::debian::io", "check the path and its permissions"),
+            DebianError::SecurityUpdateConflict { .. } => ("buildit::debian::security-update-conflict", "take every update instead: `buildit update DIR` (without --security-only) resolves the whole lock again"),
         }
 }
 
