@@ -228,6 +228,9 @@ pub struct LoadedConfig {
     pub substitute: Sourced<bool>,
     /// How long a repository may take to answer, in seconds.
     pub timeout: Sourced<u64>,
+    /// The OSV dumps `buildit audit --update` downloads (`audit: advisory-urls:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_urls: Option<Sourced<Vec<String>>>,
 }
 
 fn lossy_paths<S: serde::Serializer>(ps: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
@@ -337,6 +340,7 @@ pub fn load_with(
             discover: Vec::new(),
             substitute: Sourced::new(true, Origin::Default),
             timeout: Sourced::new(DEFAULT_TIMEOUT_SECS, Origin::Default),
+            audit_urls: None,
         },
         discover: Vec::new(),
     };
@@ -711,6 +715,14 @@ impl Merger<'_> {
         if let Some(t) = &file.timeout {
             self.cfg.timeout = self.sourced(t.value, t.span);
         }
+        if let Some(urls) = &file.audit_urls {
+            let span = urls.first().map(|u| u.span);
+            let list = urls.iter().map(|u| u.value.clone()).collect();
+            self.cfg.audit_urls = Some(match span {
+                Some(span) => self.sourced(list, span),
+                None => Sourced::new(list, Origin::Default),
+            });
+        }
     }
 
     /// Order the repositories by priority (stable: ties keep their configuration order).
@@ -1035,6 +1047,7 @@ mod tests {
             discover: Vec::new(),
             substitute: Sourced::new(true, Origin::Default),
             timeout: Sourced::new(DEFAULT_TIMEOUT_SECS, Origin::Default),
+            audit_urls: None,
         };
         assert_eq!(
             cfg.target("mysuperbinhost").ok(),

@@ -37,6 +37,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "discover",
     "substitute",
     "timeout",
+    "audit",
 ];
 
 /// The keys of one repository block (`repository:` or an item of `repositories:`).
@@ -171,6 +172,9 @@ pub struct ConfigFile {
     pub discover: Option<Vec<Spanned<String>>>,
     pub substitute: Option<Spanned<bool>>,
     pub timeout: Option<Spanned<u64>>,
+    /// `audit: { advisory-urls: [...] }`: the OSV dumps `buildit audit --update` downloads
+    /// (`None` when the file does not say; a closer file's list replaces a farther one's).
+    pub audit_urls: Option<Vec<Spanned<String>>>,
 }
 
 /// Parse the configuration file `text` (registered as `file` in the caller's source map):
@@ -313,6 +317,11 @@ pub fn read_config(r: &mut Reader, root: &Node) -> ConfigFile {
             "signing-key" if v.is_null() => c.signing_key = None,
             "signing-key" => c.signing_key = read_text(r, v, key),
             "discover" => c.discover = Some(read_discover(r, v)),
+            "audit" => {
+                for (_, _, u) in r.map(v, "audit", &["advisory-urls"]).unwrap_or_default() {
+                    c.audit_urls = Some(read_advisory_urls(r, u));
+                }
+            }
             "substitute" => {
                 c.substitute = r.boolean(v, key).map(|b| Spanned {
                     value: b,
@@ -868,6 +877,31 @@ fn read_discover(r: &mut Reader, n: &Node) -> Vec<Spanned<String>> {
             } else {
                 true
             }
+        })
+        .collect()
+}
+
+/// `audit: advisory-urls:`: http(s) or file URLs.
+fn read_advisory_urls(r: &mut Reader, n: &Node) -> Vec<Spanned<String>> {
+    let items = r.strings(n, "advisory-urls");
+    items
+        .into_iter()
+        .filter(|s| {
+            let ok = ["https://", "http://", "file://"]
+                .iter()
+                .any(|p| s.value.starts_with(p))
+                && s.value.len() <= MAX_TEXT;
+            if !ok {
+                r.diags.push(
+                    Diagnostic::error(
+                        "buildit::config::bad-advisory-url",
+                        format!("`{}` is not an http(s) or file URL", s.value),
+                    )
+                    .with_label(s.span, "here")
+                    .with_help("list the URLs of OSV dumps, e.g. `advisory-urls: [https://host/Debian/all.zip]`"),
+                );
+            }
+            ok
         })
         .collect()
 }

@@ -219,6 +219,16 @@ pub fn lower_pkg(
     if let Some(d) = &pkg.description {
         meta.push(format!("description = {};", quote(d)));
     }
+    // the advisories the patches fix, advisory id → patch (for `buildit audit`)
+    let fixes: Vec<String> = pkg
+        .patches
+        .iter()
+        .flat_map(|p| p.fixes.iter().map(move |id| format!("{} = {};", quote(&id.value), quote(&p.source.value))))
+        .collect();
+    if !fixes.is_empty() {
+        let inherited = if pkg.base.is_some() { "((old.meta or { }).fixes or { }) // " } else { "" };
+        meta.push(format!("fixes = {inherited}{{ {} }};", fixes.join(" ")));
+    }
     let meta_expr = format!("{{ {} }}", meta.join(" "));
     match &pkg.base {
         Some(base) => format!(

@@ -240,6 +240,61 @@ pub struct Patch {
     pub source: Spanned<String>,
     pub description: String,
     pub is_url: bool,
+    /// The advisories (CVE or OSV ids) the patch fixes: `buildit audit` does not report them
+    /// for the package.
+    pub fixes: Vec<Spanned<String>>,
+}
+
+/// Whether `id` looks like an advisory id (`CVE-2023-44487`, `GHSA-…`, `DSA-5555-1`): a
+/// letter, letters and digits, a dash, then letters, digits, `.`, `:`, `_` or `-`.
+pub fn is_advisory_id(id: &str) -> bool {
+    let Some((db, rest)) = id.split_once('-') else {
+        return false;
+    };
+    id.len() <= 128
+        && db.starts_with(|c: char| c.is_ascii_alphabetic())
+        && db.chars().all(|c| c.is_ascii_alphanumeric())
+        && !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".:_-".contains(c))
+}
+
+/// A patch entry's value: its description, or `{ description: …, fixes: [CVE-…] }`.
+fn read_patch_value(r: &mut Reader, pv: &Node) -> (String, Vec<Spanned<String>>) {
+    if pv.is_null() {
+        return (String::new(), Vec::new());
+    }
+    if !matches!(pv.kind, Kind::Map(_)) {
+        let d = r
+            .string(pv, "a patch description")
+            .map(|s| s.value)
+            .unwrap_or_default();
+        return (d, Vec::new());
+    }
+    let mut description = String::new();
+    let mut fixes = Vec::new();
+    for (key, _, v) in r.map(pv, "a patch", &["description", "fixes"]).unwrap_or_default() {
+        if key == "description" {
+            description = r.string(v, "a patch description").map(|s| s.value).unwrap_or_default();
+            continue;
+        }
+        for id in r.strings(v, "an advisory id") {
+            if is_advisory_id(&id.value) {
+                fixes.push(id);
+            } else {
+                r.diags.push(
+                    Diagnostic::error(
+                        "buildit::yaml::bad-advisory-id",
+                        format!("`{}` is not an advisory id", id.value),
+                    )
+                    .with_label(id.span, "not a CVE or OSV id")
+                    .with_help("list the ids the patch fixes, e.g. `fixes: [CVE-2023-44487]`"),
+                );
+            }
+        }
+    }
+    (description, fixes)
 }
 
 /// `pkg.yaml`: a package from the set (`base:`) with changes, or a full recipe.
@@ -319,18 +374,13 @@ pub fn read_pkg(r: &mut Reader, root: &Node) -> PkgSpec {
                         let Some(src) = r.string(pk, "a patch") else {
                             continue;
                         };
-                        let description = if pv.is_null() {
-                            String::new()
-                        } else {
-                            r.string(pv, "a patch description")
-                                .map(|s| s.value)
-                                .unwrap_or_default()
-                        };
+                        let (description, fixes) = read_patch_value(r, pv);
                         let is_url = src.value.contains("://");
                         spec.patches.push(Patch {
                             source: src,
                             description,
                             is_url,
+                            fixes,
                         });
                     }
                 }
@@ -342,6 +392,7 @@ pub fn read_pkg(r: &mut Reader, root: &Node) -> PkgSpec {
                                 source: src,
                                 description: String::new(),
                                 is_url,
+                                fixes: Vec::new(),
                             });
                         }
                     }
