@@ -4,6 +4,7 @@
 //! and `buildit_driver::repl::Repl`.
 
 pub mod args;
+pub mod audit_cmd;
 pub mod build_cmd;
 pub mod common;
 pub mod config_cmd;

@@ -354,6 +354,7 @@ fn main() -> ExitCode {
         Command::Contents(a) => buildit_cli::image_cmd::run_contents(a),
         Command::Image(a) => buildit_cli::image_cmd::run_image(a),
         Command::Sbom(a) => buildit_cli::sbom_cmd::run(a),
+        Command::Audit(a) => buildit_cli::audit_cmd::run(a),
         Command::Completions(a) => {
             print!("{}", buildit_cli::generate::completions(a.shell));
             Ok(ExitCode::SUCCESS)

@@ -6,6 +6,7 @@
 //! the scheduler runs. Every operation returns a [`DriverError`], which the front end renders
 //! in one place. Nothing here prints.
 
+pub mod audit;
 pub mod build;
 pub mod builtins;
 pub mod config;
