@@ -20,6 +20,7 @@
 //! fewer cases than a stated minimum. A trial that needs a tool or root ([`gated`]) is ignored
 //! with the reason where they are missing, but under CI it fails naming what is missing.
 
+mod audit;
 mod cli;
 mod config;
 mod conventions;
@@ -191,6 +192,7 @@ fn main() {
     trials.extend(share_transport::trials());
     trials.extend(share_e2e::trials());
     trials.extend(sharing_sets::trials());
+    trials.extend(audit::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 
