@@ -35,6 +35,7 @@ mod examples;
 mod images;
 mod nixlang;
 mod pkgs;
+mod remote;
 mod repl;
 mod sandbox;
 mod seed;
@@ -187,6 +188,7 @@ fn main() {
     trials.extend(e2e::trials());
     trials.extend(escape_store::trials());
     trials.extend(pkgs::trials());
+    trials.extend(remote::trials());
     trials.extend(user::trials());
     trials.extend(seed::trials());
     trials.extend(share_transport::trials());
