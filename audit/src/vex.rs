@@ -247,11 +247,23 @@ mod tests {
     fn products() {
         let libc = "pkg:deb/debian/libc6@2.36-9+deb12u14?arch=amd64&distro=debian-12";
         assert!(product_matches("pkg:deb/debian/libc6", libc));
-        assert!(product_matches("pkg:deb/debian/libc6@2.36-9+deb12u14", libc));
-        assert!(!product_matches("pkg:deb/debian/libc6@2.36-9+deb12u13", libc));
+        assert!(product_matches(
+            "pkg:deb/debian/libc6@2.36-9+deb12u14",
+            libc
+        ));
+        assert!(!product_matches(
+            "pkg:deb/debian/libc6@2.36-9+deb12u13",
+            libc
+        ));
         assert!(!product_matches("pkg:deb/debian/libssl3", libc));
-        assert!(product_matches("pkg:generic/nginx@1.22.1", "pkg:generic/nginx@1.22.1"));
-        assert!(!product_matches("pkg:generic/nginx@1.24.0", "pkg:generic/nginx@1.22.1"));
+        assert!(product_matches(
+            "pkg:generic/nginx@1.22.1",
+            "pkg:generic/nginx@1.22.1"
+        ));
+        assert!(!product_matches(
+            "pkg:generic/nginx@1.24.0",
+            "pkg:generic/nginx@1.22.1"
+        ));
     }
 
     /// Both statement shapes read; an unknown status is refused; too large is refused.
@@ -267,9 +279,15 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let v = Vex::read(&p).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(v.statements.len(), 2);
-        std::fs::write(&p, r#"{"statements":[{"vulnerability":"CVE-1","status":"maybe"}]}"#)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let e = Vex::read(&p).err().map(|e| e.to_string()).unwrap_or_default();
+        std::fs::write(
+            &p,
+            r#"{"statements":[{"vulnerability":"CVE-1","status":"maybe"}]}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let e = Vex::read(&p)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("unknown status `maybe`"), "{e}");
         std::fs::write(&p, "[".repeat(1000)).unwrap_or_else(|e| panic!("{e}"));
         assert!(Vex::read(&p).is_err());

@@ -651,7 +651,7 @@ fn built_layers() -> R {
     }
     // every Debian package of the image is in a layer too
     for p in v["packages"].as_array().into_iter().flatten() {
-        if p["layers"].as_array().map_or(true, Vec::is_empty) {
+        if p["layers"].as_array().filter(|l| !l.is_empty()).is_none() {
             return Err(format!("a package without a layer: {p}").into());
         }
     }

@@ -223,10 +223,18 @@ pub fn lower_pkg(
     let fixes: Vec<String> = pkg
         .patches
         .iter()
-        .flat_map(|p| p.fixes.iter().map(move |id| format!("{} = {};", quote(&id.value), quote(&p.source.value))))
+        .flat_map(|p| {
+            p.fixes
+                .iter()
+                .map(move |id| format!("{} = {};", quote(&id.value), quote(&p.source.value)))
+        })
         .collect();
     if !fixes.is_empty() {
-        let inherited = if pkg.base.is_some() { "((old.meta or { }).fixes or { }) // " } else { "" };
+        let inherited = if pkg.base.is_some() {
+            "((old.meta or { }).fixes or { }) // "
+        } else {
+            ""
+        };
         meta.push(format!("fixes = {inherited}{{ {} }};", fixes.join(" ")));
     }
     let meta_expr = format!("{{ {} }}", meta.join(" "));

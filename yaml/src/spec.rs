@@ -274,9 +274,15 @@ fn read_patch_value(r: &mut Reader, pv: &Node) -> (String, Vec<Spanned<String>>)
     }
     let mut description = String::new();
     let mut fixes = Vec::new();
-    for (key, _, v) in r.map(pv, "a patch", &["description", "fixes"]).unwrap_or_default() {
+    for (key, _, v) in r
+        .map(pv, "a patch", &["description", "fixes"])
+        .unwrap_or_default()
+    {
         if key == "description" {
-            description = r.string(v, "a patch description").map(|s| s.value).unwrap_or_default();
+            description = r
+                .string(v, "a patch description")
+                .map(|s| s.value)
+                .unwrap_or_default();
             continue;
         }
         for id in r.strings(v, "an advisory id") {
