@@ -2,6 +2,11 @@
 //! EvalError>` stays small on the hot path. Each error has an [`ErrorKind`] with a stable code
 //! (`buildit::eval::…`), a message, the span where it happened, optional extra labels and help,
 //! and an evaluation trace (innermost first) that callers extend as the error propagates.
+//!
+//! An error raised inside the standard library because of what a user's program passed it
+//! carries a *blame*: the user's call that led there (found by the evaluator, see
+//! `Evaluator::blame`). Such an error is shown at that call first, and the place in the
+//! library where it was raised becomes the first line of its trace.
 
 use buildit_lang::{Diagnostic, SourceMap, Span};
 use std::fmt;
@@ -155,6 +160,9 @@ pub struct ErrorInner {
     /// For limit errors ([`ErrorKind::is_limit`]): the nested evaluations it unwound through,
     /// innermost first (bounded).
     pub frames: Vec<Frame>,
+    /// For an error raised in the standard library: the call in the user's program that led
+    /// there (the function expression of that call).
+    pub blame: Option<Span>,
 }
 
 /// An evaluation error (boxed: one pointer).
@@ -172,6 +180,7 @@ impl EvalError {
             trace: Vec::new(),
             related: Vec::new(),
             frames: Vec::new(),
+            blame: None,
         }))
     }
 
@@ -185,6 +194,17 @@ impl EvalError {
 
     pub fn with_help(mut self, help: impl Into<String>) -> EvalError {
         self.0.help = Some(help.into());
+        self
+    }
+
+    /// The user's call that led to this error in the standard library, if any.
+    pub fn blame(&self) -> Option<Span> {
+        self.0.blame
+    }
+
+    /// Blame the call at `site` (in the user's program) for this error of the library.
+    pub fn with_blame(mut self, site: Span) -> EvalError {
+        self.0.blame = Some(site);
         self
     }
 
@@ -241,11 +261,14 @@ impl EvalError {
             message = format!("{message}: {chain} → …");
         }
         let mut d = Diagnostic::error(self.0.kind.code(), message);
-        // `Span::default()` means "no location" (errors raised from the command line)
-        // (a recursion that reached a limit is shown by its frames instead)
-        if let Some(span) = self
+        if let Some(site) = self.0.blame {
+            // the user's call first; where the library raised it is the trace's first line
+            d = d.with_label(site, "the standard library fails in this call");
+        } else if let Some(span) = self
             .0
             .span
+            // `Span::default()` means "no location" (errors raised from the command line)
+            // (a recursion that reached a limit is shown by its frames instead)
             .filter(|s| *s != Span::default() && cycle.is_empty())
         {
             d = d.with_label(span, primary_label(self.0.kind));
@@ -281,8 +304,16 @@ impl EvalError {
 
     /// `while <what> at file:line:col` lines, innermost first. A limit error's trace is the
     /// recursion its labels already show: each line appears once.
+    /// A blamed error starts with the place in the library where it was raised.
     pub fn trace_lines(&self, sources: &SourceMap) -> Vec<String> {
         let mut lines: Vec<String> = Vec::new();
+        if let (Some(_), Some(span)) = (self.0.blame, self.0.span) {
+            lines.push(format!(
+                "raised in the standard library at {} ({})",
+                sources.position(span),
+                primary_label(self.0.kind)
+            ));
+        }
         for (s, w) in self.0.trace.iter().filter(|(s, _)| *s != Span::default()) {
             let line = format!("while {} at {}", w, sources.position(*s));
             if !(self.0.kind.is_limit() && lines.contains(&line)) {

@@ -67,6 +67,17 @@ pub struct Evaluator {
     depth: u32,
     /// The most `depth` may reach ([`crate::limits`]).
     max_depth: u32,
+    /// Which source files are the standard library's, by file id: the files of `<buildit>`
+    /// and the builtin `derivation` (see [`Evaluator::blame`]).
+    library_files: Vec<bool>,
+    /// The directory `<buildit>` resolved to, once it has.
+    library_root: Option<String>,
+    /// Activations of library functions called from a user's program (directly, or through
+    /// other library functions it called): the scope's address → the user's call. The weak
+    /// reference keeps the address from being reused while the entry exists.
+    call_sites: FxHashMap<usize, (std::rc::Weak<Scope>, Span)>,
+    /// The size of `call_sites` at which entries of freed scopes are dropped.
+    call_sites_prune_at: usize,
 }
 
 impl Evaluator {
@@ -86,6 +97,10 @@ impl Evaluator {
             stack_bounds: (usize::MAX, 0),
             depth: 0,
             max_depth: crate::limits::default_max_call_depth(),
+            library_files: Vec::new(),
+            library_root: None,
+            call_sites: FxHashMap::default(),
+            call_sites_prune_at: 1024,
         };
         ev.globals = builtins::globals(&ev);
         ev.to_string_op = match ev.globals.get(&Symbol::intern("toString")) {
@@ -173,6 +188,14 @@ impl Evaluator {
         frames: &[Vec<Symbol>],
     ) -> Result<Rc<ir::Expr>, Vec<Diagnostic>> {
         let file = self.sources.add(name, text);
+        let library = self.is_library_name(name);
+        if library {
+            let i = file.0 as usize;
+            if self.library_files.len() <= i {
+                self.library_files.resize(i + 1, false);
+            }
+            self.library_files[i] = true;
+        }
         let parsed = buildit_lang::parse(file, text);
         let mut diags = parsed.diagnostics;
         let Some(ast) = parsed.expr else {
@@ -192,11 +215,124 @@ impl Evaluator {
             base_dir: base_dir.to_string(),
             home: self.io.home_dir(),
         };
-        let (ir, ldiags) = lower::lower_in_scope(&ast, &ctx, frames);
+        let (ir, ldiags) = lower::lower_file(&ast, &ctx, frames, library);
         if ldiags.is_empty() {
             Ok(ir)
         } else {
             Err(ldiags)
+        }
+    }
+
+    /// `<name>` resolved to `path`: `<buildit>` is the standard library's directory (and
+    /// `<buildit/sub>` a path in it).
+    #[cold]
+    fn note_library_root(&mut self, name: &str, path: &str) {
+        if self.library_root.is_some() {
+            return;
+        }
+        let root = match name.strip_prefix("buildit") {
+            Some("") => Some(path),
+            Some(sub) if sub.starts_with('/') => path.strip_suffix(sub),
+            _ => None,
+        };
+        self.library_root = root.map(|r| r.trim_end_matches('/').to_string());
+    }
+
+    /// Whether a file of this name is the standard library's: inside the directory `<buildit>`
+    /// resolved to, or the builtin `derivation`.
+    fn is_library_name(&self, name: &str) -> bool {
+        name == "<builtin derivation>"
+            || self.library_root.as_deref().is_some_and(|root| {
+                name.strip_prefix(root)
+                    .is_some_and(|rest| rest.starts_with('/'))
+            })
+    }
+
+    /// Whether `file` is one of the standard library's files.
+    #[inline(always)]
+    fn is_library(&self, file: buildit_lang::FileId) -> bool {
+        self.library_files
+            .get(file.0 as usize)
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// Note the activation `scope` of the closure `c`, called at `site` (the function
+    /// expression of the call, or a builtin's call) from code running in `caller` (when
+    /// known). An activation of a library function is recorded with the user's call that led
+    /// to it: `site` itself when it is in a user's file, else the call recorded for `caller`'s
+    /// nearest recorded activation (a library function calling another on the user's behalf).
+    #[inline(always)]
+    fn note_call(&mut self, scope: &Env, c: &Closure, site: Span, caller: Option<&Env>) {
+        if c.lambda.library {
+            self.note_library_call(scope, site, caller);
+        }
+    }
+
+    #[inline(never)]
+    fn note_library_call(&mut self, scope: &Env, site: Span, caller: Option<&Env>) {
+        let user = if site != Span::default() && !self.is_library(site.file) {
+            Some(site)
+        } else {
+            caller.and_then(|env| self.site_of(env))
+        };
+        let Some(user) = user else { return };
+        if self.call_sites.len() >= self.call_sites_prune_at {
+            self.call_sites
+                .retain(|_, (scope, _)| scope.strong_count() > 0);
+            self.call_sites_prune_at = (2 * self.call_sites.len()).max(1024);
+        }
+        self.call_sites
+            .insert(Rc::as_ptr(scope) as usize, (Rc::downgrade(scope), user));
+    }
+
+    /// The user's call recorded for the nearest activation enclosing `env`.
+    fn site_of(&self, env: &Env) -> Option<Span> {
+        if self.call_sites.is_empty() {
+            return None;
+        }
+        let mut scope = Some(env);
+        while let Some(s) = scope {
+            if let Some((_, site)) = self.call_sites.get(&(Rc::as_ptr(s) as usize)) {
+                return Some(*site);
+            }
+            scope = s.parent.as_ref();
+        }
+        None
+    }
+
+    /// Errors blame the caller: an error raised in the standard library while evaluating code
+    /// in `env` is blamed on the user's call recorded for `env`'s nearest library activation
+    /// ([`Evaluator::note_call`]), so it is shown at that call first. Evaluation is lazy, so
+    /// the call stack no longer holds that call when the error is raised; the environment
+    /// does. An error raised in a user's file, or already blamed, is left as it is.
+    #[cold]
+    #[inline(never)]
+    fn blame_result(&self, r: &mut EvalResult<Value>, env: &Env) {
+        if let Err(e) = r {
+            let taken =
+                std::mem::replace(e, EvalError::new(ErrorKind::Invalid, "", Span::default()));
+            *e = self.blame(taken, env);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn blame(&self, e: EvalError, env: &Env) -> EvalError {
+        if self.call_sites.is_empty()
+            || e.0.blame.is_some()
+            || e.kind().is_limit()
+            || !e.0.related.is_empty()
+        {
+            return e;
+        }
+        match e.0.span {
+            Some(s) if s != Span::default() && self.is_library(s.file) => {}
+            _ => return e,
+        }
+        match self.site_of(env) {
+            Some(site) => e.with_blame(site),
+            None => e,
         }
     }
 
@@ -274,6 +410,7 @@ impl Evaluator {
                         Ok(v)
                     }
                     Err(err) => {
+                        let err = self.blame(err, &env);
                         *t.0.borrow_mut() = ThunkState::Pending(Pending::Expr(e, env));
                         Err(err)
                     }
@@ -571,11 +708,13 @@ impl Evaluator {
         if let Value::Lambda(c) = &f {
             if let ExprKind::Lambda(inner) = &c.lambda.body.kind {
                 let env1 = self.bind(c, a, span)?;
+                self.note_call(&env1, c, span, None);
                 let inner = Closure {
                     lambda: inner.clone(),
                     env: env1,
                 };
                 let env2 = self.bind(&inner, b, span)?;
+                self.note_call(&env2, &inner, span, None);
                 return self.eval(&inner.lambda.body, &env2);
             }
         }
@@ -620,6 +759,30 @@ impl Evaluator {
         match f {
             Value::Lambda(c) => {
                 let env = self.bind(&c, arg, span)?;
+                self.note_call(&env, &c, span, None);
+                let body = c.lambda.body.clone();
+                self.eval(&body, &env)
+            }
+            other => self.apply_other(other, arg, span),
+        }
+    }
+
+    /// [`Evaluator::apply`] from code: `site` is the call's function expression and `caller`
+    /// the environment the call is evaluated in (see [`Evaluator::note_call`]).
+    #[inline(never)]
+    fn apply_at(
+        &mut self,
+        f: Value,
+        arg: Value,
+        span: Span,
+        site: Span,
+        caller: &Env,
+    ) -> EvalResult<Value> {
+        let f = self.force(&f)?;
+        match f {
+            Value::Lambda(c) => {
+                let env = self.bind(&c, arg, span)?;
+                self.note_call(&env, &c, site, Some(caller));
                 let body = c.lambda.body.clone();
                 self.eval(&body, &env)
             }
@@ -828,8 +991,24 @@ impl Evaluator {
     /// once a tail position moves it elsewhere.
     fn eval_loop(&mut self, expr0: &Rc<ir::Expr>, env0: &Env) -> EvalResult<Value> {
         let mut owned: Option<(Rc<ir::Expr>, Env)> = None;
+        let mut r = self.run_loop(expr0, env0, &mut owned);
+        if r.is_err() {
+            // the environment the error was raised in (the loop may have moved on from env0)
+            self.blame_result(&mut r, owned.as_ref().map_or(env0, |(_, env)| env));
+        }
+        r
+    }
+
+    /// The body of [`Evaluator::eval_loop`]: `owned` is where a tail position moved it.
+    #[inline(always)]
+    fn run_loop(
+        &mut self,
+        expr0: &Rc<ir::Expr>,
+        env0: &Env,
+        owned: &mut Option<(Rc<ir::Expr>, Env)>,
+    ) -> EvalResult<Value> {
         loop {
-            let (expr, env) = match &owned {
+            let (expr, env) = match &*owned {
                 Some((e, v)) => (e, v),
                 None => (expr0, env0),
             };
@@ -930,12 +1109,13 @@ impl Evaluator {
                                 let new_env = self
                                     .bind(c, av, span)
                                     .map_err(|e| e.add_trace(span, "calling a function"))?;
+                                self.note_call(&new_env, c, f.span, Some(env));
                                 tail = Some((c.lambda.body.clone(), new_env));
                                 break;
                             }
                         }
                         fv = self
-                            .apply(fv, av, span)
+                            .apply_at(fv, av, span, f.span, env)
                             .map_err(|e| e.add_trace(span, "calling a function"))?;
                     }
                     match tail {
@@ -1002,12 +1182,15 @@ impl Evaluator {
                 }
                 ExprKind::LookupPath(p) => {
                     return match self.io.lookup_path(p) {
-                        Ok(path) => Ok(Value::Path(PathStr::from(path))),
+                        Ok(path) => {
+                            self.note_library_root(p, &path);
+                            Ok(Value::Path(PathStr::from(path)))
+                        }
                         Err(msg) => Err(EvalError::new(ErrorKind::Io, msg, span)),
                     };
                 }
             };
-            owned = Some(next);
+            *owned = Some(next);
         }
     }
 

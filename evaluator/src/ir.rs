@@ -97,6 +97,9 @@ pub struct Lambda {
     pub param: Param,
     pub body: Rc<Expr>,
     pub span: Span,
+    /// Defined in a file of the standard library: its calls are noted for errors that blame
+    /// the caller (`Evaluator::note_call`).
+    pub library: bool,
 }
 
 pub enum Param {

@@ -32,6 +32,8 @@ struct Lowerer<'c> {
     ctx: &'c LowerCtx<'c>,
     frames: Vec<Frame>,
     diags: Vec<Diagnostic>,
+    /// Whether the file is the standard library's (marks its lambdas, see [`ir::Lambda`]).
+    library: bool,
 }
 
 /// Lower a parsed file. Returns the IR and the diagnostics found (undefined variables,
@@ -47,7 +49,18 @@ pub fn lower_in_scope(
     ctx: &LowerCtx<'_>,
     frames: &[Vec<Symbol>],
 ) -> (Rc<ir::Expr>, Vec<Diagnostic>) {
+    lower_file(expr, ctx, frames, false)
+}
+
+/// [`lower_in_scope`] for a file that is the standard library's (`library`) or not.
+pub fn lower_file(
+    expr: &ast::Expr,
+    ctx: &LowerCtx<'_>,
+    frames: &[Vec<Symbol>],
+    library: bool,
+) -> (Rc<ir::Expr>, Vec<Diagnostic>) {
     let mut l = Lowerer {
+        library,
         ctx,
         frames: frames
             .iter()
@@ -781,6 +794,7 @@ impl<'c> Lowerer<'c> {
                         param: ir::Param::Ident,
                         body: b,
                         span,
+                        library: self.library,
                     })),
                     span,
                 )
@@ -839,6 +853,7 @@ impl<'c> Lowerer<'c> {
                             ellipsis: *ellipsis,
                             bind: bind.is_some(),
                         },
+                        library: self.library,
                         body: b,
                         span,
                     })),

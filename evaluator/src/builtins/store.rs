@@ -118,10 +118,7 @@ fn derivation_strict(ev: &mut Evaluator, a: &[Value], span: Span) -> EvalResult<
             continue;
         }
         let in_attr = |e: EvalError| {
-            e.add_trace(
-                span,
-                format!("while evaluating the derivation attribute `{key}`"),
-            )
+            e.add_trace(span, format!("evaluating the derivation attribute `{key}`"))
         };
         match key {
             "args" => {
