@@ -147,6 +147,23 @@ pub enum Command {
         after_help = "Examples:\n  buildit audit --advisories <osv-dir> examples/nginx-prod\n  buildit audit --advisories <debian-all.zip> --fail-on high --sarif result > audit.sarif\n  buildit audit --advisories <osv-dir> --vex <triage.vex.json> --emit-vex <image.vex.json> www-servers/nginx\n  buildit audit --update --advisory-url <https://host/Debian/all.zip>\n\nWhat is matched and how, the accepted advisory files and OpenVEX: docs/supply-chain.md."
     )]
     Audit(crate::audit_cmd::AuditArgs),
+    /// List the Debian packages of a spec's (or package's) closure with newer versions in the
+    /// apt indexes, and packages with newer versions in the set; builds nothing
+    #[command(
+        after_help = "Examples:\n  buildit outdated examples/nginx-prod\n  buildit outdated --json www-servers/nginx\n  buildit outdated --apt-root <dir> examples/nginx-prod   # a private apt root's indexes"
+    )]
+    Outdated(crate::update_cmd::OutdatedArgs),
+    /// Re-lock a spec's Debian packages (its DIR/debian.lock), rebuild, and report which images
+    /// changed, package by package
+    #[command(
+        after_help = "Examples:\n  buildit update --dry-run examples/nginx-prod\n  buildit update --security-only <spec-dir>\n  buildit update --json <spec-dir> > update.json\n\nThe spec's lock is DIR/debian.lock (written here; `buildit build DIR` uses it). The loop from a\nsecurity update to a pushed image: docs/supply-chain.md."
+    )]
+    Update(crate::update_cmd::UpdateArgs),
+    /// Compare two images: packages added, removed or at other versions, and files
+    #[command(
+        after_help = "Examples:\n  buildit diff <old-image> result\n  buildit diff --files --json <old-image> <new-image>"
+    )]
+    Diff(crate::update_cmd::DiffArgs),
     /// Print a shell completion script on stdout
     #[command(
         after_help = "Examples:\n  buildit completions bash > ~/.local/share/bash-completion/completions/buildit\n  buildit completions zsh > ~/.zfunc/_buildit\n  buildit completions fish > ~/.config/fish/completions/buildit.fish"
@@ -389,6 +406,9 @@ impl Command {
             Command::Contents(a) => a.json,
             Command::Image(a) => a.json,
             Command::Compile(a) => a.json,
+            Command::Outdated(a) => a.json,
+            Command::Update(a) => a.json,
+            Command::Diff(a) => a.json,
             Command::Audit(a) => a.json || a.sarif,
             Command::Store(a) => a.json(),
             Command::Config(ConfigArgs {

@@ -22,4 +22,5 @@ pub mod sbom_cmd;
 pub mod search_cmd;
 pub mod share_cmd;
 pub mod store_cmd;
+pub mod update_cmd;
 pub mod yaml_cmd;

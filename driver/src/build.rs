@@ -112,6 +112,7 @@ pub fn spec_build(
     typecheck: bool,
     notice: &mut dyn FnMut(&str),
 ) -> Result<SpecBuild> {
+    let session = &crate::spec::spec_session(session, dir)?;
     let compiled =
         crate::spec::compile_fetching(session, store, &|s| crate::spec::compile(s, dir), notice)?;
     let vars: std::collections::BTreeMap<&str, &str> = compiled

@@ -3,13 +3,15 @@
 //! evaluates targets into values and derivations; [`build`] turns what a build command names
 //! into targets and realises them; [`spec`] compiles and evaluates YAML specs;
 //! [`pkgset`] asks the package set typed questions; [`builtins`] are the in-process builders
-//! the scheduler runs. Every operation returns a [`DriverError`], which the front end renders
+//! the scheduler runs; [`update`] and [`diff`] compare a spec's packages and images with
+//! what is newer. Every operation returns a [`DriverError`], which the front end renders
 //! in one place. Nothing here prints.
 
 pub mod audit;
 pub mod build;
 pub mod builtins;
 pub mod config;
+pub mod diff;
 pub mod error;
 pub mod eval;
 pub mod fetchtree;
@@ -25,6 +27,7 @@ pub mod share;
 pub mod spec;
 pub mod store;
 pub mod substitute;
+pub mod update;
 
 pub use error::{DriverError, ImageOp, Result};
 pub use eval::EvalTarget;

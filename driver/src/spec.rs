@@ -1,6 +1,7 @@
 //! Container and package specs (`container.yaml`, `pkg.yaml`): compiled to `.bld` text by the
 //! YAML front end, checked against the package set before anything is evaluated, URL patches
-//! fetched once and pinned in `buildit.lock`, then evaluated to derivations. `buildit build
+//! fetched once and pinned in `buildit.lock`, then evaluated to derivations (with the spec's
+//! own `debian.lock` when it has one, [`spec_session`]). `buildit build
 //! DIR` evaluates exactly the text `buildit compile DIR` prints.
 
 use std::collections::BTreeSet;
@@ -27,6 +28,22 @@ fn checked(session: &Session, c: Compiled) -> Result<Compiled> {
     } else {
         Err(DriverError::diagnostics_in(c.sources, diags))
     }
+}
+
+/// The file in a container spec directory that pins the spec's Debian packages (written by
+/// `buildit update DIR`).
+pub const SPEC_DEBIAN_LOCK: &str = "debian.lock";
+
+/// The session a container spec in `dir` is evaluated with: the Debian lock given on the
+/// command line (`--debian-lock`, `BUILDIT_DEBIAN_LOCK`) when there is one, else the spec's own
+/// `debian.lock` when the directory holds one, else the embedded lock.
+pub fn spec_session(session: &Session, dir: &Path) -> Result<Session> {
+    let own = dir.join(SPEC_DEBIAN_LOCK);
+    if session.debian_lock().is_some() || !own.is_file() {
+        return Ok(session.clone());
+    }
+    let lock = crate::session::DebianLock::read(&own)?;
+    Ok(session.clone().with_debian_lock(Some(lock)))
 }
 
 /// Compile a container spec directory (holding `container.yaml`) and check it against the

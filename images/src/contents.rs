@@ -6,6 +6,10 @@
 //! found by its position in the layer as the config's history records it; everything else
 //! (synced files, `/etc/passwd`) to none. An ACI has no history: its at-root files show no
 //! package.
+//!
+//! [`image_contents_hashed`] also gives each regular file's sha256, read from the layer as it
+//! is listed (what `buildit diff` compares files by); `buildit contents` does not read file
+//! bodies.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -32,6 +36,9 @@ pub struct ContentEntry {
     pub package: Option<String>,
     /// The layer's position (0 = bottom); 0 for an ACI.
     pub layer: usize,
+    /// A regular file's sha256 (hex), from [`image_contents_hashed`] only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 fn not_image(p: &Path, why: &str) -> ImageError {
@@ -40,17 +47,26 @@ fn not_image(p: &Path, why: &str) -> ImageError {
 
 /// List every entry of the image at `image`.
 pub fn image_contents(image: &Path) -> Result<Vec<ContentEntry>, ImageError> {
+    contents(image, false)
+}
+
+/// [`image_contents`] with each regular file's sha256.
+pub fn image_contents_hashed(image: &Path) -> Result<Vec<ContentEntry>, ImageError> {
+    contents(image, true)
+}
+
+fn contents(image: &Path, hash: bool) -> Result<Vec<ContentEntry>, ImageError> {
     if image.is_dir() {
         // inside the directory nothing is read through a symlink
         let present = |f: &str| {
             std::fs::symlink_metadata(image.join(f)).is_ok_and(|m| m.file_type().is_file())
         };
         if image.join("index.json").exists() {
-            return oci_layout(image);
+            return oci_layout(image, hash);
         }
         for f in ["image.oci.tar", "image.docker.tar", "image.aci"] {
             if present(f) {
-                return archive(&image.join(f));
+                return archive(&image.join(f), hash);
             }
         }
         return Err(not_image(
@@ -58,7 +74,7 @@ pub fn image_contents(image: &Path) -> Result<Vec<ContentEntry>, ImageError> {
             "no index.json, image.oci.tar, image.docker.tar or image.aci",
         ));
     }
-    archive(image)
+    archive(image, hash)
 }
 
 fn package_of(path: &str, target: Option<&str>) -> Option<String> {
@@ -95,16 +111,22 @@ fn at_root_of(config: Option<&Value>, layers: usize) -> Vec<AtRootRanges> {
     out
 }
 
+/// Where a layer's entries go, and whether file bodies are hashed.
+struct Listing<'a> {
+    out: &'a mut Vec<ContentEntry>,
+    hash: bool,
+}
+
 fn list_layer(
     r: impl Read,
     layer: usize,
     prefix: &str,
     at_root: &[(String, u64, u64)],
-    out: &mut Vec<ContentEntry>,
+    to: &mut Listing<'_>,
 ) -> io::Result<()> {
     let mut ar = tar::Archive::new(r);
     for (index, e) in ar.entries()?.enumerate() {
-        let e = e?;
+        let mut e = e?;
         let index = index as u64;
         let raw = String::from_utf8_lossy(&e.path_bytes()).into_owned();
         let Some(rel) = raw.strip_prefix(prefix) else {
@@ -115,7 +137,7 @@ fn list_layer(
             continue;
         }
         let path = format!("/{rel}");
-        let h = e.header();
+        let h = e.header().clone();
         let et = h.entry_type();
         let kind = if et.is_dir() {
             "dir"
@@ -136,7 +158,15 @@ fn list_layer(
             .find(|(_, start, n)| (*start..start + n).contains(&index))
             .map(|(p, _, _)| p.clone())
             .or_else(|| package_of(&path, target.as_deref()));
-        out.push(ContentEntry {
+        let sha256 = if to.hash && kind == "file" {
+            use sha2::Digest;
+            let mut hasher = sha2::Sha256::new();
+            io::copy(&mut e, &mut hasher)?;
+            Some(hex::encode(hasher.finalize()))
+        } else {
+            None
+        };
+        to.out.push(ContentEntry {
             path,
             kind,
             size: h.size().unwrap_or(0),
@@ -144,6 +174,7 @@ fn list_layer(
             target,
             package,
             layer,
+            sha256,
         });
     }
     Ok(())
@@ -222,7 +253,7 @@ fn layout_file(dir: &Path, rel: &str) -> Result<std::path::PathBuf, ImageError> 
     crate::tarw::regular_below(dir, rel).map_err(|e| not_image(dir, &e.to_string()))
 }
 
-fn oci_layout(dir: &Path) -> Result<Vec<ContentEntry>, ImageError> {
+fn oci_layout(dir: &Path, hash: bool) -> Result<Vec<ContentEntry>, ImageError> {
     let blob = |d: &str| layout_file(dir, &format!("blobs/{}", blob_name(d)));
     let index = read_json(&layout_file(dir, "index.json")?)?;
     let md = single_manifest_digest(&index, dir)?;
@@ -235,7 +266,11 @@ fn oci_layout(dir: &Path) -> Result<Vec<ContentEntry>, ImageError> {
         let p = blob(&d)?;
         let r = crate::oci::decompress(&p, &mt)
             .map_err(ImageError::io(format!("reading {}", p.display())))?;
-        list_layer(r, i, "", &ranges[i], &mut out)
+        let mut to = Listing {
+            out: &mut out,
+            hash,
+        };
+        list_layer(r, i, "", &ranges[i], &mut to)
             .map_err(ImageError::io(format!("reading layer {d}")))?;
     }
     Ok(out)
@@ -259,7 +294,7 @@ fn each_entry(file: &Path, f: &mut EntryFn<'_>) -> Result<(), ImageError> {
     Ok(())
 }
 
-fn archive(file: &Path) -> Result<Vec<ContentEntry>, ImageError> {
+fn archive(file: &Path, hash: bool) -> Result<Vec<ContentEntry>, ImageError> {
     // pass 1: small files (JSON), and whether this is an ACI
     let mut small: HashMap<String, Vec<u8>> = HashMap::new();
     let mut is_aci = false;
@@ -298,7 +333,11 @@ fn archive(file: &Path) -> Result<Vec<ContentEntry>, ImageError> {
         each_entry(file, &mut |name, r, _| {
             if let Some((i, mt)) = wanted.get(name) {
                 let dec: Box<dyn Read> = decompress_reader(r, mt)?;
-                list_layer(dec, *i, "", &ranges[*i], &mut per[*i])
+                let mut to = Listing {
+                    out: &mut per[*i],
+                    hash,
+                };
+                list_layer(dec, *i, "", &ranges[*i], &mut to)
                     .map_err(ImageError::io(format!("reading {name}")))?;
             }
             Ok(())
@@ -324,7 +363,11 @@ fn archive(file: &Path) -> Result<Vec<ContentEntry>, ImageError> {
         each_entry(file, &mut |name, r, _| {
             for (i, l) in layers.iter().enumerate() {
                 if l == name {
-                    list_layer(&mut *r, i, "", &ranges[i], &mut per[i])
+                    let mut to = Listing {
+                        out: &mut per[i],
+                        hash,
+                    };
+                    list_layer(&mut *r, i, "", &ranges[i], &mut to)
                         .map_err(ImageError::io(format!("reading {name}")))?;
                     break;
                 }
@@ -334,7 +377,11 @@ fn archive(file: &Path) -> Result<Vec<ContentEntry>, ImageError> {
         out.extend(per.into_iter().flatten());
     } else if is_aci {
         let fh = File::open(file).map_err(ImageError::io(format!("reading {}", file.display())))?;
-        list_layer(io::BufReader::new(fh), 0, "rootfs/", &[], &mut out)
+        let mut to = Listing {
+            out: &mut out,
+            hash,
+        };
+        list_layer(io::BufReader::new(fh), 0, "rootfs/", &[], &mut to)
             .map_err(ImageError::io(format!("reading {}", file.display())))?;
     } else {
         return Err(not_image(

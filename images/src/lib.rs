@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 
 use buildit_store::StorePath;
 
-pub use contents::{image_contents, ContentEntry};
+pub use contents::{image_contents, image_contents_hashed, ContentEntry};
 pub use oci::{build_image_with, ImageReport, LayerReport};
 pub use push::{push_image, PushOptions, PushReport, SbomPush};
 pub use sbom::{SbomPackage, SbomPatch};

@@ -45,6 +45,7 @@ mod share_transport;
 mod sharing_sets;
 mod store;
 mod typecheck;
+mod update;
 mod user;
 mod yaml;
 
@@ -194,6 +195,7 @@ fn main() {
     trials.extend(share_transport::trials());
     trials.extend(share_e2e::trials());
     trials.extend(sharing_sets::trials());
+    trials.extend(update::trials());
     trials.extend(audit::trials());
     libtest_mimic::run(&args, trials).exit();
 }
