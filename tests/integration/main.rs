@@ -38,6 +38,7 @@ mod pkgs;
 mod remote;
 mod repl;
 mod sandbox;
+mod sbom;
 mod seed;
 mod servers;
 mod share_e2e;
@@ -192,6 +193,7 @@ fn main() {
     trials.extend(remote::trials());
     trials.extend(user::trials());
     trials.extend(seed::trials());
+    trials.extend(sbom::trials());
     trials.extend(share_transport::trials());
     trials.extend(share_e2e::trials());
     trials.extend(sharing_sets::trials());
