@@ -44,6 +44,7 @@ mod servers;
 mod share_e2e;
 mod share_transport;
 mod sharing_sets;
+mod stdlib_misuse;
 mod store;
 mod typecheck;
 mod update;
@@ -181,6 +182,7 @@ fn main() {
     trials.extend(docs::trials());
     trials.extend(examples::trials());
     trials.extend(typecheck::trials());
+    trials.extend(stdlib_misuse::trials());
     trials.extend(drv::trials());
     trials.extend(yaml::trials());
     trials.extend(store::trials());
