@@ -126,17 +126,41 @@ pub struct RemoteFlags {
 }
 
 impl RemoteFlags {
-    /// The settings these flags give (`None`: no `--remote`).
-    pub fn settings(&self) -> Option<buildit_driver::remote::RemoteSettings> {
-        let url = self.remote.clone()?;
+    /// The settings these flags give over the configuration's `remote-execution:` (`None`:
+    /// neither names an endpoint).
+    pub fn settings(
+        &self,
+        cfg: Option<&buildit_driver::config::RemoteConfig>,
+    ) -> Option<buildit_driver::remote::RemoteSettings> {
+        let url = self
+            .remote
+            .clone()
+            .or_else(|| cfg.and_then(|c| c.url.as_ref()).map(|u| u.value.clone()))?;
         Some(buildit_driver::remote::RemoteSettings {
             url,
-            instance: self.remote_instance.clone().unwrap_or_default(),
+            instance: self
+                .remote_instance
+                .clone()
+                .or_else(|| cfg.and_then(|c| c.instance.as_ref()).map(|i| i.value.clone()))
+                .unwrap_or_default(),
             headers: self.remote_header.clone(),
-            fallback: self.remote_fallback,
-            no_cache: self.remote_no_cache,
-            ca_file: self.remote_ca.clone(),
-            cores: self.remote_cores.unwrap_or(0),
+            fallback: self.remote_fallback
+                || cfg.and_then(|c| c.fallback.as_ref()).is_some_and(|f| f.value),
+            no_cache: self.remote_no_cache
+                || cfg
+                    .and_then(|c| c.accept_cached.as_ref())
+                    .is_some_and(|a| !a.value),
+            ca_file: self
+                .remote_ca
+                .clone()
+                .or_else(|| cfg.and_then(|c| c.ca_file.as_ref()).map(|p| p.value.clone())),
+            cores: self
+                .remote_cores
+                .or_else(|| {
+                    cfg.and_then(|c| c.cores.as_ref())
+                        .and_then(|c| u32::try_from(c.value).ok())
+                })
+                .unwrap_or(0),
         })
     }
 }
@@ -256,11 +280,12 @@ pub fn run_realise(a: RealiseArgs) -> Result<ExitCode, DriverError> {
     } else {
         SubstituteMode::On
     };
+    let remote_settings = a.remote.settings(config.remote.as_ref());
     let sharing = Sharing::new(config, a.share.push, mode)?;
     let session =
         session(a.store_root.as_deref(), false).with_mirrors(sharing.config().fetch_mirrors());
     let store = session.open_store()?;
-    let remote = match a.remote.settings() {
+    let remote = match remote_settings {
         Some(s) => Some(buildit_driver::remote::connect(&store, &s)?),
         None => None,
     };

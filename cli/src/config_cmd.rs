@@ -70,6 +70,41 @@ pub fn render(cfg: &LoadedConfig) -> String {
         &cfg.timeout.value.to_string(),
         &cfg.timeout.from,
     );
+    if let Some(r) = &cfg.remote {
+        out.push_str("remote-execution:\n");
+        let texts = [
+            ("url", r.url.as_ref().map(|v| (scalar(&v.value), &v.from))),
+            (
+                "instance",
+                r.instance.as_ref().map(|v| (scalar(&v.value), &v.from)),
+            ),
+            (
+                "fallback",
+                r.fallback.as_ref().map(|v| (v.value.to_string(), &v.from)),
+            ),
+            (
+                "accept-cached",
+                r.accept_cached
+                    .as_ref()
+                    .map(|v| (v.value.to_string(), &v.from)),
+            ),
+            (
+                "ca-file",
+                r.ca_file
+                    .as_ref()
+                    .map(|v| (scalar(&v.value.to_string_lossy()), &v.from)),
+            ),
+            (
+                "cores",
+                r.cores.as_ref().map(|v| (v.value.to_string(), &v.from)),
+            ),
+        ];
+        for (key, v) in texts {
+            if let Some((text, from)) = v {
+                line(&mut out, 2, key, &text, from);
+            }
+        }
+    }
     if cfg.repositories.is_empty() {
         out.push_str("repositories: []\n");
     } else {

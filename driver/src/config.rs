@@ -231,6 +231,20 @@ pub struct LoadedConfig {
     /// The OSV dumps `buildit audit --update` downloads (`audit: advisory-urls:`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit_urls: Option<Sourced<Vec<String>>>,
+    /// `remote-execution:` merged (a closer file's keys win, key by key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteConfig>,
+}
+
+/// `remote-execution:` (docs/distributed.md), each value with where it was set.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct RemoteConfig {
+    pub url: Option<Sourced<String>>,
+    pub instance: Option<Sourced<String>>,
+    pub fallback: Option<Sourced<bool>>,
+    pub accept_cached: Option<Sourced<bool>>,
+    pub ca_file: Option<SourcedPath>,
+    pub cores: Option<Sourced<u64>>,
 }
 
 fn lossy_paths<S: serde::Serializer>(ps: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
@@ -341,6 +355,7 @@ pub fn load_with(
             substitute: Sourced::new(true, Origin::Default),
             timeout: Sourced::new(DEFAULT_TIMEOUT_SECS, Origin::Default),
             audit_urls: None,
+            remote: None,
         },
         discover: Vec::new(),
     };
@@ -715,6 +730,28 @@ impl Merger<'_> {
         if let Some(t) = &file.timeout {
             self.cfg.timeout = self.sourced(t.value, t.span);
         }
+        if let Some(b) = &file.remote {
+            let mut r = self.cfg.remote.take().unwrap_or_default();
+            if let Some(u) = &b.url {
+                r.url = Some(self.sourced(u.value.clone(), u.span));
+            }
+            if let Some(i) = &b.instance {
+                r.instance = Some(self.sourced(i.value.clone(), i.span));
+            }
+            if let Some(f) = &b.fallback {
+                r.fallback = Some(self.sourced(f.value, f.span));
+            }
+            if let Some(a) = &b.accept_cached {
+                r.accept_cached = Some(self.sourced(a.value, a.span));
+            }
+            if let Some(c) = &b.ca_file {
+                r.ca_file = Some(self.path(c, &base));
+            }
+            if let Some(c) = &b.cores {
+                r.cores = Some(self.sourced(c.value, c.span));
+            }
+            self.cfg.remote = Some(r);
+        }
         if let Some(urls) = &file.audit_urls {
             let span = urls.first().map(|u| u.span);
             let list = urls.iter().map(|u| u.value.clone()).collect();
@@ -1048,6 +1085,7 @@ mod tests {
             substitute: Sourced::new(true, Origin::Default),
             timeout: Sourced::new(DEFAULT_TIMEOUT_SECS, Origin::Default),
             audit_urls: None,
+            remote: None,
         };
         assert_eq!(
             cfg.target("mysuperbinhost").ok(),

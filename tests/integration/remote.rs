@@ -398,6 +398,33 @@ fn down() -> Result<(), Failed> {
     {
         return Err(format!("--remote-fallback: want 5 local builds\n{}", describe(&o)).into());
     }
+    // the same endpoint from `remote-execution:` in the configuration; then a bad URL there
+    for (yaml, code) in [
+        (
+            format!("remote-execution:\n  url: {url}\n"),
+            "buildit::remote::unavailable",
+        ),
+        (
+            "remote-execution:\n  url: http://127.0.0.1:1\n".to_string(),
+            "buildit::config::bad-remote-url",
+        ),
+    ] {
+        std::fs::write(w.join(".buildit-config.yaml"), yaml).map_err(|e| e.to_string())?;
+        let mut c = buildit()?;
+        c.args(["realise", "--no-out-link", "--store-root"])
+            .arg(w.join("store-config"))
+            .arg(&file)
+            .current_dir(&w)
+            .env_remove("BUILDIT_CONFIG");
+        let o = run(c)?;
+        if o.status.success() || !String::from_utf8_lossy(&o.stderr).contains(code) {
+            return Err(format!(
+                "remote-execution: in the configuration: want {code}\n{}",
+                describe(&o)
+            )
+            .into());
+        }
+    }
     let _ = std::fs::remove_dir_all(&w);
     Ok(())
 }

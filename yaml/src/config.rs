@@ -38,7 +38,28 @@ pub const CONFIG_KEYS: &[&str] = &[
     "substitute",
     "timeout",
     "audit",
+    "remote-execution",
 ];
+
+/// The keys of `remote-execution:` (docs/distributed.md). Headers (authorisation) are given on
+/// the command line only: a configuration file holds no secrets.
+pub const REMOTE_KEYS: &[&str] = &["url", "instance", "fallback", "accept-cached", "ca-file", "cores"];
+
+/// The greatest `cores:` of remote builds.
+pub const MAX_REMOTE_CORES: u64 = 1024;
+
+/// `remote-execution:`: where and how to build remotely (each key as written).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct RemoteBlock {
+    /// `grpc://HOST:PORT` or `grpcs://HOST:PORT`.
+    pub url: Option<Spanned<String>>,
+    pub instance: Option<Spanned<String>>,
+    pub fallback: Option<Spanned<bool>>,
+    pub accept_cached: Option<Spanned<bool>>,
+    /// Relative to the file's directory.
+    pub ca_file: Option<Spanned<String>>,
+    pub cores: Option<Spanned<u64>>,
+}
 
 /// The keys of one repository block (`repository:` or an item of `repositories:`).
 pub const REPOSITORY_KEYS: &[&str] = &[
@@ -175,6 +196,8 @@ pub struct ConfigFile {
     /// `audit: { advisory-urls: [...] }`: the OSV dumps `buildit audit --update` downloads
     /// (`None` when the file does not say; a closer file's list replaces a farther one's).
     pub audit_urls: Option<Vec<Spanned<String>>>,
+    /// `remote-execution:` (`None` when the file does not say).
+    pub remote: Option<RemoteBlock>,
 }
 
 /// Parse the configuration file `text` (registered as `file` in the caller's source map):
@@ -322,6 +345,7 @@ pub fn read_config(r: &mut Reader, root: &Node) -> ConfigFile {
                     c.audit_urls = Some(read_advisory_urls(r, u));
                 }
             }
+            "remote-execution" => c.remote = Some(read_remote(r, v)),
             "substitute" => {
                 c.substitute = r.boolean(v, key).map(|b| Spanned {
                     value: b,
@@ -360,6 +384,47 @@ pub fn read_config(r: &mut Reader, root: &Node) -> ConfigFile {
         }
     }
     c
+}
+
+/// The `remote-execution:` block.
+fn read_remote(r: &mut Reader, n: &Node) -> RemoteBlock {
+    let mut b = RemoteBlock::default();
+    let flag = |r: &mut Reader, v: &Node, k: &str| {
+        r.boolean(v, k).map(|value| Spanned {
+            value,
+            span: r.span(v),
+        })
+    };
+    for (k, _, v) in r
+        .map(n, "remote-execution", REMOTE_KEYS)
+        .unwrap_or_default()
+    {
+        match k {
+            "url" => {
+                b.url = read_text(r, v, k).filter(|u| {
+                    let ok = u.value.starts_with("grpc://") || u.value.starts_with("grpcs://");
+                    if !ok {
+                        r.error(
+                            "buildit::config::bad-remote-url",
+                            v,
+                            format!("`{}` is not a grpc:// or grpcs:// URL", u.value),
+                            "not an endpoint URL",
+                            "write the endpoint as `url: grpc://HOST:PORT` (or grpcs:// for TLS)",
+                        );
+                    }
+                    ok
+                })
+            }
+            "instance" => b.instance = read_text(r, v, k),
+            "fallback" => b.fallback = flag(r, v, k),
+            "accept-cached" => b.accept_cached = flag(r, v, k),
+            "ca-file" => b.ca_file = read_text(r, v, k),
+            _ => {
+                b.cores = read_number(r, v, k, 1, MAX_REMOTE_CORES, "cores, e.g. `cores: 8`")
+            }
+        }
+    }
+    b
 }
 
 /// A text value, bounded in length and free of control characters.
