@@ -141,19 +141,24 @@ impl RemoteFlags {
             instance: self
                 .remote_instance
                 .clone()
-                .or_else(|| cfg.and_then(|c| c.instance.as_ref()).map(|i| i.value.clone()))
+                .or_else(|| {
+                    cfg.and_then(|c| c.instance.as_ref())
+                        .map(|i| i.value.clone())
+                })
                 .unwrap_or_default(),
             headers: self.remote_header.clone(),
             fallback: self.remote_fallback
-                || cfg.and_then(|c| c.fallback.as_ref()).is_some_and(|f| f.value),
+                || cfg
+                    .and_then(|c| c.fallback.as_ref())
+                    .is_some_and(|f| f.value),
             no_cache: self.remote_no_cache
                 || cfg
                     .and_then(|c| c.accept_cached.as_ref())
                     .is_some_and(|a| !a.value),
-            ca_file: self
-                .remote_ca
-                .clone()
-                .or_else(|| cfg.and_then(|c| c.ca_file.as_ref()).map(|p| p.value.clone())),
+            ca_file: self.remote_ca.clone().or_else(|| {
+                cfg.and_then(|c| c.ca_file.as_ref())
+                    .map(|p| p.value.clone())
+            }),
             cores: self
                 .remote_cores
                 .or_else(|| {

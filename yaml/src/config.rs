@@ -43,7 +43,14 @@ pub const CONFIG_KEYS: &[&str] = &[
 
 /// The keys of `remote-execution:` (docs/distributed.md). Headers (authorisation) are given on
 /// the command line only: a configuration file holds no secrets.
-pub const REMOTE_KEYS: &[&str] = &["url", "instance", "fallback", "accept-cached", "ca-file", "cores"];
+pub const REMOTE_KEYS: &[&str] = &[
+    "url",
+    "instance",
+    "fallback",
+    "accept-cached",
+    "ca-file",
+    "cores",
+];
 
 /// The greatest `cores:` of remote builds.
 pub const MAX_REMOTE_CORES: u64 = 1024;
@@ -419,9 +426,7 @@ fn read_remote(r: &mut Reader, n: &Node) -> RemoteBlock {
             "fallback" => b.fallback = flag(r, v, k),
             "accept-cached" => b.accept_cached = flag(r, v, k),
             "ca-file" => b.ca_file = read_text(r, v, k),
-            _ => {
-                b.cores = read_number(r, v, k, 1, MAX_REMOTE_CORES, "cores, e.g. `cores: 8`")
-            }
+            _ => b.cores = read_number(r, v, k, 1, MAX_REMOTE_CORES, "cores, e.g. `cores: 8`"),
         }
     }
     b
