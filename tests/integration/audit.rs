@@ -581,7 +581,7 @@ fn update_loopback() -> R {
         .iter()
         .map(|n| Ok((n.to_string(), std::fs::read(advisories().join(n))?)))
         .collect::<Result<_, std::io::Error>>()?;
-    let (base, server) = serve(files, 3)?;
+    let (base, server) = serve(files, 4)?;
     // nothing downloaded yet: a clear error naming --update
     let out = run_expect(buildit(&store).arg("audit").arg(example()), 1)?;
     if !text(&out.stderr).contains("buildit::audit::no-advisories") {
@@ -619,6 +619,25 @@ fn update_loopback() -> R {
     let err = text(&out.stderr);
     if !err.contains("buildit::audit::download") || !err.contains("404") {
         return Err(format!("a 404: {err}").into());
+    }
+    // the configuration's `audit: advisory-urls` when no --advisory-url is given
+    let config = w.join("buildit-config.yaml");
+    std::fs::write(
+        &config,
+        format!("audit:\n  advisory-urls: [{base}/debian.jsonl]\n"),
+    )?;
+    let out = run_expect(
+        buildit(&store)
+            .env("BUILDIT_CONFIG", &config)
+            .arg("audit")
+            .arg("--json")
+            .arg("--update")
+            .arg(example()),
+        0,
+    )?;
+    let got: Vec<String> = findings(&json(&out)?).into_iter().map(|f| f.0).collect();
+    if got != ["CVE-2099-0001", "CVE-2099-0002"] {
+        return Err(format!("after --update from the configuration: {got:?}").into());
     }
     server.join().map_err(|_| "the loopback server panicked")?;
     Ok(())
