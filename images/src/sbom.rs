@@ -389,7 +389,7 @@ pub fn full_cpe(cpe: &str, version: &str) -> Option<String> {
     let valid = |s: &str| {
         !s.is_empty()
             && !s.chars().any(|c| c.is_whitespace() || c.is_control())
-            && s.chars().all(|c| c.is_ascii())
+            && s.is_ascii()
     };
     if !parts.iter().all(|p| valid(p)) {
         return None;
