@@ -94,8 +94,9 @@ pub struct RealiseArgs {
     /// else $XDG_DATA_HOME/buildit)
     #[arg(long, value_name = "DIR")]
     pub store_root: Option<PathBuf>,
+    /// Boxed: the command enum's variants stay small.
     #[command(flatten)]
-    pub remote: RemoteFlags,
+    pub remote: Box<RemoteFlags>,
 }
 
 /// Remote execution (docs/distributed.md).
