@@ -387,9 +387,7 @@ pub fn full_cpe(cpe: &str, version: &str) -> Option<String> {
         return None;
     }
     let valid = |s: &str| {
-        !s.is_empty()
-            && !s.chars().any(|c| c.is_whitespace() || c.is_control())
-            && s.is_ascii()
+        !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control()) && s.is_ascii()
     };
     if !parts.iter().all(|p| valid(p)) {
         return None;
