@@ -4,6 +4,7 @@
 //! overflow the native stack.
 
 use super::builtins::{BUILTIN_TYPES, GLOBAL_NAMES};
+use super::imports::{ImportTarget, Imports};
 use super::ty::{parse_type, Field, Type};
 use crate::ast::{AttrKey, BinOp, Binding, Expr, ExprKind, Param, StrPart, UnaryOp};
 use crate::diag::Diagnostic;
@@ -81,6 +82,8 @@ enum UErr {
 #[derive(Clone, Debug)]
 pub struct TypeEnv {
     names: Vec<(String, Type)>,
+    /// how many of `names` are the builtin scope (the rest are the caller's)
+    builtin_len: usize,
 }
 
 impl Default for TypeEnv {
@@ -124,7 +127,8 @@ impl TypeEnv {
         names.push(("true".into(), Type::Bool));
         names.push(("false".into(), Type::Bool));
         names.push(("null".into(), Type::Null));
-        TypeEnv { names }
+        let builtin_len = names.len();
+        TypeEnv { names, builtin_len }
     }
 
     /// Add (or shadow) a name; `Type::Dyn` when its type is unknown.
@@ -138,6 +142,9 @@ impl TypeEnv {
 pub struct CheckResult {
     pub ty: Type,
     pub diagnostics: Vec<Diagnostic>,
+    /// The type as another file importing this one sees it: like `ty`, with what each type
+    /// variable may become kept in its name (see [`super::imports`]); not for printing.
+    pub interface: Type,
 }
 
 impl CheckResult {
@@ -153,7 +160,31 @@ pub fn check(expr: &Expr) -> CheckResult {
 
 /// Type-check a program in the given scope.
 pub fn check_with(expr: &Expr, env: &TypeEnv) -> CheckResult {
-    let mut c = Checker::default();
+    check_program(
+        expr,
+        env,
+        CheckOptions {
+            imports: &mut super::imports::NoImports,
+            strict: false,
+        },
+    )
+}
+
+/// How to check a program: where imported files' types come from, and whether every silent
+/// fallback to `Dyn` is an error (`buildit check --strict`).
+pub struct CheckOptions<'a> {
+    pub imports: &'a mut dyn Imports,
+    pub strict: bool,
+}
+
+/// Type-check a program in the given scope, with typed imports and optionally strict.
+pub fn check_program(expr: &Expr, env: &TypeEnv, opts: CheckOptions<'_>) -> CheckResult {
+    let mut c = Checker {
+        imports: Some(opts.imports),
+        strict: opts.strict,
+        builtin_len: env.builtin_len,
+        ..Checker::default()
+    };
     for (name, ty) in &env.names {
         c.level = 1;
         let t = c.node_of_type(ty, &mut HashMap::new());
@@ -163,14 +194,23 @@ pub fn check_with(expr: &Expr, env: &TypeEnv) -> CheckResult {
     }
     let t = c.infer(expr);
     let ty = c.type_of_node(t, &mut Namer::default(), 0);
+    let interface = c.type_of_node(
+        t,
+        &mut Namer {
+            exact: true,
+            ..Namer::default()
+        },
+        0,
+    );
     CheckResult {
         ty,
         diagnostics: c.diags,
+        interface,
     }
 }
 
 #[derive(Default)]
-struct Checker {
+struct Checker<'i> {
     nodes: Vec<Node>,
     level: u32,
     env: Vec<(String, T)>,
@@ -181,12 +221,20 @@ struct Checker {
     diags: Vec<Diagnostic>,
     trail: Vec<(T, Node)>,
     trailing: u32,
+    /// where `import` of a path literal gets its type (`None`: every import is `Dyn`)
+    imports: Option<&'i mut dyn Imports>,
+    /// report every silent fallback to `Dyn` as an error
+    strict: bool,
+    /// positions of `env` below this are the builtin scope
+    builtin_len: usize,
+    /// the expression directly under a `::` annotation: its `Dyn` is explicit, not silent
+    annotated: Option<Span>,
 }
 
 const RED: usize = 64 * 1024;
 const GROW: usize = 1024 * 1024;
 
-impl Checker {
+impl<'i> Checker<'i> {
     // ---------------------------------------------------------------- the arena
 
     fn add(&mut self, n: Node) -> T {
@@ -290,10 +338,14 @@ impl Checker {
                 if let Some(t) = vars.get(v) {
                     return *t;
                 }
-                let kind = if v.starts_with("num") {
-                    Kind::Num
-                } else {
-                    Kind::Any
+                // an interface's variables carry their kind (`super::imports`)
+                let kind = match v.strip_prefix('\'').and_then(|r| r.chars().next()) {
+                    Some('n') => Kind::Num,
+                    Some('a') => Kind::Add,
+                    Some('c') => Kind::Cmp,
+                    Some(_) => Kind::Any,
+                    None if v.starts_with("num") => Kind::Num,
+                    None => Kind::Any,
                 };
                 let t = self.fresh_kind(kind);
                 vars.insert(v.clone(), t);
@@ -338,7 +390,9 @@ impl Checker {
         let t = self.resolve(t);
         match self.node(t).clone() {
             Node::Var { kind, .. } => {
-                if kind == Kind::Any {
+                if names.exact {
+                    Type::Var(names.exact_name(t, kind))
+                } else if kind == Kind::Any {
                     Type::Var(names.name(t))
                 } else {
                     Type::Int
@@ -635,9 +689,15 @@ impl Checker {
         let amap: BTreeMap<&str, &RField> = af.iter().map(|f| (f.name.as_str(), f)).collect();
         let emap: BTreeMap<&str, &RField> = ef.iter().map(|f| (f.name.as_str(), f)).collect();
         let mut pairs = Vec::new();
+        let mut now_optional = Vec::new();
         for f in &ef {
             match amap.get(f.name.as_str()) {
-                Some(g) => pairs.push((f.ty, g.ty)),
+                Some(g) => {
+                    pairs.push((f.ty, g.ty));
+                    if f.optional != g.optional {
+                        now_optional.push(f.name.clone());
+                    }
+                }
                 None => only_e.push(f.clone()),
             }
         }
@@ -662,6 +722,12 @@ impl Checker {
         }
         for (x, y) in pairs {
             self.unify(x, y)?;
+        }
+        // a field optional on one side (a pattern's `a ? d`) and given on the other (an
+        // argument) is optional in the unified type, whichever side represents it
+        for name in &now_optional {
+            self.mark_optional(e, name);
+            self.mark_optional(a, name);
         }
         match (et, at) {
             (Tail::Open(ev), Tail::Open(av)) => {
@@ -714,6 +780,31 @@ impl Checker {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Make the field `name` of the record `t` (found along its row) optional.
+    fn mark_optional(&mut self, t: T, name: &str) {
+        let mut cur = Some(t);
+        let mut guard = 0;
+        while let Some(c) = cur {
+            guard += 1;
+            if guard > 10_000 {
+                return;
+            }
+            let c = self.resolve(c);
+            let Node::Record { fields, tail } = self.node(c).clone() else {
+                return;
+            };
+            if let Some(i) = fields.iter().position(|f| f.name == name) {
+                if !fields[i].optional {
+                    let mut fields = fields;
+                    fields[i].optional = true;
+                    self.set(c, Node::Record { fields, tail });
+                }
+                return;
+            }
+            cur = tail;
+        }
     }
 
     /// Unify and report a failure: `exp` is the type required at `exp_span` (explained by
@@ -872,7 +963,7 @@ impl Checker {
                 Some(t) => self.instantiate(t),
                 None => self.dyn_(),
             },
-            ExprKind::List(items) => self.list(items),
+            ExprKind::List(items) => self.list(items, e.span),
             ExprKind::Attrs { rec, bindings } => {
                 if *rec {
                     self.rec_group(bindings, false)
@@ -899,7 +990,10 @@ impl Checker {
                 t
             }
             ExprKind::Lambda { param, body } => self.lambda(param, body),
-            ExprKind::Apply { func, arg } => self.apply(func, arg, e.span),
+            ExprKind::Apply { func, arg } => match self.typed_import(func, arg, e.span) {
+                Some(t) => t,
+                None => self.apply(func, arg, e.span),
+            },
             ExprKind::If { cond, then, else_ } => {
                 self.condition(cond, e.span, "an `if` condition must be");
                 // `if r ? a then r.a else …`: the selection is guarded
@@ -914,6 +1008,16 @@ impl Checker {
                     a
                 } else {
                     // branches of different types: valid Nix, typed as `Dyn`
+                    if self.strict {
+                        let (sa, sb) = (self.show(a), self.show(b));
+                        self.strict_dyn(
+                            e.span,
+                            "buildit::strict::if-branches",
+                            format!("the branches of this `if` have different types, `{sa}` and `{sb}`, so it is `Dyn`"),
+                            vec![(then.span, format!("this has type `{sa}`")), (else_.span, format!("this has type `{sb}`"))],
+                            "give both branches one type, or say that the `if` is dynamic: `(if … then … else … :: Dyn)`",
+                        );
+                    }
                     self.dyn_()
                 }
             }
@@ -943,7 +1047,7 @@ impl Checker {
                         }
                     }
                 }
-                self.select(t, expr.span, path, default.as_deref(), guarded)
+                self.select(t, expr.span, path, default.as_deref(), guarded, e.span)
             }
             ExprKind::HasAttr { expr, path } => {
                 self.infer(expr);
@@ -974,7 +1078,9 @@ impl Checker {
             }
             ExprKind::Binary { op, lhs, rhs } => self.binary(*op, lhs, rhs, e.span),
             ExprKind::Annot { expr, ty } => {
+                let outer = self.annotated.replace(expr.span);
                 let t = self.infer(expr);
+                self.annotated = outer;
                 if let Some(name) = unknown_type_name(ty, 0) {
                     self.diags.push(
                         Diagnostic::error(
@@ -1033,7 +1139,7 @@ impl Checker {
         self.expect(b, t, cond.span, whole, why);
     }
 
-    fn list(&mut self, items: &[Expr]) -> T {
+    fn list(&mut self, items: &[Expr], span: Span) -> T {
         let elem = self.fresh();
         let mut uniform = true;
         let types: Vec<T> = items.iter().map(|it| self.infer(it)).collect();
@@ -1051,14 +1157,38 @@ impl Checker {
         // unknown type (a parameter: `[ zlib openssl ]`) is not forced to the others' type;
         // the list is then `[Dyn]` (unless every element is that same variable)
         let same = roots.windows(2).all(|w| w[0] == w[1]);
-        for (t, r) in types.iter().zip(&roots) {
+        let mut odd = None;
+        for (i, (t, r)) in types.iter().zip(&roots).enumerate() {
             if items.len() > 1 && !same && is_var(self, *r) {
                 uniform = false;
+                odd = odd.or(Some((i, true)));
                 continue;
             }
             if uniform && !self.try_unify(elem, *t) {
                 uniform = false;
+                odd = odd.or(Some((i, false)));
             }
+        }
+        if let (true, Some((i, unknown))) = (self.strict, odd) {
+            let s = self.show(types[i]);
+            let (why, label) = if unknown {
+                (
+                    "an element's type is not known here",
+                    format!("the type of this element is not known here (`{s}`)"),
+                )
+            } else {
+                (
+                    "its elements have different types",
+                    format!("this element has type `{s}`, unlike the ones before it"),
+                )
+            };
+            self.strict_dyn(
+                span,
+                "buildit::strict::mixed-list",
+                format!("this list is `[Dyn]`: {why}"),
+                vec![(items[i].span, label)],
+                "give the elements one type, or annotate the list with the type wanted (`([ … ] :: [Derivation])`, or `:: [Dyn]` to say it is mixed)",
+            );
         }
         let elem = if uniform { elem } else { self.dyn_() };
         self.add(Node::List(elem))
@@ -1117,6 +1247,145 @@ impl Checker {
     }
 
     fn apply(&mut self, func: &Expr, arg: &Expr, whole: Span) -> T {
+        let r = self.apply_inner(func, arg, whole);
+        if self.strict && self.annotated != Some(whole) {
+            let rr = self.resolve(r);
+            if !matches!(self.node(rr), Node::Fun(..)) && self.contains_dyn(rr, 0) {
+                if let Some(name) = self.builtin_head(func) {
+                    let s = self.show(rr);
+                    self.strict_dyn(
+                        whole,
+                        "buildit::strict::dyn-builtin",
+                        format!("`{name}` gives `{s}`: what it returns is only known at run time"),
+                        vec![],
+                        "annotate the result with the type expected (`(builtins.fromJSON s :: { a : Int })`), or `:: Dyn` to say it is dynamic",
+                    );
+                }
+            }
+        }
+        r
+    }
+
+    /// The name of the builtin at the head of an application (`f` of `f a b`): a builtin
+    /// variable not shadowed, or `builtins.NAME`.
+    fn builtin_head(&self, func: &Expr) -> Option<String> {
+        let mut e = func;
+        while let ExprKind::Apply { func, .. } = &e.kind {
+            e = func;
+        }
+        match &e.kind {
+            ExprKind::Var(n) if self.is_builtin_var(n) => Some(n.clone()),
+            ExprKind::Select {
+                expr,
+                path,
+                default: None,
+            } => match (&expr.kind, path.as_slice()) {
+                (ExprKind::Var(b), [AttrKey::Static(n, _)])
+                    if b == "builtins" && self.is_builtin_var(b) =>
+                {
+                    Some(format!("builtins.{n}"))
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Whether `name` here is the builtin scope's (not shadowed by a binding).
+    fn is_builtin_var(&self, name: &str) -> bool {
+        self.index
+            .get(name)
+            .and_then(|v| v.last())
+            .is_some_and(|p| *p < self.builtin_len)
+    }
+
+    fn contains_dyn(&mut self, t: T, depth: u32) -> bool {
+        if depth > 200 {
+            return false;
+        }
+        let t = self.resolve(t);
+        match self.node(t).clone() {
+            Node::Dyn => true,
+            Node::List(e) | Node::Dict(e) => self.contains_dyn(e, depth + 1),
+            Node::Fun(a, b) => self.contains_dyn(a, depth + 1) || self.contains_dyn(b, depth + 1),
+            Node::Record { fields, .. } => {
+                fields.iter().any(|f| self.contains_dyn(f.ty, depth + 1))
+            }
+            _ => false,
+        }
+    }
+
+    /// Report a silent fallback to `Dyn` (only with `strict`, and not directly under a `::`
+    /// annotation, which makes it explicit): `span` is the expression that became `Dyn`.
+    fn strict_dyn(
+        &mut self,
+        span: Span,
+        code: &'static str,
+        message: impl Into<String>,
+        labels: Vec<(Span, String)>,
+        help: &str,
+    ) {
+        if !self.strict || self.annotated == Some(span) {
+            return;
+        }
+        let mut d = Diagnostic::error(code, message)
+            .with_label(span, "this is `Dyn` (checked only at run time)");
+        for (s, l) in labels {
+            d = d.with_label(s, l);
+        }
+        self.diags.push(d.with_help(help));
+    }
+
+    /// `import LITERAL` of the builtin `import`: the imported file's interface through
+    /// [`Imports`] (`Dyn` when it is not known). `None` when the application is no import.
+    fn typed_import(&mut self, func: &Expr, arg: &Expr, whole: Span) -> Option<T> {
+        match &func.kind {
+            ExprKind::Var(n) if n == "import" && self.is_builtin_var(n) => {}
+            ExprKind::Select {
+                expr,
+                path,
+                default: None,
+            } if matches!((&expr.kind, path.as_slice()), (ExprKind::Var(b), [AttrKey::Static(n, _)]) if b == "builtins" && n == "import" && self.is_builtin_var(b)) =>
+                {}
+            _ => return None,
+        }
+        let target = match &arg.kind {
+            ExprKind::Path(kind, parts) => match parts.as_slice() {
+                [StrPart::Lit(p)] => Some(ImportTarget::Path {
+                    kind: *kind,
+                    path: p,
+                }),
+                _ => None,
+            },
+            ExprKind::SearchPath(p) if p == "buildit" || p.starts_with("buildit/") => {
+                Some(ImportTarget::Lookup(p))
+            }
+            _ => None,
+        };
+        let found = match (target, self.imports.as_deref_mut()) {
+            (Some(t), Some(imports)) => imports.import_type(whole.file, t),
+            _ => None,
+        };
+        if let Some(ty) = found {
+            return Some(self.node_of_type(&ty, &mut HashMap::new()));
+        }
+        self.infer(arg);
+        let why = if target.is_some() {
+            "the imported file's type is not known (an import cycle, or a file that cannot be read or parsed)"
+        } else {
+            "its path is computed at run time"
+        };
+        self.strict_dyn(
+            whole,
+            "buildit::strict::dynamic-import",
+            format!("this import is `Dyn`: {why}"),
+            vec![(arg.span, "the file imported".to_string())],
+            "import a path literal (`import ./file.bld`), or annotate the import with the type expected (`(import p :: { … })`)",
+        );
+        Some(self.dyn_())
+    }
+
+    fn apply_inner(&mut self, func: &Expr, arg: &Expr, whole: Span) -> T {
         let f = self.infer(func);
         let a = self.infer(arg);
         let fr = self.resolve(f);
@@ -1129,6 +1398,19 @@ impl Checker {
                     if self.try_unify(p, a) {
                         r
                     } else {
+                        if self.strict {
+                            let (sp, sa) = (self.show(p), self.show(a));
+                            self.strict_dyn(
+                                whole,
+                                "buildit::strict::untyped-call",
+                                "this call's result is `Dyn`: the function is known only through its uses, and this use does not fit the others",
+                                vec![
+                                    (func.span, format!("its uses so far say it takes `{sp}`")),
+                                    (arg.span, format!("this argument has type `{sa}`")),
+                                ],
+                                "give the function a type where it is defined (`f :: A -> B = …;`), or annotate this call's result",
+                            );
+                        }
                         self.dyn_()
                     }
                 } else if self.expect(p, a, arg.span, func.span, "the function expects") {
@@ -1166,6 +1448,15 @@ impl Checker {
                 };
                 if !callable {
                     self.not_a_function(fr, func, arg, whole);
+                } else if self.strict {
+                    let s = self.show(fr);
+                    self.strict_dyn(
+                        whole,
+                        "buildit::strict::functor-call",
+                        "applying a record (through `__functor`) gives `Dyn`",
+                        vec![(func.span, format!("this has type `{s}`"))],
+                        "annotate the call's result with the type wanted: `(r arg :: T)`",
+                    );
                 }
                 self.dyn_()
             }
@@ -1214,17 +1505,57 @@ impl Checker {
     fn weaken_argument(&mut self, a: T) -> T {
         let a = self.resolve(a);
         match self.node(a).clone() {
-            Node::Record { .. } => self.default_constraint(a).unwrap_or(a),
+            Node::Record { .. } => self.weaken_deep(a, 0),
             Node::Fun(p, r) => {
                 let pr = self.resolve(p);
                 if matches!(self.node(pr), Node::Record { .. }) {
-                    let p = self.default_constraint(pr).unwrap_or(pr);
+                    let p = self.weaken_deep(pr, 0);
                     self.add(Node::Fun(p, r))
                 } else {
                     a
                 }
             }
             _ => a,
+        }
+    }
+
+    /// [`Self::weaken_argument`] of a record, at every depth: each closed record in it (in
+    /// fields and list elements) counts as a default does, so two uses passing different
+    /// nested records (`meta = { … }`, `options = { … }`) both fit.
+    fn weaken_deep(&mut self, t: T, depth: u32) -> T {
+        if depth > 32 {
+            return t;
+        }
+        let t = self.resolve(t);
+        match self.node(t).clone() {
+            Node::Record { .. } => match self.record_view(t) {
+                Some((fields, Tail::Closed)) => {
+                    let mut out = Vec::with_capacity(fields.len());
+                    for f in fields {
+                        let ty = self.weaken_deep(f.ty, depth + 1);
+                        out.push(RField {
+                            ty,
+                            optional: true,
+                            ..f
+                        });
+                    }
+                    let tail = Some(self.fresh());
+                    self.add(Node::Record {
+                        fields: sorted(out),
+                        tail,
+                    })
+                }
+                _ => t,
+            },
+            Node::List(e) => {
+                let w = self.weaken_deep(e, depth + 1);
+                if w == self.resolve(e) {
+                    t
+                } else {
+                    self.add(Node::List(w))
+                }
+            }
+            _ => t,
         }
     }
 
@@ -1268,6 +1599,7 @@ impl Checker {
         path: &[AttrKey],
         default: Option<&Expr>,
         guarded: bool,
+        whole: Span,
     ) -> T {
         let mut cur = t;
         let mut failed = false;
@@ -1288,6 +1620,18 @@ impl Checker {
                     let is_rec = matches!(self.node(r), Node::Record { .. } | Node::Var { .. });
                     if !is_rec {
                         self.expected_record(r, span, key.span());
+                    } else if self.strict {
+                        let s = self.show(r);
+                        self.strict_dyn(
+                            whole,
+                            "buildit::strict::dynamic-select",
+                            "selecting a computed name from a record gives `Dyn`",
+                            vec![
+                                (key.span(), "the name is computed at run time".to_string()),
+                                (span, format!("this has type `{s}`")),
+                            ],
+                            "make the value a dictionary (`{ _ : T }`: a record built with computed keys), or annotate the selection (`(r.${k} :: T)`)",
+                        );
                     }
                     self.dyn_()
                 }
@@ -1330,7 +1674,19 @@ impl Checker {
                                 let _ = self.bind(v, ext);
                                 ty
                             }
-                            Tail::Unknown => self.dyn_(),
+                            Tail::Unknown => {
+                                if self.strict && default.is_none() {
+                                    let s = self.show(r);
+                                    self.strict_dyn(
+                                        whole,
+                                        "buildit::strict::unknown-field",
+                                        format!("the field `{n}` is `Dyn`: the record's other fields are not known (it was merged with `//` from a record of unknown shape)"),
+                                        vec![(span, format!("this has type `{s}`"))],
+                                        "annotate the record where it is made (`(a // b :: { n : T, .. })`), or this selection",
+                                    );
+                                }
+                                self.dyn_()
+                            }
                             Tail::Closed => {
                                 if default.is_none() {
                                     let s = self.show(r);
@@ -1384,6 +1740,16 @@ impl Checker {
             if self.try_unify(cur, dt) {
                 cur
             } else {
+                if self.strict {
+                    let (sc, sd) = (self.show(cur), self.show(dt));
+                    self.strict_dyn(
+                        whole,
+                        "buildit::strict::default-type",
+                        format!("the default has type `{sd}` but the field `{sc}`, so this is `Dyn`"),
+                        vec![(d.span, format!("this has type `{sd}`"))],
+                        "give the default the field's type, or annotate the selection (`(r.a or d :: Dyn)`)",
+                    );
+                }
                 self.dyn_()
             }
         } else if failed {
@@ -1463,6 +1829,21 @@ impl Checker {
         None
     }
 
+    /// With `strict`: `//` of dictionaries (or a dictionary and a record) whose values differ.
+    fn strict_mixed_dict(&mut self, whole: Span, l: T, r: T) {
+        if !self.strict {
+            return;
+        }
+        let (sl, sr) = (self.show(l), self.show(r));
+        self.strict_dyn(
+            whole,
+            "buildit::strict::mixed-dict",
+            format!("`//` merges a dictionary with values of another type (`{sl}` and `{sr}`), so it is `{{ _ : Dyn }}`"),
+            vec![],
+            "give the values one type, or annotate the result (`(a // b :: { _ : Dyn })`)",
+        );
+    }
+
     fn expected_record(&mut self, t: T, span: Span, key: Span) {
         let s = self.show(t);
         self.diags.push(
@@ -1520,6 +1901,16 @@ impl Checker {
                 if ok1 && ok2 && self.try_unify(a, b) {
                     la
                 } else {
+                    if ok1 && ok2 && self.strict {
+                        let (sl, sr) = (self.show(l), self.show(r));
+                        self.strict_dyn(
+                            whole,
+                            "buildit::strict::mixed-list",
+                            format!("this list is `[Dyn]`: `++` joins lists of different types, `{sl}` and `{sr}`"),
+                            vec![(lhs.span, format!("this has type `{sl}`")), (rhs.span, format!("this has type `{sr}`"))],
+                            "give the lists one element type, or annotate the result (`(a ++ b :: [Dyn])`)",
+                        );
+                    }
                     let d = self.dyn_();
                     self.add(Node::List(d))
                 }
@@ -1694,6 +2085,7 @@ impl Checker {
                 if self.try_unify(a, b) {
                     l
                 } else {
+                    self.strict_mixed_dict(lhs.span.to(rhs.span), l, r);
                     let d = self.dyn_();
                     self.add(Node::Dict(d))
                 }
@@ -1708,6 +2100,9 @@ impl Checker {
                 };
                 let fields = self.record_view(rec).map(|(f, _)| f).unwrap_or_default();
                 let uniform = self.transaction(|c| fields.iter().all(|f| c.unify(a, f.ty).is_ok()));
+                if !uniform {
+                    self.strict_mixed_dict(lhs.span.to(rhs.span), l, r);
+                }
                 let elem = if uniform { a } else { self.dyn_() };
                 self.add(Node::Dict(elem))
             }
@@ -1777,7 +2172,7 @@ impl Checker {
                         let t = match src {
                             Some((st, sspan)) => {
                                 let key = [AttrKey::Static(n.clone(), *nspan)];
-                                self.select(st, sspan, &key, None, false)
+                                self.select(st, sspan, &key, None, false, *nspan)
                             }
                             None => match self.lookup(n, limit) {
                                 Some(t) => self.instantiate(t),
@@ -1848,11 +2243,24 @@ impl Checker {
                 uniform = false;
             }
         }
+        let mut odd = None;
         for en in dynamic {
+            let at = en.span;
             let t = self.group_type(vec![en], span);
             if uniform && !self.try_unify(elem, t) {
                 uniform = false;
+                odd = Some((at, t));
             }
+        }
+        if let (true, false, Some((at, t))) = (self.strict, uniform, odd) {
+            let s = self.show(t);
+            self.strict_dyn(
+                span,
+                "buildit::strict::mixed-dict",
+                "this record has computed names and values of different types, so it is `{ _ : Dyn }`",
+                vec![(at, format!("this value has type `{s}`, unlike the ones before it"))],
+                "give the values one type, or annotate the record (`({ … } :: { _ : Dyn })`)",
+            );
         }
         let elem = if uniform { elem } else { self.dyn_() };
         self.add(Node::Dict(elem))
@@ -2000,6 +2408,9 @@ impl Checker {
                     if let Some(f) = fields.iter().find(|f| &f.name == n) {
                         if self.unify(v, f.ty).is_err() {
                             // a recursive definition whose uses disagree: keep going with `Dyn`
+                            if self.strict {
+                                self.strict_recursive(bindings, &by_name[*i], n, f.ty);
+                            }
                             let d = self.dyn_();
                             let rv = self.resolve(v);
                             if matches!(self.node(rv), Node::Var { .. }) {
@@ -2015,6 +2426,31 @@ impl Checker {
             }
         }
         names
+    }
+
+    /// With `strict`: the definition of `name` (bindings `at`) does not fit its uses in its
+    /// own recursive group, so it became `Dyn` (unless the binding is annotated).
+    fn strict_recursive(&mut self, bindings: &[Binding], at: &[usize], name: &str, defined: T) {
+        let Some(b) = at.first().and_then(|i| bindings.get(*i)) else {
+            return;
+        };
+        let (span, annotated) = match b {
+            Binding::Attr { value, span, .. } => {
+                (*span, matches!(value.kind, ExprKind::Annot { .. }))
+            }
+            Binding::Inherit { span, .. } => (*span, false),
+        };
+        if annotated {
+            return;
+        }
+        let s = self.show(defined);
+        self.strict_dyn(
+            span,
+            "buildit::strict::recursive-use",
+            format!("`{name}` is `Dyn`: its definition (of type `{s}`) and its uses in the same recursive group disagree"),
+            vec![],
+            &format!("annotate the binding with the type wanted: `{name} :: T = …;`"),
+        );
     }
 
     /// `rec { … }`: the names are in scope in their own definitions; the type is the record.
@@ -2065,9 +2501,25 @@ fn sorted(mut v: Vec<RField>) -> Vec<RField> {
 #[derive(Default)]
 struct Namer {
     names: HashMap<T, String>,
+    /// name variables for an interface: with their kind, never as `Int`
+    exact: bool,
 }
 
 impl Namer {
+    fn exact_name(&mut self, t: T, kind: Kind) -> String {
+        let n = self.names.len();
+        let k = match kind {
+            Kind::Num => 'n',
+            Kind::Add => 'a',
+            Kind::Cmp => 'c',
+            Kind::Any => 'v',
+        };
+        self.names
+            .entry(t)
+            .or_insert_with(|| format!("'{k}{n}"))
+            .clone()
+    }
+
     fn name(&mut self, t: T) -> String {
         let n = self.names.len();
         self.names

@@ -12,10 +12,14 @@
 
 pub(crate) mod aliases;
 pub mod builtins;
+pub mod imports;
 mod infer;
 pub mod ty;
 
-pub use infer::{check, check_with, did_you_mean, CheckResult, TypeEnv};
+pub use imports::{ImportTarget, Imports, NoImports};
+pub use infer::{
+    check, check_program, check_with, did_you_mean, CheckOptions, CheckResult, TypeEnv,
+};
 pub use ty::{parse_type, Field, Type};
 
 #[cfg(test)]

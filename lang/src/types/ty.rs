@@ -7,8 +7,9 @@
 
 use std::fmt;
 
-/// A type, in the syntax of `docs/types.md`.
-#[derive(Clone, Debug, PartialEq)]
+/// A type, in the syntax of `docs/types.md`. Serialisable for the checker's cache of imported
+/// files' interfaces (an `Alias` never reaches it: it fails to serialise).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Type {
     Int,
     Float,
@@ -34,11 +35,12 @@ pub enum Type {
     /// A capitalised name in an annotation, as written (at `span`): a `type` alias. Only the
     /// parser produces it, and its alias resolution (`types::aliases`) replaces every one, so
     /// the checker and the evaluator never see it.
+    #[serde(skip)]
     Alias(String, crate::span::Span),
 }
 
 /// One field of a record type.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Field {
     pub name: String,
     pub ty: Type,
