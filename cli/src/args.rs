@@ -58,7 +58,7 @@ pub enum Command {
     Repl(ReplArgs),
     /// Check .bld files without evaluating them: syntax, names, types (exit 1 on any error)
     #[command(
-        after_help = "Examples:\n  buildit check examples/hello.bld\n  buildit check --json examples/hello.bld examples/packages.bld"
+        after_help = "Examples:\n  buildit check examples/hello.bld\n  buildit check --json examples/hello.bld examples/packages.bld\n  buildit check --strict examples/hello.bld"
     )]
     Check(CheckArgs),
     /// Evaluate, write the derivations to the store and print their .drv paths
@@ -358,6 +358,10 @@ pub struct CheckArgs {
     /// Print the diagnostics as a JSON list on stdout
     #[arg(long)]
     pub json: bool,
+    /// Reject every place the checker would fall back to `Dyn` silently (heterogeneous lists,
+    /// `if` branches of different types, …), in the files given and the files they import
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// What `eval` and `instantiate` evaluate: a file or an expression, and an attribute path.

@@ -101,6 +101,7 @@ fn run_check(a: CheckArgs) -> CliResult {
     let st = style(false);
     let mut failed = false;
     let mut json = Vec::new();
+    let mut checker = buildit_driver::typecheck::TypeCheck::new(a.strict);
     for f in &a.files {
         let Some((name, text)) = buildit_driver::eval::read_source(f) else {
             failed = true;
@@ -118,7 +119,8 @@ fn run_check(a: CheckArgs) -> CliResult {
             }
             continue;
         };
-        let (sources, all, ty) = buildit_driver::eval::check_source(&name, &text);
+        let checked = checker.check_root(&name, &text);
+        let (sources, all, ty) = (checked.sources, checked.diagnostics, checked.ty);
         if all.is_empty() {
             if !a.json {
                 println!("{f}: {ty}");
@@ -127,9 +129,14 @@ fn run_check(a: CheckArgs) -> CliResult {
         }
         failed = true;
         if a.json {
-            for d in &all {
+            for (i, d) in all.iter().enumerate() {
                 let mut o = serde_json::Map::new();
-                o.insert("file".into(), f.as_str().into());
+                // a diagnostic of an imported file names that file
+                let file = match d.primary_span() {
+                    Some(s) if i >= checked.root_diagnostics => sources.name(s.file).to_string(),
+                    _ => f.clone(),
+                };
+                o.insert("file".into(), file.into());
                 if let serde_json::Value::Object(fields) =
                     buildit_cli::output::diagnostic_json(Some(&sources), d)
                 {

@@ -56,51 +56,28 @@ pub fn read_source(file: &str) -> Option<(String, String)> {
     Some((path, text))
 }
 
-/// The type diagnostics of one source (none when it has syntax errors: the evaluator reports
-/// those), with its source map.
+/// The type diagnostics of one source, its imports typed (none when it has syntax errors: the
+/// evaluator reports those; none for the files it imports: evaluation reaches those), with
+/// its source map.
 pub fn type_errors(name: &str, text: &str) -> (SourceMap, Vec<Diagnostic>) {
-    let mut sources = SourceMap::new();
-    let file = sources.add(name.to_string(), text);
-    let parsed = buildit_lang::parse(file, text);
-    let diags = match (&parsed.expr, parsed.syntax_ok()) {
-        (Some(e), true) => buildit_lang::types::check(e).diagnostics,
-        _ => Vec::new(),
-    };
-    (sources, diags)
-}
-
-/// `buildit check`'s static analysis of one source, without evaluating anything: syntax, scope
-/// (undefined variables with "did you mean", duplicate attributes: the evaluator's lowering,
-/// which resolves every name statically) and types. `(sources, diagnostics in source order,
-/// type)`; the type is empty when there are syntax errors.
-pub fn check_source(name: &str, text: &str) -> (SourceMap, Vec<Diagnostic>, String) {
-    let mut sources = SourceMap::new();
-    let file = sources.add(name.to_string(), text);
-    let parsed = buildit_lang::parse(file, text);
-    let (Some(e), true) = (&parsed.expr, parsed.syntax_ok()) else {
-        return (sources, parsed.diagnostics, String::new());
-    };
-    let ev = Evaluator::new(Box::new(buildit_stdlib::FsIo::new(|_| {})));
-    let base_dir = Path::new(name)
-        .parent()
-        .filter(|p| p.is_absolute())
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(cwd);
-    let ctx = buildit_eval::lower::LowerCtx {
-        globals: ev.globals(),
-        base_dir,
-        home: std::env::var("HOME").ok(),
-    };
-    let (_, scope) = buildit_eval::lower::lower(e, &ctx);
-    let r = buildit_lang::types::check(e);
-    let mut all: Vec<Diagnostic> = parsed
+    let c = crate::typecheck::TypeCheck::new(false).check_root(name, text);
+    let diags = c
         .diagnostics
         .into_iter()
-        .chain(scope)
-        .chain(r.diagnostics)
+        .take(c.root_diagnostics)
+        .filter(|d| d.code.starts_with("buildit::type::"))
         .collect();
-    all.sort_by_key(|d| d.labels.first().map_or(0, |l| l.span.start));
-    (sources, all, r.ty.to_string())
+    (c.sources, diags)
+}
+
+/// `buildit check`'s static analysis of one source and the files it imports, without
+/// evaluating anything: syntax, scope (undefined variables with "did you mean", duplicate
+/// attributes: the evaluator's lowering, which resolves every name statically) and types.
+/// `(sources, diagnostics: the source's in source order, then the imported files', type)`; the
+/// type is empty when there are syntax errors.
+pub fn check_source(name: &str, text: &str) -> (SourceMap, Vec<Diagnostic>, String) {
+    let c = crate::typecheck::TypeCheck::new(false).check_root(name, text);
+    (c.sources, c.diagnostics, c.ty)
 }
 
 /// Type-check a program before evaluating it; with type errors, the error also reports the

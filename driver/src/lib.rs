@@ -27,6 +27,7 @@ pub mod share;
 pub mod spec;
 pub mod store;
 pub mod substitute;
+pub mod typecheck;
 pub mod update;
 
 pub use error::{DriverError, ImageOp, Result};
