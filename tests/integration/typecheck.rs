@@ -4,6 +4,13 @@
 //! Also: every shipped `.bld` file (examples/, stdlib/) type-checks, every primop of the
 //! evaluator has a declared type, and at least 80% of the `eval/ok` programs type-check (a
 //! program the parser rejects counts against it). Each corpus holds a stated minimum of cases.
+//! Across files, with the driver's import-following checker: `typecheck/imports/<case>/main.bld`
+//! (plus the files it imports) is accepted with its type in `main.type`, or rejected with the
+//! code of its `# expect:` line and every diagnostic (of every file) in `main.err`.
+//! `typecheck/strict/reject/*.bld` type-check without `--strict` and are rejected with it (code
+//! and `.err`), `typecheck/strict/accept/*.bld` pass `--strict`. The per-file cache is checked
+//! on disk: a second run checks only the root, and a one-line change re-checks only the files
+//! whose imports' types changed.
 
 use crate::{data, glob, name_of, root, snapshot};
 use buildit_lang::types::{self, builtins::BUILTIN_TYPES};
@@ -296,6 +303,141 @@ fn repl_trial() -> Trial {
     })
 }
 
+/// Check a file with the driver's import-following checker (caches in memory only):
+/// `(printed type, rendered diagnostics of every file, first code)`.
+fn check_across(path: &Path, strict: bool) -> Result<(String, String, Option<String>), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut tc = buildit_driver::typecheck::TypeCheck::with_cache(strict, None);
+    let c = tc.check_root(&path.to_string_lossy(), &text);
+    let rendered: String = c
+        .diagnostics
+        .iter()
+        .map(|d| d.render_plain(&c.sources))
+        .collect();
+    let prefix = format!("{}/", root().display());
+    Ok((
+        c.ty,
+        rendered.replace(&prefix, "$ROOT/"),
+        c.diagnostics.first().map(|d| d.code.to_string()),
+    ))
+}
+
+/// One case directory of `typecheck/imports`: accepted (`main.type`) or rejected as its
+/// `# expect:` line says (`main.err`).
+fn imports_trial(dir: PathBuf) -> Trial {
+    Trial::test(
+        format!("typecheck::imports::{}", name_of(&dir)),
+        move || {
+            let main = dir.join("main.bld");
+            let (ty, diags, code) = check_across(&main, false).map_err(Failed::from)?;
+            match (expected_code(&main), code) {
+                (None, None) => {
+                    snapshot(&dir.join("main.type"), &format!("{ty}\n")).map_err(Failed::from)
+                }
+                (None, Some(_)) => Err(format!("expected to type-check, got:\n{diags}").into()),
+                (Some(want), None) => {
+                    Err(format!("expected {want}, but it type-checks as {ty}").into())
+                }
+                (Some(want), Some(c)) if c != want => {
+                    Err(format!("expected {want}, got {c}:\n{diags}").into())
+                }
+                (Some(_), Some(_)) => snapshot(&dir.join("main.err"), &diags).map_err(Failed::from),
+            }
+        },
+    )
+}
+
+/// `typecheck/strict/reject/*.bld`: accepted without `--strict`, rejected with it.
+fn strict_reject_trial(bld: PathBuf) -> Trial {
+    Trial::test(
+        format!("typecheck::strict::reject::{}", name_of(&bld)),
+        move || {
+            let want = expected_code(&bld)
+                .ok_or_else(|| Failed::from("no `# expect: CODE` line in the first 3 lines"))?;
+            let (_, diags, code) = check_across(&bld, false).map_err(Failed::from)?;
+            if code.is_some() {
+                return Err(format!("rejected even without --strict:\n{diags}").into());
+            }
+            let (ty, diags, code) = check_across(&bld, true).map_err(Failed::from)?;
+            match code {
+                None => {
+                    Err(format!("expected {want} with --strict, but it type-checks as {ty}").into())
+                }
+                Some(c) if c != want => Err(format!("expected {want}, got {c}:\n{diags}").into()),
+                Some(_) => snapshot(&bld.with_extension("err"), &diags).map_err(Failed::from),
+            }
+        },
+    )
+}
+
+/// `typecheck/strict/accept/*.bld`: pass `--strict`.
+fn strict_accept_trial(bld: PathBuf) -> Trial {
+    Trial::test(
+        format!("typecheck::strict::accept::{}", name_of(&bld)),
+        move || {
+            let (_, diags, code) = check_across(&bld, true).map_err(Failed::from)?;
+            match code {
+                None => Ok(()),
+                Some(_) => Err(format!("rejected by --strict:\n{diags}").into()),
+            }
+        },
+    )
+}
+
+/// The disk cache: a second checker (a second `buildit check`) checks only the root file;
+/// after a one-line change in a leaf that keeps its type, only that leaf and the root are
+/// checked again; after a change of the leaf's type, the files on the way to the root too,
+/// and the root sees the new type.
+fn cache_trial() -> Trial {
+    Trial::test("typecheck::imports-cache", || {
+        use buildit_driver::typecheck::{Stats, TypeCheck};
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let cache = dir.path().join("cache");
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.path().join(name), text).map_err(|e| e.to_string())
+        };
+        write("leaf.bld", "{ n = 1; }\n")?;
+        write("mid.bld", "{ leaf = import ./leaf.bld; }\n")?;
+        write("other.bld", "{ s = \"x\"; }\n")?;
+        let main_text =
+            "let m = import ./mid.bld; o = import ./other.bld; in m.leaf.n + 1\n".to_string();
+        let main = dir.path().join("main.bld");
+        write("main.bld", &main_text)?;
+        let run = |text: &str| {
+            let mut tc = TypeCheck::with_cache(false, Some(cache.clone()));
+            let c = tc.check_root(&main.to_string_lossy(), text);
+            let codes: Vec<&str> = c.diagnostics.iter().map(|d| d.code).collect();
+            (tc.stats, c.ty, codes.join(","))
+        };
+        let stats = |checked, from_disk| Stats {
+            checked,
+            from_memory: 0,
+            from_disk,
+        };
+        let first = run(&main_text);
+        if first != (stats(4, 0), "Int".into(), String::new()) {
+            return Err(format!("first run: {first:?}").into());
+        }
+        let second = run(&main_text);
+        if second != (stats(1, 3), "Int".into(), String::new()) {
+            return Err(format!("second run (all imports cached): {second:?}").into());
+        }
+        // the same type: leaf is checked, mid is not (its import's type did not change)
+        write("leaf.bld", "{ n = 2; }\n")?;
+        let third = run(&main_text);
+        if third != (stats(2, 2), "Int".into(), String::new()) {
+            return Err(format!("after a change keeping leaf's type: {third:?}").into());
+        }
+        // another type: leaf and mid are checked again, and main sees a String
+        write("leaf.bld", "{ n = \"two\"; }\n")?;
+        let fourth = run(&main_text);
+        if fourth != (stats(3, 1), "Dyn".into(), "buildit::type::mismatch".into()) {
+            return Err(format!("after a change of leaf's type: {fourth:?}").into());
+        }
+        Ok(())
+    })
+}
+
 /// The fewest programs `typecheck/accept` and `typecheck/reject` may hold.
 const MIN_ACCEPT: usize = 155;
 const MIN_REJECT: usize = 80;
@@ -314,5 +456,30 @@ pub fn trials() -> Vec<Trial> {
     v.extend([accept_guard, reject_guard]);
     v.extend(accept.into_iter().map(accept_trial));
     v.extend(reject.into_iter().map(reject_trial));
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(data("typecheck/imports"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("main.bld").is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    cases.sort();
+    v.push(crate::corpus_guard(
+        "typecheck/imports",
+        "case directories with a main.bld",
+        cases.len(),
+        MIN_IMPORTS,
+    ));
+    v.extend(cases.into_iter().map(imports_trial));
+    let (strict_reject, g1) = crate::corpus("typecheck/strict/reject", "bld", MIN_STRICT_REJECT);
+    let (strict_accept, g2) = crate::corpus("typecheck/strict/accept", "bld", MIN_STRICT_ACCEPT);
+    v.extend([g1, g2, cache_trial()]);
+    v.extend(strict_reject.into_iter().map(strict_reject_trial));
+    v.extend(strict_accept.into_iter().map(strict_accept_trial));
     v
 }
+
+/// The fewest cases of the cross-file and `--strict` corpora.
+const MIN_IMPORTS: usize = 12;
+const MIN_STRICT_REJECT: usize = 13;
+const MIN_STRICT_ACCEPT: usize = 5;
