@@ -115,7 +115,7 @@ pub enum Command {
     Image(crate::image_cmd::ImageArgs),
     /// Print the SBOM (SPDX 2.3 or CycloneDX 1.6 JSON) of an image, a spec's image or a package
     #[command(
-        after_help = "Examples:\n  buildit sbom app-misc/hello                          # a package: evaluated, not built\n  buildit sbom --format cyclonedx nginx-prod/pkgs/nginx  # a directory holding pkg.yaml\n  buildit sbom <image-dir>                             # ./result: the SBOM the image carries\n  buildit sbom <spec-dir>                              # built first if needed\n\nAn image prints the SBOM it carries (sbom.spdx.json, sbom.cdx.json beside it); see\ndocs/supply-chain.md."
+        after_help = "Examples:\n  buildit sbom app-misc/hello                          # a package: evaluated, not built\n  buildit sbom --format cyclonedx examples/nginx-prod/pkgs/nginx  # a directory holding pkg.yaml\n  buildit sbom <image-dir>                             # ./result: the SBOM the image carries\n  buildit sbom <spec-dir>                              # built first if needed\n\nAn image prints the SBOM it carries (sbom.spdx.json, sbom.cdx.json beside it); see\ndocs/supply-chain.md."
     )]
     Sbom(crate::sbom_cmd::SbomArgs),
     /// Write a container spec to start from (container.yaml; --package: a pkg.yaml too)
