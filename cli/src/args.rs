@@ -141,12 +141,6 @@ pub enum Command {
         after_help = "Examples:\n  buildit copy --to file:///srv/repo ./result\n  buildit copy --from mysuperbinhost /bld/store/<hash>-hello-2.10\n\nURL is a location (docs/config.md: HOST/PATH is https) or a configured repository's name."
     )]
     Copy(CopyArgs),
-    /// Match the packages of an image's closure against OSV advisories (CVEs by package: Debian
-    /// by source package, source-built packages by purl/CPE); builds nothing
-    #[command(
-        after_help = "Examples:\n  buildit audit --advisories <osv-dir> examples/nginx-prod\n  buildit audit --advisories <debian-all.zip> --fail-on high --sarif result > audit.sarif\n  buildit audit --advisories <osv-dir> --vex <triage.vex.json> --emit-vex <image.vex.json> www-servers/nginx\n  buildit audit --update --advisory-url <https://host/Debian/all.zip>\n\nWhat is matched and how, the accepted advisory files and OpenVEX: docs/supply-chain.md."
-    )]
-    Audit(crate::audit_cmd::AuditArgs),
     /// List the Debian packages of a spec's (or package's) closure with newer versions in the
     /// apt indexes, and packages with newer versions in the set; builds nothing
     #[command(
@@ -164,6 +158,12 @@ pub enum Command {
         after_help = "Examples:\n  buildit diff <old-image> result\n  buildit diff --files --json <old-image> <new-image>"
     )]
     Diff(crate::update_cmd::DiffArgs),
+    /// Match the packages of an image's closure against OSV advisories (CVEs by package: Debian
+    /// by source package, source-built packages by purl/CPE); builds nothing
+    #[command(
+        after_help = "Examples:\n  buildit audit --advisories <osv-dir> examples/nginx-prod\n  buildit audit --advisories <debian-all.zip> --fail-on high --sarif result > audit.sarif\n  buildit audit --advisories <osv-dir> --vex <triage.vex.json> --emit-vex <image.vex.json> www-servers/nginx\n  buildit audit --update --advisory-url <https://host/Debian/all.zip>\n\nWhat is matched and how, the accepted advisory files and OpenVEX: docs/supply-chain.md."
+    )]
+    Audit(crate::audit_cmd::AuditArgs),
     /// Print a shell completion script on stdout
     #[command(
         after_help = "Examples:\n  buildit completions bash > ~/.local/share/bash-completion/completions/buildit\n  buildit completions zsh > ~/.zfunc/_buildit\n  buildit completions fish > ~/.config/fish/completions/buildit.fish"

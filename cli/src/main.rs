@@ -361,10 +361,10 @@ fn main() -> ExitCode {
         Command::Contents(a) => buildit_cli::image_cmd::run_contents(a),
         Command::Image(a) => buildit_cli::image_cmd::run_image(a),
         Command::Sbom(a) => buildit_cli::sbom_cmd::run(a),
-        Command::Audit(a) => buildit_cli::audit_cmd::run(a),
         Command::Outdated(a) => buildit_cli::update_cmd::run_outdated(a),
         Command::Update(a) => buildit_cli::update_cmd::run_update(a),
         Command::Diff(a) => buildit_cli::update_cmd::run_diff(a),
+        Command::Audit(a) => buildit_cli::audit_cmd::run(a),
         Command::Completions(a) => {
             print!("{}", buildit_cli::generate::completions(a.shell));
             Ok(ExitCode::SUCCESS)
