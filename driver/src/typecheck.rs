@@ -307,7 +307,15 @@ impl TypeCheck {
                 .iter()
                 .find(|(p, _)| *p == rel)
                 .map(|(_, t)| t.to_string()),
-            None => std::fs::read_to_string(key).ok(),
+            // only a regular file is read (a fifo or device would block or never end; the
+            // evaluator refuses those too), and at most 64 MiB of it
+            None => {
+                let meta = std::fs::metadata(key).ok()?;
+                if !meta.is_file() || meta.len() > 64 << 20 {
+                    return None;
+                }
+                std::fs::read_to_string(key).ok()
+            }
         }
     }
 
