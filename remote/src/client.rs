@@ -116,9 +116,15 @@ impl Endpoint {
                 message: e.to_string(),
             })?;
         }
-        let channel = ep.connect().await.map_err(|e| RemoteError::Connect {
-            url: cfg.url.clone(),
-            message: source_chain(&e),
+        let channel = ep.connect().await.map_err(|e| match tls_failure(&e) {
+            Some(message) => RemoteError::Tls {
+                url: cfg.url.clone(),
+                message,
+            },
+            None => RemoteError::Connect {
+                url: cfg.url.clone(),
+                message: source_chain(&e),
+            },
         })?;
         let mut headers = Vec::new();
         for (k, v) in &cfg.headers {
@@ -547,6 +553,12 @@ fn finished(op: Operation) -> Result<ExecuteResponse, RemoteError> {
 
 /// A connection failure as an "unavailable" error (the fallback applies).
 fn unavailable_or(url: &str, what: &'static str, s: tonic::Status) -> RemoteError {
+    if let Some(message) = tls_failure(&s) {
+        return RemoteError::Tls {
+            url: url.to_string(),
+            message,
+        };
+    }
     match s.code() {
         tonic::Code::Unavailable | tonic::Code::Unknown => RemoteError::Connect {
             url: url.to_string(),
@@ -554,6 +566,26 @@ fn unavailable_or(url: &str, what: &'static str, s: tonic::Status) -> RemoteErro
         },
         _ => RemoteError::rpc(what, s),
     }
+}
+
+/// The TLS error (rustls's: an unknown issuer, a name mismatch, a server that does not speak
+/// TLS) somewhere in the sources of `e`, if there is one.
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(t) = c.downcast_ref::<rustls::Error>() {
+            return Some(t.to_string());
+        }
+        if let Some(t) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(t.to_string());
+        }
+        cur = c.source();
+    }
+    None
 }
 
 /// An error with its sources, one line.

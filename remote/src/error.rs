@@ -11,6 +11,8 @@ pub enum RemoteError {
     BadUrl { url: String, why: String },
     #[error("cannot connect to {url}: {message}")]
     Connect { url: String, message: String },
+    #[error("the TLS connection to {url} failed: {message}")]
+    Tls { url: String, message: String },
     #[error("{what}: {status}")]
     Rpc {
         what: &'static str,
