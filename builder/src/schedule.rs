@@ -1065,81 +1065,67 @@ fn run_remote(
     tx: &mpsc::Sender<Msg>,
 ) -> Result<Staged, BuildError> {
     let start = Instant::now();
-    let mut dir = BuildDir::create(layout, &req.drv_path)
-        .map_err(|e| BuildError::io("creating the build directory", e))?;
-    let outputs: BTreeMap<String, PathBuf> = req
-        .outputs
-        .iter()
-        .map(|(n, p)| (n.clone(), dir.staged(p)))
-        .collect();
-    let drv = req.drv_path.clone();
-    let mut on_line = |l: &str| {
-        let _ = tx.send(Msg::Event(BuildEvent::LogLine {
-            drv: drv.clone(),
-            line: l.to_string(),
-        }));
-    };
-    let mut sink = LogSink::create(layout, &req.drv_path, &mut on_line)
-        .map_err(|e| BuildError::io("creating the build log", e))?;
-    let r = exec.execute(req, &outputs, &mut sink);
-    let reason = match r {
-        Ok(run) => match outputs
-            .iter()
-            .find(|(_, p)| std::fs::symlink_metadata(p).is_err())
-        {
-            None => {
-                sink.finish()
-                    .map_err(|e| BuildError::io("writing the build log", e))?;
-                let log_path = sink.path().to_path_buf();
-                return Ok(Staged {
-                    outputs,
-                    duration: start.elapsed(),
-                    log_path,
-                    remote: Some(run),
-                    _dir: dir,
-                });
+    with_staging(layout, req, tx, |mut dir, outputs, mut sink| {
+        let r = exec.execute(req, &outputs, &mut sink);
+        let reason = match r {
+            Ok(run) => match outputs
+                .iter()
+                .find(|(_, p)| std::fs::symlink_metadata(p).is_err())
+            {
+                None => {
+                    sink.finish()
+                        .map_err(|e| BuildError::io("writing the build log", e))?;
+                    let log_path = sink.path().to_path_buf();
+                    return Ok(Staged {
+                        outputs,
+                        duration: start.elapsed(),
+                        log_path,
+                        remote: Some(run),
+                        _dir: dir,
+                    });
+                }
+                Some((n, _)) => FailReason::MissingOutput(n.clone()),
+            },
+            Err(RemoteFailure::Exit(code)) => FailReason::Exit(code),
+            Err(RemoteFailure::Unavailable(message)) if exec.fallback() => {
+                drop(sink);
+                drop(dir);
+                let _ = tx.send(Msg::Event(BuildEvent::LogLine {
+                    drv: req.drv_path.clone(),
+                    line: format!("remote execution unavailable ({message}): building locally"),
+                }));
+                return run_sandboxed(sandbox, req, tx);
             }
-            Some((n, _)) => FailReason::MissingOutput(n.clone()),
-        },
-        Err(RemoteFailure::Exit(code)) => FailReason::Exit(code),
-        Err(RemoteFailure::Unavailable(message)) if exec.fallback() => {
-            drop(sink);
-            drop(dir);
-            let _ = tx.send(Msg::Event(BuildEvent::LogLine {
-                drv: req.drv_path.clone(),
-                line: format!("remote execution unavailable ({message}): building locally"),
-            }));
-            return run_sandboxed(sandbox, req, tx);
-        }
-        Err(RemoteFailure::Unavailable(message)) => {
-            return Err(BuildError::Remote {
-                drv: req.drv_path.clone(),
-                message,
-                unavailable: true,
-            })
-        }
-        Err(RemoteFailure::Error(message)) => {
-            return Err(BuildError::Remote {
-                drv: req.drv_path.clone(),
-                message,
-                unavailable: false,
-            })
-        }
-    };
-    let _ = sink.line(&reason.to_string());
-    let _ = sink.finish();
-    let log_path = sink.path().to_path_buf();
-    let tail = sink.tail();
-    drop(sink);
-    let kept = req.keep_failed.then(|| dir.keep());
-    Err(BuildError::Failed(Box::new(BuildFailure {
-        drv: req.drv_path.clone(),
-        name: req.name.clone(),
-        reason,
-        log_tail: tail,
-        log_path,
-        kept,
-    })))
+            Err(RemoteFailure::Unavailable(message)) => {
+                return Err(BuildError::Remote {
+                    drv: req.drv_path.clone(),
+                    message,
+                    unavailable: true,
+                })
+            }
+            Err(RemoteFailure::Error(message)) => {
+                return Err(BuildError::Remote {
+                    drv: req.drv_path.clone(),
+                    message,
+                    unavailable: false,
+                })
+            }
+        };
+        let _ = sink.line(&reason.to_string());
+        let _ = sink.finish();
+        let log_path = sink.path().to_path_buf();
+        let tail = sink.tail();
+        drop(sink);
+        let kept = req.keep_failed.then(|| dir.keep());
+        Err(BuildError::Failed(Box::new(BuildFailure {
+            drv: req.drv_path.clone(),
+            name: req.name.clone(),
+            reason,
+            log_tail: tail,
+            log_path,
+            kept,
+        })))
+    })
 }
 
 fn run_builtin(
@@ -1155,7 +1141,65 @@ fn run_builtin(
         name: name.clone(),
     })?;
     let start = Instant::now();
-    let mut dir = BuildDir::create(layout, &req.drv_path)
+    with_staging(layout, req, tx, |mut dir, outputs, mut sink| {
+        let r = {
+            let mut ctx = BuiltinContext {
+                drv: &req.drv_path,
+                log: &mut sink,
+                events: tx,
+                layout,
+                inputs,
+            };
+            builder.build(req, &outputs, &mut ctx)
+        };
+        let reason = match r {
+            Err(m) => Some(FailReason::Builtin(m)),
+            Ok(()) => outputs
+                .iter()
+                .find(|(_, p)| std::fs::symlink_metadata(p).is_err())
+                .map(|(n, _)| FailReason::MissingOutput(n.clone())),
+        };
+        if let Some(reason) = &reason {
+            let _ = sink.line(&reason.to_string());
+        }
+        sink.finish()
+            .map_err(|e| BuildError::io("writing the build log", e))?;
+        let log_path = sink.path().to_path_buf();
+        let tail = sink.tail();
+        drop(sink);
+        match reason {
+            None => Ok(Staged {
+                outputs,
+                duration: start.elapsed(),
+                log_path,
+                remote: None,
+                _dir: dir,
+            }),
+            Some(reason) => {
+                let kept = req.keep_failed.then(|| dir.keep());
+                Err(BuildError::Failed(Box::new(BuildFailure {
+                    drv: req.drv_path.clone(),
+                    name: req.name.clone(),
+                    reason,
+                    log_tail: tail,
+                    log_path,
+                    kept,
+                })))
+            }
+        }
+    })
+}
+
+/// Set up a build that runs in this process (a builtin builder, the remote executor) as the
+/// sandbox sets up its own: the build directory, the staged path of each output, and the log,
+/// whose lines are also sent as `LogLine` events; then run `body` with them.
+fn with_staging<T>(
+    layout: &buildit_store::StoreLayout,
+    req: &BuildRequest,
+    tx: &mpsc::Sender<Msg>,
+    body: impl FnOnce(BuildDir, BTreeMap<String, PathBuf>, LogSink<'_>) -> Result<T, BuildError>,
+) -> Result<T, BuildError> {
+    let dir = BuildDir::create(layout, &req.drv_path)
         .map_err(|e| BuildError::io("creating the build directory", e))?;
     let outputs: BTreeMap<String, PathBuf> = req
         .outputs
@@ -1169,53 +1213,9 @@ fn run_builtin(
             line: l.to_string(),
         }));
     };
-    let mut sink = LogSink::create(layout, &req.drv_path, &mut on_line)
+    let sink = LogSink::create(layout, &req.drv_path, &mut on_line)
         .map_err(|e| BuildError::io("creating the build log", e))?;
-    let r = {
-        let mut ctx = BuiltinContext {
-            drv: &req.drv_path,
-            log: &mut sink,
-            events: tx,
-            layout,
-            inputs,
-        };
-        builder.build(req, &outputs, &mut ctx)
-    };
-    let reason = match r {
-        Err(m) => Some(FailReason::Builtin(m)),
-        Ok(()) => outputs
-            .iter()
-            .find(|(_, p)| std::fs::symlink_metadata(p).is_err())
-            .map(|(n, _)| FailReason::MissingOutput(n.clone())),
-    };
-    if let Some(reason) = &reason {
-        let _ = sink.line(&reason.to_string());
-    }
-    sink.finish()
-        .map_err(|e| BuildError::io("writing the build log", e))?;
-    let log_path = sink.path().to_path_buf();
-    let tail = sink.tail();
-    drop(sink);
-    match reason {
-        None => Ok(Staged {
-            outputs,
-            duration: start.elapsed(),
-            log_path,
-            remote: None,
-            _dir: dir,
-        }),
-        Some(reason) => {
-            let kept = req.keep_failed.then(|| dir.keep());
-            Err(BuildError::Failed(Box::new(BuildFailure {
-                drv: req.drv_path.clone(),
-                name: req.name.clone(),
-                reason,
-                log_tail: tail,
-                log_path,
-                kept,
-            })))
-        }
-    }
+    body(dir, outputs, sink)
 }
 
 /// The hash of a fixed output as declared: flat = the file's bytes, recursive = the canonical
