@@ -75,6 +75,10 @@ pub fn remote_error(e: RemoteError) -> DriverError {
             "buildit::remote::no-execution",
             "give the URL of an execution service, not of a cache only",
         ),
+        RemoteError::Tls { .. } => (
+            "buildit::remote::tls",
+            "give the certificate authority that signed the endpoint's certificate with --remote-ca FILE (PEM), and the host name the certificate names in the URL",
+        ),
         _ if e.unavailable() => (
             "buildit::remote::unavailable",
             "check that the endpoint runs (--remote URL); --remote-fallback builds locally when it is down",

@@ -9,6 +9,9 @@
 //! - an endpoint that is down is `buildit::remote::unavailable`, and with `--remote-fallback`
 //!   the build runs locally;
 //! - an endpoint stopped in the middle of a build fails it and registers nothing;
+//! - the chain through `grpcs://` (nginx's `grpc_pass` as the TLS front, a certificate from
+//!   the test CA given with `--remote-ca`) runs there; a CA that did not sign it is
+//!   `buildit::remote::tls`, even with `--remote-fallback`;
 //! - GNU hello from the package set built remotely is bit-identical to its local build (its
 //!   inputs copied from the package-set trials' store with `store export | store import`).
 
@@ -20,6 +23,8 @@ use std::time::{Duration, Instant};
 use libtest_mimic::{Failed, Trial};
 
 const TOOLS: &[&str] = &["bwrap", "buildbox-casd", "buildbox-run"];
+/// The engine behind nginx's `grpc_pass` with a certificate from the test CA.
+const TLS_TOOLS: &[&str] = &["bwrap", "buildbox-casd", "buildbox-run", "nginx", "openssl"];
 
 pub fn trials() -> Vec<Trial> {
     vec![
@@ -46,6 +51,12 @@ pub fn trials() -> Vec<Trial> {
             TOOLS,
             false,
             stopped,
+        ),
+        crate::gated(
+            "remote::chain-through-grpcs-front".into(),
+            TLS_TOOLS,
+            false,
+            tls,
         ),
         crate::gated("remote::hello-bit-identical".into(), TOOLS, false, hello),
     ]
@@ -308,6 +319,60 @@ fn chain() -> Result<(), Failed> {
     }
     if content_hashes(&w.join("again"), &outs)? != l {
         return Err("the ActionCache's outputs differ from the local build's".into());
+    }
+    let _ = std::fs::remove_dir_all(&w);
+    Ok(())
+}
+
+/// The chain through `grpcs://`: nginx terminates TLS in front of the engine. A CA that did
+/// not sign the front's certificate is a TLS error (not an unavailable endpoint: no fallback);
+/// with the test CA (`--remote-ca`) the steps run there.
+fn tls() -> Result<(), Failed> {
+    let engine = Engine::start("tls")?;
+    let front = crate::servers::grpc_tls_front(engine.port)?;
+    let w = work("tls")?;
+    let file = chain_file(&w)?;
+    let other = crate::servers::untrusted_ca_pem()?;
+    let mut c = buildit()?;
+    c.args(["realise", "--no-out-link", "--store-root"])
+        .arg(w.join("store"))
+        .arg(&file)
+        .args(["--remote", &front.url, "--remote-fallback", "--remote-ca"])
+        .arg(&other);
+    let o = run(c)?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    let want = [
+        "buildit::remote::tls",
+        "the TLS connection to",
+        "UnknownIssuer",
+        "--remote-ca",
+    ];
+    if o.status.success() || want.iter().any(|w| !err.contains(w)) {
+        return Err(format!(
+            "a certificate from an unknown CA: want {want:?}\n{}",
+            describe(&o)
+        )
+        .into());
+    }
+    let ca = front.ca_pem.display().to_string();
+    let o = realise(
+        &w.join("store"),
+        &file,
+        &["--remote", &front.url, "--remote-ca", &ca, "-j", "3"],
+    )?;
+    let kinds = finished_kinds(&o);
+    if !o.status.success()
+        || outputs(&o)?.len() != 3
+        || counts(&o) != Some((3, 0))
+        || kinds.iter().filter(|k| *k == "executed").count() != 3
+    {
+        return Err(format!(
+            "the chain through {}: want 3 remote executions: {kinds:?}\n{}\nengine log:\n{}",
+            front.url,
+            describe(&o),
+            engine.log()
+        )
+        .into());
     }
     let _ = std::fs::remove_dir_all(&w);
     Ok(())

@@ -1,5 +1,6 @@
 //! Real servers on 127.0.0.1 for the trials that talk to repositories and registries: nginx
 //! serving a directory over HTTPS (a certificate from a test CA made at start) and plain HTTP,
+//! nginx as the TLS front (`grpc_pass`) of a plaintext remote-execution endpoint,
 //! openssh-server on a free high port letting the test's own account in with a generated key,
 //! and Debian's docker-registry; plus a listener that accepts and never answers (timeouts).
 //!
@@ -358,6 +359,65 @@ pub fn https_fixture(root_dir: &Path) -> Result<&'static Https, String> {
                 }));
                 map.insert(root, h);
                 return Ok(h);
+            }
+            Err(e) => last = format!("{e}\n{}", read_log(&dir.join("error.log"))),
+        }
+    }
+    Err(last)
+}
+
+/// nginx terminating TLS in front of a plaintext gRPC server (`grpc_pass`), with the test CA's
+/// server certificate; stopped when dropped.
+pub struct GrpcTlsFront {
+    /// `grpcs://127.0.0.1:PORT`.
+    pub url: String,
+    /// The test CA's certificate, which the front's certificate chains to.
+    pub ca_pem: PathBuf,
+    _server: Guarded,
+}
+
+/// A [`GrpcTlsFront`] for the gRPC server on `127.0.0.1:upstream` (HTTP/2 over TLS to
+/// plaintext HTTP/2, request bodies of any size streamed through, long-running calls allowed).
+pub fn grpc_tls_front(upstream: u16) -> Result<GrpcTlsFront, String> {
+    let ca = test_ca()?;
+    let dir = fixture_dir().join(format!("grpc-front.{upstream}"));
+    std::fs::create_dir_all(dir.join("tmp")).map_err(|e| e.to_string())?;
+    let mut last = String::new();
+    for _attempt in 0..3 {
+        let port = free_port()?;
+        let d = |s: &str| dir.join(s).display().to_string();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {pid};\nerror_log {err} warn;\n\
+             events {{ worker_connections 512; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {tmp};\n  client_max_body_size 0;\n\
+               server {{\n    listen 127.0.0.1:{port} ssl http2;\n\
+                 ssl_certificate {cert};\n    ssl_certificate_key {key};\n\
+                 location / {{\n      grpc_pass grpc://127.0.0.1:{upstream};\n\
+                   grpc_read_timeout 600s;\n      grpc_send_timeout 600s;\n    }}\n  }}\n}}\n",
+            pid = d("nginx.pid"),
+            err = d("error.log"),
+            tmp = d("tmp"),
+            cert = ca.server_pem.display(),
+            key = ca.server_key.display(),
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+        let args = vec![
+            "-p".to_string(),
+            dir.display().to_string(),
+            "-c".to_string(),
+            conf_path.display().to_string(),
+            "-e".to_string(),
+            dir.join("error.log").display().to_string(),
+        ];
+        let mut g = spawn_guarded(&tool_path("nginx"), &args, &dir.join("nginx.out"))?;
+        match wait_listening(&mut g, port, "nginx (gRPC front)") {
+            Ok(()) => {
+                return Ok(GrpcTlsFront {
+                    url: format!("grpcs://127.0.0.1:{port}"),
+                    ca_pem: ca.ca_pem.clone(),
+                    _server: g,
+                })
             }
             Err(e) => last = format!("{e}\n{}", read_log(&dir.join("error.log"))),
         }
