@@ -647,4 +647,33 @@ mod tests {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
     }
+
+    /// An error wrapping others, as tonic's transport errors wrap the connector's.
+    #[derive(Debug)]
+    struct Wrapped(Box<dyn std::error::Error + Send + Sync>);
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("transport error")
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(self.0.as_ref())
+        }
+    }
+
+    #[test]
+    fn tls_failures_are_told_apart() {
+        let unknown = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        // rustls's error inside an io::Error (tokio-rustls), inside the transport's
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, unknown);
+        let e = Wrapped(Box::new(io));
+        let m = tls_failure(&e).expect("a TLS failure");
+        assert!(m.contains("UnknownIssuer"), "{m}");
+        // a refused connection is not one
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(tls_failure(&Wrapped(Box::new(refused))), None);
+        let status = tonic::Status::unavailable("connection refused");
+        assert_eq!(tls_failure(&status), None);
+    }
 }
