@@ -5,7 +5,9 @@
 //! the apt sources at run time and gives `debian` (the Debian archive entries) and
 //! `debian-security` (the security entries), which `mirror://debian/...` URLs resolve
 //! against. [`setup_apt_root`] makes a private apt root over the same mirrors for
-//! `buildit debian lock --apt-root DIR --update`.
+//! `buildit debian lock --apt-root DIR --update`, and [`setup_source_apt_root`] one that also
+//! fetches the `deb-src` `Sources` indexes (this machine's apt configuration has `deb`
+//! entries only; the source entries are derived from them).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -225,6 +227,27 @@ pub fn setup_apt_root(
     suite: &str,
     arch: &str,
 ) -> Result<(), DebianError> {
+    setup_apt_root_types(root, apt_config, suite, arch, "deb")
+}
+
+/// [`setup_apt_root`] with `deb-src` entries beside the `deb` ones, so that the lists also
+/// hold the `Sources` indexes (checked against the same signed `InRelease` files).
+pub fn setup_source_apt_root(
+    root: &Path,
+    apt_config: &Path,
+    suite: &str,
+    arch: &str,
+) -> Result<(), DebianError> {
+    setup_apt_root_types(root, apt_config, suite, arch, "deb deb-src")
+}
+
+fn setup_apt_root_types(
+    root: &Path,
+    apt_config: &Path,
+    suite: &str,
+    arch: &str,
+    types: &str,
+) -> Result<(), DebianError> {
     let mirrors = debian_mirrors(apt_config)?;
     let joined = |name: &str| mirrors.get(name).map(|v| v.join(" ")).unwrap_or_default();
     let (debian, security) = (joined("debian"), joined("debian-security"));
@@ -256,11 +279,11 @@ pub fn setup_apt_root(
     }
     let keyring = DEBIAN_ARCHIVE_KEYRING;
     let mut sources = format!(
-        "Types: deb\nURIs: {debian}\nSuites: {suite} {suite}-updates\nComponents: main\nSigned-By: {keyring}\n"
+        "Types: {types}\nURIs: {debian}\nSuites: {suite} {suite}-updates\nComponents: main\nSigned-By: {keyring}\n"
     );
     if !security.is_empty() {
         sources.push_str(&format!(
-            "\nTypes: deb\nURIs: {security}\nSuites: {suite}-security\nComponents: main\nSigned-By: {keyring}\n"
+            "\nTypes: {types}\nURIs: {security}\nSuites: {suite}-security\nComponents: main\nSigned-By: {keyring}\n"
         ));
     }
     fs::write(root.join("etc/apt/sources.list.d/debian.sources"), sources)

@@ -4,7 +4,9 @@
 //! dpkg version ordering ([`version`]), dependency-closure resolution ([`resolve`]), the lock
 //! file ([`lock`]) that `buildit debian lock` writes ([`locking`]) and the package set reads,
 //! newer versions of locked packages and security-only re-locking ([`updates`]),
-//! and unpacking `.deb` files into a tree ([`unpack`], the body of `builtin:unpack-deb`).
+//! unpacking `.deb` files into a tree ([`unpack`], the body of `builtin:unpack-deb`), and
+//! Debian source packages: `Sources` indexes and `.dsc` files ([`sources`]) and their
+//! `[[source]]` tables in the lock ([`source_lock`]).
 //!
 //! The crate knows neither the store nor the builder: the builtin builder that unpacks is
 //! registered by the front end, which hands [`unpack::builtin_unpack_deb`] the host paths of
@@ -15,6 +17,8 @@ pub mod index;
 pub mod lock;
 pub mod locking;
 pub mod resolve;
+pub mod source_lock;
+pub mod sources;
 pub mod stanza;
 pub mod unpack;
 pub mod updates;
@@ -25,7 +29,7 @@ mod tests;
 
 use std::path::PathBuf;
 
-pub use apt::{debian_mirrors, setup_apt_root, AptSource, DEFAULT_APT_ROOT};
+pub use apt::{debian_mirrors, setup_apt_root, setup_source_apt_root, AptSource, DEFAULT_APT_ROOT};
 pub use index::{apt_index_files, Index, IndexFile, Package, DEFAULT_LISTS_DIR};
 pub use lock::{read_lock, render_lock, write_lock, Lock, LockEntry, LOCK_VERSION};
 pub use locking::{make_lock, LockRequest, LockSummary};
@@ -67,6 +71,10 @@ pub enum DebianError {
     BadLock { path: PathBuf, why: String },
     #[error("{path}: not an apt package index: {why}")]
     BadIndex { path: PathBuf, why: String },
+    #[error("no apt Sources index for suite '{suite}' in {dir}")]
+    NoSourceIndexes { dir: PathBuf, suite: String },
+    #[error("{name}: not a Debian source control file (.dsc): {why}")]
+    BadDsc { name: String, why: String },
     #[error("no packages to lock")]
     NoPackages,
     #[error("no packages named and no lock to refresh at {path}")]

@@ -259,6 +259,8 @@ fn debian_code(e: &buildit_debian::DebianError) -> (&'static str, &'static str) 
             DebianError::AptRoot { .. } => ("buildit::debian::apt-root", "give --apt-root a writable directory"),
             DebianError::AptGetSpawn { .. } => ("buildit::debian::apt-get", "--update needs apt-get (Debian's apt package)"),
             DebianError::AptGet { .. } => ("buildit::debian::apt-get", "check the network and the mirror; the keyring comes from the debian-archive-keyring package"),
+            DebianError::NoSourceIndexes { .. } => ("buildit::debian::no-source-index", "fetch the deb-src indexes into a private apt root: --apt-root DIR --update"),
+            DebianError::BadDsc { .. } => ("buildit::debian::bad-dsc", "the file is not the archive's .dsc; lock the source package again from fresh indexes"),
             DebianError::Io { .. } => ("buildit::debian::io", "check the path and its permissions"),
             DebianError::SecurityUpdateConflict { .. } => ("buildit::debian::security-update-conflict", "take every update instead: `buildit update DIR` (without --security-only) resolves the whole lock again"),
         }
