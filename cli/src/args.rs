@@ -89,7 +89,7 @@ pub enum Command {
     Debian(crate::debian_cmd::DebianArgs),
     /// List the package set's atoms, versions and build options (+ on by default, - off)
     #[command(
-        after_help = "Examples:\n  buildit search\n  buildit search nginx\n  buildit search --json zlib"
+        after_help = "Examples:\n  buildit search\n  buildit search nginx\n  buildit search --json zlib\n  buildit search --debian --apt-root <dir> --update curl   # Debian source packages"
     )]
     Search(crate::search_cmd::SearchArgs),
     /// Build a package of the set if needed and run its main program in a sandbox holding

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod build;
 pub mod builtins;
 pub mod config;
+pub mod debian_src;
 pub mod diff;
 pub mod error;
 pub mod eval;

@@ -1,5 +1,7 @@
 //! `buildit debian lock` through the real binary, offline: a private apt root whose lists
-//! directory holds small hand-written `Packages` indexes (one lz4-free plain file per suite).
+//! directory holds small hand-written `Packages` indexes (one lz4-free plain file per suite),
+//! and `buildit debian lock --source` over the crafted `Sources` indexes of
+//! `tests/data/debian-src` beside them.
 
 use crate::cli::buildit;
 use libtest_mimic::{Failed, Trial};
@@ -95,9 +97,75 @@ fn unknown_package() -> Result<(), Failed> {
     Ok(())
 }
 
+/// Source packages are added as `[[source]]` tables after a binary lock, which stays byte for
+/// byte; a binary refresh keeps them; a second `--source` replaces the entry of its name.
+fn lock_sources() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    apt_root(dir.path())?;
+    let lists = dir.path().join("var/lib/apt/lists");
+    let crafted = crate::data("debian-src/apt-root/var/lib/apt/lists");
+    for e in std::fs::read_dir(&crafted)? {
+        let e = e?;
+        std::fs::copy(e.path(), lists.join(e.file_name()))?;
+    }
+    let out = dir.path().join("test.lock");
+    let run = |args: &[&str]| -> Result<String, Failed> {
+        let o = buildit()
+            .args(["debian", "lock"])
+            .args(args)
+            .arg("--apt-root")
+            .arg(dir.path())
+            .arg("--output")
+            .arg(&out)
+            .output()?;
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        if !o.status.success() {
+            return Err(format!("{args:?} failed: {stderr}").into());
+        }
+        Ok(stderr)
+    };
+    run(&["tool"])?;
+    let binary = std::fs::read_to_string(&out)?;
+    let said = run(&["--source", "hello", "--source", "zlib=1:1.2.13.dfsg-1"])?;
+    if !said.contains(
+        "locked 2 source packages (hello 2.10-3, zlib 1:1.2.13.dfsg-1) for bookworm from 2 Sources indexes",
+    ) {
+        return Err(format!("unexpected summary: {said}").into());
+    }
+    let with = std::fs::read_to_string(&out)?;
+    if !with.starts_with(&binary) {
+        return Err(format!("the binary lock changed:\n{with}").into());
+    }
+    for want in [
+        "[[source]]\nname = \"hello\"\nversion = \"2.10-3\"\nformat = \"3.0 (quilt)\"",
+        "url = \"mirror://debian/pool/main/h/hello/hello_2.10.orig.tar.gz\"",
+        "dsc = \"zlib_1.2.13.dfsg-1.dsc\"",
+        "build_depends = \"debhelper-compat (= 13), help2man <!nocheck>\"",
+    ] {
+        if !with.contains(want) {
+            return Err(format!("lock lacks {want:?}:\n{with}").into());
+        }
+    }
+    // a binary refresh keeps the source tables
+    run(&[])?;
+    if std::fs::read_to_string(&out)? != with {
+        return Err("the refresh dropped or changed the source tables".into());
+    }
+    // the newest zlib (the security suite's) replaces the pinned one
+    run(&["--source", "zlib"])?;
+    let text = std::fs::read_to_string(&out)?;
+    if !text.contains("version = \"1:1.2.13.dfsg-1+deb12u1\"\nformat = \"3.0 (quilt)\"\nmirror = \"debian-security\"")
+        || text.matches("[[source]]").count() != 2
+    {
+        return Err(format!("zlib not replaced:\n{text}").into());
+    }
+    Ok(())
+}
+
 pub fn trials() -> Vec<Trial> {
     vec![
         Trial::test("debian::lock-and-refresh", lock_and_refresh),
         Trial::test("debian::unknown-package-and-suite", unknown_package),
+        Trial::test("debian::lock-sources", lock_sources),
     ]
 }

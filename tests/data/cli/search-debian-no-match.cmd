@@ -1,0 +1,5 @@
+search
+--debian
+--apt-root
+../debian-src/apt-root
+zlb
