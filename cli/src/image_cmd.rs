@@ -179,11 +179,13 @@ pub fn run_push(a: PushArgs) -> Result<ExitCode, DriverError> {
             crate::output::plural(up, "blob", "blobs"),
             r.skipped_bytes
         );
-        if let Some(sb) = &r.sbom {
-            println!(
-                "  SBOM attached as {} ({}, {} bytes uploaded)",
-                sb.reference, sb.manifest_digest, sb.uploaded_bytes
-            );
+        for (what, sb) in [("SBOM", &r.sbom), ("CycloneDX SBOM", &r.sbom_cyclonedx)] {
+            if let Some(sb) = sb {
+                println!(
+                    "  {what} attached as {} ({}, {} bytes uploaded)",
+                    sb.reference, sb.manifest_digest, sb.uploaded_bytes
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

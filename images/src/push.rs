@@ -8,11 +8,12 @@
 //! The requests, authentication (`Basic` or `Bearer` challenges) and the HTTPS rule (plain HTTP
 //! only with `--insecure`, to loopback hosts only) are the [`crate::registry`] client's.
 //!
-//! The image's SBOM (`sbom.spdx.json` beside the layout) is then attached as an OCI artifact:
-//! an image manifest with `artifactType: application/spdx+json`, the empty config, the SBOM as
-//! its one layer and `subject` naming the image's manifest (what the OCI 1.1 referrers API
-//! indexes), pushed under the tag `sha256-<image manifest hex>.sbom` so that registries without
-//! that API find it too.
+//! The image's SBOMs (`sbom.spdx.json` and `sbom.cdx.json` beside the layout) are then attached
+//! as OCI artifacts, one each: an image manifest with `artifactType: application/spdx+json`
+//! (CycloneDX: `application/vnd.cyclonedx+json`), the empty config, the SBOM as its one layer
+//! and `subject` naming the image's manifest (what the OCI 1.1 referrers API indexes), pushed
+//! under the tag `sha256-<image manifest hex>.sbom` (CycloneDX: `….cdx`) so that registries
+//! without that API find them too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -41,7 +42,7 @@ pub struct PushOptions {
     pub known_blobs: Option<PathBuf>,
     /// Where a line per blob (and one for the attached SBOM) goes, if anywhere.
     pub progress: Option<fn(&str)>,
-    /// Attach the image's `sbom.spdx.json` (when it has one) as an OCI artifact.
+    /// Attach the image's `sbom.spdx.json` and `sbom.cdx.json` (those it has) as OCI artifacts.
     pub sbom: bool,
 }
 
@@ -80,14 +81,16 @@ pub struct PushReport {
     /// Bytes not sent because the registry had them (in this repository or by a mount).
     pub skipped_bytes: u64,
     pub blobs: Vec<BlobPush>,
-    /// The SBOM artifact, when one was attached (its bytes are not in the counts above).
+    /// The SPDX SBOM artifact, when one was attached (its bytes are not in the counts above).
     pub sbom: Option<SbomPush>,
+    /// The CycloneDX SBOM artifact, when one was attached (likewise).
+    pub sbom_cyclonedx: Option<SbomPush>,
 }
 
-/// The SBOM attached to a pushed image.
+/// An SBOM attached to a pushed image.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SbomPush {
-    /// `registry/repo:sha256-<image manifest hex>.sbom`.
+    /// `registry/repo:sha256-<image manifest hex>.sbom` (SPDX) or `….cdx` (CycloneDX).
     pub reference: String,
     /// The artifact manifest's digest.
     pub manifest_digest: String,
@@ -97,6 +100,8 @@ pub struct SbomPush {
 
 /// The media type of an SPDX JSON document (the SBOM artifact's type and layer).
 pub const SPDX_MEDIA_TYPE: &str = "application/spdx+json";
+/// The media type of a CycloneDX JSON document (the CycloneDX SBOM artifact's type and layer).
+pub const CYCLONEDX_MEDIA_TYPE: &str = "application/vnd.cyclonedx+json";
 use crate::registry::EMPTY_JSON;
 /// The OCI empty descriptor's media type, digest and content (`{}`).
 pub use crate::registry::EMPTY_MEDIA_TYPE;
@@ -284,78 +289,134 @@ pub fn push_image(
         skipped_bytes: 0,
         blobs: Vec::new(),
         sbom: None,
+        sbom_cyclonedx: None,
     };
     push_blobs(&s, &t, &blobs, opts, &mut known, &mut report)?;
     put_manifest(&s, &t, &t.tag, &media_type, &manifest_bytes, &md)?;
-    let sbom_file = image.join(crate::oci::SBOM_FILE);
-    if opts.sbom && sbom_file.is_file() {
-        let bytes = std::fs::read(&sbom_file)
-            .map_err(ImageError::io(format!("reading {}", sbom_file.display())))?;
-        let sbom_digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
-        let empty_digest = format!("sha256:{}", hex::encode(Sha256::digest(EMPTY_JSON)));
-        let artifact = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": crate::oci::MANIFEST_MEDIA_TYPE,
-            "artifactType": SPDX_MEDIA_TYPE,
-            "config": { "mediaType": EMPTY_MEDIA_TYPE, "digest": empty_digest, "size": EMPTY_JSON.len() },
-            "layers": [{
-                "mediaType": SPDX_MEDIA_TYPE,
-                "digest": sbom_digest,
-                "size": bytes.len(),
-                "annotations": { "org.opencontainers.image.title": crate::oci::SBOM_FILE },
-            }],
-            "subject": { "mediaType": media_type, "digest": md, "size": manifest_bytes.len() },
-        });
-        let artifact_bytes = serde_json::to_vec(&artifact).map_err(|e| reg_err(e.to_string()))?;
-        let artifact_digest = format!("sha256:{}", hex::encode(Sha256::digest(&artifact_bytes)));
-        let extra = [
-            Blob {
-                digest: sbom_digest,
-                size: bytes.len() as u64,
-                path: sbom_file.clone(),
-                data: None,
-            },
-            Blob {
-                digest: empty_digest,
-                size: EMPTY_JSON.len() as u64,
-                path: PathBuf::from("(the empty config)"),
-                data: Some(EMPTY_JSON.to_vec()),
-            },
-        ];
-        let mut side = PushReport {
-            reference: String::new(),
-            manifest_digest: String::new(),
-            uploaded_bytes: 0,
-            skipped_bytes: 0,
-            blobs: Vec::new(),
-            sbom: None,
+    if opts.sbom {
+        let subject = Subject {
+            media_type: &media_type,
+            digest: &md,
+            size: manifest_bytes.len(),
         };
-        push_blobs(&s, &t, &extra, opts, &mut known, &mut side)?;
-        let tag = format!("{}.sbom", md.replacen(':', "-", 1));
-        put_manifest(
-            &s,
-            &t,
-            &tag,
-            crate::oci::MANIFEST_MEDIA_TYPE,
-            &artifact_bytes,
-            &artifact_digest,
-        )?;
-        if let Some(progress) = opts.progress {
-            progress(&format!(
-                "attached the SBOM as {}/{}:{tag}",
-                t.registry, t.repo
-            ));
+        for (file, artifact_type, suffix) in [
+            (crate::oci::SBOM_FILE, SPDX_MEDIA_TYPE, "sbom"),
+            (crate::oci::SBOM_CDX_FILE, CYCLONEDX_MEDIA_TYPE, "cdx"),
+        ] {
+            let path = image.join(file);
+            if !path.is_file() {
+                continue;
+            }
+            let pushed = attach(
+                &s,
+                &t,
+                &path,
+                artifact_type,
+                suffix,
+                &subject,
+                opts,
+                &mut known,
+            )?;
+            if artifact_type == SPDX_MEDIA_TYPE {
+                report.sbom = Some(pushed);
+            } else {
+                report.sbom_cyclonedx = Some(pushed);
+            }
         }
-        report.sbom = Some(SbomPush {
-            reference: format!("{}/{}:{tag}", t.registry, t.repo),
-            manifest_digest: artifact_digest,
-            uploaded_bytes: side.uploaded_bytes,
-        });
     }
     if let Some(p) = &opts.known_blobs {
         save_known(p, &known);
     }
     Ok(report)
+}
+
+/// The image manifest an attached artifact names as its `subject`.
+struct Subject<'a> {
+    media_type: &'a str,
+    digest: &'a str,
+    size: usize,
+}
+
+/// Attach the file at `path` to the image `subject` as an OCI artifact of `artifact_type`
+/// (the empty config, the file as its one layer), tagged `sha256-<image hex>.<suffix>`.
+#[allow(clippy::too_many_arguments)]
+fn attach(
+    s: &Client,
+    t: &ImageRef,
+    path: &Path,
+    artifact_type: &str,
+    suffix: &str,
+    subject: &Subject<'_>,
+    opts: &PushOptions,
+    known: &mut Known,
+) -> Result<SbomPush, ImageError> {
+    let bytes =
+        std::fs::read(path).map_err(ImageError::io(format!("reading {}", path.display())))?;
+    let file_digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+    let empty_digest = format!("sha256:{}", hex::encode(Sha256::digest(EMPTY_JSON)));
+    let title = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let artifact = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": crate::oci::MANIFEST_MEDIA_TYPE,
+        "artifactType": artifact_type,
+        "config": { "mediaType": EMPTY_MEDIA_TYPE, "digest": empty_digest, "size": EMPTY_JSON.len() },
+        "layers": [{
+            "mediaType": artifact_type,
+            "digest": file_digest,
+            "size": bytes.len(),
+            "annotations": { "org.opencontainers.image.title": title },
+        }],
+        "subject": { "mediaType": subject.media_type, "digest": subject.digest, "size": subject.size },
+    });
+    let artifact_bytes = serde_json::to_vec(&artifact).map_err(|e| reg_err(e.to_string()))?;
+    let artifact_digest = format!("sha256:{}", hex::encode(Sha256::digest(&artifact_bytes)));
+    let blobs = [
+        Blob {
+            digest: file_digest,
+            size: bytes.len() as u64,
+            path: path.to_path_buf(),
+            data: None,
+        },
+        Blob {
+            digest: empty_digest,
+            size: EMPTY_JSON.len() as u64,
+            path: PathBuf::from("(the empty config)"),
+            data: Some(EMPTY_JSON.to_vec()),
+        },
+    ];
+    let mut side = PushReport {
+        reference: String::new(),
+        manifest_digest: String::new(),
+        uploaded_bytes: 0,
+        skipped_bytes: 0,
+        blobs: Vec::new(),
+        sbom: None,
+        sbom_cyclonedx: None,
+    };
+    push_blobs(s, t, &blobs, opts, known, &mut side)?;
+    let tag = format!("{}.{suffix}", subject.digest.replacen(':', "-", 1));
+    put_manifest(
+        s,
+        t,
+        &tag,
+        crate::oci::MANIFEST_MEDIA_TYPE,
+        &artifact_bytes,
+        &artifact_digest,
+    )?;
+    if let Some(progress) = opts.progress {
+        progress(&format!(
+            "attached {title} as {}/{}:{tag}",
+            t.registry, t.repo
+        ));
+    }
+    Ok(SbomPush {
+        reference: format!("{}/{}:{tag}", t.registry, t.repo),
+        manifest_digest: artifact_digest,
+        uploaded_bytes: side.uploaded_bytes,
+    })
 }
 
 /// Push `blobs` (HEAD, mount, or upload), recording each in `report`.

@@ -591,6 +591,39 @@ fn registry() -> R {
     if art["layers"][0]["digest"] != want.as_str() {
         return Err(format!("the SBOM layer is not sbom.spdx.json: {art}").into());
     }
+    // the CycloneDX SBOM beside it, as its own artifact of the same subject
+    let cdx = p1
+        .sbom_cyclonedx
+        .as_ref()
+        .ok_or("no CycloneDX SBOM attached")?;
+    let cdx_tag = format!("{}.cdx", rep.manifest_digest.replacen(':', "-", 1));
+    if cdx.reference != format!("{}/greeter:{cdx_tag}", reg.addr) {
+        return Err(format!("CycloneDX SBOM reference {}", cdx.reference).into());
+    }
+    let raw = run(Command::new(tool_path("skopeo")).args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/greeter:{cdx_tag}", reg.addr),
+    ]))?;
+    let art: Value = serde_json::from_str(&raw)?;
+    let cdx_file = std::fs::read(img.join("sbom.cdx.json"))?;
+    let want = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&cdx_file))
+    );
+    if art["artifactType"] != "application/vnd.cyclonedx+json"
+        || art["subject"]["digest"] != rep.manifest_digest.as_str()
+        || art["layers"][0]["mediaType"] != "application/vnd.cyclonedx+json"
+        || art["layers"][0]["digest"] != want.as_str()
+        || cdx.manifest_digest
+            != format!(
+                "sha256:{}",
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(raw.as_bytes()))
+            )
+    {
+        return Err(format!("CycloneDX SBOM artifact ({}): {art}", cdx.manifest_digest).into());
+    }
     let p2 = buildit_images::push_image(&img, &format!("{}/greeter:1.0", reg.addr), &opts)?;
     if p2.uploaded_bytes != 0 {
         return Err(format!("second push uploaded {} bytes", p2.uploaded_bytes).into());

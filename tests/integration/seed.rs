@@ -12,7 +12,7 @@
 //!   the JSON manifest template, `recursive: True`, `chmod: 0644`) over the example's own nginx
 //!   package with `selinux` added builds in the E2E fixture's store (so nothing is compiled
 //!   again: only the policy module and the images are built), `actool validate` accepts the
-//!   `.aci` and its manifest, the rootfs holds every path once with `/sbin/nginx` reaching the
+//!   `.aci` and its manifest, its SBOMs pass the SBOM validators, the rootfs holds every path once with `/sbin/nginx` reaching the
 //!   store's nginx, and the files carry the reference policy's labels (`security.selinux`) in
 //!   the ACI and in the OCI layers of the same spec; the example's image (no `selinux`) has
 //!   none.
@@ -277,6 +277,14 @@ fn container_yaml_aci() -> R {
         return Err(format!("`buildit build` printed {image:?}").into());
     }
     let aci = physical(store, &image).join("image.aci");
+    // the ACI's output directory carries both SBOMs, which pass the validators
+    let out_dir = physical(store, &image);
+    for f in ["sbom.spdx.json", "sbom.cdx.json"] {
+        if !out_dir.join(f).is_file() {
+            return Err(format!("the ACI's output directory has no {f}").into());
+        }
+    }
+    crate::sbom::validate_image_dir(&out_dir)?;
     // appc's own validator: the image file, then its manifest alone
     run(Command::new(crate::tool_path("actool"))
         .arg("validate")
