@@ -31,6 +31,9 @@ pub struct Package {
     pub provides: String,
     /// The source package name (the `Source` field without its version, or the name).
     pub source: String,
+    /// The source package's version when the `Source` field names one (`Source: NAME
+    /// (VERSION)`, for binaries versioned apart from their source, binNMUs among them).
+    pub source_version: Option<String>,
     /// Pool path relative to the archive root (`pool/main/...deb`).
     pub filename: String,
     pub size: u64,
@@ -194,6 +197,7 @@ fn package(st: &Stanza<'_>, mirror: &str, suite: &str) -> Option<Package> {
             .get("Source")
             .and_then(|s| s.split_whitespace().next().map(str::to_string))
             .unwrap_or_else(|| get("Package")),
+        source_version: st.get("Source").and_then(|s| source_field_version(&s)),
         filename: get("Filename"),
         size: st.get("Size").and_then(|s| s.parse().ok()).unwrap_or(0),
         sha256: get("SHA256"),
@@ -205,6 +209,13 @@ fn package(st: &Stanza<'_>, mirror: &str, suite: &str) -> Option<Package> {
         return None;
     }
     Some(p)
+}
+
+/// The version of a `Source: NAME (VERSION)` field, if it has one.
+fn source_field_version(field: &str) -> Option<String> {
+    let (_, rest) = field.split_once('(')?;
+    let v = rest.split_once(')')?.0.trim();
+    (!v.is_empty()).then(|| v.to_string())
 }
 
 /// `Provides: a, b (= 1.0)` → [(a, None), (b, Some(1.0))] (architecture qualifiers dropped).

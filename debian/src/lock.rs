@@ -3,6 +3,10 @@
 //! root packages and the command that refreshes it); then one `[[package]]` table per `.deb`,
 //! sorted by name, with its exact version, architecture, source package, mirror (`debian` or
 //! `debian-security`), pool path, size, sha256 and the names it depends on within the lock.
+//! `source_version` is written only when the source package's version differs from the
+//! binary's (a binNMU `+bN`, or a binary versioned on its own, as the `Source: NAME (VERSION)`
+//! field of the `Packages` stanza says). Absent, the source version is the binary version
+//! without a binNMU suffix: locks written before the field existed omit it for binNMUs too.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -22,6 +26,10 @@ pub struct LockEntry {
     pub architecture: String,
     /// The source package (for finding `*.orig.tar.*` and grouping).
     pub source: String,
+    /// The source package's version when it differs from `version` (absent: see
+    /// [`LockEntry::source_version`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_version: Option<String>,
     /// `debian` or `debian-security`: the URL is `mirror://MIRROR/FILENAME`.
     pub mirror: String,
     /// The pool path, e.g. `pool/main/h/hello/hello_2.10-3_amd64.deb`.
@@ -39,6 +47,25 @@ impl LockEntry {
     pub fn url(&self) -> String {
         format!("mirror://{}/{}", self.mirror, self.filename)
     }
+
+    /// The source package's version: the recorded one, else the binary version without a
+    /// binNMU suffix ([`binnmu_source_version`]).
+    pub fn source_version(&self) -> &str {
+        self.source_version
+            .as_deref()
+            .unwrap_or_else(|| binnmu_source_version(&self.version))
+    }
+}
+
+/// The source version of a binary version by Debian's binNMU rule: without a `+bN` suffix
+/// (a binary rebuilt from an unchanged source), else the version itself.
+pub fn binnmu_source_version(binary: &str) -> &str {
+    if let Some((base, n)) = binary.rsplit_once("+b") {
+        if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+            return base;
+        }
+    }
+    binary
 }
 
 /// A whole lock file.
@@ -153,6 +180,9 @@ pub fn render_lock(lock: &Lock, output: &str) -> String {
         let _ = writeln!(s, "version = {}", quote(&p.version));
         let _ = writeln!(s, "architecture = {}", quote(&p.architecture));
         let _ = writeln!(s, "source = {}", quote(&p.source));
+        if let Some(v) = p.source_version.as_deref().filter(|v| *v != p.version) {
+            let _ = writeln!(s, "source_version = {}", quote(v));
+        }
         let _ = writeln!(s, "mirror = {}", quote(&p.mirror));
         let _ = writeln!(s, "filename = {}", quote(&p.filename));
         let _ = writeln!(s, "size = {}", p.size);
@@ -175,4 +205,46 @@ pub fn write_lock(path: &Path, lock: &Lock) -> Result<(), DebianError> {
     }
     std::fs::write(&tmp, text).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENTRY: &str = "[[package]]\nname = \"bash\"\nversion = \"5.2.15-2+b13\"\narchitecture = \"amd64\"\nsource = \"bash\"\n";
+    const REST: &str = "mirror = \"debian\"\nfilename = \"pool/main/b/bash/bash_5.2.15-2+b13_amd64.deb\"\nsize = 1\nsha256 = \"00\"\ndepends = []\n";
+
+    fn lock_text(extra: &str) -> String {
+        format!("version = 1\nsuite = \"bookworm\"\narchitecture = \"amd64\"\nroots = [\"bash\"]\n\n{ENTRY}{extra}{REST}")
+    }
+
+    #[test]
+    fn the_source_version_is_optional_and_round_trips() {
+        // the form without it: the binary version by the binNMU rule
+        let old = parse_lock(&lock_text("")).expect("old form");
+        let e = &old.packages[0];
+        assert_eq!(
+            (e.source_version.as_deref(), e.source_version()),
+            (None, "5.2.15-2")
+        );
+        assert_eq!(
+            binnmu_source_version("3.0.11-1~deb12u2"),
+            "3.0.11-1~deb12u2"
+        );
+        assert_eq!(binnmu_source_version("1.0+bx"), "1.0+bx");
+        assert!(!render_lock(&old, "x.lock").contains("source_version"));
+        // the form with it
+        let new = parse_lock(&lock_text("source_version = \"5.2.14-1\"\n")).expect("new form");
+        assert_eq!(new.packages[0].source_version(), "5.2.14-1");
+        let text = render_lock(&new, "x.lock");
+        assert!(
+            text.contains("source = \"bash\"\nsource_version = \"5.2.14-1\"\n"),
+            "{text}"
+        );
+        assert_eq!(parse_lock(&text).expect("re-read"), new);
+        // one equal to the binary version is not written
+        let mut same = new.clone();
+        same.packages[0].source_version = Some("5.2.15-2+b13".into());
+        assert!(!render_lock(&same, "x.lock").contains("source_version"));
+    }
 }

@@ -95,6 +95,56 @@ mod tests {
         }
     }
 
+    /// A crafted index: a binNMU (`+b1`, `Source: NAME (VERSION)`), a binary versioned apart
+    /// from its differently named source, and a plain package.
+    const CRAFTED: &str = "Package: app\nVersion: 1.0-1+b1\nArchitecture: amd64\nSource: app (1.0-1)\nDepends: libx1, plain\nFilename: pool/main/a/app/app_1.0-1+b1_amd64.deb\nSize: 3\nSHA256: 0a\n\n\
+Package: libx1\nVersion: 2:3.1-2\nArchitecture: amd64\nSource: x-project (5.4-1)\nFilename: pool/main/x/x-project/libx1_3.1-2_amd64.deb\nSize: 2\nSHA256: 0b\n\n\
+Package: plain\nVersion: 7.0-3\nArchitecture: all\nSource: plain-src\nFilename: pool/main/p/plain-src/plain_7.0-3_all.deb\nSize: 1\nSHA256: 0c\n";
+
+    #[test]
+    fn the_lock_records_source_versions_from_the_source_field() {
+        let mut index = Index::new();
+        index
+            .add_packages_text(CRAFTED, "debian", "bookworm")
+            .expect("crafted index");
+        let packages = resolve_for(&index, &["app"], "amd64").expect("resolves");
+        let lock = Lock {
+            version: LOCK_VERSION,
+            suite: "bookworm".into(),
+            architecture: "amd64".into(),
+            roots: vec!["app".into()],
+            packages,
+        };
+        let text = crate::lock::render_lock(&lock, "crafted.lock");
+        let back = crate::lock::parse_lock(&text).expect("reads back");
+        let mut got: Vec<(&str, &str, &str, Option<&str>)> = back
+            .packages
+            .iter()
+            .map(|e| {
+                (
+                    e.name.as_str(),
+                    e.source.as_str(),
+                    e.source_version(),
+                    e.source_version.as_deref(),
+                )
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("app", "app", "1.0-1", Some("1.0-1")),
+                ("libx1", "x-project", "5.4-1", Some("5.4-1")),
+                ("plain", "plain-src", "7.0-3", None),
+            ],
+            "{text}"
+        );
+        assert!(
+            text.contains("source = \"x-project\"\nsource_version = \"5.4-1\"\n"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn a_refresh_needs_a_lock_and_named_packages_need_indexes() {
         let e = make_lock(&request()).expect_err("nothing to lock");

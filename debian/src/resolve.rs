@@ -358,6 +358,7 @@ pub fn resolve_for(
             version: p.version.clone(),
             architecture: p.architecture.clone(),
             source: p.source.clone(),
+            source_version: p.source_version.clone().filter(|v| *v != p.version),
             mirror: p.mirror.clone(),
             filename: p.filename.clone(),
             size: p.size,

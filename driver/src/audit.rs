@@ -10,9 +10,10 @@
 //! OCI config's history says which layer carries each store path; otherwise a package's layer
 //! is its store path's own (one layer per store path within the budget).
 //!
-//! The Debian lock records each package's source package but not the source version; the
-//! source version is the binary version without a binNMU suffix (`+bN`, Debian's rule for
-//! rebuilt binaries), the version Debian's advisories are written against.
+//! Debian's advisories are written against source packages and source versions. The source
+//! version is the one the lock records for the package (`source_version`, from the `Source:
+//! NAME (VERSION)` field of its `Packages` stanza), else the binary version without a binNMU
+//! suffix (`+bN`, Debian's rule for rebuilt binaries; locks written before the field omit it).
 //!
 //! Advisories come from `--advisories FILE|DIR` or from the cache `--update` downloads into
 //! (`<state>/audit/advisories`); their index is kept in `<state>/audit/` ([`buildit_audit::index`]).
@@ -174,16 +175,15 @@ pub fn debian_release(suite: &str) -> String {
 
 /// The source version of a binary package version: without a binNMU suffix `+bN`.
 pub fn source_version(binary: &str) -> String {
-    if let Some((base, n)) = binary.rsplit_once("+b") {
-        if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
-            return base.to_string();
-        }
-    }
-    binary.to_string()
+    buildit_debian::lock::binnmu_source_version(binary).to_string()
 }
 
-/// The lock's facts by package name: (source, suite).
-fn lock_sources(session: &Session) -> (HashMap<String, String>, String) {
+/// The lock's facts by package name: (source package, binary version, recorded source
+/// version).
+type LockSources = HashMap<String, (String, String, Option<String>)>;
+
+/// The lock's facts by package name (see [`LockSources`]) and its suite.
+fn lock_sources(session: &Session) -> (LockSources, String) {
     let text = match session.debian_lock() {
         Some(l) => l.text.clone(),
         None => buildit_stdlib::embedded::FILES
@@ -196,7 +196,7 @@ fn lock_sources(session: &Session) -> (HashMap<String, String>, String) {
         Ok(lock) => (
             lock.packages
                 .into_iter()
-                .map(|p| (p.name, p.source))
+                .map(|p| (p.name, (p.source, p.version, p.source_version)))
                 .collect(),
             lock.suite,
         ),
@@ -306,17 +306,24 @@ pub fn closure(session: &Session, store: &Store, drv: &StorePath) -> Result<(Vec
         let version = text(f, "version");
         let path = text(f, "path");
         let origin = if f["debian"].as_bool() == Some(true) {
+            let locked = sources.get(&name);
             let source = Some(text(f, "source"))
                 .filter(|s| !s.is_empty())
-                .or_else(|| sources.get(&name).cloned())
+                .or_else(|| locked.map(|l| l.0.clone()))
                 .unwrap_or_else(|| name.clone());
+            // the fact's (the lock the image was evaluated with), else the lock's entry when
+            // it pins this very version, else the binNMU rule
+            let source_version = Some(text(f, "source_version"))
+                .filter(|s| !s.is_empty())
+                .or_else(|| locked.filter(|l| l.1 == version).and_then(|l| l.2.clone()))
+                .unwrap_or_else(|| source_version(&version));
             let suite = Some(text(f, "suite"))
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| lock_suite.clone());
             Origin::Debian {
                 release: debian_release(&suite),
                 source,
-                source_version: source_version(&version),
+                source_version,
                 arch: text(f, "arch"),
             }
         } else {

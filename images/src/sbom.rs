@@ -85,6 +85,10 @@ pub struct SbomPackage {
     /// The Debian source package (Debian packages; advisories are keyed by it).
     #[serde(default)]
     pub source: String,
+    /// The Debian source package's version when the lock records one apart from the binary
+    /// version ("" otherwise).
+    #[serde(default)]
+    pub source_version: String,
     /// The Debian suite of the lock (`bookworm`; Debian packages).
     #[serde(default)]
     pub suite: String,
@@ -317,7 +321,8 @@ pub fn distro(suite: &str) -> String {
 }
 
 /// The purl of a Debian binary package: `pkg:deb/debian/NAME@VERSION?arch=…&distro=…`, with
-/// `upstream=SOURCE` when the source package has another name.
+/// `upstream=SOURCE@SOURCE_VERSION` when the lock records a source version other than the
+/// binary version, else `upstream=SOURCE` when the source package has another name.
 pub fn debian_purl(p: &SbomPackage) -> Option<String> {
     let mut u = PackageUrl::new("deb", p.name.as_str()).ok()?;
     u.with_namespace("debian").ok()?;
@@ -325,8 +330,16 @@ pub fn debian_purl(p: &SbomPackage) -> Option<String> {
     let arch = if p.arch.is_empty() { "amd64" } else { &p.arch };
     u.add_qualifier("arch", arch).ok()?;
     u.add_qualifier("distro", distro(&p.suite)).ok()?;
-    if !p.source.is_empty() && p.source != p.name {
-        u.add_qualifier("upstream", p.source.as_str()).ok()?;
+    let source = if p.source.is_empty() {
+        &p.name
+    } else {
+        &p.source
+    };
+    if !p.source_version.is_empty() && p.source_version != p.version {
+        u.add_qualifier("upstream", format!("{source}@{}", p.source_version))
+            .ok()?;
+    } else if source != &p.name {
+        u.add_qualifier("upstream", source.as_str()).ok()?;
     }
     Some(u.to_string())
 }
@@ -530,10 +543,19 @@ impl Plan {
                 } else {
                     &p.source
                 };
-                let mut comment = format!(
-                    "Debian package of source package {source}, unpacked at / (merged /usr); store path {}",
-                    p.path
-                );
+                let source_version = (!p.source_version.is_empty()
+                    && p.source_version != p.version)
+                    .then_some(p.source_version.as_str());
+                let mut comment = match source_version {
+                    Some(v) => format!(
+                        "Debian package of source package {source} {v}, unpacked at / (merged /usr); store path {}",
+                        p.path
+                    ),
+                    None => format!(
+                        "Debian package of source package {source}, unpacked at / (merged /usr); store path {}",
+                        p.path
+                    ),
+                };
                 if let Some(l) = &loc {
                     comment.push_str(&format!(
                         "; fetched from {l} (the mirror named there, never a resolved host)"
@@ -559,10 +581,19 @@ impl Plan {
                         p.version.replace(':', "%3a")
                     )),
                     comment,
-                    properties: vec![
-                        ("buildit:debian-source".into(), source.to_string()),
-                        ("buildit:store-path".into(), p.path.clone()),
-                    ],
+                    properties: std::iter::once((
+                        "buildit:debian-source".to_string(),
+                        source.to_string(),
+                    ))
+                    .chain(
+                        source_version
+                            .map(|v| ("buildit:debian-source-version".to_string(), v.to_string())),
+                    )
+                    .chain(std::iter::once((
+                        "buildit:store-path".to_string(),
+                        p.path.clone(),
+                    )))
+                    .collect(),
                 });
                 by_key.insert(format!("deb:{}", p.name), idx);
                 by_key.insert(p.path.clone(), idx);
@@ -1020,6 +1051,16 @@ mod tests {
             debian_purl(&libc()).as_deref(),
             Some(
                 "pkg:deb/debian/libc6@2.36-9%2Bdeb12u14?arch=amd64&distro=debian-12&upstream=glibc"
+            )
+        );
+        // a binNMU: the source package and its version in `upstream`
+        let mut binnmu = libc();
+        binnmu.version = "2.36-9+deb12u14+b1".into();
+        binnmu.source_version = "2.36-9+deb12u14".into();
+        assert_eq!(
+            debian_purl(&binnmu).as_deref(),
+            Some(
+                "pkg:deb/debian/libc6@2.36-9%2Bdeb12u14%2Bb1?arch=amd64&distro=debian-12&upstream=glibc%402.36-9%2Bdeb12u14"
             )
         );
         let mut same = libc();

@@ -28,6 +28,7 @@ pub fn trials() -> Vec<Trial> {
         t("vex_suppresses_and_emit_vex_writes_openvex", vex_in_and_out),
         t("patch_fixes_suppresses_the_nginx_finding", patch_fixes),
         t("a_lock_at_fixed_versions_is_clean", fixed_lock_clean),
+        t("the_locked_source_version_decides", source_version_decides),
         t("hostile_advisories_are_clear_errors", hostile),
         t("update_downloads_from_a_loopback_server", update_loopback),
         crate::gated(
@@ -478,6 +479,101 @@ fn fixed_lock_clean() -> R {
     let got: Vec<String> = findings(&v).into_iter().map(|f| f.0).collect();
     if got != ["CVE-2023-44487"] {
         return Err(format!("with the fixed lock alone: {got:?}").into());
+    }
+    nothing_built(&store)
+}
+
+/// A lock recording source versions apart from the binary versions (`source_version`, as a
+/// lock made from a `Source: NAME (VERSION)` field has): libc6's binary version is the
+/// affected one but its source is fixed, libssl3's binary version looks fixed but its source
+/// is not. Debian's advisories go by the source version, and the SBOM's purl names it.
+fn source_version_decides() -> R {
+    lock_pins_what_the_data_assumes()?;
+    let w = work("source-version")?;
+    let store = w.join("store");
+    let mut lock = std::fs::read_to_string(crate::root().join("stdlib/debian/bookworm.lock"))?;
+    for (name, old, binary, source) in [
+        (
+            "libssl3",
+            "3.0.22-1~deb12u2",
+            "3.0.22-1~deb12u3",
+            "3.0.22-1~deb12u2",
+        ),
+        (
+            "libc6",
+            "2.36-9+deb12u14",
+            "2.36-9+deb12u14",
+            "2.36-9+deb12u15",
+        ),
+    ] {
+        let from = format!("name = \"{name}\"\nversion = \"{old}\"\n");
+        let at = lock.find(&from).ok_or(format!("no {name} in the lock"))?;
+        let source_line = lock[at..]
+            .find("source = ")
+            .and_then(|i| lock[at + i..].find('\n').map(|j| at + i + j + 1))
+            .ok_or("no source line")?;
+        lock.insert_str(source_line, &format!("source_version = \"{source}\"\n"));
+        lock = lock.replace(
+            &from,
+            &format!("name = \"{name}\"\nversion = \"{binary}\"\n"),
+        );
+    }
+    let lock_path = w.join("source-versions.lock");
+    std::fs::write(&lock_path, &lock)?;
+    let v = json(&run_expect(
+        buildit(&store)
+            .arg("--debian-lock")
+            .arg(&lock_path)
+            .arg("audit")
+            .arg("--json")
+            .arg("--advisories")
+            .arg(advisories())
+            .arg(example()),
+        0,
+    )?)?;
+    let got: Vec<(String, String)> = findings(&v).into_iter().map(|f| (f.0, f.1)).collect();
+    let libssl3 = v["findings"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["package"] == "libssl3"));
+    if got
+        != [
+            ("CVE-2099-0001".to_string(), "libssl3".to_string()),
+            ("CVE-2023-44487".to_string(), "nginx".to_string()),
+        ]
+        || libssl3.map(|f| f["source"].clone()) != Some(Value::from("openssl 3.0.22-1~deb12u2"))
+        || libssl3.map(|f| f["installed"].clone()) != Some(Value::from("3.0.22-1~deb12u3"))
+    {
+        return Err(format!("audit with recorded source versions: {got:?}\n{v:#}").into());
+    }
+    // the SBOM names the source package and its version in the purl's `upstream`
+    let o = run_expect(
+        buildit(&store)
+            .arg("--debian-lock")
+            .arg(&lock_path)
+            .args(["sbom", "--format", "cyclonedx"])
+            .arg(example().join("pkgs/nginx")),
+        0,
+    )?;
+    let doc: Value = serde_json::from_slice(&o.stdout)?;
+    let purl = |name: &str| {
+        doc["components"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == name))
+            .and_then(|c| c["purl"].as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    if !purl("libc6").ends_with("&upstream=glibc%402.36-9%2Bdeb12u15")
+        || !purl("libssl3").ends_with("&upstream=openssl%403.0.22-1~deb12u2")
+        || !purl("libgcc-s1").ends_with("&upstream=gcc-12")
+    {
+        return Err(format!(
+            "purls: libc6 {}, libssl3 {}, libgcc-s1 {}",
+            purl("libc6"),
+            purl("libssl3"),
+            purl("libgcc-s1")
+        )
+        .into());
     }
     nothing_built(&store)
 }
