@@ -24,6 +24,10 @@ pub struct OutdatedArgs {
     /// machine's
     #[arg(long, value_name = "DIR")]
     pub apt_root: Option<PathBuf>,
+    /// Compare the packages built from the set with the versions of the package set FILE
+    /// evaluates to (e.g. an overlay `(import <buildit>).pkgs.extend (self: super: { … })`)
+    #[arg(long, value_name = "FILE")]
+    pub set: Option<String>,
     /// Print the report as one JSON object
     #[arg(long)]
     pub json: bool,
@@ -61,6 +65,10 @@ pub struct UpdateArgs {
     /// Print the report as one JSON object
     #[arg(long)]
     pub json: bool,
+    /// The repositories the rebuild looks packages up in and uploads to (`--push`, as
+    /// `buildit build --push`)
+    #[command(flatten)]
+    pub share: crate::args::ShareFlags,
     /// The store's physical root directory
     #[arg(long, value_name = "DIR")]
     pub store_root: Option<PathBuf>,
@@ -100,6 +108,7 @@ pub fn run_outdated(a: OutdatedArgs) -> Result<ExitCode, DriverError> {
         &store,
         &Subject::parse(&a.what),
         a.apt_root.as_deref(),
+        a.set.as_deref(),
     )?;
     if a.json {
         println!("{}", json_text(&r)?);
@@ -170,25 +179,116 @@ pub fn run_update(a: UpdateArgs) -> Result<ExitCode, DriverError> {
     };
     let plan = buildit_driver::update::plan_update(&session, &store, &req)?;
     let build = !a.no_build && !a.dry_run && !plan.changes.is_empty();
+    let mut pushed = Vec::new();
     if build {
-        let opts = crate::build_cmd::RealiseOpts {
-            schedule: buildit_builder::ScheduleOptions::default(),
-            out_link: Some(a.out_link.clone()),
-            progress: if a.json {
-                crate::build_cmd::Progress::Json
-            } else {
-                crate::build_cmd::Progress::auto()
-            },
-        };
-        crate::build_cmd::realise(&store, &plan.new, &opts, session.builtins())?;
+        pushed = rebuild(&a, &session, &store, &plan)?;
     }
-    let r = buildit_driver::update::report(&store, &plan, &req, build, a.files)?;
+    let mut r = buildit_driver::update::report(&store, &plan, &req, build, a.files)?;
+    r.pushed = pushed;
     if a.json {
         println!("{}", json_text(&r)?);
     } else {
         print!("{}", render_update(&r));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Build the updated spec as `buildit build DIR` does, with the spec's new lock: missing
+/// paths are looked up in the configured repositories, and with `--push` (or `push=True`)
+/// what was built is uploaded with the spec and its images. The repositories uploaded to.
+fn rebuild(
+    a: &UpdateArgs,
+    session: &buildit_driver::Session,
+    store: &buildit_store::Store,
+    plan: &buildit_driver::update::UpdatePlan,
+) -> Result<Vec<buildit_driver::update::Pushed>, DriverError> {
+    use crate::build_cmd::{upload_event, Progress};
+    use buildit_driver::share::{build_shared, SharedBuild, SharedEvent, Sharing, SubstituteMode};
+    let config = buildit_driver::config::load(Some(&a.dir), &a.share.cli_config())?;
+    let mode = if a.share.no_substitute {
+        SubstituteMode::Off
+    } else if a.share.substitute_only {
+        SubstituteMode::Only
+    } else {
+        SubstituteMode::On
+    };
+    let sharing = Sharing::new(config, a.share.push, mode)?;
+    let lock = buildit_driver::session::DebianLock::read(&plan.lock_file)?;
+    let session = session
+        .clone()
+        .with_debian_lock(Some(lock))
+        .with_mirrors(sharing.config().fetch_mirrors());
+    let dir = a.dir.display().to_string();
+    let req = buildit_driver::build::BuildRequest {
+        args: std::slice::from_ref(&dir),
+        expr: None,
+        attr: None,
+        typecheck: true,
+    };
+    let json = a.json;
+    let notice = |l: &str| crate::build_cmd::notice(json, l);
+    let build_plan = buildit_driver::build::plan(&session, store, &req, &mut |l| notice(l))?;
+    let schedule = buildit_builder::ScheduleOptions {
+        substitute_only: sharing.mode() == SubstituteMode::Only,
+        substitute_fixed_only: a.share.substitute_sources_only,
+        ..Default::default()
+    };
+    let progress = if json {
+        Progress::Json
+    } else {
+        Progress::auto()
+    };
+    let mut ui: Option<crate::progress::Ui> = None;
+    let r = build_shared(
+        store,
+        &sharing,
+        &build_plan,
+        SharedBuild {
+            schedule,
+            builtins: session.builtins(),
+            out_link: Some(&a.out_link),
+        },
+        &mut |e| match e {
+            SharedEvent::Phase { start: true } => ui = Some(crate::progress::Ui::new(progress)),
+            SharedEvent::Phase { start: false } => {
+                if let Some(mut u) = ui.take() {
+                    u.finish();
+                }
+            }
+            SharedEvent::Build(e) => {
+                if let Some(u) = ui.as_mut() {
+                    u.event(e);
+                }
+            }
+            SharedEvent::Note(line) => notice(&line),
+            SharedEvent::Upload { repo, event } => upload_event(json, &repo, &event),
+            SharedEvent::Uploaded { .. } => {}
+        },
+    );
+    if let Some(mut u) = ui.take() {
+        u.finish();
+    }
+    r?;
+    let mut records = Vec::new();
+    for s in &build_plan.specs {
+        if let Some(k) = buildit_driver::share::container_record_key(store, s)? {
+            records.push(k);
+        }
+    }
+    Ok(sharing
+        .push_targets()
+        .map(|t| {
+            let location = t.upload.as_ref().unwrap_or(&t.download).display();
+            buildit_driver::update::Pushed {
+                repository: t.name.clone(),
+                records: records
+                    .iter()
+                    .map(|k| format!("{}/{k}", location.trim_end_matches('/')))
+                    .collect(),
+                location,
+            }
+        })
+        .collect())
 }
 
 /// `update`'s report as text.
@@ -247,6 +347,12 @@ pub fn render_update(r: &UpdateReport) -> String {
             })
         );
         s.push_str(&render_changes(d, "  "));
+    }
+    for p in &r.pushed {
+        let _ = writeln!(s, "Pushed to '{}' ({})", p.repository, p.location);
+        for rec in &p.records {
+            let _ = writeln!(s, "  {rec}");
+        }
     }
     s
 }

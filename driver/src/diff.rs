@@ -8,8 +8,16 @@
 //! its kind, mode, link target and sha256), compared after the store hash in `/bld/store/
 //! <hash>-<name>` is blanked out: a package rebuilt into a new store path shows as the files
 //! whose contents changed, not as every file removed and added again.
+//!
+//! An image that is not in the store (an output directory copied out of it, an OCI layout, an
+//! `image.oci.tar`/`image.docker.tar`/`image.aci` archive) is read from disk: its packages
+//! from the CycloneDX SBOM buildit writes beside it (`sbom.cdx.json` in the directory, or
+//! beside the archive: the same facts, as components with `buildit:` properties), its files
+//! from its layers.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use buildit_store::derivation::Derivation;
 use buildit_store::{Store, StoreLayout, StorePath, STORE_DIR};
@@ -102,7 +110,7 @@ fn not_an_image(what: &str, why: &str) -> DriverError {
     DriverError::request(
         "buildit::diff::not-an-image",
         format!("{what} is not an image buildit built: {why}"),
-        "give images built in this store: ./result of `buildit build DIR`, or their /bld/store paths",
+        "give images built in this store (./result of `buildit build DIR`, or their /bld/store paths), or image directories or archives buildit wrote, with their sbom.cdx.json beside them",
     )
 }
 
@@ -174,11 +182,139 @@ pub struct ImageDiff {
     pub file_changes: Option<Vec<FileChange>>,
 }
 
-/// `buildit diff OLD NEW`: both images built in `store` (out-links or store paths).
+/// One image being compared: what it says of itself, and where its files are (when built).
+struct Compared {
+    side: ImageSide,
+    /// The derivation, for images built here.
+    drv: Option<StorePath>,
+    packages: Vec<ImagePackage>,
+    /// The image's directory or archive on disk, when it is built.
+    files_at: Option<PathBuf>,
+}
+
+/// `buildit diff OLD NEW`: images built in `store` (out-links or store paths), or images on
+/// disk (output directories, OCI layouts, archives) with buildit's SBOM beside them.
 pub fn diff(store: &Store, old: &str, new: &str, list_files: bool) -> Result<ImageDiff> {
-    let (a, a_drv) = built_image(store, old)?;
-    let (b, b_drv) = built_image(store, new)?;
-    diff_drvs(store, &a_drv, Some(&a), &b_drv, Some(&b), list_files)
+    let (a, b) = (compared(store, old)?, compared(store, new)?);
+    compare(&a, &b, list_files)
+}
+
+/// An image argument: built in this store (through its derivation), else on disk.
+fn compared(store: &Store, arg: &str) -> Result<Compared> {
+    let in_store = match built_image(store, arg) {
+        Ok(found) => Ok(found),
+        Err(e) => {
+            let path = Path::new(arg);
+            let store_dir = store.layout().store_dir();
+            let store_dir = std::fs::canonicalize(&store_dir).unwrap_or(store_dir);
+            let outside_store = path.exists()
+                && std::fs::canonicalize(path).is_ok_and(|c| !c.starts_with(&store_dir));
+            if outside_store {
+                return on_disk(path);
+            }
+            Err(e)
+        }
+    };
+    let (out, drv) = in_store?;
+    let layout = store.layout();
+    let facts = image_facts(layout, &drv)?;
+    Ok(Compared {
+        side: ImageSide {
+            reference: facts.reference.clone(),
+            drv: drv.to_string(),
+            image: Some(out.to_string()),
+            manifest_digest: crate::image::describe(layout, &drv, &out).manifest_digest,
+        },
+        drv: Some(drv),
+        packages: facts.packages,
+        files_at: Some(layout.physical(&out)),
+    })
+}
+
+/// The most of an SBOM read from disk.
+const SBOM_LIMIT: u64 = 256 << 20;
+
+/// An image on disk: its packages from `sbom.cdx.json` beside it, its manifest digest from an
+/// OCI layout's `index.json`.
+fn on_disk(path: &Path) -> Result<Compared> {
+    let shown = path.display().to_string();
+    let dir = if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    };
+    let sbom_path = dir.join(buildit_images::oci::SBOM_CDX_FILE);
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(&sbom_path)
+        .and_then(|f| f.take(SBOM_LIMIT + 1).read_to_end(&mut bytes));
+    if read.is_err() {
+        return Err(not_an_image(
+            &shown,
+            &format!(
+                "it is not in this store and {} is missing (buildit writes it beside every image)",
+                sbom_path.display()
+            ),
+        ));
+    }
+    if bytes.len() as u64 > SBOM_LIMIT {
+        return Err(not_an_image(
+            &shown,
+            &format!("{} is larger than 256 MiB", sbom_path.display()),
+        ));
+    }
+    let doc: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| not_an_image(&shown, &format!("{}: {e}", sbom_path.display())))?;
+    if doc["bomFormat"] != "CycloneDX" {
+        return Err(not_an_image(
+            &shown,
+            &format!("{} is not a CycloneDX SBOM", sbom_path.display()),
+        ));
+    }
+    let text = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let prop = |c: &Value, name: &str| -> Option<String> {
+        c["properties"]
+            .as_array()?
+            .iter()
+            .find(|p| p["name"] == name)
+            .and_then(|p| p["value"].as_str())
+            .map(str::to_string)
+    };
+    let packages = doc["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let path = prop(c, "buildit:store-path")?;
+            Some(ImagePackage {
+                name: text(c, "name"),
+                version: text(c, "version"),
+                kind: if prop(c, "buildit:debian-source").is_some() {
+                    "debian"
+                } else {
+                    "source"
+                },
+                atom: prop(c, "buildit:atom").unwrap_or_default(),
+                path,
+            })
+        })
+        .collect();
+    let image = &doc["metadata"]["component"];
+    let manifest_digest = std::fs::read(dir.join("index.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v["manifests"][0]["digest"].as_str().map(str::to_string));
+    Ok(Compared {
+        side: ImageSide {
+            reference: format!("{}:{}", text(image, "name"), text(image, "version")),
+            drv: String::new(),
+            image: Some(shown),
+            manifest_digest,
+        },
+        drv: None,
+        packages,
+        files_at: Some(path.to_path_buf()),
+    })
 }
 
 /// The difference between the images of two image derivations; files are compared when
@@ -192,24 +328,39 @@ pub fn diff_drvs(
     list_files: bool,
 ) -> Result<ImageDiff> {
     let layout = store.layout();
-    let (fa, fb) = (image_facts(layout, old_drv)?, image_facts(layout, new_drv)?);
-    let side = |f: &ImageFacts, out: Option<&StorePath>| ImageSide {
-        reference: f.reference.clone(),
-        drv: f.drv.to_string(),
-        image: out.map(ToString::to_string),
-        manifest_digest: out
-            .and_then(|o| crate::image::describe(layout, &f.drv, o).manifest_digest),
+    let side = |drv: &StorePath, out: Option<&StorePath>| -> Result<Compared> {
+        let f = image_facts(layout, drv)?;
+        Ok(Compared {
+            side: ImageSide {
+                reference: f.reference.clone(),
+                drv: f.drv.to_string(),
+                image: out.map(ToString::to_string),
+                manifest_digest: out
+                    .and_then(|o| crate::image::describe(layout, &f.drv, o).manifest_digest),
+            },
+            drv: Some(drv.clone()),
+            packages: f.packages,
+            files_at: out.map(|o| layout.physical(o)),
+        })
     };
+    compare(&side(old_drv, old)?, &side(new_drv, new)?, list_files)
+}
+
+/// Two images compared: the same derivation, or the same manifest, is identical.
+fn compare(a: &Compared, b: &Compared, list_files: bool) -> Result<ImageDiff> {
+    let same_drv = a.drv.is_some() && a.drv == b.drv;
+    let same_manifest =
+        a.side.manifest_digest.is_some() && a.side.manifest_digest == b.side.manifest_digest;
     let mut d = ImageDiff {
-        old: side(&fa, old),
-        new: side(&fb, new),
-        identical: old_drv == new_drv,
-        packages: package_changes(&fa.packages, &fb.packages),
+        old: a.side.clone(),
+        new: b.side.clone(),
+        identical: same_drv || same_manifest,
+        packages: package_changes(&a.packages, &b.packages),
         files: None,
         file_changes: None,
     };
-    if let (Some(a), Some(b)) = (old, new) {
-        let (counts, changes) = file_changes(layout, a, &fa, b, &fb)?;
+    if let (Some(x), Some(y)) = (&a.files_at, &b.files_at) {
+        let (counts, changes) = file_changes(x, &a.packages, y, &b.packages)?;
         d.files = Some(counts);
         d.file_changes = list_files.then_some(changes);
     }
@@ -271,20 +422,13 @@ type FileState = (&'static str, u32, String, Option<String>);
 
 /// Each path of an image (hashes blanked) → its state and package name; a later layer's entry
 /// replaces an earlier one's, as a runtime applies them.
-fn files_of(
-    layout: &StoreLayout,
-    image: &StorePath,
-    facts: &ImageFacts,
-) -> Result<BTreeMap<String, FileState>> {
+fn files_of(image: &Path, packages: &[ImagePackage]) -> Result<BTreeMap<String, FileState>> {
     let entries =
-        buildit_images::image_contents_hashed(&layout.physical(image)).map_err(|error| {
-            DriverError::Image {
-                op: ImageOp::Read,
-                error,
-            }
+        buildit_images::image_contents_hashed(image).map_err(|error| DriverError::Image {
+            op: ImageOp::Read,
+            error,
         })?;
-    let names: BTreeMap<&str, &str> = facts
-        .packages
+    let names: BTreeMap<&str, &str> = packages
         .iter()
         .map(|p| (p.path.as_str(), p.name.as_str()))
         .collect();
@@ -312,13 +456,12 @@ fn files_of(
 }
 
 fn file_changes(
-    layout: &StoreLayout,
-    a: &StorePath,
-    fa: &ImageFacts,
-    b: &StorePath,
-    fb: &ImageFacts,
+    a: &Path,
+    pa: &[ImagePackage],
+    b: &Path,
+    pb: &[ImagePackage],
 ) -> Result<(FileCounts, Vec<FileChange>)> {
-    let (x, y) = (files_of(layout, a, fa)?, files_of(layout, b, fb)?);
+    let (x, y) = (files_of(a, pa)?, files_of(b, pb)?);
     let mut counts = FileCounts::default();
     let mut changes = Vec::new();
     let paths: BTreeSet<&String> = x.keys().chain(y.keys()).collect();

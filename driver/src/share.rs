@@ -473,6 +473,18 @@ fn target_outputs(store: &Store, t: &buildit_builder::Target) -> Result<Vec<Stor
         .collect())
 }
 
+/// The key of the record a push writes for spec `s` (`containers/ID/HASH.json`, HASH the hash
+/// part of its first output), when it has an output.
+pub fn container_record_key(store: &Store, s: &crate::build::SpecBuild) -> Result<Option<String>> {
+    let mut outputs = Vec::new();
+    for t in &s.targets {
+        outputs.extend(target_outputs(store, t)?);
+    }
+    Ok(outputs
+        .first()
+        .map(|o| format!("containers/{}/{}.json", s.id, o.hash_part())))
+}
+
 /// The image file types a push shares under `containers/ID/`.
 fn image_word(kind: buildit_yaml::spec::ImageType) -> &'static str {
     use buildit_yaml::spec::ImageType;

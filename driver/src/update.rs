@@ -202,6 +202,7 @@ pub fn outdated(
     store: &Store,
     subject: &Subject,
     apt_root: Option<&Path>,
+    set_file: Option<&str>,
 ) -> Result<OutdatedReport> {
     let ev = evaluate(session, store, subject)?;
     let lock = lock_in_use(&ev.session)?;
@@ -227,7 +228,7 @@ pub fn outdated(
         })
         .collect();
     // the packages of the set in the images, and the versions the set knows of each
-    let set = crate::pkgset::package_set(&ev.session)?;
+    let versions = set_versions(&ev.session, set_file)?;
     let mut atoms: Vec<(String, String)> = images
         .iter()
         .flat_map(|i| &i.packages)
@@ -243,9 +244,8 @@ pub fn outdated(
     let set_newer = atoms
         .into_iter()
         .filter_map(|(atom, version)| {
-            let known = set.atoms.get(&atom)?;
+            let known = versions.get(&atom)?;
             let newer: Vec<String> = known
-                .versions
                 .iter()
                 .filter(|v| buildit_debian::compare_versions(v, &version).is_gt())
                 .cloned()
@@ -266,6 +266,29 @@ pub fn outdated(
         debian,
         set: set_newer,
     })
+}
+
+/// The versions each atom has in the package set (`set_file`: the set that file evaluates
+/// to, e.g. an overlay `(import <buildit>).pkgs.extend (self: super: { … })`; else the
+/// session's), newest first.
+fn set_versions(
+    session: &Session,
+    set_file: Option<&str>,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+    let Some(file) = set_file else {
+        let set = crate::pkgset::package_set(session)?;
+        return Ok(set
+            .atoms
+            .into_iter()
+            .map(|(atom, a)| (atom, a.versions))
+            .collect());
+    };
+    let expr = format!(
+        "let atoms = (import {}).atoms; newestFirst = vs: builtins.sort (a: b: builtins.compareVersions a b > 0) (builtins.attrNames vs); in builtins.mapAttrs (a: vs: newestFirst vs) atoms",
+        buildit_lang::text::quote(&crate::eval::absolute(file))
+    );
+    let mut ev = session.evaluator();
+    crate::eval::query(&mut ev, &expr, "buildit::outdated::set")
 }
 
 /// What `buildit update DIR` is asked.
@@ -376,6 +399,19 @@ pub struct UpdateReport {
     pub changes: Vec<LockChange>,
     /// One per image of the spec, in order.
     pub images: Vec<ImageDiff>,
+    /// Where the rebuilt spec was uploaded (`--push`, `push=True`): one per repository.
+    pub pushed: Vec<Pushed>,
+}
+
+/// A repository an update uploaded the rebuilt spec to, as `buildit build --push` does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Pushed {
+    /// The repository's name (its configured name, or its location).
+    pub repository: String,
+    /// Its upload location.
+    pub location: String,
+    /// The container record of each spec pushed: `LOCATION/containers/ID/HASH.json`.
+    pub records: Vec<String>,
 }
 
 /// The report of `plan`, once the new images are built (`built`) or not; files are compared
@@ -410,6 +446,7 @@ pub fn report(
         built,
         changes: plan.changes.clone(),
         images,
+        pushed: Vec::new(),
     })
 }
 

@@ -11,7 +11,12 @@
 //!   from a `file://` directory (`BUILDIT_MIRRORS`). `outdated` lists exactly that package with
 //!   its suite, for a busybox-only spec and for the example (where busybox-static is part of
 //!   the toolchain, not of the image); `update --security-only` re-locks exactly that package,
-//!   rebuilds the busybox spec's image and reports the one package and the one file.
+//!   rebuilds the busybox spec's image and reports the one package and the one file; with
+//!   `--push` it uploads the rebuilt spec to a `file://` repository configured beside the spec
+//!   and names the container record in `--json`.
+//! - `diff` of images copied out of the store (output directories, an OCI archive beside its
+//!   SBOM) says what the store's images say; `outdated --set` with an overlay that adds a
+//!   newer nginx lists nginx as behind it.
 //!
 //! Human output is snapshotted (tests/data/update, with store hashes and temporary paths
 //! replaced); the JSON is asserted field by field.
@@ -213,6 +218,62 @@ fn diff_one_package() -> R {
         || !changes.iter().any(|c| c["path"] == "/usr/bin/busybox")
     {
         return Err(format!("diff --files: {listed:#}").into());
+    }
+    // the same images copied out of the store (output directories with their SBOMs), and the
+    // new one as an OCI archive beside its SBOM: the same packages and file counts
+    let physical = |image: &str| {
+        store
+            .join("store")
+            .join(image.trim_start_matches("/bld/store/"))
+    };
+    let (disk_old, disk_new) = (w.join("disk-old"), w.join("disk-new"));
+    for (from, to) in [(&old, &disk_old), (&new, &disk_new)] {
+        let _ = std::fs::remove_dir_all(to);
+        run(Command::new("cp").arg("-r").arg(physical(from)).arg(to))?;
+        run(Command::new("chmod").arg("-R").arg("u+w").arg(to))?;
+    }
+    let archive = disk_new.join("image.oci.tar");
+    run(Command::new("tar")
+        .arg("-cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&disk_new)
+        .args(["oci-layout", "index.json", "blobs"]))?;
+    for new_arg in [&disk_new, &archive] {
+        let out = run(buildit(store)
+            .args(["diff", "--json"])
+            .arg(&disk_old)
+            .arg(new_arg))?;
+        let on_disk = json(&out)?;
+        if on_disk["packages"] != d["packages"]
+            || on_disk["files"] != d["files"]
+            || on_disk["identical"] != false
+            || on_disk["old"]["drv"] != ""
+            || on_disk["old"]["reference"] != d["old"]["reference"]
+            || on_disk["new"]["manifest_digest"] != d["new"]["manifest_digest"]
+        {
+            return Err(format!(
+                "diff of the images on disk ({}):\n{on_disk:#}\nin the store:\n{d:#}",
+                new_arg.display()
+            )
+            .into());
+        }
+    }
+    // the store's image and its copy: the same manifest
+    let out = run(buildit(store)
+        .args(["diff", "--json"])
+        .arg(w.join("result-new"))
+        .arg(&disk_new))?;
+    let copy = json(&out)?;
+    if copy["identical"] != true || !copy["packages"].as_array().is_some_and(Vec::is_empty) {
+        return Err(format!("an image against its copy: {copy:#}").into());
+    }
+    // a directory that is no image of buildit's: a clear error
+    let o = buildit(store).arg("diff").arg(&disk_old).arg(&w).output()?;
+    if o.status.code() != Some(1)
+        || !String::from_utf8_lossy(&o.stderr).contains("buildit::diff::not-an-image")
+    {
+        return Err(format!("diff against a directory that is no image: {o:?}").into());
     }
     // an image against itself
     let same = run(buildit(store)
@@ -429,6 +490,29 @@ fn outdated_crafted() -> R {
         )
         .into());
     }
+    // a set extended with a second nginx version (an overlay): nginx is behind it
+    let set = w.join("set.bld");
+    std::fs::write(
+        &set,
+        r#"(import <buildit>).pkgs.extend (self: super: {
+  atoms = super.atoms // {
+    "www-servers/nginx" = super.atoms."www-servers/nginx" // { "1.25.3" = super.atoms."www-servers/nginx"."1.22.1"; };
+  };
+})"#,
+    )?;
+    let out = run(buildit(store)
+        .args(["outdated", "--json", "--apt-root"])
+        .arg(&c.apt_root)
+        .arg("--debian-lock")
+        .arg(lock)
+        .arg("--set")
+        .arg(&set)
+        .arg(crate::root().join("examples/nginx-prod")))?;
+    let r = json(&out)?;
+    let want = serde_json::json!([{ "atom": "www-servers/nginx", "version": "1.22.1", "newer": ["1.25.3"] }]);
+    if r["set"] != want || r["set_checked"] != 3 {
+        return Err(format!("outdated --set with a newer nginx: {r:#}").into());
+    }
     let human = run(buildit(store)
         .args(["outdated", "--apt-root"])
         .arg(&c.apt_root)
@@ -450,6 +534,17 @@ fn update_security_only() -> R {
     let lock_before = std::fs::read_to_string(spec.join("debian.lock"))?;
     let old_image = build(store, &spec, None, &w.join("result-old"))?;
     let mirrors = format!("debian-security=file://{}", c.mirror.display());
+    // a file:// repository to push to, configured beside the spec (read from its directory up)
+    let repo = w.join("repo");
+    let _ = std::fs::remove_dir_all(&repo);
+    std::fs::create_dir_all(&repo)?;
+    std::fs::write(
+        w.join(".buildit-config.yaml"),
+        format!(
+            "repository:\n  name: updates\n  download-type: file\n  download-path: {0}\n  upload-type: file\n  upload-path: {0}\n",
+            repo.display()
+        ),
+    )?;
     let out = run(buildit(store)
         .current_dir(&w)
         .env("BUILDIT_MIRRORS", &mirrors)
@@ -458,10 +553,12 @@ fn update_security_only() -> R {
             "--security-only",
             "--json",
             "--files",
+            "--push",
             "--apt-root",
         ])
         .arg(&c.apt_root)
         .arg(&spec))?;
+    let _ = std::fs::remove_file(w.join(".buildit-config.yaml"));
     let r = json(&out)?;
     let changes = r["changes"].as_array().ok_or("no changes")?;
     let [ch] = changes.as_slice() else {
@@ -525,6 +622,37 @@ fn update_security_only() -> R {
         .ends_with(new_image.trim_start_matches("/bld/store/"))
     {
         return Err(format!("./result is {}, not {new_image}", linked.display()).into());
+    }
+    // pushed as `build --push` does: the container record names the new image
+    let [pushed] = r["pushed"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    else {
+        return Err(format!("expected one repository pushed to: {r:#}").into());
+    };
+    let location = format!("file://{}", repo.display());
+    let records: Vec<&str> = pushed["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let [record] = records.as_slice() else {
+        return Err(format!("expected one container record: {pushed:#}").into());
+    };
+    let record_file = record
+        .strip_prefix(&format!("{location}/"))
+        .map(|k| repo.join(k))
+        .ok_or_else(|| format!("the record {record} is not under {location}"))?;
+    let rec: Value = serde_json::from_slice(&std::fs::read(&record_file)?)?;
+    if pushed["repository"] != "updates"
+        || pushed["location"] != location.as_str()
+        || !rec["outputs"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|p| p == new_image))
+    {
+        return Err(format!("update --push: {pushed:#}\nrecord: {rec:#}").into());
     }
     // a build of the spec now uses its updated lock: the same image
     let rebuilt = build(store, &spec, None, &w.join("result-again"))?;
