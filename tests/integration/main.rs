@@ -28,6 +28,7 @@ mod debian;
 mod docs;
 mod drv;
 mod e2e;
+mod editors;
 mod escape_sandbox;
 mod escape_store;
 mod eval;
@@ -201,6 +202,7 @@ fn main() {
     trials.extend(sharing_sets::trials());
     trials.extend(update::trials());
     trials.extend(audit::trials());
+    trials.extend(editors::trials());
     libtest_mimic::run(&args, trials).exit();
 }
 
