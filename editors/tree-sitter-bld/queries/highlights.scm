@@ -1,4 +1,7 @@
-; Highlighting of `.bld` (capture names of the common tree-sitter/Neovim vocabulary).
+; Highlighting of `.bld`, with nvim-treesitter's capture names and its order: where patterns
+; overlap, the later one wins (the general `@variable` first, the specific captures after it).
+
+(identifier) @variable
 
 (comment) @comment
 
@@ -41,8 +44,6 @@
 
 ((identifier) @variable.builtin
   (#any-of? @variable.builtin "builtins" "import" "throw" "abort" "derivation"))
-
-(identifier) @variable
 
 (formal name: (identifier) @variable.parameter)
 (function_expression parameter: (identifier) @variable.parameter)
