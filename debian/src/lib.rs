@@ -6,7 +6,8 @@
 //! newer versions of locked packages and security-only re-locking ([`updates`]),
 //! unpacking `.deb` files into a tree ([`unpack`], the body of `builtin:unpack-deb`), and
 //! Debian source packages: `Sources` indexes and `.dsc` files ([`sources`]) and their
-//! `[[source]]` tables in the lock ([`source_lock`]).
+//! `[[source]]` tables in the lock ([`source_lock`]), unpacked as dpkg-source does
+//! ([`source_unpack`]).
 //!
 //! The crate knows neither the store nor the builder: the builtin builder that unpacks is
 //! registered by the front end, which hands [`unpack::builtin_unpack_deb`] the host paths of
@@ -18,6 +19,7 @@ pub mod lock;
 pub mod locking;
 pub mod resolve;
 pub mod source_lock;
+pub mod source_unpack;
 pub mod sources;
 pub mod stanza;
 pub mod unpack;
@@ -75,6 +77,16 @@ pub enum DebianError {
     NoSourceIndexes { dir: PathBuf, suite: String },
     #[error("{name}: not a Debian source control file (.dsc): {why}")]
     BadDsc { name: String, why: String },
+    #[error("{file}: does not match the .dsc (want {want}, got {got}); refused")]
+    SourceFileMismatch {
+        file: String,
+        want: String,
+        got: String,
+    },
+    #[error("{dsc}: {why}")]
+    SourceFormat { dsc: String, why: String },
+    #[error(transparent)]
+    Unpack(#[from] crate::unpack::DebError),
     #[error("no packages to lock")]
     NoPackages,
     #[error("no packages named and no lock to refresh at {path}")]

@@ -206,7 +206,7 @@ fn unpack_one(deb: &Path, dest: &Path, opts: &UnpackOptions) -> Result<DebInfo, 
             }
         } else if name.starts_with("data.tar") {
             let tar = decompress(deb, &name, &mut member)?;
-            unpack_data(deb, tar, dest, &mut info)?;
+            unpack_data(deb, tar, dest, 0, &mut info)?;
             saw_data = true;
         }
         member.skip()?;
@@ -337,7 +337,7 @@ impl<R: Read> ArReader<R> {
 }
 
 /// A decompressing reader for a `*.tar[.xz|.zst|.gz]` member.
-fn decompress<'a>(
+pub(crate) fn decompress<'a>(
     deb: &Path,
     name: &str,
     member: &'a mut dyn Read,
@@ -496,19 +496,27 @@ fn resolve_in(
     Ok(stack)
 }
 
-fn unpack_data(
+/// Unpack the tar stream `tar` (read from archive file `deb`, for messages) into `dest`
+/// under the entry rules above, dropping the first `strip` components of every path (entries
+/// with no more components are skipped; the source unpacker drops a tarball's top directory).
+pub(crate) fn unpack_data(
     deb: &Path,
     tar: Box<dyn Read + '_>,
     dest: &Path,
+    strip: usize,
     info: &mut DebInfo,
 ) -> Result<(), DebError> {
     let mut archive = tar::Archive::new(tar);
     for entry in archive.entries().map_err(ioe(deb, "reading data.tar"))? {
         let mut entry = entry.map_err(ioe(deb, "reading data.tar"))?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let Some(comps) = entry_components(deb, &raw)? else {
+        let Some(mut comps) = entry_components(deb, &raw)? else {
             continue;
         };
+        if comps.len() <= strip {
+            continue;
+        }
+        comps.drain(..strip);
         let escape = |why: &str| DebError::Escape {
             deb: deb.to_path_buf(),
             entry: raw.clone(),
@@ -572,8 +580,10 @@ fn unpack_data(
                     .map_err(|e| entry_err(format!("reading the link target: {e}")))?
                     .ok_or_else(|| entry_err("hard link without a target".into()))?;
                 let lraw = link.to_string_lossy().into_owned();
-                let lcomps = entry_components(deb, &lraw)?
+                let mut lcomps = entry_components(deb, &lraw)?
+                    .filter(|c| c.len() > strip)
                     .ok_or_else(|| entry_err("hard link to the root".into()))?;
+                lcomps.drain(..strip);
                 let lres = resolve_in(dest, &lcomps, false).map_err(escape)?;
                 let source: PathBuf = lres.iter().fold(dest.to_path_buf(), |p, s| p.join(s));
                 remove_non_dir(&target).map_err(entry_err)?;

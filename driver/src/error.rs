@@ -261,6 +261,9 @@ fn debian_code(e: &buildit_debian::DebianError) -> (&'static str, &'static str) 
             DebianError::AptGet { .. } => ("buildit::debian::apt-get", "check the network and the mirror; the keyring comes from the debian-archive-keyring package"),
             DebianError::NoSourceIndexes { .. } => ("buildit::debian::no-source-index", "fetch the deb-src indexes into a private apt root: --apt-root DIR --update"),
             DebianError::BadDsc { .. } => ("buildit::debian::bad-dsc", "the file is not the archive's .dsc; lock the source package again from fresh indexes"),
+            DebianError::SourceFileMismatch { .. } => ("buildit::debian::source-hash", "the file is not the one the Sources index pinned; fetch it again from the mirror"),
+            DebianError::SourceFormat { .. } => ("buildit::debian::source-format", "dpkg-source formats 3.0 (quilt), 3.0 (native) and 1.0 are supported"),
+            DebianError::Unpack(_) => ("buildit::debian::unpack", "the source tarball breaks the archive rules (no '..', no absolute names or links out)"),
             DebianError::Io { .. } => ("buildit::debian::io", "check the path and its permissions"),
             DebianError::SecurityUpdateConflict { .. } => ("buildit::debian::security-update-conflict", "take every update instead: `buildit update DIR` (without --security-only) resolves the whole lock again"),
         }
