@@ -12,7 +12,7 @@
 //!
 //! Tarball entries follow the `.deb` unpacker's rules (no `..`, no absolute names, no links out
 //! of the tree; [`crate::unpack`]) and a tarball's decompressed stream is bounded
-//! ([`MAX_TARBALL_BYTES`]). Compressions: gzip, xz, zstd, plain (bzip2 and lzma are refused).
+//! ([`MAX_TARBALL_BYTES`]). Compressions: gzip, xz, bzip2, zstd, plain (lzma is refused).
 
 use std::fs::{self, File};
 use std::io::{BufReader, Read};

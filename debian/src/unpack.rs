@@ -336,7 +336,7 @@ impl<R: Read> ArReader<R> {
     }
 }
 
-/// A decompressing reader for a `*.tar[.xz|.zst|.gz]` member.
+/// A decompressing reader for a `*.tar[.xz|.zst|.gz|.bz2]` member.
 pub(crate) fn decompress<'a>(
     deb: &Path,
     name: &str,
@@ -346,6 +346,7 @@ pub(crate) fn decompress<'a>(
         Some("tar") => Box::new(member),
         Some("xz") => Box::new(xz2::read::XzDecoder::new_multi_decoder(member)),
         Some("gz") => Box::new(flate2::read::GzDecoder::new(member)),
+        Some("bz2") => Box::new(bzip2::read::MultiBzDecoder::new(member)),
         Some("zst") => {
             Box::new(zstd::stream::read::Decoder::new(member).map_err(ioe(deb, "starting zstd"))?)
         }

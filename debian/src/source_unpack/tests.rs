@@ -225,7 +225,7 @@ fn hostile_tarballs_series_and_formats_are_refused() {
         ),
         (
             "3.0 (native)",
-            vec![("p_1.0.tar.bz2", b"BZh9".to_vec())],
+            vec![("p_1.0.tar.lzma", b"]\0\0\x80\0".to_vec())],
             "unsupported member compression",
         ),
         (
