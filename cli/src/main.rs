@@ -103,6 +103,32 @@ fn run_check(a: CheckArgs) -> CliResult {
     let mut json = Vec::new();
     let mut checker = buildit_driver::typecheck::TypeCheck::new(a.strict);
     for f in &a.files {
+        // a spec directory: its YAML and the program it lowers to, errors at the YAML lines
+        if let Some(c) = buildit_cli::yaml_cmd::check_spec(f, a.strict) {
+            if c.diagnostics.is_empty() {
+                if !a.json {
+                    println!("{f}: {}", c.ty);
+                }
+                continue;
+            }
+            failed = true;
+            if a.json {
+                for d in &c.diagnostics {
+                    let mut o = serde_json::Map::new();
+                    let file = d.primary_span().map(|s| c.sources.name(s.file).to_string());
+                    o.insert("file".into(), file.unwrap_or_else(|| f.clone()).into());
+                    if let serde_json::Value::Object(fields) =
+                        buildit_cli::output::diagnostic_json(Some(&c.sources), d)
+                    {
+                        o.extend(fields);
+                    }
+                    json.push(serde_json::Value::Object(o));
+                }
+            } else {
+                eprint!("{}", render::diagnostics(&c.sources, &c.diagnostics, st));
+            }
+            continue;
+        }
         let Some((name, text)) = buildit_driver::eval::read_source(f) else {
             failed = true;
             let d = buildit_lang::Diagnostic::error(

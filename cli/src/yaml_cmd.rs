@@ -2,7 +2,8 @@
 //! pkg.yaml files of its embedded packages) lowers to. `buildit build DIR` evaluates exactly
 //! this text. YAML errors are diagnostics pointing at the YAML line and column, and so are the
 //! package-set errors (unknown atom or version, misspelled or conflicting build options): the
-//! spec is checked against the set's facts before anything is evaluated. `--json` wraps the
+//! spec is checked against the set's facts before anything is evaluated, and the program against
+//! the typed standard library (type errors at the YAML lines too). `--json` wraps the
 //! program in an object with the directory and the URL patches still to fetch.
 
 use crate::common::session;
@@ -24,8 +25,23 @@ pub struct CompileArgs {
     pub json: bool,
 }
 
+/// `buildit check` of a spec directory (holding container.yaml or pkg.yaml): its YAML errors,
+/// else the type errors of the program it lowers to, at the YAML lines; `None` for anything
+/// else (a `.bld` file or directory). The generated program is checked without the `.bld`
+/// strict rules (it is buildit's text, not the user's); `strict` instead takes plain YAML
+/// scalars as YAML types them (`version: 2` is a number, an error where text is expected).
+pub fn check_spec(arg: &str, strict: bool) -> Option<buildit_driver::spec::SpecCheck> {
+    let dir = std::path::Path::new(arg);
+    if !dir.is_dir() {
+        return None;
+    }
+    let mut checker = buildit_driver::typecheck::TypeCheck::new(false);
+    buildit_driver::spec::check_dir(&mut checker, dir, strict)
+}
+
 pub fn run_compile(a: CompileArgs) -> Result<ExitCode, DriverError> {
     let c = buildit_driver::spec::compile(&session(a.store_root.as_deref(), false), &a.dir)?;
+    buildit_driver::spec::typecheck(&c)?;
     if a.json {
         let missing: Vec<&str> = c.missing_hashes.iter().map(|(u, _)| u.as_str()).collect();
         println!(

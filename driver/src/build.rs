@@ -147,7 +147,7 @@ pub fn spec_build(
             get("arch", "amd64")
         ));
     }
-    let found = crate::spec::evaluate_spec(session, &compiled, typecheck, dir)?;
+    let found = crate::spec::evaluate_spec(session, &compiled, typecheck)?;
     let targets = targets_of(found)?;
     for t in &targets {
         notice(&format!("HASH: {}", t.drv.hash_part()));

@@ -9,7 +9,12 @@
 //! `buildit repl --no-typecheck`): a type error is reported as diagnostics and nothing is
 //! evaluated or bound. The REPL remembers the inferred type of each of its variables (a
 //! binding's, or the field types of a file loaded with `:l`), so `:t`, later inputs and the
-//! completion of attribute paths see them; a variable whose type is unknown is `Dyn`.
+//! completion of attribute paths see them; a variable whose type is unknown is `Dyn`. Imports
+//! are typed through a [`TypeCheck`] kept for the REPL's life: `import <buildit>` has the typed
+//! standard library's type and `import ./f.bld` the file's, so `:t` shows them.
+//!
+//! `:doc NAME` shows a builtin's documentation, or a standard library name's type and the `#`
+//! comment block above its definition in the library's source.
 //!
 //! `:b EXPR` builds the derivations `EXPR` evaluates to (as `buildit realise` does) in the
 //! session given with [`Repl::set_session`] (whose store the evaluator writes `.drv` files
@@ -23,12 +28,13 @@
 
 use crate::error::DriverError;
 use crate::session::Session;
+use crate::typecheck::TypeCheck;
 use buildit_eval::value::{Env, Pending, Scope, Thunk};
 use buildit_eval::EvalError;
 use buildit_eval::{print, EvalIo, Evaluator, Symbol, Value};
 use buildit_lang::ast::{AttrKey, Binding, Expr, ExprKind};
 use buildit_lang::text::plural;
-use buildit_lang::types::{self, Type, TypeEnv};
+use buildit_lang::types::{Type, TypeEnv};
 use buildit_lang::Diagnostic;
 use buildit_lang::SourceMap;
 
@@ -70,7 +76,8 @@ The following commands are available:
   <x> = <expr>  Bind an expression to a name for later inputs
   :p <expr>     Evaluate and print an expression fully (deeply)
   :l <path>     Load the attributes of a .bld file's set into scope
-  :doc <name>   Show the documentation of a builtin (`:doc map`, `:doc builtins.foldl'`)
+  :doc <name>   Show the documentation of a builtin (`:doc map`) or of a name of the
+                standard library, with its type (`:doc stdenv.mkPackage`)
   :t <expr>     Show the inferred type of an expression (without evaluating it)
   :b <expr>     Build the derivation(s) an expression evaluates to; print the output paths
   :q            Exit
@@ -104,6 +111,9 @@ pub struct Repl {
     session: Option<Session>,
     /// Where `:b` sends its progress lines as they happen (`None`: into the reply).
     progress: Option<ProgressFn>,
+    /// The checker of inputs and `:l`oaded files: imports typed (`<buildit>` from the typed
+    /// standard library), interfaces cached for the REPL's life.
+    checker: std::cell::RefCell<TypeCheck>,
 }
 
 /// Receives `:b`'s progress lines.
@@ -132,6 +142,7 @@ impl Repl {
             typecheck: true,
             session: None,
             progress: None,
+            checker: std::cell::RefCell::new(TypeCheck::new(false)),
         }
     }
 
@@ -163,21 +174,26 @@ impl Repl {
 
     /// Parse `text` and type-check it, with `wrap` applied to the parsed expression first (a
     /// binding checks `let x = e; in x`). Syntax errors are reported too.
+    /// Imports are typed: `import <buildit>` has the standard library's type, `import ./f.bld`
+    /// the file's (relative to the REPL's directory).
     fn check_input(&self, text: &str, wrap: impl FnOnce(Expr) -> Expr) -> Checked {
-        let mut sources = SourceMap::new();
-        let file = sources.add("«repl»", text);
+        let mut checker = self.checker.borrow_mut();
+        let file = checker.begin_source("«repl»", &self.cwd, text);
         let parsed = buildit_lang::parse(file, text);
         let ok = parsed.syntax_ok();
         let Some(expr) = parsed.expr.filter(|_| ok) else {
-            return Checked::Syntax(self.render.diagnostics(&sources, &parsed.diagnostics));
+            return Checked::Syntax(
+                self.render
+                    .diagnostics(checker.sources(), &parsed.diagnostics),
+            );
         };
-        let r = types::check_with(&wrap(expr), &self.type_env());
+        let r = checker.check_expr(&wrap(expr), &self.type_env());
         let mut diags = parsed.diagnostics;
         diags.extend(r.diagnostics);
         if diags.is_empty() {
             Checked::Ok(r.ty)
         } else {
-            Checked::Err(self.render.diagnostics(&sources, &diags))
+            Checked::Err(self.render.diagnostics(checker.sources(), &diags))
         }
     }
 
@@ -500,31 +516,50 @@ impl Repl {
         let Ok(text) = std::fs::read_to_string(&path) else {
             return Checked::Ok(Type::Dyn);
         };
-        let mut sources = SourceMap::new();
-        let file = sources.add(path.clone(), text.as_str());
-        let parsed = buildit_lang::parse(file, &text);
-        let ok = parsed.syntax_ok();
-        let Some(expr) = parsed.expr.filter(|_| ok) else {
-            return Checked::Ok(Type::Dyn); // the evaluator reports syntax errors
-        };
-        let r = types::check(&expr);
-        let mut diags = parsed.diagnostics;
-        diags.extend(r.diagnostics);
+        // the file's own type errors (its imports typed); syntax and scope errors are the
+        // evaluator's to report, and the imported files' come when they are evaluated
+        let c = self.checker.borrow_mut().check_root(&path, &text);
+        let diags: Vec<Diagnostic> = c
+            .diagnostics
+            .into_iter()
+            .take(c.root_diagnostics)
+            .filter(|d| d.code.starts_with("buildit::type::"))
+            .collect();
         if diags.is_empty() {
-            Checked::Ok(r.ty)
+            Checked::Ok(c.root_type)
         } else {
-            Checked::Err(self.render.diagnostics(&sources, &diags))
+            Checked::Err(self.render.diagnostics(&c.sources, &diags))
         }
     }
 
+    /// `:doc NAME`: a builtin's documentation, else a standard library name's (`stdenv.mkPackage`,
+    /// `pkgs.byAtom`, also written `buildit.…` or `(import <buildit>).…`): its type and the
+    /// comment block that documents it ([`stdlib_doc`]).
     fn doc(&mut self, name: &str) -> Reply {
-        match buildit_eval::builtins::doc(name) {
-            Some((n, arity, doc)) => Reply::ok(format!(
+        if let Some((n, arity, doc)) = buildit_eval::builtins::doc(name) {
+            return Reply::ok(format!(
                 "builtins.{n} (takes {arity} argument{})\n  {doc}",
                 if arity == 1 { "" } else { "s" }
-            )),
-            None => Reply::err(format!("'{name}' is not a builtin (try :doc map)")),
+            ));
         }
+        let path = stdlib_path(name);
+        let doc = (!path.is_empty()).then(|| stdlib_doc(&path)).flatten();
+        let Some(doc) = doc else {
+            return Reply::err(format!(
+                "'{name}' is neither a builtin nor a name of the standard library (try :doc map or :doc stdenv.mkPackage)"
+            ));
+        };
+        let shown = path.join(".");
+        let ty = match self.check_input(&format!("(import <buildit>).{shown}"), |e| e) {
+            Checked::Ok(t) => t.to_string(),
+            Checked::Err(_) | Checked::Syntax(_) => Type::Dyn.to_string(),
+        };
+        let mut out = format!("<buildit>.{shown} :: {ty}\n");
+        for line in doc {
+            out.push_str(&format!("  {line}").trim_end().to_string());
+            out.push('\n');
+        }
+        Reply::ok(out)
     }
 
     /// Completion candidates for the word ending at `pos`: the start of the replaced text and
@@ -591,6 +626,139 @@ impl Repl {
         out.dedup();
         (start, out)
     }
+}
+
+/// The attribute path a `:doc` argument names in the standard library: `stdenv.mkPackage`,
+/// `buildit.stdenv.mkPackage`, `<buildit>.stdenv.mkPackage` or `(import <buildit>).stdenv.mkPackage`
+/// (empty when it is not a plain path).
+fn stdlib_path(name: &str) -> Vec<&str> {
+    let n = name.trim();
+    let n = ["(import <buildit>).", "<buildit>.", "buildit."]
+        .iter()
+        .find_map(|p| n.strip_prefix(p))
+        .unwrap_or(n);
+    let parts: Vec<&str> = n.split('.').collect();
+    let plain = |p: &&str| {
+        p.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_'-".contains(c))
+    };
+    if parts.iter().all(plain) {
+        parts
+    } else {
+        Vec::new()
+    }
+}
+
+/// The documentation of a standard library name, found in the library's source: starting at
+/// `<buildit>`'s `default.bld`, each name of the path is the first binding of it in the current
+/// file (`name = …` or `name :: T = …` at the start of a line), and a binding that imports a
+/// library file (`import ./stdenv …`) leads into that file. The documentation is the block of
+/// `#` comment lines directly above the last name's binding; without one, the leading comment
+/// block of the file the binding imports, else of the file it is in when that block mentions
+/// the name. `None` when the path leads nowhere.
+fn stdlib_doc(path: &[&str]) -> Option<Vec<String>> {
+    let mut file = "default.bld".to_string();
+    for (i, name) in path.iter().enumerate() {
+        let text = stdlib_text(&file)?;
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines.iter().position(|l| defines(l, name))?;
+        let imported = import_of(&file, lines[at]);
+        if i + 1 < path.len() {
+            file = imported?;
+            continue;
+        }
+        let above = comment_block(&lines[..at]);
+        if !above.is_empty() {
+            return Some(above);
+        }
+        if let Some(header) = imported
+            .and_then(|f| stdlib_text(&f))
+            .map(|t| comment_block_at_start(&t))
+            .filter(|h| !h.is_empty())
+        {
+            return Some(header);
+        }
+        let header = comment_block_at_start(text);
+        if header.iter().any(|l| l.contains(name)) {
+            return Some(header);
+        }
+        return Some(Vec::new());
+    }
+    None
+}
+
+/// The text of a standard library file (a path inside it, `stdenv/default.bld`).
+fn stdlib_text(rel: &str) -> Option<&'static str> {
+    buildit_stdlib::embedded::FILES
+        .iter()
+        .find(|(p, _)| *p == rel)
+        .map(|(_, t)| *t)
+}
+
+/// Whether `line` starts a binding of `name` (`name = …`, `name :: T = …`).
+fn defines(line: &str, name: &str) -> bool {
+    let Some(rest) = line.trim_start().strip_prefix(name) else {
+        return false;
+    };
+    let rest = rest.trim_start();
+    rest.starts_with("::") || (rest.starts_with('=') && !rest.starts_with("=="))
+}
+
+/// The library file a binding's line imports (`import ./x.bld`, `import ./dir`), relative to
+/// `file`'s directory.
+fn import_of(file: &str, line: &str) -> Option<String> {
+    let at = line.find("import ")?;
+    let target = line[at + 7..]
+        .trim_start()
+        .split(|c: char| c.is_whitespace() || ";(){}".contains(c))
+        .next()?;
+    if !target.starts_with("./") && !target.starts_with("../") {
+        return None;
+    }
+    let dir = std::path::Path::new(file)
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let abs = buildit_eval::lower::canon_path(&format!("/{dir}/{target}"));
+    let rel = abs.trim_start_matches('/');
+    let is = buildit_stdlib::embedded::is_file;
+    if rel.ends_with(".bld") && is(rel) {
+        Some(rel.to_string())
+    } else if is(&format!("{rel}/default.bld")) {
+        Some(format!("{rel}/default.bld"))
+    } else {
+        None
+    }
+}
+
+/// The `#` comment lines directly above the end of `lines` (none when a blank or code line is
+/// last), without their `#`.
+fn comment_block(lines: &[&str]) -> Vec<String> {
+    let n = lines
+        .iter()
+        .rev()
+        .take_while(|l| l.trim_start().starts_with('#'))
+        .count();
+    lines[lines.len() - n..]
+        .iter()
+        .map(|l| uncomment(l))
+        .collect()
+}
+
+/// The comment lines a file starts with.
+fn comment_block_at_start(text: &str) -> Vec<String> {
+    text.lines()
+        .take_while(|l| l.trim_start().starts_with('#'))
+        .map(uncomment)
+        .collect()
+}
+
+fn uncomment(line: &str) -> String {
+    let t = line.trim_start().trim_start_matches('#');
+    t.strip_prefix(' ').unwrap_or(t).trim_end().to_string()
 }
 
 /// `let name = e; in name`: how a binding typed at the prompt is checked (spans stay those of

@@ -8,12 +8,13 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use buildit_eval::FoundDrv;
-use buildit_lang::Diagnostic;
+use buildit_lang::{Diagnostic, FileId, SourceMap};
 use buildit_store::Store;
 use buildit_yaml::Compiled;
 
 use crate::error::{DriverError, Result};
 use crate::session::Session;
+use crate::typecheck::TypeCheck;
 
 fn failed(f: buildit_yaml::Failed) -> DriverError {
     DriverError::diagnostics_in(f.sources, f.diagnostics)
@@ -205,30 +206,101 @@ pub fn fetch_patches(c: &Compiled, store: &Store, notice: &mut dyn FnMut(&str)) 
     Ok(recorded)
 }
 
-/// Type-check (unless turned off) and evaluate a compiled container spec: the derivations it
-/// denotes. `shown` is the spec directory as the user named it (for the note after type
-/// errors).
-pub fn evaluate_spec(
-    session: &Session,
-    c: &Compiled,
-    typecheck: bool,
-    shown: &Path,
-) -> Result<Vec<FoundDrv>> {
-    let name = format!("{} (compiled)", c.dir.join("container.yaml").display());
-    if typecheck {
-        let note = format!(
-            "(this is the program `buildit compile {}` prints)",
-            shown.display()
-        );
-        let (sources, diagnostics) = crate::eval::type_errors(&name, &c.text);
-        if !diagnostics.is_empty() {
-            return Err(DriverError::Diagnostics {
-                sources,
-                diagnostics,
-                note: Some(note),
-            });
-        }
+/// A compiled spec's program checked against the typed standard library.
+pub struct SpecCheck {
+    /// The YAML sources (and any library file a label names).
+    pub sources: SourceMap,
+    /// The type errors, at the YAML they came from.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The program's type, printed.
+    pub ty: String,
+}
+
+/// The type errors of a compiled spec's program, checked with `checker` against the typed
+/// standard library and reported at the YAML they came from ([`Compiled::remap`]). Only
+/// `buildit::type::` diagnostics of the generated program count: its syntax and scope are
+/// buildit's own, and the library's files are checked by the library's tests.
+pub fn type_errors(checker: &mut TypeCheck, c: &Compiled) -> SpecCheck {
+    let name = compiled_name(c);
+    let checked = checker.check_root(&name, &c.program());
+    let generated = (0u32..)
+        .map(FileId)
+        .take_while(|f| checked.sources.get(*f).is_some())
+        .find(|f| checked.sources.name(*f) == name)
+        .unwrap_or(FileId(0));
+    let diags: Vec<Diagnostic> = checked
+        .diagnostics
+        .into_iter()
+        .take(checked.root_diagnostics)
+        .filter(|d| d.code.starts_with("buildit::type::"))
+        .collect();
+    let (sources, diagnostics) = c.remap(&checked.sources, generated, buildit_yaml::capped(diags));
+    SpecCheck {
+        sources,
+        diagnostics,
+        ty: checked.ty,
     }
+}
+
+/// `buildit check DIR` of a spec directory (holding container.yaml, else pkg.yaml): the YAML
+/// read and lowered (its errors at their lines), then the program type-checked with `checker`
+/// (errors at the YAML lines). With `strict`, the program checked is the one with YAML's own
+/// typing of plain scalars ([`Compiled::typed_program`]: `version: 2` is a number there).
+/// Static: the package set's facts (atoms, versions, options) are `buildit compile DIR`'s.
+/// `None` when `dir` holds neither file.
+pub fn check_dir(checker: &mut TypeCheck, dir: &Path, strict: bool) -> Option<SpecCheck> {
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let lock = buildit_yaml::read_lock(&dir);
+    let compiled = if dir.join("container.yaml").is_file() {
+        buildit_yaml::compile_dir(&dir, &lock)
+    } else if dir.join("pkg.yaml").is_file() {
+        buildit_yaml::compile_pkg_dir(&dir, &lock)
+    } else {
+        return None;
+    };
+    Some(match compiled {
+        Ok(c) if strict => type_errors(checker, &c.typed_program()),
+        Ok(c) => type_errors(checker, &c),
+        Err(f) => SpecCheck {
+            sources: f.sources,
+            diagnostics: f.diagnostics,
+            ty: String::new(),
+        },
+    })
+}
+
+/// The name the generated program of a compiled spec is known by (in traces and the checker).
+fn compiled_name(c: &Compiled) -> String {
+    let file = if c.package_only {
+        "pkg.yaml"
+    } else {
+        "container.yaml"
+    };
+    format!("{} (compiled)", c.dir.join(file).display())
+}
+
+/// [`type_errors`] as a result: the type errors of a compiled spec at its YAML lines.
+pub fn typecheck(c: &Compiled) -> Result<()> {
+    let checked = type_errors(&mut TypeCheck::new(false), c);
+    if checked.diagnostics.is_empty() {
+        return Ok(());
+    }
+    Err(DriverError::Diagnostics {
+        sources: checked.sources,
+        diagnostics: checked.diagnostics,
+        note: Some(
+            "(the spec's generated program, checked against the typed standard library; `buildit compile DIR` prints it)".to_string(),
+        ),
+    })
+}
+
+/// Type-check (unless turned off) and evaluate a compiled container spec: the derivations it
+/// denotes. Type errors are reported at the YAML lines that produced them.
+pub fn evaluate_spec(session: &Session, c: &Compiled, typecheck: bool) -> Result<Vec<FoundDrv>> {
+    if typecheck {
+        self::typecheck(c)?;
+    }
+    let name = compiled_name(c);
     let mut ev = session.evaluator();
     crate::eval::evaluate_program(&mut ev, &name, &c.text, &c.dir)
 }

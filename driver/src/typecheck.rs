@@ -67,6 +67,8 @@ pub struct Checked {
     pub root_diagnostics: usize,
     /// The root's type, printed (empty after syntax errors).
     pub ty: String,
+    /// The root's type (`Dyn` after syntax errors).
+    pub root_type: Type,
 }
 
 /// A type checker that follows imports, with its caches. One per process or per command.
@@ -86,6 +88,9 @@ pub struct TypeCheck {
     done: HashMap<String, Option<Type>>,
     evaluator: Evaluator,
     home: Option<String>,
+    /// What relative imports of a source that is not a file resolve against (a REPL's
+    /// directory; `None`: the process's)
+    source_dir: Option<String>,
     pub stats: Stats,
 }
 
@@ -129,6 +134,7 @@ impl TypeCheck {
             done: HashMap::new(),
             evaluator: Evaluator::new(Box::new(buildit_stdlib::FsIo::new(|_| {}))),
             home: std::env::var("HOME").ok(),
+            source_dir: None,
             stats: Stats::default(),
         }
     }
@@ -143,9 +149,11 @@ impl TypeCheck {
         self.stack.clear();
         let key = name.to_string();
         self.reported.insert(key.clone());
-        let (mut diagnostics, ty) = match self.check_text(&key, text) {
-            Some((d, r)) => (d, r.map(|r| r.ty.to_string()).unwrap_or_default()),
-            None => (Vec::new(), String::new()),
+        self.source_dir = None;
+        let (mut diagnostics, ty, root_type) = match self.check_text(&key, text) {
+            Some((d, Some(r))) => (d, r.ty.to_string(), r.ty),
+            Some((d, None)) => (d, String::new(), Type::Dyn),
+            None => (Vec::new(), String::new(), Type::Dyn),
         };
         let root_diagnostics = diagnostics.len();
         diagnostics.append(&mut self.imported);
@@ -154,7 +162,41 @@ impl TypeCheck {
             diagnostics,
             root_diagnostics,
             ty,
+            root_type,
         }
+    }
+
+    /// Start checking a source that is not read from a file (a REPL input) named `name`, whose
+    /// relative imports resolve against the directory `dir`. The caches are kept; the sources
+    /// of the previous check are dropped. The id to parse `text` with (for
+    /// [`TypeCheck::check_expr`]).
+    pub fn begin_source(&mut self, name: &str, dir: &str, text: &str) -> FileId {
+        self.source_dir = Some(dir.to_string());
+        self.sources = SourceMap::new();
+        self.imported.clear();
+        self.done.clear();
+        self.stack.clear();
+        self.sources.add(name.to_string(), text)
+    }
+
+    /// Type-check `e`, parsed from the source of [`TypeCheck::begin_source`], in `env`, its
+    /// imports typed (their diagnostics are not reported here).
+    pub fn check_expr(&mut self, e: &buildit_lang::ast::Expr, env: &TypeEnv) -> types::CheckResult {
+        let strict = self.strict;
+        types::check_program(
+            e,
+            env,
+            CheckOptions {
+                imports: self,
+                strict,
+            },
+        )
+    }
+
+    /// The sources of the current check (the source of [`TypeCheck::begin_source`] and the
+    /// files it imported), for rendering diagnostics.
+    pub fn sources(&self) -> &SourceMap {
+        &self.sources
     }
 
     /// Parse, lower (scope) and type-check one file as the top of the stack; its diagnostics in
@@ -347,6 +389,7 @@ impl TypeCheck {
                         .parent()
                         .filter(|p| p.is_absolute())
                         .map(|p| p.to_string_lossy().into_owned())
+                        .or_else(|| self.source_dir.clone())
                         .unwrap_or_else(crate::eval::cwd);
                     fs_file(&buildit_eval::lower::canon_path(&format!("{dir}/{path}")))
                 }

@@ -30,7 +30,19 @@ pub struct Compiled {
     pub spec: spec::ContainerSpec,
     /// The parsed pkg.yaml of every embedded package, by the path the spec wrote.
     pub embedded: BTreeMap<String, spec::PkgSpec>,
+    /// Where each part of `text` came from in the YAML.
+    pub spans: lower::SpanMap,
+    /// Whether `text` is one pkg.yaml's expression (its free name `buildit` is the standard
+    /// library) rather than a container spec's whole program.
+    pub package_only: bool,
+    /// The plain scalars read as text that YAML types otherwise (`version: 2`), with their
+    /// `.bld` literals (see [`Compiled::typed_program`]).
+    pub plain: lower::Typed,
 }
+
+/// What a lone pkg.yaml's expression is checked inside: `buildit` bound to the standard
+/// library, as the programs that use it bind it.
+const PACKAGE_PRELUDE: &str = "let buildit = import <buildit>; in\n";
 
 impl Compiled {
     /// The `vars:` of the spec.
@@ -47,6 +59,150 @@ impl Compiled {
         capped(check::check(&self.spec, &self.embedded, &self.vars(), set))
     }
 
+    /// The whole program the type checker reads: the generated text, or a lone pkg.yaml's
+    /// expression with `buildit` bound to the standard library.
+    pub fn program(&self) -> String {
+        if self.package_only {
+            format!("{PACKAGE_PRELUDE}{}", self.text)
+        } else {
+            self.text.clone()
+        }
+    }
+
+    /// The program with every plain scalar that YAML types as a number or Boolean written as
+    /// one (`version: 2` as `version = 2;`), and its span map: what `buildit check --strict DIR`
+    /// checks, so such a value where the library expects text is a type error at its line.
+    /// The program that is built takes them as text ([`Compiled::text`]).
+    pub fn typed_program(&self) -> Compiled {
+        let (text, spans) = if self.package_only {
+            let pkg = self.embedded.get(".");
+            let mut missing = Vec::new();
+            match pkg {
+                Some(p) => {
+                    lower::lower_pkg_mapped(p, "", &BTreeMap::new(), &mut missing, &self.plain)
+                }
+                None => (self.text.clone(), self.spans.clone()),
+            }
+        } else {
+            match lower::lower_container_typed(
+                &self.spec,
+                "container.yaml",
+                &self.embedded,
+                &BTreeMap::new(),
+                &self.plain,
+            ) {
+                Ok(l) => (l.text, l.spans),
+                Err(_) => (self.text.clone(), self.spans.clone()),
+            }
+        };
+        let mut sources = SourceMap::new();
+        for f in (0u32..).map(buildit_lang::FileId) {
+            let Some(sf) = self.sources.get(f) else { break };
+            sources.add(sf.name.clone(), sf.text.clone());
+        }
+        Compiled {
+            text,
+            sources,
+            missing_hashes: Vec::new(),
+            dir: self.dir.clone(),
+            spec: self.spec.clone(),
+            embedded: self.embedded.clone(),
+            spans,
+            package_only: self.package_only,
+            plain: self.plain.clone(),
+        }
+    }
+
+    /// Diagnostics of [`Compiled::program`] (file `generated` of `from`) moved to the YAML
+    /// they came from: each label in the generated text is put at the smallest YAML node that
+    /// produced its part of the text ([`lower::SpanMap`]), or at the whole document when none
+    /// did; labels in other files (the standard library's) stay where they are, those files
+    /// copied into the returned map. Labels that land on one YAML span twice are kept once.
+    pub fn remap(
+        &self,
+        from: &SourceMap,
+        generated: buildit_lang::FileId,
+        diags: Vec<Diagnostic>,
+    ) -> (SourceMap, Vec<Diagnostic>) {
+        let mut sources = SourceMap::new();
+        for f in (0u32..).map(buildit_lang::FileId) {
+            let Some(sf) = self.sources.get(f) else { break };
+            sources.add(sf.name.clone(), sf.text.clone());
+        }
+        let offset = if self.package_only {
+            PACKAGE_PRELUDE.len()
+        } else {
+            0
+        };
+        let document = self.spec.span;
+        let mut copied: BTreeMap<u32, buildit_lang::FileId> = BTreeMap::new();
+        let mut out = Vec::with_capacity(diags.len());
+        for mut d in diags {
+            let mut labels: Vec<buildit_lang::Label> = Vec::with_capacity(d.labels.len());
+            for mut l in std::mem::take(&mut d.labels) {
+                if l.span.file == generated {
+                    let start = (l.span.start as usize).saturating_sub(offset);
+                    let end = (l.span.end as usize).saturating_sub(offset);
+                    // a typed plain scalar inside the label's range, of the type the message
+                    // says was found (the checker may label a whole record argument)
+                    let scalar = self.spans.inside(start, end).into_iter().find(|y| {
+                        self.plain.get(y).is_some_and(|lit| {
+                            d.message
+                                .contains(&format!("found `{}`", literal_type(lit)))
+                        })
+                    });
+                    if let Some(lit) = scalar.and_then(|y| self.plain.get(&y)) {
+                        l.message = format!("YAML reads this as `{}`, not text", literal_type(lit));
+                    }
+                    match scalar.or_else(|| self.spans.find(start, end)).or(document) {
+                        Some(y) => l.span = y,
+                        None => continue,
+                    }
+                } else {
+                    let id = match copied.get(&l.span.file.0) {
+                        Some(id) => *id,
+                        None => {
+                            let Some(sf) = from.get(l.span.file) else {
+                                continue;
+                            };
+                            let id = sources.add(sf.name.clone(), sf.text.clone());
+                            copied.insert(l.span.file.0, id);
+                            id
+                        }
+                    };
+                    l.span.file = id;
+                }
+                if !labels.iter().any(|o| o.span == l.span) {
+                    labels.push(l);
+                }
+            }
+            // a plain scalar YAML types as a number or Boolean, where text was expected
+            let literal = labels
+                .first()
+                .and_then(|l| self.plain.get(&l.span).map(|lit| (l.span, lit)));
+            if let Some((span, lit)) = literal {
+                let written = sources.get(span.file).and_then(|f| {
+                    f.text
+                        .get(span.start as usize..span.end as usize)
+                        .map(str::to_string)
+                });
+                if let Some(w) = written {
+                    d.help = Some(format!(
+                        "YAML reads the plain `{w}` as {}; quote it (`\"{w}\"`) to write text",
+                        if literal_type(lit) == "Bool" {
+                            "a Boolean"
+                        } else {
+                            "a number"
+                        }
+                    ));
+                }
+            }
+            d.labels = labels;
+            out.push(d);
+        }
+        (sources, out)
+    }
+
     /// The span of the URL patch `url` (for fetch errors).
     pub fn patch_span(&self, url: &str) -> Option<Span> {
         self.embedded
@@ -54,6 +210,17 @@ impl Compiled {
             .flat_map(|p| &p.patches)
             .find(|p| p.is_url && p.source.value == url)
             .map(|p| p.source.span)
+    }
+}
+
+/// The type name of a `.bld` literal of [`lower::Typed`] (`2`, `1.5`, `true`).
+fn literal_type(lit: &str) -> &'static str {
+    if lit == "true" || lit == "false" {
+        "Bool"
+    } else if lit.contains('.') {
+        "Float"
+    } else {
+        "Int"
     }
 }
 
@@ -295,6 +462,7 @@ pub fn compile_dir(dir: &Path, lock: &BTreeMap<String, String>) -> Result<Compil
     let mut r = spec::Reader::new(file);
     let spec = spec::read_container(&mut r, &root);
     diags.extend(r.diags);
+    let mut plain: lower::Typed = r.plain.into_iter().collect();
     let mut embedded = BTreeMap::new();
     for p in &spec.packages {
         if let spec::PackageRef::Embedded(path) = p {
@@ -343,6 +511,7 @@ pub fn compile_dir(dir: &Path, lock: &BTreeMap<String, String>) -> Result<Compil
                 let mut pr = spec::Reader::new(pf);
                 let pkg = spec::read_pkg(&mut pr, &proot);
                 diags.extend(pr.diags);
+                plain.extend(pr.plain);
                 check_pkg_paths(&pkg, &pkg_dir, &mut diags);
                 embedded.insert(path.value.clone(), pkg);
             }
@@ -385,6 +554,9 @@ pub fn compile_dir(dir: &Path, lock: &BTreeMap<String, String>) -> Result<Compil
             dir: dir.to_path_buf(),
             spec,
             embedded,
+            spans: l.spans,
+            package_only: false,
+            plain,
         }),
         Err(d) => Err(Failed {
             sources,
@@ -428,6 +600,7 @@ pub fn compile_pkg_dir(dir: &Path, lock: &BTreeMap<String, String>) -> Result<Co
     let mut pr = spec::Reader::new(pf);
     let pkg = spec::read_pkg(&mut pr, &proot);
     diags.extend(pr.diags);
+    let plain: lower::Typed = pr.plain.into_iter().collect();
     check_pkg_paths(&pkg, dir, &mut diags);
     if !diags.is_empty() {
         return Err(Failed {
@@ -436,13 +609,14 @@ pub fn compile_pkg_dir(dir: &Path, lock: &BTreeMap<String, String>) -> Result<Co
         });
     }
     let mut missing = Vec::new();
-    let text = lower::lower_pkg(&pkg, "", lock, &mut missing);
+    let (text, spans) = lower::lower_pkg_mapped(&pkg, "", lock, &mut missing, &lower::Typed::new());
     let here = spec::Spanned {
         value: ".".to_string(),
         span: pkg.span.unwrap_or(Span::new(pf, 0, 0)),
     };
     let spec = spec::ContainerSpec {
         packages: vec![spec::PackageRef::Embedded(here)],
+        span: pkg.span,
         ..spec::ContainerSpec::default()
     };
     Ok(Compiled {
@@ -452,6 +626,9 @@ pub fn compile_pkg_dir(dir: &Path, lock: &BTreeMap<String, String>) -> Result<Co
         dir: dir.to_path_buf(),
         spec,
         embedded: BTreeMap::from([(".".to_string(), pkg)]),
+        spans,
+        package_only: true,
+        plain,
     })
 }
 

@@ -158,11 +158,138 @@ pub fn template(
     Templater::new(vars).fill(text, span, diags)
 }
 
-/// What lowering produced besides the text: URL patches that still need a hash.
+/// Where each part of a generated program came from: byte ranges of the `.bld` text, each with
+/// the YAML span of the value or node that produced it. Ranges nest (a field inside its
+/// package inside the image call); [`SpanMap::find`] picks the smallest that covers a
+/// position, so a diagnostic of the generated text is reported at the most precise YAML node.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SpanMap {
+    entries: Vec<(usize, usize, Span)>,
+}
+
+impl SpanMap {
+    /// Record that `start..end` of the generated text came from `yaml`.
+    pub fn record(&mut self, start: usize, end: usize, yaml: Span) {
+        if start <= end {
+            self.entries.push((start, end, yaml));
+        }
+    }
+
+    /// The entries of `other` (a map of text inserted at byte `at`) added to this map.
+    pub fn extend_shifted(&mut self, other: &SpanMap, at: usize) {
+        self.entries
+            .extend(other.entries.iter().map(|&(s, e, y)| (s + at, e + at, y)));
+    }
+
+    /// How many ranges are recorded.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no range is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The YAML spans of the recorded ranges inside `start..end`, in the order of the text.
+    pub fn inside(&self, start: usize, end: usize) -> Vec<Span> {
+        let mut v: Vec<&(usize, usize, Span)> = self
+            .entries
+            .iter()
+            .filter(|(s, e, _)| start <= *s && *e <= end)
+            .collect();
+        v.sort_by_key(|(s, _, _)| *s);
+        v.into_iter().map(|(_, _, y)| *y).collect()
+    }
+
+    /// The YAML span of the generated range `start..end`: the smallest recorded range that
+    /// contains it, else the smallest one that contains its start; `None` when no recorded
+    /// range does (the caller falls back to the whole document).
+    pub fn find(&self, start: usize, end: usize) -> Option<Span> {
+        let smallest = |ok: &dyn Fn(usize, usize) -> bool| {
+            self.entries
+                .iter()
+                .filter(|(s, e, _)| ok(*s, *e))
+                .min_by_key(|(s, e, _)| e - s)
+                .map(|(_, _, y)| *y)
+        };
+        smallest(&|s, e| s <= start && end <= e)
+            .or_else(|| smallest(&|s, e| s <= start && start < e.max(s + 1)))
+    }
+}
+
+/// Generated text being written, with its [`SpanMap`].
+#[derive(Default)]
+struct Gen {
+    text: String,
+    map: SpanMap,
+}
+
+impl Gen {
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+    }
+
+    /// Write `s`, produced by the YAML at `yaml`.
+    fn from(&mut self, s: &str, yaml: Option<Span>) {
+        let start = self.text.len();
+        self.text.push_str(s);
+        if let Some(y) = yaml {
+            self.map.record(start, self.text.len(), y);
+        }
+    }
+
+    /// The current position (the start of a range closed by [`Gen::close`]).
+    fn mark(&self) -> usize {
+        self.text.len()
+    }
+
+    /// Record that everything written since `start` came from `yaml`.
+    fn close(&mut self, start: usize, yaml: Option<Span>) {
+        if let Some(y) = yaml {
+            self.map.record(start, self.text.len(), y);
+        }
+    }
+
+    /// Write a list of items, each from its YAML (`[ ]` when empty).
+    fn list(&mut self, items: &[(String, Option<Span>)]) {
+        if items.is_empty() {
+            self.push("[ ]");
+            return;
+        }
+        self.push("[");
+        for (item, yaml) in items {
+            self.push(" ");
+            self.from(item, *yaml);
+        }
+        self.push(" ]");
+    }
+
+    /// Write the generated text `other` (with its own map) here.
+    fn insert(&mut self, other: &Gen) {
+        let at = self.text.len();
+        self.text.push_str(&other.text);
+        self.map.extend_shifted(&other.map, at);
+    }
+
+    /// Write `key = VALUE;` with the whole binding and the value both from `yaml`.
+    fn field(&mut self, key: &str, value: &str, yaml: Option<Span>) {
+        let start = self.mark();
+        self.push(key);
+        self.push(" = ");
+        self.from(value, yaml);
+        self.push(";");
+        self.close(start, yaml);
+    }
+}
+
+/// What lowering produced besides the text: URL patches that still need a hash, and where each
+/// part of the text came from.
 #[derive(Debug, Default, PartialEq)]
 pub struct Lowered {
     pub text: String,
     pub missing_hashes: Vec<(String, Span)>,
+    pub spans: SpanMap,
 }
 
 /// The `.bld` expression of a `pkg.yaml` (in directory `rel_dir`, relative to the container
@@ -173,6 +300,34 @@ pub fn lower_pkg(
     lock: &BTreeMap<String, String>,
     missing: &mut Vec<(String, Span)>,
 ) -> String {
+    lower_pkg_mapped(pkg, rel_dir, lock, missing, &Typed::new()).0
+}
+
+/// Plain YAML scalars to write as what YAML types them (`2` as the integer 2), by span: the
+/// `.bld` literal of each ([`crate::spec::yaml_literal`]). Empty for the program that is built,
+/// where every such value is text as the spec reader took it; `buildit check --strict DIR`
+/// checks the program written with them, so a number or Boolean where the library expects
+/// text is a type error at its YAML line.
+pub type Typed = std::collections::HashMap<Span, String>;
+
+/// A YAML text value as a `.bld` expression: its string literal, or its typed literal when
+/// `typed` has one for its span.
+fn text(typed: &Typed, v: &Spanned<String>) -> String {
+    typed
+        .get(&v.span)
+        .cloned()
+        .unwrap_or_else(|| quote(&v.value))
+}
+
+/// [`lower_pkg`] with the [`SpanMap`] of the expression (offsets within it), plain scalars
+/// written as `typed` says.
+pub fn lower_pkg_mapped(
+    pkg: &PkgSpec,
+    rel_dir: &str,
+    lock: &BTreeMap<String, String>,
+    missing: &mut Vec<(String, Span)>,
+    typed: &Typed,
+) -> (String, SpanMap) {
     let prefix = if rel_dir.is_empty() || rel_dir == "." {
         String::new()
     } else {
@@ -193,25 +348,34 @@ pub fn lower_pkg(
                     String::new()
                 }
             };
-            patches.push(format!(
-                "(buildit.fetchurl {{ url = {}; sha256 = {}; }}){comment}",
-                quote(&p.source.value),
-                quote(&hash)
+            patches.push((
+                format!(
+                    "(buildit.fetchurl {{ url = {}; sha256 = {}; }}){comment}",
+                    quote(&p.source.value),
+                    quote(&hash)
+                ),
+                Some(p.source.span),
             ));
         } else {
-            patches.push(format!(
-                "{}{comment}",
-                path_expr(&format!("{prefix}{}", p.source.value))
+            patches.push((
+                format!(
+                    "{}{comment}",
+                    path_expr(&format!("{prefix}{}", p.source.value))
+                ),
+                Some(p.source.span),
             ));
         }
     }
-    let enable: Vec<String> = pkg.use_with.iter().map(|s| quote(&s.value)).collect();
-    let disable: Vec<String> = pkg.use_without.iter().map(|s| quote(&s.value)).collect();
-    let use_expr = format!(
-        "{{ enable = {}; disable = {}; }}",
-        list(&enable),
-        list(&disable)
-    );
+    let strings = |l: &[Spanned<String>]| -> Vec<(String, Option<Span>)> {
+        l.iter().map(|s| (text(typed, s), Some(s.span))).collect()
+    };
+    let write_use = |g: &mut Gen| {
+        g.push("{ enable = ");
+        g.list(&strings(&pkg.use_with));
+        g.push("; disable = ");
+        g.list(&strings(&pkg.use_without));
+        g.push("; }");
+    };
     let mut meta = Vec::new();
     if let Some(a) = &pkg.author {
         meta.push(format!("author = {};", quote(a)));
@@ -238,43 +402,114 @@ pub fn lower_pkg(
         meta.push(format!("fixes = {inherited}{{ {} }};", fixes.join(" ")));
     }
     let meta_expr = format!("{{ {} }}", meta.join(" "));
+    let mut g = Gen::default();
     match &pkg.base {
-        Some(base) => format!(
-            "(buildit.pkgs.byAtom {}).overrideAttrs (old: {{\n      patches = (old.patches or [ ]) ++ {};\n      use = {use_expr};\n      meta = (old.meta or {{ }}) // {meta_expr};\n    }})",
-            quote(&base.value),
-            list(&patches)
-        ),
+        Some(base) => {
+            g.push("(buildit.pkgs.byAtom ");
+            g.from(&text(typed, base), Some(base.span));
+            g.push(").overrideAttrs (old: {\n      patches = (old.patches or [ ]) ++ ");
+            g.list(&patches);
+            g.push(";\n      use = ");
+            write_use(&mut g);
+            g.push(&format!(
+                ";\n      meta = (old.meta or {{ }}) // {meta_expr};\n    }})"
+            ));
+        }
         None => {
-            let name = pkg.name.as_ref().map(|s| s.value.clone()).unwrap_or_default();
-            let version = pkg.version.as_ref().map(|s| s.value.clone()).unwrap_or_default();
-            let src = match (&pkg.source_url, &pkg.source_path) {
+            let name = pkg
+                .name
+                .as_ref()
+                .map(|s| s.value.clone())
+                .unwrap_or_default();
+            let version = pkg
+                .version
+                .as_ref()
+                .map(|s| s.value.clone())
+                .unwrap_or_default();
+            let span_of = |s: &Option<Spanned<String>>| s.as_ref().map(|s| s.span);
+            // the typed literal of a plain scalar, else the text as a string
+            let value = |s: &Option<Spanned<String>>, shown: &str| {
+                s.as_ref()
+                    .and_then(|s| typed.get(&s.span).cloned())
+                    .unwrap_or_else(|| quote(shown))
+            };
+            g.push("buildit.stdenv.mkPackage {\n      ");
+            g.field("pname", &value(&pkg.name, &name), span_of(&pkg.name));
+            g.push("\n      ");
+            g.field(
+                "version",
+                &value(&pkg.version, &version),
+                span_of(&pkg.version),
+            );
+            g.push("\n      ");
+            g.field(
+                "category",
+                &value(
+                    &pkg.category,
+                    pkg.category
+                        .as_ref()
+                        .map(|c| c.value.as_str())
+                        .unwrap_or("local"),
+                ),
+                span_of(&pkg.category),
+            );
+            g.push("\n      ");
+            match (&pkg.source_url, &pkg.source_path) {
                 (Some(u), _) => {
-                    let sha = pkg.source_sha256.as_ref().map(|s| s.value.clone()).unwrap_or_default();
-                    format!("buildit.fetchurl {{ url = {}; sha256 = {}; }}", quote(&u.value), quote(&sha))
+                    let start = g.mark();
+                    g.push("src = buildit.fetchurl { url = ");
+                    g.from(&text(typed, u), Some(u.span));
+                    g.push("; sha256 = ");
+                    let sha = pkg.source_sha256.as_ref();
+                    g.from(
+                        &sha.map(|s| text(typed, s)).unwrap_or_else(|| quote("")),
+                        sha.map(|s| s.span),
+                    );
+                    g.push("; };");
+                    g.close(start, Some(u.span));
                 }
-                (None, Some(p)) => path_expr(&format!("{prefix}{}", p.value)),
-                (None, None) => "null".into(),
-            };
-            let deps = |l: &[Spanned<String>]| -> String {
-                list(&l.iter().map(|d| format!("(buildit.dependency {})", quote(&d.value))).collect::<Vec<_>>())
-            };
-            let flags: Vec<String> = pkg.configure_flags.iter().map(|f| quote(&f.value)).collect();
-            let mut phases = String::new();
-            for (ph, script) in &pkg.phases {
-                phases.push_str(&format!("\n      {ph}Phase = {};", quote(&script.value)));
+                (None, Some(p)) => g.field(
+                    "src",
+                    &path_expr(&format!("{prefix}{}", p.value)),
+                    Some(p.span),
+                ),
+                (None, None) => g.push("src = null;"),
             }
-            format!(
-                "buildit.stdenv.mkPackage {{\n      pname = {};\n      version = {};\n      category = {};\n      src = {src};\n      patches = {};\n      use = {use_expr};\n      buildInputs = {};\n      runtimeDeps = {};\n      configureFlags = {};\n      meta = {meta_expr};{phases}\n    }}",
-                quote(&name),
-                quote(&version),
-                quote(pkg.category.as_ref().map(|c| c.value.as_str()).unwrap_or("local")),
-                list(&patches),
-                deps(&pkg.build_depends),
-                deps(&pkg.runtime_depends),
-                list(&flags),
-            )
+            let deps = |l: &[Spanned<String>]| -> Vec<(String, Option<Span>)> {
+                l.iter()
+                    .map(|d| {
+                        (
+                            format!("(buildit.dependency {})", text(typed, d)),
+                            Some(d.span),
+                        )
+                    })
+                    .collect()
+            };
+            g.push("\n      patches = ");
+            g.list(&patches);
+            g.push(";\n      use = ");
+            write_use(&mut g);
+            g.push(";\n      buildInputs = ");
+            g.list(&deps(&pkg.build_depends));
+            g.push(";\n      runtimeDeps = ");
+            g.list(&deps(&pkg.runtime_depends));
+            g.push(";\n      configureFlags = ");
+            g.list(&strings(&pkg.configure_flags));
+            g.push(&format!(";\n      meta = {meta_expr};"));
+            for (ph, script) in &pkg.phases {
+                g.push("\n      ");
+                g.field(
+                    &format!("{ph}Phase"),
+                    &text(typed, script),
+                    Some(script.span),
+                );
+            }
+            g.push("\n    }");
         }
     }
+    // the whole expression comes from the pkg.yaml document
+    g.close(0, pkg.span);
+    (g.text, g.map)
 }
 
 /// The `.bld` program of a container spec. `embedded` gives each `type: embedded` package's
@@ -285,6 +520,17 @@ pub fn lower_container(
     embedded: &BTreeMap<String, PkgSpec>,
     lock: &BTreeMap<String, String>,
 ) -> Result<Lowered, Vec<Diagnostic>> {
+    lower_container_typed(spec, spec_name, embedded, lock, &Typed::new())
+}
+
+/// [`lower_container`] with plain scalars written as `typed` says.
+pub fn lower_container_typed(
+    spec: &ContainerSpec,
+    spec_name: &str,
+    embedded: &BTreeMap<String, PkgSpec>,
+    lock: &BTreeMap<String, String>,
+    typed: &Typed,
+) -> Result<Lowered, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let mut missing = Vec::new();
     let vars: BTreeMap<String, String> = spec
@@ -292,29 +538,43 @@ pub fn lower_container(
         .iter()
         .map(|(k, v)| (k.clone(), v.value.clone()))
         .collect();
+    let var_span = |k: &str| spec.vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.span);
     // one budget of substituted bytes for all the values of the spec
     let mut tpl = Templater::new(&vars);
-    let mut t = String::new();
-    t.push_str(&format!("# Generated by buildit from {spec_name}; `buildit compile` prints this text and\n# `buildit build` evaluates exactly it. Edit the YAML, not this.\nlet\n  buildit = import <buildit>;\n"));
-    let mut var_lines = Vec::new();
+    let mut g = Gen::default();
+    g.push(&format!("# Generated by buildit from {spec_name}; `buildit compile` prints this text and\n# `buildit build` evaluates exactly it. Edit the YAML, not this.\nlet\n  buildit = import <buildit>;\n"));
+    g.push("  vars = {");
     for (k, v) in &spec.vars {
         let val = tpl.fill(&v.value, v.span, &mut diags);
-        var_lines.push(format!("{} = {};", quote(k), quote(&val)));
+        g.push(" ");
+        let val = typed.get(&v.span).cloned().unwrap_or_else(|| quote(&val));
+        g.field(&quote(k), &val, Some(v.span));
     }
-    t.push_str(&format!("  vars = {{ {} }};\n", var_lines.join(" ")));
+    if spec.vars.is_empty() {
+        g.push(" ");
+    }
+    g.push(" };\n");
     let mut names = Vec::new();
     for (i, p) in spec.packages.iter().enumerate() {
         let name = format!("package{}", i + 1);
+        let step_span = match p {
+            PackageRef::Embedded(path) => path.span,
+            PackageRef::Set(atom) => atom.span,
+            PackageRef::Debian { name, .. } => name.span,
+        };
         match p {
             PackageRef::Embedded(path) => {
                 let rel = path.value.trim_start_matches("./").trim_end_matches('/');
                 match embedded.get(&path.value) {
                     Some(pkg) => {
-                        t.push_str(&format!("  # package: embedded, {}/pkg.yaml\n", rel));
-                        t.push_str(&format!(
-                            "  {name} = {};\n",
-                            lower_pkg(pkg, rel, lock, &mut missing)
-                        ));
+                        g.push(&format!("  # package: embedded, {}/pkg.yaml\n", rel));
+                        let (text, map) = lower_pkg_mapped(pkg, rel, lock, &mut missing, typed);
+                        let start = g.mark();
+                        g.push(&format!("  {name} = "));
+                        g.insert(&Gen { text, map });
+                        g.push(";");
+                        g.close(start, Some(path.span));
+                        g.push("\n");
                     }
                     None => diags.push(
                         Diagnostic::error(
@@ -328,43 +588,60 @@ pub fn lower_container(
             }
             PackageRef::Set(atom) => {
                 let a = tpl.fill(&atom.value, atom.span, &mut diags);
-                t.push_str(&format!(
-                    "  # package: {a} from the package set\n  {name} = buildit.pkgs.byAtom {};\n",
-                    quote(&a)
-                ));
+                g.push(&format!("  # package: {a} from the package set\n  "));
+                let arg = typed.get(&atom.span).cloned().unwrap_or_else(|| quote(&a));
+                g.field(
+                    &name,
+                    &format!("buildit.pkgs.byAtom {arg}"),
+                    Some(atom.span),
+                );
+                g.push("\n");
             }
             PackageRef::Debian { name: n, version } => {
-                let v = version
-                    .as_ref()
-                    .map(|v| quote(&v.value))
-                    .unwrap_or_else(|| "\"\"".into());
-                t.push_str(&format!(
-                    "  # package: Debian's {}\n  {name} = buildit.debian.package {} {v};\n",
-                    n.value,
-                    quote(&n.value)
-                ));
+                g.push(&format!("  # package: Debian's {}\n  ", n.value));
+                let start = g.mark();
+                g.push(&format!("{name} = buildit.debian.package "));
+                g.from(&text(typed, n), Some(n.span));
+                g.push(" ");
+                match version {
+                    Some(v) => g.from(&text(typed, v), Some(v.span)),
+                    None => g.push("\"\""),
+                }
+                g.push(";");
+                g.close(start, Some(n.span));
+                g.push("\n");
             }
         }
-        names.push(name);
+        names.push((name, Some(step_span)));
     }
-    t.push_str("in\nbuildit.image {\n");
+    g.push("in\n");
+    let image_start = g.mark();
+    g.push("buildit.image {\n");
     let title = vars.get("name").cloned().unwrap_or_else(|| "image".into());
     let version = vars
         .get("version")
         .cloned()
         .unwrap_or_else(|| "latest".into());
-    t.push_str(&format!(
-        "  name = {};\n  tag = {};\n",
-        quote(&title),
-        quote(&version)
-    ));
-    if let Some(os) = vars.get("os") {
-        t.push_str(&format!("  os = {};\n", quote(os)));
+    let var_text = |key: &str, value: &str| {
+        var_span(key)
+            .and_then(|s| typed.get(&s).cloned())
+            .unwrap_or_else(|| quote(value))
+    };
+    g.push("  ");
+    g.field("name", &var_text("name", &title), var_span("name"));
+    g.push("\n  ");
+    g.field("tag", &var_text("version", &version), var_span("version"));
+    g.push("\n");
+    for key in ["os", "arch"] {
+        if let Some(v) = vars.get(key) {
+            g.push("  ");
+            g.field(key, &var_text(key, v), var_span(key));
+            g.push("\n");
+        }
     }
-    if let Some(arch) = vars.get("arch") {
-        t.push_str(&format!("  arch = {};\n", quote(arch)));
-    }
-    t.push_str(&format!("  packages = {};\n", list(&names)));
+    g.push("  packages = ");
+    g.list(&names);
+    g.push(";\n");
     let mut files = Vec::new();
     for s in &spec.syncs {
         let dest = tpl.fill(&s.dest.value, s.dest.span, &mut diags);
@@ -378,34 +655,49 @@ pub fn lower_container(
                 .with_help("`dest` is an absolute path in the image, without `..`, not `/` itself and not under /bld (the store's layers)"),
             );
         }
-        let mut f = format!(
-            "{{ src = {}; dest = {}; recursive = {};",
-            path_expr(&s.src.value),
-            quote(&dest),
-            s.recursive
-        );
+        let mut f = Gen::default();
+        f.push("{ ");
+        f.field("src", &path_expr(&s.src.value), Some(s.src.span));
+        f.push(" ");
+        let dest_text = typed
+            .get(&s.dest.span)
+            .cloned()
+            .unwrap_or_else(|| quote(&dest));
+        f.field("dest", &dest_text, Some(s.dest.span));
+        f.push(&format!(" recursive = {};", s.recursive));
         if let Some(m) = &s.mode {
-            f.push_str(&format!(" mode = {}; /* 0{:o} */", m.value, m.value));
+            f.push(" ");
+            f.field("mode", &m.value.to_string(), Some(m.span));
+            f.push(&format!(" /* 0{:o} */", m.value));
         }
         if let Some(o) = &s.owner {
-            f.push_str(&format!(" owner = {};", quote(&o.value)));
+            f.push(" ");
+            f.field("owner", &text(typed, o), Some(o.span));
         }
         if s.allow_setuid {
-            f.push_str(" allowSetuid = true;");
+            f.push(" allowSetuid = true;");
         }
-        f.push_str(" }");
+        f.push(" }");
+        f.close(0, Some(s.src.span));
         files.push(f);
     }
     if files.is_empty() {
-        t.push_str("  files = [ ];\n");
+        g.push("  files = [ ];\n");
     } else {
-        t.push_str(&format!(
-            "  files = [\n    {}\n  ];\n",
-            files.join("\n    ")
-        ));
+        g.push("  files = [\n    ");
+        for (i, f) in files.iter().enumerate() {
+            if i > 0 {
+                g.push("\n    ");
+            }
+            g.insert(f);
+        }
+        g.push("\n  ];\n");
     }
     if let Some(img) = &spec.image {
-        t.push_str(&format!("  type = {};\n", quote(img.kind.name())));
+        let at = Some(img.span);
+        g.push("  ");
+        g.field("type", &quote(img.kind.name()), at);
+        g.push("\n");
         if let Some(c) = &img.content {
             let filled = tpl.fill(&c.value, c.span, &mut diags);
             if img.kind == ImageType::Aci {
@@ -420,7 +712,9 @@ pub fn lower_container(
                     );
                 }
             }
-            t.push_str(&format!("  manifest = {};\n", quote(&filled)));
+            g.push("  ");
+            g.field("manifest", &quote(&filled), Some(c.span));
+            g.push("\n");
         }
         let mut strs = |l: &[String], diags: &mut Vec<Diagnostic>| {
             list(
@@ -463,25 +757,33 @@ pub fn lower_container(
         if !img.labels.is_empty() {
             cfg.push(format!("labels = {{ {labels} }};"));
         }
-        t.push_str(&format!("  config = {{ {} }};\n", cfg.join(" ")));
+        g.push("  ");
+        g.field("config", &format!("{{ {} }}", cfg.join(" ")), at);
+        g.push("\n");
         if let Some(c) = &img.compression {
-            t.push_str(&format!("  compression = {};\n", quote(&c.value)));
+            g.push("  ");
+            g.field("compression", &text(typed, c), Some(c.span));
+            g.push("\n");
         }
         if let Some(l) = &img.layers {
-            t.push_str(&format!(
-                "  layers = {};\n",
-                l.value
-                    .parse::<u32>()
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|_| "32".into())
-            ));
+            let n = l
+                .value
+                .parse::<u32>()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|_| "32".into());
+            g.push("  ");
+            g.field("layers", &n, Some(l.span));
+            g.push("\n");
         }
     }
-    t.push_str("}\n");
+    g.push("}");
+    g.close(image_start, spec.image.as_ref().map(|i| i.span));
+    g.push("\n");
     if diags.is_empty() {
         Ok(Lowered {
-            text: t,
+            text: g.text,
             missing_hashes: missing,
+            spans: g.map,
         })
     } else {
         Err(diags)
@@ -583,6 +885,56 @@ mod tests {
             d[9_999].help.as_deref(),
             Some("variables come from the `vars:` step")
         );
+    }
+
+    #[test]
+    fn span_map_finds_the_smallest_range() {
+        let f = buildit_lang::FileId(3);
+        let mut m = SpanMap::default();
+        m.record(0, 100, Span::new(f, 0, 50));
+        m.record(10, 20, Span::new(f, 5, 8));
+        assert_eq!(m.find(12, 15), Some(Span::new(f, 5, 8)));
+        assert_eq!(m.find(30, 40), Some(Span::new(f, 0, 50)));
+        // a range crossing the inner one belongs to the outer one
+        assert_eq!(m.find(15, 30), Some(Span::new(f, 0, 50)));
+        assert_eq!(m.find(200, 210), None);
+        assert_eq!(
+            m.inside(0, 100),
+            vec![Span::new(f, 0, 50), Span::new(f, 5, 8)]
+        );
+    }
+
+    #[test]
+    fn lowered_values_map_to_their_yaml() {
+        let f = buildit_lang::FileId(1);
+        let at = |s: usize, e: usize, v: &str| Spanned {
+            value: v.to_string(),
+            span: Span::new(f, s, e),
+        };
+        let pkg = PkgSpec {
+            name: Some(at(6, 10, "tool")),
+            version: Some(at(20, 21, "2")),
+            source_path: Some(at(40, 43, "src")),
+            configure_flags: vec![at(60, 70, "--with-x")],
+            span: Some(Span::new(f, 0, 80)),
+            ..PkgSpec::default()
+        };
+        let mut missing = Vec::new();
+        let (text, map) = lower_pkg_mapped(&pkg, "", &BTreeMap::new(), &mut missing, &Typed::new());
+        assert_eq!(text, lower_pkg(&pkg, "", &BTreeMap::new(), &mut missing));
+        let find = |needle: &str| {
+            let i = text.find(needle).expect("in the text");
+            map.find(i, i + needle.len())
+        };
+        assert_eq!(find("\"2\""), Some(Span::new(f, 20, 21)));
+        assert_eq!(find("version"), Some(Span::new(f, 20, 21)));
+        assert_eq!(find("\"--with-x\""), Some(Span::new(f, 60, 70)));
+        // generated text of no YAML value: the whole document
+        assert_eq!(find("buildit.stdenv.mkPackage"), Some(Span::new(f, 0, 80)));
+        // with typed scalars, the plain `2` is the integer
+        let typed = Typed::from([(Span::new(f, 20, 21), "2".to_string())]);
+        let (t2, _) = lower_pkg_mapped(&pkg, "", &BTreeMap::new(), &mut missing, &typed);
+        assert!(t2.contains("version = 2;"), "{t2}");
     }
 
     #[test]

@@ -20,6 +20,35 @@ pub struct Spanned<T> {
 pub struct Reader {
     pub file: FileId,
     pub diags: Vec<Diagnostic>,
+    /// The plain (unquoted) scalars read as text that YAML itself types otherwise (`2`, `1.10`,
+    /// `yes`), with the `.bld` literal of what YAML makes of them ([`yaml_literal`]).
+    pub plain: Vec<(Span, String)>,
+}
+
+/// The `.bld` literal of what YAML's own typing makes of a plain scalar, when that is not
+/// text: an integer (`2`), a float (`1.10`, `.5`), a Boolean (`true`, and YAML 1.1's `yes`,
+/// `no`, `on`, `off`, any case). `None` for text.
+pub fn yaml_literal(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    if ["true", "yes", "on"].contains(&lower.as_str()) {
+        return Some("true".into());
+    }
+    if ["false", "no", "off"].contains(&lower.as_str()) {
+        return Some("false".into());
+    }
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    if !digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse::<i64>().ok().map(|n| n.to_string());
+    }
+    let (int, frac) = digits.split_once('.')?;
+    let numeric = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    if numeric(int) && numeric(frac) && !(int.is_empty() && frac.is_empty()) && digits.len() <= 32 {
+        let sign = if text.starts_with('-') { "-" } else { "" };
+        let int = if int.is_empty() { "0" } else { int };
+        let frac = if frac.is_empty() { "0" } else { frac };
+        return Some(format!("{sign}{int}.{frac}"));
+    }
+    None
 }
 
 impl Reader {
@@ -27,6 +56,7 @@ impl Reader {
         Reader {
             file,
             diags: Vec::new(),
+            plain: Vec::new(),
         }
     }
 
@@ -118,10 +148,17 @@ impl Reader {
     /// A string scalar (numbers and Booleans are accepted as their text).
     pub fn string(&mut self, n: &Node, what: &str) -> Option<Spanned<String>> {
         match &n.kind {
-            Kind::Scalar { text, .. } if !n.is_null() => Some(Spanned {
-                value: text.clone(),
-                span: self.span(n),
-            }),
+            Kind::Scalar { text, quoted } if !n.is_null() => {
+                if !quoted {
+                    if let Some(lit) = yaml_literal(text) {
+                        self.plain.push((self.span(n), lit));
+                    }
+                }
+                Some(Spanned {
+                    value: text.clone(),
+                    span: self.span(n),
+                })
+            }
             _ => {
                 self.error(
                     "buildit::yaml::expected-string",
@@ -898,4 +935,30 @@ fn read_image(r: &mut Reader, v: &Node) -> Option<ImageStep> {
         r.error("buildit::yaml::missing-key", v, "an `aci` image needs `content:` (its manifest)", "in this step", "give the ACI manifest JSON as `content: |` (templates such as {{ name }} are filled from vars)");
     }
     Some(step)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_types_plain_scalars() {
+        assert_eq!(yaml_literal("2").as_deref(), Some("2"));
+        assert_eq!(yaml_literal("-7").as_deref(), Some("-7"));
+        assert_eq!(yaml_literal("1.10").as_deref(), Some("1.10"));
+        assert_eq!(yaml_literal(".5").as_deref(), Some("0.5"));
+        assert_eq!(yaml_literal("Yes").as_deref(), Some("true"));
+        assert_eq!(yaml_literal("off").as_deref(), Some("false"));
+        for text in [
+            "1.22.1",
+            "v2",
+            "",
+            ".",
+            "1e5",
+            "nginx",
+            "99999999999999999999",
+        ] {
+            assert_eq!(yaml_literal(text), None, "{text}");
+        }
+    }
 }
