@@ -6,6 +6,10 @@
 //!   option constraints) are found before evaluation; `build-*` cases run `buildit build` on a
 //!   copy (URL patches: unreachable, or served on 127.0.0.1 with another hash than
 //!   buildit.lock records).
+//! - `yaml/type-fail/*/`: specs whose generated program is ill-typed against the typed standard
+//!   library (with `args`, e.g. `--strict`); `buildit check DIR` reports the type error at the
+//!   YAML line (snapshot `expected.err`); every spec that builds (examples/, the seed's) checks,
+//!   with and without `--strict`.
 //! - `examples/nginx-prod`: `buildit compile` prints the program (snapshot), and evaluating that
 //!   printed text gives the same image derivation as `buildit instantiate` of the spec does
 //!   through `buildit build`'s path (the build evaluates exactly the compiled text).
@@ -190,6 +194,87 @@ fn fail_trial(dir: std::path::PathBuf) -> Trial {
     })
 }
 
+/// `buildit check [ARGS] DIR` of a spec whose program is ill-typed (`tests/data/yaml/type-fail/*/`,
+/// `args` holding ARGS): exit 1 with a `buildit::type::` diagnostic at the YAML line, matching
+/// `expected.err`. Without ARGS the same spec checks (exit 0): only `--strict` takes plain
+/// scalars as YAML types them, and no spec that builds is rejected without it.
+fn type_fail_trial(dir: std::path::PathBuf) -> Trial {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Trial::test(format!("yaml::type-fail::{name}"), move || {
+        let args = std::fs::read_to_string(dir.join("args")).unwrap_or_default();
+        let args: Vec<&str> = args.split_whitespace().collect();
+        let check = |args: &[&str]| {
+            buildit()
+                .env("BUILDIT_TYPE_CACHE", "off")
+                .arg("check")
+                .args(args)
+                .arg(&dir)
+                .output()
+                .map_err(|e| e.to_string())
+        };
+        let o = check(&args)?;
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        if o.status.code() != Some(1) {
+            return Err(format!("expected exit 1, got {:?}\n{err}", o.status.code()).into());
+        }
+        let first = err
+            .lines()
+            .find(|l| l.starts_with("buildit::"))
+            .unwrap_or("");
+        if !first.starts_with("buildit::type::") {
+            return Err(format!("expected a buildit::type diagnostic first:\n{err}").into());
+        }
+        if !args.is_empty() {
+            let plain = check(&[])?;
+            if !plain.status.success() {
+                return Err(format!(
+                    "without {args:?} the spec should check:\n{}",
+                    String::from_utf8_lossy(&plain.stderr)
+                )
+                .into());
+            }
+        }
+        snapshot(&dir.join("expected.err"), &err).map_err(Failed::from)
+    })
+}
+
+/// Every spec that builds (examples/, the seed's) passes `buildit check DIR`, with and without
+/// `--strict`.
+fn specs_check() -> Result<(), Failed> {
+    let mut dirs = vec![root().join("examples/nginx-prod")];
+    if let Ok(rd) = std::fs::read_dir(data("seed")) {
+        let mut seed: Vec<std::path::PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("container.yaml").is_file())
+            .collect();
+        seed.sort();
+        dirs.extend(seed);
+    }
+    for dir in &dirs {
+        for strict in [false, true] {
+            let mut c = buildit();
+            c.env("BUILDIT_TYPE_CACHE", "off").arg("check");
+            if strict {
+                c.arg("--strict");
+            }
+            let o = c.arg(dir).output().map_err(|e| e.to_string())?;
+            if !o.status.success() {
+                return Err(format!(
+                    "buildit check{} {} failed:\n{}",
+                    if strict { " --strict" } else { "" },
+                    dir.display(),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
 fn example_compiles() -> Result<(), Failed> {
     let dir = root().join("examples/nginx-prod");
     let store = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -256,6 +341,22 @@ pub fn trials() -> Vec<Trial> {
         44,
     )];
     v.extend(dirs.into_iter().map(fail_trial));
+    let mut typed: Vec<std::path::PathBuf> = std::fs::read_dir(data("yaml/type-fail"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    typed.sort();
+    v.push(crate::corpus_guard(
+        "yaml/type-fail",
+        "case directories",
+        typed.len(),
+        4,
+    ));
+    v.extend(typed.into_iter().map(type_fail_trial));
+    v.push(Trial::test("yaml::specs-that-build-check", specs_check));
     v.push(Trial::test(
         "yaml::nginx-prod-compiles-and-the-text-evaluates",
         example_compiles,
