@@ -229,6 +229,9 @@ struct Checker<'i> {
     builtin_len: usize,
     /// the expression directly under a `::` annotation: its `Dyn` is explicit, not silent
     annotated: Option<Span>,
+    /// the annotated type of the lambda about to be inferred (`f :: A -> B = x: …`): its
+    /// parameter gets `A` before the body is inferred, so the body sees the annotation
+    lambda_hint: Option<T>,
 }
 
 const RED: usize = 64 * 1024;
@@ -1006,6 +1009,8 @@ impl<'i> Checker<'i> {
                     t
                 } else if self.try_unify(a, b) {
                     a
+                } else if let Some(t) = self.join_closed_records(a, b) {
+                    t
                 } else {
                     // branches of different types: valid Nix, typed as `Dyn`
                     if self.strict {
@@ -1078,8 +1083,17 @@ impl<'i> Checker<'i> {
             }
             ExprKind::Binary { op, lhs, rhs } => self.binary(*op, lhs, rhs, e.span),
             ExprKind::Annot { expr, ty } => {
+                let known = unknown_type_name(ty, 0).is_none();
+                let hint = match (&expr.kind, known) {
+                    (ExprKind::Lambda { .. }, true) => {
+                        Some(self.node_of_type(ty, &mut HashMap::new()))
+                    }
+                    _ => None,
+                };
                 let outer = self.annotated.replace(expr.span);
+                self.lambda_hint = hint;
                 let t = self.infer(expr);
+                self.lambda_hint = None;
                 self.annotated = outer;
                 if let Some(name) = unknown_type_name(ty, 0) {
                     self.diags.push(
@@ -1093,7 +1107,10 @@ impl<'i> Checker<'i> {
                     );
                     return t;
                 }
-                let a = self.node_of_type(ty, &mut HashMap::new());
+                let a = match hint {
+                    Some(a) => a,
+                    None => self.node_of_type(ty, &mut HashMap::new()),
+                };
                 if self.expect(a, t, expr.span, e.span, "the annotation says") {
                     a
                 } else {
@@ -1195,6 +1212,7 @@ impl<'i> Checker<'i> {
     }
 
     fn lambda(&mut self, param: &Param, body: &Expr) -> T {
+        let hint = self.lambda_hint.take();
         let mark = self.env.len();
         let p = match param {
             Param::Ident(name, _) => {
@@ -1241,7 +1259,24 @@ impl<'i> Checker<'i> {
                 rec
             }
         };
+        // an annotated function: its parameter has the annotation's type inside the body (when
+        // they do not unify, the annotation's mismatch is reported where it is checked)
+        if let Some(h) = hint {
+            let h = self.resolve(h);
+            if let Node::Fun(hp, hr) = self.node(h).clone() {
+                let (rhp, rp) = (self.resolve(hp), self.resolve(p));
+                if matches!(self.node(rhp), Node::Dyn) && matches!(self.node(rp), Node::Var { .. })
+                {
+                    // `Dyn` unifies with a variable without binding it: bind it here
+                    self.set(rp, Node::Link(rhp));
+                }
+                if self.try_unify(hp, p) && matches!(body.kind, ExprKind::Lambda { .. }) {
+                    self.lambda_hint = Some(hr);
+                }
+            }
+        }
         let r = self.infer(body);
+        self.lambda_hint = None;
         self.truncate_env(mark);
         self.add(Node::Fun(p, r))
     }
@@ -1251,7 +1286,8 @@ impl<'i> Checker<'i> {
         if self.strict && self.annotated != Some(whole) {
             let rr = self.resolve(r);
             if !matches!(self.node(rr), Node::Fun(..)) && self.contains_dyn(rr, 0) {
-                if let Some(name) = self.builtin_head(func) {
+                let head = self.builtin_head(func);
+                if let Some(name) = head.filter(|n| builtin_result_is_dyn(n, func)) {
                     let s = self.show(rr);
                     self.strict_dyn(
                         whole,
@@ -1413,6 +1449,8 @@ impl<'i> Checker<'i> {
                         }
                         self.dyn_()
                     }
+                } else if self.field_mismatches(p, a, arg, func.span) {
+                    self.dyn_()
                 } else if self.expect(p, a, arg.span, func.span, "the function expects") {
                     r
                 } else {
@@ -1466,6 +1504,52 @@ impl<'i> Checker<'i> {
                 self.dyn_()
             }
         }
+    }
+
+    /// A record literal passed where a record is expected: each field whose value does not
+    /// have the type the function expects for it is reported at that field (`version = 2`),
+    /// not at the whole record. Whether any was.
+    fn field_mismatches(&mut self, p: T, a: T, arg: &Expr, func_span: Span) -> bool {
+        let ExprKind::Attrs { bindings, .. } = &arg.kind else {
+            return false;
+        };
+        let (rp, ra) = (self.resolve(p), self.resolve(a));
+        let (Some((want, _)), Some((got, _))) = (self.record_view(rp), self.record_view(ra)) else {
+            return false;
+        };
+        let mut found = false;
+        for b in bindings {
+            let Binding::Attr { path, value, .. } = b else {
+                continue;
+            };
+            let [AttrKey::Static(n, _)] = path.as_slice() else {
+                continue;
+            };
+            let (Some(w), Some(g)) = (
+                want.iter().find(|f| &f.name == n),
+                got.iter().find(|f| &f.name == n),
+            ) else {
+                continue;
+            };
+            if self.try_unify(w.ty, g.ty) {
+                continue;
+            }
+            let (se, sa) = (self.show(w.ty), self.show(g.ty));
+            self.diags.push(
+                Diagnostic::error(
+                    "buildit::type::mismatch",
+                    format!("type mismatch: expected `{se}`, found `{sa}`"),
+                )
+                .with_label(value.span, format!("the field `{n}` has type `{sa}`"))
+                .with_label(
+                    func_span,
+                    format!("the function expects `{n}` to be `{se}`"),
+                )
+                .with_help(mismatch_help(&se, &sa)),
+            );
+            found = true;
+        }
+        found
     }
 
     /// Whether the function of an application (the head of `f a b`) is a variable, or a field
@@ -1827,6 +1911,55 @@ impl<'i> Checker<'i> {
             }
         }
         None
+    }
+
+    /// The `if` branches `a` and `b`, two closed records with different fields (`if c then { }
+    /// else { port = 80; }`): a closed record of every field of either, a field optional unless
+    /// both have it required. Fields both have must have one type; otherwise `None`.
+    fn join_closed_records(&mut self, a: T, b: T) -> Option<T> {
+        let (ra, rb) = (self.resolve(a), self.resolve(b));
+        let Some((fa, Tail::Closed)) = self.record_view(ra) else {
+            return None;
+        };
+        let Some((fb, Tail::Closed)) = self.record_view(rb) else {
+            return None;
+        };
+        let mut fields: Vec<RField> = Vec::new();
+        let ok = self.transaction(|c| {
+            for f in &fa {
+                match fb.iter().find(|g| g.name == f.name) {
+                    Some(g) => {
+                        if c.unify(f.ty, g.ty).is_err() {
+                            return false;
+                        }
+                        fields.push(RField {
+                            name: f.name.clone(),
+                            ty: f.ty,
+                            optional: f.optional || g.optional,
+                        });
+                    }
+                    None => fields.push(RField {
+                        optional: true,
+                        ..f.clone()
+                    }),
+                }
+            }
+            for g in &fb {
+                if !fa.iter().any(|f| f.name == g.name) {
+                    fields.push(RField {
+                        optional: true,
+                        ..g.clone()
+                    });
+                }
+            }
+            true
+        });
+        ok.then(|| {
+            self.add(Node::Record {
+                fields: sorted(fields),
+                tail: None,
+            })
+        })
     }
 
     /// With `strict`: `//` of dictionaries (or a dictionary and a record) whose values differ.
@@ -2491,6 +2624,56 @@ enum Val<'a> {
     Expr(&'a Expr),
     /// an inherited name and its type
     Typed(String, T),
+}
+
+/// Whether the builtin `name` (as [`Checker::builtin_head`] names it), applied to the arguments
+/// of `func` plus one, is declared to give `Dyn` (or a type containing it): `fromJSON s`,
+/// `split r s`, but not `map f l` (whose `Dyn` can only come from an argument, reported where
+/// it came from) nor `import` (a path literal gets the imported file's type; a computed path is
+/// `dynamic-import`).
+fn builtin_result_is_dyn(name: &str, func: &Expr) -> bool {
+    let bare = name.strip_prefix("builtins.").unwrap_or(name);
+    let bare = bare.strip_prefix("__").unwrap_or(bare);
+    if bare == "import" {
+        return false;
+    }
+    let Some(sig) = BUILTIN_TYPES
+        .iter()
+        .find(|(n, _)| *n == bare)
+        .map(|(_, s)| s)
+    else {
+        return true;
+    };
+    let Ok(mut t) = parse_type(sig) else {
+        return true;
+    };
+    let mut e = func;
+    let mut args = 1;
+    while let ExprKind::Apply { func, .. } = &e.kind {
+        args += 1;
+        e = func;
+    }
+    for _ in 0..args {
+        match t {
+            Type::Fun(_, r) => t = *r,
+            _ => break,
+        }
+    }
+    type_has_dyn(&t, 0)
+}
+
+/// Whether a declared type is or contains `Dyn`.
+fn type_has_dyn(t: &Type, depth: u32) -> bool {
+    if depth > 200 {
+        return false;
+    }
+    match t {
+        Type::Dyn => true,
+        Type::List(e) | Type::Dict(e) => type_has_dyn(e, depth + 1),
+        Type::Fun(a, b) => type_has_dyn(a, depth + 1) || type_has_dyn(b, depth + 1),
+        Type::Record { fields, .. } => fields.iter().any(|f| type_has_dyn(&f.ty, depth + 1)),
+        _ => false,
+    }
 }
 
 fn sorted(mut v: Vec<RField>) -> Vec<RField> {
