@@ -556,7 +556,7 @@ impl Repl {
         };
         let mut out = format!("<buildit>.{shown} :: {ty}\n");
         for line in doc {
-            out.push_str(&format!("  {line}").trim_end().to_string());
+            out.push_str(format!("  {line}").trim_end());
             out.push('\n');
         }
         Reply::ok(out)
@@ -676,7 +676,7 @@ fn stdlib_doc(path: &[&str]) -> Option<Vec<String>> {
         }
         if let Some(header) = imported
             .and_then(|f| stdlib_text(&f))
-            .map(|t| comment_block_at_start(&t))
+            .map(comment_block_at_start)
             .filter(|h| !h.is_empty())
         {
             return Some(header);
