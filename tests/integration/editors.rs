@@ -12,8 +12,13 @@
 use libtest_mimic::{Failed, Trial};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
 type R = Result<(), Failed>;
+
+/// Held by each tree-sitter trial: both regenerate `src/parser.c` and compile it into the same
+/// library directory, which must not happen twice at once.
+static TREE_SITTER: Mutex<()> = Mutex::new(());
 
 pub fn trials() -> Vec<Trial> {
     vec![
@@ -66,6 +71,7 @@ fn run(what: &str, c: &mut Command) -> Result<String, Failed> {
 }
 
 fn tree_sitter_corpus() -> R {
+    let _one = TREE_SITTER.lock().unwrap_or_else(|e| e.into_inner());
     run("tree-sitter generate", &mut tree_sitter(&["generate"])?)?;
     let out = run("tree-sitter test", &mut tree_sitter(&["test"])?)?;
     // The corpus must not be empty: a vanished test/corpus would make `tree-sitter test` pass.
@@ -89,6 +95,7 @@ fn count_corpus_cases(dir: &Path) -> Result<usize, Failed> {
 }
 
 fn repository_parses() -> R {
+    let _one = TREE_SITTER.lock().unwrap_or_else(|e| e.into_inner());
     let libdir = crate::target_tmpdir().join("editors/tree-sitter-lib");
     std::fs::create_dir_all(&libdir)?;
     let out = run(
