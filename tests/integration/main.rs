@@ -241,6 +241,8 @@ fn package_of(tool: &str) -> &str {
         "sshd" => "openssh-server",
         "ssh" | "ssh-keygen" => "openssh-client",
         "nginx" => "nginx-light",
+        "node" => "nodejs",
+        "tree-sitter" => "gcc, then .ci/run's cargo install of tree-sitter-cli",
         "pyspdxtools" | "sbomcheck" | "check-jsonschema" | "buildbox-casd" | "buildbox-run" => {
             "python3-venv, then .ci/run's venv of .ci/python-tools.txt"
         }
