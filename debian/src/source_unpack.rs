@@ -46,14 +46,13 @@ pub struct UnpackedSource {
     pub patches: Vec<SourcePatch>,
 }
 
-/// Check `file` (in `dir`) against its size and sha256.
-pub fn verify_file(dir: &Path, file: &SourceFile) -> Result<PathBuf, DebianError> {
-    let path = dir.join(&file.name);
+/// Check the file at `path` against `file`'s size and sha256.
+pub fn verify_file(path: &Path, file: &SourceFile) -> Result<(), DebianError> {
     let io = |source| DebianError::Io {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     };
-    let mut f = File::open(&path).map_err(io)?;
+    let mut f = File::open(path).map_err(io)?;
     let mut hasher = Sha256::new();
     let n = std::io::copy(&mut (&mut f).take(file.size + 1), &mut hasher).map_err(io)?;
     let got: String = hasher
@@ -72,7 +71,7 @@ pub fn verify_file(dir: &Path, file: &SourceFile) -> Result<PathBuf, DebianError
             },
         });
     }
-    Ok(path)
+    Ok(())
 }
 
 /// Unpack the source package of the `.dsc` at `dsc_path` (its files beside it) into `dest`
@@ -87,6 +86,19 @@ pub fn unpack_source(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    unpack_source_with(dsc_path, &name, dsc_sha256, &mut |f| Ok(dir.join(f)), dest)
+}
+
+/// [`unpack_source`] with the `.dsc` at `dsc_path` called `name` (for messages) and its files
+/// found by `locate` (file name → path).
+pub fn unpack_source_with(
+    dsc_path: &Path,
+    name: &str,
+    dsc_sha256: Option<&str>,
+    locate: &mut dyn FnMut(&str) -> Result<PathBuf, DebianError>,
+    dest: &Path,
+) -> Result<UnpackedSource, DebianError> {
+    let name = name.to_string();
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| DebianError::Io { path, source }
@@ -99,7 +111,7 @@ pub fn unpack_source(
         .map_err(io(dsc_path))?;
     if let Some(want) = dsc_sha256 {
         verify_file(
-            dir,
+            dsc_path,
             &SourceFile {
                 name: name.clone(),
                 size: bytes.len() as u64,
@@ -111,7 +123,10 @@ pub fn unpack_source(
     let paths: Vec<(String, PathBuf)> = dsc
         .files
         .iter()
-        .map(|f| verify_file(dir, f).map(|p| (f.name.clone(), p)))
+        .map(|f| {
+            let p = locate(&f.name)?;
+            verify_file(&p, f).map(|()| (f.name.clone(), p))
+        })
         .collect::<Result<_, _>>()?;
     let bad = |why: String| DebianError::SourceFormat {
         dsc: name.clone(),
@@ -273,3 +288,56 @@ fn series_error(why: &str) -> DebianError {
 
 #[cfg(test)]
 mod tests;
+
+/// The body of `builder = "builtin:unpack-debian-source"`: unpacks the source package of
+/// `dsc` (the logical store path of its `.dsc`) into `out`, its
+/// files given by `files` (space-separated `NAME=LOGICAL-PATH`), each checked against the
+/// `.dsc`; `dscName` is the `.dsc`'s file name (for messages) and `dscSha256` its pinned hash.
+/// The patches are not applied (that is a sandboxed step); they are returned in order. The
+/// builtin runs outside the sandbox, so `input` maps each logical path to a host path only
+/// when it is an exact store path of the build's input closure.
+pub fn builtin_unpack_debian_source(
+    env: &std::collections::BTreeMap<String, String>,
+    out: &Path,
+    input: &mut dyn FnMut(&str) -> Result<PathBuf, String>,
+) -> Result<UnpackedSource, DebianError> {
+    let bad = |why: String| DebianError::SourceFormat {
+        dsc: env
+            .get("dscName")
+            .cloned()
+            .unwrap_or_else(|| "the .dsc".into()),
+        why,
+    };
+    let dsc_logical = env.get("dsc").ok_or_else(|| bad("no `dsc` input".into()))?;
+    let dsc_host = input(dsc_logical).map_err(|why| bad(format!("{dsc_logical}: {why}")))?;
+    let dsc_name = env
+        .get("dscName")
+        .cloned()
+        .unwrap_or_else(|| "the .dsc".into());
+    let mut files: Vec<(String, String)> = Vec::new();
+    for pair in env
+        .get("files")
+        .map(|s| s.split_whitespace())
+        .into_iter()
+        .flatten()
+    {
+        let (n, l) = pair
+            .split_once('=')
+            .ok_or_else(|| bad(format!("`files` entry '{pair}' is not NAME=PATH")))?;
+        files.push((n.to_string(), l.to_string()));
+    }
+    unpack_source_with(
+        &dsc_host,
+        &dsc_name,
+        env.get("dscSha256").map(String::as_str),
+        &mut |name| {
+            let (_, logical) = files.iter().find(|(n, _)| n == name).ok_or_else(|| {
+                bad(format!(
+                    "the .dsc lists {name}, which `files` does not give"
+                ))
+            })?;
+            input(logical).map_err(|why| bad(format!("{logical}: {why}")))
+        },
+        out,
+    )
+}

@@ -1,6 +1,7 @@
 //! The in-process builders the scheduler is given: `builtin:fetchurl` (downloads, the only
-//! network access), `builtin:unpack-deb` (Debian packages unpacked in Rust) and
-//! `builtin:image` (container images from the JSON spec `image.bld` writes). The builder crate
+//! network access), `builtin:unpack-deb` (Debian packages unpacked in Rust),
+//! `builtin:unpack-debian-source` (a Debian source package unpacked as `dpkg-source -x` does,
+//! its patches left for a sandboxed step) and `builtin:image` (container images from the JSON spec `image.bld` writes). The builder crate
 //! knows none of them by name; this table is where they meet.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -73,6 +74,44 @@ impl BuiltinBuilder for UnpackDeb {
         })
         .map_err(|e| e.to_string())?;
         ctx.log(&format!("{report:?}"));
+        Ok(())
+    }
+}
+
+struct UnpackDebianSource;
+
+impl BuiltinBuilder for UnpackDebianSource {
+    /// A pure function of its `.dsc` and files (read only inside the input closure).
+    fn fixed_output_only(&self) -> bool {
+        false
+    }
+
+    fn build(
+        &self,
+        req: &BuildRequest,
+        outputs: &BTreeMap<String, PathBuf>,
+        ctx: &mut BuiltinContext<'_, '_>,
+    ) -> Result<(), String> {
+        let out = outputs
+            .get("out")
+            .ok_or("unpack-debian-source has one output, `out`")?;
+        let layout = ctx.layout().clone();
+        let unpacked = buildit_debian::source_unpack::builtin_unpack_debian_source(
+            &req.env,
+            out,
+            &mut |logical| {
+                buildit_builder::input_path::input_path(&layout, &req.input_closure, logical)
+                    .map_err(|e| e.to_string())
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        ctx.log(&format!(
+            "{} {} ({}): {} patches to apply",
+            unpacked.dsc.source,
+            unpacked.dsc.version,
+            unpacked.dsc.format,
+            unpacked.patches.len()
+        ));
         Ok(())
     }
 }
@@ -382,6 +421,7 @@ pub fn all(debian_lock: Option<PathBuf>, mirrors: Mirrors) -> Builtins {
         }),
     );
     b.insert("unpack-deb".into(), Arc::new(UnpackDeb));
+    b.insert("unpack-debian-source".into(), Arc::new(UnpackDebianSource));
     b.insert("image".into(), Arc::new(Image));
     b
 }

@@ -278,3 +278,68 @@ fn hostile_tarballs_series_and_formats_are_refused() {
         assert!(!dir.path().join("evil").exists() && !Path::new("/tmp/evil").exists());
     }
 }
+
+/// The builtin's body: inputs by logical path, only those `input` grants; a file the `.dsc`
+/// lists that `files` does not give is an error naming it.
+#[test]
+fn the_builtin_reads_its_files_through_the_input_map() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (dsc, dsc_sha) = quilt(dir.path());
+    let logical = |n: &str| format!("/bld/store/0000-{n}");
+    let names = [
+        "p_1.0.orig.tar.gz",
+        "p_1.0.orig-doc.tar.xz",
+        "p_1.0-1.debian.tar.xz",
+    ];
+    let mut env: std::collections::BTreeMap<String, String> = [
+        ("dsc", logical("p_1.0-1.dsc")),
+        ("dscName", "p_1.0-1.dsc".to_string()),
+        ("dscSha256", dsc_sha),
+        (
+            "files",
+            names
+                .iter()
+                .map(|n| format!("{n}={}", logical(n)))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let host = dir.path().to_path_buf();
+    let mut input = |l: &str| -> Result<PathBuf, String> {
+        l.strip_prefix("/bld/store/0000-")
+            .map(|n| host.join(n))
+            .ok_or_else(|| "not in the input closure".to_string())
+    };
+    let out = dir.path().join("out");
+    let u = builtin_unpack_debian_source(&env, &out, &mut input).expect("unpacks");
+    assert_eq!(u.patches.len(), 2);
+    assert_eq!(read(&out.join("src/a.c")), "int a;\n");
+    assert_eq!(
+        dsc.file_name().and_then(|n| n.to_str()),
+        Some("p_1.0-1.dsc")
+    );
+    // one file left out of `files`
+    env.insert(
+        "files".into(),
+        format!("p_1.0.orig.tar.gz={}", logical("p_1.0.orig.tar.gz")),
+    );
+    let e = builtin_unpack_debian_source(&env, &dir.path().join("out2"), &mut input)
+        .expect_err("missing");
+    assert!(
+        e.to_string()
+            .contains("lists p_1.0.orig-doc.tar.xz, which `files` does not give"),
+        "{e}"
+    );
+    // an input outside the closure
+    env.insert("dsc".into(), "/etc/passwd".into());
+    let e = builtin_unpack_debian_source(&env, &dir.path().join("out3"), &mut input)
+        .expect_err("outside");
+    assert!(
+        e.to_string()
+            .contains("/etc/passwd: not in the input closure"),
+        "{e}"
+    );
+}
