@@ -1,4 +1,5 @@
-//! The editor support of `editors/`: the tree-sitter grammar's corpus (`tree-sitter test`),
+//! The editor support of `editors/`: the tree-sitter grammar's corpus and highlight assertions
+//! (`tree-sitter test`),
 //! every `.bld` of the repository parsing without ERROR/MISSING nodes
 //! (`editors/tree-sitter-bld/scripts/check-repo`), and the VS Code extension's TextMate grammar
 //! against its scope assertions (`vscode-tmgrammar-test` over `editors/vscode/test/*.bld`).
@@ -80,6 +81,13 @@ fn tree_sitter_corpus() -> R {
         return Err(
             format!("the tree-sitter corpus holds {cases} cases, fewer than 20\n{out}").into(),
         );
+    }
+    // And the highlight tests of test/highlight (their assertions check queries/highlights.scm).
+    if !out.contains("assertions)") {
+        return Err(format!(
+            "tree-sitter test ran no highlight assertions (test/highlight)\n{out}"
+        )
+        .into());
     }
     Ok(())
 }
