@@ -1,6 +1,5 @@
 //! The editor support of `editors/`: the tree-sitter grammar's corpus and highlight assertions
-//! (`tree-sitter test`),
-//! every `.bld` of the repository parsing without ERROR/MISSING nodes
+//! (`tree-sitter test`), every `.bld` of the repository parsing without ERROR/MISSING nodes
 //! (`editors/tree-sitter-bld/scripts/check-repo`), and the VS Code extension's TextMate grammar
 //! against its scope assertions (`vscode-tmgrammar-test` over `editors/vscode/test/*.bld`).
 //!
