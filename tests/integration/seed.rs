@@ -12,10 +12,10 @@
 //!   the JSON manifest template, `recursive: True`, `chmod: 0644`) over the example's own nginx
 //!   package with `selinux` added builds in the E2E fixture's store (so nothing is compiled
 //!   again: only the policy module and the images are built), `actool validate` accepts the
-//!   `.aci` and its manifest, its SBOMs pass the SBOM validators, the rootfs holds every path once with `/sbin/nginx` reaching the
-//!   store's nginx, and the files carry the reference policy's labels (`security.selinux`) in
-//!   the ACI and in the OCI layers of the same spec; the example's image (no `selinux`) has
-//!   none.
+//!   `.aci` and its manifest, its SBOMs pass the SBOM validators, the rootfs holds every path
+//!   once with `/sbin/nginx` reaching the store's nginx, and the files carry the reference
+//!   policy's labels (`security.selinux`) in the ACI and in the OCI layers of the same spec;
+//!   the example's image (no `selinux`) has none.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
