@@ -1531,23 +1531,19 @@ impl<'i> Checker<'i> {
             ) else {
                 continue;
             };
-            if self.try_unify(w.ty, g.ty) {
-                continue;
+            let mut err = None;
+            self.transaction(|c| match c.unify(w.ty, g.ty) {
+                Ok(()) => true,
+                Err(e) => {
+                    err = Some(e);
+                    false
+                }
+            });
+            if let Some(e) = err {
+                let why = format!("the function expects `{n}` to be");
+                self.report(e, w.ty, g.ty, value.span, func_span, &why);
+                found = true;
             }
-            let (se, sa) = (self.show(w.ty), self.show(g.ty));
-            self.diags.push(
-                Diagnostic::error(
-                    "buildit::type::mismatch",
-                    format!("type mismatch: expected `{se}`, found `{sa}`"),
-                )
-                .with_label(value.span, format!("the field `{n}` has type `{sa}`"))
-                .with_label(
-                    func_span,
-                    format!("the function expects `{n}` to be `{se}`"),
-                )
-                .with_help(mismatch_help(&se, &sa)),
-            );
-            found = true;
         }
         found
     }
