@@ -10,7 +10,10 @@
 //! `typecheck/strict/reject/*.bld` type-check without `--strict` and are rejected with it (code
 //! and `.err`), `typecheck/strict/accept/*.bld` pass `--strict`. The per-file cache is checked
 //! on disk: a second run checks only the root, and a one-line change re-checks only the files
-//! whose imports' types changed.
+//! whose imports' types changed. `typecheck/stdlib-misuse/reject/*.bld` call `<buildit>` wrongly
+//! and are rejected at the caller's mistake (code and `.err`), `typecheck/stdlib-misuse/accept`
+//! pass `--strict`; every public name of `<buildit>` has a type without `Dyn` at the top (but
+//! the few of `typecheck/stdlib-dyn-allowed.txt`).
 
 use crate::{data, glob, name_of, root, snapshot};
 use buildit_lang::types::{self, builtins::BUILTIN_TYPES};
@@ -384,6 +387,40 @@ fn strict_accept_trial(bld: PathBuf) -> Trial {
     )
 }
 
+/// `typecheck/stdlib-misuse/reject/*.bld`: programs that call `<buildit>` wrongly (wrong field
+/// types, missing required fields, unknown option names, misspelled names with "did you
+/// mean") are rejected by `buildit check` before anything is evaluated, with the code of their
+/// `# expect:` line and every diagnostic in `.err`; `accept/*.bld`, right calls, pass
+/// `--strict`.
+fn stdlib_misuse_reject_trial(bld: PathBuf) -> Trial {
+    Trial::test(
+        format!("typecheck::stdlib-misuse::reject::{}", name_of(&bld)),
+        move || {
+            let want = expected_code(&bld)
+                .ok_or_else(|| Failed::from("no `# expect: CODE` line in the first 3 lines"))?;
+            let (ty, diags, code) = check_across(&bld, false).map_err(Failed::from)?;
+            match code {
+                None => Err(format!("expected {want}, but it type-checks as {ty}").into()),
+                Some(c) if c != want => Err(format!("expected {want}, got {c}:\n{diags}").into()),
+                Some(_) => snapshot(&bld.with_extension("err"), &diags).map_err(Failed::from),
+            }
+        },
+    )
+}
+
+fn stdlib_misuse_accept_trial(bld: PathBuf) -> Trial {
+    Trial::test(
+        format!("typecheck::stdlib-misuse::accept::{}", name_of(&bld)),
+        move || {
+            let (_, diags, code) = check_across(&bld, true).map_err(Failed::from)?;
+            match code {
+                None => Ok(()),
+                Some(_) => Err(format!("rejected by --strict:\n{diags}").into()),
+            }
+        },
+    )
+}
+
 /// The disk cache: a second checker (a second `buildit check`) checks only the root file;
 /// after a one-line change in a leaf that keeps its type, only that leaf and the root are
 /// checked again; after a change of the leaf's type, the files on the way to the root too,
@@ -438,6 +475,122 @@ fn cache_trial() -> Trial {
     })
 }
 
+/// Where `Dyn` shows at the top of a public name's type: the type itself, a list or dictionary
+/// of `Dyn`, or a parameter or the result of a function (not the fields of a record a function
+/// takes or gives: an argument's `src : Dyn` is a field of `stdenv.mkPackage`'s parameter).
+fn dyn_at_top(t: &types::Type) -> bool {
+    use types::Type;
+    let shallow = |t: &Type| match t {
+        Type::Dyn => true,
+        Type::List(e) | Type::Dict(e) => matches!(**e, Type::Dyn),
+        _ => false,
+    };
+    match t {
+        Type::Fun(a, b) => shallow(a) || dyn_at_top(b),
+        t => shallow(t),
+    }
+}
+
+/// The public names of a type (fields of records, `NAME.*` for a dictionary's values, `NAME[]`
+/// for a list's elements, recursively) whose type has `Dyn` at the top.
+fn public_dyn_names(path: &str, t: &types::Type, depth: u32, out: &mut Vec<String>) {
+    use types::Type;
+    if depth > 32 {
+        return;
+    }
+    let join = |name: &str| {
+        if path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    match t {
+        Type::Record { fields, .. } => {
+            for f in fields {
+                public_dyn_names(&join(&f.name), &f.ty, depth + 1, out);
+            }
+        }
+        Type::Dict(e) if !matches!(**e, Type::Dyn) => {
+            public_dyn_names(&join("*"), e, depth + 1, out)
+        }
+        Type::List(e) if !matches!(**e, Type::Dyn) => {
+            public_dyn_names(&format!("{path}[]"), e, depth + 1, out)
+        }
+        t if dyn_at_top(t) => out.push(format!("{path} : {t}")),
+        _ => {}
+    }
+}
+
+/// Every public name of `import <buildit>` (walked through records, dictionaries and lists) has
+/// a type without `Dyn` at the top, except the names of `typecheck/stdlib-dyn-allowed.txt`
+/// (`NAME # reason`), each of which must still need its place there.
+fn stdlib_public_types_trial() -> Trial {
+    Trial::test("typecheck::stdlib-public-names-are-typed", || {
+        use buildit_lang::types::{ImportTarget, Imports};
+        let mut tc = buildit_driver::typecheck::TypeCheck::with_cache(false, None);
+        let mut sources = SourceMap::new();
+        let from = sources.add("<test>".to_string(), "import <buildit>");
+        let ty = tc
+            .import_type(from, ImportTarget::Lookup("buildit"))
+            .ok_or("import <buildit> has no type")?;
+        let mut names = Vec::new();
+        public_dyn_names("", &ty, 0, &mut names);
+        let list = data("typecheck/stdlib-dyn-allowed.txt");
+        let text =
+            std::fs::read_to_string(&list).map_err(|e| format!("{}: {e}", list.display()))?;
+        let mut allowed = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match line.split_once('#') {
+                Some((name, reason)) if !reason.trim().is_empty() => {
+                    allowed.push(name.trim().to_string())
+                }
+                _ => return Err(format!("{}: `{line}` gives no `# reason`", list.display()).into()),
+            }
+        }
+        let is_allowed = |n: &str| allowed.iter().any(|a| n.split(" : ").next() == Some(a));
+        let bad: Vec<&String> = names.iter().filter(|n| !is_allowed(n)).collect();
+        let stale: Vec<&String> = allowed
+            .iter()
+            .filter(|a| {
+                !names
+                    .iter()
+                    .any(|n| n.split(" : ").next() == Some(a.as_str()))
+            })
+            .collect();
+        if !bad.is_empty() || !stale.is_empty() {
+            let mut msg = String::new();
+            for n in bad {
+                msg.push_str(&format!(
+                    "public name with `Dyn` at the top of its type: {n}\n"
+                ));
+            }
+            for a in stale {
+                msg.push_str(&format!(
+                    "{}: `{a}` no longer has `Dyn` at the top (remove it)\n",
+                    list.display()
+                ));
+            }
+            return Err(msg.into());
+        }
+        // the walk itself: a `Dyn` at the top is found, one deep in a parameter is not
+        let probe = types::parse_type(
+            "{ a : { b : Int -> Dyn }, c : [Dyn], d : { src : Dyn } -> Int, e : { _ : { f : Dyn } } }",
+        )
+        .map_err(|e| format!("{e:?}"))?;
+        let mut found = Vec::new();
+        public_dyn_names("", &probe, 0, &mut found);
+        let found: Vec<&str> = found.iter().filter_map(|n| n.split(" : ").next()).collect();
+        if found != ["a.b", "c", "e.*.f"] {
+            return Err(format!("the walk of a probe type found {found:?}").into());
+        }
+        Ok(())
+    })
+}
+
 /// The fewest programs `typecheck/accept` and `typecheck/reject` may hold.
 const MIN_ACCEPT: usize = 155;
 const MIN_REJECT: usize = 80;
@@ -450,6 +603,7 @@ pub fn trials() -> Vec<Trial> {
         docs_trial(),
         cli_trial(),
         repl_trial(),
+        stdlib_public_types_trial(),
     ];
     let (accept, accept_guard) = crate::corpus("typecheck/accept", "bld", MIN_ACCEPT);
     let (reject, reject_guard) = crate::corpus("typecheck/reject", "bld", MIN_REJECT);
@@ -476,6 +630,19 @@ pub fn trials() -> Vec<Trial> {
     v.extend([g1, g2, cache_trial()]);
     v.extend(strict_reject.into_iter().map(strict_reject_trial));
     v.extend(strict_accept.into_iter().map(strict_accept_trial));
+    let (misuse, g1) = crate::corpus(
+        "typecheck/stdlib-misuse/reject",
+        "bld",
+        MIN_STDLIB_MISUSE_REJECT,
+    );
+    let (right, g2) = crate::corpus(
+        "typecheck/stdlib-misuse/accept",
+        "bld",
+        MIN_STDLIB_MISUSE_ACCEPT,
+    );
+    v.extend([g1, g2]);
+    v.extend(misuse.into_iter().map(stdlib_misuse_reject_trial));
+    v.extend(right.into_iter().map(stdlib_misuse_accept_trial));
     v
 }
 
@@ -483,3 +650,6 @@ pub fn trials() -> Vec<Trial> {
 const MIN_IMPORTS: usize = 12;
 const MIN_STRICT_REJECT: usize = 13;
 const MIN_STRICT_ACCEPT: usize = 5;
+/// The fewest cases of the check-time standard-library misuse corpus.
+const MIN_STDLIB_MISUSE_REJECT: usize = 12;
+const MIN_STDLIB_MISUSE_ACCEPT: usize = 3;
