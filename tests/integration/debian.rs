@@ -162,10 +162,55 @@ fn lock_sources() -> Result<(), Failed> {
     Ok(())
 }
 
+/// `builtin:unpack-debian-source` through `buildit build`: the crafted native source of
+/// `tests/data/debian-src/native` unpacks into a store path; a tampered tarball is refused
+/// naming the file.
+fn unpack_source_builtin() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let native = crate::data("debian-src/native");
+    for f in ["p_1.0.dsc", "p_1.0.tar.gz"] {
+        std::fs::copy(native.join(f), dir.path().join(f))?;
+    }
+    let bld = dir.path().join("src.bld");
+    std::fs::write(
+        &bld,
+        "derivation {\n  name = \"p-src\";\n  system = builtins.currentSystem;\n  builder = \"builtin:unpack-debian-source\";\n  dsc = \"${./p_1.0.dsc}\";\n  dscName = \"p_1.0.dsc\";\n  files = \"p_1.0.tar.gz=${./p_1.0.tar.gz}\";\n}\n",
+    )?;
+    let build = || {
+        buildit()
+            .arg("build")
+            .arg("--store-root")
+            .arg(dir.path().join("store"))
+            .arg(&bld)
+            .current_dir(dir.path())
+            .output()
+    };
+    let o = build()?;
+    let readme = dir.path().join("result/debian/README");
+    if !o.status.success()
+        || std::fs::read_to_string(&readme).ok().as_deref() != Some("hello from a native source\n")
+    {
+        return Err(format!("unpack failed: {}", String::from_utf8_lossy(&o.stderr)).into());
+    }
+    // one byte changed: a new input, refused before anything is unpacked
+    let tar = dir.path().join("p_1.0.tar.gz");
+    let mut bytes = std::fs::read(&tar)?;
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&tar, bytes)?;
+    let o = build()?;
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    if o.status.success() || !stderr.contains("p_1.0.tar.gz: does not match the .dsc") {
+        return Err(format!("tampered tarball not refused: {stderr}").into());
+    }
+    Ok(())
+}
+
 pub fn trials() -> Vec<Trial> {
     vec![
         Trial::test("debian::lock-and-refresh", lock_and_refresh),
         Trial::test("debian::unknown-package-and-suite", unknown_package),
         Trial::test("debian::lock-sources", lock_sources),
+        Trial::test("debian::unpack-source-builtin", unpack_source_builtin),
     ]
 }
