@@ -1517,35 +1517,58 @@ impl<'i> Checker<'i> {
         let (Some((want, _)), Some((got, _))) = (self.record_view(rp), self.record_view(ra)) else {
             return false;
         };
-        let mut found = false;
-        for b in bindings {
-            let Binding::Attr { path, value, .. } = b else {
-                continue;
-            };
-            let [AttrKey::Static(n, _)] = path.as_slice() else {
-                continue;
-            };
-            let (Some(w), Some(g)) = (
-                want.iter().find(|f| &f.name == n),
-                got.iter().find(|f| &f.name == n),
-            ) else {
-                continue;
-            };
-            let mut err = None;
-            self.transaction(|c| match c.unify(w.ty, g.ty) {
-                Ok(()) => true,
-                Err(e) => {
-                    err = Some(e);
-                    false
+        // the fields' unifications are kept only when one of them fails (then the call is
+        // `Dyn`); otherwise the whole argument is checked as usual
+        self.transaction(|c| {
+            let mut found = false;
+            for b in bindings {
+                let Binding::Attr { path, value, .. } = b else {
+                    continue;
+                };
+                let [AttrKey::Static(n, _)] = path.as_slice() else {
+                    continue;
+                };
+                let (Some(w), Some(g)) = (
+                    want.iter().find(|f| &f.name == n),
+                    got.iter().find(|f| &f.name == n),
+                ) else {
+                    continue;
+                };
+                let mut err = None;
+                c.transaction(|c| match c.unify(w.ty, g.ty) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        err = Some(e);
+                        false
+                    }
+                });
+                match err {
+                    Some(UErr::Mismatch(..)) => {
+                        let (se, sa) = (c.show(w.ty), c.show(g.ty));
+                        c.diags.push(
+                            Diagnostic::error(
+                                "buildit::type::mismatch",
+                                format!("type mismatch: expected `{se}`, found `{sa}`"),
+                            )
+                            .with_label(value.span, format!("the field `{n}` has type `{sa}`"))
+                            .with_label(
+                                func_span,
+                                format!("the function expects `{n}` to be `{se}`"),
+                            )
+                            .with_help(mismatch_help(&se, &sa)),
+                        );
+                        found = true;
+                    }
+                    Some(e) => {
+                        let why = format!("the function expects `{n}` to be");
+                        c.report(e, w.ty, g.ty, value.span, func_span, &why);
+                        found = true;
+                    }
+                    None => {}
                 }
-            });
-            if let Some(e) = err {
-                let why = format!("the function expects `{n}` to be");
-                self.report(e, w.ty, g.ty, value.span, func_span, &why);
-                found = true;
             }
-        }
-        found
+            found
+        })
     }
 
     /// Whether the function of an application (the head of `f a b`) is a variable, or a field
