@@ -271,6 +271,26 @@ pub fn apt_index_files(
     suite: &str,
     arch: &str,
 ) -> Result<Vec<IndexFile>, DebianError> {
+    let out = apt_list_files(lists_dir, suite, &format!("_binary-{arch}_Packages"))?;
+    if out.is_empty() {
+        return Err(DebianError::NoIndexes {
+            dir: lists_dir.to_path_buf(),
+            suite: suite.to_string(),
+            arch: arch.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// The files of an apt lists directory named `HOST_PATH_dists_SUITE_COMPONENT{kind}` (plain
+/// or `.lz4`/`.xz`/`.gz`) for `suite`, its `-updates` and its `-security` suite, sorted by
+/// path, each with the mirror it comes from. `kind` is `_binary-ARCH_Packages` or
+/// `_source_Sources`; an empty result is the caller's error.
+pub(crate) fn apt_list_files(
+    lists_dir: &Path,
+    suite: &str,
+    kind: &str,
+) -> Result<Vec<IndexFile>, DebianError> {
     let wanted = [
         suite.to_string(),
         format!("{suite}-updates"),
@@ -288,7 +308,7 @@ pub fn apt_index_files(
             .or_else(|| name.strip_suffix(".xz"))
             .or_else(|| name.strip_suffix(".gz"))
             .unwrap_or(&name);
-        let Some(base) = base.strip_suffix(&format!("_binary-{arch}_Packages")) else {
+        let Some(base) = base.strip_suffix(kind) else {
             continue;
         };
         let Some((uri, rest)) = base.split_once("_dists_") else {
@@ -312,12 +332,5 @@ pub fn apt_index_files(
         });
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
-    if out.is_empty() {
-        return Err(DebianError::NoIndexes {
-            dir: lists_dir.to_path_buf(),
-            suite: suite.to_string(),
-            arch: arch.to_string(),
-        });
-    }
     Ok(out)
 }

@@ -342,47 +342,7 @@ pub fn apt_sources_files(
     lists_dir: &Path,
     suite: &str,
 ) -> Result<Vec<crate::IndexFile>, DebianError> {
-    let wanted = [
-        suite.to_string(),
-        format!("{suite}-updates"),
-        format!("{suite}-security"),
-    ];
-    let rd = fs::read_dir(lists_dir).map_err(|e| DebianError::Io {
-        path: lists_dir.to_path_buf(),
-        source: e,
-    })?;
-    let mut out = Vec::new();
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let base = name
-            .strip_suffix(".lz4")
-            .or_else(|| name.strip_suffix(".xz"))
-            .or_else(|| name.strip_suffix(".gz"))
-            .unwrap_or(&name);
-        let Some(base) = base.strip_suffix("_source_Sources") else {
-            continue;
-        };
-        let Some((uri, rest)) = base.split_once("_dists_") else {
-            continue;
-        };
-        let Some((s, _component)) = rest.split_once('_') else {
-            continue;
-        };
-        if !wanted.iter().any(|w| w == s) {
-            continue;
-        }
-        let mirror = if uri.ends_with("debian-security") || s.ends_with("-security") {
-            "debian-security"
-        } else {
-            "debian"
-        };
-        out.push(crate::IndexFile {
-            path: e.path(),
-            mirror: mirror.to_string(),
-            suite: s.to_string(),
-        });
-    }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
+    let out = crate::index::apt_list_files(lists_dir, suite, "_source_Sources")?;
     if out.is_empty() {
         return Err(DebianError::NoSourceIndexes {
             dir: lists_dir.to_path_buf(),
